@@ -1,0 +1,212 @@
+/**
+ * Keys and signatures. Verification never throws for a bad signature: it
+ * returns false, and only malformed key *descriptions* raise errors.
+ *
+ * ed25519 has two interchangeable providers, node:crypto (OpenSSL, ~13x faster
+ * here) and @noble/ed25519 (pure JS). Both apply the strict RFC 8032 rules
+ * (noble with zip215: false), so a signature valid for one is valid for the other.
+ * rsassa-pss-sha256 and ecdsa-sha2-nistp256 keys verify through node:crypto.
+ */
+import {
+  createPrivateKey,
+  createPublicKey,
+  randomBytes,
+  sign as nodeSign,
+  verify as nodeVerify,
+  constants,
+  type KeyObject,
+} from 'node:crypto';
+import * as noble from '@noble/ed25519';
+import { canonicalize } from './canonical-json.ts';
+import { digestHex, digest } from './hash.ts';
+import { fromHex, toHex } from './bytes.ts';
+import { MalformedMetadataError, UnsupportedKeyError } from './errors.ts';
+
+noble.hashes.sha512 = (message: Uint8Array) => digest('sha512', message) as Uint8Array<ArrayBuffer>;
+
+/** The ed25519 primitive, so the two implementations can be swapped and compared. */
+export interface Ed25519Provider {
+  readonly name: string;
+  publicKey(seed: Uint8Array): Uint8Array;
+  sign(seed: Uint8Array, message: Uint8Array): Uint8Array;
+  verify(publicKey: Uint8Array, signature: Uint8Array, message: Uint8Array): boolean;
+}
+
+const PKCS8_ED25519_PREFIX = Buffer.from('302e020100300506032b657004220420', 'hex');
+const SPKI_ED25519_PREFIX = Buffer.from('302a300506032b6570032100', 'hex');
+
+const nodeKeyCache = new Map<string, KeyObject>();
+function nodePublicKey(publicKey: Uint8Array): KeyObject {
+  const id = toHex(publicKey);
+  let key = nodeKeyCache.get(id);
+  if (!key) {
+    key = createPublicKey({ key: Buffer.concat([SPKI_ED25519_PREFIX, publicKey]), format: 'der', type: 'spki' });
+    if (nodeKeyCache.size > 10_000) nodeKeyCache.clear();
+    nodeKeyCache.set(id, key);
+  }
+  return key;
+}
+
+function nodePrivateKey(seed: Uint8Array): KeyObject {
+  return createPrivateKey({ key: Buffer.concat([PKCS8_ED25519_PREFIX, seed]), format: 'der', type: 'pkcs8' });
+}
+
+export const nodeEd25519: Ed25519Provider = {
+  name: 'node:crypto',
+  publicKey(seed) {
+    const der = createPublicKey(nodePrivateKey(seed)).export({ format: 'der', type: 'spki' });
+    return new Uint8Array(der.subarray(SPKI_ED25519_PREFIX.length));
+  },
+  sign(seed, message) {
+    return new Uint8Array(nodeSign(null, message, nodePrivateKey(seed)));
+  },
+  verify(publicKey, signature, message) {
+    if (publicKey.byteLength !== 32 || signature.byteLength !== 64) return false;
+    try {
+      return nodeVerify(null, message, nodePublicKey(publicKey), signature);
+    } catch {
+      return false;
+    }
+  },
+};
+
+export const nobleEd25519: Ed25519Provider = {
+  name: '@noble/ed25519',
+  publicKey: (seed) => noble.getPublicKey(seed),
+  sign: (seed, message) => noble.sign(message, seed),
+  verify(publicKey, signature, message) {
+    try {
+      return noble.verify(signature, message, publicKey, { zip215: false });
+    } catch {
+      return false;
+    }
+  },
+};
+
+let activeEd25519: Ed25519Provider = nodeEd25519;
+
+/** The provider used by Key and Ed25519Signer unless one is passed explicitly. */
+export function setEd25519Provider(provider: Ed25519Provider): void {
+  activeEd25519 = provider;
+}
+export function ed25519Provider(): Ed25519Provider {
+  return activeEd25519;
+}
+
+export const ED25519 = 'ed25519';
+export const ECDSA_SCHEME = 'ecdsa-sha2-nistp256';
+export const RSA_PSS_SCHEME = 'rsassa-pss-sha256';
+
+function isRecord(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+/** A public key as TUF metadata describes it: keytype, scheme, keyval. Unknown fields are kept. */
+export class Key {
+  #keyObject: KeyObject | undefined;
+  #rawPublic: Uint8Array | undefined;
+
+  constructor(
+    readonly keytype: string,
+    readonly scheme: string,
+    readonly keyval: Readonly<Record<string, string>>,
+    readonly unrecognizedFields: Readonly<Record<string, unknown>> = {},
+  ) {}
+
+  static ed25519(publicKey: Uint8Array): Key {
+    return new Key(ED25519, ED25519, { public: toHex(publicKey) });
+  }
+
+  /** @throws MalformedMetadataError when a field is missing or of the wrong type. */
+  static fromJSON(json: unknown, path = 'key'): Key {
+    if (!isRecord(json)) throw new MalformedMetadataError(path, 'not an object');
+    const { keytype, scheme, keyval, ...rest } = json;
+    if (typeof keytype !== 'string') throw new MalformedMetadataError(`${path}.keytype`, 'not a string');
+    if (typeof scheme !== 'string') throw new MalformedMetadataError(`${path}.scheme`, 'not a string');
+    if (!isRecord(keyval) || typeof keyval.public !== 'string') {
+      throw new MalformedMetadataError(`${path}.keyval`, 'needs a string "public"');
+    }
+    for (const [k, v] of Object.entries(keyval)) {
+      if (typeof v !== 'string') throw new MalformedMetadataError(`${path}.keyval.${k}`, 'not a string');
+    }
+    return new Key(keytype, scheme, keyval as Record<string, string>, rest);
+  }
+
+  toJSON(): Record<string, unknown> {
+    return { keytype: this.keytype, scheme: this.scheme, keyval: { ...this.keyval }, ...this.unrecognizedFields };
+  }
+
+  /** sha256 of the canonical key, the keyid a repository assigns to it. */
+  get keyid(): string {
+    return digestHex('sha256', canonicalize(this.toJSON()));
+  }
+
+  /** Whether this key can verify at all here (known keytype and scheme). */
+  get isSupported(): boolean {
+    return (
+      (this.keytype === ED25519 && this.scheme === ED25519) ||
+      (this.scheme === ECDSA_SCHEME && (this.keytype === 'ecdsa' || this.keytype === ECDSA_SCHEME)) ||
+      (this.scheme === RSA_PSS_SCHEME && this.keytype === 'rsa')
+    );
+  }
+
+  /**
+   * True only for a valid signature over `message`.
+   * @throws UnsupportedKeyError for a keytype/scheme this library cannot verify.
+   */
+  verify(signature: Uint8Array, message: Uint8Array, provider: Ed25519Provider = activeEd25519): boolean {
+    if (!this.isSupported) throw new UnsupportedKeyError(this.keytype, this.scheme);
+    if (this.scheme === ED25519) {
+      this.#rawPublic ??= fromHex(this.keyval.public) ?? new Uint8Array(0);
+      return provider.verify(this.#rawPublic, signature, message);
+    }
+    try {
+      this.#keyObject ??= createPublicKey(this.keyval.public);
+      if (this.scheme === ECDSA_SCHEME) {
+        return nodeVerify('sha256', message, { key: this.#keyObject, dsaEncoding: 'der' }, signature);
+      }
+      return nodeVerify(
+        'sha256',
+        message,
+        { key: this.#keyObject, padding: constants.RSA_PKCS1_PSS_PADDING, saltLength: constants.RSA_PSS_SALTLEN_AUTO },
+        signature,
+      );
+    } catch {
+      return false;
+    }
+  }
+}
+
+/** Anything that can sign for a key: a key in memory, or later an HSM. */
+export interface Signer {
+  readonly key: Key;
+  sign(message: Uint8Array): Uint8Array;
+}
+
+export class Ed25519Signer implements Signer {
+  readonly key: Key;
+
+  private constructor(
+    readonly seed: Uint8Array,
+    private readonly provider: Ed25519Provider,
+  ) {
+    this.key = Key.ed25519(provider.publicKey(seed));
+  }
+
+  static generate(provider: Ed25519Provider = activeEd25519): Ed25519Signer {
+    return new Ed25519Signer(new Uint8Array(randomBytes(32)), provider);
+  }
+
+  static fromSeed(seed: Uint8Array, provider: Ed25519Provider = activeEd25519): Ed25519Signer {
+    if (seed.byteLength !== 32) throw new RangeError('an ed25519 seed is 32 bytes');
+    return new Ed25519Signer(seed, provider);
+  }
+
+  get keyid(): string {
+    return this.key.keyid;
+  }
+
+  sign(message: Uint8Array): Uint8Array {
+    return this.provider.sign(this.seed, message);
+  }
+}

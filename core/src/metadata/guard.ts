@@ -1,0 +1,60 @@
+/** Type guards for strict parsing: each failure names the JSON path that broke. */
+import { MalformedMetadataError } from '../errors.ts';
+
+export type JsonObject = Record<string, unknown>;
+
+export function isObject(v: unknown): v is JsonObject {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+export function expectObject(v: unknown, path: string): JsonObject {
+  if (!isObject(v)) throw new MalformedMetadataError(path, 'not an object');
+  return v;
+}
+
+export function expectString(v: unknown, path: string): string {
+  if (typeof v !== 'string') throw new MalformedMetadataError(path, 'not a string');
+  return v;
+}
+
+export function expectBoolean(v: unknown, path: string): boolean {
+  if (typeof v !== 'boolean') throw new MalformedMetadataError(path, 'not a boolean');
+  return v;
+}
+
+/** A safe integer of at least `min`. */
+export function expectInteger(v: unknown, path: string, min: number): number {
+  if (typeof v !== 'number' || !Number.isSafeInteger(v)) throw new MalformedMetadataError(path, 'not an integer');
+  if (v < min) throw new MalformedMetadataError(path, `must be at least ${min}`);
+  return v;
+}
+
+export function expectStringArray(v: unknown, path: string): string[] {
+  if (!Array.isArray(v) || v.some((x) => typeof x !== 'string')) {
+    throw new MalformedMetadataError(path, 'not an array of strings');
+  }
+  return v as string[];
+}
+
+/** A string array with no repeated entry (keyids of a role, for one). */
+export function expectUniqueStrings(v: unknown, path: string): string[] {
+  const arr = expectStringArray(v, path);
+  if (new Set(arr).size !== arr.length) throw new MalformedMetadataError(path, 'has duplicate entries');
+  return arr;
+}
+
+/** Hashes: algorithm -> lowercase hex digest; at least one entry. */
+export function expectHashes(v: unknown, path: string): Record<string, string> {
+  const obj = expectObject(v, path);
+  const entries = Object.entries(obj);
+  if (entries.length === 0) throw new MalformedMetadataError(path, 'has no hashes');
+  for (const [alg, digest] of entries) expectString(digest, `${path}.${alg}`);
+  return obj as Record<string, string>;
+}
+
+/** Splits the listed fields from the rest, which the model keeps to re-serialise exactly. */
+export function splitFields(obj: JsonObject, known: readonly string[]): JsonObject {
+  const rest: JsonObject = {};
+  for (const [k, v] of Object.entries(obj)) if (!known.includes(k)) rest[k] = v;
+  return rest;
+}

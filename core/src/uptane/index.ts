@@ -1,0 +1,4 @@
+export * from './signed-document.ts';
+export * from './ecu-report.ts';
+export * from './vehicle-manifest.ts';
+export * from './matching.ts';

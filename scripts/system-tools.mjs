@@ -1,0 +1,25 @@
+// System packages the tests and the demo use, installed here so that a fresh
+// machine needs no manual step. socat makes the pty pairs of the serial tests.
+import { spawnSync } from 'node:child_process';
+
+const TOOLS = [{ command: 'socat', debianPackage: 'socat' }];
+
+function has(command) {
+  return spawnSync('sh', ['-c', `command -v ${command}`], { stdio: 'ignore' }).status === 0;
+}
+
+/** Installs missing tools with apt-get when running as root; returns the names still missing. */
+export function ensureSystemTools({ quiet = false } = {}) {
+  const missing = TOOLS.filter((t) => !has(t.command));
+  if (missing.length > 0 && process.getuid?.() === 0 && has('apt-get')) {
+    const pkgs = missing.map((t) => t.debianPackage);
+    if (!quiet) console.error(`installing system packages: ${pkgs.join(' ')}`);
+    const opts = { stdio: quiet ? 'ignore' : ['ignore', 'ignore', 'inherit'], env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' } };
+    spawnSync('apt-get', ['install', '-y', '--no-install-recommends', ...pkgs], opts);
+    if (missing.some((t) => !has(t.command))) {
+      spawnSync('apt-get', ['update'], opts);
+      spawnSync('apt-get', ['install', '-y', '--no-install-recommends', ...pkgs], opts);
+    }
+  }
+  return TOOLS.filter((t) => !has(t.command)).map((t) => t.command);
+}
