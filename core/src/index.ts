@@ -6,3 +6,4 @@ export * from './keys.ts';
 export * from './key-files.ts';
 export * from './metadata/index.ts';
 export * from './uptane/index.ts';
+export * from './repository.ts';

@@ -85,7 +85,7 @@ export class DelegatedRole {
       name,
       expectUniqueStrings(obj.keyids, `${path}.keyids`),
       expectInteger(obj.threshold, `${path}.threshold`, 1),
-      obj.terminating === undefined ? false : expectBoolean(obj.terminating, `${path}.terminating`),
+      expectBoolean(obj.terminating, `${path}.terminating`),
       paths,
       prefixes,
       obj.hardwareIds === undefined ? undefined : expectStringArray(obj.hardwareIds, `${path}.hardwareIds`),

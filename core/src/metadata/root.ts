@@ -13,7 +13,8 @@ export class Root extends Signed {
     expires: string,
     public keys: Record<string, Key>,
     public roles: Record<RoleType, Role>,
-    public consistentSnapshot = true,
+    /** Undefined when the field is absent, so re-serialising reproduces the signed bytes. */
+    public consistentSnapshot: boolean | undefined = true,
     specVersion?: string,
     unrecognizedFields: JsonObject = {},
   ) {
@@ -33,7 +34,7 @@ export class Root extends Signed {
     const extra = Object.keys(rolesObj).filter((r) => !(TOP_LEVEL_ROLES as readonly string[]).includes(r));
     if (extra.length > 0) throw new MalformedMetadataError(`${path}.roles`, `unknown role ${extra[0]}`);
     const consistentSnapshot =
-      obj.consistent_snapshot === undefined ? false : expectBoolean(obj.consistent_snapshot, `${path}.consistent_snapshot`);
+      obj.consistent_snapshot === undefined ? undefined : expectBoolean(obj.consistent_snapshot, `${path}.consistent_snapshot`);
     return new Root(version, expires, keys, roles, consistentSnapshot, specVersion,
       splitFields(obj, [...COMMON_FIELDS, 'keys', 'roles', 'consistent_snapshot']));
   }
@@ -43,7 +44,7 @@ export class Root extends Signed {
       ...this.commonJSON(),
       keys: keysToJSON(this.keys),
       roles: Object.fromEntries(TOP_LEVEL_ROLES.map((r) => [r, this.roles[r].toJSON()])),
-      consistent_snapshot: this.consistentSnapshot,
+      ...(this.consistentSnapshot !== undefined && { consistent_snapshot: this.consistentSnapshot }),
       ...this.unrecognizedFields,
     };
   }
