@@ -1,0 +1,60 @@
+/**
+ * The agent's own failure kinds. Remote-caused failures keep core's classes
+ * (RepositoryError, DownloadError); these cover configuration, local state and
+ * installation. Each carries the fields a test or an operator needs.
+ */
+import { UpfleetError } from '@upfleet/core';
+
+/** A configuration value that is missing or wrong; `field` is its JSON path. */
+export class ConfigError extends UpfleetError {
+  override name = 'ConfigError';
+  override readonly code = 'CONFIG';
+  constructor(readonly field: string, readonly reason: string) {
+    super(`config ${field}: ${reason}`);
+  }
+}
+
+/** The device has not been provisioned (no key or no pinned roots). */
+export class NotProvisionedError extends UpfleetError {
+  override name = 'NotProvisionedError';
+  override readonly code = 'NOT_PROVISIONED';
+  constructor(readonly missing: string) {
+    super(`device is not provisioned: ${missing} missing (run "upfleet-agent provision")`);
+  }
+}
+
+/** An ECU's install handler or driver failed; `phase` says where. */
+export class InstallError extends UpfleetError {
+  override name = 'InstallError';
+  override readonly code = 'INSTALL';
+  constructor(readonly ecuSerial: string, readonly phase: string, reason: string, options?: ErrorOptions) {
+    super(`ECU ${ecuSerial} ${phase}: ${reason}`, options);
+  }
+}
+
+/** The director refused a request (registration, manifest) for a reason other than transport. */
+export class DirectorRequestError extends UpfleetError {
+  override name = 'DirectorRequestError';
+  override readonly code = 'DIRECTOR_REQUEST';
+  constructor(readonly url: string, readonly status: number, readonly body: string) {
+    super(`${url}: HTTP ${status} ${body.slice(0, 200)}`);
+  }
+}
+
+/** The persisted state machine hit a state/event pair the table does not have: a bug. */
+export class TransitionError extends UpfleetError {
+  override name = 'TransitionError';
+  override readonly code = 'TRANSITION';
+  constructor(readonly state: string, readonly event: string) {
+    super(`no transition from state "${state}" on event "${event}"`);
+  }
+}
+
+/** More transitions in one cycle than any legal path takes: a state loop. */
+export class StateLoopError extends UpfleetError {
+  override name = 'StateLoopError';
+  override readonly code = 'STATE_LOOP';
+  constructor(readonly limit: number, readonly trace: readonly string[]) {
+    super(`more than ${limit} transitions in one cycle: ${trace.slice(-6).join(' -> ')}`);
+  }
+}

@@ -1,0 +1,136 @@
+/**
+ * Carries out the transition table's effects. For each event it computes the
+ * next state (pure), PERSISTS it (together with whatever the step asked to
+ * commit atomically with it), and only then runs the next step.
+ *
+ * Invariants:
+ * - A state is on disk before any of its step's effects happen.
+ * - A start that finds a non-idle state resumes it as ON_POWER_LOSS says;
+ *   after MAX_RESUMES starts in one state it takes the failure edge instead.
+ * - One cycle takes at most loopLimit() transitions (StateLoopError).
+ * - Test hook: with UPFLEET_TEST_CRASH_AT=<state> (honoured only when
+ *   NODE_ENV=test or UPFLEET_ENABLE_TEST_HOOKS=1) the process SIGKILLs itself
+ *   right after persisting that state, before its step runs.
+ */
+import type { Db } from '../db.ts';
+import { StateLoopError } from '../errors.ts';
+import type { Event } from './events.ts';
+import { IDLE, type State, type StateName } from './states.ts';
+import { InterruptedError, loopLimit, MAX_RESUMES, ON_POWER_LOSS, transition, type Effect } from './transitions.ts';
+
+/** What a step returns: the event it found, and writes to commit in the same transaction as the next state. */
+export interface StepResult {
+  event: Event;
+  commit?: () => void;
+}
+
+export type Step = (state: State) => Promise<StepResult>;
+export type Steps = Readonly<Record<Exclude<StateName, 'idle'>, Step>>;
+
+export type CycleResult = Extract<Effect, { kind: 'cycleDone' }>['result'];
+
+export interface RunnerHooks {
+  onTransition?(from: State, event: Event, to: State): void;
+  /** The state name at which to SIGKILL the process (test hook; see the module header). */
+  crashAt?: string;
+}
+
+/** Reads the crash hook from the environment, only in test mode. */
+export function crashHookFromEnv(env: NodeJS.ProcessEnv): string | undefined {
+  const enabled = env.NODE_ENV === 'test' || env.UPFLEET_ENABLE_TEST_HOOKS === '1';
+  return enabled && env.UPFLEET_TEST_CRASH_AT ? env.UPFLEET_TEST_CRASH_AT : undefined;
+}
+
+export class StateStore {
+  #load;
+  #save;
+  #bumpResumes;
+
+  constructor(private readonly db: Db) {
+    this.#load = db.prepare<[], { state: string; resumes: number }>('SELECT state, resumes FROM machine WHERE id = 1');
+    this.#save = db.prepare<[string, string]>(
+      `INSERT INTO machine (id, state, resumes, updated_at) VALUES (1, ?, 0, ?)
+       ON CONFLICT(id) DO UPDATE SET state = excluded.state, resumes = 0, updated_at = excluded.updated_at`,
+    );
+    this.#bumpResumes = db.prepare('UPDATE machine SET resumes = resumes + 1 WHERE id = 1');
+  }
+
+  load(): { state: State; resumes: number } {
+    const row = this.#load.get();
+    return row === undefined ? { state: IDLE, resumes: 0 } : { state: JSON.parse(row.state) as State, resumes: row.resumes };
+  }
+
+  /** Persists `state` and runs `commit` in one transaction. */
+  save(state: State, commit?: () => void): void {
+    this.db.transaction(() => {
+      commit?.();
+      this.#save.run(JSON.stringify(state), new Date().toISOString());
+    })();
+  }
+
+  countResume(): void {
+    this.#bumpResumes.run();
+  }
+}
+
+export class Runner {
+  readonly #store: StateStore;
+  readonly #steps: Steps;
+  readonly #hooks: RunnerHooks;
+  readonly #ecuCount: number;
+
+  constructor(options: { store: StateStore; steps: Steps; ecuCount: number; hooks?: RunnerHooks }) {
+    this.#store = options.store;
+    this.#steps = options.steps;
+    this.#ecuCount = options.ecuCount;
+    this.#hooks = options.hooks ?? {};
+  }
+
+  get state(): State {
+    return this.#store.load().state;
+  }
+
+  /**
+   * Runs one cycle to idle: resumes an interrupted cycle, or starts one with `wake`.
+   * @throws TransitionError, StateLoopError (bugs); step failures become `failed` events.
+   */
+  async runCycle(cycleId: string): Promise<CycleResult> {
+    const { state: stored, resumes } = this.#store.load();
+    let state = stored;
+    let pending: StepResult;
+    if (state.name === 'idle') {
+      pending = { event: { type: 'wake', cycleId } };
+    } else {
+      this.#store.countResume();
+      const action = resumes + 1 > MAX_RESUMES ? 'rollback' : ON_POWER_LOSS[state.name];
+      pending = action === 'rollback'
+        ? { event: { type: 'failed', error: new InterruptedError(state.name, resumes + 1) } }
+        : await this.#runStep(state);
+    }
+    const limit = loopLimit(this.#ecuCount);
+    const trace: string[] = [state.name];
+    for (;;) {
+      const { next, effects } = transition(state, pending.event);
+      this.#store.save(next, pending.commit);
+      this.#hooks.onTransition?.(state, pending.event, next);
+      trace.push(next.name);
+      if (trace.length > limit) throw new StateLoopError(limit, trace);
+      if (this.#hooks.crashAt === next.name) process.kill(process.pid, 'SIGKILL');
+      state = next;
+      const done = effects.find((e) => e.kind === 'cycleDone');
+      if (done) return done.result;
+      pending = await this.#runStep(state);
+    }
+  }
+
+  async #runStep(state: State): Promise<StepResult> {
+    if (state.name === 'idle') throw new Error('idle has no step');
+    try {
+      return await this.#steps[state.name](state);
+    } catch (error) {
+      const err = error instanceof Error ? error : new Error(String(error));
+      const ecuSerial = (err as { ecuSerial?: unknown }).ecuSerial;
+      return { event: { type: 'failed', error: err, ...(typeof ecuSerial === 'string' && { ecuSerial }) } };
+    }
+  }
+}

@@ -1,0 +1,71 @@
+/**
+ * The persisted states of one update cycle (Uptane 2.1.0 primary, 5.4.2).
+ *
+ * Invariants:
+ * - A State is plain JSON: the runner stores it in SQLite before it acts on it,
+ *   so a power loss at any point leaves a state the next start can resume.
+ * - `cycle` accumulates what earlier steps learned (the plan, the failure);
+ *   steps never keep cross-step knowledge anywhere else.
+ */
+
+export const STATE_NAMES = [
+  'idle',
+  'sendingManifest',
+  'checkingDirector',
+  'checkingImages',
+  'downloading',
+  'installing',
+  'activating',
+  'rollingBack',
+  'reporting',
+] as const;
+
+export type StateName = (typeof STATE_NAMES)[number];
+
+/** One director target bound to one ECU, after matching against the image repository. */
+export interface PlannedInstall {
+  ecuSerial: string;
+  hardwareId: string;
+  /** Target path, the same in both repositories. */
+  name: string;
+  length: number;
+  hashes: Record<string, string>;
+  releaseCounter: number;
+  version?: string;
+}
+
+/** A typed error flattened for storage: class name, code, message and its own fields. */
+export interface FailureRecord {
+  name: string;
+  code: string;
+  message: string;
+  /** The state the failure happened in. */
+  state: StateName;
+  /** The ECU it concerns, when one does. */
+  ecuSerial?: string;
+  /** True when the failure is a refusal of remote data (an attack or a bad repository). */
+  attack: boolean;
+  fields: Record<string, unknown>;
+}
+
+export interface CycleData {
+  /** Random per cycle; names the cycle in logs and progress events. */
+  cycleId: string;
+  /** Director targets version this cycle answers (0 before it is known). */
+  directorTargetsVersion: number;
+  /** ECUs to update, in install order; empty until matching is done. */
+  plan: PlannedInstall[];
+  /** ECU serials whose image is activated (kept across power loss, so activation is not repeated). */
+  activated: string[];
+  failure?: FailureRecord;
+}
+
+export interface State {
+  name: StateName;
+  cycle: CycleData;
+}
+
+export const IDLE: State = Object.freeze({
+  name: 'idle',
+  cycle: Object.freeze({ cycleId: '', directorTargetsVersion: 0, plan: [], activated: [] }),
+}) as State;
