@@ -125,3 +125,47 @@ export class KeyFileError extends UpfleetError {
   override name = 'KeyFileError';
   override readonly code = 'KEY_FILE';
 }
+
+/** A metadata file larger than the cap for its role (endless-data defence, TUF 5.2 and after). */
+export class MetadataTooLargeError extends RepositoryError {
+  override name = 'MetadataTooLargeError';
+  override readonly code = 'METADATA_TOO_LARGE';
+  constructor(readonly role: string, readonly limit: number, readonly length: number) {
+    super(`${role}: ${length} bytes, more than the ${limit}-byte cap`);
+  }
+}
+
+/** A new timestamp with the version already trusted: nothing new, keep the old one. */
+export class EqualVersionError extends BadVersionError {
+  override name = 'EqualVersionError';
+  constructor(role: string, version: number) {
+    super(role, `> ${version}`, version, `${role} version ${version} is the one already trusted`);
+  }
+}
+
+/** A delegator that does not delegate to the role (or a role that is not delegated at all). */
+export class UndelegatedRoleError extends RepositoryError {
+  override name = 'UndelegatedRoleError';
+  override readonly code = 'UNDELEGATED_ROLE';
+  constructor(readonly role: string, readonly delegator: string) {
+    super(`${delegator} does not delegate to ${role}`);
+  }
+}
+
+/** Snapshot has no entry for a targets role the client needs (TUF 5.6.1). */
+export class UnlistedRoleError extends RepositoryError {
+  override name = 'UnlistedRoleError';
+  override readonly code = 'UNLISTED_ROLE';
+  constructor(readonly role: string) {
+    super(`snapshot does not list ${role}.json`);
+  }
+}
+
+/** A new snapshot that drops a targets role the trusted snapshot lists (TUF 5.5.5). */
+export class DroppedRoleError extends RepositoryError {
+  override name = 'DroppedRoleError';
+  override readonly code = 'DROPPED_ROLE';
+  constructor(readonly file: string) {
+    super(`new snapshot drops ${file}`);
+  }
+}

@@ -7,3 +7,4 @@ export * from './key-files.ts';
 export * from './metadata/index.ts';
 export * from './uptane/index.ts';
 export * from './repository.ts';
+export * from './trusted-set.ts';

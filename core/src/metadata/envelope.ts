@@ -106,10 +106,17 @@ export class Metadata<T extends AnySigned = AnySigned> {
   /**
    * Counts distinct authorised keys with a valid signature (TUF 5.3.4 and after):
    * unknown keyids, unsupported key types and bad signatures count for nothing.
+   * `message` defaults to the canonical bytes of the model; a caller that has just
+   * parsed the envelope may pass the canonical bytes of the raw `signed` object.
    * @throws UnsignedMetadataError below `threshold`.
    */
-  verifyThreshold(roleName: string, keys: Readonly<Record<string, Key>>, keyids: readonly string[], threshold: number): void {
-    const message = this.signedBytes();
+  verifyThreshold(
+    roleName: string,
+    keys: Readonly<Record<string, Key>>,
+    keyids: readonly string[],
+    threshold: number,
+    message: Uint8Array = this.signedBytes(),
+  ): void {
     let valid = 0;
     for (const keyid of new Set(keyids)) {
       const key = keys[keyid];
