@@ -1,0 +1,261 @@
+/**
+ * The primary ECU as a Secondary: the update loop treats the gateway itself
+ * like any other ECU. Images go through the configured install handler with
+ * A/B semantics.
+ *
+ * The handler is run as `sh -c '<installCommand> "$1"' upfleet <image path>`
+ * with the environment:
+ *   UPFLEET_PHASE      install | activate | health | commit | rollback
+ *   UPFLEET_SLOT       the slot the phase is about (the inactive one, "a" or "b")
+ *   UPFLEET_IMAGE      path of the verified image staged for that slot
+ *   UPFLEET_ECU_SERIAL, UPFLEET_TARGET_NAME
+ * Exit status 0 means success. `activate` may reboot the machine: the agent
+ * resumes in its `activating` state and runs `health` after the restart.
+ * Every phase must be idempotent (it may run again after a power loss).
+ *
+ * Invariants:
+ * - The slot state (`<dir>/slots.json`) is replaced atomically; `installed`
+ *   changes only after `health` and `commit` succeeded.
+ * - The staged image is checked (length, every hash) while it is copied in;
+ *   the handler never sees unverified bytes. A copy resumes from the bytes
+ *   already staged, re-hashing them first.
+ * - Version reports are signed with the primary key and carry the caller's nonce.
+ */
+import { spawn } from 'node:child_process';
+import { createReadStream, existsSync, mkdirSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { open } from 'node:fs/promises';
+import { join } from 'node:path';
+import {
+  LengthOrHashMismatchError,
+  Metadata,
+  MultiHasher,
+  imageCustom,
+  isSupportedHash,
+  signEcuReport,
+  type HashAlgorithm,
+  type InstalledImage,
+  type Signer,
+  type SignedEcuReport,
+} from '@upfleet/core';
+import { InstallError } from '../errors.ts';
+import { writeFileAtomic } from '../atomic-file.ts';
+import type { ImageToInstall, MetadataBundle, Progress, Secondary, SecondaryInfo } from './secondary.ts';
+
+type Slot = 'a' | 'b';
+
+interface SlotState {
+  active: Slot;
+  installed: InstalledImage | null;
+  releaseCounter: number;
+  /** An image staged for the inactive slot, and how far it got. */
+  pending?: { image: InstalledImage; releaseCounter: number; phase: 'staging' | 'installed' | 'activating' };
+  /** Releases the image repository named, by target name (from putMetadata). */
+  releaseCounters?: Record<string, number>;
+  /** What the last refusal or failure was, for the next report (empty when none). */
+  attacksDetected: string;
+  latestVerifiedTime: string;
+}
+
+export interface LocalInstallOptions {
+  ecuSerial: string;
+  hardwareId: string;
+  installCommand: string;
+  timeoutSeconds: number;
+  /** The primary key: it signs this ECU's reports. */
+  signer: Signer;
+  /** Where slot state and the staged image live. */
+  dir: string;
+  now?: () => Date;
+}
+
+export class LocalInstallSecondary implements Secondary {
+  readonly ecuSerial: string;
+  readonly #o: LocalInstallOptions;
+  readonly #stateFile: string;
+  readonly #staged: string;
+
+  constructor(options: LocalInstallOptions) {
+    this.#o = options;
+    this.ecuSerial = options.ecuSerial;
+    mkdirSync(options.dir, { recursive: true });
+    this.#stateFile = join(options.dir, 'slots.json');
+    this.#staged = join(options.dir, 'staged.image');
+  }
+
+  #now(): Date {
+    return this.#o.now?.() ?? new Date();
+  }
+
+  #load(): SlotState {
+    if (!existsSync(this.#stateFile)) return { active: 'a', installed: null, releaseCounter: 0, attacksDetected: '', latestVerifiedTime: '' };
+    return JSON.parse(readFileSync(this.#stateFile, 'utf8')) as SlotState;
+  }
+
+  #save(state: SlotState): void {
+    writeFileAtomic(this.#stateFile, JSON.stringify(state, null, 1));
+  }
+
+  /** The slot state as stored (for `status`). */
+  slots(): Readonly<SlotState> {
+    return this.#load();
+  }
+
+  async info(): Promise<SecondaryInfo> {
+    const s = this.#load();
+    return {
+      ecuSerial: this.ecuSerial,
+      hardwareId: this.#o.hardwareId,
+      publicKey: this.#o.signer.key,
+      verification: 'full',
+      installed: s.installed,
+      releaseCounter: s.releaseCounter,
+    };
+  }
+
+  async versionReport(nonce: string): Promise<SignedEcuReport> {
+    const s = this.#load();
+    return signEcuReport(
+      {
+        ecuSerial: this.ecuSerial,
+        hardwareId: this.#o.hardwareId,
+        installedImage: s.installed ?? { filename: '', length: 0, hashes: {} },
+        releaseCounter: s.releaseCounter,
+        nonce,
+        attacksDetected: s.attacksDetected,
+        latestVerifiedTime: s.latestVerifiedTime || this.#now().toISOString(),
+      },
+      this.#o.signer,
+    );
+  }
+
+  /**
+   * The primary verified both repositories itself before calling this; here the
+   * image repository's release counters are kept for the report after install.
+   */
+  async putMetadata(bundle: MetadataBundle): Promise<void> {
+    const releaseCounters: Record<string, number> = {};
+    for (const bytes of Object.values(bundle.image ?? {})) {
+      const md = Metadata.fromBytes(bytes);
+      if (md.signed.type !== 'targets') continue;
+      for (const [name, t] of Object.entries(md.signed.targets)) releaseCounters[name] = imageCustom(t).releaseCounter;
+    }
+    const s = this.#load();
+    this.#save({ ...s, releaseCounters, latestVerifiedTime: this.#now().toISOString() });
+  }
+
+  /** Stages (verified copy) then runs the `install` phase for the inactive slot. @throws LengthOrHashMismatchError, InstallError */
+  async install(image: ImageToInstall, onProgress?: (p: Progress) => void): Promise<void> {
+    let s = this.#load();
+    const target = { filename: image.name, length: image.length, hashes: image.hashes };
+    const same = s.pending && JSON.stringify(s.pending.image) === JSON.stringify(target);
+    if (!same) {
+      rmSync(this.#staged, { force: true });
+      s = { ...s, pending: { image: target, releaseCounter: s.releaseCounters?.[image.name] ?? 0, phase: 'staging' } };
+      this.#save(s);
+    }
+    if (s.pending!.phase === 'staging') {
+      await this.#stage(image, onProgress);
+      await this.#run('install', inactive(s.active), image.name);
+      s = { ...s, pending: { ...s.pending!, phase: 'installed' } };
+      this.#save(s);
+    }
+    onProgress?.({ ecuSerial: this.ecuSerial, phase: 'flash', done: image.length, total: image.length });
+  }
+
+  async #stage(image: ImageToInstall, onProgress?: (p: Progress) => void): Promise<void> {
+    const algs = Object.keys(image.hashes).filter(isSupportedHash) as HashAlgorithm[];
+    if (algs.length === 0) throw new LengthOrHashMismatchError(image.name, 'hashes', 'sha256/sha512', Object.keys(image.hashes).join(','));
+    const hasher = new MultiHasher(algs);
+    let offset = existsSync(this.#staged) ? Math.min(statSync(this.#staged).size, image.length) : 0;
+    if (offset > 0) for await (const c of createReadStream(this.#staged, { end: offset - 1 })) hasher.update(c as Buffer);
+    const file = await open(this.#staged, offset > 0 ? 'r+' : 'w');
+    try {
+      let done = offset;
+      for await (const chunk of image.open(offset)) {
+        if (done + chunk.byteLength > image.length) throw new LengthOrHashMismatchError(image.name, 'length', image.length, done + chunk.byteLength);
+        hasher.update(chunk);
+        await file.write(chunk, 0, chunk.byteLength, done);
+        done += chunk.byteLength;
+        onProgress?.({ ecuSerial: this.ecuSerial, phase: 'transfer', done, total: image.length });
+      }
+      await file.truncate(done);
+      await file.sync();
+      if (done !== image.length) throw new LengthOrHashMismatchError(image.name, 'length', image.length, done);
+    } finally {
+      await file.close();
+    }
+    const actual = hasher.digestHex();
+    for (const a of algs) {
+      if (actual[a] !== image.hashes[a]!.toLowerCase()) {
+        rmSync(this.#staged, { force: true });
+        throw new LengthOrHashMismatchError(image.name, a, image.hashes[a]!, actual[a]!);
+      }
+    }
+  }
+
+  /** activate -> health -> commit; a failed health check rolls back. @throws InstallError */
+  async activate(): Promise<void> {
+    let s = this.#load();
+    if (!s.pending) return; // already committed (activation redone after power loss)
+    if (s.pending.phase === 'staging') throw new InstallError(this.ecuSerial, 'activate', 'no installed image to activate');
+    const slot = inactive(s.active);
+    const name = s.pending.image.filename;
+    if (s.pending.phase === 'installed') {
+      s = { ...s, pending: { ...s.pending, phase: 'activating' } };
+      this.#save(s);
+      await this.#run('activate', slot, name);
+    }
+    try {
+      await this.#run('health', slot, name);
+    } catch (error) {
+      await this.#run('rollback', slot, name).catch(() => undefined);
+      this.#save({ ...s, pending: undefined, attacksDetected: '' });
+      rmSync(this.#staged, { force: true });
+      throw error;
+    }
+    await this.#run('commit', slot, name);
+    this.#save({ active: slot, installed: s.pending!.image, releaseCounter: s.pending!.releaseCounter, attacksDetected: '', latestVerifiedTime: s.latestVerifiedTime, releaseCounters: s.releaseCounters ?? {} });
+    rmSync(this.#staged, { force: true });
+  }
+
+  /** Drops a staged or installed-but-not-activated image; rolls back an activation in progress. */
+  async abort(): Promise<void> {
+    const s = this.#load();
+    if (!s.pending) return;
+    if (s.pending.phase !== 'staging') await this.#run('rollback', inactive(s.active), s.pending.image.filename);
+    this.#save({ ...s, pending: undefined });
+    rmSync(this.#staged, { force: true });
+  }
+
+  async close(): Promise<void> {}
+
+  #run(phase: string, slot: Slot, targetName: string): Promise<void> {
+    const env = {
+      ...process.env,
+      UPFLEET_PHASE: phase,
+      UPFLEET_SLOT: slot,
+      UPFLEET_IMAGE: this.#staged,
+      UPFLEET_ECU_SERIAL: this.ecuSerial,
+      UPFLEET_TARGET_NAME: targetName,
+    };
+    return new Promise((resolve, reject) => {
+      const child = spawn('/bin/sh', ['-c', `${this.#o.installCommand} "$1"`, 'upfleet', this.#staged], { env, stdio: ['ignore', 'ignore', 'pipe'] });
+      let stderr = '';
+      child.stderr.on('data', (d: Buffer) => (stderr = (stderr + d.toString()).slice(-500)));
+      const timer = setTimeout(() => child.kill('SIGKILL'), this.#o.timeoutSeconds * 1000);
+      child.once('error', (e) => {
+        clearTimeout(timer);
+        reject(new InstallError(this.ecuSerial, phase, e.message, { cause: e }));
+      });
+      child.once('close', (code, signal) => {
+        clearTimeout(timer);
+        if (code === 0) resolve();
+        else reject(new InstallError(this.ecuSerial, phase, `handler exited with ${signal ?? code}${stderr ? `: ${stderr.trim()}` : ''}`));
+      });
+    });
+  }
+}
+
+function inactive(slot: Slot): Slot {
+  return slot === 'a' ? 'b' : 'a';
+}
