@@ -8,3 +8,4 @@ export * from './metadata/index.ts';
 export * from './uptane/index.ts';
 export * from './repository.ts';
 export * from './trusted-set.ts';
+export * from './updater.ts';

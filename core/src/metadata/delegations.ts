@@ -202,10 +202,24 @@ export class Delegations {
     };
   }
 
-  /** The roles trusted for a target, in listed order, with their terminating flags. */
-  rolesForTarget(targetPath: string): Array<{ name: string; terminating: boolean }> {
-    if (this.roles) return this.roles.filter((r) => r.isDelegatedPath(targetPath)).map((r) => ({ name: r.name, terminating: r.terminating }));
-    if (this.succinctRoles) return [{ name: this.succinctRoles.roleForTarget(targetPath), terminating: true }];
+  /**
+   * The roles trusted for a target, in listed order, up to and including the
+   * first terminating one. With `hardwareId`, a role whose Uptane hardware-ID
+   * filter excludes it is marked `allowed: false`: the search must not visit it,
+   * but if it is terminating it still ends the search (the delegator gave it the
+   * path alone, so no later role may answer for it).
+   */
+  rolesForTarget(targetPath: string, hardwareId?: string): Array<{ name: string; terminating: boolean; allowed: boolean }> {
+    if (this.roles) {
+      const out: Array<{ name: string; terminating: boolean; allowed: boolean }> = [];
+      for (const r of this.roles) {
+        if (!r.isDelegatedPath(targetPath)) continue;
+        out.push({ name: r.name, terminating: r.terminating, allowed: hardwareId === undefined || r.allowsHardwareId(hardwareId) });
+        if (r.terminating) break;
+      }
+      return out;
+    }
+    if (this.succinctRoles) return [{ name: this.succinctRoles.roleForTarget(targetPath), terminating: true, allowed: true }];
     return [];
   }
 

@@ -1,0 +1,415 @@
+import { describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { Updater, quoteRoleName, metadataFileName, type UpdaterOptions } from './updater.ts';
+import { RepositoryBuilder } from './repository.ts';
+import { SimulatorFetcher, MemoryStore, METADATA_URL, TARGETS_URL } from './testing/simulator.ts';
+import { assertRejectsWith, NOW, SIGNED_AT } from './testing/fixtures.ts';
+import { Ed25519Signer } from './keys.ts';
+import { Metadata } from './metadata/envelope.ts';
+import { MetaFile, TargetFile, UnsupportedHashError } from './metadata/file-info.ts';
+import { utf8, fromUtf8 } from './bytes.ts';
+import { DelegatedRole, Delegations } from './metadata/delegations.ts';
+import type { Snapshot } from './metadata/snapshot.ts';
+import type { Timestamp } from './metadata/timestamp.ts';
+import {
+  BadVersionError,
+  ExpiredMetadataError,
+  LengthLimitError,
+  LengthOrHashMismatchError,
+  UnlistedRoleError,
+  UnsignedMetadataError,
+  UsageError,
+} from './errors.ts';
+
+const LATER = new Date('2031-06-01T00:00:00Z');
+
+interface Client {
+  repo: RepositoryBuilder;
+  fetcher: SimulatorFetcher;
+  store: MemoryStore;
+  updater(options?: Partial<UpdaterOptions>): Updater;
+}
+
+/** A committed repository and a client store holding its root v1. */
+function setup(build: (repo: RepositoryBuilder) => void = () => {}): Client {
+  const repo = new RepositoryBuilder({ now: SIGNED_AT });
+  build(repo);
+  repo.commit();
+  const fetcher = new SimulatorFetcher(repo);
+  const store = new MemoryStore();
+  store.files.set('root.json', repo.files.get('metadata/1.root.json')!);
+  return {
+    repo,
+    fetcher,
+    store,
+    updater: (options = {}) =>
+      new Updater({ metadataBaseUrl: METADATA_URL, targetBaseUrl: TARGETS_URL, fetcher, store, now: NOW, ...options }),
+  };
+}
+
+/** Serves a forged, properly signed variant of the committed `role` at `path`. */
+function serveResigned(c: Client, path: string, role: string, mutate: (md: Metadata) => void, signers = c.repo.signersOf(role)): void {
+  const md = Metadata.fromBytes(c.repo.bytes(role));
+  mutate(md);
+  md.signatures.clear();
+  for (const s of signers) md.sign(s);
+  c.fetcher.overrides.set(path, md.toBytes());
+}
+
+function storedVersion(store: MemoryStore, role: string): number | undefined {
+  const bytes = store.files.get(metadataFileName(role));
+  return bytes && Metadata.fromBytes(bytes).signed.version;
+}
+
+describe('Updater', () => {
+  describe('refresh', () => {
+    describe('on first use', () => {
+      it('fetches root N+1, timestamp, snapshot and targets, and stores them byte for byte', async () => {
+        const c = setup();
+        await c.updater().refresh();
+        assert.deepEqual(c.fetcher.metadataRequests, ['2.root.json', 'timestamp.json', '1.snapshot.json', '1.targets.json']);
+        assert.deepEqual(c.store.files.get('timestamp.json'), c.repo.bytes('timestamp'));
+        assert.deepEqual(c.store.files.get('snapshot.json'), c.repo.bytes('snapshot'));
+        assert.deepEqual(c.store.files.get('targets.json'), c.repo.bytes('targets'));
+        assert.deepEqual([...c.store.files.keys()].sort(), ['root.json', 'snapshot.json', 'targets.json', 'timestamp.json']);
+      });
+    });
+
+    describe('without a local root', () => {
+      it('throws UsageError and fetches nothing', async () => {
+        const c = setup();
+        c.store.files.clear();
+        await assertRejectsWith(() => c.updater().refresh(), UsageError);
+        assert.deepEqual(c.fetcher.requests, []);
+      });
+    });
+
+    describe('a second time on one Updater', () => {
+      it('throws UsageError', async () => {
+        const c = setup();
+        const updater = c.updater();
+        await updater.refresh();
+        await assertRejectsWith(() => updater.refresh(), UsageError);
+      });
+    });
+
+    describe('when the root was rotated twice', () => {
+      it('walks the chain and stores the newest root', async () => {
+        const c = setup();
+        c.repo.rotateKeys('root', [Ed25519Signer.generate()]);
+        c.repo.commit();
+        c.repo.rotateKeys('root', [Ed25519Signer.generate()]);
+        c.repo.commit();
+        const updater = c.updater();
+        await updater.refresh();
+        assert.equal(updater.trustedSet.root.version, 3);
+        assert.deepEqual(c.store.files.get('root.json'), c.repo.files.get('metadata/3.root.json'));
+        assert.deepEqual(c.fetcher.metadataRequests.slice(0, 3), ['2.root.json', '3.root.json', '4.root.json']);
+      });
+    });
+
+    describe('when more roots than the rotation cap exist', () => {
+      it('stops at the cap', async () => {
+        const c = setup();
+        for (let i = 0; i < 3; i++) {
+          c.repo.touch('root');
+          c.repo.commit();
+        }
+        const updater = c.updater({ maxRootRotations: 2 });
+        await updater.refresh();
+        assert.equal(updater.trustedSet.root.version, 3);
+        assert.ok(!c.fetcher.metadataRequests.includes('4.root.json'));
+      });
+    });
+
+    describe('when a new root is not signed by the trusted root keys', () => {
+      it('throws UnsignedMetadataError and keeps the stored root', async () => {
+        const c = setup();
+        const before = c.store.snapshot();
+        serveResigned(c, 'metadata/2.root.json', 'root', (md) => md.signed.version++, [Ed25519Signer.generate()]);
+        await assertRejectsWith(() => c.updater().refresh(), UnsignedMetadataError, { role: 'root', validSignatures: 0 });
+        assert.deepEqual(c.store.files, before);
+      });
+    });
+
+    describe('when file N+1 holds another version', () => {
+      it('throws BadVersionError and keeps the stored root', async () => {
+        const c = setup();
+        const before = c.store.snapshot();
+        serveResigned(c, 'metadata/2.root.json', 'root', (md) => (md.signed.version = 3));
+        await assertRejectsWith(() => c.updater().refresh(), BadVersionError, { role: 'root', expected: 2, actual: 3 });
+        assert.deepEqual(c.store.files, before);
+      });
+    });
+
+    describe('when the final root is expired (freeze attack)', () => {
+      it('throws ExpiredMetadataError for root and stores no timestamp', async () => {
+        const c = setup();
+        await assertRejectsWith(() => c.updater({ now: LATER }).refresh(), ExpiredMetadataError, { role: 'root' });
+        assert.ok(!c.store.files.has('timestamp.json'));
+      });
+    });
+
+    describe('when the timestamp is expired (freeze attack)', () => {
+      it('throws ExpiredMetadataError and stores nothing new', async () => {
+        const c = setup();
+        serveResigned(c, 'metadata/timestamp.json', 'timestamp', (md) => (md.signed.expires = '2029-01-01T00:00:00Z'));
+        await assertRejectsWith(() => c.updater().refresh(), ExpiredMetadataError, { role: 'timestamp' });
+        assert.deepEqual([...c.store.files.keys()], ['root.json']);
+      });
+    });
+
+    describe('when the timestamp rolls back (rollback attack)', () => {
+      it('throws BadVersionError and keeps the stored timestamp', async () => {
+        const c = setup();
+        c.repo.touch('timestamp');
+        c.repo.commit();
+        await c.updater().refresh();
+        const before = c.store.snapshot();
+        serveResigned(c, 'metadata/timestamp.json', 'timestamp', (md) => (md.signed.version = 1));
+        await assertRejectsWith(() => c.updater().refresh(), BadVersionError, { role: 'timestamp', expected: '>= 2', actual: 1 });
+        assert.deepEqual(c.store.files, before);
+      });
+    });
+
+    describe('when the timestamp has not changed', () => {
+      it('keeps the stored one and uses the stored snapshot without fetching it', async () => {
+        const c = setup();
+        await c.updater().refresh();
+        c.fetcher.requests.length = 0;
+        await c.updater().refresh();
+        assert.deepEqual(c.fetcher.metadataRequests, ['2.root.json', 'timestamp.json']);
+      });
+    });
+
+    describe('when the timestamp is larger than its cap (endless data)', () => {
+      it('throws LengthLimitError from the fetcher', async () => {
+        const c = setup();
+        await assertRejectsWith(() => c.updater({ maxLength: { timestamp: 100 } }).refresh(), LengthLimitError, { limit: 100 });
+        assert.deepEqual([...c.store.files.keys()], ['root.json']);
+      });
+    });
+
+    describe('when the snapshot does not match the timestamp (mix-and-match)', () => {
+      it('throws LengthOrHashMismatchError and stores no snapshot', async () => {
+        const c = setup();
+        serveResigned(c, 'metadata/1.snapshot.json', 'snapshot', (md) => (md.signed.expires = md.signed.expires.replace('2030', '2031')));
+        await assertRejectsWith(() => c.updater().refresh(), LengthOrHashMismatchError, { subject: 'snapshot', field: 'sha256' });
+        assert.ok(!c.store.files.has('snapshot.json'));
+      });
+    });
+
+    describe('when a targets role rolls back in a new snapshot (rollback attack)', () => {
+      it('throws BadVersionError and keeps the stored snapshot', async () => {
+        const c = setup((repo) => repo.addTarget('a.bin', utf8('a')));
+        c.repo.touch('targets');
+        c.repo.commit();
+        await c.updater().refresh();
+        const before = c.store.snapshot();
+        serveResigned(c, 'metadata/3.snapshot.json', 'snapshot', (md) => {
+          md.signed.version = 3;
+          (md.signed as Snapshot).meta['targets.json'] = new MetaFile(1);
+        });
+        serveResigned(c, 'metadata/timestamp.json', 'timestamp', (md) => {
+          md.signed.version = 3;
+          (md.signed as Timestamp).snapshotMeta = new MetaFile(3);
+        });
+        await assertRejectsWith(() => c.updater().refresh(), BadVersionError, { role: 'targets', expected: '>= 2', actual: 1 });
+        assert.deepEqual(c.store.files.get('snapshot.json'), before.get('snapshot.json'));
+      });
+    });
+
+    describe('when the timestamp key was rotated and its version reset (fast-forward recovery)', () => {
+      it('drops the stored timestamp that no longer verifies and accepts the new one', async () => {
+        const c = setup();
+        for (let i = 0; i < 3; i++) {
+          c.repo.touch('timestamp');
+          c.repo.commit();
+        }
+        await c.updater().refresh();
+        assert.equal(storedVersion(c.store, 'timestamp'), 4);
+        c.repo.rotateKeys('timestamp', [Ed25519Signer.generate()]);
+        c.repo.timestamp.version = 0; // the next commit publishes version 1
+        c.repo.commit();
+        await c.updater().refresh();
+        assert.equal(storedVersion(c.store, 'timestamp'), 1);
+      });
+    });
+
+    describe('when the root does not use consistent snapshots', () => {
+      it('fetches snapshot.json and targets.json without versions', async () => {
+        const c = setup();
+        c.repo.root.consistentSnapshot = false;
+        c.repo.touch('root');
+        c.repo.commit();
+        c.fetcher.overrides.set('metadata/snapshot.json', c.repo.bytes('snapshot'));
+        c.fetcher.overrides.set('metadata/targets.json', c.repo.bytes('targets'));
+        await c.updater().refresh();
+        assert.deepEqual(c.fetcher.metadataRequests.slice(2), ['timestamp.json', 'snapshot.json', 'targets.json']);
+      });
+    });
+  });
+
+  describe('findTarget', () => {
+    function delegated(): Client {
+      return setup((repo) => {
+        repo.addTarget('top.bin', utf8('top'));
+        repo.delegate('targets', { name: 'a', paths: ['a/*'] });
+        repo.delegate('a', { name: 'a-deep', paths: ['a/*'] });
+        repo.addTarget('a/x.bin', utf8('deep x'), { role: 'a-deep' });
+        repo.delegate('targets', { name: 'b', paths: ['a/*'] });
+        repo.addTarget('a/x.bin', utf8('b x'), { role: 'b' });
+      });
+    }
+
+    it('finds a top-level target', async () => {
+      const c = delegated();
+      const found = await c.updater().findTarget('top.bin');
+      assert.equal(found?.role, 'targets');
+    });
+
+    it('searches depth first in listed order and persists the roles it loaded', async () => {
+      const c = delegated();
+      const found = await c.updater().findTarget('a/x.bin');
+      assert.equal(found?.role, 'a-deep');
+      assert.deepEqual(c.fetcher.metadataRequests.slice(4), ['1.a.json', '1.a-deep.json']);
+      assert.ok(c.store.files.has('a-deep.json'));
+      assert.ok(!c.store.files.has('b.json'));
+    });
+
+    it('returns undefined for a target no role lists, after visiting each matching role once', async () => {
+      const c = delegated();
+      assert.equal(await c.updater().findTarget('a/none.bin'), undefined);
+      assert.deepEqual(c.fetcher.metadataRequests.slice(4), ['1.a.json', '1.a-deep.json', '1.b.json']);
+    });
+
+    describe('when a role is terminating', () => {
+      it('does not backtrack to later roles', async () => {
+        const c = setup((repo) => {
+          repo.delegate('targets', { name: 'a', paths: ['x/*'], terminating: true });
+          repo.delegate('targets', { name: 'b', paths: ['x/*'] });
+          repo.addTarget('x/1', utf8('1'), { role: 'b' });
+        });
+        assert.equal(await c.updater().findTarget('x/1'), undefined);
+        assert.ok(!c.fetcher.metadataRequests.includes('1.b.json'));
+      });
+    });
+
+    describe('when delegations form a cycle', () => {
+      it('visits each role once and ends', async () => {
+        const c = setup((repo) => {
+          repo.delegate('targets', { name: 'a' });
+          repo.delegate('a', { name: 'b' });
+        });
+        // b delegates back to a, with a's key.
+        const b = c.repo.targetsOf('b');
+        const aSigner = c.repo.signersOf('a')[0]!;
+        b.delegations = new Delegations({ [aSigner.key.keyid]: aSigner.key }, [new DelegatedRole('a', [aSigner.key.keyid], 1, false, ['*'])]);
+        c.repo.touch('b');
+        c.repo.commit();
+        assert.equal(await c.updater().findTarget('nothing'), undefined);
+        assert.deepEqual(c.fetcher.metadataRequests.filter((r) => /^\d+\.[ab]\.json$/.test(r)), ['1.a.json', '2.b.json']);
+      });
+    });
+
+    describe('with a hardware ID', () => {
+      it('skips roles whose hardware-ID filter excludes it', async () => {
+        const c = setup((repo) => {
+          repo.delegate('targets', { name: 'brake', hardwareIds: ['ecu-brake'] });
+          repo.addTarget('fw.bin', utf8('brake fw'), { role: 'brake' });
+        });
+        assert.equal((await c.updater().findTarget('fw.bin', { hardwareId: 'ecu-brake' }))?.role, 'brake');
+        assert.equal(await c.updater().findTarget('fw.bin', { hardwareId: 'ecu-door' }), undefined);
+      });
+    });
+
+    describe('when more roles match than maxDelegations', () => {
+      it('stops searching', async () => {
+        const c = setup((repo) => {
+          for (let i = 0; i < 4; i++) repo.delegate('targets', { name: `r${i}` });
+          repo.addTarget('t', utf8('t'), { role: 'r3' });
+        });
+        assert.equal(await c.updater({ maxDelegations: 2 }).findTarget('t'), undefined);
+        assert.equal((await c.updater().findTarget('t'))?.role, 'r3');
+      });
+    });
+
+    describe('when snapshot does not list a delegated role', () => {
+      it('throws UnlistedRoleError without fetching the role', async () => {
+        const c = setup((repo) => repo.delegate('targets', { name: 'ghost' }));
+        serveResigned(c, 'metadata/1.snapshot.json', 'snapshot', (md) => delete (md.signed as Snapshot).meta['ghost.json']);
+        serveResigned(c, 'metadata/timestamp.json', 'timestamp', (md) => {
+          (md.signed as Timestamp).snapshotMeta = new MetaFile(1);
+        });
+        await assertRejectsWith(() => c.updater().findTarget('x'), UnlistedRoleError, { role: 'ghost' });
+        assert.ok(!c.fetcher.metadataRequests.some((r) => r.includes('ghost')));
+      });
+    });
+
+    describe('when a delegated role is signed by a key its delegator does not list', () => {
+      it('throws UnsignedMetadataError and stores no copy', async () => {
+        const c = setup((repo) => repo.delegate('targets', { name: 'a' }));
+        const forged = Metadata.fromBytes(c.repo.bytes('a'));
+        forged.sign(Ed25519Signer.generate(), false);
+        c.fetcher.overrides.set('metadata/1.a.json', forged.toBytes());
+        c.repo.snapshot.meta['a.json'] = new MetaFile(1);
+        c.repo.touch('snapshot');
+        c.repo.commit();
+        await assertRejectsWith(() => c.updater().findTarget('x'), UnsignedMetadataError, { role: 'a' });
+        assert.ok(!c.store.files.has('a.json'));
+      });
+    });
+
+    describe('for a role name with reserved characters', () => {
+      it('percent-encodes it in URLs and file names', async () => {
+        const c = setup((repo) => repo.delegate('targets', { name: "../odd name?#!'()*" }));
+        await c.updater().findTarget('x');
+        const encoded = "..%2Fodd%20name%3F%23%21%27%28%29%2A";
+        assert.equal(quoteRoleName("../odd name?#!'()*"), encoded);
+        assert.ok(c.fetcher.metadataRequests.includes(`1.${encoded}.json`));
+        assert.ok(c.store.files.has(`${encoded}.json`));
+      });
+    });
+  });
+
+  describe('downloadTarget', () => {
+    it('returns the bytes from the hash-prefixed URL once they verify', async () => {
+      const c = setup((repo) => repo.addTarget('dir/fw.bin', utf8('firmware')));
+      const updater = c.updater();
+      const found = (await updater.findTarget('dir/fw.bin'))!;
+      assert.equal(fromUtf8(await updater.downloadTarget(found)), 'firmware');
+      assert.equal(c.fetcher.requests.at(-1), `${TARGETS_URL}dir/${found.info.hashes.sha256}.fw.bin`);
+    });
+
+    describe('when the served bytes differ (arbitrary software)', () => {
+      it('throws LengthOrHashMismatchError', async () => {
+        const c = setup((repo) => repo.addTarget('fw.bin', utf8('firmware')));
+        const updater = c.updater();
+        const found = (await updater.findTarget('fw.bin'))!;
+        c.fetcher.overrides.set(`targets/${found.info.hashes.sha256}.fw.bin`, utf8('malware!'));
+        await assertRejectsWith(() => updater.downloadTarget(found), LengthOrHashMismatchError, { subject: 'fw.bin', field: 'sha256' });
+      });
+    });
+
+    describe('when more bytes are served than the signed length (endless data)', () => {
+      it('throws LengthLimitError', async () => {
+        const c = setup((repo) => repo.addTarget('fw.bin', utf8('firmware')));
+        const updater = c.updater();
+        const found = (await updater.findTarget('fw.bin'))!;
+        c.fetcher.overrides.set(`targets/${found.info.hashes.sha256}.fw.bin`, utf8('firmware and more'));
+        await assertRejectsWith(() => updater.downloadTarget(found), LengthLimitError, { limit: 8 });
+      });
+    });
+
+    describe('when the target lists an unknown hash algorithm', () => {
+      it('throws UnsupportedHashError before fetching', async () => {
+        const c = setup((repo) => repo.setTarget('fw.bin', new TargetFile(1, { sha256: 'ab', md5: 'cd' })));
+        const updater = c.updater();
+        const found = (await updater.findTarget('fw.bin'))!;
+        const before = c.fetcher.requests.length;
+        await assertRejectsWith(() => updater.downloadTarget(found), UnsupportedHashError, { algorithm: 'md5' });
+        assert.equal(c.fetcher.requests.length, before);
+      });
+    });
+  });
+});
