@@ -1,0 +1,382 @@
+/**
+ * `upfleet-repo`: the offline signing tool and the server of the image
+ * repository. Exit codes: 0 done, 1 the operation failed (one line naming the
+ * error code), 2 bad arguments. Passphrases come from UPFLEET_PASSPHRASE or,
+ * on a terminal, a prompt; the upload token from --token or UPFLEET_REPO_TOKEN.
+ */
+import { parseArgs, type ParseArgsConfig } from 'node:util';
+import { createInterface } from 'node:readline';
+import { Writable } from 'node:stream';
+import { UpfleetError, UsageError, type RoleType } from '@upfleet/core';
+import {
+  addTarget,
+  delegate,
+  generateKeyFile,
+  initRepository,
+  loadPublicKey,
+  removeTarget,
+  rotateKey,
+  signDelegated,
+  status,
+  type RepoContext,
+  type RepoStatus,
+} from './operations.ts';
+import { startImageRepoServer } from './server.ts';
+
+type Options = NonNullable<ParseArgsConfig['options']>;
+
+const COMMON: Options = {
+  dir: { type: 'string' },
+  json: { type: 'boolean' },
+  help: { type: 'boolean', short: 'h' },
+};
+const REMOTE: Options = { remote: { type: 'string' }, token: { type: 'string' } };
+const TARGET: Options = {
+  name: { type: 'string' },
+  'hardware-id': { type: 'string', multiple: true },
+  version: { type: 'string' },
+  'release-counter': { type: 'string' },
+};
+
+interface Command {
+  usage: string;
+  options: Options;
+  positionals: number;
+  run(values: Values, positionals: string[]): Promise<unknown>;
+  print?(result: any): string;
+}
+type Values = Record<string, string | boolean | string[] | undefined>;
+
+const DIR_HELP = '  --dir DIR            the repository directory (default: $UPFLEET_REPO_DIR or .)';
+const REMOTE_HELP = `  --remote URL         publish to this server instead of DIR's own index
+  --token T            upload token for --remote (default: $UPFLEET_REPO_TOKEN)`;
+
+const COMMANDS: Record<string, Command> = {
+  init: {
+    usage: `upfleet-repo init --dir DIR [--root-keys N --root-threshold M]
+Creates encrypted keys for every role (root, targets offline; snapshot, timestamp online),
+root version 1 and an empty targets version 1, and publishes them into DIR's index.
+${DIR_HELP}
+  --root-keys N        number of root keys (default 1)
+  --root-threshold M   signatures needed on root (default 1)
+  --json               print the result as JSON`,
+    options: { ...COMMON, 'root-keys': { type: 'string' }, 'root-threshold': { type: 'string' } },
+    positionals: 0,
+    async run(v) {
+      const passphrase = await readPassphrase(true);
+      const r = initRepository({ dir: dirOf(v), passphrase, rootKeys: int(v, 'root-keys', 1), rootThreshold: int(v, 'root-threshold', 1) });
+      return { dir: r.dir, keyids: r.keyids, versions: r.versions };
+    },
+    print: (r) => `initialised ${r.dir}\n` + Object.entries(r.keyids as Record<string, string[]>).map(([role, ids]) => `  ${role.padEnd(9)} ${ids.map((i) => i.slice(0, 16)).join(' ')}`).join('\n'),
+  },
+  keygen: {
+    usage: `upfleet-repo keygen --out FILE
+Creates an encrypted ed25519 key file (a supplier's key for a delegated role) and prints its keyid.
+  --out FILE           where to write the key file
+  --json               print the public key as JSON`,
+    options: { ...COMMON, out: { type: 'string' } },
+    positionals: 0,
+    async run(v) {
+      const out = required(v, 'out');
+      const key = generateKeyFile(out, await readPassphrase(true));
+      return { file: out, keyid: key.keyid, key: key.toJSON() };
+    },
+    print: (r) => `wrote ${r.file}\n  keyid ${r.keyid}`,
+  },
+  'add-target': {
+    usage: `upfleet-repo add-target FILE --dir DIR --name NAME --hardware-id HW [--hardware-id HW2 ...] --version SEMVER [--release-counter N]
+Hashes FILE (sha256, sha512), stores or uploads it, and signs a new targets version with the offline targets key.
+${DIR_HELP}
+  --name NAME          target name (path segments of letters, digits, ._+-)
+  --hardware-id HW     hardware ID the image is for (repeatable)
+  --version SEMVER     the image's version
+  --release-counter N  anti-rollback counter (default: the replaced target's, else 0)
+${REMOTE_HELP}
+  --json               print the result as JSON`,
+    options: { ...COMMON, ...REMOTE, ...TARGET },
+    positionals: 1,
+    async run(v, p) {
+      const passphrase = await readPassphrase(false);
+      return addTarget(context(v, passphrase), targetSpec(v, p[0]!));
+    },
+    print: (r) => `targets version ${r.version}: ${r.target.length} bytes, sha256 ${r.target.hashes.sha256}`,
+  },
+  'remove-target': {
+    usage: `upfleet-repo remove-target NAME --dir DIR
+Signs a new targets version without NAME.
+${DIR_HELP}
+${REMOTE_HELP}
+  --json               print the result as JSON`,
+    options: { ...COMMON, ...REMOTE },
+    positionals: 1,
+    async run(v, p) {
+      return removeTarget(context(v, await readPassphrase(false)), p[0]!);
+    },
+    print: (r) => `targets version ${r.version}`,
+  },
+  delegate: {
+    usage: `upfleet-repo delegate ROLE --dir DIR --paths GLOB [--paths GLOB2] --hardware-id HW --key PUBKEYFILE... --threshold N [--terminating]
+Delegates target names matching GLOB (a * never crosses /), for the listed hardware IDs, to ROLE,
+whose metadata the supplier signs with its own keys (upfleet-repo sign-delegated). Re-running it
+replaces the delegation (new keys: key rotation for the supplier).
+${DIR_HELP}
+  --paths GLOB         target name pattern (repeatable)
+  --hardware-id HW     hardware IDs the role may publish for (repeatable; none = any)
+  --key FILE           the supplier's key file or public key JSON (repeatable)
+  --threshold N        signatures needed (default 1)
+  --terminating        stop the search at this role for matching names
+${REMOTE_HELP}
+  --json               print the result as JSON`,
+    options: {
+      ...COMMON, ...REMOTE,
+      paths: { type: 'string', multiple: true },
+      'hardware-id': { type: 'string', multiple: true },
+      key: { type: 'string', multiple: true },
+      threshold: { type: 'string' },
+      terminating: { type: 'boolean' },
+    },
+    positionals: 1,
+    async run(v, p) {
+      const keys = list(v, 'key').map(loadPublicKey);
+      return delegate(context(v, await readPassphrase(false)), {
+        role: p[0]!, paths: list(v, 'paths'), hardwareIds: list(v, 'hardware-id'), keys, threshold: int(v, 'threshold', 1), terminating: v.terminating === true,
+      });
+    },
+    print: (r) => `targets version ${r.version}`,
+  },
+  'sign-delegated': {
+    usage: `upfleet-repo sign-delegated ROLE --key KEYFILE [--key KEYFILE2] [--add FILE --name NAME --hardware-id HW --version V [--release-counter N]] [--remove NAME]
+A supplier signs a new version of its delegated ROLE with its own key(s), adding and removing targets.
+${DIR_HELP}
+  --key FILE           the supplier's encrypted key file (repeatable, up to the threshold)
+  --add FILE           an image to add (with --name, --hardware-id, --version)
+  --remove NAME        a target to remove (repeatable)
+${REMOTE_HELP}
+  --json               print the result as JSON`,
+    options: { ...COMMON, ...REMOTE, ...TARGET, key: { type: 'string', multiple: true }, add: { type: 'string' }, remove: { type: 'string', multiple: true } },
+    positionals: 1,
+    async run(v, p) {
+      const add = typeof v.add === 'string' ? [targetSpec(v, v.add)] : [];
+      if (!v.add && (v.name || v.version || v['hardware-id'])) throw new UsageError('--name, --version and --hardware-id go with --add FILE');
+      return signDelegated(context(v, await readPassphrase(false)), { role: p[0]!, keyFiles: list(v, 'key'), add, remove: list(v, 'remove') });
+    },
+    print: (r) => `${r.role} version ${r.version}`,
+  },
+  'rotate-key': {
+    usage: `upfleet-repo rotate-key ROLE --dir DIR [--new-key KEYFILE]
+Replaces the keys of a top-level ROLE (root, targets, snapshot, timestamp). root: a new root signed by
+the old and the new keys; others: a new root naming the new key (targets is re-signed with it).
+Old key files move to DIR/keys/retired/. A server with its own DIR needs new online key files in its keys/.
+${DIR_HELP}
+  --new-key FILE       rotate to this existing key file instead of a generated one
+${REMOTE_HELP}
+  --json               print the result as JSON`,
+    options: { ...COMMON, ...REMOTE, 'new-key': { type: 'string' } },
+    positionals: 1,
+    async run(v, p) {
+      const role = p[0]!;
+      if (!['root', 'targets', 'snapshot', 'timestamp'].includes(role)) {
+        throw new UsageError(`rotate-key takes root, targets, snapshot or timestamp; for a delegated role run delegate ${role} with the new --key`);
+      }
+      return rotateKey(context(v, await readPassphrase(false)), { role: role as RoleType, newKeyFile: v['new-key'] as string | undefined });
+    },
+    print: (r) => `${r.role} rotated: root version ${r.versions.root}`,
+  },
+  status: {
+    usage: `upfleet-repo status --dir DIR [--remote URL]
+Shows the published versions, expiry dates, keys, delegations and targets.
+${DIR_HELP}
+  --remote URL         read a server instead of DIR's own index
+  --json               print the status as JSON`,
+    options: { ...COMMON, ...REMOTE },
+    positionals: 0,
+    async run(v) {
+      return status(context(v, () => {
+        throw new UsageError('status needs no passphrase');
+      }));
+    },
+    print: printStatus,
+  },
+  serve: {
+    usage: `upfleet-repo serve --dir DIR --port P [--host 127.0.0.1] --token T
+Serves the repository (static TUF layout under /metadata/ and /targets/, the upload API under /api/v1/,
+/metrics) and re-signs snapshot and timestamp with the online keys in DIR/keys.
+${DIR_HELP}
+  --port P                 port (default 8700; 0 picks a free one)
+  --host H                 address to listen on (default 127.0.0.1)
+  --token T                upload API bearer token (default: $UPFLEET_REPO_TOKEN)
+  --timestamp-expiry SECS  timestamp validity (default from DIR/upfleet-repo.json: 1 day)
+  --snapshot-expiry SECS   snapshot validity (default 7 days)
+  --max-upload-bytes N     image upload limit (default 1 GiB)
+  --log-level L            pino level (default info)`,
+    options: {
+      ...COMMON,
+      port: { type: 'string' }, host: { type: 'string' }, token: { type: 'string' },
+      'timestamp-expiry': { type: 'string' }, 'snapshot-expiry': { type: 'string' }, 'max-upload-bytes': { type: 'string' }, 'log-level': { type: 'string' },
+    },
+    positionals: 0,
+    async run(v) {
+      const token = (v.token as string | undefined) ?? process.env.UPFLEET_REPO_TOKEN;
+      if (!token) throw new UsageError('serve needs --token or UPFLEET_REPO_TOKEN');
+      const pause = Number(process.env.UPFLEET_REPO_FAULT_PAUSE_BEFORE_COMMIT_MS ?? 0);
+      const server = await startImageRepoServer({
+        dir: dirOf(v), port: int(v, 'port', 8700), host: (v.host as string | undefined) ?? '127.0.0.1', token,
+        passphrase: await readPassphrase(false),
+        timestampExpiry: optInt(v, 'timestamp-expiry'), snapshotExpiry: optInt(v, 'snapshot-expiry'),
+        maxUploadBytes: optInt(v, 'max-upload-bytes'), logLevel: v['log-level'] as string | undefined,
+        pauseBeforeCommitMs: pause > 0 ? pause : undefined,
+      });
+      await new Promise<void>((resolve) => {
+        const stop = () => void server.close().then(resolve);
+        process.once('SIGTERM', stop);
+        process.once('SIGINT', stop);
+      });
+      return undefined;
+    },
+  },
+};
+
+const MAIN_USAGE = `upfleet-repo: the Upfleet image repository (offline signing tool and server)
+
+Commands:
+  init            create keys and the first root
+  keygen          create a key file (a supplier's delegated key)
+  add-target      add an image to the top-level targets role
+  remove-target   remove an image from the top-level targets role
+  delegate        delegate target names and hardware IDs to a supplier's role
+  sign-delegated  a supplier signs its role (adds/removes its targets)
+  rotate-key      replace a top-level role's keys
+  status          show versions, keys, delegations and targets
+  serve           serve the repository over HTTP
+
+Run upfleet-repo COMMAND --help for the options of a command.
+Passphrase: $UPFLEET_PASSPHRASE or a prompt. Exit codes: 0 ok, 1 failure, 2 bad arguments.`;
+
+function dirOf(v: Values): string {
+  return (v.dir as string | undefined) ?? process.env.UPFLEET_REPO_DIR ?? '.';
+}
+
+function context(v: Values, passphrase: string | (() => string)): RepoContext {
+  const url = v.remote as string | undefined;
+  const token = (v.token as string | undefined) ?? process.env.UPFLEET_REPO_TOKEN;
+  if (url && !token) throw new UsageError('--remote needs --token or UPFLEET_REPO_TOKEN');
+  if (url && !/^https?:\/\//.test(url)) throw new UsageError(`--remote ${url} is not an http(s) URL`);
+  return { dir: dirOf(v), passphrase, remote: url ? { url, token: token! } : undefined };
+}
+
+function targetSpec(v: Values, file: string) {
+  return {
+    file,
+    name: required(v, 'name'),
+    hardwareIds: list(v, 'hardware-id'),
+    version: required(v, 'version'),
+    releaseCounter: optInt(v, 'release-counter'),
+  };
+}
+
+function required(v: Values, name: string): string {
+  const value = v[name];
+  if (typeof value !== 'string' || value === '') throw new UsageError(`--${name} is required`);
+  return value;
+}
+
+function list(v: Values, name: string): string[] {
+  const value = v[name];
+  return Array.isArray(value) ? value : typeof value === 'string' ? [value] : [];
+}
+
+function optInt(v: Values, name: string): number | undefined {
+  const value = v[name];
+  if (value === undefined) return undefined;
+  if (typeof value !== 'string' || !/^\d+$/.test(value)) throw new UsageError(`--${name} must be a non-negative integer`);
+  return Number(value);
+}
+
+function int(v: Values, name: string, fallback: number): number {
+  return optInt(v, name) ?? fallback;
+}
+
+async function readPassphrase(confirm: boolean): Promise<string> {
+  const env = process.env.UPFLEET_PASSPHRASE;
+  if (env !== undefined) {
+    if (env === '') throw new UsageError('UPFLEET_PASSPHRASE is empty');
+    return env;
+  }
+  if (!process.stdin.isTTY) throw new UsageError('no passphrase: set UPFLEET_PASSPHRASE (stdin is not a terminal)');
+  const first = await prompt('passphrase: ');
+  if (confirm && (await prompt('again: ')) !== first) throw new UsageError('the passphrases differ');
+  if (!first) throw new UsageError('an empty passphrase is not allowed');
+  return first;
+}
+
+function prompt(question: string): Promise<string> {
+  process.stderr.write(question);
+  const muted = new Writable({ write: (_c, _e, cb) => cb() });
+  const rl = createInterface({ input: process.stdin, output: muted, terminal: true });
+  return new Promise((resolve) => {
+    rl.question('', (answer) => {
+      rl.close();
+      process.stderr.write('\n');
+      resolve(answer);
+    });
+  });
+}
+
+function printStatus(s: RepoStatus): string {
+  const lines = [`repository ${s.source}`];
+  for (const [role, version] of Object.entries(s.versions)) lines.push(`  ${role.padEnd(14)} v${version}  expires ${s.expires[role] ?? '-'}`);
+  lines.push('keys:');
+  for (const [role, k] of Object.entries(s.keys)) lines.push(`  ${role.padEnd(14)} ${k.threshold}-of-${k.keyids.length}, ${k.inKeysDir} in keys/`);
+  if (s.delegations.length) lines.push('delegations:');
+  for (const d of s.delegations) {
+    lines.push(`  ${d.role.padEnd(14)} paths ${d.paths.join(',')}  hardware ${d.hardwareIds?.join(',') ?? 'any'}  ${d.threshold}-of-${d.keyids.length}  ${d.version ? `v${d.version}` : 'unsigned'}`);
+  }
+  lines.push(`targets (${s.targets.length}):`);
+  for (const t of s.targets) lines.push(`  ${t.name}  [${t.role}]  ${t.length} B  ${String(t.version)}  hw ${String(t.hardwareIds)}  rc ${String(t.releaseCounter)}`);
+  for (const w of s.warnings) lines.push(`warning: ${w}`);
+  return lines.join('\n');
+}
+
+async function main(argv: string[]): Promise<number> {
+  const [name, ...rest] = argv;
+  if (name === undefined || name === '--help' || name === '-h' || name === 'help') {
+    process.stdout.write(MAIN_USAGE + '\n');
+    return name === undefined ? 2 : 0;
+  }
+  const command = COMMANDS[name];
+  if (!command) {
+    process.stderr.write(`upfleet-repo: unknown command ${name}\n\n${MAIN_USAGE}\n`);
+    return 2;
+  }
+  let values: Values;
+  let positionals: string[];
+  try {
+    ({ values, positionals } = parseArgs({ args: rest, options: command.options, allowPositionals: true, strict: true }) as { values: Values; positionals: string[] });
+  } catch (error) {
+    process.stderr.write(`upfleet-repo ${name}: ${(error as Error).message}\nRun upfleet-repo ${name} --help\n`);
+    return 2;
+  }
+  if (values.help) {
+    process.stdout.write(command.usage + '\n');
+    return 0;
+  }
+  if (positionals.length !== command.positionals) {
+    process.stderr.write(`upfleet-repo ${name}: expected ${command.positionals} argument(s), got ${positionals.length}\nUsage: ${command.usage.split('\n')[0]}\n`);
+    return 2;
+  }
+  try {
+    const result = await command.run(values, positionals);
+    if (result !== undefined) process.stdout.write((values.json || !command.print ? JSON.stringify(result, null, 2) : command.print(result)) + '\n');
+    return 0;
+  } catch (error) {
+    if (error instanceof UsageError) {
+      process.stderr.write(`upfleet-repo ${name}: ${error.message}\n`);
+      return 2;
+    }
+    const code = error instanceof UpfleetError ? error.code : ((error as NodeJS.ErrnoException).code ?? 'ERROR');
+    process.stderr.write(`upfleet-repo ${name}: error ${code}: ${(error as Error).message}\n`);
+    return 1;
+  }
+}
+
+process.exitCode = await main(process.argv.slice(2));
