@@ -268,12 +268,7 @@ class RequestHandler {
   }
 
   private target(req: IncomingMessage, res: ServerResponse, path: string): void {
-    const slash = path.lastIndexOf('/');
-    const dir = path.slice(0, slash + 1);
-    const base = path.slice(slash + 1);
-    const m = /^([0-9a-f]{64}|[0-9a-f]{128})\.(.+)$/.exec(base);
-    if (!m) throw new NotFoundError(`/targets/${path}`);
-    const found = this.ctx.store.db.publishedTarget(dir + m[2], m[1]!);
+    const found = this.findTarget(path);
     if (!found) throw new NotFoundError(`/targets/${path}`);
     const size = found.length;
     const etag = `"${found.sha256}"`;
@@ -310,6 +305,21 @@ class RequestHandler {
       res.destroy(err);
     });
     stream.pipe(res);
+  }
+
+  /**
+   * `dir/<hash>.base` (what TUF clients ask for) or `<hash>.dir/base`; the hash is a sha256 or
+   * sha512 of a published target of that name. Names are looked up, never joined into paths.
+   */
+  private findTarget(path: string): { sha256: string; length: number } | undefined {
+    const slash = path.lastIndexOf('/');
+    const forms = [[path.slice(0, slash + 1), path.slice(slash + 1)], ['', path]] as const;
+    for (const [dir, base] of forms) {
+      const m = /^([0-9a-f]{64}|[0-9a-f]{128})\.(.+)$/.exec(base);
+      const found = m && this.ctx.store.db.publishedTarget(dir + m[2], m[1]!);
+      if (found) return found;
+    }
+    return undefined;
   }
 
   private async uploadImage(req: IncomingMessage, res: ServerResponse, name: string): Promise<void> {
