@@ -2,11 +2,12 @@
  * Trusted metadata kept byte for byte in SQLite, one namespace per repository
  * ('director', 'image'). A write is one SQLite transaction: atomic and durable
  * (WAL, synchronous=FULL), so a power loss leaves the old or the new bytes,
- * never a mix.
+ * never a mix. Names are the core updater's store names (`<quoted role>.json`).
  */
+import type { MetadataStore } from '@upfleet/core';
 import type { Db } from './db.ts';
 
-export class SqliteMetadataStore {
+export class SqliteMetadataStore implements MetadataStore {
   #read;
   #write;
   #list;
@@ -21,13 +22,21 @@ export class SqliteMetadataStore {
     this.#remove = db.prepare<[string, string]>('DELETE FROM metadata WHERE repo = ? AND name = ?');
   }
 
-  /** The stored bytes, or undefined when there are none. */
-  read(name: string): Uint8Array | undefined {
+  /** The stored bytes, or undefined when there are none (the core updater's MetadataStore). */
+  async read(name: string): Promise<Uint8Array | undefined> {
+    return this.readSync(name);
+  }
+
+  async writeAtomic(name: string, bytes: Uint8Array): Promise<void> {
+    this.writeSync(name, bytes);
+  }
+
+  readSync(name: string): Uint8Array | undefined {
     const row = this.#read.get(this.repo, name);
     return row === undefined ? undefined : new Uint8Array(row.bytes.buffer, row.bytes.byteOffset, row.bytes.byteLength);
   }
 
-  writeAtomic(name: string, bytes: Uint8Array): void {
+  writeSync(name: string, bytes: Uint8Array): void {
     this.#write.run(this.repo, name, Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength));
   }
 

@@ -9,7 +9,7 @@ export type Event =
   | { type: 'wake'; cycleId: string }
   | { type: 'manifestQueued' }
   | { type: 'noUpdate' }
-  | { type: 'directorUpdated'; directorTargetsVersion: number }
+  | { type: 'directorUpdated'; directorTargetsVersion: number; plan: PlannedInstall[] }
   | { type: 'targetsMatched'; plan: PlannedInstall[] }
   | { type: 'imagesDownloaded' }
   | { type: 'imagesInstalled' }

@@ -24,7 +24,7 @@ const PLAN = [{ ecuSerial: 'ecu-1', hardwareId: 'hw', name: 'fw.bin', length: 3,
 /** The happy-path event each step returns unless a fault is injected. */
 const HAPPY: Record<Exclude<StateName, 'idle'>, Event> = {
   sendingManifest: { type: 'manifestQueued' },
-  checkingDirector: { type: 'directorUpdated', directorTargetsVersion: 4 },
+  checkingDirector: { type: 'directorUpdated', directorTargetsVersion: 4, plan: PLAN },
   checkingImages: { type: 'targetsMatched', plan: PLAN },
   downloading: { type: 'imagesDownloaded' },
   installing: { type: 'imagesInstalled' },

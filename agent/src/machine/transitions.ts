@@ -119,7 +119,7 @@ export function transition(state: State, event: Event): { next: State; effects: 
       cycle = { cycleId: event.cycleId, directorTargetsVersion: 0, plan: [], activated: [] };
       break;
     case 'directorUpdated':
-      cycle = { ...cycle, directorTargetsVersion: event.directorTargetsVersion };
+      cycle = { ...cycle, directorTargetsVersion: event.directorTargetsVersion, plan: event.plan };
       break;
     case 'targetsMatched':
       cycle = { ...cycle, plan: event.plan };

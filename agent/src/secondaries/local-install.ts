@@ -27,6 +27,7 @@ import { open } from 'node:fs/promises';
 import { join } from 'node:path';
 import {
   LengthOrHashMismatchError,
+  digestHex,
   Metadata,
   MultiHasher,
   imageCustom,
@@ -118,7 +119,7 @@ export class LocalInstallSecondary implements Secondary {
       {
         ecuSerial: this.ecuSerial,
         hardwareId: this.#o.hardwareId,
-        installedImage: s.installed ?? { filename: '', length: 0, hashes: {} },
+        installedImage: s.installed ?? NO_IMAGE,
         releaseCounter: s.releaseCounter,
         nonce,
         attacksDetected: s.attacksDetected,
@@ -255,6 +256,9 @@ export class LocalInstallSecondary implements Secondary {
     });
   }
 }
+
+/** What an ECU with no image from the repositories reports: the empty image (a report must list a hash). */
+const NO_IMAGE: InstalledImage = { filename: '', length: 0, hashes: { sha256: digestHex('sha256', new Uint8Array(0)) } };
 
 function inactive(slot: Slot): Slot {
   return slot === 'a' ? 'b' : 'a';

@@ -1,0 +1,183 @@
+/**
+ * The agent's full cycle against loopback repositories built with the core
+ * RepositoryBuilder (image repository) and a builder-backed director, with the
+ * primary's install handler and install-handler secondaries. The same flow
+ * against the real director, image repository and serial secondaries is in
+ * agent/src/e2e.test.ts.
+ */
+import { describe, it, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import pino from 'pino';
+import { Ed25519Signer, RepositoryBuilder, verifyEcuReport, type TargetFile } from '@upfleet/core';
+import { createAgent, type Agent } from './agent.ts';
+import { parseConfig } from './config.ts';
+import { LocalInstallSecondary } from './secondaries/local-install.ts';
+import { BuilderDirector } from './testing/builder-director.ts';
+import { serveFiles, type StaticServer } from './testing/static-server.ts';
+
+const dirs: string[] = [];
+const closers: Array<() => Promise<void>> = [];
+after(async () => {
+  for (const c of closers.reverse()) await c().catch(() => undefined);
+  if (!process.env.KEEP) dirs.forEach((d) => rmSync(d, { recursive: true, force: true }));
+});
+
+interface World {
+  dir: string;
+  images: RepositoryBuilder;
+  imageServer: StaticServer;
+  director: BuilderDirector;
+  agent: Agent;
+  secondaries: Array<{ ecu: LocalInstallSecondary; signer: Ed25519Signer }>;
+  targets: Record<string, TargetFile>;
+  data: Record<string, Buffer>;
+}
+
+async function world(options: { imageNow?: Date } = {}): Promise<World> {
+  const dir = mkdtempSync(join(tmpdir(), 'upfleet-agent-'));
+  dirs.push(dir);
+  const now = new Date();
+  const images = new RepositoryBuilder({ now: options.imageNow ?? now });
+  const data = { 'gw.bin': randomBytes(70_000), 'brake.bin': randomBytes(50_000), 'door.bin': randomBytes(30_000) };
+  const targets: Record<string, TargetFile> = {
+    'gw.bin': images.addTarget('gw.bin', data['gw.bin'], { custom: { hardwareIds: ['gw'], releaseCounter: 2, version: '2.0' } }),
+  };
+  images.delegate('targets', { name: 'supplier', paths: ['supplier/*'] });
+  targets['brake.bin'] = images.addTarget('supplier/brake.bin', data['brake.bin'], { role: 'supplier', custom: { hardwareIds: ['brake'], releaseCounter: 1, version: '1.1' } });
+  targets['door.bin'] = images.addTarget('door.bin', data['door.bin'], { custom: { hardwareIds: ['door'], releaseCounter: 1, version: '1.0' } });
+  images.commit();
+  const imageServer = await serveFiles(() => images.files);
+  closers.push(() => imageServer.close());
+  const director = new BuilderDirector('car-1', now);
+  await director.start();
+  closers.push(() => director.close());
+  writeFileSync(join(dir, 'director-root.json'), director.repo.bytes('root'));
+  writeFileSync(join(dir, 'image-root.json'), images.bytes('root'));
+  const handler = join(dir, 'handler.sh');
+  writeFileSync(handler, `#!/bin/sh\necho "$UPFLEET_PHASE $UPFLEET_SLOT" >> "${dir}/handler.log"\n[ "$UPFLEET_PHASE" != install ] || cp "$1" "${dir}/slot-$UPFLEET_SLOT"\n`);
+  chmodSync(handler, 0o755);
+  const secondaries = ['brake', 'door'].map((hw, i) => {
+    const signer = Ed25519Signer.generate();
+    const ecu = new LocalInstallSecondary({ ecuSerial: `ecu-${hw}`, hardwareId: hw, installCommand: 'true', timeoutSeconds: 10, signer, dir: join(dir, `sec-${i}`) });
+    return { ecu, signer };
+  });
+  const config = parseConfig({
+    deviceId: 'car-1',
+    directorUrl: director.url,
+    imageRepoUrl: imageServer.url,
+    storageDir: join(dir, 'var'),
+    keyPath: join(dir, 'var', 'primary.key'),
+    pollIntervalSeconds: 60,
+    provisioning: { directorRoot: join(dir, 'director-root.json'), imageRepoRoot: join(dir, 'image-root.json'), token: 'prov-token' },
+    limits: { minBytesPerSecond: 0 },
+    ecus: {
+      primary: { serial: 'gw-1', hardwareId: 'gw', installCommand: handler },
+      secondaries: [
+        { serial: 'ecu-brake', hardwareId: 'brake', port: '/dev/null', baud: 115200, verification: 'full' },
+        { serial: 'ecu-door', hardwareId: 'door', port: '/dev/null', baud: 115200, verification: 'partial' },
+      ],
+    },
+  });
+  const agent = await createAgent(config, { secondaries: secondaries.map((s) => s.ecu), passphrase: 'pw', logger: pino({ level: process.env.LOG ?? 'silent' }) });
+  closers.push(() => agent.close());
+  await agent.provision();
+  return { dir, images, imageServer, director, agent, secondaries, targets, data };
+}
+
+function assignAll(w: World): void {
+  w.director.assign([
+    { ecuSerial: 'gw-1', hardwareId: 'gw', name: 'gw.bin', info: w.targets['gw.bin']!, order: 3 },
+    { ecuSerial: 'ecu-brake', hardwareId: 'brake', name: 'supplier/brake.bin', info: w.targets['brake.bin']!, order: 1 },
+    { ecuSerial: 'ecu-door', hardwareId: 'door', name: 'door.bin', info: w.targets['door.bin']!, order: 2 },
+  ]);
+}
+
+describe('Agent cycle (builder repositories)', () => {
+  let w: World;
+  before(async () => {
+    w = await world();
+  });
+
+  it('has nothing to do before any assignment, and reports a signed manifest', async () => {
+    const out = await w.agent.checkOnce();
+    assert.equal(out.result, 'noUpdate');
+    assert.equal(out.undelivered, 0);
+    const m = w.director.manifests.at(-1)!;
+    assert.deepEqual(Object.keys(m.signed.ecuVersionReports).sort(), ['ecu-brake', 'ecu-door', 'gw-1']);
+    verifyEcuReport(m.signed.ecuVersionReports['ecu-brake']!, w.secondaries[0]!.signer.key);
+  });
+
+  it('installs every assigned image, in the assignment order, and reports success', async () => {
+    assignAll(w);
+    const progress: string[] = [];
+    const out = await w.agent.checkOnce();
+    assert.equal(out.result, 'success', JSON.stringify(out.failure));
+    assert.deepEqual(readFileSync(join(w.dir, 'slot-b')), w.data['gw.bin']);
+    assert.deepEqual(readFileSync(join(w.dir, 'handler.log'), 'utf8').trim().split('\n'), ['install b', 'activate b', 'health b', 'commit b']);
+    const status = await w.agent.status();
+    assert.equal(status.state, 'idle');
+    for (const e of status.ecus) assert.ok(e.installed, `${e.serial} has an image`);
+    assert.equal(status.ecus.find((e) => e.serial === 'ecu-brake')!.installed!.filename, 'supplier/brake.bin');
+    assert.equal(status.ecus.find((e) => e.serial === 'gw-1')!.releaseCounter, 2);
+    const last = w.director.manifests.at(-1)!;
+    assert.equal(last.signed.installationResult?.success, true);
+    assert.deepEqual(last.signed.installationResult?.ecus.map((e) => e.ecuSerial), ['ecu-brake', 'ecu-door', 'gw-1']);
+    assert.equal(last.signed.ecuVersionReports['gw-1']!.signed.installedImage.filename, 'gw.bin');
+    assert.ok(w.director.progress.length > 0);
+    void progress;
+  });
+
+  it('then has nothing new to do', async () => {
+    const before = w.director.manifests.length;
+    assert.equal((await w.agent.checkOnce()).result, 'noUpdate');
+    assert.equal(w.director.manifests.length, before + 1);
+  });
+});
+
+describe('Agent refusals (builder repositories)', () => {
+  it('refuses a tampered image, installs nothing, reports VERIFICATION_FAILED', async () => {
+    const w = await world();
+    assignAll(w);
+    const t = w.targets['door.bin']!;
+    w.imageServer.overrides.set(`targets/${t.hashes.sha256}.door.bin`, Buffer.from(w.data['door.bin'].map((b, i) => (i === 7 ? b ^ 0xff : b))));
+    const out = await w.agent.checkOnce();
+    assert.equal(out.result, 'failure');
+    assert.equal(out.failure?.code, 'LENGTH_OR_HASH_MISMATCH');
+    for (const e of (await w.agent.status()).ecus) assert.equal(e.installed, null, e.serial);
+    const r = w.director.manifests.at(-1)!.signed.installationResult!;
+    assert.equal(r.success, false);
+    assert.equal(r.ecus.find((e) => e.ecuSerial === 'ecu-door')!.code, 'VERIFICATION_FAILED');
+  });
+
+  it('refuses a director target that differs from the image repository', async () => {
+    const w = await world();
+    const t = w.targets['gw.bin']!;
+    const forged = { ...t, length: t.length + 1, hashes: t.hashes } as TargetFile;
+    w.director.assign([{ ecuSerial: 'gw-1', hardwareId: 'gw', name: 'gw.bin', info: forged }]);
+    const out = await w.agent.checkOnce();
+    assert.equal(out.result, 'failure');
+    assert.equal(out.failure?.name, 'TargetMismatchError');
+    assert.equal(out.failure?.fields.field, 'length');
+    assert.equal(out.failure?.ecuSerial, 'gw-1');
+    assert.ok(!w.imageServer.requests.some((r) => r.path.startsWith('targets/')), 'no image was downloaded');
+    const r = w.director.manifests.at(-1)!.signed.installationResult!;
+    assert.equal(r.ecus[0]!.code, 'VERIFICATION_FAILED');
+    assert.equal((await w.agent.status()).ecus.find((e) => e.serial === 'gw-1')!.installed, null);
+  });
+
+  it('refuses expired image repository metadata', async () => {
+    const w = await world({ imageNow: new Date(Date.now() - 10 * 86400_000) });
+    assignAll(w);
+    const out = await w.agent.checkOnce();
+    assert.equal(out.result, 'failure');
+    assert.equal(out.failure?.code, 'EXPIRED_METADATA');
+    assert.equal(out.failure?.state, 'checkingImages');
+    const r = w.director.manifests.at(-1)!.signed.installationResult!;
+    assert.equal(r.success, false);
+    assert.ok(r.ecus.every((e) => e.code === 'VERIFICATION_FAILED'));
+  });
+});

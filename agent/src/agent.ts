@@ -1,0 +1,390 @@
+/**
+ * The agent: wires config, SQLite state, transport and ECU drivers to the
+ * update cycle and the state machine runner.
+ *
+ * Invariants:
+ * - One cycle at a time: wake-ups during a cycle coalesce into one more cycle.
+ * - The primary key is decrypted once, at start; nothing is written to an ECU
+ *   or the network before the device is provisioned (root pinned for both
+ *   repositories, key present).
+ * - A cycle interrupted by a power loss is resumed by the next cycle call,
+ *   before anything new is started.
+ */
+import { randomBytes } from 'node:crypto';
+import { existsSync, mkdirSync, readFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import pino, { type Logger } from 'pino';
+import {
+  Ed25519Signer,
+  TrustedMetadataSet,
+  decryptKeyFile,
+  encryptKeyFile,
+  readPublicKey,
+  metadataFileName,
+  type Signer,
+} from '@upfleet/core';
+import type { AgentConfig } from './config.ts';
+import { openDb, KeyValue, type Db } from './db.ts';
+import { ConfigError, NotProvisionedError } from './errors.ts';
+import { DeviceTokens } from './device-token.ts';
+import { DirectorClient, type RegistrationEcu } from './director-client.ts';
+import { HttpFetcher } from './fetcher.ts';
+import { ImageCache } from './image-cache.ts';
+import { SqliteMetadataStore } from './metadata-store.ts';
+import { MqttChannel } from './mqtt-channel.ts';
+import { Outbox } from './outbox.ts';
+import { buildSteps, type ProgressEvent, type StoredResult } from './cycle.ts';
+import { Runner, StateStore, crashHookFromEnv, type CycleResult } from './machine/runner.ts';
+import type { FailureRecord, State } from './machine/states.ts';
+import { LocalInstallSecondary } from './secondaries/local-install.ts';
+import type { Secondary, SecondaryInfo } from './secondaries/secondary.ts';
+import { writeFileAtomic } from './atomic-file.ts';
+
+export interface AgentOptions {
+  /** Drivers for the configured secondaries; by default, serial drivers from the config. */
+  secondaries?: Secondary[];
+  /** The reference time for metadata expiry (tests move it). */
+  now?: () => Date;
+  onProgress?: (p: ProgressEvent) => void;
+  /** The key passphrase; else UPFLEET_KEY_PASSPHRASE, else the config's keyPassphraseFile. */
+  passphrase?: string;
+  logger?: Logger;
+  env?: NodeJS.ProcessEnv;
+  /** Deliver the outbox over HTTP even when MQTT is configured (check --once). */
+  httpOnly?: boolean;
+}
+
+export interface CycleOutcome {
+  result: CycleResult;
+  failure?: FailureRecord;
+  /** Messages still waiting in the outbox after the final flush. */
+  undelivered: number;
+}
+
+export interface EcuStatus {
+  serial: string;
+  hardwareId: string;
+  role: 'primary' | 'secondary';
+  installed: SecondaryInfo['installed'];
+  releaseCounter: number;
+  error?: string;
+}
+
+export interface AgentStatus {
+  deviceId: string;
+  provisioned: boolean;
+  state: State['name'];
+  pending: State['cycle'] | null;
+  ecus: EcuStatus[];
+  outbox: { manifest: number; progress: number; rejected: number };
+  lastResult: StoredResult | null;
+  lastCycle: { at: string; result: CycleResult; failure?: FailureRecord } | null;
+}
+
+export interface Agent {
+  readonly config: AgentConfig;
+  provision(): Promise<{ status: string; keyid: string }>;
+  checkOnce(): Promise<CycleOutcome>;
+  /** Runs until `close()`: cycles on MQTT notify and every poll interval. */
+  run(): Promise<void>;
+  status(): Promise<AgentStatus>;
+  close(): Promise<void>;
+}
+
+/** Where the passphrase for the primary key comes from, in order. @throws ConfigError */
+export function resolvePassphrase(config: AgentConfig, options: AgentOptions): string {
+  if (options.passphrase !== undefined) return options.passphrase;
+  const env = options.env ?? process.env;
+  if (env.UPFLEET_KEY_PASSPHRASE) return env.UPFLEET_KEY_PASSPHRASE;
+  const credentials = env.CREDENTIALS_DIRECTORY && join(env.CREDENTIALS_DIRECTORY, 'upfleet-key-passphrase');
+  const file = config.keyPassphraseFile ?? (credentials && existsSync(credentials) ? credentials : undefined);
+  if (file === undefined) throw new ConfigError('keyPassphraseFile', 'no key passphrase: set UPFLEET_KEY_PASSPHRASE or keyPassphraseFile');
+  try {
+    return readFileSync(file, 'utf8').replace(/\r?\n$/, '');
+  } catch (e) {
+    throw new ConfigError('keyPassphraseFile', `cannot read ${file}: ${(e as Error).message}`);
+  }
+}
+
+export async function createAgent(config: AgentConfig, options: AgentOptions = {}): Promise<Agent> {
+  const env = options.env ?? process.env;
+  const log = options.logger ?? pino({ name: 'upfleet-agent', level: env.UPFLEET_LOG_LEVEL ?? 'info' }, pino.destination(2));
+  const now = options.now ?? (() => new Date());
+  mkdirSync(config.storageDir, { recursive: true });
+  const db: Db = openDb(config.storageDir);
+  const kv = new KeyValue(db);
+  const outbox = new Outbox(db);
+  const stateStore = new StateStore(db);
+  const directorStore = new SqliteMetadataStore(db, 'director');
+  const imageStore = new SqliteMetadataStore(db, 'image');
+  const limits = config.limits;
+
+  let signer: Signer | undefined;
+  const loadSigner = (): Signer => {
+    if (signer) return signer;
+    if (!existsSync(config.keyPath)) throw new NotProvisionedError(`primary key ${config.keyPath}`);
+    signer = decryptKeyFile(new Uint8Array(readFileSync(config.keyPath)), resolvePassphrase(config, options));
+    return signer;
+  };
+
+  // Signing is deferred to the signer loaded at provision or first cycle.
+  const lazySigner: Signer = {
+    get key() {
+      return loadSigner().key;
+    },
+    sign: (m) => loadSigner().sign(m),
+  };
+  const tokens = new DeviceTokens(config.deviceId, lazySigner, () => Math.floor(now().getTime() / 1000));
+  const director = new DirectorClient(config.directorUrl, config.deviceId, tokens);
+  const directorFetcher = new HttpFetcher(limits, () => tokens.header());
+  const imageFetcher = new HttpFetcher(limits);
+  const images = new ImageCache(join(config.storageDir, 'images'), imageFetcher, config.imageRepoUrl);
+
+  const primary = new LocalInstallSecondary({
+    ecuSerial: config.ecus.primary.serial,
+    hardwareId: config.ecus.primary.hardwareId,
+    installCommand: config.ecus.primary.installCommand,
+    timeoutSeconds: config.ecus.primary.installTimeoutSeconds,
+    signer: lazySigner,
+    dir: join(config.storageDir, 'primary'),
+    now,
+  });
+  const secondaries = options.secondaries ?? (await serialDrivers(config));
+  const ecus = new Map<string, Secondary>([[primary.ecuSerial, primary]]);
+  for (const s of config.ecus.secondaries) {
+    const driver = secondaries.find((x) => x.ecuSerial === s.serial);
+    if (!driver) throw new ConfigError(`ecus.secondaries`, `no driver for ECU ${s.serial}`);
+    ecus.set(s.serial, driver);
+  }
+
+  let mqtt: MqttChannel | undefined;
+  let wake: (() => void) | undefined;
+  let wakeRequested = false;
+  let closed = false;
+
+  const progressMarks = new Map<string, number>();
+  const onProgress = (p: ProgressEvent): void => {
+    options.onProgress?.(p);
+    // Director events at each 10% (and the end), so the outbox stays small.
+    const key = `${p.ecuSerial}/${p.state}`;
+    const step = p.total === 0 ? 10 : Math.floor((p.done / p.total) * 10);
+    if (progressMarks.get(key) === step) return;
+    progressMarks.set(key, step);
+    outbox.enqueue('progress', p);
+  };
+
+  let flushing: Promise<void> | undefined;
+  const flush = (): Promise<void> => {
+    flushing ??= (async () => {
+      try {
+        const viaMqtt = mqtt && mqtt.connected && !options.httpOnly;
+        const r = await outbox.flush((row) => (viaMqtt ? mqtt!.deliver(row) : director.deliver(row)));
+        if (r.stoppedBy) log.warn({ reason: r.stoppedBy, acked: r.acked }, 'outbox not fully delivered; will retry');
+      } catch (e) {
+        log.warn({ error: (e as Error).message }, 'outbox flush failed');
+      } finally {
+        flushing = undefined;
+      }
+    })();
+    return flushing;
+  };
+
+  const isProvisioned = (): boolean =>
+    existsSync(config.keyPath) && directorStore.readSync(metadataFileName('root')) !== undefined && imageStore.readSync(metadataFileName('root')) !== undefined;
+
+  let runner: Runner | undefined;
+  const getRunner = (): Runner => {
+    if (runner) return runner;
+    if (!isProvisioned()) throw new NotProvisionedError(existsSync(config.keyPath) ? 'pinned repository roots' : `primary key ${config.keyPath}`);
+    const steps = buildSteps({
+      config,
+      signer: loadSigner(),
+      ecus,
+      directorBase: director.deviceBase,
+      directorFetcher,
+      imageFetcher,
+      directorStore,
+      imageStore,
+      images,
+      outbox,
+      kv,
+      now,
+      onProgress,
+      flush,
+      log: (msg, fields) => log.info(fields ?? {}, msg),
+    });
+    runner = new Runner({
+      store: stateStore,
+      steps,
+      ecuCount: ecus.size,
+      hooks: {
+        onTransition: (from, event, to) =>
+          log.info({ from: from.name, event: event.type, to: to.name, cycle: to.cycle.cycleId, ...(event.type === 'failed' && { error: event.error.message, code: (event.error as { code?: string }).code }) }, 'transition'),
+        ...(crashHookFromEnv(env) !== undefined && { crashAt: crashHookFromEnv(env)! }),
+      },
+    });
+    return runner;
+  };
+
+  let cycling: Promise<CycleOutcome> | undefined;
+  const cycleOnce = async (): Promise<CycleOutcome> => {
+    const result = await getRunner().runCycle(randomBytes(8).toString('hex'));
+    const failure = stateStore.load().state.cycle.failure;
+    kv.set('lastCycle', { at: now().toISOString(), result, ...(failure && { failure }) });
+    await flush();
+    const c = outbox.counts();
+    return { result, ...(failure && { failure }), undelivered: c.manifest + c.progress };
+  };
+  const checkOnce = (): Promise<CycleOutcome> => {
+    cycling ??= cycleOnce().finally(() => (cycling = undefined));
+    return cycling;
+  };
+
+  async function provision(): Promise<{ status: string; keyid: string }> {
+    const passphrase = resolvePassphrase(config, options);
+    if (!existsSync(config.keyPath)) {
+      mkdirSync(dirname(config.keyPath), { recursive: true });
+      writeFileAtomic(config.keyPath, encryptKeyFile(Ed25519Signer.generate(), passphrase));
+    } else {
+      readPublicKey(new Uint8Array(readFileSync(config.keyPath)));
+    }
+    const s = loadSigner();
+    pinRoot(directorStore, config.provisioning.directorRoot, 'provisioning.directorRoot', now());
+    pinRoot(imageStore, config.provisioning.imageRepoRoot, 'provisioning.imageRepoRoot', now());
+    const token = config.provisioning.token ?? env.UPFLEET_PROVISIONING_TOKEN;
+    if (!token) throw new ConfigError('provisioning.token', 'a provisioning token is needed to register (or set UPFLEET_PROVISIONING_TOKEN)');
+    const entry = async (serial: string): Promise<RegistrationEcu> => {
+      const info = await ecus.get(serial)!.info();
+      return { ecuSerial: serial, hardwareId: info.hardwareId, publicKey: info.publicKey.toJSON() };
+    };
+    const body = {
+      primary: await entry(config.ecus.primary.serial),
+      secondaries: await Promise.all(config.ecus.secondaries.map((x) => entry(x.serial))),
+    };
+    const res = await director.register(body, token);
+    kv.set('registered', { at: now().toISOString(), status: res.status });
+    log.info({ status: res.status, keyid: s.key.keyid }, 'provisioned');
+    return { status: res.status, keyid: s.key.keyid };
+  }
+
+  async function run(): Promise<void> {
+    if (config.mqttUrl && !mqtt) {
+      loadSigner();
+      mqtt = new MqttChannel({
+        url: config.mqttUrl,
+        deviceId: config.deviceId,
+        prefix: config.mqttTopicPrefix,
+        tokens,
+        onNotify: () => trigger(),
+        onConnect: () => {
+          log.info({}, 'mqtt connected');
+          void flush();
+        },
+        log: (msg, fields) => log.warn(fields ?? {}, msg),
+      });
+    }
+    while (!closed) {
+      wakeRequested = false;
+      try {
+        const outcome = await checkOnce();
+        log.info({ result: outcome.result, failure: outcome.failure?.message, undelivered: outcome.undelivered }, 'cycle done');
+      } catch (e) {
+        log.error({ error: (e as Error).message, code: (e as { code?: string }).code }, 'cycle failed');
+      }
+      if (closed) break;
+      if (!wakeRequested) {
+        await new Promise<void>((resolve) => {
+          const t = setTimeout(resolve, config.pollIntervalSeconds * 1000);
+          wake = () => {
+            clearTimeout(t);
+            resolve();
+          };
+        });
+        wake = undefined;
+      }
+    }
+  }
+
+  function trigger(): void {
+    wakeRequested = true;
+    wake?.();
+  }
+
+  async function status(): Promise<AgentStatus> {
+    const { state } = stateStore.load();
+    const ecuStatus: EcuStatus[] = [];
+    for (const [serial, e] of ecus) {
+      const role = serial === primary.ecuSerial ? 'primary' : 'secondary';
+      const hw = serial === primary.ecuSerial ? config.ecus.primary.hardwareId : config.ecus.secondaries.find((x) => x.serial === serial)!.hardwareId;
+      try {
+        const info = await withTimeout(e.info(), 5000);
+        ecuStatus.push({ serial, hardwareId: info.hardwareId, role, installed: info.installed, releaseCounter: info.releaseCounter });
+      } catch (err) {
+        ecuStatus.push({ serial, hardwareId: hw, role, installed: null, releaseCounter: 0, error: (err as Error).message });
+      }
+    }
+    return {
+      deviceId: config.deviceId,
+      provisioned: isProvisioned(),
+      state: state.name,
+      pending: state.name === 'idle' ? null : state.cycle,
+      ecus: ecuStatus,
+      outbox: outbox.counts(),
+      lastResult: kv.get<StoredResult>('lastResult') ?? null,
+      lastCycle: kv.get('lastCycle') ?? null,
+    };
+  }
+
+  async function close(): Promise<void> {
+    closed = true;
+    wake?.();
+    await cycling?.catch(() => undefined);
+    await mqtt?.close().catch(() => undefined);
+    for (const e of ecus.values()) await e.close().catch(() => undefined);
+    db.close();
+  }
+
+  return { config, provision, checkOnce, run, status, close };
+}
+
+/**
+ * Pins a repository's initial root from a provisioning file: it must be a
+ * root signed by a threshold of its own keys. A root already trusted is kept
+ * (it may be newer than the provisioning file). @throws ConfigError
+ */
+function pinRoot(store: SqliteMetadataStore, path: string, field: string, now: Date): void {
+  if (store.readSync(metadataFileName('root')) !== undefined) return;
+  let bytes: Uint8Array;
+  try {
+    bytes = new Uint8Array(readFileSync(path));
+  } catch (e) {
+    throw new ConfigError(field, `cannot read ${path}: ${(e as Error).message}`);
+  }
+  try {
+    new TrustedMetadataSet(bytes, now);
+  } catch (e) {
+    throw new ConfigError(field, `${path} is not a valid self-signed root: ${(e as Error).message}`);
+  }
+  store.writeSync(metadataFileName('root'), bytes);
+}
+
+/** Serial drivers for the configured secondaries (the serial helper's driver). */
+async function serialDrivers(config: AgentConfig): Promise<Secondary[]> {
+  if (config.ecus.secondaries.length === 0) return [];
+  const driverModule = './secondaries/serial-secondary.ts';
+  const mod = (await import(driverModule)) as unknown as {
+    createSerialSecondary?: (c: { serial: string; hardwareId: string; port: string; baud: number; verification: 'partial' | 'full' }) => Secondary;
+  };
+  if (!mod.createSerialSecondary) throw new ConfigError('ecus.secondaries', 'the serial driver is not available in this build');
+  return config.ecus.secondaries.map((s) => mod.createSerialSecondary!(s));
+}
+
+function withTimeout<T>(p: Promise<T>, ms: number): Promise<T> {
+  return new Promise((resolve, reject) => {
+    const t = setTimeout(() => reject(new Error(`no answer in ${ms} ms`)), ms);
+    p.then(
+      (v) => (clearTimeout(t), resolve(v)),
+      (e) => (clearTimeout(t), reject(e)),
+    );
+  });
+}

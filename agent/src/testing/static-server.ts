@@ -1,0 +1,46 @@
+/**
+ * Test support: a loopback HTTP server for a repository's files (path ->
+ * bytes), with Range support, an override map for tampering, and a request log.
+ * Real HTTP, listening on 127.0.0.1 port 0.
+ */
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+
+export interface StaticServer {
+  url: string;
+  /** URL path (no leading slash, under the prefix) -> bytes served instead of the real file. */
+  overrides: Map<string, Uint8Array>;
+  requests: Array<{ path: string; range?: string }>;
+  close(): Promise<void>;
+}
+
+export async function serveFiles(files: () => ReadonlyMap<string, Uint8Array>, prefix = ''): Promise<StaticServer> {
+  const overrides = new Map<string, Uint8Array>();
+  const requests: StaticServer['requests'] = [];
+  const server = http.createServer((req, res) => {
+    const path = decodeURIComponent(new URL(req.url ?? '/', 'http://x').pathname).replace(/^\//, '');
+    requests.push({ path, ...(req.headers.range && { range: req.headers.range }) });
+    if (!path.startsWith(prefix)) return void res.writeHead(404).end();
+    const rel = path.slice(prefix.length);
+    const body = overrides.get(rel) ?? files().get(rel);
+    if (!body) return void res.writeHead(404).end();
+    const m = /^bytes=(\d+)-$/.exec(req.headers.range ?? '');
+    if (m && Number(m[1]) < body.byteLength) {
+      const from = Number(m[1]);
+      res.writeHead(206, { 'content-length': body.byteLength - from, 'content-range': `bytes ${from}-${body.byteLength - 1}/${body.byteLength}` });
+      return void res.end(body.subarray(from));
+    }
+    res.writeHead(200, { 'content-length': body.byteLength }).end(body);
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  return {
+    url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
+    overrides,
+    requests,
+    close: () =>
+      new Promise<void>((r) => {
+        server.closeAllConnections();
+        server.close(() => r());
+      }),
+  };
+}
