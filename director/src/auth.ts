@@ -1,0 +1,102 @@
+/**
+ * Who is calling: a device (its signed token), an admin (bearer token) or a
+ * provisioning client (the fleet provisioning token). Device tokens that verified
+ * are cached until they expire, so a device reusing its token costs one
+ * signature check per token, not per request; the cache is dropped when it grows
+ * past its bound. Secrets compare in constant time.
+ */
+import { timingSafeEqual, createHash } from 'node:crypto';
+import { Key } from '@upfleet/core';
+import { checkDeviceToken, parseDeviceToken } from './device-token.ts';
+import { ForbiddenError, UnauthenticatedError } from './errors.ts';
+import type { DirectorStore } from './store.ts';
+
+const CACHE_LIMIT = 100_000;
+
+export function secretEquals(given: string, expected: string): boolean {
+  const a = createHash('sha256').update(given).digest();
+  const b = createHash('sha256').update(expected).digest();
+  return timingSafeEqual(a, b);
+}
+
+/** The token after `scheme ` in an Authorization header, or undefined. */
+export function bearer(header: string | undefined, scheme: string): string | undefined {
+  if (!header) return undefined;
+  const space = header.indexOf(' ');
+  if (space < 0 || header.slice(0, space).toLowerCase() !== scheme.toLowerCase()) return undefined;
+  return header.slice(space + 1).trim();
+}
+
+export class Authenticator {
+  #verified = new Map<string, { deviceId: string; expires: number; keyid: string }>();
+
+  constructor(
+    private readonly store: DirectorStore,
+    private readonly adminToken: string,
+    private readonly provisioningToken: string,
+    private readonly nowSeconds: () => number,
+  ) {}
+
+  /** @throws UnauthenticatedError */
+  admin(header: string | undefined): void {
+    const token = bearer(header, 'Bearer');
+    if (!token || !secretEquals(token, this.adminToken)) throw new UnauthenticatedError('admin bearer token required');
+  }
+
+  isAdminSecret(secret: string): boolean {
+    return secretEquals(secret, this.adminToken);
+  }
+
+  /** @throws UnauthenticatedError */
+  provisioning(header: string | undefined): void {
+    const token = bearer(header, 'Bearer');
+    if (!token || !secretEquals(token, this.provisioningToken)) throw new UnauthenticatedError('provisioning token required');
+  }
+
+  /**
+   * The device a token proves, checked against the device's current primary key.
+   * @throws UnauthenticatedError
+   */
+  deviceToken(token: string): string {
+    const now = this.nowSeconds();
+    const cached = this.#verified.get(token);
+    if (cached && cached.expires >= now - 30) {
+      const primary = this.#primaryKey(cached.deviceId);
+      if (primary && primary.keyid === cached.keyid) return cached.deviceId;
+    }
+    const parsed = parseDeviceToken(token);
+    if (!parsed) throw new UnauthenticatedError('malformed device token');
+    const key = this.#primaryKey(parsed.deviceId);
+    if (!key) throw new UnauthenticatedError('unknown device');
+    const why = checkDeviceToken(parsed, key, now);
+    if (why) throw new UnauthenticatedError(why);
+    if (this.#verified.size >= CACHE_LIMIT) this.#verified.clear();
+    this.#verified.set(token, { deviceId: parsed.deviceId, expires: parsed.expires, keyid: key.keyid });
+    return parsed.deviceId;
+  }
+
+  /**
+   * Authenticates the request's device and checks it is `deviceId`.
+   * @throws UnauthenticatedError, ForbiddenError (another device's data)
+   */
+  device(header: string | undefined, deviceId: string): void {
+    const token = bearer(header, 'UpfleetDevice');
+    if (!token) throw new UnauthenticatedError('UpfleetDevice token required');
+    const caller = this.deviceToken(token);
+    if (caller !== deviceId) throw new ForbiddenError('OTHER_DEVICE', `device ${caller} may not access ${deviceId}`, { caller, deviceId });
+  }
+
+  #keyCache = new Map<string, { json: string; key: Key }>();
+
+  #primaryKey(deviceId: string): Key | undefined {
+    const primary = this.store.ecusOf(deviceId).find((e) => e.primary);
+    if (!primary) return undefined;
+    const json = JSON.stringify(primary.publicKey);
+    let entry = this.#keyCache.get(deviceId);
+    if (!entry || entry.json !== json) {
+      entry = { json, key: Key.fromJSON(primary.publicKey) };
+      this.#keyCache.set(deviceId, entry);
+    }
+    return entry.key;
+  }
+}

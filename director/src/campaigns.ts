@@ -1,0 +1,256 @@
+/**
+ * Campaigns: images for a group of devices (by tags and hardware IDs) rolled
+ * out in waves. Invariants:
+ * - `start` checks every image against the image repository once, fixes the
+ *   group and its order (by sha256 of campaign ID and device ID, so waves are a
+ *   fair sample), and launches wave 1.
+ * - Wave k covers the first ceil(waves[k] * N / 100) devices (cumulative).
+ *   The next wave launches only when every launched device is terminal
+ *   (succeeded, failed or cancelled) and succeeded / launched >= successThreshold;
+ *   below the threshold the campaign halts (`resume` overrides the gate).
+ * - pause stops launching waves (open assignments go on); abort cancels the
+ *   assignments still pending (in-flight installs finish) and launches nothing more.
+ * - A device that cannot take the image (release counter, hardware) gets a failed
+ *   assignment with the refusal code; one that already runs it, a succeeded one.
+ */
+import { createHash, randomUUID } from 'node:crypto';
+import { TargetFile } from '@upfleet/core';
+import { AssignmentRefusedError, BadRequestError, ConflictError, NotFoundError } from './errors.ts';
+import type { Context } from './context.ts';
+import { isOpen, runsImage, type Assignments } from './assignments.ts';
+import { parseTags } from './inventory.ts';
+import type { AssignmentItem, AssignmentStatus, CampaignRecord, CampaignSpec } from './store.ts';
+
+export const DEFAULT_WAVES = [1, 10, 50, 100];
+export const DEFAULT_SUCCESS_THRESHOLD = 0.9;
+
+type ResolvedImage = NonNullable<CampaignSpec['resolved']>[number];
+
+export interface CampaignStatusView extends CampaignRecord {
+  counts: Record<AssignmentStatus | 'waiting', number>;
+  currentWave: number;
+  totalWaves: number;
+}
+
+/** @throws BadRequestError */
+export function parseCampaignSpec(json: unknown): CampaignSpec {
+  if (typeof json !== 'object' || json === null) throw new BadRequestError('campaign is not an object');
+  const o = json as Record<string, unknown>;
+  if (typeof o.name !== 'string' || o.name.length === 0) throw new BadRequestError('name is required', { field: 'name' });
+  if (!Array.isArray(o.images) || o.images.length === 0) throw new BadRequestError('images must be a non-empty array', { field: 'images' });
+  const images = o.images.map((x, i) => {
+    const e = x as Record<string, unknown>;
+    if (typeof e?.hardwareId !== 'string' || typeof e.image !== 'string') {
+      throw new BadRequestError(`images[${i}] needs hardwareId and image`, { field: `images[${i}]` });
+    }
+    return { hardwareId: e.hardwareId, image: e.image };
+  });
+  if (new Set(images.map((i) => i.hardwareId)).size !== images.length) throw new BadRequestError('one image per hardware ID', { field: 'images' });
+  const waves = o.waves ?? DEFAULT_WAVES;
+  if (!Array.isArray(waves) || waves.length === 0 || waves.some((w, i) => typeof w !== 'number' || w <= 0 || w > 100 || (i > 0 && w <= (waves[i - 1] as number))) || waves.at(-1) !== 100) {
+    throw new BadRequestError('waves must be ascending percentages ending at 100', { field: 'waves' });
+  }
+  const threshold = o.successThreshold ?? DEFAULT_SUCCESS_THRESHOLD;
+  if (typeof threshold !== 'number' || threshold < 0 || threshold > 1) throw new BadRequestError('successThreshold must be within [0, 1]', { field: 'successThreshold' });
+  return { name: o.name, images, tags: parseTags(o.tags), waves: waves as number[], successThreshold: threshold };
+}
+
+export class Campaigns {
+  /** Images resolved at start, by campaign; rebuilt from the store after a restart. */
+  #resolved = new Map<string, ResolvedImage[]>();
+
+  constructor(
+    private readonly ctx: Context,
+    private readonly assignments: Assignments,
+  ) {}
+
+  create(spec: CampaignSpec): CampaignRecord {
+    const now = this.ctx.nowIso();
+    const c: CampaignRecord = { id: randomUUID(), status: 'draft', spec, devices: [], wavesLaunched: 0, reason: null, createdAt: now, updatedAt: now };
+    this.ctx.commit(() => this.ctx.store.insertCampaign(c));
+    return c;
+  }
+
+  /** @throws NotFoundError */
+  get(id: string): CampaignRecord {
+    const c = this.ctx.store.getCampaign(id);
+    if (!c) throw new NotFoundError('campaign', id);
+    return c;
+  }
+
+  list(): CampaignStatusView[] {
+    return this.ctx.store.listCampaigns().map((c) => this.status(c.id));
+  }
+
+  /**
+   * Resolves images, fixes the group, launches wave 1.
+   * @throws ConflictError unless draft, AssignmentRefusedError when the image repository lacks an image
+   */
+  async start(id: string): Promise<CampaignStatusView> {
+    const c = this.get(id);
+    if (c.status !== 'draft') throw new ConflictError('BAD_STATE', `campaign ${id} is ${c.status}`, { status: c.status });
+    const resolved: ResolvedImage[] = [];
+    for (const { hardwareId, image } of c.spec.images) {
+      const t = await this.ctx.imageRepo.findTarget(image);
+      const hardwareIds = Array.isArray(t?.custom?.hardwareIds) ? (t.custom.hardwareIds as unknown[]) : [];
+      if (!t) throw new AssignmentRefusedError('*', '*', image, 'missing', 'the image repository does not list it');
+      if (!hardwareIds.includes(hardwareId)) throw new AssignmentRefusedError('*', '*', image, 'hardwareId', `not for hardware ${hardwareId}`);
+      resolved.push({ hardwareId, image, length: t.length, hashes: { ...t.hashes }, custom: { ...t.custom } });
+    }
+    this.ctx.commit(() => {
+      const fresh = this.get(id);
+      if (fresh.status !== 'draft') throw new ConflictError('BAD_STATE', `campaign ${id} is ${fresh.status}`, { status: fresh.status });
+      const hw = new Set(resolved.map((r) => r.hardwareId));
+      const group = this.ctx.store.listDevices({ status: 'active' })
+        .filter((d) => c.spec.tags.every((t) => d.tags.includes(t)))
+        .filter((d) => this.ctx.store.ecusOf(d.id).some((e) => hw.has(e.hardwareId)))
+        .map((d) => d.id)
+        .sort((a, b) => this.#rank(id, a).localeCompare(this.#rank(id, b)));
+      this.#resolved.set(id, resolved);
+      this.ctx.store.updateCampaign(id, { status: 'running', devices: group, spec: { ...fresh.spec, resolved }, updatedAt: this.ctx.nowIso() });
+      this.#advance(id);
+    });
+    return this.status(id);
+  }
+
+  /** @throws ConflictError unless running */
+  pause(id: string): CampaignStatusView {
+    return this.#transition(id, ['running'], 'paused');
+  }
+
+  /** Resumes a paused campaign, or overrides the gate of a halted one (launches the next wave). */
+  resume(id: string): CampaignStatusView {
+    this.ctx.commit(() => {
+      const c = this.get(id);
+      if (c.status !== 'paused' && c.status !== 'halted') throw new ConflictError('BAD_STATE', `campaign ${id} is ${c.status}`, { status: c.status });
+      this.ctx.store.updateCampaign(id, { status: 'running', reason: null, updatedAt: this.ctx.nowIso() });
+      if (c.status === 'halted') this.#launchNext(this.get(id));
+      this.#advance(id);
+    });
+    return this.status(id);
+  }
+
+  /** Aborts: no more waves, pending assignments cancelled. */
+  abort(id: string): CampaignStatusView {
+    this.ctx.commit(() => {
+      const c = this.get(id);
+      if (c.status === 'completed' || c.status === 'aborted') throw new ConflictError('BAD_STATE', `campaign ${id} is ${c.status}`, { status: c.status });
+      this.ctx.store.updateCampaign(id, { status: 'aborted', reason: 'aborted by an admin', updatedAt: this.ctx.nowIso() });
+      const devices = new Set<string>();
+      for (const a of this.ctx.store.assignmentsOfCampaign(id)) {
+        if (a.status === 'pending' && this.assignments.setStatus(a, 'cancelled', { code: 'CAMPAIGN_ABORTED', message: 'campaign aborted' })) devices.add(a.deviceId);
+      }
+      for (const d of devices) this.assignments.sync(d);
+    });
+    return this.status(id);
+  }
+
+  status(id: string): CampaignStatusView {
+    const c = this.get(id);
+    const counts: CampaignStatusView['counts'] = { waiting: 0, pending: 0, downloading: 0, installing: 0, succeeded: 0, failed: 0, cancelled: 0 };
+    const latest = this.#latestByDevice(id);
+    for (const d of c.devices) {
+      const a = latest.get(d);
+      counts[a ? a.status : 'waiting']++;
+    }
+    return { ...c, counts, currentWave: c.wavesLaunched, totalWaves: c.spec.waves.length };
+  }
+
+  /** Re-evaluates gates after assignment changes (called inside the manifest commit). */
+  onAssignmentsChanged(ids: Set<string>): void {
+    for (const id of ids) this.#advance(id);
+  }
+
+  #transition(id: string, from: CampaignRecord['status'][], to: CampaignRecord['status']): CampaignStatusView {
+    this.ctx.commit(() => {
+      const c = this.get(id);
+      if (!from.includes(c.status)) throw new ConflictError('BAD_STATE', `campaign ${id} is ${c.status}`, { status: c.status });
+      this.ctx.store.updateCampaign(id, { status: to, updatedAt: this.ctx.nowIso() });
+    });
+    return this.status(id);
+  }
+
+  #rank(campaignId: string, deviceId: string): string {
+    return createHash('sha256').update(`${campaignId}/${deviceId}`).digest('hex');
+  }
+
+  #latestByDevice(id: string) {
+    const latest = new Map<string, { status: AssignmentStatus }>();
+    for (const a of this.ctx.store.assignmentsOfCampaign(id)) latest.set(a.deviceId, a);
+    return latest;
+  }
+
+  /** Launches waves while the gate allows; completes or halts. Inside a commit. */
+  #advance(id: string): void {
+    for (;;) {
+      const c = this.get(id);
+      if (c.status !== 'running') return;
+      if (c.wavesLaunched === 0) {
+        this.#launchNext(c);
+        continue;
+      }
+      const launched = c.devices.slice(0, this.#waveEnd(c, c.wavesLaunched - 1));
+      const latest = this.#latestByDevice(id);
+      // A launched device with no assignment left the fleet before its wave: it counts as not succeeded.
+      const waiting = (d: string) => !latest.get(d) && this.ctx.store.getDevice(d)?.status === 'active';
+      if (launched.some((d) => waiting(d) || isOpen(latest.get(d)?.status ?? 'failed'))) return;
+      const succeeded = launched.filter((d) => latest.get(d)?.status === 'succeeded').length;
+      const ratio = launched.length === 0 ? 1 : succeeded / launched.length;
+      const now = this.ctx.nowIso();
+      if (c.wavesLaunched >= c.spec.waves.length) {
+        this.ctx.store.updateCampaign(id, { status: 'completed', reason: `success ratio ${ratio.toFixed(3)}`, updatedAt: now });
+        return;
+      }
+      if (ratio < c.spec.successThreshold) {
+        this.ctx.store.updateCampaign(id, { status: 'halted', reason: `wave ${c.wavesLaunched} success ratio ${ratio.toFixed(3)} below ${c.spec.successThreshold}`, updatedAt: now });
+        this.ctx.log.warn({ campaign: id, ratio }, 'campaign halted by its gate');
+        return;
+      }
+      this.#launchNext(c);
+    }
+  }
+
+  #waveEnd(c: CampaignRecord, wave: number): number {
+    return Math.min(c.devices.length, Math.ceil((c.spec.waves[wave]! * c.devices.length) / 100));
+  }
+
+  #launchNext(c: CampaignRecord): void {
+    if (c.wavesLaunched >= c.spec.waves.length) return;
+    const from = c.wavesLaunched === 0 ? 0 : this.#waveEnd(c, c.wavesLaunched - 1);
+    const to = this.#waveEnd(c, c.wavesLaunched);
+    this.ctx.store.updateCampaign(c.id, { wavesLaunched: c.wavesLaunched + 1, updatedAt: this.ctx.nowIso() });
+    this.ctx.log.info({ campaign: c.id, wave: c.wavesLaunched + 1, devices: to - from }, 'campaign wave launched');
+    for (const deviceId of c.devices.slice(from, to)) this.#assignDevice(c.id, deviceId);
+  }
+
+  #assignDevice(campaignId: string, deviceId: string): void {
+    const resolved = this.#resolvedImages(campaignId);
+    const device = this.ctx.store.getDevice(deviceId);
+    const ecus = this.ctx.store.ecusOf(deviceId);
+    const items: AssignmentItem[] = [];
+    try {
+      if (device?.status !== 'active') return;
+      for (const ecu of ecus) {
+        const r = resolved.find((x) => x.hardwareId === ecu.hardwareId);
+        if (!r) continue;
+        const imageTarget = new TargetFile(r.length, r.hashes, r.custom);
+        items.push(this.assignments.checkItem(deviceId, ecu, { ecuSerial: ecu.serial, image: r.image }, imageTarget));
+      }
+    } catch (error) {
+      if (!(error instanceof AssignmentRefusedError)) throw error;
+      this.assignments.insert(deviceId, items, campaignId, 'failed', { code: `ASSIGNMENT_REFUSED:${error.field}`, message: error.message });
+      return;
+    }
+    const done = items.every((i) => runsImage(ecus.find((e) => e.serial === i.ecuSerial)!.installed, i));
+    this.assignments.insert(deviceId, items, campaignId, done ? 'succeeded' : 'pending');
+  }
+
+  #resolvedImages(id: string): ResolvedImage[] {
+    let r = this.#resolved.get(id);
+    if (!r) {
+      r = this.get(id).spec.resolved ?? [];
+      this.#resolved.set(id, r);
+    }
+    return r;
+  }
+}

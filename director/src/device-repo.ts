@@ -1,0 +1,112 @@
+/**
+ * Per-device director repositories. Every device shares the fleet root and has
+ * its own targets, snapshot and timestamp, signed with the online keys:
+ * - targets lists one entry per assigned image with custom.ecuIdentifiers and
+ *   carries `signed.deviceId`, so one device's metadata cannot be replayed to another;
+ * - each publish bumps targets, snapshot and timestamp versions together, and
+ *   `refresh` re-signs whichever roles have less than half their lifetime left;
+ * - old targets/snapshot versions are pruned past KEEP_VERSIONS (a client only
+ *   ever needs the versions the newest timestamp/snapshot name).
+ * Callers run `publish`/`refresh` inside a store transaction.
+ */
+import { digestHex, expiresIn, Metadata, MetaFile, Snapshot, Targets, Timestamp, type Signer, type TargetFile } from '@upfleet/core';
+import type { OnlineRole } from './key-store.ts';
+import type { DirectorStore, RepoState } from './store.ts';
+
+export interface Expiries {
+  targets: number;
+  snapshot: number;
+  timestamp: number;
+}
+
+export const DEFAULT_EXPIRIES: Expiries = { targets: 7 * 86400, snapshot: 7 * 86400, timestamp: 86400 };
+const KEEP_VERSIONS = 3;
+
+export class DeviceRepository {
+  constructor(
+    private readonly store: DirectorStore,
+    private readonly signers: Record<OnlineRole, Signer>,
+    private readonly expiries: Expiries,
+    private readonly now: () => Date,
+  ) {}
+
+  /** Signs and stores a new targets (with `targets`), snapshot and timestamp for the device. */
+  publish(deviceId: string, targets: Record<string, TargetFile>): RepoState {
+    const prev = this.store.getRepoState(deviceId);
+    const now = this.now();
+    const targetsMd = new Metadata(
+      new Targets((prev?.targetsVersion ?? 0) + 1, expiresIn(now, this.expiries.targets), targets, undefined, undefined, { deviceId }),
+    );
+    targetsMd.sign(this.signers.targets);
+    const targetsBytes = targetsMd.toBytes();
+    this.store.putMetadataFile(deviceId, `${targetsMd.signed.version}.targets.json`, targetsBytes);
+    if (prev) this.#prune(deviceId, 'targets', targetsMd.signed.version);
+    const state = this.#signSnapshotAndTimestamp(deviceId, prev, targetsMd.signed.version, targetsMd.signed.expires, targetsBytes, now);
+    return state;
+  }
+
+  /** Re-signs the roles close to expiry; returns the new state, or undefined when nothing changed. */
+  refresh(deviceId: string): RepoState | undefined {
+    const state = this.store.getRepoState(deviceId);
+    if (!state) return undefined;
+    const now = this.now();
+    const stale = (expires: string, lifetime: number) => Date.parse(expires) - now.getTime() < (lifetime * 1000) / 2;
+    if (stale(state.targetsExpires, this.expiries.targets)) {
+      const current = this.currentTargets(deviceId, state);
+      return this.publish(deviceId, current.signed.targets);
+    }
+    if (stale(state.snapshotExpires, this.expiries.snapshot)) {
+      const targetsBytes = this.store.getMetadataFile(deviceId, `${state.targetsVersion}.targets.json`)!;
+      return this.#signSnapshotAndTimestamp(deviceId, state, state.targetsVersion, state.targetsExpires, targetsBytes, now);
+    }
+    if (stale(state.timestampExpires, this.expiries.timestamp)) {
+      const snapshotBytes = this.store.getMetadataFile(deviceId, `${state.snapshotVersion}.snapshot.json`)!;
+      const next = { ...state, ...this.#signTimestamp(deviceId, state.timestampVersion + 1, state.snapshotVersion, snapshotBytes, now) };
+      this.store.putRepoState(next);
+      return next;
+    }
+    return undefined;
+  }
+
+  currentTargets(deviceId: string, state = this.store.getRepoState(deviceId)): Metadata<Targets> {
+    const bytes = state && this.store.getMetadataFile(deviceId, `${state.targetsVersion}.targets.json`);
+    if (!bytes) return new Metadata(new Targets(1, expiresIn(this.now(), this.expiries.targets)));
+    return Metadata.fromBytes(bytes, 'targets');
+  }
+
+  #signSnapshotAndTimestamp(
+    deviceId: string, prev: RepoState | undefined, targetsVersion: number, targetsExpires: string, targetsBytes: Uint8Array, now: Date,
+  ): RepoState {
+    const snapshotMd = new Metadata(
+      new Snapshot((prev?.snapshotVersion ?? 0) + 1, expiresIn(now, this.expiries.snapshot), {
+        'targets.json': new MetaFile(targetsVersion, targetsBytes.byteLength, { sha256: digestHex('sha256', targetsBytes) }),
+      }),
+    );
+    snapshotMd.sign(this.signers.snapshot);
+    const snapshotBytes = snapshotMd.toBytes();
+    this.store.putMetadataFile(deviceId, `${snapshotMd.signed.version}.snapshot.json`, snapshotBytes);
+    if (prev) this.#prune(deviceId, 'snapshot', snapshotMd.signed.version);
+    const ts = this.#signTimestamp(deviceId, (prev?.timestampVersion ?? 0) + 1, snapshotMd.signed.version, snapshotBytes, now);
+    const state: RepoState = {
+      deviceId, targetsVersion, targetsExpires,
+      snapshotVersion: snapshotMd.signed.version, snapshotExpires: snapshotMd.signed.expires, ...ts,
+    };
+    this.store.putRepoState(state);
+    return state;
+  }
+
+  #signTimestamp(deviceId: string, version: number, snapshotVersion: number, snapshotBytes: Uint8Array, now: Date) {
+    const md = new Metadata(
+      new Timestamp(version, expiresIn(now, this.expiries.timestamp),
+        new MetaFile(snapshotVersion, snapshotBytes.byteLength, { sha256: digestHex('sha256', snapshotBytes) })),
+    );
+    md.sign(this.signers.timestamp);
+    this.store.putMetadataFile(deviceId, 'timestamp.json', md.toBytes());
+    return { timestampVersion: version, timestampExpires: md.signed.expires };
+  }
+
+  #prune(deviceId: string, role: 'targets' | 'snapshot', newest: number): void {
+    const old = newest - KEEP_VERSIONS;
+    if (old >= 1) this.store.deleteMetadataFile(deviceId, `${old}.${role}.json`);
+  }
+}

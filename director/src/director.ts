@@ -1,0 +1,121 @@
+/**
+ * Starting and stopping a director: keys from DIR, the SQLite store
+ * (DIR/director.db), the image repository client, the HTTP server, and MQTT
+ * (the embedded broker, an external broker, or none). Everything durable is in
+ * DIR, so a director restarted on the same DIR continues where it stopped.
+ */
+import { createServer, type Server } from 'node:http';
+import { join } from 'node:path';
+import { pino, type Logger } from 'pino';
+import { checkSignersMatchRoot, initKeys, loadOnlineSigners, loadRoots, onlinePassphraseFor, type InitOptions, type InitResult } from './key-store.ts';
+import { SqliteStore } from './sqlite-store.ts';
+import { DirectorServices } from './services.ts';
+import { DEFAULT_EXPIRIES, type Expiries } from './device-repo.ts';
+import { ImageRepoClient } from './image-repo-client.ts';
+import type { ImageRepository } from './context.ts';
+import { Router } from './http/router.ts';
+import { addRoutes } from './http/api.ts';
+import { DEFAULT_PREFIX, Topics } from './mqtt-topics.ts';
+import { DIRECTOR_USERNAME, startEmbeddedBroker, type EmbeddedBroker } from './mqtt-broker.ts';
+import { MqttBus } from './mqtt-bus.ts';
+
+export interface StartOptions {
+  dir: string;
+  port?: number;
+  host?: string;
+  imageRepoUrl: string;
+  /** The image repository's root.json to trust (else trust on first use). */
+  imageRepoRoot?: Uint8Array;
+  /** A ready image repository view instead of the HTTP client (tests, benchmarks). */
+  imageRepo?: ImageRepository;
+  /** 'embedded' (default): an aedes broker in this process; { url }: an external MQTT 5 broker. */
+  mqtt?: 'embedded' | 'none' | { url: string; username?: string; password?: string };
+  mqttPort?: number;
+  mqttPrefix?: string;
+  adminToken: string;
+  provisioningToken: string;
+  onlinePassphrase?: string;
+  approval?: 'auto' | 'manual';
+  expiries?: Partial<Expiries>;
+  now?: () => Date;
+  logger?: Logger;
+  logLevel?: string;
+}
+
+export interface RunningDirector {
+  url: string;
+  mqttUrl: string | undefined;
+  topics: Topics;
+  services: DirectorServices;
+  close(): Promise<void>;
+}
+
+export async function initDirector(options: InitOptions): Promise<InitResult> {
+  return initKeys(options);
+}
+
+/** @throws KeyFileError (keys), UsageError (no init), Error (ports, broker) */
+export async function startDirector(o: StartOptions): Promise<RunningDirector> {
+  if (!o.adminToken || !o.provisioningToken) throw new RangeError('adminToken and provisioningToken are required');
+  const log = o.logger ?? pino({ name: 'upfleet-director', level: o.logLevel ?? process.env.UPFLEET_LOG_LEVEL ?? 'info' });
+  const now = o.now ?? (() => new Date());
+  const signers = loadOnlineSigners(o.dir, onlinePassphraseFor(o.dir, o.onlinePassphrase));
+  const roots = loadRoots(o.dir);
+  checkSignersMatchRoot(roots.get(Math.max(...roots.keys()))!, signers);
+  const store = new SqliteStore(join(o.dir, 'director.db'));
+  const imageRepo = o.imageRepo ?? new ImageRepoClient({
+    url: o.imageRepoUrl, storeDir: join(o.dir, 'image-repo'), ...(o.imageRepoRoot && { root: o.imageRepoRoot }), now, log,
+  });
+  const services = new DirectorServices({
+    store, signers, roots, imageRepo, expiries: { ...DEFAULT_EXPIRIES, ...o.expiries }, approval: o.approval ?? 'auto',
+    adminToken: o.adminToken, provisioningToken: o.provisioningToken, now, log,
+  });
+  const topics = new Topics(o.mqttPrefix ?? DEFAULT_PREFIX);
+
+  const router = new Router(log, services.metrics);
+  addRoutes(router, services);
+  const server: Server = createServer((req, res) => void router.handle(req, res));
+  server.keepAliveTimeout = 65_000;
+  const host = o.host ?? '127.0.0.1';
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(o.port ?? 0, host, () => resolve());
+  });
+  const address = server.address();
+  const url = `http://${host}:${typeof address === 'object' && address ? address.port : 0}`;
+
+  let broker: EmbeddedBroker | undefined;
+  let bus: MqttBus | undefined;
+  let mqttUrl: string | undefined;
+  const mqtt = o.mqtt ?? 'embedded';
+  try {
+    if (mqtt === 'embedded') {
+      broker = await startEmbeddedBroker({ port: o.mqttPort ?? 0, host, topics, auth: services.auth, log });
+      mqttUrl = broker.url;
+      bus = await MqttBus.start({ url: broker.url, topics, services, log, protocolVersion: 4, username: DIRECTOR_USERNAME, password: o.adminToken });
+    } else if (mqtt !== 'none') {
+      mqttUrl = mqtt.url;
+      bus = await MqttBus.start({ url: mqtt.url, topics, services, log, protocolVersion: 5,
+        ...(mqtt.username !== undefined && { username: mqtt.username }), ...(mqtt.password !== undefined && { password: mqtt.password }) });
+    }
+  } catch (error) {
+    await broker?.close();
+    await new Promise((r) => server.close(r));
+    store.close();
+    throw error;
+  }
+  if (bus) services.ctx.notifier = (deviceId, state) => bus.notify(deviceId, state);
+  log.info({ url, mqttUrl, prefix: topics.prefix }, 'director started');
+
+  return {
+    url, mqttUrl, topics, services,
+    async close() {
+      services.ctx.notifier = undefined;
+      await bus?.close();
+      await broker?.close();
+      server.closeAllConnections();
+      await new Promise((r) => server.close(r));
+      store.close();
+    },
+  };
+}

@@ -1,0 +1,91 @@
+/**
+ * The director's typed errors. Each carries an HTTP status and a stable `code`
+ * so the HTTP layer maps it without string matching, plus the structured
+ * fields a test or an operator needs. Refusals never change stored state.
+ */
+import { UpfleetError } from '@upfleet/core';
+
+export class DirectorError extends UpfleetError {
+  override name = 'DirectorError';
+  override readonly code: string;
+  constructor(
+    readonly status: number,
+    code: string,
+    message: string,
+    readonly fields: Record<string, unknown> = {},
+    options?: ErrorOptions,
+  ) {
+    super(message, options);
+    this.code = code;
+  }
+}
+
+/** A request that does not parse or breaks a field rule. */
+export class BadRequestError extends DirectorError {
+  override name = 'BadRequestError';
+  constructor(message: string, fields: Record<string, unknown> = {}, options?: ErrorOptions) {
+    super(400, 'BAD_REQUEST', message, fields, options);
+  }
+}
+
+/** No credentials, or credentials that do not verify. */
+export class UnauthenticatedError extends DirectorError {
+  override name = 'UnauthenticatedError';
+  constructor(readonly reason: string) {
+    super(401, 'UNAUTHENTICATED', `not authenticated: ${reason}`, { reason });
+  }
+}
+
+/** Valid credentials that do not cover the request (another device's data, a pending device...). */
+export class ForbiddenError extends DirectorError {
+  override name = 'ForbiddenError';
+  constructor(code: string, message: string, fields: Record<string, unknown> = {}) {
+    super(403, code, message, fields);
+  }
+}
+
+export class NotFoundError extends DirectorError {
+  override name = 'NotFoundError';
+  constructor(readonly kind: string, readonly id: string) {
+    super(404, 'NOT_FOUND', `no ${kind} ${id}`, { kind, id });
+  }
+}
+
+/** A request that contradicts the current state (a re-registration with other keys, a bad transition...). */
+export class ConflictError extends DirectorError {
+  override name = 'ConflictError';
+  constructor(code: string, message: string, fields: Record<string, unknown> = {}) {
+    super(409, code, message, fields);
+  }
+}
+
+/** A manifest the director refuses; `code` names the rule (README: manifest rules). */
+export class ManifestRejectedError extends DirectorError {
+  override name = 'ManifestRejectedError';
+  constructor(
+    readonly deviceId: string,
+    code: string,
+    message: string,
+    fields: Record<string, unknown> = {},
+    status = 422,
+    options?: ErrorOptions,
+  ) {
+    super(status, code, `manifest of ${deviceId} refused: ${message}`, { deviceId, ...fields }, options);
+  }
+}
+
+/** An assignment the image repository does not back (see core matchDirectorTarget). */
+export class AssignmentRefusedError extends DirectorError {
+  override name = 'AssignmentRefusedError';
+  constructor(
+    readonly deviceId: string,
+    readonly ecuSerial: string,
+    readonly image: string,
+    readonly field: string,
+    message: string,
+    options?: ErrorOptions,
+  ) {
+    super(422, 'ASSIGNMENT_REFUSED', `assignment of ${image} to ${deviceId}/${ecuSerial} refused: ${message}`,
+      { deviceId, ecuSerial, image, field }, options);
+  }
+}

@@ -1,0 +1,80 @@
+/** The OpenAPI 3.1 description of the director's HTTP API, served at GET /api/v1/openapi.json. */
+
+const error = { $ref: '#/components/responses/Error' };
+const json = (schema: unknown) => ({ content: { 'application/json': { schema } } });
+const ref = (name: string) => ({ $ref: `#/components/schemas/${name}` });
+const deviceId = { name: 'deviceId', in: 'path', required: true, schema: { type: 'string', pattern: '^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$' } };
+const idParam = { name: 'id', in: 'path', required: true, schema: { type: 'string' } };
+
+function op(summary: string, security: string, options: { params?: unknown[]; body?: unknown; ok?: unknown; status?: string } = {}) {
+  return {
+    summary,
+    security: security === 'none' ? [] : [{ [security]: [] }],
+    ...(options.params && { parameters: options.params }),
+    ...(options.body !== undefined && { requestBody: { required: true, ...json(options.body) } }),
+    responses: {
+      [options.status ?? '200']: options.ok === undefined ? { description: 'done' } : { description: 'done', ...json(options.ok) },
+      400: error, 401: error, 403: error, 404: error, 409: error, 422: error,
+    },
+  };
+}
+
+const campaignAction = (action: string) => ({ post: op(`${action} a campaign`, 'admin', { params: [idParam], ok: ref('Campaign') }) });
+
+export function openApiDocument(): Record<string, unknown> {
+  return {
+    openapi: '3.1.0',
+    info: { title: 'Upfleet director', version: '1', description: 'Per-device Uptane director: device API (device tokens) and admin API (bearer token). See director/README.md.' },
+    components: {
+      securitySchemes: {
+        admin: { type: 'http', scheme: 'bearer', description: 'the admin token' },
+        provisioning: { type: 'http', scheme: 'bearer', description: 'the fleet provisioning token' },
+        device: { type: 'apiKey', in: 'header', name: 'Authorization', description: 'UpfleetDevice <deviceId>:<expires>:<hex ed25519 signature over "upfleet-device-token/v1:<deviceId>:<expires>">' },
+      },
+      responses: { Error: { description: 'a typed error', ...json(ref('Error')) } },
+      schemas: {
+        Error: { type: 'object', required: ['error'], properties: { error: { type: 'object', required: ['code', 'message'], properties: { code: { type: 'string' }, message: { type: 'string' } }, additionalProperties: true } } },
+        Key: { type: 'object', required: ['keytype', 'scheme', 'keyval'], properties: { keytype: { const: 'ed25519' }, scheme: { const: 'ed25519' }, keyval: { type: 'object', required: ['public'], properties: { public: { type: 'string', pattern: '^[0-9a-f]{64}$' } } } } },
+        Ecu: { type: 'object', required: ['ecuSerial', 'hardwareId', 'publicKey'], properties: { ecuSerial: { type: 'string' }, hardwareId: { type: 'string' }, publicKey: ref('Key') } },
+        Registration: { type: 'object', required: ['primary'], properties: { primary: ref('Ecu'), secondaries: { type: 'array', items: ref('Ecu') }, tags: { type: 'array', items: { type: 'string' } } } },
+        Progress: { type: 'object', required: ['state'], properties: { ecuSerial: { type: 'string' }, state: { enum: ['downloading', 'installing'] }, done: { type: 'integer' }, total: { type: 'integer' } } },
+        Device: { type: 'object', properties: { id: { type: 'string' }, status: { enum: ['pending', 'preregistered', 'active', 'decommissioned'] }, tags: { type: 'array', items: { type: 'string' } }, manifestCounter: { type: 'integer' }, online: { type: 'boolean' }, lastSeen: { type: ['string', 'null'] } } },
+        AssignmentRequest: { type: 'object', required: ['ecus'], properties: { ecus: { type: 'array', items: { type: 'object', required: ['ecuSerial', 'image'], properties: { ecuSerial: { type: 'string' }, image: { type: 'string' }, length: { type: 'integer' }, hashes: { type: 'object', additionalProperties: { type: 'string' } } } } } } },
+        Assignment: { type: 'object', properties: { id: { type: 'string' }, deviceId: { type: 'string' }, campaignId: { type: ['string', 'null'] }, status: { enum: ['pending', 'downloading', 'installing', 'succeeded', 'failed', 'cancelled'] }, items: { type: 'array' }, targetsVersion: { type: 'integer' }, errorCode: { type: ['string', 'null'] } } },
+        CampaignRequest: { type: 'object', required: ['name', 'images'], properties: { name: { type: 'string' }, images: { type: 'array', items: { type: 'object', required: ['hardwareId', 'image'], properties: { hardwareId: { type: 'string' }, image: { type: 'string' } } } }, tags: { type: 'array', items: { type: 'string' } }, waves: { type: 'array', items: { type: 'number' } }, successThreshold: { type: 'number' } } },
+        Campaign: { type: 'object', properties: { id: { type: 'string' }, status: { enum: ['draft', 'running', 'paused', 'halted', 'completed', 'aborted'] }, counts: { type: 'object', additionalProperties: { type: 'integer' } }, currentWave: { type: 'integer' }, totalWaves: { type: 'integer' }, devices: { type: 'array', items: { type: 'string' } } } },
+      },
+    },
+    paths: {
+      '/api/v1/devices/{deviceId}/register': { post: op('register a device and its ECUs', 'provisioning', { params: [deviceId], body: ref('Registration'), status: '201' }) },
+      '/api/v1/devices/{deviceId}/metadata/{file}': { get: op('director metadata for this device: N.root.json, root.json, timestamp.json, N.snapshot.json, N.targets.json', 'device', { params: [deviceId, { name: 'file', in: 'path', required: true, schema: { type: 'string' } }] }) },
+      '/api/v1/devices/{deviceId}/manifest': { post: op('upload a signed vehicle version manifest', 'device', { params: [deviceId], body: { type: 'object' } }) },
+      '/api/v1/devices/{deviceId}/progress': { post: op('report download/install progress', 'device', { params: [deviceId], body: ref('Progress'), status: '204' }) },
+      '/api/v1/admin/devices': {
+        get: op('list devices', 'admin', { params: [{ name: 'status', in: 'query', schema: { type: 'string' } }] }),
+        post: op('pre-register a device', 'admin', { body: { type: 'object', required: ['deviceId'], properties: { deviceId: { type: 'string' }, tags: { type: 'array', items: { type: 'string' } } } }, ok: ref('Device'), status: '201' }),
+      },
+      '/api/v1/admin/devices/{deviceId}': { get: op('a device with its ECUs, assignments, events and metadata', 'admin', { params: [deviceId] }) },
+      '/api/v1/admin/devices/{deviceId}/approve': { post: op('approve a pending device', 'admin', { params: [deviceId], ok: ref('Device') }) },
+      '/api/v1/admin/devices/{deviceId}/decommission': { post: op('decommission a device', 'admin', { params: [deviceId], ok: ref('Device') }) },
+      '/api/v1/admin/devices/{deviceId}/ecus/{ecuSerial}/replace': { post: op('replace an ECU', 'admin', { params: [deviceId, { name: 'ecuSerial', in: 'path', required: true, schema: { type: 'string' } }], body: ref('Ecu') }) },
+      '/api/v1/admin/devices/{deviceId}/manifests': { get: op('accepted manifest history', 'admin', { params: [deviceId] }) },
+      '/api/v1/admin/devices/{deviceId}/assignments': {
+        get: op('assignments of a device', 'admin', { params: [deviceId] }),
+        post: op('assign images to ECUs', 'admin', { params: [deviceId], body: ref('AssignmentRequest'), ok: ref('Assignment'), status: '201' }),
+      },
+      '/api/v1/admin/assignments/{id}': { get: op('one assignment', 'admin', { params: [idParam], ok: ref('Assignment') }) },
+      '/api/v1/admin/campaigns': {
+        get: op('list campaigns', 'admin'),
+        post: op('create a campaign (draft)', 'admin', { body: ref('CampaignRequest'), ok: ref('Campaign'), status: '201' }),
+      },
+      '/api/v1/admin/campaigns/{id}': { get: op('campaign status and counts', 'admin', { params: [idParam], ok: ref('Campaign') }) },
+      '/api/v1/admin/campaigns/{id}/start': campaignAction('start'),
+      '/api/v1/admin/campaigns/{id}/pause': campaignAction('pause'),
+      '/api/v1/admin/campaigns/{id}/resume': campaignAction('resume'),
+      '/api/v1/admin/campaigns/{id}/abort': campaignAction('abort'),
+      '/metrics': { get: { summary: 'Prometheus metrics', security: [], responses: { 200: { description: 'text exposition' } } } },
+      '/healthz': { get: { summary: 'liveness', security: [], responses: { 200: { description: 'ok' } } } },
+    },
+  };
+}

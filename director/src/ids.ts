@@ -1,0 +1,15 @@
+/**
+ * Identifier rules. Device IDs and ECU serials become MQTT topic segments and
+ * URL path segments, so they exclude `/`, `+`, `#`, `:` and whitespace.
+ */
+import { BadRequestError } from './errors.ts';
+
+export const ID_PATTERN = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$/;
+
+/** @throws BadRequestError */
+export function checkId(kind: 'deviceId' | 'ecuSerial' | 'hardwareId', value: unknown): string {
+  if (typeof value !== 'string' || !ID_PATTERN.test(value)) {
+    throw new BadRequestError(`${kind} must match ${ID_PATTERN.source}`, { field: kind });
+  }
+  return value;
+}

@@ -1,0 +1,240 @@
+/**
+ * Manifest ingestion (Uptane 5.4.2.1): everything a manifest must pass before
+ * it changes anything, then, in one commit, what it records.
+ * Checks, in order (each refusal is a ManifestRejectedError and changes nothing):
+ * parse; the manifest's deviceId is the authenticated device; the device is
+ * active; the primary serial is the inventory's; the primary's signature; the
+ * counter exceeds the last accepted one; exactly the inventory's ECUs; each
+ * report's hardware ID and signature by that ECU's key; the nonce policy (a
+ * non-empty nonce not among the last NONCE_MEMORY accepted for that ECU).
+ * Then: installed images, history, security events (deduplicated), assignment
+ * outcomes, campaign progress. Verification is synchronous and happens before
+ * the commit, so a burst of manifests verifies without holding the store.
+ */
+import {
+  BadDocumentSignatureError,
+  Key,
+  MalformedMetadataError,
+  parseJsonBytes,
+  parseVehicleManifest,
+  verifyEcuReport,
+  verifyVehicleManifest,
+  type SignedVehicleManifest,
+} from '@upfleet/core';
+import { ForbiddenError, ManifestRejectedError, NotFoundError } from './errors.ts';
+import type { Context } from './context.ts';
+import type { Inventory } from './inventory.ts';
+import { isOpen, runsImage, sameImage, type Assignments } from './assignments.ts';
+import type { AssignmentRecord, EcuRecord } from './store.ts';
+
+export const NONCE_MEMORY = 16;
+export type Via = 'http' | 'mqtt' | 'function';
+
+export interface IngestResult {
+  deviceId: string;
+  counter: number;
+  /** Assignments whose status changed. */
+  changed: Array<{ id: string; status: string }>;
+}
+
+/** Key objects by ECU serial, rebuilt when the stored key changes (replacement). */
+class KeyCache {
+  #keys = new Map<string, { json: string; key: Key }>();
+  get(ecu: EcuRecord): Key {
+    const json = JSON.stringify(ecu.publicKey);
+    let entry = this.#keys.get(ecu.serial);
+    if (!entry || entry.json !== json) {
+      entry = { json, key: Key.fromJSON(ecu.publicKey) };
+      this.#keys.set(ecu.serial, entry);
+    }
+    return entry.key;
+  }
+}
+
+export class Manifests {
+  readonly keys = new KeyCache();
+  /** Called with the campaign IDs whose assignments changed (set by the wiring). */
+  onCampaignChange: (campaignIds: Set<string>) => void = () => {};
+
+  constructor(
+    private readonly ctx: Context,
+    private readonly inventory: Inventory,
+    private readonly assignments: Assignments,
+  ) {}
+
+  /**
+   * Verifies and records a manifest sent by `deviceId` (the authenticated sender).
+   * @throws ManifestRejectedError, ForbiddenError, NotFoundError
+   */
+  ingest(deviceId: string, bytes: Uint8Array, via: Via): IngestResult {
+    try {
+      const manifest = this.#parse(deviceId, bytes);
+      const ecus = this.#verify(deviceId, manifest);
+      const result = this.ctx.commit(() => this.#record(deviceId, manifest, ecus, via));
+      this.ctx.metrics.manifestsAccepted.inc({ via });
+      return result;
+    } catch (error) {
+      const code = error instanceof ManifestRejectedError || error instanceof ForbiddenError || error instanceof NotFoundError ? error.code : 'ERROR';
+      this.ctx.metrics.manifestsRejected.inc({ via, code });
+      this.ctx.log.warn({ deviceId, via, code, err: error }, 'manifest refused');
+      throw error;
+    }
+  }
+
+  #parse(deviceId: string, bytes: Uint8Array): SignedVehicleManifest {
+    try {
+      return parseVehicleManifest(parseJsonBytes(bytes, 'manifest'));
+    } catch (cause) {
+      if (cause instanceof MalformedMetadataError) {
+        throw new ManifestRejectedError(deviceId, 'MALFORMED_MANIFEST', cause.message, { path: cause.path }, 400, { cause });
+      }
+      throw cause;
+    }
+  }
+
+  /** Every check; returns the inventory ECUs keyed by serial. */
+  #verify(deviceId: string, m: SignedVehicleManifest): Map<string, EcuRecord> {
+    const s = m.signed;
+    if (s.deviceId !== deviceId) {
+      throw new ManifestRejectedError(deviceId, 'DEVICE_MISMATCH', `it names device ${s.deviceId}`, { manifestDeviceId: s.deviceId }, 403);
+    }
+    const device = this.inventory.requireActive(deviceId);
+    const ecus = new Map(this.ctx.store.ecusOf(deviceId).map((e) => [e.serial, e]));
+    const primary = [...ecus.values()].find((e) => e.primary);
+    if (!primary || s.primaryEcuSerial !== primary.serial) {
+      throw new ManifestRejectedError(deviceId, 'PRIMARY_MISMATCH', `primary ${s.primaryEcuSerial} is not the inventory primary`, { ecuSerial: s.primaryEcuSerial });
+    }
+    try {
+      verifyVehicleManifest(m, this.keys.get(primary));
+    } catch (cause) {
+      if (cause instanceof BadDocumentSignatureError) throw new ManifestRejectedError(deviceId, 'BAD_SIGNATURE', cause.message, {}, 422, { cause });
+      throw cause;
+    }
+    if (s.counter <= device.manifestCounter) {
+      throw new ManifestRejectedError(deviceId, 'MANIFEST_REPLAY', `counter ${s.counter} is not above ${device.manifestCounter}`,
+        { counter: s.counter, lastCounter: device.manifestCounter }, 409);
+    }
+    for (const serial of Object.keys(s.ecuVersionReports)) {
+      if (!ecus.has(serial)) throw new ManifestRejectedError(deviceId, 'UNKNOWN_ECU', `ECU ${serial} is not in the inventory`, { ecuSerial: serial });
+    }
+    for (const [serial, ecu] of ecus) {
+      const report = s.ecuVersionReports[serial];
+      if (!report) throw new ManifestRejectedError(deviceId, 'MISSING_ECU', `no report from ECU ${serial}`, { ecuSerial: serial });
+      if (report.signed.hardwareId !== ecu.hardwareId) {
+        throw new ManifestRejectedError(deviceId, 'HARDWARE_MISMATCH', `ECU ${serial} reports hardware ${report.signed.hardwareId}, inventory has ${ecu.hardwareId}`,
+          { ecuSerial: serial });
+      }
+      try {
+        verifyEcuReport(report, this.keys.get(ecu));
+      } catch (cause) {
+        if (cause instanceof BadDocumentSignatureError) {
+          throw new ManifestRejectedError(deviceId, 'BAD_ECU_SIGNATURE', cause.message, { ecuSerial: serial }, 422, { cause });
+        }
+        throw cause;
+      }
+      const nonce = report.signed.nonce;
+      if (nonce.length === 0 || ecu.recentNonces.includes(nonce)) {
+        throw new ManifestRejectedError(deviceId, 'STALE_NONCE', `ECU ${serial} reused nonce ${JSON.stringify(nonce)}`, { ecuSerial: serial, nonce });
+      }
+    }
+    return ecus;
+  }
+
+  #record(deviceId: string, m: SignedVehicleManifest, ecus: Map<string, EcuRecord>, via: Via): IngestResult {
+    const { store } = this.ctx;
+    const s = m.signed;
+    const now = this.ctx.nowIso();
+    // Re-check inside the transaction: another manifest may have been accepted since #verify.
+    const device = store.getDevice(deviceId)!;
+    if (s.counter <= device.manifestCounter) {
+      throw new ManifestRejectedError(deviceId, 'MANIFEST_REPLAY', `counter ${s.counter} is not above ${device.manifestCounter}`,
+        { counter: s.counter, lastCounter: device.manifestCounter }, 409);
+    }
+    store.updateDevice(deviceId, { manifestCounter: s.counter, lastSeen: now, updatedAt: now });
+    const previous = new Map<string, EcuRecord>();
+    for (const [serial, ecu] of ecus) {
+      const r = s.ecuVersionReports[serial]!.signed;
+      previous.set(serial, ecu);
+      store.updateEcu(serial, {
+        installed: r.installedImage,
+        releaseCounter: Math.max(ecu.releaseCounter, r.releaseCounter),
+        recentNonces: [...ecu.recentNonces, r.nonce].slice(-NONCE_MEMORY),
+      });
+      if (r.attacksDetected !== '') this.#event(deviceId, serial, 'attack', 'ATTACK_DETECTED', r.attacksDetected, now);
+    }
+    const ir = s.installationResult;
+    if (ir) {
+      for (const e of ir.ecus) {
+        if (e.success) continue;
+        const kind = e.code === 'VERIFICATION_FAILED' ? 'attack' : 'installation_failure';
+        this.#event(deviceId, e.ecuSerial, kind, e.code, `targets v${ir.directorTargetsVersion}: ${e.filename ?? ''} ${e.description}`.trim(), now);
+      }
+      if (!ir.success && ir.ecus.length === 0) {
+        this.#event(deviceId, null, ir.code === 'VERIFICATION_FAILED' ? 'attack' : 'installation_failure', ir.code,
+          `targets v${ir.directorTargetsVersion}: ${ir.description}`, now);
+      }
+    }
+    store.insertManifest({
+      deviceId, counter: s.counter, receivedAt: now, via,
+      summary: {
+        installed: Object.fromEntries(Object.entries(s.ecuVersionReports).map(([k, r]) => [k, r.signed.installedImage])),
+        ...(ir && { installationResult: ir }),
+      },
+    });
+    const changed = this.#settleAssignments(deviceId, m, previous);
+    return { deviceId, counter: s.counter, changed };
+  }
+
+  /** Records a security event unless the same one is on record (devices repeat their last result). */
+  #event(deviceId: string, ecuSerial: string | null, kind: 'attack' | 'installation_failure', code: string, detail: string, at: string): void {
+    const known = this.ctx.store.eventsOf(deviceId).some((e) => e.ecuSerial === ecuSerial && e.code === code && e.detail === detail);
+    if (known) return;
+    this.ctx.store.insertEvent({ deviceId, ecuSerial, kind, code, detail, at });
+    if (kind === 'attack') this.ctx.metrics.attacks.inc({ code });
+  }
+
+  /** Completes or fails open assignments from what the manifest says. */
+  #settleAssignments(deviceId: string, m: SignedVehicleManifest, before: Map<string, EcuRecord>): IngestResult['changed'] {
+    const s = m.signed;
+    const ir = s.installationResult;
+    const changed: IngestResult['changed'] = [];
+    const campaigns = new Set<string>();
+    for (const a of this.ctx.store.assignmentsOf(deviceId).filter((x) => isOpen(x.status))) {
+      const outcome = this.#outcome(a, m, ir && ir.directorTargetsVersion >= a.targetsVersion ? ir : undefined, before);
+      if (outcome && this.assignments.setStatus(a, outcome.status, outcome.error)) {
+        changed.push({ id: a.id, status: a.status });
+        if (a.campaignId) campaigns.add(a.campaignId);
+      }
+    }
+    if (changed.some((c) => c.status === 'failed')) this.assignments.sync(deviceId);
+    if (campaigns.size > 0) this.onCampaignChange(campaigns);
+    return changed;
+  }
+
+  #outcome(
+    a: AssignmentRecord,
+    m: SignedVehicleManifest,
+    ir: NonNullable<SignedVehicleManifest['signed']['installationResult']> | undefined,
+    before: Map<string, EcuRecord>,
+  ): { status: 'succeeded' | 'failed'; error?: { code: string; message: string } } | undefined {
+    const reports = m.signed.ecuVersionReports;
+    const failedEcu = ir?.ecus.find((e) => !e.success && a.items.some((i) => i.ecuSerial === e.ecuSerial));
+    if (failedEcu) return { status: 'failed', error: { code: failedEcu.code, message: `${failedEcu.ecuSerial}: ${failedEcu.description}` } };
+    if (ir && !ir.success && ir.ecus.length === 0) return { status: 'failed', error: { code: ir.code, message: ir.description } };
+    const installed = (serial: string) => reports[serial]?.signed.installedImage ?? null;
+    if (a.items.every((i) => runsImage(installed(i.ecuSerial), i))) return { status: 'succeeded' };
+    for (const i of a.items) {
+      const now = installed(i.ecuSerial);
+      // An ECU whose image was unknown at assignment time has no baseline to differ from yet.
+      if (i.previous === null) continue;
+      if (!runsImage(now, i) && !sameImage(now, i.previous) && !sameImage(now, before.get(i.ecuSerial)?.installed ?? null)) {
+        return { status: 'failed', error: { code: 'UNEXPECTED_IMAGE', message: `${i.ecuSerial} runs ${now?.filename ?? 'nothing'}, not ${i.image}` } };
+      }
+    }
+    if (ir?.success) {
+      const wrong = a.items.find((i) => !runsImage(installed(i.ecuSerial), i))!;
+      return { status: 'failed', error: { code: 'INSTALLED_IMAGE_MISMATCH', message: `${wrong.ecuSerial} reports success but does not run ${wrong.image}` } };
+    }
+    return undefined;
+  }
+}

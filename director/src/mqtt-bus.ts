@@ -1,0 +1,125 @@
+/**
+ * The director's MQTT client: consumes device manifests, progress events and
+ * status with shared subscriptions (`$share/director/...`, so several directors
+ * split the load), publishes notify (QoS 1) when a device's metadata changes and
+ * an ack per MQTT manifest. Each message is handled on its own; a refusal is
+ * answered on the device's ack topic, never thrown. TCP_NODELAY on every socket
+ * the client opens (reconnects included).
+ */
+import { connect, type IClientOptions, type MqttClient } from 'mqtt';
+import type { Logger } from 'pino';
+import { UpfleetError } from '@upfleet/core';
+import { DirectorError } from './errors.ts';
+import type { DirectorServices } from './services.ts';
+import type { Topics } from './mqtt-topics.ts';
+import type { RepoState } from './store.ts';
+
+export interface MqttBusOptions {
+  url: string;
+  topics: Topics;
+  services: DirectorServices;
+  log: Logger;
+  /** 5 for external brokers (shared subscriptions), 4 for the embedded aedes broker. */
+  protocolVersion: 4 | 5;
+  username?: string;
+  password?: string;
+}
+
+function noDelay(client: MqttClient): void {
+  (client.stream as { setNoDelay?: (on: boolean) => void } | undefined)?.setNoDelay?.(true);
+}
+
+export class MqttBus {
+  private constructor(
+    private readonly client: MqttClient,
+    private readonly options: MqttBusOptions,
+  ) {}
+
+  /** Connects and subscribes. @throws Error when the broker cannot be reached or refuses */
+  static async start(options: MqttBusOptions): Promise<MqttBus> {
+    const clientOptions: IClientOptions = {
+      protocolVersion: options.protocolVersion,
+      clientId: `_director_${Math.random().toString(16).slice(2, 10)}`,
+      clean: true,
+      reconnectPeriod: 1000,
+      connectTimeout: 10_000,
+      ...(options.username !== undefined && { username: options.username }),
+      ...(options.password !== undefined && { password: options.password }),
+    };
+    const client = connect(options.url, clientOptions);
+    noDelay(client);
+    client.on('connect', () => noDelay(client));
+    await new Promise<void>((resolve, reject) => {
+      const onError = (e: Error) => {
+        client.end(true);
+        reject(e);
+      };
+      client.once('error', onError);
+      client.once('connect', () => {
+        client.off('error', onError);
+        resolve();
+      });
+    });
+    const bus = new MqttBus(client, options);
+    client.on('error', (e) => options.log.warn({ err: e }, 'MQTT client error'));
+    client.on('message', (topic, payload) => bus.#onMessage(topic, payload));
+    const { topics } = options;
+    await client.subscribeAsync(['manifest', 'progress', 'status'].map((k) => topics.shared(k)), { qos: 1 });
+    return bus;
+  }
+
+  /** Tells a device its metadata changed (QoS 1). */
+  notify(deviceId: string, state: RepoState): void {
+    const payload = JSON.stringify({ targetsVersion: state.targetsVersion, timestampVersion: state.timestampVersion });
+    this.client.publish(this.options.topics.device(deviceId, 'notify'), payload, { qos: 1 }, (err) => {
+      if (err) this.options.log.warn({ deviceId, err }, 'notify not published');
+    });
+  }
+
+  async close(): Promise<void> {
+    await this.client.endAsync();
+  }
+
+  #onMessage(topic: string, payload: Buffer): void {
+    const { topics, services, log } = this.options;
+    const parsed = topics.parse(topic);
+    if (!parsed) return;
+    const { deviceId, kind } = parsed;
+    const bytes = new Uint8Array(payload.buffer, payload.byteOffset, payload.byteLength);
+    try {
+      if (kind === 'manifest') {
+        const result = services.manifests.ingest(deviceId, bytes, 'mqtt');
+        this.#ack(deviceId, { counter: result.counter, accepted: true });
+      } else if (kind === 'progress') {
+        services.progress(deviceId, JSON.parse(payload.toString('utf8')));
+      } else if (kind === 'status') {
+        const text = payload.toString('utf8');
+        if (text === 'online' || text === 'offline') services.setOnline(deviceId, text === 'online');
+      }
+    } catch (error) {
+      if (kind === 'manifest') {
+        const e = error instanceof DirectorError ? error : undefined;
+        this.#ack(deviceId, {
+          counter: counterOf(payload), accepted: false,
+          code: e?.code ?? (error instanceof UpfleetError ? error.code : 'ERROR'),
+          message: (error as Error).message, ...(e?.fields ?? {}),
+        });
+      } else {
+        log.warn({ deviceId, kind, err: error }, 'MQTT message refused');
+      }
+    }
+  }
+
+  #ack(deviceId: string, body: Record<string, unknown>): void {
+    this.client.publish(this.options.topics.device(deviceId, 'ack'), JSON.stringify(body), { qos: 1 });
+  }
+}
+
+function counterOf(payload: Buffer): number | null {
+  try {
+    const c = JSON.parse(payload.toString('utf8'))?.signed?.counter;
+    return typeof c === 'number' ? c : null;
+  } catch {
+    return null;
+  }
+}

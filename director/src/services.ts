@@ -1,0 +1,138 @@
+/**
+ * The director's services wired together over one store: inventory,
+ * assignments, manifests, campaigns, device repositories and authentication.
+ * Transport-free: the HTTP API and the MQTT consumer both call into this, and
+ * so do the benchmark and the tests.
+ */
+import type { Logger } from 'pino';
+import { Metadata } from '@upfleet/core';
+import { Assignments, isOpen } from './assignments.ts';
+import { Authenticator } from './auth.ts';
+import { Campaigns } from './campaigns.ts';
+import { Context, type ImageRepository } from './context.ts';
+import { DeviceRepository, type Expiries } from './device-repo.ts';
+import { BadRequestError } from './errors.ts';
+import { Inventory } from './inventory.ts';
+import type { OnlineRole } from './key-store.ts';
+import { Manifests } from './manifests.ts';
+import { DirectorMetrics } from './metrics.ts';
+import type { AssignmentStatus, DirectorStore } from './store.ts';
+import type { Signer } from '@upfleet/core';
+
+/** The fleet's root versions (shared by every device). */
+export class Roots {
+  constructor(private readonly versions: Map<number, Uint8Array>) {}
+  get latestVersion(): number {
+    return Math.max(...this.versions.keys());
+  }
+  get(version: number): Uint8Array | undefined {
+    return this.versions.get(version);
+  }
+}
+
+export interface ProgressEvent {
+  ecuSerial?: string;
+  state: 'downloading' | 'installing';
+  done?: number;
+  total?: number;
+}
+
+/** @throws BadRequestError */
+export function parseProgress(json: unknown): ProgressEvent {
+  const o = json as Record<string, unknown>;
+  if (typeof o !== 'object' || o === null) throw new BadRequestError('progress is not an object');
+  if (o.state !== 'downloading' && o.state !== 'installing') throw new BadRequestError('state must be downloading or installing', { field: 'state' });
+  if (o.ecuSerial !== undefined && typeof o.ecuSerial !== 'string') throw new BadRequestError('ecuSerial is not a string', { field: 'ecuSerial' });
+  for (const f of ['done', 'total'] as const) {
+    if (o[f] !== undefined && (typeof o[f] !== 'number' || !Number.isSafeInteger(o[f]) || (o[f] as number) < 0)) throw new BadRequestError(`${f} is not a count`, { field: f });
+  }
+  return o as unknown as ProgressEvent;
+}
+
+export interface ServicesOptions {
+  store: DirectorStore;
+  signers: Record<OnlineRole, Signer>;
+  roots: Map<number, Uint8Array>;
+  imageRepo: ImageRepository;
+  expiries: Expiries;
+  approval: 'auto' | 'manual';
+  adminToken: string;
+  provisioningToken: string;
+  now: () => Date;
+  log: Logger;
+}
+
+export class DirectorServices {
+  readonly store: DirectorStore;
+  readonly metrics = new DirectorMetrics();
+  readonly ctx: Context;
+  readonly repo: DeviceRepository;
+  readonly roots: Roots;
+  readonly inventory: Inventory;
+  readonly assignments: Assignments;
+  readonly manifests: Manifests;
+  readonly campaigns: Campaigns;
+  readonly auth: Authenticator;
+
+  constructor(o: ServicesOptions) {
+    this.store = o.store;
+    this.roots = new Roots(o.roots);
+    this.repo = new DeviceRepository(o.store, o.signers, o.expiries, o.now);
+    this.ctx = new Context(o.store, this.repo, o.imageRepo, o.now, o.log, this.metrics);
+    this.inventory = new Inventory(this.ctx, o.approval);
+    this.assignments = new Assignments(this.ctx, this.inventory);
+    this.inventory.assignments = this.assignments;
+    this.manifests = new Manifests(this.ctx, this.inventory, this.assignments);
+    this.campaigns = new Campaigns(this.ctx, this.assignments);
+    this.manifests.onCampaignChange = (ids) => this.campaigns.onAssignmentsChanged(ids);
+    this.auth = new Authenticator(o.store, o.adminToken, o.provisioningToken, () => Math.floor(o.now().getTime() / 1000));
+  }
+
+  /** The device's timestamp, re-signed first when a role nears expiry. */
+  metadataTimestamp(deviceId: string): Uint8Array | undefined {
+    this.ctx.commit(() => {
+      const state = this.repo.refresh(deviceId);
+      if (state) this.metrics.metadataPublished.inc();
+    });
+    return this.store.getMetadataFile(deviceId, 'timestamp.json');
+  }
+
+  /**
+   * Applies a progress event to the device's open assignments (forward moves only).
+   * @throws BadRequestError, ForbiddenError, NotFoundError
+   */
+  progress(deviceId: string, json: unknown): void {
+    const event = parseProgress(json);
+    this.inventory.requireActive(deviceId);
+    const target: AssignmentStatus = event.state;
+    this.ctx.commit(() => {
+      for (const a of this.store.assignmentsOf(deviceId)) {
+        if (!isOpen(a.status)) continue;
+        if (event.ecuSerial !== undefined && !a.items.some((i) => i.ecuSerial === event.ecuSerial)) continue;
+        this.assignments.setStatus(a, target);
+      }
+    });
+  }
+
+  /** Marks a device online/offline from its MQTT status. */
+  setOnline(deviceId: string, online: boolean): void {
+    const device = this.store.getDevice(deviceId);
+    if (!device || device.online === online) return;
+    this.ctx.commit(() => this.store.updateDevice(deviceId, { online, lastSeen: this.ctx.nowIso(), updatedAt: this.ctx.nowIso() }));
+    this.metrics.devicesOnline.set(this.store.listDevices().filter((d) => d.online).length);
+  }
+
+  /** Everything an admin sees about one device. @throws NotFoundError */
+  deviceView(deviceId: string) {
+    const device = this.inventory.get(deviceId);
+    const state = this.store.getRepoState(deviceId);
+    return {
+      ...device,
+      ecus: this.store.ecusOf(deviceId).map(({ recentNonces: _n, ...e }) => e),
+      assignments: this.store.assignmentsOf(deviceId),
+      events: this.store.eventsOf(deviceId),
+      metadata: state ?? null,
+      targets: state ? Metadata.fromBytes(this.store.getMetadataFile(deviceId, `${state.targetsVersion}.targets.json`)!, 'targets').signed.toJSON().targets : {},
+    };
+  }
+}
