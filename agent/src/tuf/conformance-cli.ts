@@ -1,0 +1,105 @@
+/**
+ * upfleet-tuf: the client-under-test CLI of theupdateframework/tuf-conformance
+ * (CLIENT-CLI.md), on the core Updater with the HTTP fetcher and a directory store.
+ *
+ *   upfleet-tuf --metadata-dir MD init ROOT_FILE
+ *   upfleet-tuf --metadata-url URL --metadata-dir MD refresh
+ *   upfleet-tuf --metadata-url URL --metadata-dir MD --target-name T [--target-name T ...]
+ *               --target-dir TD --target-base-url URL download
+ *
+ * Exit code 0 on success, exactly 1 on any failure (the suite's protocol).
+ * The reference time is the system clock (libfaketime moves it).
+ * Targets land in TD as `<quoted target path>`, written only after verification,
+ * and are not downloaded again when TD already holds a verified copy.
+ */
+import { parseArgs } from 'node:util';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { Updater, quoteRoleName } from '@upfleet/core/updater.ts';
+import { HttpFetcher } from './http-fetcher.ts';
+import { DirectoryMetadataStore, writeFileAtomic } from './directory-store.ts';
+
+const HELP = `usage:
+  upfleet-tuf --metadata-dir MD init ROOT_FILE
+  upfleet-tuf --metadata-url URL --metadata-dir MD refresh
+  upfleet-tuf --metadata-url URL --metadata-dir MD --target-name T [--target-name T ...] --target-dir TD --target-base-url URL download
+exit codes: 0 success, 1 any failure`;
+
+class CliUsageError extends Error {}
+
+function required(value: string | undefined, flag: string): string {
+  if (value === undefined) throw new CliUsageError(`${flag} is required`);
+  return value;
+}
+
+async function main(argv: string[]): Promise<void> {
+  const { values, positionals } = parseArgs({
+    args: argv,
+    allowPositionals: true,
+    options: {
+      'metadata-dir': { type: 'string' },
+      'metadata-url': { type: 'string' },
+      'target-name': { type: 'string', multiple: true },
+      'target-dir': { type: 'string' },
+      'target-base-url': { type: 'string' },
+      help: { type: 'boolean', short: 'h' },
+    },
+  });
+  if (values.help) {
+    process.stdout.write(`${HELP}\n`);
+    return;
+  }
+  const [command, ...rest] = positionals;
+  const metadataDir = required(values['metadata-dir'], '--metadata-dir');
+  const store = new DirectoryMetadataStore(metadataDir);
+  if (command === 'init') {
+    if (rest.length !== 1) throw new CliUsageError('init takes one ROOT_FILE');
+    await store.writeAtomic('root.json', new Uint8Array(readFileSync(rest[0]!)));
+    return;
+  }
+  if (rest.length !== 0) throw new CliUsageError(`unexpected arguments: ${rest.join(' ')}`);
+  const updater = new Updater({
+    metadataBaseUrl: required(values['metadata-url'], '--metadata-url'),
+    targetBaseUrl: values['target-base-url'],
+    fetcher: new HttpFetcher(),
+    store,
+    now: new Date(),
+  });
+  if (command === 'refresh') {
+    await updater.refresh();
+    return;
+  }
+  if (command === 'download') {
+    const names = values['target-name'] ?? [];
+    if (names.length === 0) throw new CliUsageError('--target-name is required');
+    const targetDir = required(values['target-dir'], '--target-dir');
+    required(values['target-base-url'], '--target-base-url');
+    await updater.refresh();
+    for (const name of names) await download(updater, name, targetDir);
+    return;
+  }
+  throw new CliUsageError(command === undefined ? 'no command' : `unknown command ${command}`);
+}
+
+/** Finds, verifies and stores one target, unless TD already holds a verified copy. */
+async function download(updater: Updater, name: string, targetDir: string): Promise<void> {
+  const found = await updater.findTarget(name);
+  if (!found) throw new Error(`target ${name} not found`);
+  const path = join(targetDir, quoteRoleName(name));
+  try {
+    found.info.verify(name, new Uint8Array(readFileSync(path)));
+    return; // cached and still the signed target
+  } catch {
+    /* absent or stale: download */
+  }
+  writeFileAtomic(path, await updater.downloadTarget(found));
+}
+
+try {
+  await main(process.argv.slice(2));
+  process.exitCode = 0;
+} catch (e) {
+  const err = e as Error;
+  process.stderr.write(`upfleet-tuf: ${err.name}: ${err.message}${e instanceof CliUsageError ? `\n${HELP}` : ''}\n`);
+  process.exitCode = 1;
+}
