@@ -17,11 +17,12 @@ import { build, type Plugin } from 'esbuild';
 import { spawnSync } from 'node:child_process';
 import { chmodSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, openSync, readSync, closeSync,
   readFileSync, readdirSync, rmSync, statSync, writeFileSync, renameSync } from 'node:fs';
-import { createRequire } from 'node:module';
+import { createRequire, isBuiltin } from 'node:module';
 import { tmpdir } from 'node:os';
 import { basename, dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
+import { Script } from 'node:vm';
 import { UpfleetError, UsageError } from '@upfleet/core';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
@@ -179,22 +180,31 @@ function assertElf(path: string, arch: Arch, what: string): void {
 }
 
 /**
- * Bundles the CLI into one CommonJS file (Node 20 single executables run CommonJS only).
+ * Bundles the CLI into one CommonJS script (Node 20 single executables run CommonJS only).
+ *
+ * The CLI modules end with a top-level `await main(...)`, which esbuild cannot emit as
+ * CommonJS. So esbuild emits ESM, with every built-in import turned into a `require`, and
+ * the whole body is wrapped in an async function: a CommonJS script with the same
+ * semantics, where a rejection ends the process with exit code 1 as under node.
  * @returns the optional modules that are not installed and were replaced by a throwing stub.
  */
 async function bundleAgent(outfile: string): Promise<string[]> {
   const absent = new Set<string>();
   const result = await build({
-    entryPoints: [ENTRY],
+    // A side-effect import: the output then has no `export` statement to get in the way.
+    stdin: { contents: `import ${JSON.stringify(ENTRY)};`, resolveDir: root, sourcefile: 'upfleet-agent-main.js' },
     outfile,
     bundle: true,
     platform: 'node',
-    format: 'cjs',
+    format: 'esm',
     target: 'node20',
     // In the executable, __filename is the executable itself.
     define: { 'import.meta.url': '__upfleet_import_meta_url' },
-    banner: { js: "const __upfleet_import_meta_url = require('node:url').pathToFileURL(__filename).href;" },
-    plugins: [addonPlugin(), absentOptionalPlugin(absent)],
+    banner: {
+      js: "'use strict';\nconst __upfleet_import_meta_url = require('node:url').pathToFileURL(__filename).href;\n(async () => {",
+    },
+    footer: { js: '})();' },
+    plugins: [builtinsAsRequirePlugin(), addonPlugin(), absentOptionalPlugin(absent)],
     logLevel: 'silent',
   }).catch((err: unknown) => {
     throw new AgentBuildError('bundle', esbuildMessage(err), { cause: err });
@@ -202,7 +212,31 @@ async function bundleAgent(outfile: string): Promise<string[]> {
   if (result.warnings.length > 0) {
     throw new AgentBuildError('bundle', result.warnings.map(formatMessage).join('; '));
   }
+  try {
+    // Parsed as a script, as Node will: a stray import/export statement is a syntax error here.
+    new Script(readFileSync(outfile, 'utf8'), { filename: outfile });
+  } catch (err) {
+    throw new AgentBuildError('bundle', `the bundle is not a valid CommonJS script: ${(err as Error).message}`, { cause: err });
+  }
   return [...absent].sort();
+}
+
+/** Turns `import ... from 'node:fs'` into a module that is `require('node:fs')`. */
+function builtinsAsRequirePlugin(): Plugin {
+  return {
+    name: 'upfleet-builtins-as-require',
+    setup(b) {
+      b.onResolve({ filter: /^[^./]/ }, (args) => {
+        if (!isBuiltin(args.path)) return undefined;
+        if (args.kind === 'require-call' || args.namespace === 'upfleet-builtin') return { path: args.path, external: true };
+        return { path: args.path, namespace: 'upfleet-builtin' };
+      });
+      b.onLoad({ filter: /.*/, namespace: 'upfleet-builtin' }, (args) => ({
+        loader: 'js',
+        contents: `module.exports = require(${JSON.stringify(args.path)});`,
+      }));
+    },
+  };
 }
 
 /** Replaces `bindings` and `node-gyp-build` with a loader of the addon beside the executable. */
