@@ -1,0 +1,138 @@
+/**
+ * `upfleet-agent`: provision | run | check --once | status.
+ * Exit codes: 0 success (or nothing to do), 1 a failure (one line, typed), 2 bad usage.
+ */
+import { parseArgs } from 'node:util';
+import pino from 'pino';
+import { UpfleetError } from '@upfleet/core';
+import { createAgent, type Agent } from './agent.ts';
+import { flagName, loadConfig, OVERRIDABLE_FIELDS, type AgentConfig } from './config.ts';
+import { ProgressBars } from './progress-bars.ts';
+
+const HELP = `Usage: upfleet-agent <command> [options]
+
+Commands:
+  provision        create the primary key, pin both repositories' roots, register with the director
+  run              the daemon: a cycle on each MQTT notify and every poll interval
+  check --once     run one update cycle and exit (0: done or nothing to do; 1: failed, with the reason)
+  status           installed image per ECU, pending work, outbox, last result
+
+Options:
+  --config FILE    JSON config (default: $UPFLEET_CONFIG or /etc/upfleet/agent.json)
+  --json           machine-readable output (check, status, provision)
+  --once           with check: one cycle (the only mode)
+  -h, --help       this help
+${OVERRIDABLE_FIELDS.map((f) => `  --${flagName(f)} VALUE`.padEnd(35) + `overrides "${f}" (env UPFLEET_${f.replace(/[A-Z]/g, (c) => '_' + c).toUpperCase()})`).join('\n')}
+
+Key passphrase: $UPFLEET_KEY_PASSPHRASE, else the file named by "keyPassphraseFile",
+else $CREDENTIALS_DIRECTORY/upfleet-key-passphrase (systemd LoadCredential=).
+`;
+
+class UsageProblem extends Error {}
+
+function parse(argv: string[]) {
+  const options: Record<string, { type: 'string' | 'boolean'; short?: string }> = {
+    config: { type: 'string' },
+    json: { type: 'boolean' },
+    once: { type: 'boolean' },
+    help: { type: 'boolean', short: 'h' },
+  };
+  for (const f of OVERRIDABLE_FIELDS) options[flagName(f)] = { type: 'string' };
+  try {
+    return parseArgs({ args: argv, options, allowPositionals: true, strict: true });
+  } catch (e) {
+    throw new UsageProblem((e as Error).message);
+  }
+}
+
+async function main(): Promise<number> {
+  let args: ReturnType<typeof parse>;
+  try {
+    args = parse(process.argv.slice(2));
+  } catch (e) {
+    process.stderr.write(`upfleet-agent: ${(e as Error).message}\n${HELP}`);
+    return 2;
+  }
+  const values = args.values as Record<string, string | boolean | undefined>;
+  const [command, ...rest] = args.positionals;
+  if (values.help || command === 'help') {
+    process.stdout.write(HELP);
+    return 0;
+  }
+  if (!command || !['provision', 'run', 'check', 'status'].includes(command) || rest.length > 0) {
+    process.stderr.write(`upfleet-agent: ${command ? `unknown command "${[command, ...rest].join(' ')}"` : 'a command is required'}\n${HELP}`);
+    return 2;
+  }
+  const overrides: Partial<Record<(typeof OVERRIDABLE_FIELDS)[number], string>> = {};
+  for (const f of OVERRIDABLE_FIELDS) {
+    const v = values[flagName(f)];
+    if (typeof v === 'string') overrides[f] = v;
+  }
+  const file = (values.config as string | undefined) ?? process.env.UPFLEET_CONFIG ?? '/etc/upfleet/agent.json';
+  const json = values.json === true;
+  const tty = process.stderr.isTTY === true && !json;
+  let agent: Agent | undefined;
+  try {
+    const config: AgentConfig = loadConfig({ file, env: process.env, overrides });
+    const logger = pino({ name: 'upfleet-agent', level: process.env.UPFLEET_LOG_LEVEL ?? (tty && command !== 'run' ? 'warn' : 'info') }, pino.destination(2));
+    const bars = tty ? new ProgressBars(process.stderr) : undefined;
+    agent = await createAgent(config, { logger, ...(bars && { onProgress: (p) => bars.update(p) }), httpOnly: command !== 'run' });
+    switch (command) {
+      case 'provision': {
+        const r = await agent.provision();
+        process.stdout.write(json ? JSON.stringify(r) + '\n' : `provisioned ${config.deviceId}: ${r.status}, primary key ${r.keyid}\n`);
+        return 0;
+      }
+      case 'status': {
+        const s = await agent.status();
+        process.stdout.write(json ? JSON.stringify(s) + '\n' : formatStatus(s));
+        return 0;
+      }
+      case 'check': {
+        const out = await agent.checkOnce();
+        bars?.finish();
+        if (json) process.stdout.write(JSON.stringify(out) + '\n');
+        if (out.result === 'failure' || out.result === 'aborted') {
+          process.stderr.write(`upfleet-agent: cycle ${out.result}: ${out.failure?.name ?? 'Error'}: ${out.failure?.message ?? 'unknown'}\n`);
+          return 1;
+        }
+        if (out.undelivered > 0) {
+          process.stderr.write(`upfleet-agent: ${out.undelivered} report(s) not delivered yet; kept in the outbox\n`);
+          return 1;
+        }
+        if (!json) process.stdout.write(out.result === 'noUpdate' ? 'nothing to do\n' : 'update installed\n');
+        return 0;
+      }
+      case 'run': {
+        const stop = () => void agent?.close();
+        process.once('SIGTERM', stop);
+        process.once('SIGINT', stop);
+        await agent.run();
+        return 0;
+      }
+    }
+    return 2;
+  } catch (e) {
+    const err = e as Error;
+    const field = (err as { field?: string }).field;
+    process.stderr.write(`upfleet-agent: ${err instanceof UpfleetError ? `${err.name}: ` : ''}${err.message}${field && !err.message.includes(field) ? ` (${field})` : ''}\n`);
+    return 1;
+  } finally {
+    if (command !== 'run') await agent?.close().catch(() => undefined);
+  }
+}
+
+function formatStatus(s: Awaited<ReturnType<Agent['status']>>): string {
+  const lines = [`device ${s.deviceId} (${s.provisioned ? 'provisioned' : 'NOT provisioned'}), state ${s.state}`];
+  for (const e of s.ecus) {
+    const img = e.installed && e.installed.filename ? `${e.installed.filename} (${e.installed.length} bytes, release ${e.releaseCounter})` : 'no image';
+    lines.push(`  ${e.role.padEnd(9)} ${e.serial.padEnd(14)} ${e.hardwareId.padEnd(12)} ${e.error ? `unreachable: ${e.error}` : img}`);
+  }
+  if (s.pending) lines.push(`pending: ${s.pending.plan.map((p) => `${p.name} -> ${p.ecuSerial}`).join(', ') || '(checking)'}`);
+  lines.push(`outbox: ${s.outbox.manifest} manifest(s), ${s.outbox.progress} progress event(s) waiting, ${s.outbox.rejected} rejected`);
+  if (s.lastResult) lines.push(`last result: ${s.lastResult.result.success ? 'success' : `failed (${s.lastResult.result.code})`} for director targets v${s.lastResult.result.directorTargetsVersion}: ${s.lastResult.result.description}`);
+  if (s.lastCycle) lines.push(`last cycle: ${s.lastCycle.at} ${s.lastCycle.result}`);
+  return lines.join('\n') + '\n';
+}
+
+process.exitCode = await main();

@@ -1,0 +1,123 @@
+import { describe, it, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { ConfigError } from './errors.ts';
+import { loadConfig, parseConfig } from './config.ts';
+
+const BIN = fileURLToPath(new URL('../bin/upfleet-agent', import.meta.url));
+const dir = mkdtempSync(join(tmpdir(), 'upfleet-config-'));
+after(() => rmSync(dir, { recursive: true, force: true }));
+
+const valid = () => ({
+  deviceId: 'car-1',
+  directorUrl: 'http://127.0.0.1:8080',
+  imageRepoUrl: 'http://127.0.0.1:8081/',
+  storageDir: '/var/lib/upfleet',
+  keyPath: '/var/lib/upfleet/primary.key',
+  pollIntervalSeconds: 60,
+  provisioning: { directorRoot: '/etc/upfleet/director-root.json', imageRepoRoot: '/etc/upfleet/image-root.json' },
+  ecus: {
+    primary: { serial: 'gw-1', hardwareId: 'gw', installCommand: '/usr/bin/install-image' },
+    secondaries: [{ serial: 's-1', hardwareId: 'brake', port: '/dev/ttyS1', baud: 115200, verification: 'full' }],
+  },
+});
+
+function field(fn: () => unknown): string {
+  try {
+    fn();
+  } catch (e) {
+    assert.ok(e instanceof ConfigError, String(e));
+    return e.field;
+  }
+  assert.fail('no ConfigError');
+}
+
+describe('parseConfig', () => {
+  it('accepts the documented shape and fills defaults', () => {
+    const c = parseConfig(valid());
+    assert.equal(c.imageRepoUrl, 'http://127.0.0.1:8081');
+    assert.equal(c.mqttTopicPrefix, 'upfleet/v1');
+    assert.equal(c.limits.downloadAttempts, 5);
+    assert.equal(c.ecus.primary.installTimeoutSeconds, 600);
+    assert.equal(c.ecus.secondaries[0]!.verification, 'full');
+  });
+
+  const bad: Array<[string, (c: ReturnType<typeof valid>) => void, string]> = [
+    ['a missing device ID', (c) => delete (c as Partial<typeof c>).deviceId, 'deviceId'],
+    ['a director URL that is not one', (c) => (c.directorUrl = 'not a url'), 'directorUrl'],
+    ['an ftp image repository', (c) => (c.imageRepoUrl = 'ftp://x'), 'imageRepoUrl'],
+    ['a string poll interval', (c) => ((c as Record<string, unknown>).pollIntervalSeconds = '60'), 'pollIntervalSeconds'],
+    ['a bad baud rate', (c) => ((c.ecus.secondaries[0] as Record<string, unknown>).baud = 12.5), 'ecus.secondaries[0].baud'],
+    ['an unknown verification mode', (c) => ((c.ecus.secondaries[0] as Record<string, unknown>).verification = 'some'), 'ecus.secondaries[0].verification'],
+    ['no install command', (c) => delete (c.ecus.primary as Partial<typeof c.ecus.primary>).installCommand, 'ecus.primary.installCommand'],
+    ['a missing provisioning root', (c) => delete (c.provisioning as Partial<typeof c.provisioning>).imageRepoRoot, 'provisioning.imageRepoRoot'],
+    ['a duplicate ECU serial', (c) => (c.ecus.secondaries[0]!.serial = 'gw-1'), 'ecus'],
+    ['a device ID unfit for a topic', (c) => (c.deviceId = 'a/b'), 'deviceId'],
+  ];
+  for (const [name, mutate, expected] of bad) {
+    it(`names the field for ${name}`, () => {
+      const c = valid();
+      mutate(c);
+      assert.equal(field(() => parseConfig(c)), expected);
+    });
+  }
+});
+
+describe('loadConfig', () => {
+  it('lets UPFLEET_* env override the file, and flags override env', () => {
+    const file = join(dir, 'agent.json');
+    writeFileSync(file, JSON.stringify(valid()));
+    const c = loadConfig({
+      file,
+      env: { UPFLEET_POLL_INTERVAL_SECONDS: '5', UPFLEET_DEVICE_ID: 'from-env', UPFLEET_PROVISIONING_TOKEN: 'tok' },
+      overrides: { deviceId: 'from-flag' },
+    });
+    assert.equal(c.pollIntervalSeconds, 5);
+    assert.equal(c.deviceId, 'from-flag');
+    assert.equal(c.provisioning.token, 'tok');
+  });
+
+  it('names the env-overridden field when its value is bad', () => {
+    const file = join(dir, 'agent2.json');
+    writeFileSync(file, JSON.stringify(valid()));
+    assert.equal(field(() => loadConfig({ file, env: { UPFLEET_POLL_INTERVAL_SECONDS: 'soon' } })), 'pollIntervalSeconds');
+  });
+
+  it('reports a file that is not JSON', () => {
+    const file = join(dir, 'broken.json');
+    writeFileSync(file, '{ nope');
+    assert.equal(field(() => loadConfig({ file })), '(file)');
+  });
+});
+
+describe('upfleet-agent CLI', () => {
+  const run = (...args: string[]) => spawnSync(process.execPath, [BIN, ...args], { encoding: 'utf8', env: { ...process.env, UPFLEET_CONFIG: '' } });
+
+  it('prints help with exit 0', () => {
+    const r = run('--help');
+    assert.equal(r.status, 0);
+    assert.match(r.stdout, /check --once/);
+  });
+
+  it('exits 2 on an unknown command or flag', () => {
+    assert.equal(run('frobnicate').status, 2);
+    const r = run('status', '--no-such-flag');
+    assert.equal(r.status, 2);
+    assert.match(r.stderr, /no-such-flag/);
+  });
+
+  it('exits 1 naming the bad config field', () => {
+    const file = join(dir, 'bad.json');
+    const c = valid();
+    (c.ecus.secondaries[0] as Record<string, unknown>).baud = 'fast';
+    writeFileSync(file, JSON.stringify(c));
+    const r = run('status', '--config', file);
+    assert.equal(r.status, 1);
+    assert.match(r.stderr, /ConfigError: config ecus\.secondaries\[0\]\.baud: must be a number/);
+    assert.equal(r.stderr.trim().split('\n').length, 1);
+  });
+});
