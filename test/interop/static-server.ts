@@ -1,0 +1,55 @@
+/**
+ * A tiny static HTTP server on loopback for a RepositoryBuilder's file set
+ * (path -> bytes): GET /<path> with the path percent-decoded, 404 otherwise.
+ * `files` is read on every request, so a test can publish new versions.
+ * Counts requests per path, so a test can assert what a client fetched.
+ */
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+
+export interface StaticServer {
+  /** `http://127.0.0.1:<port>/` */
+  readonly url: string;
+  files: Map<string, Uint8Array>;
+  readonly requests: string[];
+  close(): Promise<void>;
+}
+
+export async function serveFiles(files: Map<string, Uint8Array>): Promise<StaticServer> {
+  const state = { files, requests: [] as string[] };
+  const server = http.createServer((req, res) => {
+    let path: string;
+    try {
+      path = decodeURIComponent(new URL(req.url ?? '/', 'http://x').pathname).replace(/^\//, '');
+    } catch {
+      res.writeHead(400).end();
+      return;
+    }
+    state.requests.push(path);
+    const body = state.files.get(path);
+    if (req.method !== 'GET' || !body) {
+      res.writeHead(404).end();
+      return;
+    }
+    res.writeHead(200, { 'content-length': body.byteLength, 'content-type': 'application/octet-stream' });
+    res.end(body);
+  });
+  server.keepAliveTimeout = 1000;
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as AddressInfo;
+  return {
+    url: `http://127.0.0.1:${port}/`,
+    get files() {
+      return state.files;
+    },
+    set files(f) {
+      state.files = f;
+    },
+    requests: state.requests,
+    close: () =>
+      new Promise<void>((resolve, reject) => {
+        server.closeAllConnections();
+        server.close((e) => (e ? reject(e) : resolve()));
+      }),
+  };
+}
