@@ -133,7 +133,7 @@ export class RemoteError extends ImageRepoError {
   override readonly code: string;
   override readonly status: number;
   constructor(readonly url: string, status: number, code: string, message: string) {
-    super(`${url}: HTTP ${status} ${code}: ${message}`);
+    super(`${message} (HTTP ${status} from ${url})`);
     this.status = status;
     this.code = code;
   }

@@ -1,0 +1,225 @@
+/**
+ * The CLI as a user runs it: every command as a child process (with
+ * UPFLEET_PASSPHRASE), against DIR and against a real server on loopback,
+ * and an off-the-shelf TUF client (tuf-js) reading the result: top-level and
+ * delegated targets byte-exact, and a root rotation it picks up.
+ */
+import { after, before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { copyFileSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { randomBytes } from 'node:crypto';
+import { fileURLToPath } from 'node:url';
+import { pino } from 'pino';
+import { Updater } from 'tuf-js';
+import { startImageRepoServer, type ImageRepoServer } from './server.ts';
+
+const BIN = fileURLToPath(new URL('../bin/upfleet-repo', import.meta.url));
+const TOKEN = 'cli-token';
+
+interface Run {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+function cli(args: string[], env: Record<string, string> = {}): Promise<Run> {
+  return new Promise((resolve) => {
+    execFile(process.execPath, [BIN, ...args], { env: { ...process.env, UPFLEET_PASSPHRASE: 'correct horse', ...env } }, (error, stdout, stderr) => {
+      resolve({ code: error ? ((error as { code?: number }).code ?? 1) : 0, stdout, stderr });
+    });
+  });
+}
+
+function ok(r: Run): Run {
+  assert.equal(r.code, 0, `exit ${r.code}: ${r.stderr}`);
+  return r;
+}
+
+describe('upfleet-repo CLI', () => {
+  let work: string;
+  let dir: string;
+  let server: ImageRepoServer;
+  const images = { brake: randomBytes(20_000), gateway: randomBytes(7_000), camera: randomBytes(12_345), brake2: randomBytes(900) };
+
+  const file = (name: string) => join(work, name);
+  const remote = () => ['--remote', server.url, '--token', TOKEN];
+
+  async function serverStatus(): Promise<{ versions: Record<string, number>; targets: Array<{ name: string; role: string }> }> {
+    return (await fetch(`${server.url}/api/v1/status`)).json() as never;
+  }
+
+  /** A tuf-js client that trusts root version 1 of the repository. */
+  function client(name: string): { updater: Updater; metadataDir: string; targetDir: string } {
+    const metadataDir = join(work, name, 'metadata');
+    const targetDir = join(work, name, 'targets');
+    mkdirSync(metadataDir, { recursive: true });
+    mkdirSync(targetDir, { recursive: true });
+    copyFileSync(join(dir, 'metadata', '1.root.json'), join(metadataDir, 'root.json'));
+    return {
+      updater: new Updater({ metadataDir, targetDir, metadataBaseUrl: `${server.url}/metadata`, targetBaseUrl: `${server.url}/targets` }),
+      metadataDir,
+      targetDir,
+    };
+  }
+
+  async function download(updater: Updater, name: string): Promise<Buffer> {
+    const info = await updater.getTargetInfo(name);
+    assert.ok(info, `tuf-js finds ${name}`);
+    return readFileSync(await updater.downloadTarget(info));
+  }
+
+  before(() => {
+    work = mkdtempSync(join(tmpdir(), 'upfleet-repo-cli-'));
+    dir = join(work, 'repo');
+    for (const [name, data] of Object.entries(images)) writeFileSync(file(`${name}.bin`), data);
+  });
+
+  after(async () => {
+    await server?.close();
+    rmSync(work, { recursive: true, force: true });
+  });
+
+  it('prints --help for every command and exits 2 on bad arguments', async () => {
+    const commands = ['init', 'keygen', 'add-target', 'remove-target', 'delegate', 'sign-delegated', 'rotate-key', 'status', 'serve'];
+    const helps = await Promise.all([cli(['--help']), ...commands.map((c) => cli([c, '--help']))]);
+    assert.match(ok(helps[0]!).stdout, /Commands:/);
+    commands.forEach((c, i) => assert.match(ok(helps[i + 1]!).stdout, new RegExp(`upfleet-repo ${c}`)));
+    const bad = await Promise.all([
+      cli(['frobnicate']),
+      cli(['add-target', '--dir', dir, '--bogus']),
+      cli(['add-target', file('brake.bin'), '--dir', dir, '--hardware-id', 'x', '--version', '1']),
+      cli(['init', '--dir', dir, '--root-keys', '1', '--root-threshold', '2']),
+      cli(['rotate-key', 'acme', '--dir', dir]),
+      cli(['remove-target', 'x.bin', '--dir', dir], { UPFLEET_PASSPHRASE: '' }),
+      cli(['add-target', file('brake.bin'), '--dir', dir, '--name', 'a', '--hardware-id', 'x', '--version', '1', '--release-counter', 'many']),
+    ]);
+    for (const r of bad) assert.equal(r.code, 2, r.stderr);
+    assert.match(bad[2]!.stderr, /--name is required/);
+    assert.match(bad[3]!.stderr, /--root-threshold must be between 1 and --root-keys/);
+  });
+
+  it('init creates the keys, the first root and an empty targets', async () => {
+    const r = ok(await cli(['init', '--dir', dir, '--root-keys', '2', '--root-threshold', '2', '--json']));
+    const result = JSON.parse(r.stdout) as { keyids: Record<string, string[]>; versions: Record<string, number> };
+    assert.equal(result.keyids.root!.length, 2);
+    assert.deepEqual(result.versions, { root: 1, snapshot: 1, targets: 1, timestamp: 1 });
+    assert.deepEqual(readdirSync(join(dir, 'keys')).map((n) => n.split('-')[0]).sort(), ['root', 'root', 'snapshot', 'targets', 'timestamp']);
+    assert.ok(readdirSync(join(dir, 'metadata')).includes('1.root.json'));
+    const again = await cli(['init', '--dir', dir]);
+    assert.equal(again.code, 1);
+    assert.match(again.stderr, /error WORKSPACE: .* already a repository/);
+    server = await startImageRepoServer({ dir, token: TOKEN, passphrase: 'correct horse', logger: pino({ level: 'silent' }) });
+  });
+
+  it('add-target signs locally, and the running server serves it at once', async () => {
+    const r = ok(await cli(['add-target', file('brake.bin'), '--dir', dir, '--name', 'brake-1.0.bin', '--hardware-id', 'brake-ecu', '--version', '1.0.0', '--release-counter', '2']));
+    assert.match(r.stdout, /targets version 2: 20000 bytes, sha256 [0-9a-f]{64}/);
+    const s = await serverStatus();
+    assert.equal(s.versions.targets, 2);
+    assert.deepEqual(s.targets.map((t) => t.name), ['brake-1.0.bin']);
+  });
+
+  it('add-target --remote uploads the image and the signed targets', async () => {
+    ok(await cli(['add-target', file('gateway.bin'), '--dir', dir, ...remote(), '--name', 'gw/gateway-2.0.bin', '--hardware-id', 'gw-a', '--hardware-id', 'gw-b', '--version', '2.0.0']));
+    const s = await serverStatus();
+    assert.equal(s.versions.targets, 3);
+    assert.deepEqual(s.targets.map((t) => t.name).sort(), ['brake-1.0.bin', 'gw/gateway-2.0.bin']);
+  });
+
+  it('fails cleanly with a wrong passphrase or a wrong token, changing nothing', async () => {
+    const before = (await serverStatus()).versions;
+    const wrongPass = await cli(['add-target', file('brake2.bin'), '--dir', dir, '--name', 'x.bin', '--hardware-id', 'h', '--version', '1'], { UPFLEET_PASSPHRASE: 'wrong' });
+    assert.equal(wrongPass.code, 1);
+    assert.match(wrongPass.stderr, /error KEY_FILE: cannot decrypt key file/);
+    const wrongToken = await cli(['add-target', file('brake2.bin'), '--dir', dir, '--remote', server.url, '--token', 'nope', '--name', 'x.bin', '--hardware-id', 'h', '--version', '1']);
+    assert.equal(wrongToken.code, 1);
+    assert.match(wrongToken.stderr, /error UNAUTHORIZED/);
+    assert.deepEqual((await serverStatus()).versions, before);
+  });
+
+  it('delegates to a supplier, who signs its role with its own key; tuf-js downloads through the delegation', async () => {
+    ok(await cli(['keygen', '--out', file('acme.key.json')], { UPFLEET_PASSPHRASE: 'supplier secret' }));
+    ok(await cli(['delegate', 'acme', '--dir', dir, ...remote(), '--paths', 'acme/*', '--hardware-id', 'camera', '--key', file('acme.key.json'), '--threshold', '1']));
+    // The supplier has its own directory: only its key and the server.
+    const supplierDir = join(work, 'supplier');
+    const signed = ok(await cli(
+      ['sign-delegated', 'acme', '--dir', supplierDir, ...remote(), '--key', file('acme.key.json'), '--add', file('camera.bin'), '--name', 'acme/camera-3.1.bin', '--hardware-id', 'camera', '--version', '3.1.0'],
+      { UPFLEET_PASSPHRASE: 'supplier secret' },
+    ));
+    assert.match(signed.stdout, /acme version 1/);
+    const outside = await cli(
+      ['sign-delegated', 'acme', '--dir', supplierDir, ...remote(), '--key', file('acme.key.json'), '--add', file('camera.bin'), '--name', 'brake/evil.bin', '--hardware-id', 'camera', '--version', '1'],
+      { UPFLEET_PASSPHRASE: 'supplier secret' },
+    );
+    assert.equal(outside.code, 1);
+    assert.match(outside.stderr, /error DELEGATION_VIOLATION: acme target brake\/evil.bin: outside the paths/);
+    const wrongHardware = await cli(
+      ['sign-delegated', 'acme', '--dir', supplierDir, ...remote(), '--key', file('acme.key.json'), '--add', file('camera.bin'), '--name', 'acme/x.bin', '--hardware-id', 'brake-ecu', '--version', '1'],
+      { UPFLEET_PASSPHRASE: 'supplier secret' },
+    );
+    assert.equal(wrongHardware.code, 1);
+    assert.match(wrongHardware.stderr, /error DELEGATION_VIOLATION: .*hardware ID brake-ecu/);
+    assert.equal((await serverStatus()).versions.acme, 1);
+
+    const { updater } = client('tuf-a');
+    await updater.refresh();
+    assert.deepEqual(await download(updater, 'brake-1.0.bin'), images.brake);
+    assert.deepEqual(await download(updater, 'gw/gateway-2.0.bin'), images.gateway);
+    assert.deepEqual(await download(updater, 'acme/camera-3.1.bin'), images.camera);
+  });
+
+  it('remove-target drops a target from the next targets version', async () => {
+    ok(await cli(['remove-target', 'gw/gateway-2.0.bin', '--dir', dir, ...remote()]));
+    const { updater } = client('tuf-b');
+    await updater.refresh();
+    assert.equal(await updater.getTargetInfo('gw/gateway-2.0.bin'), undefined);
+    const missing = await cli(['remove-target', 'gw/gateway-2.0.bin', '--dir', dir, ...remote()]);
+    assert.equal(missing.code, 1);
+    assert.match(missing.stderr, /error NOT_FOUND/);
+  });
+
+  it('rotate-key root: a client that trusted root 1 moves to root 2', async () => {
+    const { updater, metadataDir } = client('tuf-c');
+    await updater.refresh();
+    const oldRootKeys = readdirSync(join(dir, 'keys')).filter((n) => n.startsWith('root-'));
+    ok(await cli(['rotate-key', 'root', '--dir', dir]));
+    assert.deepEqual(readdirSync(join(dir, 'keys', 'retired')).sort(), oldRootKeys.sort());
+    const newRootKeys = readdirSync(join(dir, 'keys')).filter((n) => n.startsWith('root-'));
+    assert.equal(newRootKeys.length, 2);
+    assert.equal(newRootKeys.filter((n) => oldRootKeys.includes(n)).length, 0);
+
+    const again = new Updater({ metadataDir, targetDir: join(work, 'tuf-c', 'targets'), metadataBaseUrl: `${server.url}/metadata`, targetBaseUrl: `${server.url}/targets` });
+    await again.refresh();
+    const trusted = JSON.parse(readFileSync(join(metadataDir, 'root.json'), 'utf8')) as { signed: { version: number; roles: { root: { keyids: string[] } } } };
+    assert.equal(trusted.signed.version, 2);
+    assert.equal(trusted.signed.roles.root.keyids.length, 2);
+    assert.deepEqual(await download(again, 'acme/camera-3.1.bin'), images.camera);
+  });
+
+  it('rotate-key targets: root 3 names the new key, and targets signed with it publish', async () => {
+    ok(await cli(['rotate-key', 'targets', '--dir', dir, ...remote()]));
+    ok(await cli(['add-target', file('brake2.bin'), '--dir', dir, ...remote(), '--name', 'brake-1.1.bin', '--hardware-id', 'brake-ecu', '--version', '1.1.0']));
+    const { updater } = client('tuf-d');
+    await updater.refresh();
+    assert.deepEqual(await download(updater, 'brake-1.1.bin'), images.brake2);
+    assert.equal(readdirSync(join(dir, 'keys', 'retired')).filter((n) => n.startsWith('targets-')).length, 1);
+  });
+
+  it('status shows versions, keys, delegations and targets', async () => {
+    const json = JSON.parse(ok(await cli(['status', '--dir', dir, '--json'])).stdout) as {
+      versions: Record<string, number>; delegations: Array<{ role: string; version: number }>; targets: Array<{ name: string; role: string; releaseCounter: number }>;
+      keys: Record<string, { threshold: number; inKeysDir: number }>;
+    };
+    assert.equal(json.versions.root, 3);
+    assert.equal(json.versions.acme, 1);
+    assert.deepEqual(json.delegations.map((d) => [d.role, d.version]), [['acme', 1]]);
+    assert.deepEqual(json.targets.map((t) => [t.name, t.role]).sort(), [['acme/camera-3.1.bin', 'acme'], ['brake-1.0.bin', 'targets'], ['brake-1.1.bin', 'targets']]);
+    assert.equal(json.targets.find((t) => t.name === 'brake-1.0.bin')!.releaseCounter, 2);
+    assert.deepEqual(json.keys.root, { ...json.keys.root, threshold: 2, inKeysDir: 2 });
+    const remoteStatus = ok(await cli(['status', '--dir', dir, '--remote', server.url, '--token', TOKEN])).stdout;
+    assert.match(remoteStatus, /acme\s+paths acme\/\*\s+hardware camera\s+1-of-1\s+v1/);
+  });
+});
