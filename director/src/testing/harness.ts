@@ -84,6 +84,8 @@ export interface SimEcu {
 export class SimDevice {
   counter = 0;
   readonly ecus: SimEcu[];
+  /** The clock tokens are signed with (tests move the director's clock). */
+  clock: () => number = () => Date.now();
 
   constructor(readonly id: string, hardwareIds: string[] = ['gw', 'brake']) {
     this.ecus = hardwareIds.map((hw, i) => ({
@@ -105,7 +107,7 @@ export class SimDevice {
     return { primary: j(this.primary), secondaries: this.ecus.slice(1).map(j), tags };
   }
 
-  token(nowSeconds = Math.floor(Date.now() / 1000), lifetime = 600): string {
+  token(nowSeconds = Math.floor(this.clock() / 1000), lifetime = 600): string {
     return signDeviceToken(this.id, this.primary.signer, nowSeconds + lifetime);
   }
 

@@ -1,0 +1,369 @@
+/**
+ * The director over real HTTP on loopback with a real image repository:
+ * provisioning, device authentication, per-device metadata, assignments and
+ * their refusals, manifest ingestion and its attack cases, restart.
+ */
+import { describe, it, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { Ed25519Signer, TrustedMetadataSet, utf8 } from '@upfleet/core';
+import { harness, PROVISIONING_TOKEN, SimDevice, type Harness } from './testing/harness.ts';
+import { signDeviceToken } from './device-token.ts';
+
+const FW = utf8('brake firmware 2.0');
+
+async function fetchMetadata(h: Harness, d: SimDevice, file: string): Promise<{ status: number; bytes: Uint8Array }> {
+  const res = await fetch(`${h.director.url}/api/v1/devices/${d.id}/metadata/${file}`, { headers: d.headers() });
+  return { status: res.status, bytes: new Uint8Array(await res.arrayBuffer()) };
+}
+
+/** Verifies the device's whole director repository as a client would. */
+async function verifiedTargets(h: Harness, d: SimDevice) {
+  const root = await fetchMetadata(h, d, '1.root.json');
+  const set = new TrustedMetadataSet(root.bytes, new Date());
+  const ts = set.updateTimestamp((await fetchMetadata(h, d, 'timestamp.json')).bytes);
+  const snap = set.updateSnapshot((await fetchMetadata(h, d, `${ts.snapshotMeta.version}.snapshot.json`)).bytes);
+  return set.updateTargets((await fetchMetadata(h, d, `${snap.meta['targets.json']!.version}.targets.json`)).bytes);
+}
+
+describe('director over HTTP', () => {
+  let h: Harness;
+  before(async () => {
+    h = await harness();
+    h.imageRepo.addImage('brake-2.bin', FW, ['brake'], 2);
+    h.imageRepo.addImage('gw-2.bin', utf8('gateway 2'), ['gw'], 2);
+  });
+  after(() => h.close());
+
+  describe('provisioning', () => {
+    it('registers once, is idempotent, refuses other keys and a wrong token', async () => {
+      const d = new SimDevice('prov-1');
+      const reg = d.registration(['eu']);
+      const auth = { authorization: `Bearer ${PROVISIONING_TOKEN}` };
+      const first = await h.api('POST', `/api/v1/devices/${d.id}/register`, reg, auth);
+      assert.equal(first.status, 201);
+      assert.deepEqual(first.body, { deviceId: 'prov-1', status: 'active', rootVersion: 1 });
+      assert.equal((await h.api('POST', `/api/v1/devices/${d.id}/register`, reg, auth)).status, 200);
+      const other = new SimDevice('prov-1');
+      const conflict = await h.api('POST', `/api/v1/devices/${d.id}/register`, other.registration(), auth);
+      assert.equal(conflict.status, 409);
+      assert.equal(conflict.body.error.code, 'ALREADY_REGISTERED');
+      const bad = await h.api('POST', `/api/v1/devices/prov-2/register`, new SimDevice('prov-2').registration(), { authorization: 'Bearer nope' });
+      assert.equal(bad.status, 401);
+      assert.equal((await h.admin('GET', '/api/v1/admin/devices/prov-2')).status, 404);
+    });
+
+    it('refuses an ECU serial that another device owns', async () => {
+      const a = new SimDevice('dup-a');
+      await h.register(a);
+      const b = new SimDevice('dup-b');
+      b.ecus[1]!.serial = a.ecus[1]!.serial;
+      const r = await h.api('POST', `/api/v1/devices/${b.id}/register`, b.registration(), { authorization: `Bearer ${PROVISIONING_TOKEN}` });
+      assert.equal(r.status, 409);
+      assert.equal(r.body.error.code, 'ECU_TAKEN');
+    });
+
+    it('decommissioned devices lose access and cannot register again', async () => {
+      const d = new SimDevice('decom-1');
+      await h.register(d);
+      assert.equal((await h.admin('POST', `/api/v1/admin/devices/${d.id}/decommission`)).body.status, 'decommissioned');
+      assert.equal((await fetchMetadata(h, d, 'timestamp.json')).status, 403);
+      const again = await h.api('POST', `/api/v1/devices/${d.id}/register`, d.registration(), { authorization: `Bearer ${PROVISIONING_TOKEN}` });
+      assert.equal(again.status, 403);
+    });
+
+    it('replacing an ECU takes an admin and the new key', async () => {
+      const d = new SimDevice('repl-1');
+      await h.register(d);
+      const brake = d.ecu('brake');
+      const newKey = Ed25519Signer.generate();
+      const r = await h.admin('POST', `/api/v1/admin/devices/${d.id}/ecus/${brake.serial}/replace`, {
+        ecuSerial: 'repl-1-brake-new', hardwareId: 'brake', publicKey: newKey.key.toJSON(),
+      });
+      assert.equal(r.status, 200);
+      // The old ECU key no longer counts: the manifest must carry the new ECU.
+      const stale = await h.send(d, d.manifest());
+      assert.equal(stale.body.error.code, 'UNKNOWN_ECU');
+      brake.serial = 'repl-1-brake-new';
+      brake.signer = newKey;
+      assert.equal((await h.send(d, d.manifest())).status, 200);
+    });
+  });
+
+  describe('manual approval', () => {
+    it('keeps new devices pending until approved; pre-registered devices are active at once', async () => {
+      const m = await harness({ approval: 'manual' });
+      try {
+        const d = new SimDevice('pend-1');
+        await m.register(d);
+        assert.equal((await fetchMetadata(m, d, 'timestamp.json')).status, 403);
+        assert.equal((await m.send(d, d.manifest())).body.error.code, 'DEVICE_NOT_APPROVED');
+        assert.equal((await m.admin('POST', `/api/v1/admin/devices/${d.id}/approve`)).body.status, 'active');
+        assert.equal((await fetchMetadata(m, d, 'timestamp.json')).status, 200);
+        assert.equal((await m.admin('POST', '/api/v1/admin/devices', { deviceId: 'pre-1', tags: ['beta'] })).status, 201);
+        const pre = new SimDevice('pre-1');
+        const r = await m.api('POST', `/api/v1/devices/pre-1/register`, pre.registration(), { authorization: `Bearer ${PROVISIONING_TOKEN}` });
+        assert.equal(r.body.status, 'active');
+        assert.deepEqual((await m.admin('GET', '/api/v1/admin/devices/pre-1')).body.tags, ['beta']);
+      } finally {
+        await m.close();
+      }
+    });
+  });
+
+  describe('device authentication', () => {
+    it('401 without or with a bad token, 403 for another device, 200 for its own', async () => {
+      const a = new SimDevice('auth-a');
+      const b = new SimDevice('auth-b');
+      await h.register(a);
+      await h.register(b);
+      const url = (d: SimDevice) => `${h.director.url}/api/v1/devices/${d.id}/metadata/timestamp.json`;
+      assert.equal((await fetch(url(a))).status, 401);
+      const forged = signDeviceToken(a.id, Ed25519Signer.generate(), Math.floor(Date.now() / 1000) + 60);
+      assert.equal((await fetch(url(a), { headers: { authorization: `UpfleetDevice ${forged}` } })).status, 401);
+      const expired = signDeviceToken(a.id, a.primary.signer, Math.floor(Date.now() / 1000) - 120);
+      assert.equal((await fetch(url(a), { headers: { authorization: `UpfleetDevice ${expired}` } })).status, 401);
+      const tooLong = signDeviceToken(a.id, a.primary.signer, Math.floor(Date.now() / 1000) + 7200);
+      assert.equal((await fetch(url(a), { headers: { authorization: `UpfleetDevice ${tooLong}` } })).status, 401);
+      const cross = await fetch(url(b), { headers: a.headers() });
+      assert.equal(cross.status, 403);
+      assert.equal(((await cross.json()) as any).error.code, 'OTHER_DEVICE');
+      const crossManifest = await h.api('POST', `/api/v1/devices/${b.id}/manifest`, b.manifest(), a.headers());
+      assert.equal(crossManifest.status, 403);
+      assert.equal((await fetch(url(a), { headers: a.headers() })).status, 200);
+    });
+
+    it('admin endpoints need the admin token', async () => {
+      assert.equal((await h.api('GET', '/api/v1/admin/devices')).status, 401);
+      assert.equal((await h.api('GET', '/api/v1/admin/devices', undefined, { authorization: `Bearer ${PROVISIONING_TOKEN}` })).status, 401);
+    });
+  });
+
+  describe('per-device metadata', () => {
+    it('verifies from the fleet root, names the device, lists ECU identifiers', async () => {
+      const d = new SimDevice('meta-1');
+      await h.register(d);
+      const a = await h.admin('POST', `/api/v1/admin/devices/${d.id}/assignments`, {
+        ecus: [{ ecuSerial: d.ecu('brake').serial, image: 'brake-2.bin' }, { ecuSerial: d.primary.serial, image: 'gw-2.bin' }],
+      });
+      assert.equal(a.status, 201);
+      const targets = await verifiedTargets(h, d);
+      assert.equal(targets.unrecognizedFields.deviceId, 'meta-1');
+      assert.equal(targets.version, a.body.targetsVersion);
+      assert.deepEqual(targets.targets['brake-2.bin']!.custom, { ecuIdentifiers: { [d.ecu('brake').serial]: { hardwareId: 'brake' } } });
+      assert.deepEqual(targets.targets['gw-2.bin']!.custom, { ecuIdentifiers: { [d.primary.serial]: { hardwareId: 'gw' } } });
+      assert.equal(targets.delegations, undefined);
+      const root = readFileSync(join(h.dir, 'metadata', '1.root.json'));
+      assert.deepEqual((await fetchMetadata(h, d, '1.root.json')).bytes, new Uint8Array(root));
+      assert.equal((await fetchMetadata(h, d, '2.root.json')).status, 404);
+    });
+
+    it('re-signs roles past half their lifetime when the timestamp is fetched', async () => {
+      let now = Date.now();
+      const m = await harness({ now: () => new Date(now), expiries: { timestamp: 100, snapshot: 1000, targets: 10000 } });
+      try {
+        const d = new SimDevice('exp-1');
+        d.clock = () => now;
+        await m.register(d);
+        const v1 = (await verifiedTargets(m, d)).version;
+        now += 60_000; // timestamp (100 s) past half its life; snapshot and targets not
+        const res = await fetchMetadata(m, d, 'timestamp.json');
+        const ts = JSON.parse(Buffer.from(res.bytes).toString());
+        assert.equal(ts.signed.version, 2);
+        assert.equal(ts.signed.meta['snapshot.json'].version, 1);
+        now += 5_100_000; // targets past half its life
+        const set = new TrustedMetadataSet((await fetchMetadata(m, d, '1.root.json')).bytes, new Date(now));
+        set.updateTimestamp((await fetchMetadata(m, d, 'timestamp.json')).bytes);
+        set.updateSnapshot((await fetchMetadata(m, d, `${set.timestamp!.snapshotMeta.version}.snapshot.json`)).bytes);
+        const t = set.updateTargets((await fetchMetadata(m, d, `${set.snapshot!.meta['targets.json']!.version}.targets.json`)).bytes);
+        assert.equal(t.version, v1 + 1);
+        assert.ok(!t.isExpired(new Date(now)));
+      } finally {
+        await m.close();
+      }
+    });
+  });
+
+  describe('assignments the image repository does not back', () => {
+    const cases: Array<[string, (d: SimDevice) => Record<string, unknown>, string]> = [
+      ['an unknown image', (d) => ({ ecuSerial: d.ecu('brake').serial, image: 'nope.bin' }), 'missing'],
+      ['another length', (d) => ({ ecuSerial: d.ecu('brake').serial, image: 'brake-2.bin', length: FW.byteLength + 1 }), 'length'],
+      ['another hash', (d) => ({ ecuSerial: d.ecu('brake').serial, image: 'brake-2.bin', hashes: { sha256: 'ab'.repeat(32) } }), 'hashes'],
+      ['the wrong hardware ID', (d) => ({ ecuSerial: d.primary.serial, image: 'brake-2.bin' }), 'hardwareId'],
+    ];
+    for (const [name, request, field] of cases) {
+      it(`refuses ${name} and changes nothing`, async () => {
+        const d = new SimDevice(`refuse-${field}`);
+        await h.register(d);
+        const before = (await h.admin('GET', `/api/v1/admin/devices/${d.id}`)).body;
+        const r = await h.admin('POST', `/api/v1/admin/devices/${d.id}/assignments`, { ecus: [request(d)] });
+        assert.equal(r.status, 422);
+        assert.equal(r.body.error.code, 'ASSIGNMENT_REFUSED');
+        assert.equal(r.body.error.field, field);
+        const afterwards = (await h.admin('GET', `/api/v1/admin/devices/${d.id}`)).body;
+        assert.deepEqual(afterwards.assignments, []);
+        assert.deepEqual(afterwards.metadata, before.metadata);
+      });
+    }
+
+    it('refuses a release counter below the installed one', async () => {
+      const d = new SimDevice('refuse-rollback');
+      await h.register(d);
+      d.ecu('brake').releaseCounter = 5;
+      assert.equal((await h.send(d, d.manifest())).status, 200);
+      const r = await h.admin('POST', `/api/v1/admin/devices/${d.id}/assignments`, { ecus: [{ ecuSerial: d.ecu('brake').serial, image: 'brake-2.bin' }] });
+      assert.equal(r.status, 422);
+      assert.equal(r.body.error.field, 'releaseCounter');
+    });
+  });
+
+  describe('manifests', () => {
+    it('completes an assignment when every ECU reports its image, with progress in between', async () => {
+      const d = new SimDevice('ok-1');
+      await h.register(d);
+      const info = h.imageRepo.builder.targets.targets['brake-2.bin']!;
+      const a = (await h.admin('POST', `/api/v1/admin/devices/${d.id}/assignments`, { ecus: [{ ecuSerial: d.ecu('brake').serial, image: 'brake-2.bin' }] })).body;
+      assert.equal((await h.send(d, d.manifest())).status, 200);
+      assert.equal((await h.admin('GET', `/api/v1/admin/assignments/${a.id}`)).body.status, 'pending');
+      assert.equal((await h.api('POST', `/api/v1/devices/${d.id}/progress`, { state: 'downloading', done: 1, total: 10 }, d.headers())).status, 204);
+      assert.equal((await h.api('POST', `/api/v1/devices/${d.id}/progress`, { state: 'installing', ecuSerial: d.ecu('brake').serial }, d.headers())).status, 204);
+      assert.equal((await h.api('POST', `/api/v1/devices/${d.id}/progress`, { state: 'downloading' }, d.headers())).status, 204);
+      assert.equal((await h.admin('GET', `/api/v1/admin/assignments/${a.id}`)).body.status, 'installing');
+      d.install('brake', 'brake-2.bin', info, 2);
+      const r = await h.send(d, d.manifest({ installationResult: { directorTargetsVersion: a.targetsVersion, success: true, code: 'OK', description: 'ok', ecus: [] } }));
+      assert.deepEqual(r.body.changed, [{ id: a.id, status: 'succeeded' }]);
+      const view = (await h.admin('GET', `/api/v1/admin/devices/${d.id}`)).body;
+      assert.equal(view.ecus.find((e: any) => e.serial === d.ecu('brake').serial).installed.filename, 'brake-2.bin');
+      assert.equal((await h.admin('GET', `/api/v1/admin/devices/${d.id}/manifests`)).body.manifests.length, 2);
+    });
+
+    it('fails an assignment on an error report and records verification failures as attacks', async () => {
+      const d = new SimDevice('fail-1');
+      await h.register(d);
+      const a = (await h.admin('POST', `/api/v1/admin/devices/${d.id}/assignments`, { ecus: [{ ecuSerial: d.ecu('brake').serial, image: 'brake-2.bin' }] })).body;
+      const result = { directorTargetsVersion: a.targetsVersion, success: false, code: 'VERIFICATION_FAILED', description: 'bad hash',
+        ecus: [{ ecuSerial: d.ecu('brake').serial, success: false, code: 'VERIFICATION_FAILED', description: 'hash mismatch', filename: 'brake-2.bin' }] };
+      await h.send(d, d.manifest({ installationResult: result, attacks: { [d.ecu('brake').serial]: 'targets signature invalid' } }));
+      await h.send(d, d.manifest({ installationResult: result })); // the device repeats its last result
+      const view = (await h.admin('GET', `/api/v1/admin/devices/${d.id}`)).body;
+      const assignment = view.assignments.find((x: any) => x.id === a.id);
+      assert.equal(assignment.status, 'failed');
+      assert.equal(assignment.errorCode, 'VERIFICATION_FAILED');
+      assert.deepEqual(view.events.map((e: any) => [e.kind, e.code]).sort(), [['attack', 'ATTACK_DETECTED'], ['attack', 'VERIFICATION_FAILED']]);
+      assert.deepEqual(view.targets, {}, 'a failed assignment drops out of targets');
+    });
+
+    it('fails an assignment when an ECU runs an image that is neither old nor assigned', async () => {
+      const d = new SimDevice('odd-1');
+      await h.register(d);
+      await h.send(d, d.manifest());
+      const a = (await h.admin('POST', `/api/v1/admin/devices/${d.id}/assignments`, { ecus: [{ ecuSerial: d.ecu('brake').serial, image: 'brake-2.bin' }] })).body;
+      d.ecu('brake').installed = { filename: 'other.bin', length: 3, hashes: { sha256: '11'.repeat(32) } };
+      await h.send(d, d.manifest());
+      assert.equal((await h.admin('GET', `/api/v1/admin/assignments/${a.id}`)).body.errorCode, 'UNEXPECTED_IMAGE');
+    });
+
+    describe('attacks (each refused, nothing changes)', () => {
+      let d: SimDevice;
+      let snapshot: unknown;
+      before(async () => {
+        d = new SimDevice('atk-1');
+        await h.register(d);
+        assert.equal((await h.send(d, d.manifest())).status, 200);
+        snapshot = (await h.admin('GET', `/api/v1/admin/devices/${d.id}`)).body;
+      });
+      const unchanged = async () => assert.deepEqual((await h.admin('GET', `/api/v1/admin/devices/${d.id}`)).body, snapshot);
+
+      it('a forged ECU report', async () => {
+        const m = d.manifest();
+        const brake = d.ecu('brake');
+        m.signed.ecuVersionReports[brake.serial]!.signatures[0]!.sig = Buffer.from(Ed25519Signer.generate().sign(utf8('x'))).toString('hex');
+        // re-sign the manifest so only the ECU report is bad
+        const resigned = (await import('@upfleet/core')).signVehicleManifest(m.signed, d.primary.signer);
+        const r = await h.send(d, resigned);
+        assert.equal(r.status, 422);
+        assert.equal(r.body.error.code, 'BAD_ECU_SIGNATURE');
+        assert.equal(r.body.error.ecuSerial, brake.serial);
+        await unchanged();
+      });
+
+      it('a manifest signed by another key', async () => {
+        const m = d.manifest();
+        const forged = (await import('@upfleet/core')).signVehicleManifest(m.signed, Ed25519Signer.generate());
+        assert.equal((await h.send(d, forged)).body.error.code, 'BAD_SIGNATURE');
+        await unchanged();
+      });
+
+      it('a replayed manifest', async () => {
+        const r = await h.send(d, d.manifest({ counter: 1 }));
+        assert.equal(r.status, 409);
+        assert.equal(r.body.error.code, 'MANIFEST_REPLAY');
+        assert.equal(r.body.error.lastCounter, 1);
+        await unchanged();
+      });
+
+      it('an unknown ECU and a missing ECU', async () => {
+        const stranger = new SimDevice('atk-1', ['gw', 'brake', 'radio']);
+        stranger.ecus[0] = d.ecus[0]!;
+        stranger.ecus[1] = d.ecus[1]!;
+        stranger.counter = 10;
+        assert.equal((await h.send(d, stranger.manifest())).body.error.code, 'UNKNOWN_ECU');
+        const fewer = new SimDevice('atk-1', ['gw']);
+        fewer.ecus[0] = d.ecus[0]!;
+        fewer.counter = 10;
+        assert.equal((await h.send(d, fewer.manifest())).body.error.code, 'MISSING_ECU');
+        await unchanged();
+      });
+
+      it('a stale nonce', async () => {
+        const first = await h.admin('GET', `/api/v1/admin/devices/${d.id}/manifests`);
+        assert.equal(first.body.manifests.length, 1);
+        assert.equal((await h.send(d, d.manifest({ nonce: 'fixed-nonce' }))).status, 200);
+        snapshot = (await h.admin('GET', `/api/v1/admin/devices/${d.id}`)).body;
+        // The nonce of an accepted manifest, reused with a fresh counter.
+        const r = await h.send(d, d.manifest({ nonce: 'fixed-nonce', counter: 100 }));
+        assert.equal(r.body.error.code, 'STALE_NONCE');
+        await unchanged();
+      });
+
+      it('malformed JSON', async () => {
+        const r = await h.api('POST', `/api/v1/devices/${d.id}/manifest`, '{"signed":', d.headers());
+        assert.equal(r.status, 400);
+        assert.equal(r.body.error.code, 'MALFORMED_MANIFEST');
+        await unchanged();
+      });
+    });
+  });
+
+  it('serves OpenAPI and metrics', async () => {
+    const doc = (await h.api('GET', '/api/v1/openapi.json')).body;
+    assert.equal(doc.openapi, '3.1.0');
+    assert.ok(doc.paths['/api/v1/admin/devices/{deviceId}/assignments'].post);
+    const metrics = await (await fetch(`${h.director.url}/metrics`)).text();
+    assert.match(metrics, /upfleet_director_manifests_accepted_total\{via="http"\} [1-9]/);
+    assert.match(metrics, /upfleet_director_manifests_rejected_total\{via="http",code="MANIFEST_REPLAY"\} 1/);
+  });
+
+  it('loses nothing across a restart', async () => {
+    const r = await harness();
+    try {
+      const info = r.imageRepo.addImage('brake-3.bin', utf8('brake 3'), ['brake'], 3);
+      const d = new SimDevice('restart-1');
+      await r.register(d);
+      await r.send(d, d.manifest());
+      const a = (await r.admin('POST', `/api/v1/admin/devices/${d.id}/assignments`, { ecus: [{ ecuSerial: d.ecu('brake').serial, image: 'brake-3.bin' }] })).body;
+      const before = (await r.admin('GET', `/api/v1/admin/devices/${d.id}`)).body;
+      const targetsBefore = await verifiedTargets(r, d);
+      await r.restart();
+      assert.deepEqual((await r.admin('GET', `/api/v1/admin/devices/${d.id}`)).body, before);
+      assert.deepEqual((await verifiedTargets(r, d)).toJSON(), targetsBefore.toJSON());
+      assert.equal((await r.send(d, d.manifest({ counter: 1 }))).body.error.code, 'MANIFEST_REPLAY');
+      d.install('brake', 'brake-3.bin', info, 3);
+      assert.equal((await r.send(d, d.manifest())).body.changed[0].status, 'succeeded');
+      assert.equal((await r.admin('GET', `/api/v1/admin/assignments/${a.id}`)).body.status, 'succeeded');
+    } finally {
+      await r.close();
+    }
+  });
+});
