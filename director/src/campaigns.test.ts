@@ -1,0 +1,150 @@
+/**
+ * Campaigns over the admin HTTP API, with devices reporting over HTTP: group
+ * selection, waves gated by the success ratio, halt and override, pause and
+ * resume, abort cancelling pending assignments.
+ */
+import { describe, it, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { utf8, type TargetFile } from '@upfleet/core';
+import { harness, SimDevice, type Harness } from './testing/harness.ts';
+
+describe('campaigns', () => {
+  let h: Harness;
+  let info: TargetFile;
+  before(async () => {
+    h = await harness();
+    info = h.imageRepo.addImage('brake-9.bin', utf8('brake nine'), ['brake'], 9);
+  });
+  after(() => h.close());
+
+  /** Registers n devices tagged `tag`, each with a first manifest. */
+  async function fleet(tag: string, n: number): Promise<Map<string, SimDevice>> {
+    const devices = new Map<string, SimDevice>();
+    for (let i = 0; i < n; i++) {
+      const d = new SimDevice(`${tag}-${i}`);
+      await h.register(d, [tag]);
+      assert.equal((await h.send(d, d.manifest())).status, 200);
+      devices.set(d.id, d);
+    }
+    return devices;
+  }
+
+  async function create(tag: string, extra: Record<string, unknown> = {}) {
+    const r = await h.admin('POST', '/api/v1/admin/campaigns', { name: tag, images: [{ hardwareId: 'brake', image: 'brake-9.bin' }], tags: [tag], ...extra });
+    assert.equal(r.status, 201, JSON.stringify(r.body));
+    return r.body.id as string;
+  }
+
+  const status = async (id: string) => (await h.admin('GET', `/api/v1/admin/campaigns/${id}`)).body;
+
+  /** The devices of the campaign whose assignment is open. */
+  async function openDevices(id: string, devices: Map<string, SimDevice>): Promise<SimDevice[]> {
+    const out: SimDevice[] = [];
+    for (const d of devices.values()) {
+      const as = (await h.admin('GET', `/api/v1/admin/devices/${d.id}/assignments`)).body.assignments;
+      if (as.some((a: any) => a.campaignId === id && ['pending', 'downloading', 'installing'].includes(a.status))) out.push(d);
+    }
+    return out;
+  }
+
+  async function succeed(d: SimDevice) {
+    d.install('brake', 'brake-9.bin', info, 9);
+    assert.equal((await h.send(d, d.manifest())).status, 200);
+  }
+
+  async function fail(d: SimDevice) {
+    const v = (await h.admin('GET', `/api/v1/admin/devices/${d.id}`)).body.metadata.targetsVersion;
+    const r = await h.send(d, d.manifest({ installationResult: { directorTargetsVersion: v, success: false, code: 'INSTALL_FAILED', description: 'flash error',
+      ecus: [{ ecuSerial: d.ecu('brake').serial, success: false, code: 'INSTALL_FAILED', description: 'flash error' }] } }));
+    assert.equal(r.status, 200);
+  }
+
+  it('rolls out in waves, each gated by the success ratio, to the tagged group only', async () => {
+    const devices = await fleet('wave', 10);
+    await h.register(new SimDevice('wave-untagged')); // not in the group
+    const id = await create('wave', { waves: [10, 50, 100], successThreshold: 0.8 });
+    assert.equal((await status(id)).status, 'draft');
+    let s = (await h.admin('POST', `/api/v1/admin/campaigns/${id}/start`)).body;
+    assert.equal(s.devices.length, 10);
+    assert.ok(!s.devices.includes('wave-untagged'));
+    assert.deepEqual([s.currentWave, s.counts.pending, s.counts.waiting], [1, 1, 9]);
+
+    const first = await openDevices(id, devices);
+    assert.equal(first.length, 1);
+    await h.api('POST', `/api/v1/devices/${first[0]!.id}/progress`, { state: 'downloading' }, first[0]!.headers());
+    assert.equal((await status(id)).counts.downloading, 1);
+    await succeed(first[0]!);
+    s = await status(id);
+    assert.deepEqual([s.currentWave, s.counts.succeeded, s.counts.pending, s.counts.waiting], [2, 1, 4, 5]);
+
+    const second = await openDevices(id, devices);
+    assert.equal(second.length, 4);
+    await fail(second[0]!);
+    for (const d of second.slice(1, 3)) await succeed(d);
+    assert.equal((await status(id)).currentWave, 2, 'the wave is not over until every device is done');
+    await succeed(second[3]!);
+    s = await status(id); // 4 of 5 succeeded = 0.8
+    assert.deepEqual([s.currentWave, s.counts.succeeded, s.counts.failed, s.counts.pending], [3, 4, 1, 5]);
+    for (const d of await openDevices(id, devices)) await succeed(d);
+    s = await status(id);
+    assert.equal(s.status, 'completed');
+    assert.deepEqual([s.counts.succeeded, s.counts.failed, s.counts.waiting], [9, 1, 0]);
+  });
+
+  it('halts below the threshold; resume overrides the gate', async () => {
+    const devices = await fleet('gate', 4);
+    const id = await create('gate', { waves: [25, 100], successThreshold: 1 });
+    await h.admin('POST', `/api/v1/admin/campaigns/${id}/start`);
+    const [only] = await openDevices(id, devices);
+    await fail(only!);
+    let s = await status(id);
+    assert.equal(s.status, 'halted');
+    assert.match(s.reason, /below 1/);
+    assert.equal(s.counts.waiting, 3);
+    s = (await h.admin('POST', `/api/v1/admin/campaigns/${id}/resume`)).body;
+    assert.deepEqual([s.status, s.currentWave, s.counts.pending], ['running', 2, 3]);
+  });
+
+  it('pause stops new waves, resume continues', async () => {
+    const devices = await fleet('pause', 2);
+    const id = await create('pause', { waves: [50, 100], successThreshold: 0.5 });
+    await h.admin('POST', `/api/v1/admin/campaigns/${id}/start`);
+    assert.equal((await h.admin('POST', `/api/v1/admin/campaigns/${id}/pause`)).body.status, 'paused');
+    const [d] = await openDevices(id, devices);
+    await succeed(d!);
+    let s = await status(id);
+    assert.deepEqual([s.status, s.currentWave, s.counts.waiting], ['paused', 1, 1]);
+    assert.equal((await h.admin('POST', `/api/v1/admin/campaigns/${id}/pause`)).status, 409);
+    s = (await h.admin('POST', `/api/v1/admin/campaigns/${id}/resume`)).body;
+    assert.deepEqual([s.status, s.currentWave, s.counts.pending], ['running', 2, 1]);
+  });
+
+  it('abort cancels pending assignments and drops them from device targets', async () => {
+    const devices = await fleet('abort', 3);
+    const id = await create('abort', { waves: [100] });
+    await h.admin('POST', `/api/v1/admin/campaigns/${id}/start`);
+    const [busy, ...idle] = await openDevices(id, devices);
+    await h.api('POST', `/api/v1/devices/${busy!.id}/progress`, { state: 'installing' }, busy!.headers());
+    assert.ok((await h.admin('GET', `/api/v1/admin/devices/${idle[0]!.id}`)).body.targets['brake-9.bin']);
+    const s = (await h.admin('POST', `/api/v1/admin/campaigns/${id}/abort`)).body;
+    assert.deepEqual([s.status, s.counts.cancelled, s.counts.installing], ['aborted', 2, 1]);
+    assert.deepEqual((await h.admin('GET', `/api/v1/admin/devices/${idle[0]!.id}`)).body.targets, {});
+    assert.ok((await h.admin('GET', `/api/v1/admin/devices/${busy!.id}`)).body.targets['brake-9.bin'], 'an install in flight keeps its target');
+    assert.equal((await h.admin('POST', `/api/v1/admin/campaigns/${id}/resume`)).status, 409);
+  });
+
+  it('refuses to start when the image repository lacks an image', async () => {
+    const r = await h.admin('POST', '/api/v1/admin/campaigns', { name: 'ghost', images: [{ hardwareId: 'brake', image: 'ghost.bin' }] });
+    const s = await h.admin('POST', `/api/v1/admin/campaigns/${r.body.id}/start`);
+    assert.equal(s.status, 422);
+    assert.equal(s.body.error.field, 'missing');
+    assert.equal((await status(r.body.id)).status, 'draft');
+  });
+
+  it('refuses bad campaign specs', async () => {
+    for (const body of [{ name: 'x', images: [] }, { name: 'x', images: [{ hardwareId: 'a', image: 'b' }], waves: [50, 40, 100] },
+      { name: 'x', images: [{ hardwareId: 'a', image: 'b' }], waves: [10, 50] }, { name: 'x', images: [{ hardwareId: 'a', image: 'b' }], successThreshold: 2 }]) {
+      assert.equal((await h.admin('POST', '/api/v1/admin/campaigns', body)).status, 400, JSON.stringify(body));
+    }
+  });
+});
