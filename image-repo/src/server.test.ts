@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { randomBytes, createHash } from 'node:crypto';
 import { pino } from 'pino';
-import { Delegations, DelegatedRole, Ed25519Signer, expiresIn, Metadata, TargetFile, Targets, type Signer } from '@upfleet/core';
+import { Delegations, DelegatedRole, Ed25519Signer, expiresIn, Metadata, TargetFile, Targets, type Root, type Signer } from '@upfleet/core';
 import { initRepository, type InitResult } from './operations.ts';
 import { MemoryKeyring } from './online-keys.ts';
 import { startImageRepoServer, type ImageRepoServer } from './server.ts';
@@ -293,6 +293,40 @@ describe('image repository server', () => {
 
       before = await versions();
       await assertRefused(await publish({ delegated: { acme: good.toJSON() } }), 409, 'BAD_VERSION', before);
+    });
+  });
+
+  describe('root updates', () => {
+    async function nextRoot(mutate: (r: Root) => void, signers: Signer[]): Promise<Metadata<Root>> {
+      const md = Metadata.fromBytes((await http(`${server.url}/metadata/root.json`)).body, 'root');
+      md.signatures.clear();
+      md.signed.version += 1;
+      mutate(md.signed);
+      for (const s of signers) md.sign(s);
+      return md;
+    }
+
+    it('refuses a root not signed by the previous root keys, or skipping a version', async () => {
+      const before = await versions();
+      const newKey = Ed25519Signer.generate();
+      const onlyNew = await nextRoot((r) => {
+        r.revokeKey('root', repo.signers.root[0]!.keyid);
+        r.addKey('root', newKey.key);
+      }, [newKey]);
+      await assertRefused(await publish({ roots: [onlyNew.toJSON()] }), 400, 'UNSIGNED_METADATA', before);
+      const skipping = await nextRoot((r) => {
+        r.version += 1;
+      }, repo.signers.root);
+      await assertRefused(await publish({ roots: [skipping.toJSON()] }), 409, 'BAD_VERSION', before);
+    });
+
+    it('refuses a root whose timestamp key the server does not hold', async () => {
+      const before = await versions();
+      const unknown = await nextRoot((r) => {
+        r.revokeKey('timestamp', repo.signers.timestamp.keyid);
+        r.addKey('timestamp', Ed25519Signer.generate().key);
+      }, repo.signers.root);
+      await assertRefused(await publish({ roots: [unknown.toJSON()] }), 409, 'ONLINE_KEY_MISSING', before);
     });
   });
 

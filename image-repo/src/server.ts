@@ -17,7 +17,7 @@ import { createHash, timingSafeEqual } from 'node:crypto';
 import type { AddressInfo } from 'node:net';
 import { pino, type Logger } from 'pino';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
-import { Metadata, fromUtf8, utf8, type UpfleetError } from '@upfleet/core';
+import { Metadata, UsageError, fromUtf8, utf8, type UpfleetError } from '@upfleet/core';
 import {
   BadRequestError,
   httpStatusOf,
@@ -81,7 +81,7 @@ export async function startImageRepoServer(options: ImageRepoServerOptions): Pro
   const keyring =
     options.keyring ??
     new KeyDirKeyring(workspace.keysDir, () => {
-      if (passphrase === undefined) throw new BadRequestError('no passphrase for the online keys');
+      if (passphrase === undefined) throw new UsageError('startImageRepoServer needs a passphrase (or a keyring) for the online keys');
       return passphrase;
     });
   const store = new RepoStore({
