@@ -239,7 +239,8 @@ export class PrimarySession extends LinkSession<PrimaryState> {
   #afterReply(request: Request, reply: Event): Exclude<PrimaryState, 'ERROR'> {
     if (reply.type === 'Refusal') {
       if (request.type === 'Hello' || reply.code === 'HELLO_REQUIRED') return 'IDLE';
-      return request.type === 'ImageEnd' ? 'READY' : this.#transfer ? 'TRANSFER' : 'READY';
+      if (request.type === 'ImageEnd') this.#transfer = undefined;
+      return this.#transfer ? 'TRANSFER' : 'READY';
     }
     switch (request.type) {
       case 'Hello':

@@ -1,0 +1,179 @@
+import { after, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { digestHex, Ed25519Signer, RepositoryBuilder } from '@upfleet/core';
+import { EcuRefusedError } from '@upfleet/core/link/index.ts';
+import { SerialSecondary } from '../../../agent/src/secondaries/serial-secondary.ts';
+import type { ImageToInstall } from '../../../agent/src/secondaries/secondary.ts';
+import { connectInProcess, makeUpdateFixture, prng, SimulatedEcu, type EmulatorOptions, type SimulatedEcuOptions } from '../index.ts';
+
+const NOW = new Date();
+const dirs: string[] = [];
+const closers: Array<() => Promise<void>> = [];
+after(async () => {
+  for (const c of closers) await c();
+  for (const d of dirs) rmSync(d, { recursive: true, force: true });
+});
+
+function randomImage(n: number, seed: number): Uint8Array {
+  const r = prng(seed);
+  return new Uint8Array(n).map(() => Math.floor(r() * 256));
+}
+
+function source(name: string, bytes: Uint8Array, pieces = 1000): ImageToInstall {
+  return {
+    name, length: bytes.length,
+    hashes: { sha256: digestHex('sha256', bytes), sha512: digestHex('sha512', bytes) },
+    async *open(offset: number) {
+      for (let o = offset; o < bytes.length; o += pieces) yield bytes.subarray(o, Math.min(o + pieces, bytes.length));
+    },
+  };
+}
+
+/** One ECU with fresh keys and repositories, connected in-process (optionally emulated). */
+function setup(opts: { size?: number; emulation?: EmulatorOptions; ecu?: Partial<SimulatedEcuOptions>; secondary?: object } = {}) {
+  const dir = mkdtempSync(join(tmpdir(), 'upfleet-ecu-'));
+  dirs.push(dir);
+  const bytes = randomImage(opts.size ?? 20_000, 7);
+  const fx = makeUpdateFixture({ now: NOW, images: [{ ecuSerial: 'brake-1', hardwareId: 'brake', name: 'brake-2.0.bin', bytes, releaseCounter: 2 }] });
+  const ecu = new SimulatedEcu({
+    dir, ecuSerial: 'brake-1', hardwareId: 'brake', signer: Ed25519Signer.generate(), verification: 'partial',
+    directorRoot: fx.directorRoot, imageRoot: fx.imageRoot, ...opts.ecu,
+  });
+  const link = connectInProcess(ecu, opts.emulation);
+  const secondary = new SerialSecondary(link.primary, { ecuSerial: 'brake-1', rtoMs: 200, ...opts.secondary });
+  closers.push(async () => {
+    await secondary.close();
+    await link.close();
+  });
+  return { dir, bytes, fx, ecu, link, secondary, image: source('brake-2.0.bin', bytes) };
+}
+
+const refusedWith = (code: string) => (e: unknown) => e instanceof EcuRefusedError && e.ecuCode === code;
+
+describe('simulated ECU over an in-process link', () => {
+  it('answers info and a signed version report for the nonce', async () => {
+    const { secondary, ecu } = setup();
+    const info = await secondary.info();
+    assert.equal(info.ecuSerial, 'brake-1');
+    assert.equal(info.hardwareId, 'brake');
+    assert.equal(info.installed?.filename, 'factory-brake.bin');
+    assert.equal(info.publicKey.keyid, ecu.options.signer.keyid);
+    const report = await secondary.versionReport('nonce-42');
+    assert.equal(report.signed.nonce, 'nonce-42');
+    assert.equal(report.signed.ecuSerial, 'brake-1');
+  });
+
+  it('verifies metadata, installs byte-exact and activates', async () => {
+    const { secondary, ecu, fx, image, bytes } = setup();
+    await secondary.putMetadata(fx.bundle());
+    const phases: string[] = [];
+    await secondary.install(image, (p) => phases.push(p.phase));
+    assert.deepEqual([...new Set(phases)], ['transfer', 'verify', 'flash']);
+    assert.deepEqual(ecu.store.readInactive(), bytes);
+    await secondary.activate();
+    const info = await secondary.info();
+    assert.equal(info.installed?.filename, 'brake-2.0.bin');
+    assert.equal(info.installed?.hashes.sha256, image.hashes.sha256);
+    assert.equal(info.releaseCounter, 0, 'partial verification never sees the image repository counter');
+    assert.deepEqual(ecu.store.readActive(), bytes);
+  });
+
+  it('refuses director targets signed by a key the pinned root does not trust', async () => {
+    const { secondary, fx } = setup();
+    const bundle = fx.bundle();
+    const rogue = new RepositoryBuilder({ now: NOW });
+    rogue.setTarget('brake-2.0.bin', fx.director.targets.targets['brake-2.0.bin']!);
+    rogue.commit();
+    await assert.rejects(secondary.putMetadata({ director: { ...bundle.director, 'targets.json': rogue.bytes('targets') } }), refusedWith('METADATA_UNSIGNED'));
+  });
+
+  it('refuses expired director targets', async () => {
+    const { secondary, fx } = setup({ ecu: { now: () => new Date(NOW.getTime() + 200 * 86400_000) } });
+    await assert.rejects(secondary.putMetadata(fx.bundle()), refusedWith('METADATA_EXPIRED'));
+  });
+
+  it('refuses a target for another hardware ID', async () => {
+    const { secondary, fx } = setup({ ecu: { hardwareId: 'telematics' } });
+    await assert.rejects(secondary.putMetadata(fx.bundle()), refusedWith('HARDWARE_ID_MISMATCH'));
+  });
+
+  it('refuses an image before any verified metadata', async () => {
+    const { secondary, image } = setup();
+    await assert.rejects(secondary.install(image), refusedWith('NO_METADATA'));
+  });
+
+  it('refuses an announced image that differs from the signed target', async () => {
+    const { secondary, fx, bytes } = setup();
+    await secondary.putMetadata(fx.bundle());
+    const other = bytes.slice();
+    other[0]! ^= 1;
+    await assert.rejects(secondary.install(source('brake-2.0.bin', other)), refusedWith('IMAGE_MISMATCH'));
+  });
+
+  it('refuses a lying primary that announces the signed hashes but streams other bytes, and keeps the old slot', async () => {
+    const { secondary, fx, ecu, bytes, image } = setup();
+    await secondary.putMetadata(fx.bundle());
+    const evil = bytes.slice();
+    evil[12_345]! ^= 0x80;
+    await assert.rejects(secondary.install({ ...image, open: source('x', evil).open }), refusedWith('HASH_MISMATCH'));
+    await assert.rejects(secondary.activate(), refusedWith('NO_IMAGE'));
+    assert.equal((await secondary.info()).installed?.filename, 'factory-brake.bin');
+    assert.match(ecu.store.state.attacksDetected, /HASH_MISMATCH/);
+    assert.match((await secondary.versionReport('n')).signed.attacksDetected, /HASH_MISMATCH/);
+  });
+
+  it('answers BUSY while erasing, and the driver waits', async () => {
+    const { secondary, fx, image, bytes, ecu } = setup({ ecu: { eraseMs: 150 } });
+    await secondary.putMetadata(fx.bundle());
+    const t0 = performance.now();
+    await secondary.install(image);
+    assert.ok(performance.now() - t0 >= 150);
+    assert.deepEqual(ecu.store.readInactive(), bytes);
+  });
+
+  it('refuses on demand (low battery) with the ECU code', async () => {
+    const { secondary, fx, image } = setup({ ecu: { refuse: 'LOW_BATTERY' } });
+    await secondary.putMetadata(fx.bundle());
+    await assert.rejects(secondary.install(image), (e: unknown) => refusedWith('LOW_BATTERY')(e) && (e as EcuRefusedError).ecuSerial === 'brake-1');
+  });
+
+  it('resumes an interrupted install from the offset the ECU holds', async () => {
+    const { secondary, fx, ecu, link, image, bytes } = setup({ size: 60_000, emulation: { baud: 921_600 }, secondary: { rtoMs: 100, maxAttempts: 3 } });
+    await secondary.putMetadata(fx.bundle());
+    const begins: number[] = [];
+    ecu.on('begin', (o: number) => begins.push(o));
+    let cut = false;
+    const install = secondary.install(image, (p) => {
+      if (!cut && p.done > 20_000) {
+        cut = true;
+        link.emulator!.disconnect();
+        setTimeout(() => link.emulator!.reconnect(), 500);
+      }
+    });
+    await install;
+    assert.equal(begins.length, 2);
+    assert.equal(begins[0], 0);
+    assert.ok(begins[1]! > 20_000, `resumed at ${begins[1]}`);
+    assert.deepEqual(ecu.store.readInactive(), bytes);
+  });
+
+  for (const [label, emulation] of [
+    ['bit errors (BER 1e-4)', { baud: 921_600, ber: 1e-4, seed: 11 }],
+    ['dropped bytes (1e-4)', { baud: 921_600, dropRate: 1e-4, seed: 12 }],
+    ['latency 5 ms and BER 3e-5', { baud: 460_800, ber: 3e-5, latencyMs: 5, seed: 13 }],
+  ] as const) {
+    it(`delivers byte-exact through ${label}`, async () => {
+      const { secondary, fx, ecu, link, image, bytes } = setup({ size: 50_000, emulation, secondary: { rtoMs: 150, maxAttempts: 10 } });
+      await secondary.putMetadata(fx.bundle());
+      await secondary.install(image);
+      assert.deepEqual(ecu.store.readInactive(), bytes);
+      const st = link.emulator!.aToB.stats;
+      assert.ok(st.bitsFlipped + st.bytesDropped > 0, 'faults were injected');
+      await secondary.activate();
+      assert.equal((await secondary.info()).installed?.hashes.sha256, image.hashes.sha256);
+    });
+  }
+});
