@@ -1,0 +1,78 @@
+/**
+ * The programmatic API the demo uses, in one process: init, a server with the
+ * passphrase, add-target and a supplier delegation through the functions, and
+ * the server serving the result.
+ */
+import { after, before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createHash, randomBytes } from 'node:crypto';
+import { pino } from 'pino';
+import {
+  addTarget,
+  delegate,
+  generateKeyFile,
+  initRepository,
+  signDelegated,
+  startImageRepoServer,
+  status,
+  WorkspaceError,
+  type ImageRepoServer,
+} from './index.ts';
+
+describe('programmatic API', () => {
+  let dir: string;
+  let server: ImageRepoServer;
+
+  before(async () => {
+    dir = mkdtempSync(join(tmpdir(), 'upfleet-repo-api-'));
+    initRepository({ dir, passphrase: 'operator' });
+    server = await startImageRepoServer({ dir, port: 0, host: '127.0.0.1', token: 't', passphrase: 'operator', logger: pino({ level: 'silent' }) });
+  });
+
+  after(async () => {
+    await server?.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('publishes a top-level target and a supplier target that the server serves byte-exact', async () => {
+    const brake = randomBytes(4096);
+    const camera = randomBytes(2048);
+    writeFileSync(join(dir, 'brake.bin'), brake);
+    writeFileSync(join(dir, 'camera.bin'), camera);
+    const ctx = { dir, passphrase: 'operator' };
+    const added = await addTarget(ctx, { file: join(dir, 'brake.bin'), name: 'brake.bin', hardwareIds: ['brake'], version: '1.0.0' });
+    assert.equal(added.version, 2);
+
+    const keyFile = join(dir, 'acme.key.json');
+    const key = generateKeyFile(keyFile, 'supplier');
+    await delegate(ctx, { role: 'acme', paths: ['acme/*'], hardwareIds: ['camera'], keys: [key], threshold: 1 });
+    const signed = await signDelegated(
+      { dir, passphrase: 'supplier', remote: { url: server.url, token: 't' } },
+      { role: 'acme', keyFiles: [keyFile], add: [{ file: join(dir, 'camera.bin'), name: 'acme/camera.bin', hardwareIds: ['camera'], version: '2.0.0' }] },
+    );
+    assert.equal(signed.version, 1);
+
+    for (const [name, data] of [['brake.bin', brake], ['acme/camera.bin', camera]] as const) {
+      const hash = createHash('sha256').update(data).digest('hex');
+      const slash = name.lastIndexOf('/');
+      const res = await fetch(`${server.url}/targets/${name.slice(0, slash + 1)}${hash}.${name.slice(slash + 1)}`);
+      assert.equal(res.status, 200, name);
+      assert.deepEqual(Buffer.from(await res.arrayBuffer()), data);
+    }
+    const s = await status({ dir, passphrase: () => assert.fail('status decrypts nothing') });
+    assert.deepEqual(s.targets.map((t) => [t.name, t.role]), [['brake.bin', 'targets'], ['acme/camera.bin', 'acme']]);
+  });
+
+  it('refuses to work on a directory that is not a repository', async () => {
+    const empty = mkdtempSync(join(tmpdir(), 'upfleet-repo-api-empty-'));
+    try {
+      await assert.rejects(status({ dir: empty, passphrase: 'x' }), WorkspaceError);
+      await assert.rejects(startImageRepoServer({ dir: empty, token: 't', passphrase: 'x' }), WorkspaceError);
+    } finally {
+      rmSync(empty, { recursive: true, force: true });
+    }
+  });
+});
