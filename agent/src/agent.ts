@@ -37,6 +37,7 @@ import { buildSteps, type ProgressEvent, type StoredResult } from './cycle.ts';
 import { Runner, StateStore, crashHookFromEnv, type CycleResult } from './machine/runner.ts';
 import type { FailureRecord, State } from './machine/states.ts';
 import { LocalInstallSecondary } from './secondaries/local-install.ts';
+import { SerialSecondary } from './secondaries/serial-secondary.ts';
 import type { Secondary, SecondaryInfo } from './secondaries/secondary.ts';
 import { writeFileAtomic } from './atomic-file.ts';
 
@@ -368,15 +369,36 @@ function pinRoot(store: SqliteMetadataStore, path: string, field: string, now: D
   store.writeSync(metadataFileName('root'), bytes);
 }
 
-/** Serial drivers for the configured secondaries (the serial helper's driver). */
+/**
+ * Serial drivers for the configured secondaries. Each port is opened on first
+ * use (and again after a failed open), so a missing ECU does not stop the
+ * agent from starting, reporting status, or updating the others.
+ */
 async function serialDrivers(config: AgentConfig): Promise<Secondary[]> {
-  if (config.ecus.secondaries.length === 0) return [];
-  const driverModule = './secondaries/serial-secondary.ts';
-  const mod = (await import(driverModule)) as unknown as {
-    createSerialSecondary?: (c: { serial: string; hardwareId: string; port: string; baud: number; verification: 'partial' | 'full' }) => Secondary;
+  return config.ecus.secondaries.map((s) => lazySecondary(s.serial, () => SerialSecondary.open({ path: s.port, baudRate: s.baud, ecuSerial: s.serial })));
+}
+
+function lazySecondary(ecuSerial: string, open: () => Promise<Secondary>): Secondary {
+  let driver: Promise<Secondary> | undefined;
+  const get = (): Promise<Secondary> => {
+    driver ??= open().catch((e: unknown) => {
+      driver = undefined;
+      throw e;
+    });
+    return driver;
   };
-  if (!mod.createSerialSecondary) throw new ConfigError('ecus.secondaries', 'the serial driver is not available in this build');
-  return config.ecus.secondaries.map((s) => mod.createSerialSecondary!(s));
+  return {
+    ecuSerial,
+    info: async () => (await get()).info(),
+    versionReport: async (nonce) => (await get()).versionReport(nonce),
+    putMetadata: async (bundle) => (await get()).putMetadata(bundle),
+    install: async (image, onProgress) => (await get()).install(image, onProgress),
+    activate: async () => (await get()).activate(),
+    abort: async () => (await get()).abort(),
+    close: async () => {
+      if (driver) await (await driver.catch(() => undefined))?.close();
+    },
+  };
 }
 
 function withTimeout<T>(p: Promise<T>, ms: number): Promise<T> {
