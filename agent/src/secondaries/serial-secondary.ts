@@ -19,7 +19,7 @@ import { performance } from 'node:perf_hooks';
 import type { Duplex } from 'node:stream';
 import { Key, LengthOrHashMismatchError, parseEcuReport, verifyEcuReport, type SignedEcuReport, fromUtf8, UpfleetError } from '@upfleet/core';
 import {
-  EcuRefusedError, LinkTimeoutError, NEED_DATA, PrimarySession, REPLIES_TO, RemoteProtocolError,
+  EcuRefusedError, LinkTimeoutError, NEED_DATA, PRIMARY_DEFAULTS, PrimarySession, REPLIES_TO, RemoteProtocolError,
   type EcuInfo, type Event, type PrimaryOptions, type Refusal, type Reply, type Request,
 } from '@upfleet/core/link/index.ts';
 import type { ImageToInstall, MetadataBundle, Progress, Secondary, SecondaryInfo } from './secondary.ts';
@@ -31,6 +31,16 @@ export interface SerialSecondaryOptions extends PrimaryOptions {
   reconnectMs?: number;
   /** Reconnect-and-resume attempts per install. */
   maxResumes?: number;
+}
+
+/**
+ * A retransmission timeout for a line of `baud` bits per second: three times the
+ * time a full window of frames takes on the wire (the ack of the last frame of a
+ * window arrives after the whole window), plus scheduling slack.
+ */
+export function rtoForLine(baud: number, chunk: number = PRIMARY_DEFAULTS.maxChunk, window: number = PRIMARY_DEFAULTS.maxWindow): number {
+  const frameBytes = chunk + 16;
+  return Math.ceil(100 + (3 * window * frameBytes * 10 * 1000) / baud);
 }
 
 /** The line answers, but with another ECU than configured. */
@@ -77,7 +87,7 @@ export class SerialSecondary implements Secondary {
     const { SerialPort } = await import('serialport');
     const port = new SerialPort({ path: options.path, baudRate: options.baudRate, autoOpen: false });
     await new Promise<void>((resolve, reject) => port.open((e) => (e ? reject(e) : resolve())));
-    return new SerialSecondary(port, options, () => new Promise<void>((r) => (port.isOpen ? port.close(() => r()) : r())));
+    return new SerialSecondary(port, { rtoMs: rtoForLine(options.baudRate, options.maxChunk, options.maxWindow), ...options }, () => new Promise<void>((r) => (port.isOpen ? port.close(() => r()) : r())));
   }
 
   constructor(

@@ -11,8 +11,9 @@
  *   Activate or ImageBegin cannot run twice. Hello is always delivered.
  * - Image data reaches the caller in order and exactly once, each chunk
  *   inside the window [next, next + window * chunk). Out-of-order chunks wait
- *   in a buffer of at most `window` chunks; each newly seen gap is NAKed once,
- *   and so is the chunk after the last good one when a damaged frame arrives.
+ *   in a buffer of at most `window` chunks. A gap is NAKed when seen, and again
+ *   only after `window` more frames passed without it; a damaged frame NAKs the
+ *   oldest missing chunk and the one after the newest (clock-free recovery).
  * - The caller acks (ImageAck) only what it has stored, so the ack is the resume
  *   offset; acks never move backwards.
  */
@@ -52,7 +53,10 @@ interface Receiver {
   /** End of the highest chunk seen: where a damaged frame most likely belonged. */
   highestEnd: number;
   readonly held: Map<number, Uint8Array>;
-  readonly nakked: Set<number>;
+  /** Missing offset -> `frames` when it was last NAKed. */
+  readonly nakked: Map<number, number>;
+  /** Data and damaged frames seen in this transfer: the clock of NAK repeats. */
+  frames: number;
 }
 
 export class EcuSession extends LinkSession<EcuState> {
@@ -162,7 +166,7 @@ export class EcuSession extends LinkSession<EcuState> {
     }
     if (reply.type === 'ImageReady') {
       const o = reply.offset;
-      this.#rx = { length: this.#beginLength, next: o, acked: o, highestEnd: o, held: new Map(), nakked: new Set() };
+      this.#rx = { length: this.#beginLength, next: o, acked: o, highestEnd: o, held: new Map(), nakked: new Map(), frames: 0 };
       return 'TRANSFER';
     }
     if (request.type === 'Hello') return 'IDLE';
@@ -198,6 +202,7 @@ export class EcuSession extends LinkSession<EcuState> {
     const { chunkSize, windowSize } = this.#link;
     if (d.data.length > chunkSize) throw this.remote(`chunk of ${d.data.length} bytes, negotiated ${chunkSize}`);
     rx.highestEnd = Math.max(rx.highestEnd, end);
+    rx.frames++;
     if (d.offset < rx.next || rx.held.has(d.offset)) {
       this.stats.ignored++;
       this.queue(this.frame(event({ type: 'ImageAck', next: rx.acked }), 0));
@@ -225,14 +230,26 @@ export class EcuSession extends LinkSession<EcuState> {
     this.#rx!.next = d.offset + d.data.length;
   }
 
+  /**
+   * NAKs a missing chunk, unless it was NAKed within the last `window` frames: its
+   * retransmission queues behind at most window - 1 frames, so once `window`
+   * frames went by without it, it was lost again and is NAKed again.
+   */
   #nak(missing: number): void {
     const rx = this.#rx!;
-    if (missing >= rx.length || rx.held.has(missing) || rx.nakked.has(missing)) return;
-    rx.nakked.add(missing);
+    if (missing >= rx.length || missing < rx.next || rx.held.has(missing)) return;
+    const last = rx.nakked.get(missing);
+    if (last !== undefined && rx.frames - last < this.#link.windowSize) return;
+    rx.nakked.set(missing, rx.frames);
     this.queue(this.frame(event({ type: 'ImageNak', next: rx.acked, missing }), 0));
   }
 
+  /** A damaged frame was most likely the oldest missing chunk (a lost retransmission) or the one after the newest. */
   protected override onCorrupt(): void {
-    if (this.#state === 'TRANSFER' && this.#rx) this.#nak(this.#rx.highestEnd);
+    const rx = this.#rx;
+    if (this.#state !== 'TRANSFER' || !rx) return;
+    rx.frames++;
+    this.#nak(rx.next);
+    this.#nak(rx.highestEnd);
   }
 }

@@ -184,20 +184,21 @@ export class PrimarySession extends LinkSession<PrimaryState> {
   timeout(now: number): Uint8Array {
     this.#now = now;
     this.throwIfError();
-    const out: Uint8Array[] = [];
-    const due: Array<Pending | InFlight> = this.#pending ? [this.#pending] : [...(this.#transfer?.inFlight.values() ?? [])];
-    for (const d of due) {
-      if (d.deadline > now) continue;
-      if (d.attempts >= this.options.maxAttempts) {
-        const what = 'request' in d ? d.request.type : `ImageData at ${d.offset}`;
-        throw this.fail(new LinkTimeoutError(this.#state, what, d.attempts));
-      }
-      d.attempts++;
-      d.deadline = now + this.options.rtoMs;
-      this.stats.retransmits++;
-      out.push(d.bytes);
+    // Only the oldest overdue item is resent (as TCP does on RTO): the ECU likely
+    // holds the later chunks, and NAKs any real gap once the oldest gets through.
+    const overdue = (this.#pending ? [this.#pending] : [...(this.#transfer?.inFlight.values() ?? [])])
+      .filter((d) => d.deadline <= now)
+      .sort((a, b) => ('offset' in a && 'offset' in b ? a.offset - b.offset : 0));
+    const oldest = overdue[0];
+    if (!oldest) return new Uint8Array(0);
+    if (oldest.attempts >= this.options.maxAttempts) {
+      const what = 'request' in oldest ? oldest.request.type : `ImageData at ${oldest.offset}`;
+      throw this.fail(new LinkTimeoutError(this.#state, what, oldest.attempts));
     }
-    for (const b of out) this.queue(b);
+    oldest.attempts++;
+    this.stats.retransmits++;
+    for (const d of overdue) d.deadline = now + this.options.rtoMs;
+    this.queue(oldest.bytes);
     return this.takeOutgoing();
   }
 

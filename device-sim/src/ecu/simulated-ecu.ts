@@ -203,8 +203,9 @@ export class SimulatedEcu extends EventEmitter {
     const s = this.store.state;
     const target = s.verified;
     if (!target) return refusal('NO_METADATA', 'no verified metadata names an image for this ECU');
-    if (r.name !== target.name || r.length !== target.length || !sameHashes(r.hashes, target.hashes)) {
-      return this.#attack('image', Object.assign(new Error(`primary announced ${r.name} (${r.length} bytes), verified metadata says ${target.name} (${target.length} bytes)`), { name: 'ImageAnnouncementMismatch' }), 'IMAGE_MISMATCH');
+    if (r.name !== target.name || r.length !== target.length || !hashesAgree(r.hashes, target.hashes)) {
+      const detail = `primary announced ${r.name} (${r.length} bytes, ${JSON.stringify(r.hashes)}), verified metadata says ${target.name} (${target.length} bytes)`;
+      return this.#attack('image', new Error(detail), 'IMAGE_MISMATCH');
     }
     const now = Date.now();
     if (now < this.#erasingUntil) return refusal('BUSY', 'erasing flash', Math.ceil(this.#erasingUntil - now));
@@ -298,6 +299,12 @@ export class SimulatedEcu extends EventEmitter {
   close(): void {
     this.#closeSlot();
   }
+}
+
+/** Every announced hash is one the signed target lists, with the same value (and there is at least one). */
+function hashesAgree(announced: Readonly<Record<string, string>>, signed: Readonly<Record<string, string>>): boolean {
+  const names = Object.keys(announced);
+  return names.length > 0 && names.every((k) => Object.hasOwn(signed, k) && signed[k] === announced[k]);
 }
 
 function sameHashes(a: Readonly<Record<string, string>>, b: Readonly<Record<string, string>>): boolean {

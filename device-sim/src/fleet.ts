@@ -1,0 +1,148 @@
+/**
+ * The fleet simulator: N simulated vehicles in one process, each a primary
+ * (the real agent logic) plus K secondary ECUs (SimulatedEcu) behind the
+ * in-process link emulator, every ECU with its own key. It is what
+ * `upfleet-sim fleet --devices N --ecus K --director URL` and `npm run demo --
+ * --vehicles N` run.
+ *
+ * Dependency note: device-sim does not depend on the agent package at build
+ * time; this module imports `@upfleet/agent` at RUNTIME (dynamic import) for
+ * the primary logic, so a vehicle here runs exactly the code a device runs.
+ * Only types are imported statically.
+ *
+ * Invariants:
+ * - Each vehicle has its own directory (agent state, key, ECU slots) under
+ *   `dir`, so vehicles share nothing but the servers.
+ * - Vehicles are provisioned one after the other (registration order is the
+ *   device order), then all run concurrently: a cycle at start, on each MQTT
+ *   notify when `mqttUrl` is given, and every `pollIntervalSeconds`.
+ * - `close()` stops every agent and link; it never removes `dir` (the caller
+ *   owns it).
+ */
+import { chmodSync, mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { pino, type Logger } from 'pino';
+import { Ed25519Signer } from '@upfleet/core';
+import type { Agent, AgentStatus, Secondary } from '@upfleet/agent';
+import { connectInProcess, type ServedEcu } from './index.ts';
+import { SimulatedEcu } from './ecu/simulated-ecu.ts';
+import type { ChannelOptions } from './link-emulator.ts';
+
+export interface FleetOptions {
+  devices: number;
+  /** Secondaries per vehicle. */
+  ecus: number;
+  directorUrl: string;
+  imageRepoUrl: string;
+  mqttUrl?: string;
+  /** Version-1 roots both the primaries and the ECUs pin. */
+  directorRoot: Uint8Array;
+  imageRoot: Uint8Array;
+  provisioningToken: string;
+  /** Where every vehicle's state lives. */
+  dir: string;
+  /** Device IDs are `<prefix>-<n>` (default `sim-car`). */
+  prefix?: string;
+  baud?: number;
+  fault?: ChannelOptions;
+  /** Hardware IDs: the primary's, and the secondaries' in turn (default gateway; ecu-1..K). */
+  hardwareIds?: { primary: string; secondaries: string[] };
+  pollIntervalSeconds?: number;
+  logger?: Logger;
+}
+
+export interface SimVehicle {
+  deviceId: string;
+  agent: Agent;
+  ecus: SimulatedEcu[];
+}
+
+export interface Fleet {
+  readonly vehicles: SimVehicle[];
+  /** Waits (up to `timeoutMs`) until every vehicle's ECUs all run an image and its last installation succeeded. */
+  done(timeoutMs?: number): Promise<{ ok: number; failed: string[] }>;
+  status(): Promise<AgentStatus[]>;
+  close(): Promise<void>;
+}
+
+const PASSPHRASE = 'fleet-simulator-key-passphrase';
+
+/** Provisions and starts the fleet. @throws whatever provisioning throws (the director refused, a bad root) */
+export async function startFleet(o: FleetOptions): Promise<Fleet> {
+  const { createAgent, parseConfig } = await import('@upfleet/agent');
+  const log = o.logger ?? pino({ level: process.env.UPFLEET_LOG_LEVEL ?? 'silent' });
+  const prefix = o.prefix ?? 'sim-car';
+  const hw = o.hardwareIds ?? { primary: 'gateway', secondaries: Array.from({ length: o.ecus }, (_, i) => `ecu-${i + 1}`) };
+  mkdirSync(o.dir, { recursive: true });
+  writeFileSync(join(o.dir, 'director-root.json'), o.directorRoot);
+  writeFileSync(join(o.dir, 'image-root.json'), o.imageRoot);
+  const handler = join(o.dir, 'install-handler.sh');
+  writeFileSync(handler, '#!/bin/sh\n# Simulated gateway: the verified image is staged by the agent; nothing else to do.\nexit 0\n');
+  chmodSync(handler, 0o755);
+
+  const vehicles: SimVehicle[] = [];
+  const links: ServedEcu[] = [];
+  const running: Array<Promise<void>> = [];
+  const close = async () => {
+    for (const v of vehicles) await v.agent.close().catch(() => undefined);
+    await Promise.all(running.map((r) => r.catch(() => undefined)));
+    for (const l of links) await l.close();
+  };
+  try {
+    for (let n = 1; n <= o.devices; n++) {
+      const deviceId = `${prefix}-${n}`;
+      const vdir = join(o.dir, deviceId);
+      const ecus: SimulatedEcu[] = [];
+      const drivers: Secondary[] = [];
+      const { SerialSecondary } = await import('@upfleet/agent/secondaries/serial-secondary.ts');
+      for (let k = 0; k < o.ecus; k++) {
+        const ecuDir = join(vdir, `ecu-${k + 1}`);
+        mkdirSync(ecuDir, { recursive: true });
+        const ecu = new SimulatedEcu({
+          dir: ecuDir, ecuSerial: `${deviceId}-ecu${k + 1}`, hardwareId: hw.secondaries[k % hw.secondaries.length]!,
+          signer: Ed25519Signer.generate(), verification: k === 0 ? 'full' : 'partial',
+          directorRoot: o.directorRoot, imageRoot: o.imageRoot, rebootMs: 20,
+        });
+        const link = connectInProcess(ecu, { baud: o.baud ?? 115200, seed: n * 100 + k, ...o.fault });
+        links.push(link);
+        ecus.push(ecu);
+        drivers.push(new SerialSecondary(link.primary, { ecuSerial: ecu.ecuSerial, rtoMs: 300, reconnectMs: 3000 }));
+      }
+      const config = parseConfig({
+        deviceId, directorUrl: o.directorUrl, imageRepoUrl: o.imageRepoUrl, ...(o.mqttUrl && { mqttUrl: o.mqttUrl }),
+        storageDir: join(vdir, 'var'), keyPath: join(vdir, 'var', 'primary.key'), pollIntervalSeconds: o.pollIntervalSeconds ?? 2,
+        provisioning: { directorRoot: join(o.dir, 'director-root.json'), imageRepoRoot: join(o.dir, 'image-root.json'), token: o.provisioningToken },
+        limits: { minBytesPerSecond: 0 },
+        ecus: {
+          primary: { serial: `${deviceId}-gw`, hardwareId: hw.primary, installCommand: handler, installTimeoutSeconds: 30 },
+          secondaries: ecus.map((e) => ({ serial: e.ecuSerial, hardwareId: e.options.hardwareId, port: '/dev/null', verification: e.options.verification, baud: o.baud ?? 115200 })),
+        },
+      });
+      const agent = await createAgent(config, { secondaries: drivers, passphrase: PASSPHRASE, logger: log.child({ deviceId }) });
+      vehicles.push({ deviceId, agent, ecus });
+      await agent.provision();
+    }
+    for (const v of vehicles) running.push(v.agent.run());
+  } catch (e) {
+    await close();
+    throw e;
+  }
+
+  const status = () => Promise.all(vehicles.map((v) => v.agent.status()));
+  return {
+    vehicles,
+    status,
+    close,
+    async done(timeoutMs = 60_000) {
+      const deadline = Date.now() + timeoutMs;
+      for (;;) {
+        const all = await status();
+        const ok = all.filter((s) => s.state === 'idle' && s.lastResult?.result.success === true && s.ecus.every((e) => e.installed?.filename));
+        if (ok.length === all.length || Date.now() > deadline) {
+          return { ok: ok.length, failed: all.filter((s) => !ok.includes(s)).map((s) => `${s.deviceId}${s.lastResult && !s.lastResult.result.success ? ` (${s.lastResult.result.description})` : ''}`) };
+        }
+        await new Promise((r) => setTimeout(r, 250));
+      }
+    },
+  };
+}
