@@ -5,7 +5,7 @@
  */
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { copyFileSync, cpSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createHash, randomBytes } from 'node:crypto';
@@ -64,6 +64,33 @@ describe('programmatic API', () => {
     }
     const s = await status({ dir, passphrase: () => assert.fail('status decrypts nothing') });
     assert.deepEqual(s.targets.map((t) => [t.name, t.role]), [['brake.bin', 'targets'], ['acme/camera.bin', 'acme']]);
+  });
+
+  it('a server directory with only the online keys and the working copy bootstraps its index', async () => {
+    const serverDir = mkdtempSync(join(tmpdir(), 'upfleet-repo-api-server-'));
+    const fresh = mkdtempSync(join(tmpdir(), 'upfleet-repo-api-fresh-'));
+    try {
+      initRepository({ dir: fresh, passphrase: 'operator' });
+      mkdirSync(join(serverDir, 'keys'));
+      for (const name of readdirSync(join(fresh, 'keys'))) {
+        if (/^(snapshot|timestamp)-/.test(name)) copyFileSync(join(fresh, 'keys', name), join(serverDir, 'keys', name));
+      }
+      cpSync(join(fresh, 'metadata'), join(serverDir, 'metadata'), { recursive: true });
+      copyFileSync(join(fresh, 'upfleet-repo.json'), join(serverDir, 'upfleet-repo.json'));
+      const remoteServer = await startImageRepoServer({ dir: serverDir, token: 't', passphrase: 'operator', logger: pino({ level: 'silent' }) });
+      try {
+        const root = await (await fetch(`${remoteServer.url}/metadata/1.root.json`)).text();
+        assert.equal(JSON.parse(root).signed.version, 1);
+        const health = (await (await fetch(`${remoteServer.url}/healthz`)).json()) as { versions: Record<string, number> };
+        assert.deepEqual(health.versions, { root: 1, snapshot: 1, targets: 1, timestamp: 1 });
+        assert.deepEqual(readdirSync(join(serverDir, 'keys')).filter((n) => /^(root|targets)-/.test(n)), []);
+      } finally {
+        await remoteServer.close();
+      }
+    } finally {
+      rmSync(serverDir, { recursive: true, force: true });
+      rmSync(fresh, { recursive: true, force: true });
+    }
   });
 
   it('refuses to work on a directory that is not a repository', async () => {

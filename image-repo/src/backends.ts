@@ -22,6 +22,8 @@ export interface Backend {
   readonly description: string;
   /** The published state, verified; undefined for an empty repository. */
   state(now: Date): Promise<RepoState | undefined>;
+  /** Published version of every role, snapshot and timestamp included. */
+  versions(): Promise<Record<string, number>>;
   uploadImage(name: string, file: string): Promise<BlobInfo>;
   publish(batch: PublishBatch, now: Date): Promise<PublishResult>;
   close(): void;
@@ -44,6 +46,10 @@ export class LocalBackend implements Backend {
 
   async state(): Promise<RepoState | undefined> {
     return this.#store.publisher.state();
+  }
+
+  async versions(): Promise<Record<string, number>> {
+    return this.#store.publisher.versions();
   }
 
   async uploadImage(_name: string, file: string): Promise<BlobInfo> {
@@ -107,6 +113,11 @@ export class RemoteBackend implements Backend {
     if (!remote || !bytesEqual(remote.signedBytes(), local.signedBytes())) {
       throw new WorkspaceError(`${this.url} does not serve the root version ${pinned} pinned in ${this.workspace.metadataDir}`);
     }
+  }
+
+  async versions(): Promise<Record<string, number>> {
+    const body = await this.get('/healthz');
+    return (JSON.parse(fromUtf8(body!)) as { versions: Record<string, number> }).versions;
   }
 
   async uploadImage(name: string, file: string): Promise<BlobInfo> {

@@ -208,12 +208,24 @@ describe('upfleet-repo CLI', () => {
     assert.equal(readdirSync(join(dir, 'keys', 'retired')).filter((n) => n.startsWith('targets-')).length, 1);
   });
 
+  it('rotate-key timestamp: the server signs with the new online key from keys/', async () => {
+    const { updater, metadataDir } = client('tuf-e');
+    await updater.refresh();
+    ok(await cli(['rotate-key', 'timestamp', '--dir', dir, ...remote()]));
+    const again = new Updater({ metadataDir, targetDir: join(work, 'tuf-e', 'targets'), metadataBaseUrl: `${server.url}/metadata`, targetBaseUrl: `${server.url}/targets` });
+    await again.refresh();
+    const root = JSON.parse(readFileSync(join(metadataDir, 'root.json'), 'utf8')) as { signed: { version: number; roles: { timestamp: { keyids: string[] } } } };
+    const timestamp = JSON.parse(readFileSync(join(metadataDir, 'timestamp.json'), 'utf8')) as { signatures: Array<{ keyid: string }> };
+    assert.equal(root.signed.version, 4);
+    assert.deepEqual(timestamp.signatures.map((s) => s.keyid), root.signed.roles.timestamp.keyids);
+  });
+
   it('status shows versions, keys, delegations and targets', async () => {
     const json = JSON.parse(ok(await cli(['status', '--dir', dir, '--json'])).stdout) as {
       versions: Record<string, number>; delegations: Array<{ role: string; version: number }>; targets: Array<{ name: string; role: string; releaseCounter: number }>;
       keys: Record<string, { threshold: number; inKeysDir: number }>;
     };
-    assert.equal(json.versions.root, 3);
+    assert.equal(json.versions.root, 4);
     assert.equal(json.versions.acme, 1);
     assert.deepEqual(json.delegations.map((d) => [d.role, d.version]), [['acme', 1]]);
     assert.deepEqual(json.targets.map((t) => [t.name, t.role]).sort(), [['acme/camera-3.1.bin', 'acme'], ['brake-1.0.bin', 'targets'], ['brake-1.1.bin', 'targets']]);

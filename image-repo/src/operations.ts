@@ -446,7 +446,10 @@ export async function status(ctx: RepoContext): Promise<RepoStatus> {
   return withSession(ctx, async (s) => {
     const state = await currentState(s);
     const root = state.root.signed;
-    const versions: Record<string, number> = { root: root.version, targets: state.targets.signed.version };
+    const published = await s.backend.versions();
+    const versions: Record<string, number> = {
+      root: root.version, targets: state.targets.signed.version, snapshot: published.snapshot!, timestamp: published.timestamp!,
+    };
     const expires: Record<string, string> = { root: root.expires, targets: state.targets.signed.expires };
     for (const [name, md] of state.delegated) {
       versions[name] = md.signed.version;

@@ -205,8 +205,10 @@ class RequestHandler {
     } catch (error) {
       this.fail(req, res, error);
     } finally {
+      const seconds = Number(process.hrtime.bigint() - started) / 1e9;
       this.ctx.metrics.requests.inc({ method: req.method ?? '', route, status: String(res.statusCode) });
-      this.ctx.metrics.duration.observe({ route }, Number(process.hrtime.bigint() - started) / 1e9);
+      this.ctx.metrics.duration.observe({ route }, seconds);
+      this.ctx.log.debug({ method: req.method, url: req.url, status: res.statusCode, ms: Math.round(seconds * 1000) }, 'request');
     }
   }
 
@@ -364,7 +366,8 @@ class RequestHandler {
     const code = status === 500 ? 'INTERNAL' : ((error as UpfleetError).code ?? 'INTERNAL');
     const message = status === 500 ? 'internal error' : (error as Error).message;
     if (status >= 500) this.ctx.log.error({ err: error, method: req.method, url: req.url }, 'request failed');
-    else this.ctx.log.warn({ code, message, method: req.method, url: req.url }, 'request refused');
+    // 404 is routine (clients probe for the next root); other refusals are worth a warning.
+    else this.ctx.log[status === 404 ? 'debug' : 'warn']({ code, message, method: req.method, url: req.url }, 'request refused');
     if (res.headersSent) {
       res.destroy();
       return;
