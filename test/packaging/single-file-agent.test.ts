@@ -11,13 +11,11 @@ import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, spawnSync, type SpawnSyncReturns } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { chmodSync, cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { pino } from 'pino';
-import { addTarget, initRepository, startImageRepoServer, type ImageRepoServer } from '../../image-repo/src/index.ts';
-import { initDirector, startDirector, type RunningDirector } from '../../director/src/index.ts';
+import { realWorld, type RealWorld } from '../../agent/src/testing/real-world.ts';
 
 const root = fileURLToPath(new URL('../../', import.meta.url));
 const ADDONS = ['better_sqlite3.node', 'serialport_bindings_cpp.node'];
@@ -158,22 +156,16 @@ describe('the packaged executable, alone', () => {
   });
 });
 
-describe('the packaged executable, a full update cycle against the director and image repository on loopback', () => {
-  const PASSPHRASE = 'packaging-test-passphrase';
-  const ADMIN_TOKEN = 'packaging-admin-token';
-  const PROVISIONING_TOKEN = 'packaging-provisioning-token';
-  const image = randomBytes(64 * 1024);
-  const silent = pino({ level: 'silent' });
-  let stack: string;
-  let imageRepo: ImageRepoServer;
-  let director: RunningDirector;
-  let config: string;
-  let deviceEnv: Record<string, string>;
+describe('the packaged executable, a full update cycle against the director, the image repository and a serial secondary', () => {
+  const data = { 'gateway-2.bin': randomBytes(64 * 1024), 'brake-2.bin': randomBytes(16 * 1024) };
+  let w: RealWorld;
 
-  /** Runs the packaged agent without blocking the event loop (the servers are in this process). */
+  /** Runs the packaged agent without blocking the event loop (the servers and the ECU are in this process). */
   function runAsync(args: string[]): Promise<{ status: number | null; stdout: string; stderr: string }> {
     return new Promise((resolve, reject) => {
-      const child = spawn(join(device, 'upfleet-agent'), args, { cwd: device, env: { PATH: deviceBin, HOME: device, ...deviceEnv } });
+      const child = spawn(join(device, 'upfleet-agent'), args, {
+        cwd: device, env: { PATH: deviceBin, HOME: device, UPFLEET_CONFIG: w.configPath },
+      });
       let stdout = '';
       let stderr = '';
       child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
@@ -187,58 +179,17 @@ describe('the packaged executable, a full update cycle against the director and 
     });
   }
 
-  async function admin(method: string, path: string, body?: unknown): Promise<{ status: number; body: any }> {
-    const res = await fetch(`${director.url}${path}`, {
-      method,
-      headers: { authorization: `Bearer ${ADMIN_TOKEN}`, ...(body !== undefined && { 'content-type': 'application/json' }) },
-      ...(body !== undefined && { body: JSON.stringify(body) }),
-    });
-    return { status: res.status, body: await res.json() };
-  }
-
   before(async () => {
-    stack = mkdtempSync(join(tmp, 'stack-'));
-    const repoDir = join(stack, 'image-repo');
-    initRepository({ dir: repoDir, passphrase: PASSPHRASE });
-    const firmware = join(stack, 'gw-2.0.bin');
-    writeFileSync(firmware, image);
-    await addTarget({ dir: repoDir, passphrase: PASSPHRASE }, { file: firmware, name: 'gw.bin', hardwareIds: ['gw'], version: '2.0', releaseCounter: 2 });
-    imageRepo = await startImageRepoServer({ dir: repoDir, token: 'upload-token', passphrase: PASSPHRASE, logger: silent });
-    const imageRoot = readFileSync(join(repoDir, 'metadata', '1.root.json'));
-
-    const directorDir = join(stack, 'director');
-    await initDirector({ dir: directorDir, passphrase: PASSPHRASE, onlinePassphrase: PASSPHRASE });
-    director = await startDirector({
-      dir: directorDir, port: 0, imageRepoUrl: imageRepo.url, imageRepoRoot: imageRoot, mqtt: 'none',
-      adminToken: ADMIN_TOKEN, provisioningToken: PROVISIONING_TOKEN, onlinePassphrase: PASSPHRASE, logger: silent,
-    });
-
-    // What an integrator puts on the device: the pinned roots, a config, an install handler.
-    const etc = join(stack, 'etc');
-    mkdirSync(etc);
-    writeFileSync(join(etc, 'director-root.json'), readFileSync(join(directorDir, 'metadata', '1.root.json')));
-    writeFileSync(join(etc, 'image-root.json'), imageRoot);
-    const handler = join(etc, 'install-handler');
-    writeFileSync(handler, `#!/bin/sh\necho "$UPFLEET_PHASE $UPFLEET_SLOT" >> "${stack}/handler.log"\n[ "$UPFLEET_PHASE" != install ] || cp "$1" "${stack}/slot-$UPFLEET_SLOT"\n`);
-    chmodSync(handler, 0o755);
-    config = writeConfig(etc, {
-      deviceId: 'packaged-1',
-      directorUrl: director.url,
-      imageRepoUrl: imageRepo.url,
-      storageDir: join(stack, 'var'),
-      keyPath: join(stack, 'var', 'primary.key'),
-      limits: { minBytesPerSecond: 0 },
-      ecus: { primary: { serial: 'packaged-gw-1', hardwareId: 'gw', installCommand: handler }, secondaries: [] },
-    });
-    deviceEnv = { UPFLEET_CONFIG: config, UPFLEET_KEY_PASSPHRASE: 'device-key-passphrase', UPFLEET_PROVISIONING_TOKEN: PROVISIONING_TOKEN };
+    // The real image repository and director (their programmatic APIs) on 127.0.0.1, a simulated
+    // brake ECU behind a pty pair, and the agent config, pinned roots and install handler.
+    w = await realWorld({ deviceId: 'packaged-1', secondaries: [{ serial: 'brake-1', hardwareId: 'brake', verification: 'partial' }] });
   });
 
   after(async () => {
-    await director?.close();
-    await imageRepo?.close();
+    await w?.close();
   });
 
-  it('provisions, checks, installs an assigned image and reports it to the director', async () => {
+  it('provisions, checks, installs the assigned images on the primary and over serial, and reports them', async () => {
     const provision = await runAsync(['provision', '--json']);
     assert.equal(provision.status, 0, provision.stderr);
     assert.equal(JSON.parse(provision.stdout).status, 'active');
@@ -247,25 +198,31 @@ describe('the packaged executable, a full update cycle against the director and 
     assert.equal(idle.status, 0, idle.stderr);
     assert.equal(JSON.parse(idle.stdout).result, 'noUpdate');
 
-    const assigned = await admin('POST', '/api/v1/admin/devices/packaged-1/assignments', { ecus: [{ ecuSerial: 'packaged-gw-1', image: 'gw.bin' }] });
-    assert.equal(assigned.status, 201, JSON.stringify(assigned.body));
+    await w.publish([
+      { name: 'gateway-2.bin', data: data['gateway-2.bin'], hardwareIds: ['gateway'], releaseCounter: 2 },
+      { name: 'brake-2.bin', data: data['brake-2.bin'], hardwareIds: ['brake'], releaseCounter: 2 },
+    ]);
+    const assigned = await w.admin('POST', '/api/v1/admin/devices/packaged-1/assignments', {
+      ecus: [{ ecuSerial: 'primary-1', image: 'gateway-2.bin' }, { ecuSerial: 'brake-1', image: 'brake-2.bin' }],
+    });
+    assert.equal(assigned.status, 201, JSON.stringify(assigned.json));
 
     const startedAt = Date.now();
     const update = await runAsync(['check', '--once', '--json']);
     assert.equal(update.status, 0, update.stderr);
     assert.equal(JSON.parse(update.stdout).result, 'success', update.stdout);
-    assert.deepEqual(readFileSync(join(stack, 'slot-b')), image);
-    assert.deepEqual(readFileSync(join(stack, 'handler.log'), 'utf8').trim().split('\n'), ['install b', 'activate b', 'health b', 'commit b']);
+    assert.deepEqual(readFileSync(join(w.dir, 'slot-b')), data['gateway-2.bin']);
+    assert.equal(w.secondaries[0]!.sim.info.installed?.filename, 'brake-2.bin');
 
-    const view = await admin('GET', '/api/v1/admin/devices/packaged-1');
-    assert.equal(view.body.ecus.find((e: { serial: string }) => e.serial === 'packaged-gw-1').installed.filename, 'gw.bin');
-    assert.deepEqual(view.body.assignments.map((a: { status: string }) => a.status), ['succeeded']);
+    const view = await w.device();
+    const installed = Object.fromEntries(view.ecus.map((e: { serial: string; installed: { filename: string } | null }) => [e.serial, e.installed?.filename]));
+    assert.deepEqual(installed, { 'primary-1': 'gateway-2.bin', 'brake-1': 'brake-2.bin' });
+    assert.equal(view.assignments.at(-1).status, 'succeeded');
 
     const status = await runAsync(['status', '--json']);
     assert.equal(status.status, 0, status.stderr);
-    const s = JSON.parse(status.stdout) as { ecus: { serial: string; installed: { filename: string } | null; releaseCounter: number }[]; lastCycle: { at: string; result: string } };
-    assert.equal(s.ecus[0]!.installed!.filename, 'gw.bin');
-    assert.equal(s.ecus[0]!.releaseCounter, 2);
+    const s = JSON.parse(status.stdout) as { ecus: { serial: string; installed: { filename: string } | null }[]; lastCycle: { at: string; result: string } };
+    assert.deepEqual(s.ecus.map((e) => [e.serial, e.installed?.filename]), [['primary-1', 'gateway-2.bin'], ['brake-1', 'brake-2.bin']]);
     assert.equal(s.lastCycle.result, 'success');
     // The executable reads the system clock when it runs (nothing frozen at build time).
     const at = Date.parse(s.lastCycle.at);
