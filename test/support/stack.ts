@@ -31,7 +31,7 @@ import {
   type ImageRepoServer,
   type InitResult,
   type RepoContext,
-} from '@upfleet/image-repo/src/index.ts';
+} from '@upfleet/image-repo';
 import { initDirector, startDirector, type RunningDirector } from '@upfleet/director';
 
 export const PASSPHRASE = 'upfleet-demo-passphrase';

@@ -139,6 +139,7 @@ export class Vehicle {
         if (link === 'emulated') {
           e.served = connectInProcess(e.sim, emulation);
         } else {
+          mkdirSync(join(dir, `pty-${spec.serial}`), { recursive: true });
           e.pty = await createPtyPair({ dir: join(dir, `pty-${spec.serial}`) });
           e.served = await servePort(e.sim, e.pty.a, emulation);
         }

@@ -1,0 +1,395 @@
+/**
+ * `npm run demo`: the whole system on this machine, in under a minute.
+ *
+ *  1. Starts the image repository and the director (SQLite, embedded MQTT
+ *     broker) in a temp directory, and one simulated vehicle: the agent as
+ *     primary (with its own install handler) and two secondary ECUs on serial
+ *     links at 115200 baud: real pty pairs (socat, opened with node-serialport)
+ *     when the machine can make them, else the in-process link emulator.
+ *  2. Publishes firmware for the three ECUs with the upfleet-repo operations
+ *     (the brake firmware signed by a supplier's delegated key), and assigns it
+ *     through the director's admin API.
+ *  3. Shows progress per ECU (bars on a TTY, plain lines otherwise).
+ *  4. Prints one table row per ECU.
+ *  5. Exits 0 only when the director accepted a verified manifest in which
+ *     every ECU reports its assigned image; otherwise 1, with the reason.
+ *
+ * Options: --vehicles N (N-1 more vehicles from the fleet simulator),
+ * --keep-running, --fault ber=1e-5[,drop=1e-4,latency=5], --help.
+ */
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import { Writable } from 'node:stream';
+import { pino, type Logger } from 'pino';
+import type { ChannelOptions } from '@upfleet/device-sim/src/index.ts';
+import { createPtyPair } from '@upfleet/device-sim/src/index.ts';
+import type { ProgressEvent } from '@upfleet/agent';
+import { Stack, ADMIN_TOKEN, PASSPHRASE, UPLOAD_TOKEN } from '../test/support/stack.ts';
+import { Vehicle, AGENT_PASSPHRASE, type LinkKind } from '../test/support/vehicle.ts';
+import { assignDemoFirmware, DEMO_SECONDARIES, publishDemoFirmware, type Firmware } from '../test/support/firmware.ts';
+
+const HELP = `Usage: npm run demo -- [options]
+
+Runs an image repository, a director and a simulated vehicle (a primary and
+two secondary ECUs on 115200-baud serial links), publishes firmware, updates
+every ECU, and prints what happened.
+
+Options:
+  --vehicles N       run N vehicles (the extra ones come from the fleet simulator)
+  --keep-running     keep everything up afterwards and print commands to try
+  --fault SPEC       serial link faults, e.g. ber=1e-5 or ber=1e-5,drop=1e-4,latency=5
+  --timeout S        give up after S seconds (default 50)
+  -h, --help         this help
+`;
+
+const BAUD = 115200;
+
+interface Args {
+  vehicles: number;
+  keepRunning: boolean;
+  fault: ChannelOptions | undefined;
+  timeoutS: number;
+}
+
+class UsageProblem extends Error {}
+
+function parseFault(spec: string): ChannelOptions {
+  const out: ChannelOptions = {};
+  for (const part of spec.split(',')) {
+    const [k, v] = part.split('=');
+    const n = Number(v);
+    if (v === undefined || v.trim() === '' || !Number.isFinite(n) || n < 0) throw new UsageProblem(`--fault: "${part}" is not NAME=NUMBER`);
+    if (k === 'ber') out.ber = n;
+    else if (k === 'drop') out.dropRate = n;
+    else if (k === 'latency') out.latencyMs = n;
+    else throw new UsageProblem(`--fault: unknown fault "${k}" (ber, drop, latency)`);
+  }
+  if ((out.ber ?? 0) > 1e-2 || (out.dropRate ?? 0) > 1e-1) throw new UsageProblem('--fault: rates that high never get a frame through');
+  return out;
+}
+
+function parse(argv: string[]): Args | 'help' {
+  let v;
+  try {
+    v = parseArgs({
+      args: argv,
+      options: {
+        vehicles: { type: 'string' }, 'keep-running': { type: 'boolean' }, fault: { type: 'string' }, timeout: { type: 'string' },
+        help: { type: 'boolean', short: 'h' },
+      },
+      strict: true,
+    }).values;
+  } catch (e) {
+    throw new UsageProblem((e as Error).message);
+  }
+  if (v.help) return 'help';
+  const vehicles = v.vehicles === undefined ? 1 : Number(v.vehicles);
+  if (!Number.isSafeInteger(vehicles) || vehicles < 1 || vehicles > 1000) throw new UsageProblem('--vehicles must be an integer from 1 to 1000');
+  const timeoutS = v.timeout === undefined ? 50 : Number(v.timeout);
+  if (!Number.isFinite(timeoutS) || timeoutS <= 0) throw new UsageProblem('--timeout must be a positive number of seconds');
+  return { vehicles, keepRunning: v['keep-running'] === true, fault: v.fault === undefined ? undefined : parseFault(v.fault), timeoutS };
+}
+
+// ------------------------------------------------------------------ display
+
+const tty = process.stdout.isTTY === true;
+const say = (line = '') => process.stdout.write(line + '\n');
+const ms = (n: number) => (n < 1000 ? `${Math.round(n)} ms` : `${(n / 1000).toFixed(1)} s`);
+
+/** Agent state names, as a user reads them. */
+const STEP_LABEL: Record<string, string> = {
+  sendingManifest: 'sending version manifest',
+  checkingDirector: 'verifying director metadata',
+  checkingImages: 'verifying image repository metadata',
+  downloading: 'downloading images',
+  installing: 'sending images to ECUs',
+  activating: 'activating',
+  rollingBack: 'rolling back',
+  reporting: 'reporting result',
+  idle: 'idle',
+};
+
+interface EcuRow {
+  serial: string;
+  hardwareId: string;
+  role: 'primary' | 'secondary';
+  verification: 'full' | 'partial';
+  before: string;
+  target?: Firmware;
+  download?: { done: number; total: number };
+  flash?: { done: number; total: number };
+  /** performance.now() marks: first and last progress of the download and of the flash. */
+  marks: { dl?: [number, number]; flash?: [number, number] };
+  ecuVerified: boolean;
+}
+
+class ProgressView {
+  #drawn = 0;
+  #lastDraw = 0;
+  #marks = new Map<string, number>();
+  step = 'starting';
+
+  constructor(readonly rows: EcuRow[], readonly startedAt: number) {}
+
+  onProgress(p: ProgressEvent): void {
+    const row = this.rows.find((r) => r.serial === p.ecuSerial);
+    if (!row) return;
+    const t = performance.now();
+    const which = p.state === 'downloading' ? 'dl' : 'flash';
+    const m = row.marks[which];
+    row.marks[which] = m ? [m[0], t] : [t, t];
+    if (p.state === 'downloading') row.download = { done: p.done, total: p.total };
+    else row.flash = { done: p.done, total: p.total };
+    if (tty) return this.draw();
+    const pct = p.total > 0 ? Math.floor((p.done / p.total) * 4) * 25 : 100;
+    const key = `${p.ecuSerial}/${p.state}`;
+    if (this.#marks.get(key) === pct) return;
+    this.#marks.set(key, pct);
+    say(`  ${p.ecuSerial.padEnd(16)} ${p.state === 'downloading' ? 'download' : 'flash   '} ${String(pct).padStart(3)}%  ${p.done}/${p.total} bytes`);
+  }
+
+  onStep(to: string): void {
+    if (to === this.step) return;
+    this.step = to;
+    if (tty) this.draw(true);
+    else say(`  step: ${STEP_LABEL[to] ?? to}`);
+  }
+
+  draw(force = false): void {
+    const now = Date.now();
+    if (!force && now - this.#lastDraw < 80) return;
+    this.#lastDraw = now;
+    const bar = (x?: { done: number; total: number }) => {
+      const r = x ? (x.total > 0 ? Math.min(1, x.done / x.total) : 1) : 0;
+      const n = Math.round(r * 20);
+      return `[${'#'.repeat(n)}${'.'.repeat(20 - n)}] ${String(Math.floor(r * 100)).padStart(3)}%`;
+    };
+    const lines = [
+      `  step: ${(STEP_LABEL[this.step] ?? this.step).padEnd(40)} ${ms(performance.now() - this.startedAt)}`,
+      ...this.rows.map((r) => `  ${r.serial.padEnd(16)} download ${bar(r.download)}   flash ${bar(r.flash)}`),
+    ];
+    if (this.#drawn > 0) process.stdout.write(`\x1b[${this.#drawn}A`);
+    for (const l of lines) process.stdout.write(`\x1b[2K${l}\n`);
+    this.#drawn = lines.length;
+  }
+}
+
+/** A pino destination that turns the agent's transition logs into step changes. */
+function transitionLogger(onStep: (to: string) => void): Logger {
+  const sink = new Writable({
+    write(chunk: Buffer, _enc, cb) {
+      for (const line of chunk.toString('utf8').split('\n')) {
+        if (!line.includes('"transition"')) continue;
+        try {
+          const o = JSON.parse(line) as { to?: string };
+          if (o.to) onStep(o.to);
+        } catch {
+          // not a JSON log line
+        }
+      }
+      cb();
+    },
+  });
+  return pino({ level: 'info' }, sink);
+}
+
+function table(header: string[], rows: string[][]): string {
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
+  const line = (cells: string[]) => '  ' + cells.map((c, i) => c.padEnd(widths[i]!)).join('  ');
+  return [line(header), '  ' + widths.map((w) => '-'.repeat(w)).join('  '), ...rows.map(line)].join('\n');
+}
+
+// ------------------------------------------------------------------ the run
+
+/** pty pairs when socat can make them (installing socat first when root), else the emulator. */
+async function chooseLink(): Promise<{ link: LinkKind; why: string }> {
+  const tools = (await import(join(import.meta.dirname, 'system-tools.mjs'))) as { ensureSystemTools(o?: { quiet?: boolean }): string[] };
+  const missing = tools.ensureSystemTools({ quiet: true });
+  if (missing.length > 0) return { link: 'emulated', why: `${missing.join(', ')} not available` };
+  try {
+    const pair = await createPtyPair({ timeoutMs: 3000 });
+    await pair.close();
+    return { link: 'pty', why: 'socat made a pty pair' };
+  } catch (e) {
+    return { link: 'emulated', why: (e as Error).message };
+  }
+}
+
+function expectedVersion(f: Firmware | undefined): string {
+  return f ? `${f.version} (release ${f.releaseCounter})` : '-';
+}
+
+async function waitFor<T>(what: string, deadline: number, probe: () => Promise<T | undefined>): Promise<T> {
+  for (;;) {
+    const v = await probe();
+    if (v !== undefined) return v;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 200));
+  }
+}
+
+async function main(): Promise<number> {
+  let args: Args | 'help';
+  try {
+    args = parse(process.argv.slice(2));
+  } catch (e) {
+    process.stderr.write(`demo: ${(e as Error).message}\n${HELP}`);
+    return 2;
+  }
+  if (args === 'help') {
+    process.stdout.write(HELP);
+    return 0;
+  }
+  const t0 = performance.now();
+  const deadline = Date.now() + args.timeoutS * 1000;
+
+  say('Upfleet demo');
+  const { link, why } = await chooseLink();
+  say(`serial links: ${link === 'pty' ? 'real pty pairs (socat + node-serialport)' : 'in-process link emulator'} at ${BAUD} baud (${why})` +
+    (args.fault ? `, faults ${JSON.stringify(args.fault)}` : ''));
+
+  const stack = await Stack.start({ mqtt: 'embedded' });
+  const closers: Array<() => Promise<void>> = [];
+  let exitCode = 1;
+  try {
+    say(`image repository  ${stack.imageRepo.url}   (data in ${stack.repoDir})`);
+    say(`director          ${stack.director.url}   mqtt ${stack.director.mqttUrl}   (data in ${stack.directorDir})`);
+
+    const deviceId = 'demo-car-1';
+    const progressRows: EcuRow[] = [];
+    let view: ProgressView | undefined;
+    const vehicle = await Vehicle.create(stack, {
+      deviceId, secondaries: DEMO_SECONDARIES(deviceId), link, baud: BAUD, ...(args.fault && { fault: args.fault }), mqtt: true,
+      logger: transitionLogger((to) => view?.onStep(to)), onProgress: (p) => view?.onProgress(p),
+    });
+    closers.push(() => vehicle.close());
+    say(`vehicle ${deviceId}: primary ${vehicle.primarySerial} (gateway) + ${vehicle.ecus.map((e) => `${e.spec.serial} (${e.spec.hardwareId}, ${e.spec.verification} verification)`).join(' + ')}; provisioned and registered`);
+
+    let fleet: { close(): Promise<void>; done(): Promise<{ ok: number; failed: string[] }> } | undefined;
+    say('publishing firmware with upfleet-repo ...');
+    const fw = await publishDemoFirmware(stack);
+    for (const f of fw.images) say(`  ${f.name.padEnd(26)} ${String(f.length).padStart(7)} bytes  hardware ${f.hardwareId.padEnd(10)} signed by ${f.signedBy === 'targets' ? 'the targets key' : `supplier role "${f.signedBy}"`}`);
+
+    if (args.vehicles > 1) {
+      const { startFleet } = await import('../device-sim/src/fleet.ts');
+      fleet = await startFleet({
+        devices: args.vehicles - 1, ecus: 2, directorUrl: stack.director.url, imageRepoUrl: stack.imageRepo.url,
+        directorRoot: stack.directorRootBytes, imageRoot: stack.imageRootBytes, provisioningToken: (await import('../test/support/stack.ts')).PROVISIONING_TOKEN,
+        dir: join(stack.dir, 'fleet'), baud: BAUD, ...(args.fault && { fault: args.fault }),
+        hardwareIds: { primary: 'gateway', secondaries: ['brake-ecu', 'door-ecu'] },
+      });
+      closers.push(() => fleet!.close());
+      say(`fleet simulator: ${args.vehicles - 1} more vehicle(s), 2 secondaries each, distinct keys`);
+    }
+
+    const before = await stack.device(deviceId);
+    const targets = fw.byEcu(vehicle);
+    progressRows.push(
+      ...[{ serial: vehicle.primarySerial, hardwareId: 'gateway', role: 'primary' as const, verification: 'full' as const },
+        ...vehicle.ecus.map((e) => ({ serial: e.spec.serial, hardwareId: e.spec.hardwareId, role: 'secondary' as const, verification: e.spec.verification }))]
+        .map((r) => {
+          const ecu = (before.ecus as Array<{ serial: string; installed: { filename: string } | null }>).find((x) => x.serial === r.serial);
+          const target = targets[r.serial];
+          return { ...r, before: ecu?.installed?.filename ? ecu.installed.filename : 'factory (empty)', ecuVerified: r.role === 'primary', marks: {}, ...(target && { target }) };
+        }),
+    );
+    for (const e of vehicle.ecus) e.sim?.on('image-verified', () => (progressRows.find((r) => r.serial === e.spec.serial)!.ecuVerified = true));
+
+    const assignment = await assignDemoFirmware(stack, vehicle, fw);
+    say(`director: assignment ${assignment.id} for ${deviceId} (3 ECUs); MQTT notify sent`);
+    if (fleet) {
+      const ids = (await stack.admin('GET', '/devices')).json as Array<{ id: string }> | { devices: Array<{ id: string }> };
+      const list = Array.isArray(ids) ? ids : ids.devices;
+      for (const d of list) {
+        if (d.id === deviceId) continue;
+        const dv = await stack.device(d.id);
+        await stack.assign(d.id, dv.ecus.map((e: { serial: string; hardwareId: string }) => ({ ecuSerial: e.serial, image: fw.images.find((i) => i.hardwareId === e.hardwareId)!.name })));
+      }
+    }
+    say('');
+    view = new ProgressView(progressRows, performance.now());
+    const updateStart = performance.now();
+    const running = vehicle.agent!.run();
+    const done = await waitFor('the assignment to finish', deadline, async () => {
+      const a = (await stack.admin('GET', `/assignments/${assignment.id}`)).json as { status: string; errorCode?: string; errorMessage?: string };
+      return a.status === 'succeeded' || a.status === 'failed' || a.status === 'cancelled' ? a : undefined;
+    }).catch((e: Error) => ({ status: 'timeout', errorMessage: e.message, errorCode: 'TIMEOUT' }));
+    const updateMs = performance.now() - updateStart;
+    view.onStep('idle');
+    if (tty) view.draw(true);
+    say('');
+
+    // The agent keeps running for --keep-running; otherwise stop it before reading the final state.
+    if (!args.keepRunning) {
+      await vehicle.agent!.close();
+      await running.catch(() => undefined);
+      vehicle.agent = undefined;
+    }
+
+    const after = await stack.device(deviceId);
+    const manifests = await stack.manifests(deviceId);
+    const reasons: string[] = [];
+    if (done.status !== 'succeeded') reasons.push(`assignment ${done.status}: ${done.errorCode ?? ''} ${done.errorMessage ?? ''}`.trim());
+    const rows = progressRows.map((r) => {
+      const ecu = (after.ecus as Array<{ serial: string; installed: { filename: string; hashes: Record<string, string> } | null }>).find((x) => x.serial === r.serial);
+      const ok = !!ecu?.installed && ecu.installed.filename === r.target?.name && ecu.installed.hashes.sha256 === r.target?.sha256;
+      if (!ok) reasons.push(`${r.serial} reports ${ecu?.installed?.filename || 'nothing'}, assigned ${r.target?.name}`);
+      const span = (x?: [number, number]) => (x ? x[1] - x[0] : 0);
+      const took = r.marks.flash ? `${ms(span(r.marks.dl) + span(r.marks.flash))} (download ${ms(span(r.marks.dl))}, flash ${ms(span(r.marks.flash))})` : '-';
+      return [
+        r.serial, r.hardwareId, r.before, ok ? expectedVersion(r.target) : `NOT ${expectedVersion(r.target)}`,
+        `primary (full) + ${r.role === 'primary' ? 'itself (install handler)' : `ECU (${r.verification})${r.ecuVerified ? '' : ' ?'}`}`,
+        took,
+      ];
+    });
+    if (manifests.length === 0) reasons.push('the director accepted no manifest');
+    say(table(['ECU serial', 'hardware ID', 'before', 'after', 'verified by', 'time'], rows));
+    say('');
+    const events = (after.events as Array<{ kind: string; code: string; detail: string }>) ?? [];
+    for (const e of events) say(`director event: ${e.kind} ${e.code} ${e.detail}`);
+
+    if (fleet) {
+      const f = await fleet.done();
+      say(`fleet simulator: ${f.ok} of ${args.vehicles - 1} vehicle(s) updated${f.failed.length ? `; failed: ${f.failed.join(', ')}` : ''}`);
+      if (f.failed.length > 0) reasons.push(`${f.failed.length} fleet vehicle(s) failed`);
+    }
+
+    if (reasons.length === 0) {
+      say(`OK: the director verified manifest #${manifests[0]?.counter ?? '?'} from ${deviceId}: every ECU runs its assigned image ` +
+        `(update ${ms(updateMs)}, demo ${ms(performance.now() - t0)}, links: ${link})`);
+      exitCode = 0;
+    } else {
+      say('FAILED:');
+      for (const r of reasons) say(`  - ${r}`);
+      exitCode = 1;
+    }
+
+    if (args.keepRunning) {
+      say('');
+      say('Everything is still running. Try:');
+      say(`  curl -s -H 'authorization: Bearer ${ADMIN_TOKEN}' ${stack.director.url}/api/v1/admin/devices/${deviceId} | head -c 2000`);
+      say(`  curl -s ${stack.director.url}/metrics | grep upfleet_director`);
+      say(`  curl -s ${stack.imageRepo.url}/api/v1/status`);
+      say(`  UPFLEET_PASSPHRASE=${PASSPHRASE} npx upfleet-repo status --dir ${stack.repoDir}`);
+      say(`  echo new > fw.bin && UPFLEET_PASSPHRASE=${PASSPHRASE} npx upfleet-repo add-target fw.bin --name gateway-2.1.0.bin --hardware-id gateway --version 2.1.0 --release-counter 3 --dir ${stack.repoDir} --remote ${stack.imageRepo.url} --token ${UPLOAD_TOKEN}`);
+      say(`  curl -s -X POST -H 'authorization: Bearer ${ADMIN_TOKEN}' -H 'content-type: application/json' ${stack.director.url}/api/v1/admin/devices/${deviceId}/assignments -d '{"ecus":[{"ecuSerial":"${vehicle.primarySerial}","image":"gateway-2.1.0.bin"}]}'`);
+      say(`     (the running agent is woken by MQTT and installs it; key passphrase ${AGENT_PASSPHRASE}, config ${vehicle.configPath})`);
+      say('Press Ctrl-C to stop.');
+      await new Promise<void>((resolve) => {
+        process.once('SIGINT', () => resolve());
+        process.once('SIGTERM', () => resolve());
+      });
+    }
+  } catch (e) {
+    say(`FAILED: ${(e as Error).name}: ${(e as Error).message}`);
+    exitCode = 1;
+  } finally {
+    for (const c of closers.reverse()) await c().catch(() => undefined);
+    await stack.close();
+  }
+  if (existsSync(stack.dir) && !process.env.KEEP) say(`(could not remove ${stack.dir})`);
+  return exitCode;
+}
+
+process.exitCode = await main();
