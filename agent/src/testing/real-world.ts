@@ -169,6 +169,8 @@ export async function realWorld(options: WorldOptions = {}): Promise<RealWorld> 
         body: JSON.stringify({ targets: md.toJSON() }),
       });
       if (res.status !== 200) throw new Error(`publish: ${res.status} ${await res.text()}`);
+      // The director caches its view of the image repository for a few seconds; tests assign at once.
+      (director.services.ctx.imageRepo as { invalidate?: () => void }).invalidate?.();
       return out;
     }
 
