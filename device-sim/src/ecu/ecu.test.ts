@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { digestHex, Ed25519Signer, RepositoryBuilder } from '@upfleet/core';
+import { digestHex, Ed25519Signer, RepositoryBuilder, TargetFile } from '@upfleet/core';
 import { EcuRefusedError } from '@upfleet/core/link/index.ts';
 import { SerialSecondary } from '../../../agent/src/secondaries/serial-secondary.ts';
 import type { ImageToInstall } from '../../../agent/src/secondaries/secondary.ts';
@@ -176,4 +176,23 @@ describe('simulated ECU over an in-process link', () => {
       assert.equal((await secondary.info()).installed?.hashes.sha256, image.hashes.sha256);
     });
   }
+
+  it('full verification: installs when both repositories agree, with the image repository release counter', async () => {
+    const { secondary, fx, ecu, image, bytes } = setup({ ecu: { verification: 'full' } });
+    assert.equal((await secondary.info()).verification, 'full');
+    await secondary.putMetadata(fx.bundle());
+    await secondary.install(image);
+    await secondary.activate();
+    assert.equal((await secondary.info()).releaseCounter, 2);
+    assert.deepEqual(ecu.store.readActive(), bytes);
+  });
+
+  it('full verification: refuses a director target the image repository does not back', async () => {
+    const { secondary, fx } = setup({ ecu: { verification: 'full' } });
+    const t = fx.director.targets.targets['brake-2.0.bin']!;
+    fx.director.setTarget('brake-2.0.bin', new TargetFile(t.length + 1, { ...t.hashes }, t.custom));
+    fx.director.commit();
+    await assert.rejects(secondary.putMetadata(fx.bundle()), refusedWith('TARGET_MISMATCH'));
+    await assert.rejects(secondary.putMetadata({ director: fx.bundle().director }), refusedWith('METADATA_INCOMPLETE'));
+  });
 });
