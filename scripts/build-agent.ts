@@ -343,7 +343,8 @@ function run(step: string, command: string, args: string[]): void {
 function moveDir(from: string, to: string): void {
   try {
     renameSync(from, to);
-  } catch {
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'EXDEV') throw err;
     mkdirSync(to);
     for (const name of readdirSync(from)) {
       copyFileSync(join(from, name), join(to, name));

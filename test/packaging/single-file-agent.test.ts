@@ -27,7 +27,6 @@ interface BuildRecord {
   executableBytes: number;
   folderBytes: number;
   addons: Record<string, { from: string; bytes: number }>;
-  absentOptionalModules: string[];
 }
 
 let tmp: string;
@@ -36,17 +35,17 @@ let device: string;
 let deviceBin: string;
 
 /** Runs the packaged executable from the device dir with a device-like environment. */
-function runPackaged(args: string[], env: Record<string, string> = {}, cwd = device): SpawnSyncReturns<string> {
+function runPackaged(args: string[], env: Record<string, string> = {}): SpawnSyncReturns<string> {
   return spawnSync(join(device, 'upfleet-agent'), args, {
-    cwd, encoding: 'utf8', timeout: 30_000,
+    cwd: device, encoding: 'utf8', timeout: 30_000,
     env: { PATH: deviceBin, HOME: device, ...env },
   });
 }
 
 /** Runs the same command the way `npx upfleet-agent` does. */
-function runNpx(args: string[], env: Record<string, string> = {}, cwd = device): SpawnSyncReturns<string> {
+function runNpx(args: string[], env: Record<string, string> = {}): SpawnSyncReturns<string> {
   return spawnSync(process.execPath, [join(root, 'agent/bin/upfleet-agent'), ...args], {
-    cwd, encoding: 'utf8', timeout: 30_000,
+    cwd: device, encoding: 'utf8', timeout: 30_000,
     env: { PATH: process.env.PATH ?? '', HOME: device, ...env },
   });
 }
