@@ -14,6 +14,7 @@ import { randomBytes } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
 import { pino } from 'pino';
 import { Updater } from 'tuf-js';
+import { HttpError, Updater as CoreUpdater } from '@upfleet/core';
 import { startImageRepoServer, type ImageRepoServer } from './server.ts';
 
 const BIN = fileURLToPath(new URL('../bin/upfleet-repo', import.meta.url));
@@ -131,10 +132,12 @@ describe('upfleet-repo CLI', () => {
 
   it('fails cleanly with a wrong passphrase or a wrong token, changing nothing', async () => {
     const before = (await serverStatus()).versions;
-    const wrongPass = await cli(['add-target', file('brake2.bin'), '--dir', dir, '--name', 'x.bin', '--hardware-id', 'h', '--version', '1'], { UPFLEET_PASSPHRASE: 'wrong' });
+    const [wrongPass, wrongToken] = await Promise.all([
+      cli(['add-target', file('brake2.bin'), '--dir', dir, '--name', 'x.bin', '--hardware-id', 'h', '--version', '1'], { UPFLEET_PASSPHRASE: 'wrong' }),
+      cli(['add-target', file('brake2.bin'), '--dir', dir, '--remote', server.url, '--token', 'nope', '--name', 'x.bin', '--hardware-id', 'h', '--version', '1']),
+    ]);
     assert.equal(wrongPass.code, 1);
     assert.match(wrongPass.stderr, /error KEY_FILE: cannot decrypt key file/);
-    const wrongToken = await cli(['add-target', file('brake2.bin'), '--dir', dir, '--remote', server.url, '--token', 'nope', '--name', 'x.bin', '--hardware-id', 'h', '--version', '1']);
     assert.equal(wrongToken.code, 1);
     assert.match(wrongToken.stderr, /error UNAUTHORIZED/);
     assert.deepEqual((await serverStatus()).versions, before);
@@ -150,16 +153,18 @@ describe('upfleet-repo CLI', () => {
       { UPFLEET_PASSPHRASE: 'supplier secret' },
     ));
     assert.match(signed.stdout, /acme version 1/);
-    const outside = await cli(
-      ['sign-delegated', 'acme', '--dir', supplierDir, ...remote(), '--key', file('acme.key.json'), '--add', file('camera.bin'), '--name', 'brake/evil.bin', '--hardware-id', 'camera', '--version', '1'],
-      { UPFLEET_PASSPHRASE: 'supplier secret' },
-    );
+    const [outside, wrongHardware] = await Promise.all([
+      cli(
+        ['sign-delegated', 'acme', '--dir', supplierDir, ...remote(), '--key', file('acme.key.json'), '--add', file('camera.bin'), '--name', 'brake/evil.bin', '--hardware-id', 'camera', '--version', '1'],
+        { UPFLEET_PASSPHRASE: 'supplier secret' },
+      ),
+      cli(
+        ['sign-delegated', 'acme', '--dir', supplierDir, ...remote(), '--key', file('acme.key.json'), '--add', file('camera.bin'), '--name', 'acme/x.bin', '--hardware-id', 'brake-ecu', '--version', '1'],
+        { UPFLEET_PASSPHRASE: 'supplier secret' },
+      ),
+    ]);
     assert.equal(outside.code, 1);
     assert.match(outside.stderr, /error DELEGATION_VIOLATION: acme target brake\/evil.bin: outside the paths/);
-    const wrongHardware = await cli(
-      ['sign-delegated', 'acme', '--dir', supplierDir, ...remote(), '--key', file('acme.key.json'), '--add', file('camera.bin'), '--name', 'acme/x.bin', '--hardware-id', 'brake-ecu', '--version', '1'],
-      { UPFLEET_PASSPHRASE: 'supplier secret' },
-    );
     assert.equal(wrongHardware.code, 1);
     assert.match(wrongHardware.stderr, /error DELEGATION_VIOLATION: .*hardware ID brake-ecu/);
     assert.equal((await serverStatus()).versions.acme, 1);
@@ -218,6 +223,31 @@ describe('upfleet-repo CLI', () => {
     const timestamp = JSON.parse(readFileSync(join(metadataDir, 'timestamp.json'), 'utf8')) as { signatures: Array<{ keyid: string }> };
     assert.equal(root.signed.version, 4);
     assert.deepEqual(timestamp.signatures.map((s) => s.keyid), root.signed.roles.timestamp.keyids);
+  });
+
+  it('the core Updater follows the root chain from version 1 and finds the supplier target for its hardware', async () => {
+    const stored = new Map<string, Uint8Array>([['root.json', new Uint8Array(readFileSync(join(dir, 'metadata', '1.root.json')))]]);
+    const updater = new CoreUpdater({
+      metadataBaseUrl: `${server.url}/metadata/`,
+      targetBaseUrl: `${server.url}/targets/`,
+      now: new Date(),
+      fetcher: {
+        async fetch(url, maxLength) {
+          const res = await fetch(url);
+          if (!res.ok) throw new HttpError(url, res.status);
+          const bytes = new Uint8Array(await res.arrayBuffer());
+          assert.ok(bytes.byteLength <= maxLength);
+          return bytes;
+        },
+      },
+      store: { read: async (name) => stored.get(name), writeAtomic: async (name, bytes) => void stored.set(name, bytes) },
+    });
+    await updater.refresh();
+    assert.equal(updater.trustedSet.root.version, 4);
+    assert.equal(await updater.findTarget('acme/camera-3.1.bin', { hardwareId: 'brake-ecu' }), undefined);
+    const found = await updater.findTarget('acme/camera-3.1.bin', { hardwareId: 'camera' });
+    assert.equal(found?.role, 'acme');
+    assert.deepEqual(Buffer.from(await updater.downloadTarget(found!)), images.camera);
   });
 
   it('status shows versions, keys, delegations and targets', async () => {
