@@ -143,6 +143,19 @@ describe('the packaged executable, alone', () => {
     assert.deepEqual(JSON.parse(npx.stdout), status);
   });
 
+  it('finds its addons beside its real path when started through a symlink', () => {
+    const elsewhere = join(tmp, 'usr-bin');
+    mkdirSync(elsewhere);
+    symlinkSync(join(device, 'upfleet-agent'), join(elsewhere, 'upfleet-agent'));
+    const storage = join(tmp, 'alone-storage-symlink');
+    const run = spawnSync(join(elsewhere, 'upfleet-agent'), ['status', '--json', '--config', config, '--storage-dir', storage], {
+      cwd: elsewhere, encoding: 'utf8', timeout: 30_000, env: { PATH: deviceBin, HOME: elsewhere },
+    });
+    assert.equal(run.status, 0, run.stderr);
+    assert.equal(JSON.parse(run.stdout).deviceId, 'from-file');
+    assert.ok(existsSync(join(storage, 'agent.db')));
+  });
+
   it('loads its native addons from beside the executable, and fails plainly without one', () => {
     const broken = join(tmp, 'device-without-sqlite');
     cpSync(device, broken, { recursive: true });
