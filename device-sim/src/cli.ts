@@ -1,0 +1,132 @@
+/**
+ * upfleet-sim: simulated secondary ECUs on serial lines, and pty pairs to put them on.
+ * Exit codes: 0 done, 1 failed (one-line typed message on stderr), 2 bad usage.
+ */
+import { parseArgs, type ParseArgsConfig } from 'node:util';
+import pino from 'pino';
+import { UpfleetError } from '@upfleet/core';
+import { loadEcuConfig } from './ecu/ecu-config.ts';
+import { SimulatedEcu } from './ecu/simulated-ecu.ts';
+import { createPtyPair, servePort, type EmulatorOptions } from './index.ts';
+
+class CliUsageError extends Error {}
+
+const HELP: Record<string, string> = {
+  main: `upfleet-sim <command> [options]
+
+Commands:
+  ecu --port PATH --config ecu.json     run a simulated secondary ECU on a serial device
+  pty-pair [--dir DIR]                  create a connected pty pair (socat) and print its paths
+Run 'upfleet-sim <command> --help' for details.`,
+  ecu: `upfleet-sim ecu --port PATH --config ecu.json [options]
+
+Serves one simulated ECU (A/B slots, partial or full verification) on PATH.
+  --baud N          pace the line at N baud through the link emulator (ptys ignore baud)
+  --ber X           bit error rate per bit (emulator)
+  --drop X          byte drop probability (emulator)
+  --latency MS      one-way latency (emulator)
+  --seed N          fault PRNG seed (default 1)
+  --passphrase-env NAME   env var holding the key file passphrase (default UPFLEET_ECU_PASSPHRASE;
+                    unset means an empty passphrase, fine for simulations only)
+The key file named in the config is generated when missing. Logs are JSON lines on stdout.
+SIGINT/SIGTERM stop it.`,
+  'pty-pair': `upfleet-sim pty-pair [--dir DIR] [--json]
+
+Creates two linked ptys with socat (raw, no echo) and prints {"a": PATH, "b": PATH};
+keeps running until SIGINT/SIGTERM.`,
+};
+
+const COMMON = { help: { type: 'boolean', short: 'h' }, json: { type: 'boolean' } } as const;
+
+function parse<T extends NonNullable<ParseArgsConfig['options']>>(args: string[], options: T) {
+  try {
+    return parseArgs({ args, options: { ...COMMON, ...options }, strict: true, allowPositionals: false });
+  } catch (e) {
+    throw new CliUsageError((e as Error).message);
+  }
+}
+
+function numberOpt(v: unknown, name: string): number | undefined {
+  if (v === undefined) return undefined;
+  const n = Number(v);
+  if (typeof v !== 'string' || v === '' || !Number.isFinite(n) || n < 0) throw new CliUsageError(`--${name} must be a number >= 0`);
+  return n;
+}
+
+const untilSignal = () =>
+  new Promise<string>((resolve) => {
+    process.once('SIGINT', () => resolve('SIGINT'));
+    process.once('SIGTERM', () => resolve('SIGTERM'));
+  });
+
+async function ecuCommand(args: string[]): Promise<void> {
+  const { values } = parse(args, {
+    port: { type: 'string' }, config: { type: 'string' }, baud: { type: 'string' }, ber: { type: 'string' },
+    drop: { type: 'string' }, latency: { type: 'string' }, seed: { type: 'string' }, 'passphrase-env': { type: 'string' },
+  } as const);
+  if (values.help) return void console.log(HELP.ecu);
+  if (typeof values.port !== 'string' || typeof values.config !== 'string') throw new CliUsageError('ecu needs --port PATH and --config FILE');
+  const baud = numberOpt(values.baud, 'baud');
+  const ber = numberOpt(values.ber, 'ber');
+  const drop = numberOpt(values.drop, 'drop');
+  const latency = numberOpt(values.latency, 'latency');
+  const seed = numberOpt(values.seed, 'seed');
+  if ((ber ?? 0) > 1 || (drop ?? 0) > 1) throw new CliUsageError('--ber and --drop are probabilities (0..1)');
+  const emulate = [baud, ber, drop, latency].some((v) => v !== undefined);
+  const emulation: EmulatorOptions | undefined = emulate
+    ? { baud: baud ?? 0, ber: ber ?? 0, dropRate: drop ?? 0, latencyMs: latency ?? 0, seed: seed ?? 1 }
+    : undefined;
+  const passphrase = process.env[values['passphrase-env'] ?? 'UPFLEET_ECU_PASSPHRASE'] ?? '';
+  const options = loadEcuConfig(values.config, passphrase);
+  const log = pino({ base: { ecuSerial: options.ecuSerial } });
+  const ecu = new SimulatedEcu(options);
+  for (const name of ['verified', 'begin', 'image-verified', 'activated', 'rebooted']) {
+    ecu.on(name, (...a: unknown[]) => log.info({ event: name, detail: a }, name));
+  }
+  ecu.on('refused', (code: string, detail: string) => log.warn({ event: 'refused', code, detail }, 'refused'));
+  ecu.on('protocol-error', (e: Error) => log.warn({ event: 'protocol-error', err: e.message }, 'protocol error'));
+  const served = await servePort(ecu, values.port, emulation);
+  log.info({ event: 'serving', port: values.port, hardwareId: options.hardwareId, verification: options.verification, keyid: options.signer.keyid, emulation }, 'serving');
+  const signal = await untilSignal();
+  await served.close();
+  log.info({ event: 'stopped', signal }, 'stopped');
+}
+
+async function ptyPairCommand(args: string[]): Promise<void> {
+  const { values } = parse(args, { dir: { type: 'string' } } as const);
+  if (values.help) return void console.log(HELP['pty-pair']);
+  const pair = await createPtyPair(typeof values.dir === 'string' ? { dir: values.dir } : {});
+  console.log(JSON.stringify({ a: pair.a, b: pair.b }));
+  await untilSignal();
+  await pair.close();
+}
+
+const COMMANDS: Record<string, (args: string[]) => Promise<void>> = { ecu: ecuCommand, 'pty-pair': ptyPairCommand };
+
+async function main(argv: string[]): Promise<number> {
+  const [command, ...rest] = argv;
+  if (command === undefined || command === '--help' || command === '-h' || command === 'help') {
+    console.log(HELP.main);
+    return command === undefined ? 2 : 0;
+  }
+  const run = COMMANDS[command];
+  if (!run) {
+    console.error(`upfleet-sim: unknown command ${command}\n${HELP.main}`);
+    return 2;
+  }
+  try {
+    await run(rest);
+    return 0;
+  } catch (e) {
+    if (e instanceof CliUsageError) {
+      console.error(`upfleet-sim ${command}: ${e.message}\n${HELP[command]}`);
+      return 2;
+    }
+    const err = e as Error;
+    const code = e instanceof UpfleetError ? e.code : err.name;
+    console.error(`upfleet-sim ${command}: ${code}: ${err.message}`);
+    return 1;
+  }
+}
+
+process.exitCode = await main(process.argv.slice(2));
