@@ -26,11 +26,20 @@ export class BlobStore {
     mkdirSync(this.tmpDir, { recursive: true });
   }
 
-  /** Leftovers of writes cut short by a crash; nothing refers to them. */
+  /**
+   * Removes leftovers of writes cut short by a crash. Temp files carry the writer's pid, so
+   * the uploads in progress of a live process (a server and a CLI may share DIR) are kept.
+   */
   removeTemporaryFiles(): number {
-    const names = readdirSync(this.tmpDir);
-    for (const name of names) rmSync(join(this.tmpDir, name), { force: true });
-    return names.length;
+    let removed = 0;
+    for (const name of readdirSync(this.tmpDir)) {
+      const pid = Number(name.split('-')[0]);
+      const live = Number.isSafeInteger(pid) && pid > 0 && (pid === process.pid || isAlive(pid));
+      if (live) continue;
+      rmSync(join(this.tmpDir, name), { force: true });
+      removed++;
+    }
+    return removed;
   }
 
   path(sha256: string): string {
@@ -50,7 +59,7 @@ export class BlobStore {
    * @throws UploadTooLargeError past `maxLength` bytes (the temp file is removed).
    */
   async write(source: AsyncIterable<Uint8Array> | Readable, maxLength: number): Promise<BlobInfo> {
-    const tmp = join(this.tmpDir, `${randomBytes(8).toString('hex')}.part`);
+    const tmp = join(this.tmpDir, `${process.pid}-${randomBytes(8).toString('hex')}.part`);
     const hasher = new MultiHasher(['sha256', 'sha512']);
     const out = createWriteStream(tmp);
     const closed = new Promise<void>((resolve, reject) => {
@@ -89,6 +98,15 @@ export class BlobStore {
   /** Bytes `start..end` (inclusive) of a blob. */
   read(sha256: string, start?: number, end?: number): Readable {
     return createReadStream(this.path(sha256), { start, end });
+  }
+}
+
+function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === 'EPERM';
   }
 }
 

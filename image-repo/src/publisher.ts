@@ -24,7 +24,7 @@ import {
 import { OnlineKeyMissingError } from './errors.ts';
 import type { IndexDb } from './index-db.ts';
 import type { OnlineKeyring } from './online-keys.ts';
-import { applyProposal, checkTargetCustom, type Proposal, type RepoState } from './verify.ts';
+import { applyProposal, type Proposal, type RepoState } from './verify.ts';
 
 export interface PublishBatch {
   /** New root versions, in order (each signed by the previous root's keys and its own). */
@@ -105,10 +105,8 @@ export class Publisher {
         changed.push(md);
       }
       for (const md of changed) {
-        for (const [name, info] of Object.entries(md.signed.targets)) {
-          checkTargetCustom(name, info);
-          db.publishTarget(name, db.image(info.hashes.sha256!.toLowerCase())!);
-        }
+        // applyProposal checked that each of these has an uploaded image.
+        for (const [name, info] of Object.entries(md.signed.targets)) db.publishTarget(name, db.image(info.hashes.sha256!.toLowerCase())!);
       }
       this.writeSnapshotAndTimestamp(now, snapshotSigners, timestampSigners);
       this.pauseIfAsked();
