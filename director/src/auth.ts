@@ -28,7 +28,8 @@ export function bearer(header: string | undefined, scheme: string): string | und
 }
 
 export class Authenticator {
-  #verified = new Map<string, { deviceId: string; expires: number; keyid: string }>();
+  /** token -> who it proved, and with which primary key (its JSON, to notice a replaced key). */
+  #verified = new Map<string, { deviceId: string; expires: number; keyJson: string }>();
 
   constructor(
     private readonly store: DirectorStore,
@@ -60,18 +61,15 @@ export class Authenticator {
   deviceToken(token: string): string {
     const now = this.nowSeconds();
     const cached = this.#verified.get(token);
-    if (cached && cached.expires >= now - 30) {
-      const primary = this.#primaryKey(cached.deviceId);
-      if (primary && primary.keyid === cached.keyid) return cached.deviceId;
-    }
+    if (cached && cached.expires >= now - 30 && this.#primaryKey(cached.deviceId)?.json === cached.keyJson) return cached.deviceId;
     const parsed = parseDeviceToken(token);
     if (!parsed) throw new UnauthenticatedError('malformed device token');
-    const key = this.#primaryKey(parsed.deviceId);
-    if (!key) throw new UnauthenticatedError('unknown device');
-    const why = checkDeviceToken(parsed, key, now);
+    const primary = this.#primaryKey(parsed.deviceId);
+    if (!primary) throw new UnauthenticatedError('unknown device');
+    const why = checkDeviceToken(parsed, primary.key, now);
     if (why) throw new UnauthenticatedError(why);
     if (this.#verified.size >= CACHE_LIMIT) this.#verified.clear();
-    this.#verified.set(token, { deviceId: parsed.deviceId, expires: parsed.expires, keyid: key.keyid });
+    this.#verified.set(token, { deviceId: parsed.deviceId, expires: parsed.expires, keyJson: primary.json });
     return parsed.deviceId;
   }
 
@@ -88,7 +86,7 @@ export class Authenticator {
 
   #keyCache = new Map<string, { json: string; key: Key }>();
 
-  #primaryKey(deviceId: string): Key | undefined {
+  #primaryKey(deviceId: string): { json: string; key: Key } | undefined {
     const primary = this.store.ecusOf(deviceId).find((e) => e.primary);
     if (!primary) return undefined;
     const json = JSON.stringify(primary.publicKey);
@@ -97,6 +95,6 @@ export class Authenticator {
       entry = { json, key: Key.fromJSON(primary.publicKey) };
       this.#keyCache.set(deviceId, entry);
     }
-    return entry.key;
+    return entry;
   }
 }
