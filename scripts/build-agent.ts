@@ -92,6 +92,7 @@ export async function buildAgent(options: BuildOptions): Promise<BuildResult> {
     throw new AgentBuildError('node', `no Node binary for linux-${options.arch}: pass --node <node ${process.version} for linux-${options.arch}>`);
   }
   assertElf(nodeBinary, options.arch, 'node');
+  if (resolve(nodeBinary) !== process.execPath) assertSameNodeVersion(nodeBinary);
   const addonSources = resolveAddons(options);
 
   const work = mkdtempSync(join(tmpdir(), 'upfleet-agent-build-'));
@@ -176,6 +177,17 @@ function assertElf(path: string, arch: Arch, what: string): void {
   const machine = header.readUInt16LE(18);
   if (machine !== ELF_MACHINE[arch]) {
     throw new AgentBuildError(what, `${path} is for ELF machine 0x${machine.toString(16)}, not linux-${arch}`);
+  }
+}
+
+/**
+ * The blob is made by the running node and its format follows the Node version, so the base
+ * must be the same version. A Node binary names its own headers tarball in process.release.
+ */
+function assertSameNodeVersion(nodeBinary: string): void {
+  const marker = `node-${process.version}-headers.tar.gz`;
+  if (!readFileSync(nodeBinary).includes(marker)) {
+    throw new AgentBuildError('node', `${nodeBinary} is not Node ${process.version} (the version that makes the blob)`);
   }
 }
 

@@ -241,3 +241,40 @@ describe('the packaged executable, a full update cycle against the director, the
     assert.ok(at >= startedAt - 1000 && at <= Date.now() + 1000, `last cycle at ${s.lastCycle.at}`);
   });
 });
+
+describe('build:agent refusals (nothing is written)', () => {
+  const foreign = process.arch === 'x64' ? 'arm64' : 'x64';
+  function buildWith(args: string[]): { status: number | null; stderr: string; out: string } {
+    const out = join(tmp, `refused-${args.join('_').replace(/[^A-Za-z0-9_-]/g, '')}`);
+    const run = spawnSync(process.execPath, ['--import', 'tsx', join(root, 'scripts/build-agent.ts'), '--out', out, ...args], {
+      cwd: root, encoding: 'utf8', timeout: 60_000,
+    });
+    return { status: run.status, stderr: run.stderr, out };
+  }
+
+  it('wants a Node binary for a foreign arch', () => {
+    const r = buildWith(['--arch', foreign]);
+    assert.equal(r.status, 1);
+    assert.match(r.stderr, new RegExp(`AgentBuildError: node: no Node binary for linux-${foreign}`));
+    assert.ok(!existsSync(r.out));
+  });
+
+  it('refuses a base binary for another CPU', () => {
+    const r = buildWith(['--arch', foreign, '--node', process.execPath]);
+    assert.equal(r.status, 1);
+    assert.match(r.stderr, new RegExp(`is for ELF machine 0x[0-9a-f]+, not linux-${foreign}`));
+    assert.ok(!existsSync(r.out));
+  });
+
+  it('refuses a base binary that is not the same Node version', () => {
+    const r = buildWith(['--node', '/bin/sh']);
+    assert.equal(r.status, 1);
+    assert.match(r.stderr, new RegExp(`is not Node ${process.version.replace(/\./g, '\\.')}`));
+    assert.ok(!existsSync(r.out));
+  });
+
+  it('refuses an unknown arch or addon with exit code 2', () => {
+    assert.equal(buildWith(['--arch', 'mips']).status, 2);
+    assert.equal(buildWith(['--addon', 'other.node=/tmp/x']).status, 2);
+  });
+});
