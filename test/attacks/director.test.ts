@@ -1,0 +1,161 @@
+/**
+ * Attacks through the director side and the supply chain, on the real servers
+ * and agent: delegation abuse (a supplier signing outside its paths or
+ * hardware IDs), director compromise (targets the image repository does not
+ * back), replay (director metadata of another device, an old manifest), and a
+ * secondary lying in its version report.
+ */
+import { after, before, beforeEach, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { randomBytes, createHash } from 'node:crypto';
+import { Ed25519Signer, TargetFile, signEcuReport, type SignedEcuReport } from '@upfleet/core';
+import type { Secondary } from '@upfleet/agent';
+import { assign, attackWorld, expectInstalled, expectRefused, freshVehicle, type AttackWorld } from '../support/attack-kit.ts';
+import { compromisedDirectorPublish, forgeDelegated, stealSupplierKey } from '../support/forge.ts';
+import { SUPPLIER_ROLE } from '../support/firmware.ts';
+
+let w: AttackWorld;
+before(async () => {
+  w = await attackWorld();
+});
+after(async () => {
+  await w?.close();
+});
+beforeEach(() => {
+  w.imageProxy.clear();
+  w.directorProxy.clear();
+});
+
+const sha256 = (b: Uint8Array) => createHash('sha256').update(b).digest('hex');
+
+describe('delegation abuse', () => {
+  /** The supplier signs `name` for `hardwareId`, a compromised director points `ecuSerial` at it. */
+  async function supplierSigns(name: string, hardwareId: string, ecuSerial: string, deviceId: string) {
+    const evil = randomBytes(4000);
+    const info = new TargetFile(evil.length, { sha256: sha256(evil) }, { hardwareIds: [hardwareId], releaseCounter: 9, version: '9.9.9' });
+    const forged = await forgeDelegated(w.stack, SUPPLIER_ROLE, [stealSupplierKey(w.supplierKeyFile)], { [name]: info });
+    for (const [path, body] of Object.entries(forged)) w.imageProxy.on(path, { kind: 'serve', body });
+    compromisedDirectorPublish(w.stack, deviceId, { [name]: { ecuSerial, hardwareId, length: evil.length, hashes: { sha256: sha256(evil) } } });
+  }
+
+  it('ignores a target a supplier signed outside its delegated paths', async () => {
+    const v = await freshVehicle(w);
+    const door = `${v.deviceId}-door`;
+    await supplierSigns('door-evil.bin', 'door-ecu', door, v.deviceId);
+    await expectRefused(w, v, { code: 'TARGET_MISMATCH', field: 'missing', ecuSerial: door });
+  });
+
+  it('ignores a target a supplier signed for hardware outside its delegation', async () => {
+    const v = await freshVehicle(w);
+    await supplierSigns('brakes/gateway-evil.bin', 'gateway', v.primarySerial, v.deviceId);
+    await expectRefused(w, v, { code: 'TARGET_MISMATCH', field: 'missing', ecuSerial: v.primarySerial });
+  });
+});
+
+describe('director compromise', () => {
+  it('refuses an image the image repository does not have', async () => {
+    const v = await freshVehicle(w);
+    const evil = randomBytes(5000);
+    compromisedDirectorPublish(w.stack, v.deviceId, {
+      'gateway-6.6.6.bin': { ecuSerial: v.primarySerial, hardwareId: 'gateway', length: evil.length, hashes: { sha256: sha256(evil) } },
+    });
+    await expectRefused(w, v, { code: 'TARGET_MISMATCH', field: 'missing', ecuSerial: v.primarySerial });
+    assert.ok(!w.imageProxy.requests.some((r) => r.path.startsWith('/targets/')), 'no image was downloaded');
+  });
+
+  it('refuses an image with a hash other than the image repository lists', async () => {
+    const v = await freshVehicle(w);
+    const gw = w.v2.byEcu(v)[v.primarySerial]!;
+    compromisedDirectorPublish(w.stack, v.deviceId, {
+      [gw.name]: { ecuSerial: v.primarySerial, hardwareId: 'gateway', length: gw.length, hashes: { sha256: sha256(randomBytes(32)) } },
+    });
+    await expectRefused(w, v, { code: 'TARGET_MISMATCH', field: 'hashes', ecuSerial: v.primarySerial });
+  });
+
+  it('refuses an image built for other hardware', async () => {
+    const v = await freshVehicle(w);
+    const gw = w.v2.byEcu(v)[v.primarySerial]!;
+    const door = `${v.deviceId}-door`;
+    compromisedDirectorPublish(w.stack, v.deviceId, {
+      [gw.name]: { ecuSerial: door, hardwareId: 'door-ecu', length: gw.length, hashes: { sha256: gw.sha256 } },
+    });
+    await expectRefused(w, v, { code: 'TARGET_MISMATCH', field: 'hardwareId', ecuSerial: door });
+  });
+});
+
+describe('replay', () => {
+  it('refuses director metadata replayed from another device', async () => {
+    const a = await freshVehicle(w);
+    await assign(w, a, w.v2);
+    const b = await freshVehicle(w);
+    const store = w.stack.director.services.store;
+    // Every director file B asks for is answered with A's file of the same name (same director keys).
+    w.directorProxy.on(new RegExp(`/devices/${b.deviceId}/metadata/(timestamp|\\d+\\.snapshot|\\d+\\.targets)\\.json$`), (req) => {
+      const name = req.path.split('/').pop()!;
+      const body = store.getMetadataFile(a.deviceId, name);
+      return body ? { kind: 'serve', body } : undefined;
+    });
+    await expectRefused(w, b, { code: 'DEVICE_MISMATCH' });
+  });
+
+  it('the director refuses a replayed manifest and changes nothing', async () => {
+    const v = await freshVehicle(w);
+    await assign(w, v, w.v2, ['door-ecu']);
+    await expectInstalled(v);
+    const sent = w.directorProxy.posts.filter((p) => p.path.endsWith('/manifest'));
+    assert.ok(sent.length >= 2, 'the agent sent manifests through the proxy');
+    const old = sent[0]!;
+    const manifestsBefore = (await w.stack.manifests(v.deviceId)).length;
+    const viewBefore = await w.stack.device(v.deviceId);
+    const rejectedBefore = await w.stack.metric('upfleet_director_manifests_rejected_total', { code: 'MANIFEST_REPLAY' });
+    // The attacker replays the first manifest, with a valid device token (it sniffed one).
+    const res = await fetch(`${w.stack.director.url}/api/v1/devices/${v.deviceId}/manifest`, {
+      method: 'POST', body: old.body, headers: { 'content-type': 'application/json', authorization: old.headers.authorization as string },
+    });
+    const json = (await res.json()) as { error: { code: string } };
+    assert.equal(res.status, 409);
+    assert.equal(json.error.code, 'MANIFEST_REPLAY');
+    assert.equal((await w.stack.manifests(v.deviceId)).length, manifestsBefore, 'no manifest was recorded');
+    assert.deepEqual((await w.stack.device(v.deviceId)).ecus, viewBefore.ecus, 'the inventory did not change');
+    assert.equal(await w.stack.metric('upfleet_director_manifests_rejected_total', { code: 'MANIFEST_REPLAY' }), rejectedBefore + 1, 'the director counted the replay');
+  });
+});
+
+describe('a lying secondary', () => {
+  it('the director refuses a manifest whose ECU report is signed with the wrong key', async () => {
+    const liar = Ed25519Signer.generate();
+    let lies = false;
+    const wrap = (s: Secondary): Secondary => {
+      if (!s.ecuSerial.endsWith('-door')) return s;
+      return new Proxy(s, {
+        get(target, prop) {
+          if (prop !== 'versionReport') {
+            const value = Reflect.get(target, prop, target) as unknown;
+            return typeof value === 'function' ? value.bind(target) : value;
+          }
+          return async (nonce: string): Promise<SignedEcuReport> => {
+            const real = await target.versionReport(nonce);
+            return lies ? signEcuReport({ ...real.signed, releaseCounter: 99 }, liar) : real;
+          };
+        },
+      });
+    };
+    const v = await freshVehicle(w, { wrap });
+    await v.agent!.checkOnce();
+    const manifestsBefore = (await w.stack.manifests(v.deviceId)).length;
+    const viewBefore = await w.stack.device(v.deviceId);
+    const rejectedBefore = await w.stack.metric('upfleet_director_manifests_rejected_total', { code: 'BAD_ECU_SIGNATURE' });
+    lies = true;
+    const before = v.installed();
+    await v.agent!.checkOnce();
+    assert.deepEqual(v.installed(), before, 'nothing was installed');
+    // The report cannot be verified with the door ECU's registered key: the director refuses the manifest.
+    assert.equal(await w.stack.metric('upfleet_director_manifests_rejected_total', { code: 'BAD_ECU_SIGNATURE' }), rejectedBefore + 1);
+    assert.equal((await w.stack.manifests(v.deviceId)).length, manifestsBefore, 'no manifest from the liar was recorded');
+    const after = await w.stack.device(v.deviceId);
+    const door = after.ecus.find((e: { serial: string }) => e.serial === `${v.deviceId}-door`);
+    assert.deepEqual(door, viewBefore.ecus.find((e: { serial: string }) => e.serial === `${v.deviceId}-door`), 'the inventory kept the last verified report');
+    assert.ok(door.releaseCounter < 99);
+    assert.ok((await v.agent!.status()).outbox.rejected >= 1, 'the agent kept the refused manifest aside');
+  });
+});
