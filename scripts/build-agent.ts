@@ -9,8 +9,11 @@
  * - Every native addon loader the bundle reaches (`bindings`, `node-gyp-build`) is replaced
  *   at bundle time by a loader of a file beside the executable; a loader from a package not
  *   listed in ADDONS fails the build, so a new native dependency cannot ship half-packaged.
+ * - The bundle is one CommonJS script (the only main script Node 20 executables run) that
+ *   parses as such; nothing but built-ins is left for its `require`.
  * - Every addon and the Node base binary are checked to be ELF files of the target
- *   architecture before anything is written to the output folder.
+ *   architecture, and the base to be the Node version that makes the blob, before anything
+ *   is written to the output folder.
  * - The output folder is replaced as a whole; intermediates live in a temp dir that is removed.
  */
 import { build, type Plugin } from 'esbuild';
