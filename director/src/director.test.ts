@@ -367,3 +367,21 @@ describe('director over HTTP', () => {
     }
   });
 });
+
+describe('image repository view', () => {
+  it('finds an image published after the cached view was taken', async () => {
+    const h = await harness();
+    try {
+      const d = new SimDevice('late-1');
+      await h.register(d);
+      h.imageRepo.addImage('early.bin', utf8('early'), ['brake'], 1);
+      assert.equal((await h.admin('POST', `/api/v1/admin/devices/${d.id}/assignments`, { ecus: [{ ecuSerial: d.ecu('brake').serial, image: 'early.bin' }] })).status, 201);
+      h.imageRepo.addImage('late.bin', utf8('late'), ['brake'], 2);
+      const r = await h.admin('POST', `/api/v1/admin/devices/${d.id}/assignments`, { ecus: [{ ecuSerial: d.ecu('brake').serial, image: 'late.bin' }] });
+      assert.equal(r.status, 201, JSON.stringify(r.body));
+      assert.equal(r.body.items[0].releaseCounter, 2);
+    } finally {
+      await h.close();
+    }
+  });
+});

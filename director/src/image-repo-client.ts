@@ -2,7 +2,8 @@
  * The director's view of the image repository: targets verified by the core
  * Updater (full TUF workflow, delegations, hardware-ID filters). A verified view
  * is reused for `cacheMs`, then the next lookup refreshes with a new Updater
- * (one refresh per Updater); concurrent lookups share one refresh.
+ * (one refresh per Updater); concurrent lookups share one refresh; a name the
+ * cached view lacks triggers one refresh before the answer is "missing".
  * Trust starts from a given root.json, or, failing that, from the repository's
  * own 1.root.json fetched once (trust on first use, logged).
  */
@@ -98,11 +99,19 @@ export class ImageRepoClient implements ImageRepository {
     return `${this.options.url.replace(/\/+$/, '')}/metadata/`;
   }
 
-  /** @throws RepositoryError, DownloadError */
+  /**
+   * The verified target `name`; a miss in a cached view refreshes once more, so an
+   * image published a moment ago is found.
+   * @throws RepositoryError, DownloadError
+   */
   async findTarget(name: string, hardwareId?: string): Promise<TargetFile | undefined> {
+    const options = hardwareId === undefined ? {} : { hardwareId };
+    const cached = this.#updater;
     const updater = await this.#fresh();
-    const found = await updater.findTarget(name, hardwareId === undefined ? {} : { hardwareId });
-    return found?.info;
+    const found = await updater.findTarget(name, options);
+    if (found || updater !== cached) return found?.info;
+    this.invalidate();
+    return (await (await this.#fresh()).findTarget(name, options))?.info;
   }
 
   /** Drops the cached view: the next lookup refreshes. */
