@@ -83,6 +83,12 @@ export interface Refusal {
   kind?: 'attack' | 'installation_failure';
   /** The result code the director records (default VERIFICATION_FAILED for attacks). */
   resultCode?: string;
+  /**
+   * When the refused cycle could not sign its result manifest (an ECU was
+   * unreachable), this restores the scene; a second cycle then sends the
+   * manifest carrying the result, and must install nothing either.
+   */
+  thenRecover?: () => Promise<void> | void;
 }
 
 /**
@@ -103,7 +109,15 @@ export async function expectRefused(w: AttackWorld, v: Vehicle, r: Refusal): Pro
   // 2. Nothing is installed.
   assert.deepEqual(v.installed(), before, 'every ECU still runs what it ran before');
   // 3. The director records it from the next manifest.
-  assert.equal(out.undelivered, 0, 'the manifest after the refusal reached the director');
+  if (r.thenRecover) {
+    await r.thenRecover();
+    const again = await v.agent!.checkOnce();
+    assert.notEqual(again.result, 'success', 'the refused update is not retried');
+    assert.deepEqual(v.installed(), before, 'still nothing installed');
+    assert.equal(again.undelivered, 0, 'the manifest carrying the result reached the director');
+  } else {
+    assert.equal(out.undelivered, 0, 'the manifest after the refusal reached the director');
+  }
   const view = await w.stack.device(v.deviceId);
   const kind = r.kind ?? 'attack';
   const resultCode = r.resultCode ?? (kind === 'attack' ? 'VERIFICATION_FAILED' : undefined);

@@ -30,7 +30,7 @@ import {
   createAgent, LocalInstallSecondary, parseConfig,
   type Agent, type AgentConfig, type AgentOptions, type Limits, type ProgressEvent, type Secondary,
 } from '@upfleet/agent';
-import { SerialSecondary } from '@upfleet/agent/secondaries/serial-secondary.ts';
+import { SerialSecondary, type SerialSecondaryOptions } from '@upfleet/agent/secondaries/serial-secondary.ts';
 import { connectInProcess, createPtyPair, servePort, SimulatedEcu, type ChannelOptions, type PtyPair, type ServedEcu } from '@upfleet/device-sim/src/index.ts';
 import { PROVISIONING_TOKEN, type Stack } from './stack.ts';
 
@@ -64,6 +64,8 @@ export interface VehicleOptions {
   mqtt?: boolean;
   logger?: Logger;
   seed?: number;
+  /** Serial driver tuning (timeouts, resumes) for in-process agents. */
+  serial?: Partial<SerialSecondaryOptions>;
 }
 
 export interface VehicleEcu {
@@ -89,6 +91,7 @@ export class Vehicle {
     readonly configPath: string,
     readonly ecus: VehicleEcu[],
     readonly link: LinkKind,
+    readonly serialOptions: Partial<SerialSecondaryOptions>,
   ) {}
 
   get deviceId(): string {
@@ -171,7 +174,7 @@ export class Vehicle {
     };
     const configPath = join(dir, 'agent.json');
     writeFileSync(configPath, JSON.stringify(raw, null, 2) + '\n');
-    const vehicle = new Vehicle(stack, dir, parseConfig(raw), configPath, ecus, link);
+    const vehicle = new Vehicle(stack, dir, parseConfig(raw), configPath, ecus, link, o.serial ?? {});
     if ((o.agent ?? 'in-process') === 'in-process') {
       try {
         await vehicle.startAgent({ ...(o.onProgress && { onProgress: o.onProgress }), ...(o.logger && { logger: o.logger }) }, o.wrap);
@@ -195,9 +198,9 @@ export class Vehicle {
           signer: e.signer, dir: e.localDir!, now: this.stack.clock.now,
         });
       } else if (this.link === 'emulated') {
-        d = new SerialSecondary((e.served as ServedEcu).primary, { ecuSerial: e.spec.serial, rtoMs: 300, reconnectMs: 3000 });
+        d = new SerialSecondary((e.served as ServedEcu).primary, { rtoMs: 300, reconnectMs: 3000, ...this.serialOptions, ecuSerial: e.spec.serial });
       } else {
-        d = await SerialSecondary.open({ path: e.pty!.b, baudRate: this.config.ecus.secondaries[0]?.baud ?? 115200, ecuSerial: e.spec.serial, rtoMs: 300, reconnectMs: 3000 });
+        d = await SerialSecondary.open({ path: e.pty!.b, baudRate: this.config.ecus.secondaries[0]?.baud ?? 115200, rtoMs: 300, reconnectMs: 3000, ...this.serialOptions, ecuSerial: e.spec.serial });
       }
       e.driver = wrap ? wrap(d) : d;
       out.push(e.driver);

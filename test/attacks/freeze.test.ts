@@ -1,0 +1,49 @@
+/**
+ * Freeze attacks: the attacker keeps serving metadata that was once valid while
+ * time moves on. The stack's clock (director, image repository server, agent)
+ * is moved forward; the system clock is not touched.
+ */
+import { after, afterEach, before, beforeEach, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { assign, attackWorld, expectRefused, freshVehicle, type AttackWorld } from '../support/attack-kit.ts';
+import { fetchImageMetadata } from '../support/forge.ts';
+
+const DAY = 86400_000;
+
+let w: AttackWorld;
+before(async () => {
+  w = await attackWorld();
+});
+after(async () => {
+  await w?.close();
+});
+beforeEach(() => {
+  w.imageProxy.clear();
+  w.directorProxy.clear();
+});
+afterEach(() => {
+  w.stack.clock.reset();
+});
+
+describe('freeze', () => {
+  it('refuses a timestamp frozen past its expiry', async () => {
+    const v = await freshVehicle(w);
+    await assign(w, v, w.v2);
+    const frozen = await fetchImageMetadata(w.stack, 'timestamp.json');
+    w.imageProxy.on('/metadata/timestamp.json', { kind: 'serve', body: frozen });
+    w.stack.clock.advance(2 * DAY);
+    w.stack.imageRepo.refresh(); // the server re-signs; the attacker keeps the old one
+    const out = await expectRefused(w, v, { code: 'EXPIRED_METADATA' });
+    assert.match(out.failure!.message, /timestamp/);
+  });
+
+  it('refuses targets metadata past its expiry (indefinite freeze of an offline role)', async () => {
+    const v = await freshVehicle(w);
+    await assign(w, v, w.v2);
+    // Nothing re-signs the offline targets role: 91 days on, it has expired (90 days).
+    w.stack.clock.advance(91 * DAY);
+    w.stack.imageRepo.refresh();
+    const out = await expectRefused(w, v, { code: 'EXPIRED_METADATA' });
+    assert.match(out.failure!.message, /targets/);
+  });
+});
