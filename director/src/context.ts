@@ -3,6 +3,8 @@
  * image repository, the clock, the logger and metrics, and the notifier.
  * `commit(fn)` runs fn in one store transaction, then sends the notifications
  * fn queued, so a device is never told about metadata that was rolled back.
+ * Nested commits (a campaign wave creating assignments) are savepoints of the
+ * outermost one, and only the outermost sends.
  */
 import type { Logger } from 'pino';
 import type { TargetFile } from '@upfleet/core';
@@ -23,6 +25,7 @@ export type Notifier = (deviceId: string, state: RepoState) => void;
 
 export class Context {
   #queued = new Map<string, RepoState>();
+  #depth = 0;
 
   constructor(
     readonly store: DirectorStore,
@@ -43,14 +46,19 @@ export class Context {
     this.#queued.set(deviceId, state);
   }
 
+  /** Runs fn in a transaction; nested commits join the outermost, which alone sends notifications. */
   commit<T>(fn: () => T): T {
+    this.#depth++;
     let result: T;
     try {
       result = this.store.transaction(fn);
     } catch (error) {
-      this.#queued.clear();
+      if (this.#depth === 1) this.#queued.clear();
       throw error;
+    } finally {
+      this.#depth--;
     }
+    if (this.#depth > 0) return result;
     const queued = [...this.#queued];
     this.#queued.clear();
     for (const [deviceId, state] of queued) this.notifier?.(deviceId, state);

@@ -15,12 +15,12 @@ import {
   BadDocumentSignatureError,
   Key,
   MalformedMetadataError,
-  parseJsonBytes,
   parseVehicleManifest,
   verifyEcuReport,
   verifyVehicleManifest,
   type SignedVehicleManifest,
 } from '@upfleet/core';
+import { parseJsonBytes } from '@upfleet/core/uptane/signed-document.ts';
 import { ForbiddenError, ManifestRejectedError, NotFoundError } from './errors.ts';
 import type { Context } from './context.ts';
 import type { Inventory } from './inventory.ts';
