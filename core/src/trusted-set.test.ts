@@ -83,6 +83,14 @@ describe('TrustedMetadataSet', () => {
       });
     });
 
+    describe('when the signed part holds a value canonical JSON cannot encode', () => {
+      it('throws MalformedMetadataError (the repository is to blame)', () => {
+        const f = fixture();
+        const text = new TextDecoder().decode(f.bytes('root')).replace('"_type":"root"', '"_type":"root","x-float":1.5');
+        assertThrowsWith(() => new TrustedMetadataSet(utf8(text), NOW), MalformedMetadataError, { path: 'root.signed' });
+      });
+    });
+
     describe('when the root is larger than the cap', () => {
       it('throws MetadataTooLargeError', () => {
         const f = fixture();

@@ -19,6 +19,8 @@
  * - Every metadata file is refused above a per-role size cap.
  */
 import { Metadata, type AnySigned, type RoleMap } from './metadata/envelope.ts';
+import { parseJsonBytes } from './metadata/guard.ts';
+import { canonicalize } from './canonical-json.ts';
 import type { Root } from './metadata/root.ts';
 import type { Timestamp } from './metadata/timestamp.ts';
 import type { Snapshot } from './metadata/snapshot.ts';
@@ -31,6 +33,7 @@ import {
   DroppedRoleError,
   EqualVersionError,
   ExpiredMetadataError,
+  MalformedMetadataError,
   MetadataTooLargeError,
   UndelegatedRoleError,
   UnlistedRoleError,
@@ -261,10 +264,21 @@ export class TrustedMetadataSet {
     if (bytes.byteLength > limit) throw new MetadataTooLargeError(role, limit, bytes.byteLength);
   }
 
+  /**
+   * Parses once and returns the model with the bytes its signatures cover: the
+   * canonical JSON of the raw `signed` object just parsed (the model keeps every
+   * field, so this equals re-serialising it, without building a second copy).
+   */
   #parse<R extends RoleType>(bytes: Uint8Array, type: R, role: string): { md: Metadata<RoleMap[R]>; message: Uint8Array } {
     this.#checkSize(role, type, bytes);
-    const md = Metadata.fromBytes(bytes, type, role);
-    return { md, message: md.signedBytes() };
+    const json = parseJsonBytes(bytes, role);
+    const md = Metadata.fromJSON(json, type, role);
+    try {
+      return { md, message: canonicalize((json as { signed: unknown }).signed) };
+    } catch (cause) {
+      // e.g. a float in an unrecognised field: nothing TUF can have signed.
+      throw new MalformedMetadataError(`${role}.signed`, (cause as Error).message, { cause });
+    }
   }
 }
 

@@ -4,10 +4,10 @@
  * re-serialising reproduces the signed bytes exactly.
  */
 import { canonicalize } from '../canonical-json.ts';
-import { fromHex, fromUtf8, toHex, utf8 } from '../bytes.ts';
+import { fromHex, toHex, utf8 } from '../bytes.ts';
 import { MalformedMetadataError, UnsignedMetadataError } from '../errors.ts';
 import type { Key, Signer } from '../keys.ts';
-import { expectObject, expectString, splitFields, type JsonObject } from './guard.ts';
+import { expectObject, expectString, parseJsonBytes, splitFields, type JsonObject } from './guard.ts';
 import { Root } from './root.ts';
 import { Snapshot } from './snapshot.ts';
 import { Targets } from './targets.ts';
@@ -39,13 +39,7 @@ export class Metadata<T extends AnySigned = AnySigned> {
    * @throws MalformedMetadataError
    */
   static fromBytes<R extends RoleType = RoleType>(bytes: Uint8Array, type?: R, path?: string): Metadata<RoleMap[R]> {
-    let json: unknown;
-    try {
-      json = JSON.parse(fromUtf8(bytes));
-    } catch (cause) {
-      throw new MalformedMetadataError(path ?? type ?? 'metadata', 'not valid UTF-8 JSON', { cause });
-    }
-    return Metadata.fromJSON(json, type, path);
+    return Metadata.fromJSON(parseJsonBytes(bytes, path ?? type ?? 'metadata'), type, path);
   }
 
   static fromJSON<R extends RoleType = RoleType>(json: unknown, type?: R, path?: string): Metadata<RoleMap[R]> {

@@ -1,5 +1,6 @@
 /** Type guards for strict parsing: each failure names the JSON path that broke. */
 import { MalformedMetadataError } from '../errors.ts';
+import { fromUtf8 } from '../bytes.ts';
 
 export type JsonObject = Record<string, unknown>;
 
@@ -57,4 +58,13 @@ export function splitFields(obj: JsonObject, known: readonly string[]): JsonObje
   const rest: JsonObject = {};
   for (const [k, v] of Object.entries(obj)) if (!known.includes(k)) rest[k] = v;
   return rest;
+}
+
+/** JSON.parse of UTF-8 bytes. @throws MalformedMetadataError */
+export function parseJsonBytes(bytes: Uint8Array, path: string): unknown {
+  try {
+    return JSON.parse(fromUtf8(bytes));
+  } catch (cause) {
+    throw new MalformedMetadataError(path, 'not valid UTF-8 JSON', { cause });
+  }
 }

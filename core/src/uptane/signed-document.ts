@@ -4,7 +4,7 @@
  * over the canonical JSON of `signed`.
  */
 import { canonicalize } from '../canonical-json.ts';
-import { fromHex, fromUtf8, toHex } from '../bytes.ts';
+import { fromHex, toHex } from '../bytes.ts';
 import { MalformedMetadataError, RepositoryError } from '../errors.ts';
 import type { Key, Signer } from '../keys.ts';
 import { expectObject, expectString, type JsonObject } from '../metadata/guard.ts';
@@ -51,10 +51,4 @@ export function parseEnvelope(json: unknown, path: string): SignedDocument<JsonO
   return { signed, signatures };
 }
 
-export function parseJsonBytes(bytes: Uint8Array, path: string): unknown {
-  try {
-    return JSON.parse(fromUtf8(bytes));
-  } catch (cause) {
-    throw new MalformedMetadataError(path, 'not valid UTF-8 JSON', { cause });
-  }
-}
+export { parseJsonBytes } from '../metadata/guard.ts';
