@@ -90,7 +90,10 @@ export async function startDirector(o: StartOptions): Promise<RunningDirector> {
   const mqtt = o.mqtt ?? 'embedded';
   try {
     if (mqtt === 'embedded') {
-      broker = await startEmbeddedBroker({ port: o.mqttPort ?? 0, host, topics, auth: services.auth, log });
+      broker = await startEmbeddedBroker({
+        port: o.mqttPort ?? 0, host, topics, auth: services.auth, log,
+        deviceActive: (id) => store.getDevice(id)?.status === 'active',
+      });
       mqttUrl = broker.url;
       bus = await MqttBus.start({ url: broker.url, topics, services, log, protocolVersion: 4, username: DIRECTOR_USERNAME, password: o.adminToken });
     } else if (mqtt !== 'none') {

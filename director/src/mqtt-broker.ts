@@ -1,7 +1,8 @@
 /**
  * The embedded MQTT broker (aedes, MQTT 3.1.1) with the director's access rule:
  * - a device connects with username = deviceId, password = its device token,
- *   clientId = deviceId; its Will may only be its own status topic;
+ *   clientId = deviceId, and only while it is active; its Will may only be its
+ *   own status topic;
  * - a device publishes only to its own manifest/progress/status topics and
  *   subscribes only inside its own subtree;
  * - the director's client connects with username DIRECTOR_USERNAME and the admin
@@ -30,7 +31,17 @@ interface ClientIdentity {
   deviceId?: string;
 }
 
-export async function startEmbeddedBroker(options: { port?: number; host?: string; topics: Topics; auth: Authenticator; log: Logger }): Promise<EmbeddedBroker> {
+export interface BrokerOptions {
+  port?: number;
+  host?: string;
+  topics: Topics;
+  auth: Authenticator;
+  /** Whether a device may connect now (active: not pending approval, not decommissioned). */
+  deviceActive: (deviceId: string) => boolean;
+  log: Logger;
+}
+
+export async function startEmbeddedBroker(options: BrokerOptions): Promise<EmbeddedBroker> {
   const { topics, auth, log } = options;
   const identities = new WeakMap<object, ClientIdentity>();
   const broker = await Aedes.createBroker({
@@ -46,6 +57,7 @@ export async function startEmbeddedBroker(options: { port?: number; host?: strin
         if (deviceId !== username || client.id !== deviceId) {
           return done(Object.assign(new Error('username and clientId must be the token device ID'), { returnCode: 4 }), false);
         }
+        if (!options.deviceActive(deviceId)) return done(Object.assign(new Error(`${deviceId} is not active`), { returnCode: 5 }), false);
         const will = (client as unknown as { _will?: { topic?: string } })._will;
         if (will && will.topic !== topics.device(deviceId, 'status')) {
           return done(Object.assign(new Error('a device Will must be its own status topic'), { returnCode: 5 }), false);

@@ -105,7 +105,7 @@ describe('MQTT with the embedded broker', () => {
     await eventually(async () => (await h.admin('GET', `/api/v1/admin/devices/${d.id}`)).body.online === false, 'offline');
   });
 
-  it('refuses bad credentials, a clientId of another device, and a Will on another topic', async () => {
+  it('refuses bad credentials, a clientId of another device, a Will on another topic, a decommissioned device', async () => {
     const d = new SimDevice('mq-2');
     await h.register(d);
     const other = new SimDevice('mq-3');
@@ -114,6 +114,10 @@ describe('MQTT with the embedded broker', () => {
     await assert.rejects(deviceClient(h.director.mqttUrl!, prefix, d, { auth: false }));
     await assert.rejects(deviceClient(h.director.mqttUrl!, prefix, d, { clientId: other.id }));
     await assert.rejects(deviceClient(h.director.mqttUrl!, prefix, d, { willTopic: `${prefix}/devices/${other.id}/status` }));
+    const c = await deviceClient(h.director.mqttUrl!, prefix, d); // the same device, properly configured
+    await c.client.endAsync();
+    await h.admin('POST', `/api/v1/admin/devices/${d.id}/decommission`);
+    await assert.rejects(deviceClient(h.director.mqttUrl!, prefix, d));
   });
 
   it('lets a device publish and subscribe only to its own topics', async () => {
