@@ -31,7 +31,7 @@ import { DirectorClient, type RegistrationEcu } from './director-client.ts';
 import { HttpFetcher } from './fetcher.ts';
 import { ImageCache } from './image-cache.ts';
 import { SqliteMetadataStore } from './metadata-store.ts';
-import { MqttChannel } from './mqtt-channel.ts';
+import type { MqttChannel } from './mqtt-channel.ts';
 import { Outbox } from './outbox.ts';
 import { buildSteps, type ProgressEvent, type StoredResult } from './cycle.ts';
 import { Runner, StateStore, crashHookFromEnv, type CycleResult } from './machine/runner.ts';
@@ -271,6 +271,8 @@ export async function createAgent(config: AgentConfig, options: AgentOptions = {
   async function run(): Promise<void> {
     if (config.mqttUrl && !mqtt) {
       loadSigner();
+      // Loaded only when a broker is configured: it is the largest dependency (idle memory).
+      const { MqttChannel } = await import('./mqtt-channel.ts');
       mqtt = new MqttChannel({
         url: config.mqttUrl,
         deviceId: config.deviceId,

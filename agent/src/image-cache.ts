@@ -12,7 +12,7 @@
  *   hash mismatch deletes the partial file (LengthOrHashMismatchError).
  */
 import { closeSync, createReadStream, existsSync, fsyncSync, mkdirSync, openSync, readdirSync, renameSync, rmSync, statSync } from 'node:fs';
-import { open } from 'node:fs/promises';
+import { open, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import { DownloadError, LengthLimitError, LengthOrHashMismatchError, MultiHasher, isSupportedHash, type HashAlgorithm } from '@upfleet/core';
 import type { HttpFetcher } from './fetcher.ts';
@@ -98,40 +98,50 @@ export class ImageCache {
   }
 
   async #attempt(target: ImageTarget, partial: string, onProgress?: (done: number, total: number) => void): Promise<void> {
-    let hasher = new MultiHasher(algorithms(target));
     let offset = existsSync(partial) ? statSync(partial).size : 0;
     if (offset > target.length) offset = 0;
-    if (offset > 0) for await (const chunk of createReadStream(partial, { start: 0, end: offset - 1, highWaterMark: 1 << 20 })) hasher.update(chunk as Buffer);
     const url = targetUrl(this.baseUrl, target);
     const res = offset < target.length ? await this.fetcher.stream({ url, offset, maxLength: target.length }) : undefined;
-    if (res && res.start !== offset) {
-      // The server ignored Range and sends the whole image: start over.
-      offset = 0;
-      hasher = new MultiHasher(algorithms(target));
-    }
+    // The server ignored Range and sends the whole image: start over.
+    if (res && res.start !== offset) offset = 0;
+    const hasher = new MultiHasher(algorithms(target));
+    if (offset > 0) for await (const chunk of createReadStream(partial, { start: 0, end: offset - 1, highWaterMark: 1 << 20 })) hasher.update(chunk as Buffer);
+    await this.#receive(target, partial, url, offset, res, hasher, onProgress);
+    this.#check(target, partial, hasher.digestHex());
+  }
+
+  async #receive(
+    target: ImageTarget,
+    partial: string,
+    url: string,
+    offset: number,
+    res: { body: AsyncIterable<Uint8Array> } | undefined,
+    hasher: MultiHasher,
+    onProgress?: (done: number, total: number) => void,
+  ): Promise<void> {
     const file = await open(partial, offset === 0 ? 'w' : 'r+');
+    // Writes are batched (1 MiB) and run on the thread pool while the main thread
+    // hashes the next bytes; at most two batches are in memory.
+    // On any failure the bytes received so far are still written, so a retry resumes after them.
+    const writer = new BatchWriter(file, offset);
+    let done = offset;
     try {
-      let done = offset;
       if (res) {
         for await (const chunk of res.body) {
           if (done + chunk.byteLength > target.length) throw new LengthLimitError(url, target.length, done + chunk.byteLength);
           hasher.update(chunk);
-          await file.write(chunk, 0, chunk.byteLength, done);
+          await writer.push(chunk);
           done += chunk.byteLength;
           onProgress?.(done, target.length);
         }
       }
-      await file.truncate(done);
-      await file.sync();
-      if (done !== target.length) throw new DownloadError(`${url}: ${done} of ${target.length} bytes`);
     } finally {
-      await file.close();
+      await writer.flush().finally(() => file.truncate(done).then(() => file.sync())).finally(() => file.close());
     }
-    this.#check(target, partial, hasher);
+    if (done !== target.length) throw new DownloadError(`${url}: ${done} of ${target.length} bytes`);
   }
 
-  #check(target: ImageTarget, partial: string, hasher: MultiHasher): void {
-    const actual = hasher.digestHex();
+  #check(target: ImageTarget, partial: string, actual: Record<string, string>): void {
     for (const [alg, expected] of Object.entries(target.hashes)) {
       if (actual[alg] !== expected.toLowerCase()) {
         rmSync(partial, { force: true });
@@ -153,6 +163,41 @@ export class ImageCache {
       return [p, p.replace(/\.image$/, '.partial')];
     }));
     for (const entry of readdir(this.dir)) if (!names.has(join(this.dir, entry))) rmSync(join(this.dir, entry), { force: true });
+  }
+}
+
+const BATCH = 1 << 20;
+
+/** Sequential writes at increasing positions, batched, with one write in flight. */
+class BatchWriter {
+  #parts: Uint8Array[] = [];
+  #size = 0;
+  #inFlight: Promise<unknown> = Promise.resolve();
+
+  constructor(
+    private readonly file: FileHandle,
+    private position: number,
+  ) {}
+
+  async push(chunk: Uint8Array): Promise<void> {
+    this.#parts.push(chunk);
+    this.#size += chunk.byteLength;
+    if (this.#size >= BATCH) await this.#start();
+  }
+
+  async flush(): Promise<void> {
+    if (this.#size > 0) await this.#start();
+    await this.#inFlight;
+  }
+
+  async #start(): Promise<void> {
+    await this.#inFlight;
+    const buf = this.#parts.length === 1 ? this.#parts[0]! : Buffer.concat(this.#parts, this.#size);
+    const at = this.position;
+    this.position += this.#size;
+    this.#parts = [];
+    this.#size = 0;
+    this.#inFlight = this.file.write(buf, 0, buf.byteLength, at);
   }
 }
 

@@ -1,0 +1,41 @@
+/**
+ * bench/agent.ts helper, run as a child process: downloads one image from the
+ * loopback URL with the agent's ImageCache (streaming sha256+sha512 and length
+ * checks, partial file then rename), then hashes the same file from page cache
+ * with the same algorithms, and prints one JSON line with both rates and the
+ * process's peak RSS.
+ */
+import { createReadStream, mkdtempSync, rmSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { MultiHasher } from '@upfleet/core';
+import { HttpFetcher } from '../agent/src/fetcher.ts';
+import { ImageCache, type ImageTarget } from '../agent/src/image-cache.ts';
+
+const [base, targetJson] = process.argv.slice(2) as [string, string];
+const target = JSON.parse(targetJson) as ImageTarget;
+const dir = mkdtempSync(join(tmpdir(), 'upfleet-bench-agent-'));
+
+function peakRssMb(): number {
+  const m = /VmHWM:\s+(\d+) kB/.exec(readFileSync('/proc/self/status', 'utf8'));
+  return m ? Number(m[1]) / 1024 : process.memoryUsage().rss / 2 ** 20;
+}
+
+try {
+  const rssBeforeMb = process.memoryUsage().rss / 2 ** 20;
+  const cache = new ImageCache(dir, new HttpFetcher({ minBytesPerSecond: 1024 * 1024, slowWindowSeconds: 10 }), base);
+  const t0 = process.hrtime.bigint();
+  const path = await cache.download(target, { attempts: 1 });
+  const downloadS = Number(process.hrtime.bigint() - t0) / 1e9;
+  const peakDownloadMb = peakRssMb();
+  const t1 = process.hrtime.bigint();
+  const hasher = new MultiHasher(['sha256', 'sha512']);
+  for await (const chunk of createReadStream(path, { highWaterMark: 1 << 20 })) hasher.update(chunk as Buffer);
+  const digests = hasher.digestHex();
+  const hashS = Number(process.hrtime.bigint() - t1) / 1e9;
+  if (digests.sha256 !== target.hashes.sha256) throw new Error('page-cache hash differs');
+  process.stdout.write(JSON.stringify({ rssBeforeMb, downloadMBps: target.length / 2 ** 20 / downloadS, hashMBps: target.length / 2 ** 20 / hashS, peakDownloadMb }) + '\n');
+} finally {
+  rmSync(dir, { recursive: true, force: true });
+}

@@ -1,0 +1,155 @@
+/**
+ * bench:agent — the agent's memory and download figures, in one run:
+ *   idleRssMb:        RSS of an `upfleet-agent run` daemon, provisioned, after a
+ *                     cycle with nothing to do (real director and image repo on loopback);
+ *   peakRssMb:        peak RSS (VmHWM) of a process (run through tsx) downloading a 256 MiB
+ *                     and a 1 GiB image with the agent's ImageCache from a loopback HTTP
+ *                     server (generated content): it must not grow with the image size;
+ *                     rssBeforeDownloadMb is the same process's RSS just before the download;
+ *   ratioToHashLimit: download-and-verify throughput (sha256+sha512, length, write to
+ *                     a partial file, fsync, rename) divided by the throughput of hashing
+ *                     the same file from page cache with the same algorithms, measured
+ *                     in the same process right after (the best the download can do).
+ * Prints one JSON line: {"bench":"agent",...}. Goals: idle <= 60 MB, peak <= 100 MB, ratio >= 0.7.
+ */
+import { spawn } from 'node:child_process';
+import { createHash, randomBytes } from 'node:crypto';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { fileURLToPath } from 'node:url';
+import { realWorld } from '../agent/src/testing/real-world.ts';
+
+const MiB = 2 ** 20;
+const root = fileURLToPath(new URL('..', import.meta.url));
+const block = randomBytes(MiB);
+
+/** sha256/sha512 of `block` repeated `n` times. */
+function hashesOf(n: number): Record<string, string> {
+  const a = createHash('sha256');
+  const b = createHash('sha512');
+  for (let i = 0; i < n; i++) {
+    a.update(block);
+    b.update(block);
+  }
+  return { sha256: a.digest('hex'), sha512: b.digest('hex') };
+}
+
+/** Serves `block` repeated per image, with Range (whole blocks only are needed: offsets are arbitrary). */
+async function serveGenerated(images: Map<string, number>): Promise<{ url: string; close(): void }> {
+  const server = http.createServer(async (req, res) => {
+    const blocks = images.get(new URL(req.url ?? '/', 'http://x').pathname);
+    if (blocks === undefined) return void res.writeHead(404).end();
+    const total = blocks * MiB;
+    const from = Number(/^bytes=(\d+)-$/.exec(req.headers.range ?? '')?.[1] ?? 0);
+    res.writeHead(from > 0 ? 206 : 200, { 'content-length': total - from });
+    let offset = from;
+    while (offset < total) {
+      const inBlock = offset % MiB;
+      const chunk = block.subarray(inBlock);
+      offset += chunk.length;
+      if (!res.write(chunk)) await new Promise((r) => res.once('drain', r));
+    }
+    res.end();
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, close: () => server.close() };
+}
+
+function runChild(args: string[]): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, ['--import', 'tsx', ...args], { cwd: root, stdio: ['ignore', 'pipe', 'inherit'] });
+    let out = '';
+    child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+    child.on('exit', (code) => (code === 0 ? resolve(out) : reject(new Error(`${args.join(' ')} exited ${code}`))));
+  });
+}
+
+interface DownloadFigures {
+  downloadMBps: number;
+  hashMBps: number;
+  peakDownloadMb: number;
+  rssBeforeMb: number;
+}
+
+async function downloadCase(server: { url: string }, blocks: number): Promise<DownloadFigures> {
+  const target = { name: `bench-${blocks}.img`, length: blocks * MiB, hashes: hashesOf(blocks) };
+  const out = await runChild(['bench/agent-download-child.ts', server.url, JSON.stringify(target)]);
+  return JSON.parse(out.trim().split('\n').pop()!) as DownloadFigures;
+}
+
+/** RSS of an idle daemon; `command` is the agent executable and its leading arguments. */
+async function idleRss(command: string[], deviceId: string): Promise<number> {
+  const w = await realWorld({ deviceId });
+  const [exe, ...pre] = command as [string, ...string[]];
+  try {
+    // Asynchronous: the director runs in this process and must keep answering.
+    const provision = spawn(exe, [...pre, 'provision', '--config', w.configPath], { stdio: ['ignore', 'ignore', 'pipe'] });
+    let perr = '';
+    provision.stderr.on('data', (d: Buffer) => (perr += d.toString()));
+    const code = await new Promise((r) => provision.on('exit', r));
+    if (code !== 0) throw new Error(`provision: ${perr}`);
+    const child = spawn(exe, [...pre, 'run', '--config', w.configPath, '--poll-interval-seconds', '3600'], { stdio: ['ignore', 'ignore', 'pipe'] });
+    let log = '';
+    await new Promise<void>((resolve, reject) => {
+      child.stderr.on('data', (d: Buffer) => {
+        log += d.toString();
+        if (log.includes('"cycle done"')) resolve();
+      });
+      child.on('exit', (code) => reject(new Error(`agent exited ${code}: ${log}`)));
+    });
+    await new Promise((r) => setTimeout(r, 3000));
+    const status = readFileSync(`/proc/${child.pid}/status`, 'utf8');
+    child.kill('SIGTERM');
+    await new Promise((r) => child.once('exit', r));
+    return Number(/VmRSS:\s+(\d+) kB/.exec(status)![1]) / 1024;
+  } finally {
+    await w.close();
+  }
+}
+
+const sizes = (process.env.BENCH_AGENT_SIZES_MIB ?? '256,1024').split(',').map(Number);
+const images = new Map(sizes.map((n) => [`/targets/${hashesOf(n).sha256}.bench-${n}.img`, n]));
+const server = await serveGenerated(images);
+const peaks: Record<string, number> = {};
+const before: Record<string, number> = {};
+let best = { downloadMBps: 0, hashMBps: 0 };
+try {
+  for (const n of sizes) {
+    const r = await downloadCase(server, n);
+    peaks[`${n}MiB`] = Math.round(r.peakDownloadMb * 10) / 10;
+    before[`${n}MiB`] = Math.round(r.rssBeforeMb * 10) / 10;
+    if (n === Math.max(...sizes)) best = r;
+  }
+} finally {
+  server.close();
+}
+// The shipped form (npm run build:agent: esbuild bundle in a Node single executable), and via tsx.
+const buildDir = mkdtempSync(join(tmpdir(), 'upfleet-bench-build-'));
+let idle = NaN;
+let idleTsx = NaN;
+
+if (process.env.BENCH_AGENT_SKIP_IDLE !== '1') try {
+  const built = spawn(process.execPath, ['--import', 'tsx', 'scripts/build-agent.ts', '--out', join(buildDir, 'out')], { cwd: root, stdio: 'ignore' });
+  if ((await new Promise((r) => built.on('exit', r))) !== 0) throw new Error('build:agent failed');
+  idle = await idleRss([join(buildDir, 'out', 'upfleet-agent')], 'bench-idle-sea');
+  idleTsx = await idleRss([process.execPath, `${root}agent/bin/upfleet-agent`], 'bench-idle-tsx');
+} finally {
+  rmSync(buildDir, { recursive: true, force: true });
+}
+const round = (x: number) => Math.round(x * 100) / 100;
+process.stdout.write(
+  JSON.stringify({
+    bench: 'agent',
+    idleRssMb: round(idle),
+    idleRssMbViaTsx: round(idleTsx),
+    peakRssMb: peaks,
+    rssBeforeDownloadMb: before,
+    downloadMBps: round(best.downloadMBps),
+    hashFromPageCacheMBps: round(best.hashMBps),
+    ratioToHashLimit: round(best.downloadMBps / best.hashMBps),
+    goals: { idleRssMb: 60, peakRssMb: 100, ratioToHashLimit: 0.7 },
+  }) + '\n',
+);
