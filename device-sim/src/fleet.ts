@@ -70,7 +70,7 @@ const PASSPHRASE = 'fleet-simulator-key-passphrase';
 /** Provisions and starts the fleet. @throws whatever provisioning throws (the director refused, a bad root) */
 export async function startFleet(o: FleetOptions): Promise<Fleet> {
   const { createAgent, parseConfig } = await import('@upfleet/agent');
-  const log = o.logger ?? pino({ level: process.env.UPFLEET_LOG_LEVEL ?? 'silent' });
+  const log = o.logger ?? pino({ level: process.env.UPFLEET_LOG_LEVEL || 'silent' });
   const prefix = o.prefix ?? 'sim-car';
   const hw = o.hardwareIds ?? { primary: 'gateway', secondaries: Array.from({ length: o.ecus }, (_, i) => `ecu-${i + 1}`) };
   mkdirSync(o.dir, { recursive: true });

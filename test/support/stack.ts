@@ -93,7 +93,7 @@ export class Stack {
   ) {}
 
   static async start(options: StackOptions = {}): Promise<Stack> {
-    const log = options.logger ?? pino({ level: process.env.UPFLEET_LOG_LEVEL ?? 'silent' });
+    const log = options.logger ?? pino({ level: process.env.UPFLEET_LOG_LEVEL || 'silent' });
     const dir = mkdtempSync(join(options.baseDir ?? tmpdir(), 'upfleet-stack-'));
     const repoDir = join(dir, 'image-repo');
     const directorDir = join(dir, 'director');

@@ -260,5 +260,5 @@ async function closeEcus(ecus: VehicleEcu[]): Promise<void> {
 
 /** A quiet logger for agents and servers unless UPFLEET_LOG_LEVEL is set. */
 export function quietLogger(): Logger {
-  return pino({ level: process.env.UPFLEET_LOG_LEVEL ?? 'silent' });
+  return pino({ level: process.env.UPFLEET_LOG_LEVEL || 'silent' });
 }
