@@ -50,7 +50,7 @@ describe('SerialSecondary on a pty pair', () => {
   before(async () => {
     // The emulator in front of the ECU's pty paces the line and can cut it.
     setup = await ptyEcu('tcu-1', { baud: 921_600, seed: 5 });
-    secondary = await SerialSecondary.open({ path: setup.pty.b, baudRate: 921_600, ecuSerial: 'tcu-1', rtoMs: 150, maxAttempts: 3 });
+    secondary = await SerialSecondary.open({ path: setup.pty.b, baudRate: 921_600, ecuSerial: 'tcu-1', maxAttempts: 3 });
     cleanups.push(() => secondary.close());
   });
 
@@ -72,12 +72,13 @@ describe('SerialSecondary on a pty pair', () => {
       if (!cut && p.phase === 'transfer' && p.done > 30_000) {
         cut = true;
         setup.served.emulator!.disconnect();
-        setTimeout(() => setup.served.emulator!.reconnect(), 600);
+        // Longer than maxAttempts RTOs: the driver must give up, reconnect and resume.
+        setTimeout(() => setup.served.emulator!.reconnect(), 1500);
       }
     });
     assert.ok(cut);
-    assert.equal(begins.length, 2, `begins ${begins}`);
-    assert.ok(begins[1]! > 30_000, `resumed at ${begins[1]}`);
+    assert.ok(begins.length >= 2, `begins ${begins}`);
+    assert.ok(begins.at(-1)! > 30_000, `resumed at ${begins.at(-1)}`);
     assert.deepEqual(setup.ecu.store.readInactive(), setup.bytes);
     await secondary.activate();
     const info = await secondary.info();

@@ -34,13 +34,13 @@ export interface SerialSecondaryOptions extends PrimaryOptions {
 }
 
 /**
- * A retransmission timeout for a line of `baud` bits per second: three times the
- * time a full window of frames takes on the wire (the ack of the last frame of a
- * window arrives after the whole window), plus scheduling slack.
+ * A retransmission timeout for a line of `baud` bits per second: twice the time
+ * a full window of frames takes on the wire (a chunk may queue behind a whole
+ * window before it is sent, and its ack follows it), plus scheduling slack.
  */
 export function rtoForLine(baud: number, chunk: number = PRIMARY_DEFAULTS.maxChunk, window: number = PRIMARY_DEFAULTS.maxWindow): number {
   const frameBytes = chunk + 16;
-  return Math.ceil(100 + (3 * window * frameBytes * 10 * 1000) / baud);
+  return Math.ceil(100 + (2 * window * frameBytes * 10 * 1000) / baud);
 }
 
 /** The line answers, but with another ECU than configured. */

@@ -33,7 +33,7 @@ export interface PrimaryOptions extends SessionOptions {
 }
 
 /** Defaults chosen by bench/serial.ts: 512-byte chunks keep a frame's error odds low at BER 1e-5. */
-export const PRIMARY_DEFAULTS = { maxChunk: 512, maxWindow: 8, rtoMs: 1000, maxAttempts: 5 } as const;
+export const PRIMARY_DEFAULTS = { maxChunk: 512, maxWindow: 16, rtoMs: 1000, maxAttempts: 5 } as const;
 
 export interface Negotiated {
   readonly version: number;
