@@ -7,9 +7,12 @@
  * 1.0 would mean the director spends nothing but signature checks.
  * Two cases: "function" calls the ingestion service directly (parse, checks,
  * SQLite commit); "http" posts through the real HTTP API on loopback with
- * device-token auth (client and server share this process and its CPU).
+ * device-token auth, the load generator in a worker thread. The http line also
+ * gives the rate of a bare node:http server that only reads the body and
+ * answers (same client, same bodies): the transport's own ceiling here.
  */
 import { Worker } from 'node:worker_threads';
+import { createServer } from 'node:http';
 import { Ed25519Signer, utf8 } from '@upfleet/core';
 import { harness, SimDevice } from '../director/src/testing/harness.ts';
 
@@ -62,10 +65,39 @@ async function worker(w) {
 Promise.all(Array.from({ length: concurrency }, (_, w) => worker(w))).then(() => parentPort.postMessage({ sent, failures }));
 `;
 
+type Load = Array<{ id: string; token: string; bodies: string[] }>;
+
+async function postAll(url: string, perDevice: Load): Promise<{ sent: number; failures: number; seconds: number }> {
+  const t0 = performance.now();
+  const r = await new Promise<{ sent: number; failures: number }>((resolve, reject) => {
+    const w = new Worker(CLIENT, { eval: true, workerData: { url, perDevice, concurrency: HTTP_CONCURRENCY } });
+    w.once('message', resolve);
+    w.once('error', reject);
+  });
+  return { ...r, seconds: (performance.now() - t0) / 1000 };
+}
+
+/** Requests per second of a server that does nothing but read the body and answer. */
+async function bareHttpRate(perDevice: Load): Promise<number> {
+  const server = createServer((req, res) => {
+    req.resume();
+    req.on('end', () => res.writeHead(200, { 'content-type': 'application/json' }).end('{"accepted":true}'));
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
+  const a = server.address();
+  try {
+    const { sent, seconds } = await postAll(`http://127.0.0.1:${typeof a === 'object' && a ? a.port : 0}`, perDevice);
+    return sent / seconds;
+  } finally {
+    server.closeAllConnections();
+    server.close();
+  }
+}
+
 const h = await harness({ logLevel: 'silent' });
 try {
   // The machine may be shared: the baseline is measured right before and after each case, averaged.
-  const line = (mode: string, manifests: number, seconds: number, before: number) => {
+  const line = (mode: string, manifests: number, seconds: number, before: number, extra: Record<string, number> = {}) => {
     const verifiesPerSecond = (before + verifyRate()) / 2;
     const manifestsPerSecond = manifests / seconds;
     console.log(JSON.stringify({
@@ -73,6 +105,7 @@ try {
       manifestsPerSecond: Math.round(manifestsPerSecond), verifiesPerSecond: Math.round(verifiesPerSecond),
       verifyLimitManifestsPerSecond: Math.round(verifiesPerSecond / VERIFIES_PER_MANIFEST),
       ratioToVerifyLimit: Number(((manifestsPerSecond * VERIFIES_PER_MANIFEST) / verifiesPerSecond).toFixed(3)),
+      ...extra,
     }));
   };
 
@@ -93,16 +126,11 @@ try {
     const { devices, batches } = await prepare(h, 'http');
     // The load generator runs in a worker thread so client and server do not share one event loop.
     const perDevice = devices.map((d, i) => ({ id: d.id, token: d.token(), bodies: batches.map((b) => Buffer.from(b[i]!.bytes).toString()) }));
+    const bare = await bareHttpRate(perDevice);
     const before = verifyRate();
-    const t0 = performance.now();
-    const { sent, failures } = await new Promise<{ sent: number; failures: number }>((resolve, reject) => {
-      const w = new Worker(CLIENT, { eval: true, workerData: { url: h.director.url, perDevice, concurrency: HTTP_CONCURRENCY } });
-      w.once('message', resolve);
-      w.once('error', reject);
-    });
-    const seconds = (performance.now() - t0) / 1000;
+    const { sent, failures, seconds } = await postAll(h.director.url, perDevice);
     if (failures > 0) throw new Error(`${failures} manifests refused over HTTP`);
-    line('http', sent, seconds, before);
+    line('http', sent, seconds, before, { bareHttpRequestsPerSecond: Math.round(bare), ratioToBareHttp: Number((sent / seconds / bare).toFixed(3)) });
   }
 } finally {
   await h.close();
