@@ -1,0 +1,164 @@
+/**
+ * The outbox across outages and restarts: over HTTP to a loopback director
+ * stand-in that fails and then recovers, and over MQTT to an in-process
+ * broker (aedes) that goes away and comes back on the same port.
+ */
+import { describe, it, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import http from 'node:http';
+import { createServer, type AddressInfo, type Server, type Socket } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Aedes } from 'aedes';
+import mqtt from 'mqtt';
+import { Ed25519Signer } from '@upfleet/core';
+import { openDb } from './db.ts';
+import { DeviceTokens } from './device-token.ts';
+import { DirectorClient } from './director-client.ts';
+import { MqttChannel } from './mqtt-channel.ts';
+import { Outbox } from './outbox.ts';
+
+const dirs: string[] = [];
+after(() => dirs.forEach((d) => rmSync(d, { recursive: true, force: true })));
+const tempDir = () => {
+  const d = mkdtempSync(join(tmpdir(), 'upfleet-outbox-'));
+  dirs.push(d);
+  return d;
+};
+
+describe('Outbox over HTTP', () => {
+  it('keeps messages through a director outage and a restart, then delivers them in order', async () => {
+    const dir = tempDir();
+    let up = false;
+    const received: Array<{ path: string; body: string; auth: string }> = [];
+    const server = http.createServer((req, res) => {
+      let body = '';
+      req.on('data', (c: Buffer) => (body += c.toString()));
+      req.on('end', () => {
+        if (!up) return void res.writeHead(503).end();
+        received.push({ path: req.url!, body, auth: req.headers.authorization ?? '' });
+        if (body.includes('"refuse"')) return void res.writeHead(422).end('{"error":{"code":"BAD"}}');
+        if (body.includes('"replayed"')) return void res.writeHead(409).end('{"error":{"code":"MANIFEST_REPLAY","lastCounter":9}}');
+        res.writeHead(req.url!.endsWith('/progress') ? 204 : 200).end('{}');
+      });
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+    const tokens = new DeviceTokens('car-9', Ed25519Signer.generate());
+    const client = new DirectorClient(url, 'car-9', tokens);
+    try {
+      let db = openDb(dir);
+      let outbox = new Outbox(db);
+      outbox.enqueue('manifest', { signed: { counter: 1 } });
+      outbox.enqueue('progress', { ecuSerial: 'e', state: 'downloading', done: 1, total: 2 });
+      outbox.enqueue('manifest', { signed: { counter: 2 }, refuse: true });
+      outbox.enqueue('manifest', { signed: { counter: 3 }, replayed: true });
+      const first = await outbox.flush((row) => client.deliver(row));
+      assert.equal(first.acked, 0);
+      assert.match(first.stoppedBy!, /HTTP 503/);
+      db.close(); // the agent restarts during the outage
+
+      db = openDb(dir);
+      outbox = new Outbox(db);
+      assert.deepEqual(outbox.counts(), { manifest: 3, progress: 1, rejected: 0 });
+      up = true;
+      const second = await outbox.flush((row) => client.deliver(row));
+      assert.equal(second.acked, 3);
+      assert.deepEqual(outbox.counts(), { manifest: 0, progress: 0, rejected: 1 });
+      assert.deepEqual(received.map((r) => r.path), [
+        '/api/v1/devices/car-9/manifest',
+        '/api/v1/devices/car-9/progress',
+        '/api/v1/devices/car-9/manifest',
+        '/api/v1/devices/car-9/manifest',
+      ]);
+      assert.match(received[0]!.auth, /^UpfleetDevice car-9:\d+:[0-9a-f]{128}$/);
+      db.close();
+    } finally {
+      server.close();
+    }
+  });
+});
+
+async function startBroker(port = 0): Promise<{ port: number; messages: Array<{ topic: string; payload: string }>; close(): Promise<void> }> {
+  const broker = await Aedes.createBroker();
+  const messages: Array<{ topic: string; payload: string }> = [];
+  broker.on('publish', (packet, client) => {
+    if (client) messages.push({ topic: packet.topic, payload: packet.payload.toString() });
+  });
+  const sockets = new Set<Socket>();
+  const server: Server = createServer((s) => {
+    sockets.add(s);
+    s.on('close', () => sockets.delete(s));
+    broker.handle(s);
+  });
+  await new Promise<void>((r) => server.listen(port, '127.0.0.1', r));
+  return {
+    port: (server.address() as AddressInfo).port,
+    messages,
+    async close() {
+      for (const s of sockets) s.destroy();
+      await new Promise<void>((r) => server.close(() => r()));
+      await new Promise<void>((r) => broker.close(() => r()));
+    },
+  };
+}
+
+describe('Outbox over MQTT', () => {
+  it('waits for PUBACK, keeps messages while the broker is down, delivers after it returns', async () => {
+    const dir = tempDir();
+    let broker = await startBroker();
+    const port = broker.port;
+    const notified: unknown[] = [];
+    const channel = new MqttChannel({
+      url: `mqtt://127.0.0.1:${port}`,
+      deviceId: 'car-7',
+      prefix: 'test-agent-outbox',
+      tokens: new DeviceTokens('car-7', Ed25519Signer.generate()),
+      onNotify: (p) => notified.push(p),
+    });
+    const db = openDb(dir);
+    const outbox = new Outbox(db);
+    try {
+      await waitFor(() => channel.connected);
+      outbox.enqueue('manifest', { n: 1 });
+      assert.equal((await outbox.flush((r) => channel.deliver(r))).acked, 1);
+      assert.ok(broker.messages.some((m) => m.topic === 'test-agent-outbox/devices/car-7/manifest' && m.payload === '{"n":1}'));
+
+      // notify wakes the agent
+      const director = await mqtt.connectAsync(`mqtt://127.0.0.1:${port}`, { clientId: 'director-test' });
+      await director.publishAsync('test-agent-outbox/devices/car-7/notify', '{"targetsVersion":3}', { qos: 1 });
+      await waitFor(() => notified.length === 1);
+      assert.deepEqual(notified[0], { targetsVersion: 3 });
+      await director.endAsync(true);
+
+      await broker.close();
+      await waitFor(() => !channel.connected);
+      outbox.enqueue('manifest', { n: 2 });
+      outbox.enqueue('progress', { n: 3 });
+      const during = await outbox.flush((r) => channel.deliver(r));
+      assert.equal(during.acked, 0);
+      assert.deepEqual(outbox.counts(), { manifest: 1, progress: 1, rejected: 0 });
+
+      broker = await startBroker(port);
+      await waitFor(() => channel.connected, 10_000);
+      assert.equal((await outbox.flush((r) => channel.deliver(r))).acked, 2);
+      assert.deepEqual(
+        broker.messages.filter((m) => !m.topic.endsWith('/status')).map((m) => m.payload),
+        ['{"n":2}', '{"n":3}'],
+      );
+    } finally {
+      await channel.close();
+      await broker.close();
+      db.close();
+    }
+  });
+});
+
+async function waitFor(cond: () => boolean, ms = 5000): Promise<void> {
+  const end = Date.now() + ms;
+  while (!cond()) {
+    if (Date.now() > end) throw new Error('timed out waiting');
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
