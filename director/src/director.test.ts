@@ -385,3 +385,22 @@ describe('image repository view', () => {
     }
   });
 });
+
+describe('start-up and routing', () => {
+  it('refuses to start with the wrong online passphrase, and answers 404/405 with typed errors', async () => {
+    const h = await harness();
+    try {
+      const { startDirector } = await import('./director.ts');
+      const { KeyFileError } = await import('@upfleet/core');
+      await assert.rejects(startDirector({ dir: h.dir, imageRepoUrl: h.imageRepo.url, adminToken: 'a', provisioningToken: 'p', onlinePassphrase: 'wrong', mqtt: 'none' }), KeyFileError);
+      const missing = await h.api('GET', '/api/v1/nothing');
+      assert.deepEqual([missing.status, missing.body.error.code], [404, 'NOT_FOUND']);
+      const method = await h.api('DELETE', '/api/v1/admin/devices');
+      assert.deepEqual([method.status, method.body.error.code], [405, 'METHOD_NOT_ALLOWED']);
+      const bad = await h.admin('POST', '/api/v1/admin/devices', { deviceId: 'no/slashes' });
+      assert.deepEqual([bad.status, bad.body.error.code, bad.body.error.field], [400, 'BAD_REQUEST', 'deviceId']);
+    } finally {
+      await h.close();
+    }
+  });
+});
