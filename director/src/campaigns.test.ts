@@ -133,6 +133,22 @@ describe('campaigns', () => {
     assert.equal((await h.admin('POST', `/api/v1/admin/campaigns/${id}/resume`)).status, 409);
   });
 
+  it('carries on after a director restart', async () => {
+    const devices = await fleet('restart', 2);
+    const id = await create('restart', { waves: [50, 100], successThreshold: 1 });
+    await h.admin('POST', `/api/v1/admin/campaigns/${id}/start`);
+    const before = await status(id);
+    await h.restart();
+    assert.deepEqual(await status(id), before);
+    const [first] = await openDevices(id, devices);
+    await succeed(first!);
+    const s = await status(id);
+    assert.deepEqual([s.currentWave, s.counts.succeeded, s.counts.pending], [2, 1, 1]);
+    const [second] = await openDevices(id, devices);
+    assert.notEqual(second!.id, first!.id);
+    assert.ok((await h.admin('GET', `/api/v1/admin/devices/${second!.id}`)).body.targets['brake-9.bin']);
+  });
+
   it('refuses to start when the image repository lacks an image', async () => {
     const r = await h.admin('POST', '/api/v1/admin/campaigns', { name: 'ghost', images: [{ hardwareId: 'brake', image: 'ghost.bin' }] });
     const s = await h.admin('POST', `/api/v1/admin/campaigns/${r.body.id}/start`);
