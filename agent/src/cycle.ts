@@ -249,7 +249,8 @@ export function buildSteps(d: CycleDeps): Steps {
       if (!next) return { event: { type: 'activated' } };
       await forEcu(next.ecuSerial, async () => {
         const e = ecu(next.ecuSerial);
-        await e.activate();
+        // After a power loss the ECU may have switched before `ecuActivated` was persisted: do not activate twice.
+        if (!sameImage((await e.info()).installed, next)) await e.activate();
         const info = await e.info();
         if (!sameImage(info.installed, next)) throw new InstallError(next.ecuSerial, 'activate', `runs ${info.installed?.filename ?? 'nothing'} after activating ${next.name}`);
       });
