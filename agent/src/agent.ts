@@ -135,7 +135,8 @@ export async function createAgent(config: AgentConfig, options: AgentOptions = {
     },
     sign: (m) => loadSigner().sign(m),
   };
-  const tokens = new DeviceTokens(config.deviceId, lazySigner, () => Math.floor(now().getTime() / 1000));
+  // Tokens use the real clock: `now` is only the reference time for metadata expiry.
+  const tokens = new DeviceTokens(config.deviceId, lazySigner);
   const director = new DirectorClient(config.directorUrl, config.deviceId, tokens);
   const directorFetcher = new HttpFetcher(limits, () => tokens.header());
   const imageFetcher = new HttpFetcher(limits);
@@ -339,6 +340,7 @@ export async function createAgent(config: AgentConfig, options: AgentOptions = {
   }
 
   async function close(): Promise<void> {
+    if (closed && !db.open) return;
     closed = true;
     wake?.();
     await cycling?.catch(() => undefined);

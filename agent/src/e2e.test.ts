@@ -7,7 +7,7 @@
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { readFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import pino from 'pino';
 import { createAgent, type Agent } from './agent.ts';
@@ -83,5 +83,81 @@ describe('agent against the real director and image repository', () => {
 
   it('then has nothing new to do', async () => {
     assert.equal((await agent.checkOnce()).result, 'noUpdate');
+  });
+});
+
+describe('refusals reported to the real director', () => {
+  let w: RealWorld;
+  let agent: Agent;
+  const installedOf = async () =>
+    Object.fromEntries((await w.device()).ecus.map((e: { serial: string; installed: { filename: string } | null }) => [e.serial, e.installed?.filename ?? null]));
+
+  before(async () => {
+    w = await realWorld({ deviceId: 'vehicle-refusals', secondaries: [{ serial: 'brake-r', hardwareId: 'brake', verification: 'partial' }] });
+    agent = await createAgent(w.config, { logger: pino({ level: 'silent' }) });
+    await agent.provision();
+    assert.equal((await agent.checkOnce()).result, 'noUpdate');
+  });
+  after(async () => {
+    await agent?.close();
+    await w?.close();
+  });
+
+  it('refuses a tampered image from the image repository and installs nothing', async () => {
+    const t = await w.publish([
+      { name: 'gateway-t.bin', data: randomBytes(30_000), hardwareIds: ['gateway'] },
+      { name: 'brake-t.bin', data: randomBytes(20_000), hardwareIds: ['brake'] },
+    ]);
+    const sha = t['brake-t.bin']!.hashes.sha256!;
+    const blob = join(w.dir, 'image-repo', 'server', 'blobs', sha.slice(0, 2), sha);
+    const bytes = readFileSync(blob);
+    bytes[100] ^= 0xff;
+    writeFileSync(blob, bytes);
+    const before = await installedOf();
+    const a = await w.admin('POST', '/api/v1/admin/devices/vehicle-refusals/assignments', {
+      ecus: [{ ecuSerial: 'primary-1', image: 'gateway-t.bin' }, { ecuSerial: 'brake-r', image: 'brake-t.bin' }],
+    });
+    assert.equal(a.status, 201, JSON.stringify(a.json));
+    const out = await agent.checkOnce();
+    assert.equal(out.result, 'failure');
+    assert.equal(out.failure?.code, 'LENGTH_OR_HASH_MISMATCH');
+    assert.equal(out.undelivered, 0);
+    assert.deepEqual(await installedOf(), before, 'no ECU changed');
+    const device = await w.device();
+    assert.equal(device.assignments.at(-1).status, 'failed');
+    assert.equal(device.assignments.at(-1).errorCode, 'VERIFICATION_FAILED');
+  });
+
+  it('refuses a director target the image repository no longer backs (mismatch) and reports it', async () => {
+    const t = await w.publish([{ name: 'gateway-m.bin', data: randomBytes(25_000), hardwareIds: ['gateway'] }]);
+    const a = await w.admin('POST', '/api/v1/admin/devices/vehicle-refusals/assignments', { ecus: [{ ecuSerial: 'primary-1', image: 'gateway-m.bin' }] });
+    assert.equal(a.status, 201, JSON.stringify(a.json));
+    // The image repository now lists the name for another hardware ID only: the repositories disagree.
+    await w.retarget('gateway-m.bin', { ...t['gateway-m.bin']!.custom, hardwareIds: ['other-hw'] });
+    const before = await installedOf();
+    const out = await agent.checkOnce();
+    assert.equal(out.result, 'failure');
+    assert.equal(out.failure?.name, 'TargetMismatchError');
+    assert.equal(out.failure?.fields.field, 'hardwareId');
+    assert.deepEqual(await installedOf(), before);
+    const device = await w.device();
+    assert.equal(device.assignments.at(-1).status, 'failed');
+    assert.ok(device.events.some((e: { code: string }) => e.code === 'VERIFICATION_FAILED'));
+  });
+
+  it('refuses expired director metadata and reports it', async () => {
+    await agent.close(); // one agent per storage directory and serial port
+    const late = await createAgent(w.config, { logger: pino({ level: 'silent' }), now: () => new Date(Date.now() + 30 * 86400_000) });
+    try {
+      const events = (await w.device()).events.length;
+      const out = await late.checkOnce();
+      assert.equal(out.result, 'failure');
+      assert.equal(out.failure?.code, 'EXPIRED_METADATA');
+      assert.equal(out.failure?.state, 'checkingDirector');
+      assert.equal(out.undelivered, 0);
+      assert.ok((await w.device()).events.length > events, 'the director recorded the refusal');
+    } finally {
+      await late.close();
+    }
   });
 });

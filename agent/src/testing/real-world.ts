@@ -39,6 +39,8 @@ export interface RealWorld {
   configPath: string;
   /** Uploads images and publishes them in a new top-level targets version. */
   publish(images: Array<{ name: string; data: Uint8Array; hardwareIds: string[]; releaseCounter?: number }>): Promise<Record<string, TargetFile>>;
+  /** Publishes a new targets version where `name` has these custom fields. */
+  retarget(name: string, custom: Record<string, unknown>): Promise<void>;
   admin(method: string, path: string, body?: unknown): Promise<{ status: number; json: any }>;
   /** The director's view of the device (ECUs, assignments, events). */
   device(): Promise<any>;
@@ -149,17 +151,10 @@ export async function realWorld(options: WorldOptions = {}): Promise<RealWorld> 
       return { status: res.status, json: text ? JSON.parse(text) : null };
     }
 
-    async function publish(images: Array<{ name: string; data: Uint8Array; hardwareIds: string[]; releaseCounter?: number }>) {
-      const out: Record<string, TargetFile> = {};
+    async function publishTargets(mutate: (t: Targets) => void): Promise<void> {
       const health = (await (await fetch(`${imageRepo.url}/healthz`)).json()) as { versions: Record<string, number> };
       const md = Metadata.fromBytes(new Uint8Array(await (await fetch(`${imageRepo.url}/metadata/${health.versions.targets}.targets.json`)).arrayBuffer()), 'targets') as Metadata<Targets>;
-      for (const img of images) {
-        const put = await fetch(`${imageRepo.url}/api/v1/images/${img.name}`, { method: 'PUT', headers: { authorization: `Bearer ${UPLOAD_TOKEN}` }, body: img.data });
-        if (put.status !== 201) throw new Error(`upload ${img.name}: ${put.status} ${await put.text()}`);
-        const info = TargetFile.fromData(img.data, ['sha256', 'sha512'], { hardwareIds: img.hardwareIds, releaseCounter: img.releaseCounter ?? 1, version: `${img.releaseCounter ?? 1}.0.0` });
-        md.signed.targets[img.name] = info;
-        out[img.name] = info;
-      }
+      mutate(md.signed);
       md.signed.version += 1;
       md.signatures.clear();
       md.sign(repo.signers.targets);
@@ -171,6 +166,25 @@ export async function realWorld(options: WorldOptions = {}): Promise<RealWorld> 
       if (res.status !== 200) throw new Error(`publish: ${res.status} ${await res.text()}`);
       // The director caches its view of the image repository for a few seconds; tests assign at once.
       (director.services.ctx.imageRepo as { invalidate?: () => void }).invalidate?.();
+    }
+
+    async function retarget(name: string, custom: Record<string, unknown>): Promise<void> {
+      await publishTargets((t) => {
+        const info = t.targets[name];
+        if (!info) throw new Error(`no target ${name}`);
+        info.custom = custom as TargetFile['custom'];
+      });
+    }
+
+    async function publish(images: Array<{ name: string; data: Uint8Array; hardwareIds: string[]; releaseCounter?: number }>) {
+      const out: Record<string, TargetFile> = {};
+      for (const img of images) {
+        const put = await fetch(`${imageRepo.url}/api/v1/images/${img.name}`, { method: 'PUT', headers: { authorization: `Bearer ${UPLOAD_TOKEN}` }, body: img.data });
+        if (put.status !== 201) throw new Error(`upload ${img.name}: ${put.status} ${await put.text()}`);
+        const r = img.releaseCounter ?? 1;
+        out[img.name] = TargetFile.fromData(img.data, ['sha256', 'sha512'], { hardwareIds: img.hardwareIds, releaseCounter: r, version: `${r}.0.0` });
+      }
+      await publishTargets((t) => Object.assign(t.targets, out));
       return out;
     }
 
@@ -182,6 +196,7 @@ export async function realWorld(options: WorldOptions = {}): Promise<RealWorld> 
       config: parseConfig(rawConfig),
       configPath,
       publish,
+      retarget,
       admin,
       device: async () => (await admin('GET', `/api/v1/admin/devices/${rawConfig.deviceId}`)).json,
       async close() {
