@@ -194,7 +194,7 @@ export class SerialSecondary implements Secondary {
       this.session.reset();
       this.#events = [];
       try {
-        const reply = await this.#call(this.session.hello() as Request);
+        const reply = await this.#call(this.session.hello());
         if (reply.type !== 'HelloReply') continue;
         if (reply.info.ecuSerial !== this.ecuSerial) throw new WrongEcuError(this.ecuSerial, reply.info.ecuSerial);
         return reply.info;

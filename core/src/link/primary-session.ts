@@ -8,6 +8,9 @@
  * - Timers are the transport's: `deadline()` says when `timeout(now)` must be
  *   called; `timeout` returns the frames to retransmit, or throws LinkTimeoutError
  *   after `maxAttempts` sends of one request or chunk.
+ * - The data RTO adapts (Jacobson/Karels, RFC 6298) to the round trips the acks
+ *   show, including time spent queued behind the window on a slow line, with Karn's
+ *   rule (no samples from resent chunks); `rtoMs` is its floor and the request RTO.
  * - In TRANSFER, at most `windowSize` chunks are unacknowledged; each keeps its
  *   frame bytes until a cumulative ack covers it, so a NAK or a timeout resends
  *   exactly that frame. Chunks are sent in order and all but the last are
@@ -18,7 +21,7 @@ import { LinkSession, type SessionOptions } from './connection.ts';
 import { LinkTimeoutError, LocalProtocolError } from './errors.ts';
 import {
   MAX_CHUNK, NEED_DATA, PROTOCOL_VERSION, REPLIES_TO, REQUEST_TYPES,
-  type EcuInfo, type Event, type ImageAck, type ImageNak, type NextEvent, type Request,
+  type EcuInfo, type Event, type Hello, type ImageAck, type ImageNak, type NextEvent, type Request,
 } from './events.ts';
 import { PRIMARY_TABLE, type PrimaryState } from './state.ts';
 
@@ -54,6 +57,7 @@ interface InFlight {
   readonly offset: number;
   readonly length: number;
   readonly bytes: Uint8Array;
+  readonly sentAt: number;
   deadline: number;
   attempts: number;
 }
@@ -76,6 +80,7 @@ export class PrimarySession extends LinkSession<PrimaryState> {
   #negotiated: Negotiated | undefined;
   #begin: { length: number } | undefined;
   #transfer: { length: number; acked: number; nextOffset: number; inFlight: Map<number, InFlight> } | undefined;
+  #rtt: { srtt: number; rttvar: number } | undefined;
 
   constructor(options: PrimaryOptions = {}) {
     super(options);
@@ -107,11 +112,27 @@ export class PrimarySession extends LinkSession<PrimaryState> {
     return this.state === 'TRANSFER' && !!t && t.inFlight.size < this.#negotiated!.windowSize && t.nextOffset < t.length;
   }
 
+  /** The current retransmission timeout for image chunks. */
+  get dataRtoMs(): number {
+    const r = this.#rtt;
+    return r ? Math.min(60_000, Math.max(this.options.rtoMs, Math.ceil(r.srtt + 4 * r.rttvar))) : this.options.rtoMs;
+  }
+
+  #sampleRtt(sample: number): void {
+    const r = this.#rtt;
+    if (!r) this.#rtt = { srtt: sample, rttvar: sample / 2 };
+    else {
+      r.rttvar = 0.75 * r.rttvar + 0.25 * Math.abs(r.srtt - sample);
+      r.srtt = 0.875 * r.srtt + 0.125 * sample;
+    }
+  }
+
   /** A Hello event offering this primary's limits. */
-  hello(): Event {
+  hello(): Hello {
     return { type: 'Hello', versions: [PROTOCOL_VERSION], maxChunk: this.options.maxChunk, maxWindow: this.options.maxWindow };
   }
 
+  /** Starts over in IDLE; the RTT estimate survives (it describes the line, not the session). */
   override reset(): void {
     super.reset();
     this.#state = 'IDLE';
@@ -162,7 +183,7 @@ export class PrimarySession extends LinkSession<PrimaryState> {
     }
     if (t.inFlight.size >= n.windowSize) throw new LocalProtocolError('TRANSFER', 'send past the window');
     const bytes = this.frame({ type: 'ImageData', offset, data }, 0);
-    t.inFlight.set(offset, { offset, length: data.length, bytes, deadline: now + this.options.rtoMs, attempts: 1 });
+    t.inFlight.set(offset, { offset, length: data.length, bytes, sentAt: now, deadline: now + this.dataRtoMs, attempts: 1 });
     t.nextOffset = end;
     return bytes;
   }
@@ -197,7 +218,8 @@ export class PrimarySession extends LinkSession<PrimaryState> {
     }
     oldest.attempts++;
     this.stats.retransmits++;
-    for (const d of overdue) d.deadline = now + this.options.rtoMs;
+    const rto = this.#pending ? this.options.rtoMs : this.dataRtoMs;
+    for (const d of overdue) d.deadline = now + rto;
     this.queue(oldest.bytes);
     return this.takeOutgoing();
   }
@@ -289,13 +311,23 @@ export class PrimarySession extends LinkSession<PrimaryState> {
     if (e.next > t.nextOffset) throw this.remote(`ack of ${e.next}, only ${t.nextOffset} sent`);
     if (e.next > t.acked) {
       t.acked = e.next;
-      for (const [offset, c] of t.inFlight) if (offset + c.length <= e.next) t.inFlight.delete(offset);
+      let newest: InFlight | undefined;
+      for (const [offset, c] of t.inFlight) {
+        if (offset + c.length > e.next) continue;
+        t.inFlight.delete(offset);
+        if (c.attempts === 1 && (!newest || c.offset > newest.offset)) newest = c;
+      }
+      if (newest) this.#sampleRtt(this.#now - newest.sentAt);
+      // RFC 6298 5.3: progress restarts the timer, so chunks queued behind a
+      // window on a slow line do not time out while acks keep coming.
+      const restart = this.#now + this.dataRtoMs;
+      for (const c of t.inFlight.values()) c.deadline = Math.max(c.deadline, restart);
     }
     if (e.type === 'ImageNak') {
       const c = t.inFlight.get(e.missing);
       if (c) {
         c.attempts++;
-        c.deadline = this.#now + this.options.rtoMs;
+        c.deadline = this.#now + this.dataRtoMs;
         this.stats.retransmits++;
         this.queue(c.bytes);
       }

@@ -233,6 +233,25 @@ describe('image transfer', () => {
       assert.ok(r.ecu.stats.corrupt > 0);
     });
   }
+  it('adapts the data RTO to the round trips acks show (a slow, queued line)', () => {
+    const { p, ecu } = handshake({ maxChunk: 16, maxWindow: 4, rtoMs: 100 });
+    ecu.receive(p.send({ type: 'ImageBegin', name: 'x', length: 16 * 40, hashes: {} }, 0));
+    ecu.nextEvent();
+    p.receive(ecu.send({ type: 'ImageReady', offset: 0 }));
+    p.nextEvent(0);
+    assert.equal(p.dataRtoMs, 100);
+    let now = 0;
+    for (let off = 0; off < 16 * 40; off += 16) {
+      ecu.receive(p.send({ type: 'ImageData', offset: off, data: new Uint8Array(16) }, now));
+      ecu.nextEvent();
+      now += 500; // every chunk is acked 500 ms after it was sent
+      p.receive(ecu.send({ type: 'ImageAck', next: off + 16 }));
+      p.nextEvent(now);
+    }
+    assert.ok(p.dataRtoMs >= 500, `rto ${p.dataRtoMs}`);
+    assert.equal(p.stats.retransmits, 0);
+  });
+
   it('refuses to send past the window or out of order (local errors)', () => {
     const { p, ecu } = handshake({ maxChunk: 16, maxWindow: 1 });
     ecu.receive(p.send({ type: 'ImageBegin', name: 'x', length: 64, hashes: {} }, 0));
