@@ -3,8 +3,15 @@
  * returns false, and only malformed key *descriptions* raise errors.
  *
  * ed25519 has two interchangeable providers, node:crypto (OpenSSL, ~13x faster
- * here) and @noble/ed25519 (pure JS). Both apply the strict RFC 8032 rules
- * (noble with zip215: false), so a signature valid for one is valid for the other.
+ * here, the default) and @noble/ed25519 (pure JS). Both apply one strict rule set,
+ * so a signature valid for one is valid for the other:
+ * - lengths: a 32-byte key and a 64-byte signature;
+ * - S canonical (S < L), R and A canonical encodings (y < p, no "negative zero");
+ * - A not of small order;
+ * - the cofactorless equation [S]B = R + [k]A, compared on the encoding of R.
+ * OpenSSL alone accepts small-order and non-canonical A, so the node provider
+ * refuses those first; noble (zip215: false) alone uses the cofactored equation,
+ * so the noble provider also checks the cofactorless one.
  * rsassa-pss-sha256 and ecdsa-sha2-nistp256 keys verify through node:crypto.
  */
 import {
@@ -19,7 +26,7 @@ import {
 import * as noble from '@noble/ed25519';
 import { canonicalize } from './canonical-json.ts';
 import { digestHex, digest } from './hash.ts';
-import { fromHex, toHex } from './bytes.ts';
+import { bytesEqual, concatBytes, fromHex, toHex } from './bytes.ts';
 import { MalformedMetadataError, UnsupportedKeyError } from './errors.ts';
 
 noble.hashes.sha512 = (message: Uint8Array) => digest('sha512', message) as Uint8Array<ArrayBuffer>;
@@ -51,6 +58,33 @@ function nodePrivateKey(seed: Uint8Array): KeyObject {
   return createPrivateKey({ key: Buffer.concat([PKCS8_ED25519_PREFIX, seed]), format: 'der', type: 'pkcs8' });
 }
 
+const P = 2n ** 255n - 19n;
+const L = 2n ** 252n + 27742317777372353535851937790883648493n;
+
+function littleEndian(bytes: Uint8Array): bigint {
+  let n = 0n;
+  for (let i = bytes.byteLength - 1; i >= 0; i--) n = (n << 8n) | BigInt(bytes[i]!);
+  return n;
+}
+
+/**
+ * The y coordinates of the eight small-order points: 1 (identity), p-1 (order 2),
+ * 0 (order 4) and the two of order 8. Every x for these y is small-order.
+ */
+const SMALL_ORDER_Y = new Set([
+  0n,
+  1n,
+  P - 1n,
+  0x7a03ac9277fdc74ec6cc392cfa53202a0f67100d760b3cba4fd84d3d706a17c7n,
+  P - 0x7a03ac9277fdc74ec6cc392cfa53202a0f67100d760b3cba4fd84d3d706a17c7n,
+]);
+
+/** A public key OpenSSL would accept but strict verification refuses: y >= p, or small order. */
+function isWeakPublicKey(publicKey: Uint8Array): boolean {
+  const y = littleEndian(publicKey) & ((1n << 255n) - 1n);
+  return y >= P || SMALL_ORDER_Y.has(y);
+}
+
 export const nodeEd25519: Ed25519Provider = {
   name: 'node:crypto',
   publicKey(seed) {
@@ -62,6 +96,7 @@ export const nodeEd25519: Ed25519Provider = {
   },
   verify(publicKey, signature, message) {
     if (publicKey.byteLength !== 32 || signature.byteLength !== 64) return false;
+    if (isWeakPublicKey(publicKey)) return false;
     try {
       return nodeVerify(null, message, nodePublicKey(publicKey), signature);
     } catch {
@@ -76,7 +111,13 @@ export const nobleEd25519: Ed25519Provider = {
   sign: (seed, message) => noble.sign(message, seed),
   verify(publicKey, signature, message) {
     try {
-      return noble.verify(signature, message, publicKey, { zip215: false });
+      if (!noble.verify(signature, message, publicKey, { zip215: false })) return false;
+      // Cofactorless: R must equal [S]B - [k]A exactly, not only up to a small-order component.
+      const r = signature.subarray(0, 32);
+      const k = littleEndian(digest('sha512', concatBytes([r, publicKey, message]))) % L;
+      const A = noble.Point.fromBytes(publicKey);
+      const R = noble.Point.BASE.multiply(littleEndian(signature.subarray(32)), false).subtract(A.multiply(k, false));
+      return bytesEqual(R.toBytes(), r);
     } catch {
       return false;
     }

@@ -77,6 +77,7 @@ export class Updater {
   readonly #maxLength: Record<RoleType, number>;
   #trusted: TrustedMetadataSet | undefined;
   #refreshed = false;
+  #writes = new Map<string, Promise<void>>();
 
   constructor(options: UpdaterOptions) {
     this.#options = options;
@@ -102,10 +103,14 @@ export class Updater {
     const rootBytes = await this.#options.store.read(metadataFileName('root'));
     if (!rootBytes) throw new UsageError('no trusted root.json in the metadata store');
     this.#trusted = new TrustedMetadataSet(rootBytes, this.#options.now, { maxLength: this.#maxLength });
-    await this.#loadRoot();
-    await this.#loadTimestamp();
-    await this.#loadSnapshot();
-    await this.#loadTargets('targets', 'root');
+    try {
+      await this.#loadRoot();
+      await this.#loadTimestamp();
+      await this.#loadSnapshot();
+      await this.#loadTargets('targets', 'root');
+    } finally {
+      await this.#flush();
+    }
   }
 
   /**
@@ -116,6 +121,14 @@ export class Updater {
    */
   async findTarget(path: string, options: { hardwareId?: string } = {}): Promise<FoundTarget | undefined> {
     if (!this.#refreshed) await this.refresh();
+    try {
+      return await this.#search(path, options.hardwareId);
+    } finally {
+      await this.#flush();
+    }
+  }
+
+  async #search(path: string, hardwareId: string | undefined): Promise<FoundTarget | undefined> {
     const maxDelegations = this.#options.maxDelegations ?? 32;
     let toVisit: Array<[role: string, delegator: string]> = [['targets', 'root']];
     const visited = new Set<string>();
@@ -127,7 +140,7 @@ export class Updater {
       if (info) return { path, info, role };
       visited.add(role);
       const children: Array<[string, string]> = [];
-      for (const child of targets.delegations?.rolesForTarget(path, options.hardwareId) ?? []) {
+      for (const child of targets.delegations?.rolesForTarget(path, hardwareId) ?? []) {
         if (child.allowed) children.push([child.name, role]);
         if (child.terminating) {
           toVisit = [];
@@ -177,7 +190,7 @@ export class Updater {
         throw e;
       }
       trusted.updateRoot(bytes);
-      await this.#persist('root', bytes);
+      this.#persist('root', bytes);
     }
   }
 
@@ -192,7 +205,7 @@ export class Updater {
       if (e instanceof EqualVersionError) return; // nothing new: keep the trusted one
       throw e;
     }
-    await this.#persist('timestamp', bytes);
+    this.#persist('timestamp', bytes);
   }
 
   /** 5.5: the local snapshot if it is still the final one, else the remote one. */
@@ -202,7 +215,7 @@ export class Updater {
     const meta = trusted.timestamp!.snapshotMeta;
     const bytes = await this.#download('snapshot', meta.length ?? this.#maxLength.snapshot, this.#versionFor(meta.version));
     trusted.updateSnapshot(bytes);
-    await this.#persist('snapshot', bytes);
+    this.#persist('snapshot', bytes);
   }
 
   /** 5.6/5.7: a targets role, trusted via this delegator already, or local, or remote. */
@@ -215,7 +228,7 @@ export class Updater {
     if (!meta) throw new UnlistedRoleError(role); // 5.6.1, before fetching anything
     const bytes = await this.#download(role, meta.length ?? this.#maxLength.targets, this.#versionFor(meta.version));
     const targets = trusted.updateDelegatedTargets(bytes, role, delegator);
-    await this.#persist(role, bytes);
+    this.#persist(role, bytes);
     return targets;
   }
 
@@ -240,8 +253,23 @@ export class Updater {
     return this.#options.fetcher.fetch(`${this.#metadataBaseUrl}${prefix}${metadataFileName(role)}`, maxLength);
   }
 
-  #persist(role: string, bytes: Uint8Array): Promise<void> {
-    return this.#options.store.writeAtomic(metadataFileName(role), bytes);
+  /**
+   * Starts writing an accepted file without waiting, so disk syncs overlap the
+   * next download; writes to one name stay in order, and every public method
+   * waits for all of them (and reports their failure) before it returns.
+   */
+  #persist(role: string, bytes: Uint8Array): void {
+    const name = metadataFileName(role);
+    const previous = this.#writes.get(name) ?? Promise.resolve();
+    const write = previous.then(() => this.#options.store.writeAtomic(name, bytes));
+    write.catch(() => {}); // observed in #flush
+    this.#writes.set(name, write);
+  }
+
+  async #flush(): Promise<void> {
+    const writes = [...this.#writes.values()];
+    this.#writes.clear();
+    await Promise.all(writes);
   }
 }
 

@@ -78,8 +78,8 @@ export class DelegatedRole {
     const paths = obj.paths === undefined ? undefined : expectStringArray(obj.paths, `${path}.paths`);
     const prefixes =
       obj.path_hash_prefixes === undefined ? undefined : expectStringArray(obj.path_hash_prefixes, `${path}.path_hash_prefixes`);
-    if (paths !== undefined && prefixes !== undefined) {
-      throw new MalformedMetadataError(path, 'has both paths and path_hash_prefixes');
+    if ((paths === undefined) === (prefixes === undefined)) {
+      throw new MalformedMetadataError(path, 'needs exactly one of paths and path_hash_prefixes');
     }
     return new DelegatedRole(
       name,

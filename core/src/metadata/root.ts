@@ -14,7 +14,7 @@ export class Root extends Signed {
     public keys: Record<string, Key>,
     public roles: Record<RoleType, Role>,
     /** Undefined when the field is absent, so re-serialising reproduces the signed bytes. */
-    public consistentSnapshot: boolean | undefined = true,
+    public consistentSnapshot: boolean | undefined,
     specVersion?: string,
     unrecognizedFields: JsonObject = {},
   ) {

@@ -1,0 +1,220 @@
+import { describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { Metadata } from './envelope.ts';
+import { DelegatedRole, Delegations, SuccinctRoles, matchesPathPattern } from './delegations.ts';
+import { Root } from './root.ts';
+import { Ed25519Signer } from '../keys.ts';
+import { canonicalize } from '../canonical-json.ts';
+import { digestHex } from '../hash.ts';
+import { toHex, utf8 } from '../bytes.ts';
+import { MalformedMetadataError, UnsignedMetadataError } from '../errors.ts';
+import type { JsonObject } from './guard.ts';
+
+const signer = Ed25519Signer.generate();
+const KEY = signer.key.toJSON();
+const KEYID = signer.keyid;
+
+function rootJson(): JsonObject {
+  const role = { keyids: [KEYID], threshold: 1, x_role: 'kept' };
+  return {
+    _type: 'root',
+    spec_version: '1.0.31',
+    version: 1,
+    expires: '2030-01-01T00:00:00Z',
+    keys: { [KEYID]: { ...KEY, x_key: 'kept' } },
+    roles: { root: role, timestamp: role, snapshot: role, targets: role },
+    x_root: { nested: [1, 'two'] },
+  };
+}
+
+function targetsJson(): JsonObject {
+  return {
+    _type: 'targets',
+    spec_version: '1.0',
+    version: 3,
+    expires: '2030-01-01T00:00:00Z',
+    deviceId: 'vehicle-7',
+    targets: { 'fw.bin': { length: 3, hashes: { sha256: 'ab' }, custom: { hardwareIds: ['ecu'] }, x_target: true } },
+    delegations: {
+      keys: { [KEYID]: KEY },
+      roles: [{ name: 'a', keyids: [KEYID], threshold: 1, terminating: false, paths: ['a/*'], hardwareIds: ['ecu'], x_delegated: 1 }],
+      x_delegations: 'kept',
+    },
+  };
+}
+
+/** Bytes of an envelope signed over the canonical raw `signed`, with extra envelope fields. */
+function signedBytes(signed: JsonObject): Uint8Array {
+  const sig = toHex(signer.sign(canonicalize(signed)));
+  return canonicalize({ signed, signatures: [{ keyid: KEYID, sig, x_sig: 1 }], x_envelope: 'kept' });
+}
+
+describe('Metadata', () => {
+  describe('fromBytes then toBytes', () => {
+    for (const [name, make] of [['root', rootJson], ['targets', targetsJson]] as const) {
+      it(`keeps every unrecognised field of ${name}, so the signature still verifies over the model`, () => {
+        const bytes = signedBytes(make());
+        const md = Metadata.fromBytes(bytes);
+        assert.deepEqual(md.toBytes(), bytes);
+        md.verifyThreshold(name, { [KEYID]: signer.key }, [KEYID], 1);
+      });
+    }
+
+    it('keeps an absent consistent_snapshot absent', () => {
+      const md = Metadata.fromBytes(signedBytes(rootJson()), 'root');
+      assert.equal(md.signed.consistentSnapshot, undefined);
+      assert.ok(!('consistent_snapshot' in md.signed.toJSON()));
+    });
+
+    it('exposes the director deviceId as an unrecognised field', () => {
+      const md = Metadata.fromBytes(signedBytes(targetsJson()), 'targets');
+      assert.equal(md.signed.unrecognizedFields.deviceId, 'vehicle-7');
+    });
+  });
+
+  describe('sign then verifyThreshold', () => {
+    it('verifies a model changed and signed again, and refuses one changed without signing', () => {
+      const md = Metadata.fromBytes(signedBytes(targetsJson()), 'targets');
+      md.signed.version = 4;
+      assert.throws(() => md.verifyThreshold('targets', { [KEYID]: signer.key }, [KEYID], 1), UnsignedMetadataError);
+      md.sign(signer);
+      md.verifyThreshold('targets', { [KEYID]: signer.key }, [KEYID], 1);
+      assert.equal(Metadata.fromBytes(md.toBytes(), 'targets').signed.version, 4);
+    });
+
+    it('counts a key once even if listed twice, and ignores keyids without keys', () => {
+      const md = Metadata.fromBytes(signedBytes(targetsJson()), 'targets');
+      assert.throws(
+        () => md.verifyThreshold('targets', { [KEYID]: signer.key }, [KEYID, KEYID, 'unknown'], 2),
+        (e: unknown) => e instanceof UnsignedMetadataError && e.validSignatures === 1 && e.threshold === 2,
+      );
+    });
+  });
+
+  describe('strict parsing', () => {
+    const cases: Array<[string, (j: JsonObject) => void, string]> = [
+      ['_type of another role', (j) => (j._type = 'snapshot'), 'targets.signed._type'],
+      ['spec_version not a version', (j) => (j.spec_version = '1.x'), 'targets.signed.spec_version'],
+      ['spec_version of another major', (j) => (j.spec_version = '2.0.0'), 'targets.signed.spec_version'],
+      ['version zero', (j) => (j.version = 0), 'targets.signed.version'],
+      ['version a string', (j) => (j.version = '3'), 'targets.signed.version'],
+      ['expires with a fraction', (j) => (j.expires = '2030-01-01T00:00:00.5Z'), 'targets.signed.expires'],
+      ['targets not an object', (j) => (j.targets = []), 'targets.signed.targets'],
+      ['a negative target length', (j) => ((j.targets as JsonObject)['fw.bin'] = { length: -1, hashes: { sha256: 'ab' } }), 'targets.signed.targets.fw.bin.length'],
+      ['a target without hashes', (j) => ((j.targets as JsonObject)['fw.bin'] = { length: 1, hashes: {} }), 'targets.signed.targets.fw.bin.hashes'],
+      ['custom not an object', (j) => ((j.targets as JsonObject)['fw.bin'] = { length: 1, hashes: { sha256: 'a' }, custom: 1 }), 'targets.signed.targets.fw.bin.custom'],
+      ['delegations without roles', (j) => delete (j.delegations as JsonObject).roles, 'targets.signed.delegations'],
+      ['a delegated role named like a top-level role', (j) => (((j.delegations as JsonObject).roles as JsonObject[])[0]!.name = 'root'), 'targets.signed.delegations.roles[0].name'],
+      ['a delegated role without terminating', (j) => delete ((j.delegations as JsonObject).roles as JsonObject[])[0]!.terminating, 'targets.signed.delegations.roles[0].terminating'],
+      ['a delegated role with both paths and prefixes', (j) => (((j.delegations as JsonObject).roles as JsonObject[])[0]!.path_hash_prefixes = ['ab']), 'targets.signed.delegations.roles[0]'],
+      ['a delegated role with neither paths nor prefixes', (j) => delete ((j.delegations as JsonObject).roles as JsonObject[])[0]!.paths, 'targets.signed.delegations.roles[0]'],
+      ['duplicate keyids in a role', (j) => (((j.delegations as JsonObject).roles as JsonObject[])[0]!.keyids = [KEYID, KEYID]), 'targets.signed.delegations.roles[0].keyids'],
+      ['a zero threshold', (j) => (((j.delegations as JsonObject).roles as JsonObject[])[0]!.threshold = 0), 'targets.signed.delegations.roles[0].threshold'],
+      ['duplicate delegated role names', (j) => ((j.delegations as JsonObject).roles = [...((j.delegations as JsonObject).roles as JsonObject[]), ...((j.delegations as JsonObject).roles as JsonObject[])]), 'targets.signed.delegations.roles'],
+    ];
+    for (const [name, mutate, path] of cases) {
+      describe(`when ${name}`, () => {
+        it(`throws MalformedMetadataError at ${path}`, () => {
+          const signed = targetsJson();
+          mutate(signed);
+          const bytes = canonicalize({ signed, signatures: [] });
+          assert.throws(() => Metadata.fromBytes(bytes, 'targets'), (e: unknown) => e instanceof MalformedMetadataError && e.path === path);
+        });
+      });
+    }
+
+    describe('when two signatures share a keyid', () => {
+      it('throws MalformedMetadataError', () => {
+        const bytes = canonicalize({ signed: targetsJson(), signatures: [{ keyid: 'a', sig: '00' }, { keyid: 'a', sig: '11' }] });
+        assert.throws(() => Metadata.fromBytes(bytes), (e: unknown) => e instanceof MalformedMetadataError && e.path === 'metadata.signatures');
+      });
+    });
+
+    describe('when root lacks a top-level role or has an extra one', () => {
+      it('throws MalformedMetadataError at root.roles', () => {
+        const missing = rootJson();
+        delete (missing.roles as JsonObject).snapshot;
+        assert.throws(() => Root.fromJSON(missing), (e: unknown) => e instanceof MalformedMetadataError && e.path === 'root.roles');
+        const extra = rootJson();
+        (extra.roles as JsonObject).mirrors = { keyids: [], threshold: 1 };
+        assert.throws(() => Root.fromJSON(extra), (e: unknown) => e instanceof MalformedMetadataError && e.path === 'root.roles');
+      });
+    });
+
+    describe('when the bytes are not UTF-8 JSON', () => {
+      it('throws MalformedMetadataError', () => {
+        assert.throws(() => Metadata.fromBytes(new Uint8Array([0xff, 0xfe])), MalformedMetadataError);
+        assert.throws(() => Metadata.fromBytes(utf8('[1,')), MalformedMetadataError);
+      });
+    });
+  });
+
+  describe('isExpired', () => {
+    it('is expired at and after the expiry instant, not before', () => {
+      const md = Metadata.fromBytes(signedBytes(targetsJson()), 'targets');
+      assert.equal(md.signed.isExpired(new Date('2029-12-31T23:59:59Z')), false);
+      assert.equal(md.signed.isExpired(new Date('2030-01-01T00:00:00Z')), true);
+    });
+  });
+});
+
+describe('delegations', () => {
+  describe('matchesPathPattern', () => {
+    for (const [target, pattern, expected] of [
+      ['a/b.bin', 'a/*', true],
+      ['a/b/c.bin', 'a/*', false],
+      ['a/b/c.bin', 'a/*/*.bin', true],
+      ['file.tgz', '*.tgz', true],
+      ['file.tar.gz', 'file.t?z', false],
+      ['file.tgz', 'file.t?z', true],
+      ['v1.bin', 'v[0-9].bin', true],
+      ['va.bin', 'v[!a].bin', false],
+      ['a.b', 'a.b', true],
+      ['axb', 'a.b', false],
+      ['(x)', '(x)', true],
+    ] as const) {
+      it(`${target} ${expected ? 'matches' : 'does not match'} ${pattern}`, () => {
+        assert.equal(matchesPathPattern(target, pattern), expected);
+      });
+    }
+  });
+
+  describe('DelegatedRole.isDelegatedPath with hash prefixes', () => {
+    it('matches on a prefix of the sha256 of the target path', () => {
+      const hash = digestHex('sha256', utf8('fw.bin'));
+      assert.equal(new DelegatedRole('r', [], 1, false, undefined, [hash.slice(0, 2)]).isDelegatedPath('fw.bin'), true);
+      const other = hash[0] === '0' ? '1' : '0';
+      assert.equal(new DelegatedRole('r', [], 1, false, undefined, [other]).isDelegatedPath('fw.bin'), false);
+    });
+  });
+
+  describe('Delegations.rolesForTarget', () => {
+    const roles = (...rs: DelegatedRole[]) => new Delegations({}, rs);
+    it('lists matching roles in order and stops after a terminating one', () => {
+      const d = roles(
+        new DelegatedRole('a', [], 1, false, ['x/*']),
+        new DelegatedRole('skip', [], 1, false, ['y/*']),
+        new DelegatedRole('b', [], 1, true, ['x/*']),
+        new DelegatedRole('c', [], 1, false, ['x/*']),
+      );
+      assert.deepEqual(d.rolesForTarget('x/1').map((r) => r.name), ['a', 'b']);
+    });
+
+    it('marks roles whose hardware-ID filter excludes the ECU as not allowed, still honouring terminating', () => {
+      const d = roles(new DelegatedRole('brake', [], 1, true, ['*'], undefined, ['ecu-brake']), new DelegatedRole('any', [], 1, false, ['*']));
+      assert.deepEqual(d.rolesForTarget('fw', 'ecu-door'), [{ name: 'brake', terminating: true, allowed: false }]);
+      assert.deepEqual(d.rolesForTarget('fw', 'ecu-brake'), [{ name: 'brake', terminating: true, allowed: true }]);
+    });
+  });
+
+  describe('SuccinctRoles', () => {
+    it('puts a target in the bin of the first bits of its path hash', () => {
+      const s = new SuccinctRoles([], 1, 8, 'bin');
+      const expected = digestHex('sha256', utf8('fw.bin')).slice(0, 2);
+      assert.equal(s.roleForTarget('fw.bin'), `bin-${expected}`);
+      assert.equal(s.isDelegatedRole(`bin-${expected}`), true);
+      assert.equal(s.isDelegatedRole('bin-100'), false);
+      assert.equal(s.isDelegatedRole('bin-0g'), false);
+    });
+  });
+});
