@@ -161,3 +161,48 @@ describe('refusals reported to the real director', () => {
     }
   });
 });
+
+describe('the daemon woken by the director over MQTT', () => {
+  let w: RealWorld;
+  let agent: Agent;
+  before(async () => {
+    w = await realWorld({ deviceId: 'vehicle-mqtt', mqtt: true });
+    // A poll interval far beyond the test: only a notify can start the second cycle.
+    agent = await createAgent({ ...w.config, pollIntervalSeconds: 3600 }, { logger: pino({ level: process.env.LOG ?? 'silent' }, pino.destination(process.env.LOG_FILE ?? 2)) });
+    await agent.provision();
+  });
+  after(async () => {
+    await agent?.close();
+    await w?.close();
+  });
+
+  it('installs an assignment within seconds of the notify, reporting over MQTT', async () => {
+    assert.ok(w.config.mqttUrl, 'the director runs its embedded broker');
+    const running = agent.run();
+    await waitFor(async () => (await agent.status()).lastCycle !== null);
+    const t = await w.publish([{ name: 'gateway-q.bin', data: randomBytes(40_000), hardwareIds: ['gateway'] }]);
+    const a = await w.admin('POST', '/api/v1/admin/devices/vehicle-mqtt/assignments', { ecus: [{ ecuSerial: 'primary-1', image: 'gateway-q.bin' }] });
+    assert.equal(a.status, 201, JSON.stringify(a.json));
+    await waitFor(async () => (await w.device()).assignments.at(-1).status === 'succeeded', 20_000).catch(async () => {
+      const d = await w.device();
+      const m = (await w.admin('GET', '/api/v1/admin/devices/vehicle-mqtt/manifests')).json;
+      throw new Error(`assignment not succeeded: ${JSON.stringify({ assignments: d.assignments, ecus: d.ecus, events: d.events, manifests: m }).slice(0, 4000)}`);
+    });
+    const device = await w.device();
+    assert.equal(device.ecus.find((e: { serial: string }) => e.serial === 'primary-1').installed.filename, 'gateway-q.bin');
+    assert.equal(device.ecus.find((e: { serial: string }) => e.serial === 'primary-1').installed.length, t['gateway-q.bin']!.length);
+    const manifests = (await w.admin('GET', '/api/v1/admin/devices/vehicle-mqtt/manifests')).json;
+    const list = (manifests.manifests ?? manifests) as Array<{ via: string }>;
+    assert.ok(list.some((m) => m.via === 'mqtt'), 'manifests went over MQTT');
+    await agent.close();
+    await running;
+  });
+});
+
+async function waitFor(cond: () => Promise<boolean>, ms = 10_000): Promise<void> {
+  const end = Date.now() + ms;
+  while (!(await cond())) {
+    if (Date.now() > end) throw new Error('timed out waiting');
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
