@@ -5,7 +5,8 @@
  * DIR, so a director restarted on the same DIR continues where it stopped.
  */
 import { createServer, type Server } from 'node:http';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
+import { createHash } from 'node:crypto';
 import { pino, type Logger } from 'pino';
 import { checkSignersMatchRoot, initKeys, loadOnlineSigners, loadRoots, onlinePassphraseFor, type InitOptions, type InitResult } from './key-store.ts';
 import { SqliteStore } from './sqlite-store.ts';
@@ -29,9 +30,11 @@ export interface StartOptions {
   /** A ready image repository view instead of the HTTP client (tests, benchmarks). */
   imageRepo?: ImageRepository;
   /** 'embedded' (default): an aedes broker in this process; { url }: an external MQTT 5 broker. */
-  mqtt?: 'embedded' | 'none' | { url: string; username?: string; password?: string };
+  mqtt?: 'embedded' | 'none' | { url: string; username?: string; password?: string; sessionExpirySeconds?: number };
   mqttPort?: number;
   mqttPrefix?: string;
+  /** The director's MQTT client ID; default derived from DIR and the prefix (stable across restarts). */
+  mqttClientId?: string;
   adminToken: string;
   provisioningToken: string;
   onlinePassphrase?: string;
@@ -71,6 +74,7 @@ export async function startDirector(o: StartOptions): Promise<RunningDirector> {
     adminToken: o.adminToken, provisioningToken: o.provisioningToken, now, log,
   });
   const topics = new Topics(o.mqttPrefix ?? DEFAULT_PREFIX);
+  const clientId = o.mqttClientId ?? `_director_${createHash('sha256').update(`${resolve(o.dir)}|${topics.prefix}`).digest('hex').slice(0, 16)}`;
 
   const router = new Router(log, services.metrics);
   addRoutes(router, services);
@@ -95,10 +99,11 @@ export async function startDirector(o: StartOptions): Promise<RunningDirector> {
         deviceActive: (id) => store.getDevice(id)?.status === 'active',
       });
       mqttUrl = broker.url;
-      bus = await MqttBus.start({ url: broker.url, topics, services, log, protocolVersion: 4, username: DIRECTOR_USERNAME, password: o.adminToken });
+      bus = await MqttBus.start({ url: broker.url, topics, services, log, protocolVersion: 4, clientId, username: DIRECTOR_USERNAME, password: o.adminToken });
     } else if (mqtt !== 'none') {
       mqttUrl = mqtt.url;
-      bus = await MqttBus.start({ url: mqtt.url, topics, services, log, protocolVersion: 5,
+      bus = await MqttBus.start({ url: mqtt.url, topics, services, log, protocolVersion: 5, clientId,
+        ...(mqtt.sessionExpirySeconds !== undefined && { sessionExpirySeconds: mqtt.sessionExpirySeconds }),
         ...(mqtt.username !== undefined && { username: mqtt.username }), ...(mqtt.password !== undefined && { password: mqtt.password }) });
     }
   } catch (error) {

@@ -80,8 +80,10 @@ export async function startEmbeddedBroker(options: BrokerOptions): Promise<Embed
     authorizeSubscribe(client, sub, done) {
       const id = identities.get(client);
       if (id?.director) {
+        // In place: aedes persists the packet's subscription objects for non-clean sessions.
         const shared = /^\$share\/[^/]+\/(.+)$/.exec(sub.topic);
-        return done(null, shared ? { ...sub, topic: shared[1]! } : sub);
+        if (shared) sub.topic = shared[1]!;
+        return done(null, sub);
       }
       if (id?.deviceId && sub.topic.startsWith(topics.deviceRoot(id.deviceId))) return done(null, sub);
       log.warn({ clientId: client.id, topic: sub.topic }, 'MQTT subscription refused');

@@ -4,7 +4,9 @@
  * split the load), publishes notify (QoS 1) when a device's metadata changes and
  * an ack per MQTT manifest. Each message is handled on its own; a refusal is
  * answered on the device's ack topic, never thrown. TCP_NODELAY on every socket
- * the client opens (reconnects included).
+ * the client opens (reconnects included). The session is persistent under a
+ * stable client ID, so manifests sent while the director restarts wait in the
+ * broker instead of being lost.
  */
 import { connect, type IClientOptions, type MqttClient } from 'mqtt';
 import type { Logger } from 'pino';
@@ -21,9 +23,16 @@ export interface MqttBusOptions {
   log: Logger;
   /** 5 for external brokers (shared subscriptions), 4 for the embedded aedes broker. */
   protocolVersion: 4 | 5;
+  /** Stable across restarts, so the broker keeps the session (and queued manifests) meanwhile. */
+  clientId: string;
+  /** How long an external broker keeps the session of a stopped director (MQTT 5). */
+  sessionExpirySeconds?: number;
   username?: string;
   password?: string;
 }
+
+/** Default for how long the broker keeps a stopped director's session and its queued messages. */
+const SESSION_EXPIRY_S = 86_400;
 
 function noDelay(client: MqttClient): void {
   (client.stream as { setNoDelay?: (on: boolean) => void } | undefined)?.setNoDelay?.(true);
@@ -39,8 +48,9 @@ export class MqttBus {
   static async start(options: MqttBusOptions): Promise<MqttBus> {
     const clientOptions: IClientOptions = {
       protocolVersion: options.protocolVersion,
-      clientId: `_director_${Math.random().toString(16).slice(2, 10)}`,
-      clean: true,
+      clientId: options.clientId,
+      clean: false,
+      ...(options.protocolVersion === 5 && { properties: { sessionExpiryInterval: options.sessionExpirySeconds ?? SESSION_EXPIRY_S } }),
       reconnectPeriod: 1000,
       connectTimeout: 10_000,
       ...(options.username !== undefined && { username: options.username }),
@@ -49,6 +59,9 @@ export class MqttBus {
     const client = connect(options.url, clientOptions);
     noDelay(client);
     client.on('connect', () => noDelay(client));
+    // Handlers go on before the CONNACK: a resumed session delivers queued messages at once.
+    const bus = new MqttBus(client, options);
+    client.on('message', (topic, payload) => bus.#onMessage(topic, payload));
     await new Promise<void>((resolve, reject) => {
       const onError = (e: Error) => {
         client.end(true);
@@ -60,9 +73,7 @@ export class MqttBus {
         resolve();
       });
     });
-    const bus = new MqttBus(client, options);
     client.on('error', (e) => options.log.warn({ err: e }, 'MQTT client error'));
-    client.on('message', (topic, payload) => bus.#onMessage(topic, payload));
     const { topics } = options;
     await client.subscribeAsync(['manifest', 'progress', 'status'].map((k) => topics.shared(k)), { qos: 1 });
     return bus;

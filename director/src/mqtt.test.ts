@@ -11,9 +11,11 @@ import { connect, type MqttClient } from 'mqtt';
 import { pino } from 'pino';
 import { utf8 } from '@upfleet/core';
 import { harness, ADMIN_TOKEN, PROVISIONING_TOKEN, SimDevice, type Harness } from './testing/harness.ts';
-import { startDirector, type RunningDirector } from './director.ts';
+import { startDirector, type RunningDirector, type StartOptions } from './director.ts';
 
 const MOSQUITTO = 'mqtt://127.0.0.1:1883';
+/** The shared broker forgets these tests' director sessions soon after they end. */
+const MOSQUITTO_MQTT = { url: MOSQUITTO, sessionExpirySeconds: 30 };
 
 interface DeviceClient {
   client: MqttClient;
@@ -148,16 +150,18 @@ describe('MQTT with the embedded broker', () => {
 describe('MQTT with Mosquitto (127.0.0.1:1883)', () => {
   let h: Harness;
   let second: RunningDirector;
+  let secondOptions: StartOptions;
   const prefix = `upfleet-test-${randomBytes(4).toString('hex')}/v1`;
   const clients: MqttClient[] = [];
   before(async () => {
-    h = await harness({ mqtt: { url: MOSQUITTO }, mqttPrefix: prefix });
+    h = await harness({ mqtt: MOSQUITTO_MQTT, mqttPrefix: prefix });
     h.imageRepo.addImage('brake-6.bin', utf8('brake six'), ['brake'], 6);
-    second = await startDirector({
+    secondOptions = {
       dir: h.dir, port: 0, imageRepoUrl: h.imageRepo.url, imageRepoRoot: h.imageRepo.rootBytes, adminToken: ADMIN_TOKEN,
-      provisioningToken: PROVISIONING_TOKEN, onlinePassphrase: 'online-pass', mqtt: { url: MOSQUITTO }, mqttPrefix: prefix,
-      logger: pino({ level: 'silent' }),
-    });
+      provisioningToken: PROVISIONING_TOKEN, onlinePassphrase: 'online-pass', mqtt: MOSQUITTO_MQTT, mqttPrefix: prefix,
+      mqttClientId: `_director_second_${randomBytes(4).toString('hex')}`, logger: pino({ level: 'silent' }),
+    };
+    second = await startDirector(secondOptions);
   });
   after(async () => {
     for (const c of clients) {
@@ -197,5 +201,19 @@ describe('MQTT with Mosquitto (127.0.0.1:1883)', () => {
     const d = devices[0]!;
     const a = (await h.admin('POST', `/api/v1/admin/devices/${d.id}/assignments`, { ecus: [{ ecuSerial: d.ecu('brake').serial, image: 'brake-6.bin' }] })).body;
     assert.equal((await dcs[0]!.next('notify')).targetsVersion, a.targetsVersion);
+  });
+
+  it('keeps manifests sent while the directors are down', async () => {
+    const d = new SimDevice('mos-down');
+    await h.register(d);
+    const dc = await deviceClient(MOSQUITTO, prefix, d, { auth: false });
+    clients.push(dc.client);
+    await second.close();
+    await h.director.close();
+    await dc.client.publishAsync(`${prefix}/devices/${d.id}/manifest`, JSON.stringify(d.manifest()), { qos: 1 });
+    await h.restart();
+    second = await startDirector(secondOptions);
+    assert.deepEqual(await dc.next('ack', 10_000), { counter: 1, accepted: true });
+    assert.equal((await h.admin('GET', `/api/v1/admin/devices/${d.id}`)).body.manifestCounter, 1);
   });
 });
