@@ -17,6 +17,7 @@ const HELP: Record<string, string> = {
 Commands:
   ecu --port PATH --config ecu.json     run a simulated secondary ECU on a serial device
   pty-pair [--dir DIR]                  create a connected pty pair (socat) and print its paths
+  fleet --devices N --ecus K --director URL ...   N simulated vehicles (agent + K ECUs each) in one process
 Run 'upfleet-sim <command> --help' for details.`,
   ecu: `upfleet-sim ecu --port PATH --config ecu.json [options]
 
@@ -35,6 +36,64 @@ SIGINT/SIGTERM stop it.`,
 Creates two linked ptys with socat (raw, no echo) and prints {"a": PATH, "b": PATH};
 keeps running until SIGINT/SIGTERM.`,
 };
+
+HELP.fleet = `upfleet-sim fleet --devices N --ecus K --director URL --image-repo URL --director-root FILE [options]
+
+Runs N simulated vehicles in this process: the real agent logic as each primary,
+K simulated secondaries per vehicle behind emulated serial links, distinct keys.
+Each vehicle provisions itself (registers with the director), then cycles on every
+poll and MQTT notify until SIGINT/SIGTERM. Prints one JSON status line per interval.
+  --image-root FILE         the image repository's root.json (default: fetched from --image-repo)
+  --provisioning-token T    (default: $UPFLEET_PROVISIONING_TOKEN)
+  --mqtt URL                the director's MQTT broker (notify); default: poll only
+  --dir DIR                 state directory (default: a new temp directory)
+  --prefix NAME             device IDs are NAME-1..N (default sim-car)
+  --baud N --ber X          serial link rate and bit error rate (default 115200, 0)
+  --interval S              seconds between status lines (default 5)`;
+
+async function fleetCommand(args: string[]): Promise<void> {
+  const { values } = parse(args, {
+    devices: { type: 'string' }, ecus: { type: 'string' }, director: { type: 'string' }, 'image-repo': { type: 'string' },
+    'director-root': { type: 'string' }, 'image-root': { type: 'string' }, 'provisioning-token': { type: 'string' }, mqtt: { type: 'string' },
+    dir: { type: 'string' }, prefix: { type: 'string' }, baud: { type: 'string' }, ber: { type: 'string' }, interval: { type: 'string' },
+  } as const);
+  if (values.help) return void console.log(HELP.fleet);
+  const devices = numberOpt(values.devices, 'devices');
+  const ecus = numberOpt(values.ecus, 'ecus') ?? 2;
+  if (devices === undefined || !Number.isInteger(devices) || devices < 1 || !Number.isInteger(ecus)) throw new CliUsageError('--devices N (>= 1) and an integer --ecus K are needed');
+  if (typeof values.director !== 'string' || typeof values['image-repo'] !== 'string' || typeof values['director-root'] !== 'string') {
+    throw new CliUsageError('fleet needs --director URL, --image-repo URL and --director-root FILE');
+  }
+  const token = values['provisioning-token'] ?? process.env.UPFLEET_PROVISIONING_TOKEN;
+  if (!token) throw new CliUsageError('a provisioning token is needed (--provisioning-token or UPFLEET_PROVISIONING_TOKEN)');
+  const { readFileSync, mkdtempSync } = await import('node:fs');
+  const { tmpdir } = await import('node:os');
+  const { join } = await import('node:path');
+  const imageRepo = values['image-repo'].replace(/\/+$/, '');
+  const imageRoot = typeof values['image-root'] === 'string'
+    ? new Uint8Array(readFileSync(values['image-root']))
+    : new Uint8Array(await (await fetch(`${imageRepo}/metadata/1.root.json`)).arrayBuffer());
+  const { startFleet } = await import('./fleet.ts');
+  const ber = numberOpt(values.ber, 'ber');
+  const fleet = await startFleet({
+    devices, ecus, directorUrl: values.director.replace(/\/+$/, ''), imageRepoUrl: imageRepo,
+    ...(typeof values.mqtt === 'string' && { mqttUrl: values.mqtt }),
+    directorRoot: new Uint8Array(readFileSync(values['director-root'])), imageRoot, provisioningToken: token,
+    dir: typeof values.dir === 'string' ? values.dir : mkdtempSync(join(tmpdir(), 'upfleet-fleet-')),
+    ...(typeof values.prefix === 'string' && { prefix: values.prefix }),
+    baud: numberOpt(values.baud, 'baud') ?? 115200, ...(ber !== undefined && { fault: { ber } }),
+  });
+  const report = async () => {
+    const all = await fleet.status();
+    console.log(JSON.stringify({ devices: all.length, idle: all.filter((s) => s.state === 'idle').length,
+      updated: all.filter((s) => s.lastResult?.result.success).length, failed: all.filter((s) => s.lastResult && !s.lastResult.result.success).length }));
+  };
+  const timer = setInterval(() => void report(), (numberOpt(values.interval, 'interval') ?? 5) * 1000);
+  await report();
+  await untilSignal();
+  clearInterval(timer);
+  await fleet.close();
+}
 
 const COMMON = { help: { type: 'boolean', short: 'h' }, json: { type: 'boolean' } } as const;
 
@@ -101,7 +160,7 @@ async function ptyPairCommand(args: string[]): Promise<void> {
   await pair.close();
 }
 
-const COMMANDS: Record<string, (args: string[]) => Promise<void>> = { ecu: ecuCommand, 'pty-pair': ptyPairCommand };
+const COMMANDS: Record<string, (args: string[]) => Promise<void>> = { ecu: ecuCommand, 'pty-pair': ptyPairCommand, fleet: fleetCommand };
 
 async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
