@@ -386,6 +386,27 @@ describe('image repository view', () => {
   });
 });
 
+describe('image repository metadata that does not verify', () => {
+  it('refuses the assignment (502 with the verification error) and stores nothing', async () => {
+    const h = await harness();
+    try {
+      const d = new SimDevice('tamper-1');
+      await h.register(d);
+      const info = h.imageRepo.addImage('evil.bin', utf8('genuine'), ['brake'], 1);
+      const version = h.imageRepo.builder.targets.version;
+      // Swap the listed hash for the attacker's image, keeping the old signature.
+      h.imageRepo.tamper(`metadata/${version}.targets.json`, (bytes) =>
+        utf8(Buffer.from(bytes).toString().replace(info.hashes.sha256!, 'ee'.repeat(32))));
+      const r = await h.admin('POST', `/api/v1/admin/devices/${d.id}/assignments`, { ecus: [{ ecuSerial: d.ecu('brake').serial, image: 'evil.bin' }] });
+      assert.equal(r.status, 502);
+      assert.equal(r.body.error.code, 'LENGTH_OR_HASH_MISMATCH'); // snapshot pins the targets file's hash
+      assert.deepEqual((await h.admin('GET', `/api/v1/admin/devices/${d.id}`)).body.assignments, []);
+    } finally {
+      await h.close();
+    }
+  });
+});
+
 describe('start-up and routing', () => {
   it('refuses to start with the wrong online passphrase, and answers 404/405 with typed errors', async () => {
     const h = await harness();

@@ -61,6 +61,13 @@ export class ImageRepoServer {
     this.#files = this.builder.commit();
   }
 
+  /** Replaces a served file's bytes (an attacker between the repository and the director). */
+  tamper(path: string, change: (bytes: Uint8Array) => Uint8Array): void {
+    const bytes = this.#files.get(path);
+    if (!bytes) throw new Error(`no file ${path}`);
+    this.#files.set(path, change(bytes));
+  }
+
   get rootBytes(): Uint8Array {
     return this.#files.get('metadata/1.root.json')!;
   }
