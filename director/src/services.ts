@@ -5,7 +5,7 @@
  * so do the benchmark and the tests.
  */
 import type { Logger } from 'pino';
-import { Metadata } from '@upfleet/core';
+import { Metadata, type Signer } from '@upfleet/core';
 import { Assignments, isOpen } from './assignments.ts';
 import { Authenticator } from './auth.ts';
 import { Campaigns } from './campaigns.ts';
@@ -17,7 +17,6 @@ import type { OnlineRole } from './key-store.ts';
 import { Manifests } from './manifests.ts';
 import { DirectorMetrics } from './metrics.ts';
 import type { AssignmentStatus, DirectorStore } from './store.ts';
-import type { Signer } from '@upfleet/core';
 
 /** The fleet's root versions (shared by every device). */
 export class Roots {
