@@ -37,7 +37,7 @@ interface World {
   data: Record<string, Buffer>;
 }
 
-async function world(options: { imageNow?: Date } = {}): Promise<World> {
+async function world(options: { imageNow?: Date; maxImageBytes?: number } = {}): Promise<World> {
   const dir = mkdtempSync(join(tmpdir(), 'upfleet-agent-'));
   dirs.push(dir);
   const now = new Date();
@@ -73,7 +73,7 @@ async function world(options: { imageNow?: Date } = {}): Promise<World> {
     keyPath: join(dir, 'var', 'primary.key'),
     pollIntervalSeconds: 60,
     provisioning: { directorRoot: join(dir, 'director-root.json'), imageRepoRoot: join(dir, 'image-root.json'), token: 'prov-token' },
-    limits: { minBytesPerSecond: 0 },
+    limits: { minBytesPerSecond: 0, ...(options.maxImageBytes !== undefined && { maxImageBytes: options.maxImageBytes }) },
     ecus: {
       primary: { serial: 'gw-1', hardwareId: 'gw', installCommand: handler },
       secondaries: [
@@ -167,6 +167,16 @@ describe('Agent refusals (builder repositories)', () => {
     const r = w.director.manifests.at(-1)!.signed.installationResult!;
     assert.equal(r.ecus[0]!.code, 'VERIFICATION_FAILED');
     assert.equal((await w.agent.status()).ecus.find((e) => e.serial === 'gw-1')!.installed, null);
+  });
+
+  it('refuses an image above the device size cap before downloading it', async () => {
+    const w = await world({ maxImageBytes: 60_000 });
+    assignAll(w);
+    const out = await w.agent.checkOnce();
+    assert.equal(out.result, 'failure');
+    assert.equal(out.failure?.code, 'IMAGE_TOO_LARGE');
+    assert.deepEqual(out.failure?.fields, { target: 'gw.bin', length: 70_000, limit: 60_000 });
+    assert.ok(!w.imageServer.requests.some((r) => r.path.startsWith('targets/')), 'nothing downloaded');
   });
 
   it('refuses expired image repository metadata', async () => {

@@ -230,6 +230,7 @@ export async function createAgent(config: AgentConfig, options: AgentOptions = {
 
   let cycling: Promise<CycleOutcome> | undefined;
   const cycleOnce = async (): Promise<CycleOutcome> => {
+    progressMarks.clear();
     const result = await getRunner().runCycle(randomBytes(8).toString('hex'));
     const failure = stateStore.load().state.cycle.failure;
     kv.set('lastCycle', { at: now().toISOString(), result, ...(failure && { failure }) });

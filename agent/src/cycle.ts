@@ -29,7 +29,7 @@ import {
 } from '@upfleet/core';
 import type { AgentConfig } from './config.ts';
 import type { KeyValue } from './db.ts';
-import { InstallError } from './errors.ts';
+import { ImageTooLargeError, InstallError } from './errors.ts';
 import type { ImageCache } from './image-cache.ts';
 import type { SqliteMetadataStore } from './metadata-store.ts';
 import type { Outbox } from './outbox.ts';
@@ -105,6 +105,12 @@ export function buildSteps(d: CycleDeps): Steps {
   const primarySerial = d.config.ecus.primary.serial;
   const hardwareOf = new Map([d.config.ecus.primary, ...d.config.ecus.secondaries].map((e) => [e.serial, e.hardwareId]));
 
+  const metadataCaps = { snapshot: d.config.limits.maxMetadataBytes, targets: d.config.limits.maxMetadataBytes };
+  const directorUpdater = () =>
+    new Updater({ metadataBaseUrl: `${d.directorBase}/metadata/`, fetcher: d.directorFetcher, store: d.directorStore, now: d.now(), maxLength: metadataCaps });
+  const imageUpdater = () =>
+    new Updater({ metadataBaseUrl: `${d.config.imageRepoUrl}/metadata/`, fetcher: d.imageFetcher, store: d.imageStore, now: d.now(), maxLength: metadataCaps });
+
   const ecu = (serial: string): Secondary => {
     const e = d.ecus.get(serial);
     if (!e) throw new InstallError(serial, 'lookup', 'no driver for this ECU');
@@ -172,7 +178,7 @@ export function buildSteps(d: CycleDeps): Steps {
 
     async checkingDirector(): Promise<StepResult> {
       await d.flush();
-      const updater = new Updater({ metadataBaseUrl: `${d.directorBase}/metadata/`, fetcher: d.directorFetcher, store: d.directorStore, now: d.now() });
+      const updater = directorUpdater();
       await updater.refresh();
       const targets = updater.trustedSet.targets!;
       const deviceId = targets.unrecognizedFields.deviceId;
@@ -190,9 +196,9 @@ export function buildSteps(d: CycleDeps): Steps {
     },
 
     async checkingImages(state: State): Promise<StepResult> {
-      const updater = new Updater({ metadataBaseUrl: `${d.config.imageRepoUrl}/metadata/`, fetcher: d.imageFetcher, store: d.imageStore, now: d.now() });
+      const updater = imageUpdater();
       await updater.refresh();
-      const director = new Updater({ metadataBaseUrl: `${d.directorBase}/metadata/`, fetcher: d.directorFetcher, store: d.directorStore, now: d.now() });
+      const director = directorUpdater();
       await director.refresh();
       const plan: PlannedInstall[] = [];
       for (const p of state.cycle.plan) {
@@ -210,6 +216,9 @@ export function buildSteps(d: CycleDeps): Steps {
             installedReleaseCounter: info.releaseCounter,
           }),
         );
+        if (p.length > d.config.limits.maxImageBytes) {
+          throw Object.assign(new ImageTooLargeError(p.name, p.length, d.config.limits.maxImageBytes), { ecuSerial: p.ecuSerial });
+        }
         plan.push({ ...p, releaseCounter: custom.releaseCounter, ...(custom.version !== undefined && { version: custom.version }) });
       }
       return { event: { type: 'targetsMatched', plan } };

@@ -3,7 +3,7 @@
  * (RepositoryError, DownloadError); these cover configuration, local state and
  * installation. Each carries the fields a test or an operator needs.
  */
-import { UpfleetError } from '@upfleet/core';
+import { RepositoryError, UpfleetError } from '@upfleet/core';
 
 /** A configuration value that is missing or wrong; `field` is its JSON path. */
 export class ConfigError extends UpfleetError {
@@ -56,5 +56,14 @@ export class StateLoopError extends UpfleetError {
   override readonly code = 'STATE_LOOP';
   constructor(readonly limit: number, readonly trace: readonly string[]) {
     super(`more than ${limit} transitions in one cycle: ${trace.slice(-6).join(' -> ')}`);
+  }
+}
+
+/** A target larger than the device accepts (`limits.maxImageBytes`): refused before any download. */
+export class ImageTooLargeError extends RepositoryError {
+  override name = 'ImageTooLargeError';
+  override readonly code = 'IMAGE_TOO_LARGE';
+  constructor(readonly target: string, readonly length: number, readonly limit: number) {
+    super(`${target} is ${length} bytes, the device accepts at most ${limit}`);
   }
 }

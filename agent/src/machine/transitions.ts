@@ -87,7 +87,8 @@ const INDEX = new Map(TABLE.map(([from, ev, to]) => [`${from}/${ev}`, to]));
 function fieldsOf(error: Error): Record<string, unknown> {
   const out: Record<string, unknown> = {};
   for (const [k, v] of Object.entries(error)) {
-    if (k === 'name' || k === 'code' || k === 'cause') continue;
+    // ecuSerial is recorded beside the fields (the runner tags errors with it).
+    if (k === 'name' || k === 'code' || k === 'cause' || k === 'ecuSerial') continue;
     if (v instanceof Date) out[k] = v.toISOString();
     else if (v === null || ['string', 'number', 'boolean'].includes(typeof v)) out[k] = v;
   }
