@@ -1,7 +1,8 @@
 /**
  * The director-to-image-repository cross-check (Uptane 5.4.4.2 step 5): a
  * director target is installable only if the image repository lists the same
- * name with the same length and every same hash, for the ECU's hardware ID,
+ * name with the same length and every hash the director lists (same algorithm,
+ * same digest), for the ECU's hardware ID,
  * with a release counter not lower than the one installed. Pure function.
  */
 import { RepositoryError } from '../errors.ts';
@@ -68,12 +69,11 @@ export function matchDirectorTarget(input: MatchInput): ImageTargetCustom {
   if (directorTarget.length !== imageTarget.length) {
     throw new TargetMismatchError(name, 'length', imageTarget.length, directorTarget.length);
   }
-  const common = Object.keys(directorTarget.hashes).filter((a) => a in imageTarget.hashes);
-  if (common.length === 0) throw new TargetMismatchError(name, 'hashes', Object.keys(imageTarget.hashes).join(','), 'no common algorithm');
-  for (const alg of common) {
-    const d = directorTarget.hashes[alg]!.toLowerCase();
-    const i = imageTarget.hashes[alg]!.toLowerCase();
-    if (d !== i) throw new TargetMismatchError(name, 'hashes', `${alg}:${i}`, `${alg}:${d}`);
+  // Every hash the director lists must be one the image repository lists, and equal.
+  for (const [alg, digest] of Object.entries(directorTarget.hashes)) {
+    const d = digest.toLowerCase();
+    const i = imageTarget.hashes[alg]?.toLowerCase();
+    if (d !== i) throw new TargetMismatchError(name, 'hashes', i === undefined ? `no ${alg}` : `${alg}:${i}`, `${alg}:${d}`);
   }
   const custom = imageCustom(imageTarget);
   if (!custom.hardwareIds.includes(hardwareId)) {

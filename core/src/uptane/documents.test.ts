@@ -1,0 +1,106 @@
+import { describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { signEcuReport, parseEcuReport, verifyEcuReport, type EcuVersionReport } from './ecu-report.ts';
+import { signVehicleManifest, parseVehicleManifest, verifyVehicleManifest, type VehicleManifest } from './vehicle-manifest.ts';
+import { BadDocumentSignatureError } from './signed-document.ts';
+import { Ed25519Signer } from '../keys.ts';
+import { canonicalize } from '../canonical-json.ts';
+import { fromUtf8 } from '../bytes.ts';
+import { MalformedMetadataError } from '../errors.ts';
+
+const ecuKey = Ed25519Signer.generate();
+const primaryKey = Ed25519Signer.generate();
+
+const report: EcuVersionReport = {
+  ecuSerial: 'ecu-1',
+  hardwareId: 'ecu-brake',
+  installedImage: { filename: 'fw.bin', length: 12, hashes: { sha256: 'ab' } },
+  releaseCounter: 3,
+  nonce: 'n-42',
+  attacksDetected: '',
+  latestVerifiedTime: '2030-01-01T00:00:00Z',
+};
+
+/** Through the wire: canonical bytes, then JSON.parse. */
+const wire = (doc: unknown): unknown => JSON.parse(fromUtf8(canonicalize(doc)));
+
+describe('ECU version report', () => {
+  it('signs, parses from the wire and verifies against the ECU key', () => {
+    const parsed = parseEcuReport(wire(signEcuReport(report, ecuKey)));
+    assert.deepEqual(parsed.signed, report);
+    verifyEcuReport(parsed, ecuKey.key);
+  });
+
+  describe('when signed by another key', () => {
+    it('throws BadDocumentSignatureError naming the expected key', () => {
+      const parsed = parseEcuReport(wire(signEcuReport(report, primaryKey)));
+      assert.throws(() => verifyEcuReport(parsed, ecuKey.key), (e: unknown) => e instanceof BadDocumentSignatureError && e.keyid === ecuKey.keyid);
+    });
+  });
+
+  describe('when a field was changed after signing (replayed nonce)', () => {
+    it('throws BadDocumentSignatureError', () => {
+      const signed = wire(signEcuReport(report, ecuKey)) as { signed: EcuVersionReport };
+      signed.signed.nonce = 'n-43';
+      assert.throws(() => verifyEcuReport(parseEcuReport(signed), ecuKey.key), BadDocumentSignatureError);
+    });
+  });
+
+  describe('when a field is missing or unknown', () => {
+    it('throws MalformedMetadataError naming it', () => {
+      const missing = wire(signEcuReport(report, ecuKey)) as { signed: Record<string, unknown> };
+      delete missing.signed.nonce;
+      assert.throws(() => parseEcuReport(missing), (e: unknown) => e instanceof MalformedMetadataError && e.path === 'ecuReport.signed.nonce');
+      const extra = wire(signEcuReport(report, ecuKey)) as { signed: Record<string, unknown> };
+      extra.signed.extra = 1;
+      assert.throws(() => parseEcuReport(extra), (e: unknown) => e instanceof MalformedMetadataError && e.path === 'ecuReport.signed');
+    });
+  });
+});
+
+describe('vehicle version manifest', () => {
+  const manifest = (): VehicleManifest => ({
+    deviceId: 'vehicle-1',
+    primaryEcuSerial: 'primary',
+    ecuVersionReports: { 'ecu-1': signEcuReport(report, ecuKey) },
+    installationResult: {
+      directorTargetsVersion: 4,
+      success: true,
+      code: 'OK',
+      description: 'installed',
+      ecus: [{ ecuSerial: 'ecu-1', success: true, code: 'OK', description: 'ok', filename: 'fw.bin' }],
+    },
+    counter: 9,
+    timestamp: '2030-01-01T00:00:00Z',
+  });
+
+  it('signs, parses from the wire and verifies; each report verifies against its ECU key', () => {
+    const parsed = parseVehicleManifest(wire(signVehicleManifest(manifest(), primaryKey)));
+    assert.deepEqual(parsed.signed, manifest());
+    verifyVehicleManifest(parsed, primaryKey.key);
+    verifyEcuReport(parsed.signed.ecuVersionReports['ecu-1']!, ecuKey.key);
+  });
+
+  describe('when signed by another key', () => {
+    it('throws BadDocumentSignatureError', () => {
+      const parsed = parseVehicleManifest(wire(signVehicleManifest(manifest(), ecuKey)));
+      assert.throws(() => verifyVehicleManifest(parsed, primaryKey.key), BadDocumentSignatureError);
+    });
+  });
+
+  describe('when a report is filed under another ECU serial', () => {
+    it('throws MalformedMetadataError', () => {
+      const m = manifest();
+      m.ecuVersionReports = { 'ecu-9': signEcuReport(report, ecuKey) };
+      assert.throws(() => parseVehicleManifest(wire(signVehicleManifest(m, primaryKey))), (e: unknown) => e instanceof MalformedMetadataError && e.path === 'manifest.signed.ecuVersionReports.ecu-9');
+    });
+  });
+
+  describe('when the counter was rolled back after signing (replay)', () => {
+    it('throws BadDocumentSignatureError', () => {
+      const doc = wire(signVehicleManifest(manifest(), primaryKey)) as { signed: VehicleManifest };
+      doc.signed.counter = 8;
+      assert.throws(() => verifyVehicleManifest(parseVehicleManifest(doc), primaryKey.key), BadDocumentSignatureError);
+    });
+  });
+});
