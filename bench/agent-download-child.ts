@@ -13,9 +13,9 @@ import { MultiHasher } from '@upfleet/core';
 import { HttpFetcher } from '../agent/src/fetcher.ts';
 import { ImageCache, type ImageTarget } from '../agent/src/image-cache.ts';
 
-const [base, targetJson] = process.argv.slice(2) as [string, string];
+const [base, targetJson, parent] = process.argv.slice(2) as [string, string, string | undefined];
 const target = JSON.parse(targetJson) as ImageTarget;
-const dir = mkdtempSync(join(tmpdir(), 'upfleet-bench-agent-'));
+const dir = mkdtempSync(join(parent ?? tmpdir(), 'upfleet-bench-agent-'));
 
 function peakRssMb(): number {
   const m = /VmHWM:\s+(\d+) kB/.exec(readFileSync('/proc/self/status', 'utf8'));
