@@ -168,10 +168,15 @@ export class ImageCache {
 
 const BATCH = 1 << 20;
 
-/** Sequential writes at increasing positions, batched, with one write in flight. */
+/**
+ * Sequential writes at increasing positions, batched into two reused 1 MiB
+ * buffers (double buffering: one fills while the other is written), so a
+ * download allocates no per-batch memory whatever the image size.
+ */
 class BatchWriter {
-  #parts: Uint8Array[] = [];
-  #size = 0;
+  #buffers = [Buffer.allocUnsafe(BATCH), Buffer.allocUnsafe(BATCH)];
+  #current = 0;
+  #filled = 0;
   #inFlight: Promise<unknown> = Promise.resolve();
 
   constructor(
@@ -180,24 +185,31 @@ class BatchWriter {
   ) {}
 
   async push(chunk: Uint8Array): Promise<void> {
-    this.#parts.push(chunk);
-    this.#size += chunk.byteLength;
-    if (this.#size >= BATCH) await this.#start();
+    let from = 0;
+    while (from < chunk.byteLength) {
+      const n = Math.min(BATCH - this.#filled, chunk.byteLength - from);
+      this.#buffers[this.#current]!.set(chunk.subarray(from, from + n), this.#filled);
+      this.#filled += n;
+      from += n;
+      if (this.#filled === BATCH) await this.#start();
+    }
   }
 
   async flush(): Promise<void> {
-    if (this.#size > 0) await this.#start();
+    if (this.#filled > 0) await this.#start();
     await this.#inFlight;
   }
 
+  /** Writes the current buffer (after the previous write finished) and switches buffers. */
   async #start(): Promise<void> {
     await this.#inFlight;
-    const buf = this.#parts.length === 1 ? this.#parts[0]! : Buffer.concat(this.#parts, this.#size);
+    const buf = this.#buffers[this.#current]!;
+    const length = this.#filled;
     const at = this.position;
-    this.position += this.#size;
-    this.#parts = [];
-    this.#size = 0;
-    this.#inFlight = this.file.write(buf, 0, buf.byteLength, at);
+    this.position += length;
+    this.#filled = 0;
+    this.#current ^= 1;
+    this.#inFlight = this.file.write(buf, 0, length, at);
   }
 }
 
