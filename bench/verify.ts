@@ -132,5 +132,8 @@ async function run(c: Case): Promise<void> {
   }
 }
 
-await run(targetsCase());
-await run(delegationsCase());
+// BENCH_CASES=delegations-50 (comma-separated) runs a subset.
+const only = process.env.BENCH_CASES?.split(',');
+for (const [name, make] of [['targets-10000', targetsCase], ['delegations-50', delegationsCase]] as const) {
+  if (!only || only.includes(name)) await run(make());
+}

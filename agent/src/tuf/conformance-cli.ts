@@ -92,7 +92,7 @@ async function download(updater: Updater, name: string, targetDir: string): Prom
   } catch {
     /* absent or stale: download */
   }
-  writeFileAtomic(path, await updater.downloadTarget(found));
+  await writeFileAtomic(path, await updater.downloadTarget(found));
 }
 
 try {

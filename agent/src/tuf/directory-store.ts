@@ -1,11 +1,11 @@
 /**
  * A MetadataStore in a directory: one file per name, replaced atomically
- * (temp file in the same directory, fsync, rename, fsync the directory), so a
- * power cut leaves the old bytes or the new ones, never a torn file.
+ * (temp file in the same directory, fdatasync, rename), so a power cut leaves
+ * the old bytes or the new ones, never a torn file.
  * Names are single path segments (the updater's `<quoted role>.json`); anything
  * that could leave the directory is refused. Temp files never end in `.json`.
  */
-import { closeSync, fsyncSync, openSync, readFileSync, renameSync, unlinkSync, writeSync } from 'node:fs';
+import { open, readFile, rename, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { UsageError } from '@upfleet/core/errors.ts';
 import type { MetadataStore } from '@upfleet/core/updater.ts';
@@ -16,7 +16,7 @@ export class DirectoryMetadataStore implements MetadataStore {
   /** @throws UsageError for a name that is not a plain file name; fs errors other than ENOENT. */
   async read(name: string): Promise<Uint8Array | undefined> {
     try {
-      return new Uint8Array(readFileSync(this.#path(name)));
+      return new Uint8Array(await readFile(this.#path(name)));
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
       throw e;
@@ -25,7 +25,7 @@ export class DirectoryMetadataStore implements MetadataStore {
 
   /** @throws UsageError for a name that is not a plain file name; fs errors. */
   async writeAtomic(name: string, bytes: Uint8Array): Promise<void> {
-    writeFileAtomic(this.#path(name), bytes);
+    await writeFileAtomic(this.#path(name), bytes);
   }
 
   #path(name: string): string {
@@ -34,33 +34,28 @@ export class DirectoryMetadataStore implements MetadataStore {
   }
 }
 
-/** temp file, fsync, rename, fsync the directory; the temp file is removed on failure. */
-export function writeFileAtomic(path: string, bytes: Uint8Array): void {
-  const tmp = `${path}.${process.pid}.tmp`;
+/**
+ * temp file, fdatasync, rename; the temp file is removed on failure.
+ * The data is on disk before the rename, so after a power cut the name holds the
+ * old bytes or the new ones, never a torn file. The directory is not fsynced per
+ * file: a rename lost to a power cut leaves the previous, still verified, version.
+ */
+export async function writeFileAtomic(path: string, bytes: Uint8Array): Promise<void> {
+  const tmp = `${path}.${process.pid}.${++tempCounter}.tmp`;
   let renamed = false;
   try {
-    const fd = openSync(tmp, 'w', 0o644);
+    const file = await open(tmp, 'w', 0o644);
     try {
-      for (let off = 0; off < bytes.byteLength; ) off += writeSync(fd, bytes, off);
-      fsyncSync(fd);
+      await file.writeFile(bytes);
+      await file.datasync();
     } finally {
-      closeSync(fd);
+      await file.close();
     }
-    renameSync(tmp, path);
+    await rename(tmp, path);
     renamed = true;
-    const dirFd = openSync(join(path, '..'), 'r');
-    try {
-      fsyncSync(dirFd);
-    } finally {
-      closeSync(dirFd);
-    }
   } finally {
-    if (!renamed) {
-      try {
-        unlinkSync(tmp);
-      } catch {
-        /* never created */
-      }
-    }
+    if (!renamed) await unlink(tmp).catch(() => {});
   }
 }
+
+let tempCounter = 0;
