@@ -5,6 +5,7 @@
  */
 import { DownloadError } from '@upfleet/core';
 import { DirectorRequestError } from './errors.ts';
+import { httpPost } from './fetcher.ts';
 import type { DeviceTokens } from './device-token.ts';
 import type { Delivery, OutboxRow } from './outbox.ts';
 
@@ -34,13 +35,7 @@ export class DirectorClient {
   async #post(path: string, body: unknown, headers: Record<string, string>): Promise<{ status: number; text: string }> {
     const url = `${this.deviceBase}/${path}`;
     try {
-      const res = await fetch(url, {
-        method: 'POST',
-        headers: { 'content-type': 'application/json', ...headers },
-        body: typeof body === 'string' ? body : JSON.stringify(body),
-        signal: AbortSignal.timeout(30_000),
-      });
-      return { status: res.status, text: await res.text() };
+      return await httpPost(url, typeof body === 'string' ? body : JSON.stringify(body), headers);
     } catch (cause) {
       throw new DownloadError(`POST ${url}: ${(cause as Error).message}`, { cause });
     }

@@ -159,3 +159,29 @@ class SpeedGuard {
     this.#timer = undefined;
   }
 }
+
+/**
+ * A small JSON POST over node:http(s) (not the global fetch: undici costs the
+ * idle daemon several MB). Resolves with any status; rejects on transport errors.
+ */
+export function httpPost(url: string, body: string, headers: Record<string, string>, timeoutMs = 30_000): Promise<{ status: number; text: string }> {
+  const u = new URL(url);
+  const mod = u.protocol === 'https:' ? https : http;
+  return new Promise((resolve, reject) => {
+    const req = mod.request(u, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body), ...headers },
+      agent: u.protocol === 'https:' ? agents.https : agents.http,
+      timeout: timeoutMs,
+    });
+    req.once('timeout', () => req.destroy(new Error(`no answer in ${timeoutMs} ms`)));
+    req.once('error', reject);
+    req.once('response', (res) => {
+      const parts: Buffer[] = [];
+      res.on('data', (c: Buffer) => parts.push(c));
+      res.once('error', reject);
+      res.once('end', () => resolve({ status: res.statusCode ?? 0, text: Buffer.concat(parts).toString('utf8') }));
+    });
+    req.end(body);
+  });
+}
