@@ -172,6 +172,39 @@ describe('Updater', () => {
       });
     });
 
+    describe('when the stored timestamp is expired but newer than the served one (rollback after freeze)', () => {
+      it('still refuses the older timestamp with BadVersionError', async () => {
+        const c = setup();
+        for (let i = 0; i < 4; i++) {
+          c.repo.touch('timestamp');
+          c.repo.commit();
+        }
+        await c.updater().refresh();
+        const later = new Date(NOW.getTime() + 2 * 86400_000); // stored timestamp v5 has expired
+        serveResigned(c, 'metadata/timestamp.json', 'timestamp', (md) => {
+          md.signed.version = 4;
+          md.signed.expires = '2030-06-01T00:00:00Z';
+        });
+        await assertRejectsWith(() => c.updater({ now: later }).refresh(), BadVersionError, { role: 'timestamp', expected: '>= 5', actual: 4 });
+        assert.equal(storedVersion(c.store, 'timestamp'), 5);
+      });
+    });
+
+    describe('when targets carries fewer valid signatures than its threshold (key compromise below threshold)', () => {
+      it('throws UnsignedMetadataError and stores no targets', async () => {
+        const signers = [Ed25519Signer.generate(), Ed25519Signer.generate()];
+        const c = setup();
+        c.repo.rotateKeys('targets', signers, 2);
+        c.repo.commit();
+        serveResigned(c, 'metadata/2.targets.json', 'targets', () => {}, [signers[0]!]);
+        c.repo.snapshot.meta['targets.json'] = new MetaFile(2);
+        c.repo.touch('snapshot');
+        c.repo.commit();
+        await assertRejectsWith(() => c.updater().refresh(), UnsignedMetadataError, { role: 'targets', threshold: 2, validSignatures: 1 });
+        assert.ok(!c.store.files.has('targets.json'));
+      });
+    });
+
     describe('when the timestamp has not changed', () => {
       it('keeps the stored one and uses the stored snapshot without fetching it', async () => {
         const c = setup();
