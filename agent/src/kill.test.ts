@@ -67,12 +67,12 @@ describe('kill -9 in every persisted state, then restart', () => {
   });
 
   /** Publishes and assigns release N to both ECUs. */
-  async function assignRelease(): Promise<{ gateway: string; brake: string }> {
+  async function assignRelease(brakeBytes = 20_000): Promise<{ gateway: string; brake: string }> {
     release++;
     const names = { gateway: `gateway-${release}.bin`, brake: `brake-${release}.bin` };
     await w.publish([
       { name: names.gateway, data: randomBytes(30_000), hardwareIds: ['gateway'], releaseCounter: release },
-      { name: names.brake, data: randomBytes(20_000), hardwareIds: ['brake'], releaseCounter: release },
+      { name: names.brake, data: randomBytes(brakeBytes), hardwareIds: ['brake'], releaseCounter: release },
     ]);
     const a = await w.admin('POST', '/api/v1/admin/devices/vehicle-kill/assignments', {
       ecus: [
@@ -100,6 +100,35 @@ describe('kill -9 in every persisted state, then restart', () => {
       assert.equal(device.assignments.at(-1).status, 'succeeded');
     });
   }
+
+  it('resumes a serial transfer killed midway from the offset the ECU holds', async () => {
+    const names = await assignRelease(1_500_000);
+    const sim = w.secondaries[0]!.sim;
+    const child = spawn(process.execPath, [BIN, 'check', '--once', '--config', w.configPath], { env: { ...process.env, UPFLEET_LOG_LEVEL: 'warn' }, stdio: 'ignore' });
+    const exited = new Promise((r) => child.once('exit', r));
+    const deadline = Date.now() + 30_000;
+    while (sim.store.inactiveLength() < 100_000 || sim.store.inactiveLength() >= 1_400_000) {
+      if (Date.now() > deadline) assert.fail(`transfer not observed midway (${sim.store.inactiveLength()} bytes)`);
+      await new Promise((r) => setTimeout(r, 5));
+    }
+    child.kill('SIGKILL');
+    await exited;
+    assert.equal(storedState(w), 'installing');
+    const held = sim.store.inactiveLength();
+    const begins: number[] = [];
+    const onBegin = (offset: number) => begins.push(offset);
+    sim.on('begin', onBegin);
+    try {
+      const resumed = await agent(w, ['check', '--once']);
+      assert.equal(resumed.code, 0, resumed.stderr);
+    } finally {
+      sim.off('begin', onBegin);
+    }
+    assert.ok(begins.some((o) => o > 0 && o <= held), `resumed from ${begins.join(',')} (held ${held})`);
+    const device = await w.device();
+    assert.equal(device.ecus.find((e: { serial: string }) => e.serial === 'brake-k').installed.filename, names.brake);
+    assert.equal(device.assignments.at(-1).status, 'succeeded');
+  });
 
   it('rolls back and reports the failure after a kill in rollingBack', async () => {
     const before = Object.fromEntries((await w.device()).ecus.map((e: { serial: string; installed: { filename: string } | null }) => [e.serial, e.installed?.filename]));
