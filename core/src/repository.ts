@@ -64,6 +64,7 @@ export interface RepositoryOptions {
 
 export interface DelegationOptions {
   name: string;
+  /** Path patterns; `*` does not cross `/`. Default `['*']` (top-level names) unless pathHashPrefixes is given. */
   paths?: string[];
   pathHashPrefixes?: string[];
   terminating?: boolean;

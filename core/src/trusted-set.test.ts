@@ -1,7 +1,7 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { TrustedMetadataSet } from './trusted-set.ts';
-import { fixture, assertThrowsWith, NOW, type Fixture } from './testing/fixtures.ts';
+import { fixture, assertThrowsWith, NOW, SIGNED_AT, type Fixture } from './testing/fixtures.ts';
 import { Ed25519Signer } from './keys.ts';
 import { Metadata } from './metadata/envelope.ts';
 import { MetaFile } from './metadata/file-info.ts';
@@ -24,6 +24,8 @@ import {
   UsageError,
 } from './errors.ts';
 import { utf8 } from './bytes.ts';
+import { RepositoryBuilder } from './repository.ts';
+import { DelegatedRole, Delegations } from './metadata/delegations.ts';
 
 const LATER = new Date('2031-06-01T00:00:00Z');
 const PAST = '2029-01-01T00:00:00Z';
@@ -573,14 +575,31 @@ describe('TrustedMetadataSet', () => {
       });
     });
 
-    describe('when a trusted role is reached through another delegator', () => {
-      it('verifies it again against that delegator and keeps the first trust on failure', () => {
-        const f = fixture();
-        const set = loaded(f, 'role1');
-        // targets does not delegate role1's own name again to a different key; "role1 via role1" is undelegated.
-        assertThrowsWith(() => set.updateDelegatedTargets(f.bytes('role1'), 'role1', 'role1'), UndelegatedRoleError, { role: 'role1', delegator: 'role1' });
-        assert.ok(set.isTrustedVia('role1', 'targets'));
-        assert.ok(!set.isTrustedVia('role1', 'role1'));
+    describe('when a trusted role is reached through another delegator (diamond)', () => {
+      it('verifies it again against that delegator, refuses a key only the first one gave, and keeps the first trust', () => {
+        const repo = new RepositoryBuilder({ now: SIGNED_AT });
+        repo.delegate('targets', { name: 'parent-a' });
+        repo.delegate('targets', { name: 'parent-b' });
+        repo.delegate('parent-a', { name: 'release' });
+        const otherKey = Ed25519Signer.generate().key;
+        const parentB = repo.targetsOf('parent-b');
+        parentB.delegations = new Delegations({ [otherKey.keyid]: otherKey }, [new DelegatedRole('release', [otherKey.keyid], 1, false, ['*'])]);
+        repo.touch('parent-b');
+        repo.commit();
+        const set = new TrustedMetadataSet(repo.files.get('metadata/1.root.json')!, NOW);
+        set.updateTimestamp(repo.bytes('timestamp'));
+        set.updateSnapshot(repo.bytes('snapshot'));
+        set.updateTargets(repo.bytes('targets'));
+        set.updateDelegatedTargets(repo.bytes('parent-a'), 'parent-a', 'targets');
+        set.updateDelegatedTargets(repo.bytes('parent-b'), 'parent-b', 'targets');
+        const viaA = set.updateDelegatedTargets(repo.bytes('release'), 'release', 'parent-a');
+        assertThrowsWith(() => set.updateDelegatedTargets(repo.bytes('release'), 'release', 'parent-b'), UnsignedMetadataError, {
+          role: 'release',
+          validSignatures: 0,
+        });
+        assert.ok(set.isTrustedVia('release', 'parent-a'));
+        assert.ok(!set.isTrustedVia('release', 'parent-b'));
+        assert.equal(set.get('release'), viaA);
       });
     });
   });

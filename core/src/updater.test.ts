@@ -345,6 +345,25 @@ describe('Updater', () => {
       });
     });
 
+    describe('when a role is delegated by two delegators with different keys (diamond)', () => {
+      it('finds a target through the delegator whose key signed it, and refuses the other path', async () => {
+        const c = setup((repo) => {
+          repo.delegate('targets', { name: 'parent-a', paths: ['team-a/*'] });
+          repo.delegate('targets', { name: 'parent-b', paths: ['team-b/*'] });
+          repo.delegate('parent-a', { name: 'release', paths: ['team-a/*'] });
+          const otherKey = Ed25519Signer.generate().key;
+          repo.targetsOf('parent-b').delegations = new Delegations({ [otherKey.keyid]: otherKey }, [
+            new DelegatedRole('release', [otherKey.keyid], 1, false, ['team-b/*']),
+          ]);
+          repo.addTarget('team-a/x', utf8('trusted A'), { role: 'release' });
+          repo.addTarget('team-b/x', utf8('malicious B'), { role: 'release' });
+        });
+        const updater = c.updater();
+        assert.equal((await updater.findTarget('team-a/x'))?.role, 'release');
+        await assertRejectsWith(() => updater.findTarget('team-b/x'), UnsignedMetadataError, { role: 'release' });
+      });
+    });
+
     describe('with a hardware ID', () => {
       it('skips roles whose hardware-ID filter excludes it', async () => {
         const c = setup((repo) => {
