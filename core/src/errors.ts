@@ -169,3 +169,12 @@ export class DroppedRoleError extends RepositoryError {
     super(`new snapshot drops ${file}`);
   }
 }
+
+/** More root rotations in one session than the cap allows (a repository walking the client forever). */
+export class RootRotationLimitError extends RepositoryError {
+  override name = 'RootRotationLimitError';
+  override readonly code = 'ROOT_ROTATION_LIMIT';
+  constructor(readonly limit: number) {
+    super(`more than ${limit} root rotations in one update`);
+  }
+}

@@ -18,6 +18,7 @@ import {
   LengthOrHashMismatchError,
   MalformedMetadataError,
   MetadataTooLargeError,
+  RootRotationLimitError,
   UndelegatedRoleError,
   UnlistedRoleError,
   UnsignedMetadataError,
@@ -124,7 +125,7 @@ describe('TrustedMetadataSet', () => {
       assert.equal(set.root.version, 2);
     });
 
-    describe('when not signed by the trusted root keys (5.3.4)', () => {
+    describe('when not signed by the trusted root keys (5.3.3)', () => {
       it('throws UnsignedMetadataError and keeps the trusted root', () => {
         const f = fixture();
         const set = loaded(f);
@@ -138,7 +139,7 @@ describe('TrustedMetadataSet', () => {
       });
     });
 
-    describe('when not signed by its own new keys (5.3.5)', () => {
+    describe('when not signed by its own new keys (5.3.3)', () => {
       it('throws UnsignedMetadataError and keeps the trusted root', () => {
         const f = fixture();
         const set = loaded(f);
@@ -166,7 +167,7 @@ describe('TrustedMetadataSet', () => {
       });
     });
 
-    describe('when the version skips ahead (5.3.6)', () => {
+    describe('when the version skips ahead (5.3.4)', () => {
       it('throws BadVersionError and keeps the trusted root', () => {
         const f = fixture();
         const set = loaded(f);
@@ -181,6 +182,20 @@ describe('TrustedMetadataSet', () => {
         const f = fixture();
         const set = loaded(f);
         assertThrowsWith(() => set.updateRoot(f.bytes('root')), BadVersionError, { role: 'root', expected: 2, actual: 1 });
+      });
+    });
+
+    describe('past the rotation cap', () => {
+      it('throws RootRotationLimitError and keeps the last root', () => {
+        const f = fixture();
+        const set = new TrustedMetadataSet(f.repo.files.get('metadata/1.root.json')!, NOW, { maxRootRotations: 1 });
+        f.repo.touch('root');
+        f.repo.commit();
+        set.updateRoot(f.bytes('root'));
+        f.repo.touch('root');
+        f.repo.commit();
+        assertThrowsWith(() => set.updateRoot(f.bytes('root')), RootRotationLimitError, { limit: 1 });
+        assert.equal(set.root.version, 2);
       });
     });
 

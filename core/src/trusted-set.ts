@@ -35,6 +35,7 @@ import {
   ExpiredMetadataError,
   MalformedMetadataError,
   MetadataTooLargeError,
+  RootRotationLimitError,
   UndelegatedRoleError,
   UnlistedRoleError,
   UsageError,
@@ -50,6 +51,8 @@ export const DEFAULT_MAX_LENGTH: Readonly<Record<RoleType, number>> = {
 
 export interface TrustedSetOptions {
   maxLength?: Partial<Record<RoleType, number>>;
+  /** Most root updates accepted by one set (python-tuf: 256). */
+  maxRootRotations?: number;
 }
 
 interface TrustedDelegate {
@@ -62,6 +65,8 @@ interface TrustedDelegate {
 export class TrustedMetadataSet {
   readonly #now: Date;
   readonly #maxLength: Record<RoleType, number>;
+  readonly #maxRootRotations: number;
+  #rootRotations = 0;
   #root: Root;
   #timestamp: Timestamp | undefined;
   #snapshot: Snapshot | undefined;
@@ -75,6 +80,7 @@ export class TrustedMetadataSet {
   constructor(rootBytes: Uint8Array, now: Date, options: TrustedSetOptions = {}) {
     this.#now = now;
     this.#maxLength = { ...DEFAULT_MAX_LENGTH, ...options.maxLength };
+    this.#maxRootRotations = options.maxRootRotations ?? 256;
     const { md, message } = this.#parse(rootBytes, 'root', 'root');
     // 5.2: the trusted root is signed by a threshold of its own root keys.
     verifyRole(md, message, 'root', md.signed.keys, md.signed.roles.root);
@@ -114,20 +120,23 @@ export class TrustedMetadataSet {
   /**
    * 5.3: the next root, N+1. An expired intermediate root is fine; only the final
    * root's expiry counts (checked in updateTimestamp).
-   * @throws UsageError after a timestamp is trusted;
+   * @throws UsageError after a timestamp is trusted; RootRotationLimitError past the cap;
    *   MetadataTooLargeError, MalformedMetadataError, UnsignedMetadataError, BadVersionError
    */
   updateRoot(bytes: Uint8Array): Root {
     if (this.#timestamp) throw new UsageError('cannot update root after timestamp');
+    // 5.3.2: a cap on the root files fetched in one update.
+    if (this.#rootRotations >= this.#maxRootRotations) throw new RootRotationLimitError(this.#maxRootRotations);
     const { md, message } = this.#parse(bytes, 'root', 'root');
-    // 5.3.4: signed by a threshold of the trusted root's root keys...
+    // 5.3.3: signed by a threshold of the trusted root's root keys...
     verifyRole(md, message, 'root', this.#root.keys, this.#root.roles.root);
-    // 5.3.5: ...and by a threshold of its own root keys.
+    // 5.3.3: ...and by a threshold of its own root keys.
     verifyRole(md, message, 'root', md.signed.keys, md.signed.roles.root);
-    // 5.3.6: exactly the next version (no rollback, no skipping).
+    // 5.3.4: exactly the next version (no rollback, no skipping).
     const expected = this.#root.version + 1;
     if (md.signed.version !== expected) throw new BadVersionError('root', expected, md.signed.version);
     this.#root = md.signed;
+    this.#rootRotations++;
     return md.signed;
   }
 
@@ -210,7 +219,7 @@ export class TrustedMetadataSet {
   }
 
   /**
-   * 5.6 and 5.7: a targets role, verified against `delegator` (which must be trusted).
+   * 5.6 (and 5.6.7 for delegated roles): a targets role, verified against `delegator` (which must be trusted).
    * @throws UsageError before snapshot or before the delegator; ExpiredMetadataError
    *   (snapshot or the role); BadVersionError (snapshot vs timestamp, or the role vs
    *   snapshot); UnlistedRoleError, MetadataTooLargeError, LengthOrHashMismatchError,
@@ -230,7 +239,7 @@ export class TrustedMetadataSet {
     // 5.6.2: ...with the length and hashes of these bytes.
     meta.verify(role, bytes);
     const { md, message } = this.#parse(bytes, 'targets', role);
-    // 5.6.3 / 5.7: signed by a threshold of the keys the delegator gives the role.
+    // 5.6.3: signed by a threshold of the keys the delegator gives the role.
     const delegation = delegationOf(parent, role);
     if (!delegation) throw new UndelegatedRoleError(role, delegator);
     verifyRole(md, message, role, delegation.keys, delegation);

@@ -102,7 +102,10 @@ export class Updater {
     this.#refreshed = true;
     const rootBytes = await this.#options.store.read(metadataFileName('root'));
     if (!rootBytes) throw new UsageError('no trusted root.json in the metadata store');
-    this.#trusted = new TrustedMetadataSet(rootBytes, this.#options.now, { maxLength: this.#maxLength });
+    this.#trusted = new TrustedMetadataSet(rootBytes, this.#options.now, {
+      maxLength: this.#maxLength,
+      maxRootRotations: this.#options.maxRootRotations ?? 256,
+    });
     try {
       await this.#loadRoot();
       await this.#loadTimestamp();
@@ -176,7 +179,10 @@ export class Updater {
     return bytes;
   }
 
-  /** 5.3: each next root version until the repository has none (403/404), up to a cap. */
+  /**
+   * 5.3: each next root version until the repository has none (403/404). At the
+   * cap it stops asking and goes on with the newest root it trusts (python-tuf).
+   */
   async #loadRoot(): Promise<void> {
     const trusted = this.#trusted!;
     const first = trusted.root.version + 1;
