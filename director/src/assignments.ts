@@ -142,8 +142,8 @@ export class Assignments {
 
   /** Cancels the open assignments of a device (only those naming `ecuSerial`, when given). Call inside a commit. */
   cancelOpen(deviceId: string, code: string, ecuSerial?: string): AssignmentRecord[] {
-    const cancelled = this.ctx.store.assignmentsOf(deviceId).filter(
-      (a) => isOpen(a.status) && (ecuSerial === undefined || a.items.some((i) => i.ecuSerial === ecuSerial)),
+    const cancelled = this.ctx.store.openAssignmentsOf(deviceId).filter(
+      (a) => ecuSerial === undefined || a.items.some((i) => i.ecuSerial === ecuSerial),
     );
     for (const a of cancelled) this.setStatus(a, 'cancelled', { code, message: `cancelled: ${code}` });
     if (cancelled.length > 0) this.sync(deviceId);

@@ -110,12 +110,12 @@ export class Inventory {
       if (existing) {
         store.updateDevice(reg.deviceId, { status, tags: [...new Set([...existing.tags, ...reg.tags])].sort(), updatedAt: now });
       } else {
-        store.insertDevice({ id: reg.deviceId, status, tags: reg.tags, manifestCounter: -1, online: false, lastSeen: null, createdAt: now, updatedAt: now });
+        store.insertDevice({ id: reg.deviceId, status, tags: reg.tags, manifestCounter: -1, recentNonces: {}, online: false, lastSeen: null, createdAt: now, updatedAt: now });
       }
       [reg.primary, ...reg.secondaries].forEach((e, i) =>
         store.insertEcu({
           serial: e.ecuSerial, deviceId: reg.deviceId, hardwareId: e.hardwareId, publicKey: e.publicKey.toJSON(),
-          primary: i === 0, installed: null, releaseCounter: 0, recentNonces: [],
+          primary: i === 0, installed: null, releaseCounter: 0,
         }),
       );
       this.ctx.repo.publish(reg.deviceId, {});
@@ -129,7 +129,7 @@ export class Inventory {
     return this.ctx.commit(() => {
       if (this.ctx.store.getDevice(deviceId)) throw new ConflictError('DEVICE_EXISTS', `${deviceId} exists`, { deviceId });
       const now = this.ctx.nowIso();
-      const device: DeviceRecord = { id: deviceId, status: 'preregistered', tags, manifestCounter: -1, online: false, lastSeen: null, createdAt: now, updatedAt: now };
+      const device: DeviceRecord = { id: deviceId, status: 'preregistered', tags, manifestCounter: -1, recentNonces: {}, online: false, lastSeen: null, createdAt: now, updatedAt: now };
       this.ctx.store.insertDevice(device);
       return device;
     });
@@ -172,7 +172,7 @@ export class Inventory {
       this.ctx.store.deleteEcu(oldSerial);
       const ecu: EcuRecord = {
         serial: replacement.ecuSerial, deviceId, hardwareId: replacement.hardwareId, publicKey: replacement.publicKey.toJSON(),
-        primary: old.primary, installed: null, releaseCounter: 0, recentNonces: [],
+        primary: old.primary, installed: null, releaseCounter: 0,
       };
       this.ctx.store.insertEcu(ecu);
       this.ctx.store.updateDevice(deviceId, { updatedAt: this.ctx.nowIso() });

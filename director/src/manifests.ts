@@ -24,7 +24,7 @@ import { parseJsonBytes } from '@upfleet/core/uptane/signed-document.ts';
 import { ForbiddenError, ManifestRejectedError, NotFoundError } from './errors.ts';
 import type { Context } from './context.ts';
 import type { Inventory } from './inventory.ts';
-import { isOpen, runsImage, sameImage, type Assignments } from './assignments.ts';
+import { runsImage, sameImage, type Assignments } from './assignments.ts';
 import type { AssignmentRecord, EcuRecord } from './store.ts';
 
 export const NONCE_MEMORY = 16;
@@ -133,7 +133,7 @@ export class Manifests {
         throw cause;
       }
       const nonce = report.signed.nonce;
-      if (nonce.length === 0 || ecu.recentNonces.includes(nonce)) {
+      if (nonce.length === 0 || (device.recentNonces[serial] ?? []).includes(nonce)) {
         throw new ManifestRejectedError(deviceId, 'STALE_NONCE', `ECU ${serial} reused nonce ${JSON.stringify(nonce)}`, { ecuSerial: serial, nonce });
       }
     }
@@ -150,18 +150,17 @@ export class Manifests {
       throw new ManifestRejectedError(deviceId, 'MANIFEST_REPLAY', `counter ${s.counter} is not above ${device.manifestCounter}`,
         { counter: s.counter, lastCounter: device.manifestCounter }, 409);
     }
-    store.updateDevice(deviceId, { manifestCounter: s.counter, lastSeen: now, updatedAt: now });
-    const previous = new Map<string, EcuRecord>();
+    const recentNonces: Record<string, string[]> = {};
     for (const [serial, ecu] of ecus) {
       const r = s.ecuVersionReports[serial]!.signed;
-      previous.set(serial, ecu);
-      store.updateEcu(serial, {
-        installed: r.installedImage,
-        releaseCounter: Math.max(ecu.releaseCounter, r.releaseCounter),
-        recentNonces: [...ecu.recentNonces, r.nonce].slice(-NONCE_MEMORY),
-      });
+      recentNonces[serial] = [...(device.recentNonces[serial] ?? []), r.nonce].slice(-NONCE_MEMORY);
+      const releaseCounter = Math.max(ecu.releaseCounter, r.releaseCounter);
+      if (JSON.stringify(ecu.installed) !== JSON.stringify(r.installedImage) || releaseCounter !== ecu.releaseCounter) {
+        store.updateEcu(serial, { installed: r.installedImage, releaseCounter });
+      }
       if (r.attacksDetected !== '') this.#event(deviceId, serial, 'attack', 'ATTACK_DETECTED', r.attacksDetected, now);
     }
+    store.updateDevice(deviceId, { manifestCounter: s.counter, recentNonces, lastSeen: now, updatedAt: now });
     const ir = s.installationResult;
     if (ir) {
       for (const e of ir.ecus) {
@@ -181,7 +180,7 @@ export class Manifests {
         ...(ir && { installationResult: ir }),
       },
     });
-    const changed = this.#settleAssignments(deviceId, m, previous);
+    const changed = this.#settleAssignments(deviceId, m, ecus);
     return { deviceId, counter: s.counter, changed };
   }
 
@@ -199,7 +198,7 @@ export class Manifests {
     const ir = s.installationResult;
     const changed: IngestResult['changed'] = [];
     const campaigns = new Set<string>();
-    for (const a of this.ctx.store.assignmentsOf(deviceId).filter((x) => isOpen(x.status))) {
+    for (const a of this.ctx.store.openAssignmentsOf(deviceId)) {
       const outcome = this.#outcome(a, m, ir && ir.directorTargetsVersion >= a.targetsVersion ? ir : undefined, before);
       if (outcome && this.assignments.setStatus(a, outcome.status, outcome.error)) {
         changed.push({ id: a.id, status: a.status });

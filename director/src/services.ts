@@ -6,7 +6,7 @@
  */
 import type { Logger } from 'pino';
 import { Metadata, type Signer } from '@upfleet/core';
-import { Assignments, isOpen } from './assignments.ts';
+import { Assignments } from './assignments.ts';
 import { Authenticator } from './auth.ts';
 import { Campaigns } from './campaigns.ts';
 import { Context, type ImageRepository } from './context.ts';
@@ -16,7 +16,7 @@ import { Inventory } from './inventory.ts';
 import type { OnlineRole } from './key-store.ts';
 import { Manifests } from './manifests.ts';
 import { DirectorMetrics } from './metrics.ts';
-import type { AssignmentStatus, DirectorStore } from './store.ts';
+import type { AssignmentStatus, DeviceRecord, DirectorStore } from './store.ts';
 
 /** The fleet's root versions (shared by every device). */
 export class Roots {
@@ -46,6 +46,11 @@ export function parseProgress(json: unknown): ProgressEvent {
     if (o[f] !== undefined && (typeof o[f] !== 'number' || !Number.isSafeInteger(o[f]) || (o[f] as number) < 0)) throw new BadRequestError(`${f} is not a count`, { field: f });
   }
   return o as unknown as ProgressEvent;
+}
+
+/** A device record as admins see it (without the nonce memory). */
+export function publicDevice({ recentNonces: _n, ...device }: DeviceRecord): Omit<DeviceRecord, 'recentNonces'> {
+  return device;
 }
 
 export interface ServicesOptions {
@@ -105,8 +110,7 @@ export class DirectorServices {
     this.inventory.requireActive(deviceId);
     const target: AssignmentStatus = event.state;
     this.ctx.commit(() => {
-      for (const a of this.store.assignmentsOf(deviceId)) {
-        if (!isOpen(a.status)) continue;
+      for (const a of this.store.openAssignmentsOf(deviceId)) {
         if (event.ecuSerial !== undefined && !a.items.some((i) => i.ecuSerial === event.ecuSerial)) continue;
         this.assignments.setStatus(a, target);
       }
@@ -126,8 +130,8 @@ export class DirectorServices {
     const device = this.inventory.get(deviceId);
     const state = this.store.getRepoState(deviceId);
     return {
-      ...device,
-      ecus: this.store.ecusOf(deviceId).map(({ recentNonces: _n, ...e }) => e),
+      ...publicDevice(device),
+      ecus: this.store.ecusOf(deviceId),
       assignments: this.store.assignmentsOf(deviceId),
       events: this.store.eventsOf(deviceId),
       metadata: state ?? null,

@@ -19,11 +19,10 @@ import type {
 const SCHEMA = `
 CREATE TABLE IF NOT EXISTS devices (
   id TEXT PRIMARY KEY, status TEXT NOT NULL, tags TEXT NOT NULL, manifest_counter INTEGER NOT NULL,
-  online INTEGER NOT NULL, last_seen TEXT, created_at TEXT NOT NULL, updated_at TEXT NOT NULL);
+  recent_nonces TEXT NOT NULL, online INTEGER NOT NULL, last_seen TEXT, created_at TEXT NOT NULL, updated_at TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS ecus (
   serial TEXT PRIMARY KEY, device_id TEXT NOT NULL REFERENCES devices(id), hardware_id TEXT NOT NULL,
-  public_key TEXT NOT NULL, is_primary INTEGER NOT NULL, installed TEXT, release_counter INTEGER NOT NULL,
-  recent_nonces TEXT NOT NULL);
+  public_key TEXT NOT NULL, is_primary INTEGER NOT NULL, installed TEXT, release_counter INTEGER NOT NULL);
 CREATE INDEX IF NOT EXISTS ecus_device ON ecus(device_id);
 CREATE TABLE IF NOT EXISTS assignments (
   id TEXT PRIMARY KEY, device_id TEXT NOT NULL, campaign_id TEXT, status TEXT NOT NULL, items TEXT NOT NULL,
@@ -57,6 +56,7 @@ const deviceFrom = (r: Row): DeviceRecord => ({
   status: r.status as DeviceStatus,
   tags: JSON.parse(r.tags as string),
   manifestCounter: r.manifest_counter as number,
+  recentNonces: JSON.parse(r.recent_nonces as string),
   online: r.online === 1,
   lastSeen: (r.last_seen as string | null) ?? null,
   createdAt: r.created_at as string,
@@ -71,7 +71,6 @@ const ecuFrom = (r: Row): EcuRecord => ({
   primary: r.is_primary === 1,
   installed: r.installed === null ? null : JSON.parse(r.installed as string),
   releaseCounter: r.release_counter as number,
-  recentNonces: JSON.parse(r.recent_nonces as string),
 });
 
 const assignmentFrom = (r: Row): AssignmentRecord => ({
@@ -105,13 +104,12 @@ const json = (v: unknown) => JSON.stringify(v);
 const bool = (v: unknown) => (v ? 1 : 0);
 
 const DEVICE_COLUMNS: Columns = {
-  status: ['status', same], tags: ['tags', json], manifestCounter: ['manifest_counter', same],
+  status: ['status', same], tags: ['tags', json], manifestCounter: ['manifest_counter', same], recentNonces: ['recent_nonces', json],
   online: ['online', bool], lastSeen: ['last_seen', same], updatedAt: ['updated_at', same],
 };
 const ECU_COLUMNS: Columns = {
   hardwareId: ['hardware_id', same], publicKey: ['public_key', json], primary: ['is_primary', bool],
   installed: ['installed', (v) => (v === null ? null : JSON.stringify(v))], releaseCounter: ['release_counter', same],
-  recentNonces: ['recent_nonces', json],
 };
 const ASSIGNMENT_COLUMNS: Columns = {
   status: ['status', same], errorCode: ['error_code', same], errorMessage: ['error_message', same],
@@ -173,8 +171,8 @@ export class SqliteStore implements DirectorStore {
   }
 
   insertDevice(d: DeviceRecord): void {
-    this.#stmt('INSERT INTO devices VALUES (?, ?, ?, ?, ?, ?, ?, ?)').run(
-      d.id, d.status, JSON.stringify(d.tags), d.manifestCounter, d.online ? 1 : 0, d.lastSeen, d.createdAt, d.updatedAt);
+    this.#stmt('INSERT INTO devices VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)').run(
+      d.id, d.status, JSON.stringify(d.tags), d.manifestCounter, JSON.stringify(d.recentNonces), d.online ? 1 : 0, d.lastSeen, d.createdAt, d.updatedAt);
   }
 
   updateDevice(id: string, fields: Partial<DeviceRecord>): void {
@@ -191,9 +189,9 @@ export class SqliteStore implements DirectorStore {
   }
 
   insertEcu(e: EcuRecord): void {
-    this.#stmt('INSERT INTO ecus VALUES (?, ?, ?, ?, ?, ?, ?, ?)').run(
+    this.#stmt('INSERT INTO ecus VALUES (?, ?, ?, ?, ?, ?, ?)').run(
       e.serial, e.deviceId, e.hardwareId, JSON.stringify(e.publicKey), e.primary ? 1 : 0,
-      e.installed === null ? null : JSON.stringify(e.installed), e.releaseCounter, JSON.stringify(e.recentNonces));
+      e.installed === null ? null : JSON.stringify(e.installed), e.releaseCounter);
   }
 
   updateEcu(serial: string, fields: Partial<EcuRecord>): void {
@@ -221,6 +219,11 @@ export class SqliteStore implements DirectorStore {
 
   assignmentsOf(deviceId: string): AssignmentRecord[] {
     return (this.#stmt('SELECT * FROM assignments WHERE device_id = ? ORDER BY seq').all(deviceId) as Row[]).map(assignmentFrom);
+  }
+
+  openAssignmentsOf(deviceId: string): AssignmentRecord[] {
+    return (this.#stmt("SELECT * FROM assignments WHERE device_id = ? AND status IN ('pending', 'downloading', 'installing') ORDER BY seq")
+      .all(deviceId) as Row[]).map(assignmentFrom);
   }
 
   assignmentsOfCampaign(campaignId: string): AssignmentRecord[] {

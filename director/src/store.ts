@@ -14,6 +14,8 @@ export interface DeviceRecord {
   tags: string[];
   /** Highest accepted manifest counter; -1 before the first. */
   manifestCounter: number;
+  /** ECU serial -> the last nonces accepted from it, newest last (one row write per manifest). */
+  recentNonces: Record<string, string[]>;
   online: boolean;
   lastSeen: string | null;
   createdAt: string;
@@ -29,8 +31,6 @@ export interface EcuRecord {
   primary: boolean;
   installed: InstalledImage | null;
   releaseCounter: number;
-  /** The last nonces accepted for this ECU, newest last. */
-  recentNonces: string[];
 }
 
 export type AssignmentStatus = 'pending' | 'downloading' | 'installing' | 'succeeded' | 'failed' | 'cancelled';
@@ -139,6 +139,8 @@ export interface DirectorStore {
   getAssignment(id: string): AssignmentRecord | undefined;
   assignmentsOf(deviceId: string): AssignmentRecord[];
   assignmentsOfCampaign(campaignId: string): AssignmentRecord[];
+  /** The device's pending, downloading and installing assignments, oldest first. */
+  openAssignmentsOf(deviceId: string): AssignmentRecord[];
 
   insertEvent(e: Omit<EventRecord, 'id'>): void;
   eventsOf(deviceId: string): EventRecord[];

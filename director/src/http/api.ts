@@ -5,7 +5,7 @@
  * and call a service; the services own every rule.
  */
 import { Key, MalformedMetadataError, utf8 } from '@upfleet/core';
-import type { DirectorServices } from '../services.ts';
+import { publicDevice, type DirectorServices } from '../services.ts';
 import { BadRequestError, NotFoundError } from '../errors.ts';
 import { checkId } from '../ids.ts';
 import { parseRegistration, parseTags } from '../inventory.ts';
@@ -96,12 +96,12 @@ export function addRoutes(router: Router, s: DirectorServices): void {
   router.add('GET', '/api/v1/admin/devices', (req) => {
     admin(req);
     const status = req.query.get('status') ?? undefined;
-    return ok({ devices: s.store.listDevices(status ? { status: status as never } : {}) });
+    return ok({ devices: s.store.listDevices(status ? { status: status as never } : {}).map(publicDevice) });
   });
   router.add('POST', '/api/v1/admin/devices', async (req) => {
     admin(req);
     const body = (await req.json()) as Record<string, unknown>;
-    return ok(s.inventory.preregister(checkId('deviceId', body.deviceId), parseTags(body.tags)), 201);
+    return ok(publicDevice(s.inventory.preregister(checkId('deviceId', body.deviceId), parseTags(body.tags))), 201);
   });
   router.add('GET', '/api/v1/admin/devices/{deviceId}', (req) => {
     admin(req);
@@ -109,11 +109,11 @@ export function addRoutes(router: Router, s: DirectorServices): void {
   });
   router.add('POST', '/api/v1/admin/devices/{deviceId}/approve', (req) => {
     admin(req);
-    return ok(s.inventory.approve(req.params.deviceId!));
+    return ok(publicDevice(s.inventory.approve(req.params.deviceId!)));
   });
   router.add('POST', '/api/v1/admin/devices/{deviceId}/decommission', (req) => {
     admin(req);
-    return ok(s.inventory.decommission(req.params.deviceId!));
+    return ok(publicDevice(s.inventory.decommission(req.params.deviceId!)));
   });
   router.add('POST', '/api/v1/admin/devices/{deviceId}/ecus/{ecuSerial}/replace', async (req) => {
     admin(req);
