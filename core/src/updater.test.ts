@@ -84,6 +84,16 @@ describe('Updater', () => {
       });
     });
 
+    describe('when the store cannot write', () => {
+      it('reports the store error', async () => {
+        const c = setup();
+        c.store.writeAtomic = async () => {
+          throw new Error('disk full');
+        };
+        await assert.rejects(c.updater().refresh(), /disk full/);
+      });
+    });
+
     describe('a second time on one Updater', () => {
       it('throws UsageError', async () => {
         const c = setup();

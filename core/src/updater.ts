@@ -106,14 +106,12 @@ export class Updater {
       maxLength: this.#maxLength,
       maxRootRotations: this.#options.maxRootRotations ?? 256,
     });
-    try {
+    await this.#flushedAfter(async () => {
       await this.#loadRoot();
       await this.#loadTimestamp();
       await this.#loadSnapshot();
       await this.#loadTargets('targets', 'root');
-    } finally {
-      await this.#flush();
-    }
+    });
   }
 
   /**
@@ -124,11 +122,7 @@ export class Updater {
    */
   async findTarget(path: string, options: { hardwareId?: string } = {}): Promise<FoundTarget | undefined> {
     if (!this.#refreshed) await this.refresh();
-    try {
-      return await this.#search(path, options.hardwareId);
-    } finally {
-      await this.#flush();
-    }
+    return this.#flushedAfter(() => this.#search(path, options.hardwareId));
   }
 
   async #search(path: string, hardwareId: string | undefined): Promise<FoundTarget | undefined> {
@@ -276,6 +270,19 @@ export class Updater {
     const writes = [...this.#writes.values()];
     this.#writes.clear();
     await Promise.all(writes);
+  }
+
+  /** Runs `work`, then waits for its writes; the first error wins (work's, else a write's). */
+  async #flushedAfter<T>(work: () => Promise<T>): Promise<T> {
+    let result: T;
+    try {
+      result = await work();
+    } catch (e) {
+      await this.#flush().catch(() => {});
+      throw e;
+    }
+    await this.#flush();
+    return result;
   }
 }
 
