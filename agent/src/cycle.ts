@@ -95,9 +95,13 @@ function forEcu<T>(ecuSerial: string, fn: () => Promise<T>): Promise<T> {
   });
 }
 
+/** Transport failures (core DownloadError and subclasses). */
+const DOWNLOAD_CODES = new Set(['DOWNLOAD', 'HTTP', 'LENGTH_LIMIT', 'SLOW_RETRIEVAL']);
+
+/** The installation result code the director sees for a failure. */
 export function resultCode(failure: FailureRecord): string {
   if (failure.attack) return 'VERIFICATION_FAILED';
-  if (failure.code === 'SLOW_RETRIEVAL' || failure.name === 'DownloadError' || failure.state === 'downloading') return 'DOWNLOAD_FAILED';
+  if (DOWNLOAD_CODES.has(failure.code)) return 'DOWNLOAD_FAILED';
   return 'INSTALL_FAILED';
 }
 
@@ -301,7 +305,8 @@ export function buildSteps(d: CycleDeps): Steps {
         description: failure ? `${failure.name}: ${failure.message}` : `installed ${plan.map((p) => p.name).join(', ')}`,
         ecus,
       };
-      const retryable = failure !== undefined && !failure.attack && (failure.code === 'DOWNLOAD' || failure.code === 'HTTP' || failure.code === 'SLOW_RETRIEVAL');
+      // A transport failure may pass: the same director targets are tried again next cycle.
+      const retryable = failure !== undefined && !failure.attack && DOWNLOAD_CODES.has(failure.code) && failure.code !== 'LENGTH_LIMIT';
       const stored: StoredResult = { result, retryable };
       let m: { manifest: unknown; counter: number } | undefined;
       try {

@@ -51,6 +51,17 @@ function steps(faults: Faults, visited: StateName[]): Steps {
   return Object.fromEntries(STATE_NAMES.filter((n) => n !== 'idle').map((n) => [n, make(n as Exclude<StateName, 'idle'>)])) as unknown as Steps;
 }
 
+describe('failure records', () => {
+  it('counts an ECU refusal as an attack only for verification codes', async () => {
+    const { EcuRefusedError } = await import('@upfleet/core/link/errors.ts');
+    const busy = transition({ name: 'installing', cycle: { ...IDLE.cycle, plan: PLAN } }, { type: 'failed', error: new EcuRefusedError('ecu-1', 'ImageBegin', 'LOW_BATTERY', '') });
+    assert.equal(busy.next.cycle.failure?.attack, false);
+    const bad = transition({ name: 'installing', cycle: { ...IDLE.cycle, plan: PLAN } }, { type: 'failed', error: new EcuRefusedError('ecu-1', 'MetadataEnd', 'METADATA_EXPIRED', '') });
+    assert.equal(bad.next.cycle.failure?.attack, true);
+    assert.equal(bad.next.cycle.failure?.fields.ecuCode, 'METADATA_EXPIRED');
+  });
+});
+
 describe('transition table', () => {
   it('has one row per (from, event) pair', () => {
     const keys = TABLE.map(([f, e]) => `${f}/${e}`);

@@ -95,6 +95,19 @@ function fieldsOf(error: Error): Record<string, unknown> {
   return out;
 }
 
+/** ECU refusal codes (core/link ERROR_CODES) that mean the ECU refused data as not verified. */
+const ECU_VERIFICATION_CODES = new Set([
+  'METADATA_MALFORMED', 'METADATA_UNSIGNED', 'METADATA_EXPIRED', 'METADATA_ROLLBACK', 'METADATA_INCOMPLETE',
+  'NO_TARGET_FOR_ECU', 'HARDWARE_ID_MISMATCH', 'TARGET_MISMATCH', 'IMAGE_MISMATCH', 'LENGTH_MISMATCH', 'HASH_MISMATCH',
+]);
+
+/** A refusal of remote data; an ECU's refusal counts only when it is about verification (not BUSY, LOW_BATTERY...). */
+function isAttack(error: Error): boolean {
+  const ecuCode = (error as { ecuCode?: unknown }).ecuCode;
+  if (typeof ecuCode === 'string') return ECU_VERIFICATION_CODES.has(ecuCode);
+  return error instanceof RepositoryError;
+}
+
 export function failureRecord(error: Error, state: StateName, ecuSerial?: string): FailureRecord {
   return {
     name: error.name,
@@ -102,7 +115,7 @@ export function failureRecord(error: Error, state: StateName, ecuSerial?: string
     message: error.message,
     state,
     ...(ecuSerial !== undefined && { ecuSerial }),
-    attack: error instanceof RepositoryError,
+    attack: isAttack(error),
     fields: fieldsOf(error),
   };
 }
