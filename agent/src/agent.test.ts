@@ -169,6 +169,21 @@ describe('Agent refusals (builder repositories)', () => {
     assert.equal((await w.agent.status()).ecus.find((e) => e.serial === 'gw-1')!.installed, null);
   });
 
+  it('refuses director targets signed for another device (replay across devices)', async () => {
+    const w = await world();
+    assignAll(w);
+    w.director.repo.targets.unrecognizedFields.deviceId = 'car-2';
+    w.director.repo.touch('targets');
+    w.director.repo.commit();
+    const out = await w.agent.checkOnce();
+    assert.equal(out.result, 'failure');
+    assert.equal(out.failure?.code, 'DEVICE_MISMATCH');
+    assert.deepEqual(out.failure?.fields, { expected: 'car-1', actual: 'car-2' });
+    assert.ok(!w.imageServer.requests.some((r) => r.path.startsWith('targets/')), 'nothing downloaded');
+    const r = w.director.manifests.at(-1)!.signed.installationResult!;
+    assert.ok(r.ecus.every((e) => e.code === 'VERIFICATION_FAILED'));
+  });
+
   it('refuses an image above the device size cap before downloading it', async () => {
     const w = await world({ maxImageBytes: 60_000 });
     assignAll(w);
