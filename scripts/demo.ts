@@ -39,6 +39,7 @@ Options:
   --vehicles N       run N vehicles (the extra ones come from the fleet simulator)
   --keep-running     keep everything up afterwards and print commands to try
   --fault SPEC       serial link faults, e.g. ber=1e-5 or ber=1e-5,drop=1e-4,latency=5
+  --link KIND        auto (default: pty pairs when socat works, else the emulator), pty, emulated
   --timeout S        give up after S seconds (default 50)
   -h, --help         this help
 `;
@@ -50,6 +51,7 @@ interface Args {
   keepRunning: boolean;
   fault: ChannelOptions | undefined;
   timeoutS: number;
+  link: 'auto' | LinkKind;
 }
 
 class UsageProblem extends Error {}
@@ -75,7 +77,7 @@ function parse(argv: string[]): Args | 'help' {
     v = parseArgs({
       args: argv,
       options: {
-        vehicles: { type: 'string' }, 'keep-running': { type: 'boolean' }, fault: { type: 'string' }, timeout: { type: 'string' },
+        vehicles: { type: 'string' }, 'keep-running': { type: 'boolean' }, fault: { type: 'string' }, timeout: { type: 'string' }, link: { type: 'string' },
         help: { type: 'boolean', short: 'h' },
       },
       strict: true,
@@ -88,7 +90,9 @@ function parse(argv: string[]): Args | 'help' {
   if (!Number.isSafeInteger(vehicles) || vehicles < 1 || vehicles > 1000) throw new UsageProblem('--vehicles must be an integer from 1 to 1000');
   const timeoutS = v.timeout === undefined ? 50 : Number(v.timeout);
   if (!Number.isFinite(timeoutS) || timeoutS <= 0) throw new UsageProblem('--timeout must be a positive number of seconds');
-  return { vehicles, keepRunning: v['keep-running'] === true, fault: v.fault === undefined ? undefined : parseFault(v.fault), timeoutS };
+  const link = v.link ?? 'auto';
+  if (link !== 'auto' && link !== 'pty' && link !== 'emulated') throw new UsageProblem('--link is auto, pty or emulated');
+  return { vehicles, keepRunning: v['keep-running'] === true, fault: v.fault === undefined ? undefined : parseFault(v.fault), timeoutS, link };
 }
 
 // ------------------------------------------------------------------ display
@@ -203,16 +207,19 @@ function table(header: string[], rows: string[][]): string {
 // ------------------------------------------------------------------ the run
 
 /** pty pairs when socat can make them (installing socat first when root), else the emulator. */
-async function chooseLink(): Promise<{ link: LinkKind; why: string }> {
+async function chooseLink(wanted: Args['link']): Promise<{ link: LinkKind; why: string }> {
+  if (wanted === 'emulated') return { link: 'emulated', why: 'asked for with --link' };
   const tools = (await import(join(import.meta.dirname, 'system-tools.mjs'))) as { ensureSystemTools(o?: { quiet?: boolean }): string[] };
   const missing = tools.ensureSystemTools({ quiet: true });
-  if (missing.length > 0) return { link: 'emulated', why: `${missing.join(', ')} not available` };
+  if (missing.length > 0 && wanted === 'pty') throw new Error(`--link pty: ${missing.join(', ')} not available`);
+  if (missing.length > 0) return { link: 'emulated', why: `${missing.join(', ')} not available: falling back` };
   try {
     const pair = await createPtyPair({ timeoutMs: 3000 });
     await pair.close();
     return { link: 'pty', why: 'socat made a pty pair' };
   } catch (e) {
-    return { link: 'emulated', why: (e as Error).message };
+    if (wanted === 'pty') throw e;
+    return { link: 'emulated', why: `${(e as Error).message}: falling back` };
   }
 }
 
@@ -245,7 +252,7 @@ async function main(): Promise<number> {
   const deadline = Date.now() + args.timeoutS * 1000;
 
   say('Upfleet demo');
-  const { link, why } = await chooseLink();
+  const { link, why } = await chooseLink(args.link);
   say(`serial links: ${link === 'pty' ? 'real pty pairs (socat + node-serialport)' : 'in-process link emulator'} at ${BAUD} baud (${why})` +
     (args.fault ? `, faults ${JSON.stringify(args.fault)}` : ''));
 
@@ -393,3 +400,6 @@ async function main(): Promise<number> {
 }
 
 process.exitCode = await main();
+// Everything was closed in order; a straggling socket or timer (e.g. an MQTT
+// reconnect racing the shutdown) must not keep a finished demo alive.
+setTimeout(() => process.exit(), 2000).unref();

@@ -1,0 +1,49 @@
+/**
+ * `npm run demo` as a newcomer runs it (not on a TTY: plain progress lines):
+ * exit 0 with the per-ECU table once the director verified the manifest; a
+ * non-zero exit that says why when the update does not finish; exit 2 on bad
+ * options.
+ */
+import { describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { join } from 'node:path';
+
+const DEMO = join(import.meta.dirname, '..', '..', 'scripts', 'demo.ts');
+
+function demo(args: string[]): Promise<{ code: number | null; out: string; err: string }> {
+  const child = spawn(process.execPath, ['--import', 'tsx', DEMO, ...args], { stdio: ['ignore', 'pipe', 'pipe'], cwd: join(import.meta.dirname, '..', '..') });
+  let out = '';
+  let err = '';
+  child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+  child.stderr.on('data', (d: Buffer) => (err += d.toString()));
+  return new Promise((resolve) => child.once('exit', (code) => resolve({ code, out, err })));
+}
+
+describe('npm run demo', () => {
+  it('updates every ECU and ends with exit 0 and the table', { timeout: 90_000 }, async () => {
+    const r = await demo([]);
+    assert.equal(r.code, 0, r.out + r.err);
+    assert.match(r.out, /serial links: (real pty pairs \(socat \+ node-serialport\)|in-process link emulator) at 115200 baud/);
+    assert.match(r.out, /signed by supplier role "supplier-brakes"/);
+    assert.match(r.out, /ECU serial\s+hardware ID\s+before\s+after\s+verified by\s+time/);
+    for (const serial of ['demo-car-1-gw', 'demo-car-1-brake', 'demo-car-1-door']) {
+      assert.match(r.out, new RegExp(`${serial}\\s.*2\\.0\\.0 \\(release 2\\)`), serial);
+    }
+    assert.match(r.out, /demo-car-1-brake .*ECU \(full\)\s/);
+    assert.match(r.out, /download\s+100%/);
+    assert.match(r.out, /OK: the director verified manifest #\d+ from demo-car-1/);
+  });
+
+  it('exits 1 and says why when the update does not finish in time', { timeout: 60_000 }, async () => {
+    const r = await demo(['--timeout', '0.2', '--link', 'emulated']);
+    assert.equal(r.code, 1);
+    assert.match(r.out, /FAILED:\n\s+- assignment timeout/);
+  });
+
+  it('exits 2 on bad options', async () => {
+    const r = await demo(['--vehicles', 'zero']);
+    assert.equal(r.code, 2);
+    assert.match(r.err, /--vehicles must be an integer/);
+  });
+});
