@@ -169,14 +169,12 @@ export class ImageCache {
 const BATCH = 1 << 20;
 
 /**
- * Sequential writes at increasing positions, batched into two reused 1 MiB
- * buffers (double buffering: one fills while the other is written), so a
- * download allocates no per-batch memory whatever the image size.
+ * Sequential writes at increasing positions, gathered into ~1 MiB batches that
+ * go out with one writev (no copying), one batch in flight while the next fills.
  */
 class BatchWriter {
-  #buffers = [Buffer.allocUnsafe(BATCH), Buffer.allocUnsafe(BATCH)];
-  #current = 0;
-  #filled = 0;
+  #parts: Uint8Array[] = [];
+  #size = 0;
   #inFlight: Promise<unknown> = Promise.resolve();
 
   constructor(
@@ -185,31 +183,28 @@ class BatchWriter {
   ) {}
 
   async push(chunk: Uint8Array): Promise<void> {
-    let from = 0;
-    while (from < chunk.byteLength) {
-      const n = Math.min(BATCH - this.#filled, chunk.byteLength - from);
-      this.#buffers[this.#current]!.set(chunk.subarray(from, from + n), this.#filled);
-      this.#filled += n;
-      from += n;
-      if (this.#filled === BATCH) await this.#start();
-    }
+    this.#parts.push(chunk);
+    this.#size += chunk.byteLength;
+    if (this.#size >= BATCH) await this.#start();
   }
 
   async flush(): Promise<void> {
-    if (this.#filled > 0) await this.#start();
+    if (this.#size > 0) await this.#start();
     await this.#inFlight;
   }
 
-  /** Writes the current buffer (after the previous write finished) and switches buffers. */
   async #start(): Promise<void> {
     await this.#inFlight;
-    const buf = this.#buffers[this.#current]!;
-    const length = this.#filled;
+    const parts = this.#parts;
+    const size = this.#size;
     const at = this.position;
-    this.position += length;
-    this.#filled = 0;
-    this.#current ^= 1;
-    this.#inFlight = this.file.write(buf, 0, length, at);
+    this.position += size;
+    this.#parts = [];
+    this.#size = 0;
+    this.#inFlight = this.file.writev(parts, at).then(async ({ bytesWritten }) => {
+      // A short writev (rare on regular files): write the rest in one piece.
+      if (bytesWritten < size) await this.file.write(Buffer.concat(parts, size).subarray(bytesWritten), 0, size - bytesWritten, at + bytesWritten);
+    });
   }
 }
 
