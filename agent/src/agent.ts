@@ -37,7 +37,6 @@ import { buildSteps, type ProgressEvent, type StoredResult } from './cycle.ts';
 import { Runner, StateStore, crashHookFromEnv, type CycleResult } from './machine/runner.ts';
 import type { FailureRecord, State } from './machine/states.ts';
 import { LocalInstallSecondary } from './secondaries/local-install.ts';
-import { SerialSecondary } from './secondaries/serial-secondary.ts';
 import type { Secondary, SecondaryInfo } from './secondaries/secondary.ts';
 import { writeFileAtomic } from './atomic-file.ts';
 
@@ -380,6 +379,8 @@ function pinRoot(store: SqliteMetadataStore, path: string, field: string, now: D
  * agent from starting, reporting status, or updating the others.
  */
 async function serialDrivers(config: AgentConfig): Promise<Secondary[]> {
+  if (config.ecus.secondaries.length === 0) return [];
+  const { SerialSecondary } = await import('./secondaries/serial-secondary.ts');
   return config.ecus.secondaries.map((s) => lazySecondary(s.serial, () => SerialSecondary.open({ path: s.port, baudRate: s.baud, ecuSerial: s.serial })));
 }
 
