@@ -5,17 +5,19 @@
  *   goodputRatio = image bytes per second / (baud / 10)   (the baseline: the line rate)
  *   integrity    = the ECU's inactive slot is byte-exact after the install
  * Goals: >= 0.95 clean, >= 0.85 at BER 1e-5, integrity always.
- * Usage: npm run bench:serial [-- --seconds 6]
+ * Usage: npm run bench:serial [-- --seconds 6] [--seed 1] [--baud N] [--chunk N --window N]
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { bytesEqual, digestHex, Ed25519Signer } from '@upfleet/core';
-import { SerialSecondary, rtoForLine } from '../agent/src/secondaries/serial-secondary.ts';
+import { rtoForLine, SerialSecondary, windowForLine } from '../agent/src/secondaries/serial-secondary.ts';
 import { connectInProcess, makeUpdateFixture, prng, SimulatedEcu } from '../device-sim/src/index.ts';
 
-const { values } = parseArgs({ options: { seconds: { type: 'string', default: '6' }, chunk: { type: 'string' }, window: { type: 'string' } } });
+const { values } = parseArgs({
+  options: { seconds: { type: 'string', default: '6' }, chunk: { type: 'string' }, window: { type: 'string' }, seed: { type: 'string', default: '1' }, baud: { type: 'string' } },
+});
 const seconds = Number(values.seconds);
 
 async function runCase(baud: number, ber: number, seed: number) {
@@ -28,10 +30,9 @@ async function runCase(baud: number, ber: number, seed: number) {
     const ecu = new SimulatedEcu({ dir, ecuSerial: 'ecu-b', hardwareId: 'hw-b', signer: Ed25519Signer.generate(), verification: 'partial', directorRoot: fx.directorRoot });
     const link = connectInProcess(ecu, { baud, ber, seed });
     const maxChunk = values.chunk ? Number(values.chunk) : undefined;
-    const maxWindow = values.window ? Number(values.window) : undefined;
+    const maxWindow = values.window ? Number(values.window) : windowForLine(baud, maxChunk);
     const secondary = new SerialSecondary(link.primary, {
-      ecuSerial: 'ecu-b', rtoMs: rtoForLine(baud, maxChunk, maxWindow), maxAttempts: 10,
-      ...(maxChunk && { maxChunk }), ...(maxWindow && { maxWindow }),
+      ecuSerial: 'ecu-b', rtoMs: rtoForLine(baud, maxChunk, maxWindow), maxAttempts: 10, maxWindow, ...(maxChunk && { maxChunk }),
     });
     await secondary.putMetadata(fx.bundle());
     const image = {
@@ -64,7 +65,7 @@ async function runCase(baud: number, ber: number, seed: number) {
   }
 }
 
-let seed = 1;
-for (const baud of [115_200, 921_600]) {
+let seed = Number(values.seed);
+for (const baud of values.baud ? [Number(values.baud)] : [115_200, 921_600]) {
   for (const ber of [0, 1e-5]) console.log(JSON.stringify(await runCase(baud, ber, seed++)));
 }

@@ -43,6 +43,16 @@ export function rtoForLine(baud: number, chunk: number = PRIMARY_DEFAULTS.maxChu
   return Math.ceil(100 + (2 * window * frameBytes * 10 * 1000) / baud);
 }
 
+/**
+ * A window for a line of `baud` bits per second: about 100 ms of line time, at
+ * least 4 and at most 16 chunks. A bigger window only lengthens the queue a
+ * resent chunk waits behind; a smaller one lets timer jitter idle the line.
+ */
+export function windowForLine(baud: number, chunk: number = PRIMARY_DEFAULTS.maxChunk): number {
+  const frames = Math.ceil((0.1 * baud) / 10 / (chunk + 16));
+  return Math.min(16, Math.max(4, frames));
+}
+
 /** The line answers, but with another ECU than configured. */
 export class WrongEcuError extends UpfleetError {
   override name = 'WrongEcuError';
@@ -80,14 +90,17 @@ export class SerialSecondary implements Secondary {
   readonly #onClose = () => this.#fail(new LinkClosedError('serial stream closed'));
 
   /**
-   * Opens `path` with node-serialport and returns a driver on it.
+   * Opens `path` with node-serialport and returns a driver on it; window and RTO
+   * default to what suits `baudRate` (windowForLine, rtoForLine).
    * (Never calls SerialPort.list(): it needs udev.)
    */
   static async open(options: SerialSecondaryOptions & { path: string; baudRate: number }): Promise<SerialSecondary> {
     const { SerialPort } = await import('serialport');
     const port = new SerialPort({ path: options.path, baudRate: options.baudRate, autoOpen: false });
     await new Promise<void>((resolve, reject) => port.open((e) => (e ? reject(e) : resolve())));
-    return new SerialSecondary(port, { rtoMs: rtoForLine(options.baudRate, options.maxChunk, options.maxWindow), ...options }, () => new Promise<void>((r) => (port.isOpen ? port.close(() => r()) : r())));
+    const maxWindow = options.maxWindow ?? windowForLine(options.baudRate, options.maxChunk);
+    const rtoMs = rtoForLine(options.baudRate, options.maxChunk, maxWindow);
+    return new SerialSecondary(port, { rtoMs, maxWindow, ...options }, () => new Promise<void>((r) => (port.isOpen ? port.close(() => r()) : r())));
   }
 
   constructor(

@@ -12,8 +12,9 @@
  * - Image data reaches the caller in order and exactly once, each chunk
  *   inside the window [next, next + window * chunk). Out-of-order chunks wait
  *   in a buffer of at most `window` chunks. A gap is NAKed when seen, and again
- *   only after `window` more frames passed without it; a damaged frame NAKs the
- *   oldest missing chunk and the one after the newest (clock-free recovery).
+ *   only after `window` more frames (damaged ones included) passed without it;
+ *   a damaged frame NAKs the oldest missing chunk and the one after the newest
+ *   (clock-free recovery).
  * - The caller acks (ImageAck) only what it has stored, so the ack is the resume
  *   offset; acks never move backwards.
  */

@@ -10,7 +10,8 @@
  *   after `maxAttempts` sends of one request or chunk.
  * - The data RTO adapts (Jacobson/Karels, RFC 6298) to the round trips the acks
  *   show, including time spent queued behind the window on a slow line, with Karn's
- *   rule (no samples from resent chunks); `rtoMs` is its floor and the request RTO.
+ *   rule (no samples from resent chunks or from chunks held behind a gap);
+ *   `rtoMs` is its floor (8 x rtoMs its ceiling) and the request RTO.
  * - In TRANSFER, at most `windowSize` chunks are unacknowledged; each keeps its
  *   frame bytes until a cumulative ack covers it, so a NAK or a timeout resends
  *   exactly that frame. Chunks are sent in order and all but the last are
@@ -115,7 +116,7 @@ export class PrimarySession extends LinkSession<PrimaryState> {
   /** The current retransmission timeout for image chunks. */
   get dataRtoMs(): number {
     const r = this.#rtt;
-    return r ? Math.min(60_000, Math.max(this.options.rtoMs, Math.ceil(r.srtt + 4 * r.rttvar))) : this.options.rtoMs;
+    return r ? Math.min(8 * this.options.rtoMs, Math.max(this.options.rtoMs, Math.ceil(r.srtt + 4 * r.rttvar))) : this.options.rtoMs;
   }
 
   #sampleRtt(sample: number): void {
@@ -310,14 +311,14 @@ export class PrimarySession extends LinkSession<PrimaryState> {
     if (!t) return undefined;
     if (e.next > t.nextOffset) throw this.remote(`ack of ${e.next}, only ${t.nextOffset} sent`);
     if (e.next > t.acked) {
-      t.acked = e.next;
-      let newest: InFlight | undefined;
-      for (const [offset, c] of t.inFlight) {
-        if (offset + c.length > e.next) continue;
-        t.inFlight.delete(offset);
-        if (c.attempts === 1 && (!newest || c.offset > newest.offset)) newest = c;
+      const covered = [...t.inFlight.values()].filter((c) => c.offset + c.length <= e.next);
+      for (const c of covered) t.inFlight.delete(c.offset);
+      // Sample only an ack of exactly one chunk sent once: an ack that fills a gap
+      // also covers chunks held behind it, whose delay is not a round trip (Karn).
+      if (covered.length === 1 && covered[0]!.attempts === 1 && covered[0]!.offset === t.acked) {
+        this.#sampleRtt(this.#now - covered[0]!.sentAt);
       }
-      if (newest) this.#sampleRtt(this.#now - newest.sentAt);
+      t.acked = e.next;
       // RFC 6298 5.3: progress restarts the timer, so chunks queued behind a
       // window on a slow line do not time out while acks keep coming.
       const restart = this.#now + this.dataRtoMs;
