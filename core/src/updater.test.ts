@@ -326,6 +326,15 @@ describe('Updater', () => {
       assert.deepEqual(c.fetcher.metadataRequests.slice(4), ['1.a.json', '1.a-deep.json', '1.b.json']);
     });
 
+    describe('after a failed refresh', () => {
+      it('throws UsageError instead of searching half-verified metadata', async () => {
+        const c = setup();
+        const updater = c.updater({ now: LATER });
+        await assert.rejects(updater.refresh(), ExpiredMetadataError);
+        await assertRejectsWith(() => updater.findTarget('x'), UsageError);
+      });
+    });
+
     describe('when a role is terminating', () => {
       it('does not backtrack to later roles', async () => {
         const c = setup((repo) => {

@@ -118,10 +118,11 @@ export class Updater {
    * Searches the delegation graph (pre-order depth-first, in listed order,
    * stopping at terminating roles, each role visited once) for `path`.
    * With `hardwareId`, roles whose Uptane hardware-ID filter excludes it are skipped.
-   * @throws as refresh
+   * @throws as refresh; UsageError after a failed refresh
    */
   async findTarget(path: string, options: { hardwareId?: string } = {}): Promise<FoundTarget | undefined> {
     if (!this.#refreshed) await this.refresh();
+    if (!this.#trusted?.targets) throw new UsageError('the refresh failed: start again with a new Updater');
     return this.#flushedAfter(() => this.#search(path, options.hardwareId));
   }
 
