@@ -59,7 +59,7 @@ export interface SimVehicle {
 
 export interface Fleet {
   readonly vehicles: SimVehicle[];
-  /** Waits (up to `timeoutMs`) until every vehicle's ECUs all run an image and its last installation succeeded. */
+  /** Waits (up to `timeoutMs`) until every vehicle's ECUs all run an image, its last installation succeeded and its manifests were delivered. */
   done(timeoutMs?: number): Promise<{ ok: number; failed: string[] }>;
   status(): Promise<AgentStatus[]>;
   close(): Promise<void>;
@@ -137,7 +137,7 @@ export async function startFleet(o: FleetOptions): Promise<Fleet> {
       const deadline = Date.now() + timeoutMs;
       for (;;) {
         const all = await status();
-        const ok = all.filter((s) => s.state === 'idle' && s.lastResult?.result.success === true && s.ecus.every((e) => e.installed?.filename));
+        const ok = all.filter((s) => s.state === 'idle' && s.lastResult?.result.success === true && s.outbox.manifest === 0 && s.ecus.every((e) => e.installed?.filename));
         if (ok.length === all.length || Date.now() > deadline) {
           return { ok: ok.length, failed: all.filter((s) => !ok.includes(s)).map((s) => `${s.deviceId}${s.lastResult && !s.lastResult.result.success ? ` (${s.lastResult.result.description})` : ''}`) };
         }

@@ -1,7 +1,9 @@
 /**
  * Freeze attacks: the attacker keeps serving metadata that was once valid while
- * time moves on. The stack's clock (director, image repository server, agent)
- * is moved forward; the system clock is not touched.
+ * time moves on. The stack's clock (image repository server, agent) is moved
+ * forward; the system clock is not touched. The director stays on real time
+ * (device tokens are signed on real time) with metadata that outlives the
+ * moves, so only the image repository's metadata can expire.
  */
 import { after, afterEach, before, beforeEach, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
@@ -12,7 +14,8 @@ const DAY = 86400_000;
 
 let w: AttackWorld;
 before(async () => {
-  w = await attackWorld();
+  const year = 365 * 86400;
+  w = await attackWorld({ directorClock: 'real', directorExpiries: { targets: year, snapshot: year, timestamp: year } });
 });
 after(async () => {
   await w?.close();

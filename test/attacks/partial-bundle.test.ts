@@ -22,12 +22,14 @@ describe('partial bundle', () => {
     const brake = v.ecus.find((e) => e.spec.hardwareId === 'brake-ecu')!;
     await assign(w, v, w.v2);
     let cut = false;
-    brake.sim!.on('begin', () => {
-      // Let a few frames through, then the line dies for good.
-      setTimeout(() => {
+    brake.sim!.once('begin', () => {
+      // Let some of the image through, then the line dies for good.
+      const poll = setInterval(() => {
+        if (brake.sim!.store.inactiveLength() < 1024) return;
+        clearInterval(poll);
         cut = true;
         brake.served!.emulator!.disconnect();
-      }, 150);
+      }, 5);
     });
     await expectRefused(w, v, {
       code: 'LINK_TIMEOUT', ecuSerial: brake.spec.serial, kind: 'installation_failure',

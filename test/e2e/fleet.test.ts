@@ -43,9 +43,15 @@ describe('fleet simulator', () => {
     assert.equal(keys.size, 9, 'every ECU has its own key');
     const done = await fleet.done(60_000);
     assert.deepEqual(done, { ok: 3, failed: [] });
+    // Manifests over MQTT are acknowledged on PUBACK and applied right after: allow a moment.
     for (const v of fleet.vehicles) {
-      const view = await stack.device(v.deviceId);
-      assert.deepEqual(view.assignments.map((a: { status: string }) => a.status), ['succeeded'], v.deviceId);
+      let statuses: string[] = [];
+      for (let i = 0; i < 50; i++) {
+        statuses = (await stack.device(v.deviceId)).assignments.map((a: { status: string }) => a.status);
+        if (statuses[0] === 'succeeded') break;
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      assert.deepEqual(statuses, ['succeeded'], v.deviceId);
     }
   });
 

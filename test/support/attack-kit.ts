@@ -13,7 +13,7 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import type { CycleOutcome } from '@upfleet/agent';
-import { Stack } from './stack.ts';
+import { Stack, type StackOptions } from './stack.ts';
 import { Vehicle, type VehicleOptions } from './vehicle.ts';
 import { AttackProxy } from './proxy.ts';
 import { DEMO_SECONDARIES, publishDemoFirmware, type FirmwareSet } from './firmware.ts';
@@ -30,8 +30,8 @@ export interface AttackWorld {
   close(): Promise<void>;
 }
 
-export async function attackWorld(): Promise<AttackWorld> {
-  const stack = await Stack.start({ mqtt: 'none', rootKeys: 3, rootThreshold: 2 });
+export async function attackWorld(options: Pick<StackOptions, 'directorClock' | 'directorExpiries'> = {}): Promise<AttackWorld> {
+  const stack = await Stack.start({ mqtt: 'none', rootKeys: 3, rootThreshold: 2, ...options });
   const imageProxy = await new AttackProxy(stack.imageRepo.url).start();
   const directorProxy = await new AttackProxy(stack.director.url).start();
   const small = { gateway: 20_000, brake: 8_000, door: 6_000 };

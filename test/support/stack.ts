@@ -8,9 +8,10 @@
  * Invariants:
  * - Every listener is on 127.0.0.1, port 0; `close()` stops them and removes
  *   the temp directory (unless KEEP=1).
- * - One movable clock (`clock`) drives the director, the image repository
- *   server and the vehicles built on this stack, so freeze tests can move the
- *   world forward without touching the system clock.
+ * - One movable clock (`clock`) drives the image repository server, the
+ *   vehicles built on this stack and (unless `directorClock: 'real'`) the
+ *   director, so freeze tests can move the world forward without touching the
+ *   system clock.
  * - Firmware goes through the same operations as `upfleet-repo` (addTarget,
  *   delegate, signDelegated with `remote`), so the server's verifying publisher
  *   checks every batch; assignments go through the director's admin HTTP API.
@@ -60,6 +61,14 @@ export interface StackOptions {
   logger?: Logger;
   /** Parent of the temp directory (default os.tmpdir()). */
   baseDir?: string;
+  /**
+   * The director's clock: the stack's movable one (default), or real time.
+   * Agents sign device tokens on real time, so tests that move the clock far
+   * keep the director on real time (with `directorExpiries` long enough).
+   */
+  directorClock?: 'stack' | 'real';
+  /** Director metadata lifetimes in seconds (targets, snapshot, timestamp). */
+  directorExpiries?: { targets?: number; snapshot?: number; timestamp?: number };
 }
 
 export interface PublishSpec {
@@ -112,7 +121,8 @@ export class Stack {
         director = await startDirector({
           dir: directorDir, imageRepoUrl: imageRepo.url, imageRepoRoot: new Uint8Array(readFileSync(join(repoDir, 'metadata', '1.root.json'))),
           mqtt: options.mqtt ?? 'embedded', adminToken: ADMIN_TOKEN, provisioningToken: PROVISIONING_TOKEN, onlinePassphrase: PASSPHRASE,
-          now: clock.now, logger: log,
+          now: options.directorClock === 'real' ? () => new Date() : clock.now, logger: log,
+          ...(options.directorExpiries && { expiries: options.directorExpiries }),
         });
       } catch (e) {
         await imageRepo.close();

@@ -1,0 +1,120 @@
+/**
+ * Static checks of the Yocto layer yocto/meta-upfleet, without BitBake (which
+ * CI does not have): layer compatibility and dependencies, the recipe, the
+ * systemd units' sandbox, the default agent.json shape, the generated npm
+ * dependency list, and that no private key material is in the layer.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const layer = fileURLToPath(new URL('../yocto/meta-upfleet/', import.meta.url));
+const recipeDir = join(layer, 'recipes-upfleet', 'upfleet-agent');
+const read = (...parts: string[]): string => readFileSync(join(layer, ...parts), 'utf8');
+
+/** BitBake `NAME = "value"` / `NAME ?= "value"`, continuation lines joined, or undefined. */
+function bbVar(text: string, name: string): string | undefined {
+  const escaped = name.replace(/[$:{}]/g, (c) => '\\' + c);
+  const value = text.match(new RegExp(`^${escaped}\\s*\\??=\\s*"([^"]*)"`, 'm'))?.[1];
+  return value?.replace(/\\\n/g, ' ').replace(/\s+/g, ' ').trim();
+}
+
+/** systemd unit `Key=value` lines, every value kept (keys may repeat). */
+function unitSettings(text: string): Map<string, string[]> {
+  const settings = new Map<string, string[]>();
+  for (const line of text.split('\n')) {
+    const m = line.match(/^([A-Za-z]+)=(.*)$/);
+    if (m) settings.set(m[1]!, [...(settings.get(m[1]!) ?? []), m[2]!]);
+  }
+  return settings;
+}
+
+test('layer.conf declares current release series and depends on meta-oe', () => {
+  const conf = read('conf', 'layer.conf');
+  const series = bbVar(conf, 'LAYERSERIES_COMPAT_upfleet')?.split(/\s+/) ?? [];
+  assert.ok(series.includes('scarthgap') && series.includes('wrynose'), `LAYERSERIES_COMPAT_upfleet: ${series.join(' ')}`);
+  const depends = bbVar(conf, 'LAYERDEPENDS_upfleet')?.split(/\s+/) ?? [];
+  assert.ok(depends.includes('openembedded-layer'), 'LAYERDEPENDS_upfleet must name openembedded-layer (nodejs)');
+});
+
+test('the agent recipe inherits systemd and useradd, ships both units and runs on the target nodejs', () => {
+  const recipe = read('recipes-upfleet', 'upfleet-agent', 'upfleet-agent_0.1.0.bb');
+  const inherits = recipe.match(/^inherit\s+(.+)$/m)?.[1]?.split(/\s+/) ?? [];
+  assert.ok(inherits.includes('systemd') && inherits.includes('useradd'), `inherit ${inherits.join(' ')}`);
+  assert.deepEqual(bbVar(recipe, 'SYSTEMD_SERVICE:${PN}')?.split(/\s+/).sort(), ['upfleet-agent.service', 'upfleet-provision.service']);
+  assert.ok(bbVar(recipe, 'RDEPENDS:${PN}')?.split(/\s+/).includes('nodejs'));
+  assert.match(bbVar(recipe, 'USERADD_PARAM:${PN}') ?? '', /^--system\b.*\bupfleet$/);
+});
+
+test('upfleet-agent.service runs the agent sandboxed, as upfleet, with serial access', () => {
+  const unit = unitSettings(read('recipes-upfleet', 'upfleet-agent', 'files', 'upfleet-agent.service'));
+  assert.match(unit.get('ExecStart')?.[0] ?? '', /\/upfleet-agent run --config \/etc\/upfleet\/agent\.json$/);
+  assert.deepEqual(unit.get('Restart'), ['on-failure']);
+  assert.deepEqual(unit.get('User'), ['upfleet']);
+  assert.deepEqual(unit.get('NoNewPrivileges'), ['yes']);
+  assert.deepEqual(unit.get('ProtectSystem'), ['strict']);
+  assert.deepEqual(unit.get('ProtectHome'), ['yes']);
+  assert.deepEqual(unit.get('PrivateTmp'), ['yes']);
+  assert.deepEqual(unit.get('ReadWritePaths'), ['/var/lib/upfleet']);
+  assert.deepEqual(unit.get('StateDirectory'), ['upfleet']);
+  assert.ok(unit.get('SupplementaryGroups')?.[0]?.split(/\s+/).includes('dialout'));
+  assert.equal(unit.get('MemoryDenyWriteExecute'), undefined, 'V8 needs W+X pages');
+});
+
+test('upfleet-provision.service runs provisioning once, before the agent', () => {
+  const unit = unitSettings(read('recipes-upfleet', 'upfleet-agent', 'files', 'upfleet-provision.service'));
+  assert.deepEqual(unit.get('Type'), ['oneshot']);
+  assert.match(unit.get('ExecStart')?.[0] ?? '', /\/upfleet-agent provision --config \/etc\/upfleet\/agent\.json$/);
+  assert.ok(unit.get('Before')?.[0]?.split(/\s+/).includes('upfleet-agent.service'));
+  assert.match(unit.get('ConditionPathExists')?.[0] ?? '', /^!\/var\/lib\/upfleet\//);
+  assert.deepEqual(unit.get('UMask'), ['0077']);
+});
+
+test('the default agent.json has the agent config shape and the layer paths', () => {
+  const config = JSON.parse(read('recipes-upfleet', 'upfleet-agent', 'files', 'agent.json')) as Record<string, unknown>;
+  for (const key of ['deviceId', 'directorUrl', 'imageRepoUrl', 'storageDir', 'keyPath', 'pollIntervalSeconds', 'provisioning', 'ecus']) {
+    assert.ok(key in config, `agent.json lacks ${key}`);
+  }
+  assert.equal(config.storageDir, '/var/lib/upfleet');
+  assert.equal(config.keyPath, '/var/lib/upfleet/keys/primary.key');
+  assert.equal(typeof config.pollIntervalSeconds, 'number');
+  assert.deepEqual(config.provisioning, {
+    directorRoot: '/etc/upfleet/director-root.json',
+    imageRepoRoot: '/etc/upfleet/image-repo-root.json',
+  });
+  const ecus = config.ecus as { primary: Record<string, unknown>; secondaries: unknown };
+  assert.deepEqual(Object.keys(ecus.primary).sort(), ['hardwareId', 'installCommand', 'serial']);
+  assert.ok(Array.isArray(ecus.secondaries));
+});
+
+test('every npm tarball in the generated dependency list is pinned by a sha512', () => {
+  const inc = readFileSync(join(recipeDir, 'upfleet-agent-npm.inc'), 'utf8');
+  assert.match(bbVar(inc, 'UPFLEET_SRCREV') ?? '', /^[0-9a-f]{40}$/);
+  const names = [...inc.matchAll(/;name=(npm-[^ ;\\]+)/g)].map((m) => m[1]!);
+  const sums = new Map([...inc.matchAll(/^SRC_URI\[(npm-[^\]]+)\.sha512sum\] = "([0-9a-f]*)"/gm)].map((m) => [m[1]!, m[2]!]));
+  assert.ok(names.includes('npm-better-sqlite3-' + (inc.match(/better-sqlite3-(\d+\.\d+\.\d+)\.tgz/)?.[1] ?? '?')));
+  for (const name of names) assert.match(sums.get(name) ?? '', /^[0-9a-f]{128}$/, `${name} has no sha512sum`);
+  assert.deepEqual([...sums.keys()].sort(), [...new Set(names)].sort());
+});
+
+test('no private key material is in the layer', () => {
+  const files: string[] = [];
+  const walk = (dir: string): void => {
+    for (const name of readdirSync(dir)) {
+      const path = join(dir, name);
+      if (statSync(path).isDirectory()) walk(path);
+      else files.push(path);
+    }
+  };
+  walk(layer);
+  assert.ok(files.length > 5 && existsSync(join(layer, 'README.md')));
+  for (const path of files) {
+    assert.doesNotMatch(path, /\.(key|pem|p12|pfx)$/, `${path}: key file in the layer`);
+    const text = readFileSync(path, 'latin1');
+    assert.doesNotMatch(text, /-----BEGIN [A-Z ]*PRIVATE KEY-----/, `${path}: PEM private key`);
+    assert.doesNotMatch(text, /"format"\s*:\s*"upfleet-encrypted-key\//, `${path}: Upfleet key file`);
+    assert.doesNotMatch(text, /"private"\s*:\s*"[0-9a-f]{32,}"/, `${path}: TUF private key`);
+  }
+});
