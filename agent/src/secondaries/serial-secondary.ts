@@ -289,18 +289,26 @@ export class SerialSecondary implements Secondary {
     const chunks = rechunk(image.open(offset), this.session.negotiated!.chunkSize, image.name, total - offset)[Symbol.asyncIterator]();
     try {
       let sent = offset;
-      while (this.session.transfer!.acked < total) {
+      for (;;) {
+        // Reading the image is asynchronous: a refusal may end the transfer meanwhile.
         while (this.session.windowOpen) {
           const next = await chunks.next();
           if (next.done) throw new LengthOrHashMismatchError(image.name, 'length', total, sent);
+          if (!this.session.windowOpen) break;
           this.#write(this.session.send({ type: 'ImageData', offset: sent, data: next.value }, performance.now()));
           sent += next.value.length;
           this.#arm();
         }
+        if (this.session.state === 'TRANSFER' && this.session.transfer!.acked === total) break;
         const e = await this.#next();
         if (e.type === 'Refusal') throw this.#refused('ImageData', e);
-        if (e.type === 'ImageAck' || e.type === 'ImageNak') progress('transfer', this.session.transfer?.acked ?? total);
-        if (this.session.state !== 'TRANSFER') throw new EcuRefusedError(this.ecuSerial, 'ImageData', 'ABORTED', `transfer ended in state ${this.session.state}`);
+        if (this.session.state !== 'TRANSFER') {
+          // Acks queued before the refusal that ended the transfer: read on to it.
+          const refusal = this.#events.find((x): x is Refusal => x.type === 'Refusal');
+          if (refusal) throw this.#refused('ImageData', refusal);
+          throw new EcuRefusedError(this.ecuSerial, 'ImageData', 'ABORTED', `transfer ended in state ${this.session.state}`);
+        }
+        if (e.type === 'ImageAck' || e.type === 'ImageNak') progress('transfer', this.session.transfer!.acked);
       }
     } finally {
       await chunks.return?.(undefined);

@@ -6,12 +6,14 @@
  * - Events are handled one at a time, in arrival order; a reply is written
  *   before the next request is read (the session is PAUSED meanwhile).
  * - A peer protocol error is answered with an unsolicited PROTOCOL refusal and
- *   a session reset, so a confused primary starts over with Hello.
+ *   a session reset, so a confused primary starts over with Hello. A failed
+ *   flash write ends the transfer with FLASH_ERROR; any other failure of the ECU
+ *   logic is a REFUSED reply: the endpoint never dies with the line up.
  * - After a successful Activate the ECU "reboots": it drops every byte for
  *   `rebootMs`, then starts a fresh session.
  */
 import type { Duplex } from 'node:stream';
-import { EcuSession, NEED_DATA, PAUSED, refusal, RemoteProtocolError } from '@upfleet/core/link/index.ts';
+import { EcuSession, NEED_DATA, PAUSED, refusal, RemoteProtocolError, type Reply, type Request } from '@upfleet/core/link/index.ts';
 import type { SimulatedEcu } from './simulated-ecu.ts';
 
 export class EcuEndpoint {
@@ -52,12 +54,23 @@ export class EcuEndpoint {
         this.#write(this.session.takeOutgoing());
         if (e === NEED_DATA || e === PAUSED) break;
         if (e.type === 'ImageData') {
-          const next = await this.ecu.storeChunk(e);
+          let next: number;
+          try {
+            next = await this.ecu.storeChunk(e);
+          } catch (err) {
+            // The transfer ends; the primary gets the code and may start over.
+            this.#write(this.session.send(refusal('FLASH_ERROR', (err as Error).message.slice(0, 200))));
+            continue;
+          }
           this.#write(this.session.send({ type: 'ImageAck', next }));
           continue;
         }
-        if (e.type === 'ImageAck' || e.type === 'ImageNak') continue;
-        const reply = await this.ecu.handle(e as Parameters<SimulatedEcu['handle']>[0]);
+        let reply: Reply;
+        try {
+          reply = await this.ecu.handle(e as Request);
+        } catch (err) {
+          reply = refusal('REFUSED', (err as Error).message.slice(0, 200));
+        }
         this.#write(this.session.send(reply));
         if (e.type === 'Activate' && reply.type === 'Ok') this.#reboot();
       }

@@ -136,6 +136,26 @@ describe('simulated ECU over an in-process link', () => {
     assert.deepEqual(ecu.store.readInactive(), bytes);
   });
 
+  it('a failed flash write ends the transfer with FLASH_ERROR, and the next install resumes', async () => {
+    const { secondary, fx, ecu, image, bytes } = setup();
+    await secondary.putMetadata(fx.bundle());
+    const store = ecu.storeChunk.bind(ecu);
+    let failOnce = true;
+    ecu.storeChunk = async (d) => {
+      if (failOnce && d.offset >= 8192) {
+        failOnce = false;
+        throw new Error('simulated flash write failure');
+      }
+      return store(d);
+    };
+    await assert.rejects(secondary.install(image), refusedWith('FLASH_ERROR'));
+    const begins: number[] = [];
+    ecu.on('begin', (o: number) => begins.push(o));
+    await secondary.install(image);
+    assert.ok(begins[0]! >= 8192, `resumed at ${begins[0]}`);
+    assert.deepEqual(ecu.store.readInactive(), bytes);
+  });
+
   it('refuses on demand (low battery) with the ECU code', async () => {
     const { secondary, fx, image } = setup({ ecu: { refuse: 'LOW_BATTERY' } });
     await secondary.putMetadata(fx.bundle());

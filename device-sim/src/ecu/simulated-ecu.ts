@@ -11,6 +11,10 @@
  *   so the inactive slot's size is the resume offset.
  * - Activation only switches to a slot whose image passed verification.
  * - Erasing the inactive slot takes `eraseMs`; meanwhile ImageBegin answers BUSY.
+ *
+ * Events (for logs, tests and the demo): 'verified' (target), 'begin' (offset),
+ * 'image-verified' (target), 'activated' (slot, target), 'refused' (code, detail);
+ * the EcuEndpoint adds 'rebooted' and 'protocol-error' (error).
  */
 import { closeSync, openSync, writeFileSync, writeSync } from 'node:fs';
 import { createHash } from 'node:crypto';
