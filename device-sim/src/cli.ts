@@ -144,6 +144,7 @@ async function ecuCommand(args: string[]): Promise<void> {
   }
   ecu.on('refused', (code: string, detail: string) => log.warn({ event: 'refused', code, detail }, 'refused'));
   ecu.on('protocol-error', (e: Error) => log.warn({ event: 'protocol-error', err: e.message }, 'protocol error'));
+  ecu.on('link-error', (e: Error) => log.error({ event: 'link-error', err: e.message }, 'serial port error'));
   const served = await servePort(ecu, values.port, emulation);
   log.info({ event: 'serving', port: values.port, hardwareId: options.hardwareId, verification: options.verification, keyid: options.signer.keyid, emulation }, 'serving');
   const signal = await untilSignal();

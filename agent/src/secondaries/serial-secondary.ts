@@ -88,6 +88,7 @@ export class SerialSecondary implements Secondary {
     this.#pump();
   };
   readonly #onClose = () => this.#fail(new LinkClosedError('serial stream closed'));
+  readonly #onError = (e: Error) => this.#fail(new LinkClosedError(`serial stream failed: ${e.message}`, { cause: e }));
 
   /**
    * Opens `path` with node-serialport and returns a driver on it; window and RTO
@@ -112,6 +113,7 @@ export class SerialSecondary implements Secondary {
     this.session = new PrimarySession(options);
     stream.on('data', this.#onData);
     stream.on('close', this.#onClose);
+    stream.on('error', this.#onError);
   }
 
   // ---- byte and timer plumbing ------------------------------------------------
@@ -340,6 +342,7 @@ export class SerialSecondary implements Secondary {
       clearTimeout(this.#timer);
       this.stream.off('data', this.#onData);
       this.stream.off('close', this.#onClose);
+      this.stream.off('error', this.#onError);
       await this.closeStream();
     });
   }

@@ -28,8 +28,11 @@ export class EcuEndpoint {
     void this.#pump();
   };
 
+  readonly #onError = (e: Error) => this.ecu.emit('link-error', e);
+
   constructor(readonly ecu: SimulatedEcu, readonly stream: Duplex) {
     stream.on('data', this.#onData);
+    stream.on('error', this.#onError);
   }
 
   #write(bytes: Uint8Array): void {
@@ -88,11 +91,12 @@ export class EcuEndpoint {
     }, this.ecu.options.rebootMs ?? 0);
   }
 
-  /** Stops serving; the stream stays open (its owner closes it). */
+  /** Stops serving; the stream stays open (its owner closes it). A stream error is emitted on the ECU as 'link-error'. */
   close(): void {
     this.#closed = true;
     clearTimeout(this.#rebootTimer);
     this.stream.off('data', this.#onData);
+    this.stream.off('error', this.#onError);
     this.ecu.close();
   }
 }

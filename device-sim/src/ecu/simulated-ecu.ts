@@ -14,7 +14,7 @@
  *
  * Events (for logs, tests and the demo): 'verified' (target), 'begin' (offset),
  * 'image-verified' (target), 'activated' (slot, target), 'refused' (code, detail);
- * the EcuEndpoint adds 'rebooted' and 'protocol-error' (error).
+ * the EcuEndpoint adds 'rebooted', 'protocol-error' (error) and 'link-error' (error).
  */
 import { closeSync, openSync, writeFileSync, writeSync } from 'node:fs';
 import { createHash } from 'node:crypto';
