@@ -124,7 +124,8 @@ describe('kill -9 in every persisted state, then restart', () => {
     } finally {
       sim.off('begin', onBegin);
     }
-    assert.ok(begins.some((o) => o > 0 && o <= held), `resumed from ${begins.join(',')} (held ${held})`);
+    // The ECU may still store a chunk or two that was in the pty when the agent died.
+    assert.ok(begins.some((o) => o >= held && o < 1_500_000), `resumed from ${begins.join(',')} (held ${held} at the kill)`);
     const device = await w.device();
     assert.equal(device.ecus.find((e: { serial: string }) => e.serial === 'brake-k').installed.filename, names.brake);
     assert.equal(device.assignments.at(-1).status, 'succeeded');
