@@ -290,15 +290,14 @@ async function main(): Promise<number> {
       say(`fleet simulator: ${args.vehicles - 1} more vehicle(s), 2 secondaries each, distinct keys`);
     }
 
-    const before = await stack.device(deviceId);
+    const before = vehicle.installed();
     const targets = fw.byEcu(vehicle);
     progressRows.push(
       ...[{ serial: vehicle.primarySerial, hardwareId: 'gateway', role: 'primary' as const, verification: 'full' as const },
         ...vehicle.ecus.map((e) => ({ serial: e.spec.serial, hardwareId: e.spec.hardwareId, role: 'secondary' as const, verification: e.spec.verification }))]
         .map((r) => {
-          const ecu = (before.ecus as Array<{ serial: string; installed: { filename: string } | null }>).find((x) => x.serial === r.serial);
           const target = targets[r.serial];
-          return { ...r, before: ecu?.installed?.filename ? ecu.installed.filename : 'factory (empty)', ecuVerified: r.role === 'primary', marks: {}, ...(target && { target }) };
+          return { ...r, before: before[r.serial]?.filename || 'factory (empty)', ecuVerified: r.role === 'primary', marks: {}, ...(target && { target }) };
         }),
     );
     for (const e of vehicle.ecus) e.sim?.on('image-verified', () => (progressRows.find((r) => r.serial === e.spec.serial)!.ecuVerified = true));

@@ -138,7 +138,9 @@ export async function runPowerLoss(o: PowerLossOptions): Promise<PowerLossResult
     // Cycle durations seen without kills bound the random kill delays.
     let cycleMs = 3000;
     let generation = 0;
-    let old: Record<string, { name: string; sha256: string } | null> = Object.fromEntries(Object.keys(vehicle.installed()).map((s) => [s, null]));
+    const current = (v: Vehicle) => Object.fromEntries(Object.entries(v.installed()).map(([s, i]) => [s, i && i.filename ? { name: i.filename, sha256: i.hashes.sha256! } : null]));
+    // What each ECU ran at the start (simulated ECUs leave the factory with an image).
+    let old: Record<string, { name: string; sha256: string } | null> = current(vehicle);
     while (result.kills < o.kills) {
       generation += 1;
       const fw: FirmwareSet = await publishDemoFirmware(stack, {
@@ -183,8 +185,7 @@ export async function runPowerLoss(o: PowerLossOptions): Promise<PowerLossResult
           if (exit.code !== 0 && exit.code !== 1) throw new Error(`agent exited with ${exit.code ?? exit.signal}: ${exit.stderr.trim()}`);
         }
       }
-      const now = vehicle.installed();
-      old = Object.fromEntries(Object.entries(now).map(([s, i]) => [s, i && i.filename ? { name: i.filename, sha256: i.hashes.sha256! } : null]));
+      old = current(vehicle);
     }
 
     // A last clean run delivers whatever is still in the outbox.
