@@ -8,7 +8,8 @@
  * re-signed with the offline keys.
  */
 import { createReadStream, statSync } from 'node:fs';
-import { request } from 'node:http';
+import { request as httpRequest } from 'node:http';
+import { request as httpsRequest } from 'node:https';
 import { Metadata, bytesEqual, fromUtf8, type Targets } from '@upfleet/core';
 import type { BlobInfo } from './blob-store.ts';
 import { RemoteError, WorkspaceError } from './errors.ts';
@@ -143,7 +144,12 @@ export class RemoteBackend implements Backend {
   close(): void {}
 
   private async get(path: string, optional = false): Promise<Uint8Array | undefined> {
-    const res = await fetch(this.url + path);
+    let res: Response;
+    try {
+      res = await fetch(this.url + path);
+    } catch (error) {
+      throw unreachable(this.url + path, error);
+    }
     if (res.status === 404 && optional) return undefined;
     if (!res.ok) throw new RemoteError(this.url + path, res.status, 'HTTP', res.statusText);
     return new Uint8Array(await res.arrayBuffer());
@@ -155,6 +161,7 @@ export class RemoteBackend implements Backend {
     body: { stream?: () => NodeJS.ReadableStream; data?: Buffer; length?: number; type: string },
   ): Promise<string> {
     return new Promise((resolve, reject) => {
+      const request = this.url.startsWith('https:') ? httpsRequest : httpRequest;
       const req = request(
         this.url + path,
         {
@@ -186,7 +193,7 @@ export class RemoteBackend implements Backend {
         },
       );
       // A server refusing early (401, 413) may reset the upload; its answer is the better error.
-      req.on('error', (error) => setTimeout(() => reject(error), 200));
+      req.on('error', (error) => setTimeout(() => reject(unreachable(this.url + path, error)), 200));
       if (body.data) req.end(body.data);
       else if (body.stream) {
         const s = body.stream();
@@ -195,4 +202,10 @@ export class RemoteBackend implements Backend {
       } else req.end();
     });
   }
+}
+
+/** A transport failure (refused connection, reset, bad TLS) as a typed error naming the URL. */
+function unreachable(url: string, error: unknown): RemoteError {
+  const cause = (error as { cause?: Error }).cause ?? (error as Error);
+  return new RemoteError(url, 0, 'UNREACHABLE', `cannot reach the server: ${cause.message}`);
 }

@@ -3,6 +3,8 @@
  * repository. Exit codes: 0 done, 1 the operation failed (one line naming the
  * error code), 2 bad arguments. Passphrases come from UPFLEET_PASSPHRASE or,
  * on a terminal, a prompt; the upload token from --token or UPFLEET_REPO_TOKEN.
+ * `runCli` takes its output streams and environment as arguments, so tests run
+ * most commands in-process; `cli.ts` is the process entry point.
  */
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { createInterface } from 'node:readline';
@@ -42,10 +44,18 @@ interface Command {
   usage: string;
   options: Options;
   positionals: number;
-  run(values: Values, positionals: string[]): Promise<unknown>;
+  run(values: Values, positionals: string[], env: Env): Promise<unknown>;
   print?(result: any): string;
 }
 type Values = Record<string, string | boolean | string[] | undefined>;
+type Env = Record<string, string | undefined>;
+
+/** Where a CLI run writes, and the environment it reads (passphrase, token, directory). */
+export interface CliIo {
+  out(text: string): void;
+  err(text: string): void;
+  env: Env;
+}
 
 const DIR_HELP = '  --dir DIR            the repository directory (default: $UPFLEET_REPO_DIR or .)';
 const REMOTE_HELP = `  --remote URL         publish to this server instead of DIR's own index
@@ -62,9 +72,9 @@ ${DIR_HELP}
   --json               print the result as JSON`,
     options: { ...COMMON, 'root-keys': { type: 'string' }, 'root-threshold': { type: 'string' } },
     positionals: 0,
-    async run(v) {
-      const passphrase = await readPassphrase(true);
-      const r = initRepository({ dir: dirOf(v), passphrase, rootKeys: int(v, 'root-keys', 1), rootThreshold: int(v, 'root-threshold', 1) });
+    async run(v, _p, env) {
+      const passphrase = await readPassphrase(env, true);
+      const r = initRepository({ dir: dirOf(v, env), passphrase, rootKeys: int(v, 'root-keys', 1), rootThreshold: int(v, 'root-threshold', 1) });
       return { dir: r.dir, keyids: r.keyids, versions: r.versions };
     },
     print: (r) => `initialised ${r.dir}\n` + Object.entries(r.keyids as Record<string, string[]>).map(([role, ids]) => `  ${role.padEnd(9)} ${ids.map((i) => i.slice(0, 16)).join(' ')}`).join('\n'),
@@ -76,9 +86,9 @@ Creates an encrypted ed25519 key file (a supplier's key for a delegated role) an
   --json               print the public key as JSON`,
     options: { ...COMMON, out: { type: 'string' } },
     positionals: 0,
-    async run(v) {
+    async run(v, _p, env) {
       const out = required(v, 'out');
-      const key = generateKeyFile(out, await readPassphrase(true));
+      const key = generateKeyFile(out, await readPassphrase(env, true));
       return { file: out, keyid: key.keyid, key: key.toJSON() };
     },
     print: (r) => `wrote ${r.file}\n  keyid ${r.keyid}`,
@@ -95,9 +105,9 @@ ${REMOTE_HELP}
   --json               print the result as JSON`,
     options: { ...COMMON, ...REMOTE, ...TARGET },
     positionals: 1,
-    async run(v, p) {
-      const passphrase = await readPassphrase(false);
-      return addTarget(context(v, passphrase), targetSpec(v, p[0]!));
+    async run(v, p, env) {
+      const passphrase = await readPassphrase(env, false);
+      return addTarget(context(v, env, passphrase), targetSpec(v, p[0]!));
     },
     print: (r) => `targets version ${r.version}: ${r.target.length} bytes, sha256 ${r.target.hashes.sha256}`,
   },
@@ -109,8 +119,8 @@ ${REMOTE_HELP}
   --json               print the result as JSON`,
     options: { ...COMMON, ...REMOTE },
     positionals: 1,
-    async run(v, p) {
-      return removeTarget(context(v, await readPassphrase(false)), p[0]!);
+    async run(v, p, env) {
+      return removeTarget(context(v, env, await readPassphrase(env, false)), p[0]!);
     },
     print: (r) => `targets version ${r.version}`,
   },
@@ -136,9 +146,9 @@ ${REMOTE_HELP}
       terminating: { type: 'boolean' },
     },
     positionals: 1,
-    async run(v, p) {
+    async run(v, p, env) {
       const keys = list(v, 'key').map(loadPublicKey);
-      return delegate(context(v, await readPassphrase(false)), {
+      return delegate(context(v, env, await readPassphrase(env, false)), {
         role: p[0]!, paths: list(v, 'paths'), hardwareIds: list(v, 'hardware-id'), keys, threshold: int(v, 'threshold', 1), terminating: v.terminating === true,
       });
     },
@@ -155,10 +165,10 @@ ${REMOTE_HELP}
   --json               print the result as JSON`,
     options: { ...COMMON, ...REMOTE, ...TARGET, key: { type: 'string', multiple: true }, add: { type: 'string' }, remove: { type: 'string', multiple: true } },
     positionals: 1,
-    async run(v, p) {
+    async run(v, p, env) {
       const add = typeof v.add === 'string' ? [targetSpec(v, v.add)] : [];
       if (!v.add && (v.name || v.version || v['hardware-id'])) throw new UsageError('--name, --version and --hardware-id go with --add FILE');
-      return signDelegated(context(v, await readPassphrase(false)), { role: p[0]!, keyFiles: list(v, 'key'), add, remove: list(v, 'remove') });
+      return signDelegated(context(v, env, await readPassphrase(env, false)), { role: p[0]!, keyFiles: list(v, 'key'), add, remove: list(v, 'remove') });
     },
     print: (r) => `${r.role} version ${r.version}`,
   },
@@ -173,12 +183,12 @@ ${REMOTE_HELP}
   --json               print the result as JSON`,
     options: { ...COMMON, ...REMOTE, 'new-key': { type: 'string' } },
     positionals: 1,
-    async run(v, p) {
+    async run(v, p, env) {
       const role = p[0]!;
       if (!['root', 'targets', 'snapshot', 'timestamp'].includes(role)) {
         throw new UsageError(`rotate-key takes root, targets, snapshot or timestamp; for a delegated role run delegate ${role} with the new --key`);
       }
-      return rotateKey(context(v, await readPassphrase(false)), { role: role as RoleType, newKeyFile: v['new-key'] as string | undefined });
+      return rotateKey(context(v, env, await readPassphrase(env, false)), { role: role as RoleType, newKeyFile: v['new-key'] as string | undefined });
     },
     print: (r) => `${r.role} rotated: root version ${r.versions.root}`,
   },
@@ -190,10 +200,11 @@ ${DIR_HELP}
   --json               print the status as JSON`,
     options: { ...COMMON, ...REMOTE },
     positionals: 0,
-    async run(v) {
-      return status(context(v, () => {
+    async run(v, _p, env) {
+      const noPassphrase = () => {
         throw new UsageError('status needs no passphrase');
-      }));
+      };
+      return status(context(v, env, noPassphrase, false));
     },
     print: printStatus,
   },
@@ -215,13 +226,13 @@ ${DIR_HELP}
       'timestamp-expiry': { type: 'string' }, 'snapshot-expiry': { type: 'string' }, 'max-upload-bytes': { type: 'string' }, 'log-level': { type: 'string' },
     },
     positionals: 0,
-    async run(v) {
-      const token = (v.token as string | undefined) ?? process.env.UPFLEET_REPO_TOKEN;
+    async run(v, _p, env) {
+      const token = (v.token as string | undefined) ?? env.UPFLEET_REPO_TOKEN;
       if (!token) throw new UsageError('serve needs --token or UPFLEET_REPO_TOKEN');
-      const pause = Number(process.env.UPFLEET_REPO_FAULT_PAUSE_BEFORE_COMMIT_MS ?? 0);
+      const pause = Number(env.UPFLEET_REPO_FAULT_PAUSE_BEFORE_COMMIT_MS ?? 0);
       const server = await startImageRepoServer({
-        dir: dirOf(v), port: int(v, 'port', 8700), host: (v.host as string | undefined) ?? '127.0.0.1', token,
-        passphrase: await readPassphrase(false),
+        dir: dirOf(v, env), port: portOf(v), host: (v.host as string | undefined) ?? '127.0.0.1', token,
+        passphrase: await readPassphrase(env, false),
         timestampExpiry: optInt(v, 'timestamp-expiry'), snapshotExpiry: optInt(v, 'snapshot-expiry'),
         maxUploadBytes: optInt(v, 'max-upload-bytes'), logLevel: v['log-level'] as string | undefined,
         pauseBeforeCommitMs: pause > 0 ? pause : undefined,
@@ -252,16 +263,17 @@ Commands:
 Run upfleet-repo COMMAND --help for the options of a command.
 Passphrase: $UPFLEET_PASSPHRASE or a prompt. Exit codes: 0 ok, 1 failure, 2 bad arguments.`;
 
-function dirOf(v: Values): string {
-  return (v.dir as string | undefined) ?? process.env.UPFLEET_REPO_DIR ?? '.';
+function dirOf(v: Values, env: Env): string {
+  return (v.dir as string | undefined) ?? env.UPFLEET_REPO_DIR ?? '.';
 }
 
-function context(v: Values, passphrase: string | (() => string)): RepoContext {
+/** `uploads`: the command publishes, so --remote needs a token (reading a server does not). */
+function context(v: Values, env: Env, passphrase: string | (() => string), uploads = true): RepoContext {
   const url = v.remote as string | undefined;
-  const token = (v.token as string | undefined) ?? process.env.UPFLEET_REPO_TOKEN;
-  if (url && !token) throw new UsageError('--remote needs --token or UPFLEET_REPO_TOKEN');
+  const token = (v.token as string | undefined) ?? env.UPFLEET_REPO_TOKEN;
+  if (url && uploads && !token) throw new UsageError('--remote needs --token or UPFLEET_REPO_TOKEN');
   if (url && !/^https?:\/\//.test(url)) throw new UsageError(`--remote ${url} is not an http(s) URL`);
-  return { dir: dirOf(v), passphrase, remote: url ? { url, token: token! } : undefined };
+  return { dir: dirOf(v, env), passphrase, remote: url ? { url, token: token ?? '' } : undefined };
 }
 
 function targetSpec(v: Values, file: string) {
@@ -296,11 +308,22 @@ function int(v: Values, name: string, fallback: number): number {
   return optInt(v, name) ?? fallback;
 }
 
-async function readPassphrase(confirm: boolean): Promise<string> {
-  const env = process.env.UPFLEET_PASSPHRASE;
-  if (env !== undefined) {
-    if (env === '') throw new UsageError('UPFLEET_PASSPHRASE is empty');
-    return env;
+function portOf(v: Values): number {
+  const port = int(v, 'port', 8700);
+  if (port > 65535) throw new UsageError('--port must be at most 65535');
+  return port;
+}
+
+/** node:util parseArgs messages run on with advice for another syntax; the first sentence is the error. */
+function firstSentence(message: string): string {
+  return message.split('\n')[0]!.replace(/\. .*$/, '').replace(/\.$/, '');
+}
+
+async function readPassphrase(env: Env, confirm: boolean): Promise<string> {
+  const given = env.UPFLEET_PASSPHRASE;
+  if (given !== undefined) {
+    if (given === '') throw new UsageError('UPFLEET_PASSPHRASE is empty');
+    return given;
   }
   if (!process.stdin.isTTY) throw new UsageError('no passphrase: set UPFLEET_PASSPHRASE (stdin is not a terminal)');
   const first = await prompt('passphrase: ');
@@ -337,15 +360,23 @@ function printStatus(s: RepoStatus): string {
   return lines.join('\n');
 }
 
-async function main(argv: string[]): Promise<number> {
+/**
+ * Runs one command line and returns its exit code (0 done, 1 failed, 2 bad arguments);
+ * never throws for a failing command.
+ */
+export async function runCli(argv: string[], io: CliIo): Promise<number> {
   const [name, ...rest] = argv;
-  if (name === undefined || name === '--help' || name === '-h' || name === 'help') {
-    process.stdout.write(MAIN_USAGE + '\n');
-    return name === undefined ? 2 : 0;
+  if (name === undefined) {
+    io.err(MAIN_USAGE + '\n');
+    return 2;
+  }
+  if (name === '--help' || name === '-h' || name === 'help') {
+    io.out(MAIN_USAGE + '\n');
+    return 0;
   }
   const command = COMMANDS[name];
   if (!command) {
-    process.stderr.write(`upfleet-repo: unknown command ${name}\n\n${MAIN_USAGE}\n`);
+    io.err(`upfleet-repo: unknown command ${name}\n\n${MAIN_USAGE}\n`);
     return 2;
   }
   let values: Values;
@@ -353,30 +384,31 @@ async function main(argv: string[]): Promise<number> {
   try {
     ({ values, positionals } = parseArgs({ args: rest, options: command.options, allowPositionals: true, strict: true }) as { values: Values; positionals: string[] });
   } catch (error) {
-    process.stderr.write(`upfleet-repo ${name}: ${(error as Error).message}\nRun upfleet-repo ${name} --help\n`);
+    io.err(`upfleet-repo ${name}: ${firstSentence((error as Error).message)} (run upfleet-repo ${name} --help)\n`);
     return 2;
   }
   if (values.help) {
-    process.stdout.write(command.usage + '\n');
+    io.out(command.usage + '\n');
     return 0;
   }
   if (positionals.length !== command.positionals) {
-    process.stderr.write(`upfleet-repo ${name}: expected ${command.positionals} argument(s), got ${positionals.length}\nUsage: ${command.usage.split('\n')[0]}\n`);
+    io.err(`upfleet-repo ${name}: expected ${command.positionals} argument(s), got ${positionals.length}\nUsage: ${command.usage.split('\n')[0]}\n`);
     return 2;
   }
   try {
-    const result = await command.run(values, positionals);
-    if (result !== undefined) process.stdout.write((values.json || !command.print ? JSON.stringify(result, null, 2) : command.print(result)) + '\n');
+    const result = await command.run(values, positionals, io.env);
+    if (result !== undefined) io.out((values.json || !command.print ? JSON.stringify(result, null, 2) : command.print(result)) + '\n');
     return 0;
   } catch (error) {
     if (error instanceof UsageError) {
-      process.stderr.write(`upfleet-repo ${name}: ${error.message}\n`);
+      io.err(`upfleet-repo ${name}: ${error.message}\n`);
       return 2;
     }
     const code = error instanceof UpfleetError ? error.code : ((error as NodeJS.ErrnoException).code ?? 'ERROR');
-    process.stderr.write(`upfleet-repo ${name}: error ${code}: ${(error as Error).message}\n`);
+    // A system error's message already starts with its code ("ENOENT: no such file...").
+    const message = (error as Error).message.replace(`${code}: `, '');
+    io.err(`upfleet-repo ${name}: error ${code}: ${message}\n`);
     return 1;
   }
 }
 
-process.exitCode = await main(process.argv.slice(2));

@@ -1,8 +1,10 @@
 /**
- * The CLI as a user runs it: every command as a child process (with
- * UPFLEET_PASSPHRASE), against DIR and against a real server on loopback,
- * and an off-the-shelf TUF client (tuf-js) reading the result: top-level and
- * delegated targets byte-exact, and a root rotation it picks up.
+ * The CLI as a user runs it: every command at least once as a child process
+ * (with UPFLEET_PASSPHRASE), the other runs in-process through runCli (same
+ * code path after the process entry; no interpreter start-up per run), against
+ * DIR and against a real server on loopback, and an off-the-shelf TUF client
+ * (tuf-js) reading the result: top-level and delegated targets byte-exact, and
+ * a root rotation it picks up.
  */
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
@@ -11,14 +13,18 @@ import { copyFileSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { pino } from 'pino';
 import { Updater } from 'tuf-js';
 import { HttpError, Updater as CoreUpdater } from '@upfleet/core';
+import { runCli } from './cli-program.ts';
 import { startImageRepoServer, type ImageRepoServer } from './server.ts';
 
 const BIN = fileURLToPath(new URL('../bin/upfleet-repo', import.meta.url));
 const TOKEN = 'cli-token';
+const PASSPHRASE = 'correct horse';
 
 interface Run {
   code: number;
@@ -26,12 +32,25 @@ interface Run {
   stderr: string;
 }
 
-function cli(args: string[], env: Record<string, string> = {}): Promise<Run> {
+/** The real executable in a child process. */
+function child(args: string[], env: Record<string, string> = {}): Promise<Run> {
   return new Promise((resolve) => {
-    execFile(process.execPath, [BIN, ...args], { env: { ...process.env, UPFLEET_PASSPHRASE: 'correct horse', ...env } }, (error, stdout, stderr) => {
+    execFile(process.execPath, [BIN, ...args], { env: { ...process.env, UPFLEET_PASSPHRASE: PASSPHRASE, ...env } }, (error, stdout, stderr) => {
       resolve({ code: error ? ((error as { code?: number }).code ?? 1) : 0, stdout, stderr });
     });
   });
+}
+
+/** The same command line in this process. */
+async function cli(args: string[], env: Record<string, string> = {}): Promise<Run> {
+  let stdout = '';
+  let stderr = '';
+  const code = await runCli(args, {
+    out: (text) => void (stdout += text),
+    err: (text) => void (stderr += text),
+    env: { ...process.env, UPFLEET_PASSPHRASE: PASSPHRASE, ...env },
+  });
+  return { code, stdout, stderr };
 }
 
 function ok(r: Run): Run {
@@ -84,10 +103,13 @@ describe('upfleet-repo CLI', () => {
   });
 
   it('prints --help for every command and exits 2 on bad arguments', async () => {
+    const [mainHelp, badChild] = await Promise.all([child(['--help']), child(['init', '--dir', dir, '--root-keys', 'many'])]);
+    assert.match(ok(mainHelp).stdout, /Commands:/);
+    assert.equal(badChild.code, 2, badChild.stderr);
+    assert.equal(badChild.stderr, 'upfleet-repo init: --root-keys must be a non-negative integer\n');
     const commands = ['init', 'keygen', 'add-target', 'remove-target', 'delegate', 'sign-delegated', 'rotate-key', 'status', 'serve'];
-    const helps = await Promise.all([cli(['--help']), ...commands.map((c) => cli([c, '--help']))]);
-    assert.match(ok(helps[0]!).stdout, /Commands:/);
-    commands.forEach((c, i) => assert.match(ok(helps[i + 1]!).stdout, new RegExp(`upfleet-repo ${c}`)));
+    const helps = await Promise.all(commands.map((c) => cli([c, '--help'])));
+    commands.forEach((c, i) => assert.match(ok(helps[i]!).stdout, new RegExp(`upfleet-repo ${c}`)));
     const bad = await Promise.all([
       cli(['frobnicate']),
       cli(['add-target', '--dir', dir, '--bogus']),
@@ -96,14 +118,23 @@ describe('upfleet-repo CLI', () => {
       cli(['rotate-key', 'acme', '--dir', dir]),
       cli(['remove-target', 'x.bin', '--dir', dir], { UPFLEET_PASSPHRASE: '' }),
       cli(['add-target', file('brake.bin'), '--dir', dir, '--name', 'a', '--hardware-id', 'x', '--version', '1', '--release-counter', 'many']),
+      cli(['serve', '--dir', dir, '--port', '70000', '--token', TOKEN]),
+      cli(['add-target', file('brake.bin'), '--dir', dir, '--name', 'a', '--hardware-id', 'x', '--version', '1', '--release-counter', '-1']),
+      cli([]),
     ]);
     for (const r of bad) assert.equal(r.code, 2, r.stderr);
     assert.match(bad[2]!.stderr, /--name is required/);
     assert.match(bad[3]!.stderr, /--root-threshold must be between 1 and --root-keys/);
+    assert.match(bad[7]!.stderr, /--port must be at most 65535/);
+    // parseArgs errors: one line, the first sentence only.
+    assert.equal(bad[1]!.stderr, "upfleet-repo add-target: Unknown option '--bogus' (run upfleet-repo add-target --help)\n");
+    assert.equal(bad[8]!.stderr, "upfleet-repo add-target: Option '--release-counter' argument is ambiguous (run upfleet-repo add-target --help)\n");
+    assert.match(bad[9]!.stderr, /^upfleet-repo: the Upfleet image repository/);
+    assert.equal(bad[9]!.stdout, '');
   });
 
   it('init creates the keys, the first root and an empty targets', async () => {
-    const r = ok(await cli(['init', '--dir', dir, '--root-keys', '2', '--root-threshold', '2', '--json']));
+    const r = ok(await child(['init', '--dir', dir, '--root-keys', '2', '--root-threshold', '2', '--json']));
     const result = JSON.parse(r.stdout) as { keyids: Record<string, string[]>; versions: Record<string, number> };
     assert.equal(result.keyids.root!.length, 2);
     assert.deepEqual(result.versions, { root: 1, snapshot: 1, targets: 1, timestamp: 1 });
@@ -116,7 +147,7 @@ describe('upfleet-repo CLI', () => {
   });
 
   it('add-target signs locally, and the running server serves it at once', async () => {
-    const r = ok(await cli(['add-target', file('brake.bin'), '--dir', dir, '--name', 'brake-1.0.bin', '--hardware-id', 'brake-ecu', '--version', '1.0.0', '--release-counter', '2']));
+    const r = ok(await child(['add-target', file('brake.bin'), '--dir', dir, '--name', 'brake-1.0.bin', '--hardware-id', 'brake-ecu', '--version', '1.0.0', '--release-counter', '2']));
     assert.match(r.stdout, /targets version 2: 20000 bytes, sha256 [0-9a-f]{64}/);
     const s = await serverStatus();
     assert.equal(s.versions.targets, 2);
@@ -140,15 +171,23 @@ describe('upfleet-repo CLI', () => {
     assert.match(wrongPass.stderr, /error KEY_FILE: cannot decrypt key file/);
     assert.equal(wrongToken.code, 1);
     assert.match(wrongToken.stderr, /error UNAUTHORIZED/);
+    const noFile = await cli(['add-target', file('absent.bin'), '--dir', dir, '--name', 'x.bin', '--hardware-id', 'h', '--version', '1']);
+    assert.equal(noFile.code, 1);
+    assert.equal(noFile.stderr, `upfleet-repo add-target: error ENOENT: no such file or directory, open '${file('absent.bin')}'\n`);
     assert.deepEqual((await serverStatus()).versions, before);
   });
 
   it('delegates to a supplier, who signs its role with its own key; tuf-js downloads through the delegation', async () => {
-    ok(await cli(['keygen', '--out', file('acme.key.json')], { UPFLEET_PASSPHRASE: 'supplier secret' }));
-    ok(await cli(['delegate', 'acme', '--dir', dir, ...remote(), '--paths', 'acme/*', '--hardware-id', 'camera', '--key', file('acme.key.json'), '--threshold', '1']));
+    ok(await child(['keygen', '--out', file('acme.key.json')], { UPFLEET_PASSPHRASE: 'supplier secret' }));
+    const keyFile = readFileSync(file('acme.key.json'));
+    const overwrite = await cli(['keygen', '--out', file('acme.key.json')], { UPFLEET_PASSPHRASE: 'other' });
+    assert.equal(overwrite.code, 1);
+    assert.match(overwrite.stderr, /error WORKSPACE: .*acme\.key\.json exists: refusing to overwrite a key file/);
+    assert.deepEqual(readFileSync(file('acme.key.json')), keyFile);
+    ok(await child(['delegate', 'acme', '--dir', dir, ...remote(), '--paths', 'acme/*', '--hardware-id', 'camera', '--key', file('acme.key.json'), '--threshold', '1']));
     // The supplier has its own directory: only its key and the server.
     const supplierDir = join(work, 'supplier');
-    const signed = ok(await cli(
+    const signed = ok(await child(
       ['sign-delegated', 'acme', '--dir', supplierDir, ...remote(), '--key', file('acme.key.json'), '--add', file('camera.bin'), '--name', 'acme/camera-3.1.bin', '--hardware-id', 'camera', '--version', '3.1.0'],
       { UPFLEET_PASSPHRASE: 'supplier secret' },
     ));
@@ -177,7 +216,7 @@ describe('upfleet-repo CLI', () => {
   });
 
   it('remove-target drops a target from the next targets version', async () => {
-    ok(await cli(['remove-target', 'gw/gateway-2.0.bin', '--dir', dir, ...remote()]));
+    ok(await child(['remove-target', 'gw/gateway-2.0.bin', '--dir', dir, ...remote()]));
     const { updater } = client('tuf-b');
     await updater.refresh();
     assert.equal(await updater.getTargetInfo('gw/gateway-2.0.bin'), undefined);
@@ -190,7 +229,7 @@ describe('upfleet-repo CLI', () => {
     const { updater, metadataDir } = client('tuf-c');
     await updater.refresh();
     const oldRootKeys = readdirSync(join(dir, 'keys')).filter((n) => n.startsWith('root-'));
-    ok(await cli(['rotate-key', 'root', '--dir', dir]));
+    ok(await child(['rotate-key', 'root', '--dir', dir]));
     assert.deepEqual(readdirSync(join(dir, 'keys', 'retired')).sort(), oldRootKeys.sort());
     const newRootKeys = readdirSync(join(dir, 'keys')).filter((n) => n.startsWith('root-'));
     assert.equal(newRootKeys.length, 2);
@@ -261,7 +300,15 @@ describe('upfleet-repo CLI', () => {
     assert.deepEqual(json.targets.map((t) => [t.name, t.role]).sort(), [['acme/camera-3.1.bin', 'acme'], ['brake-1.0.bin', 'targets'], ['brake-1.1.bin', 'targets']]);
     assert.equal(json.targets.find((t) => t.name === 'brake-1.0.bin')!.releaseCounter, 2);
     assert.deepEqual(json.keys.root, { ...json.keys.root, threshold: 2, inKeysDir: 2 });
-    const remoteStatus = ok(await cli(['status', '--dir', dir, '--remote', server.url, '--token', TOKEN])).stdout;
+    // Reading a server needs no upload token.
+    const remoteStatus = ok(await child(['status', '--dir', dir, '--remote', server.url], { UPFLEET_REPO_TOKEN: '' })).stdout;
     assert.match(remoteStatus, /acme\s+paths acme\/\*\s+hardware camera\s+1-of-1\s+v1/);
+    const closed = createServer();
+    await new Promise<void>((r) => closed.listen(0, '127.0.0.1', r));
+    const closedUrl = `http://127.0.0.1:${(closed.address() as AddressInfo).port}`;
+    await new Promise((r) => closed.close(r));
+    const unreachable = await cli(['status', '--dir', dir, '--remote', closedUrl]);
+    assert.equal(unreachable.code, 1);
+    assert.match(unreachable.stderr, /^upfleet-repo status: error UNREACHABLE: cannot reach the server: .*ECONNREFUSED.* \(from http:.*\)\n$/);
   });
 });

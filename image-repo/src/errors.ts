@@ -127,13 +127,13 @@ export class WorkspaceError extends ImageRepoError {
   override readonly code = 'WORKSPACE';
 }
 
-/** A remote server refused a request; carries its status and error code. */
+/** A remote server refused a request, or could not be reached (status 0); carries its status and error code. */
 export class RemoteError extends ImageRepoError {
   override name = 'RemoteError';
   override readonly code: string;
   override readonly status: number;
   constructor(readonly url: string, status: number, code: string, message: string) {
-    super(`${message} (HTTP ${status} from ${url})`);
+    super(`${message} (${status ? `HTTP ${status} ` : ''}from ${url})`);
     this.status = status;
     this.code = code;
   }

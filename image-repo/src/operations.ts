@@ -6,7 +6,7 @@
  * what it signed in the working copy (DIR/metadata). A failure before the
  * publish leaves the repository and the working copy as they were.
  */
-import { mkdirSync, readFileSync, renameSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, renameSync, rmSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import {
   Delegations,
@@ -195,9 +195,11 @@ export function initRepository(options: InitOptions): InitResult {
 
 // ---------------------------------------------------------------- keys
 
-/** Creates an encrypted key file (a supplier's delegated key, or a key to rotate to). */
+/** Creates an encrypted key file (a supplier's delegated key, or a key to rotate to). @throws WorkspaceError when the file exists */
 export function generateKeyFile(path: string, passphrase: string): Key {
   if (!passphrase) throw new UsageError('an empty passphrase is not allowed');
+  // Overwriting a key file would lose the only copy of a supplier's private key.
+  if (existsSync(path)) throw new WorkspaceError(`${path} exists: refusing to overwrite a key file`);
   const signer = Ed25519Signer.generate();
   writeAtomic(path, encryptKeyFile(signer, passphrase));
   return signer.key;
