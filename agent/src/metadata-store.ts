@@ -3,8 +3,12 @@
  * ('director', 'image'). A write is one SQLite transaction: atomic and durable
  * (WAL, synchronous=FULL), so a power loss leaves the old or the new bytes,
  * never a mix. Names are the core updater's store names (`<quoted role>.json`).
+ *
+ * Every root accepted is also kept as `N.root.json`: a secondary pinned at an
+ * older root needs each version in between to follow a rotation (TUF 5.3), and
+ * the metadata bundle sent to secondaries is every name in the store.
  */
-import type { MetadataStore } from '@upfleet/core';
+import { Metadata, type MetadataStore } from '@upfleet/core';
 import type { Db } from './db.ts';
 
 export class SqliteMetadataStore implements MetadataStore {
@@ -12,6 +16,7 @@ export class SqliteMetadataStore implements MetadataStore {
   #write;
   #list;
   #remove;
+  #writeRoot;
 
   constructor(db: Db, readonly repo: string) {
     this.#read = db.prepare<[string, string], { bytes: Buffer }>('SELECT bytes FROM metadata WHERE repo = ? AND name = ?');
@@ -20,6 +25,10 @@ export class SqliteMetadataStore implements MetadataStore {
     );
     this.#list = db.prepare<[string], { name: string }>('SELECT name FROM metadata WHERE repo = ? ORDER BY name');
     this.#remove = db.prepare<[string, string]>('DELETE FROM metadata WHERE repo = ? AND name = ?');
+    this.#writeRoot = db.transaction((version: number, bytes: Buffer) => {
+      this.#write.run(this.repo, `${version}.root.json`, bytes);
+      this.#write.run(this.repo, 'root.json', bytes);
+    });
   }
 
   /** The stored bytes, or undefined when there are none (the core updater's MetadataStore). */
@@ -37,7 +46,9 @@ export class SqliteMetadataStore implements MetadataStore {
   }
 
   writeSync(name: string, bytes: Uint8Array): void {
-    this.#write.run(this.repo, name, Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength));
+    const buffer = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+    if (name === 'root.json') this.#writeRoot(Metadata.fromBytes(bytes, 'root').signed.version, buffer);
+    else this.#write.run(this.repo, name, buffer);
   }
 
   remove(name: string): void {

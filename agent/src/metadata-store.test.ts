@@ -1,0 +1,65 @@
+import { describe, it, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Ed25519Signer, RepositoryBuilder, Updater, UnsignedMetadataError, utf8 } from '@upfleet/core';
+import { verifyForEcu } from '@upfleet/core/link/ecu-verification.ts';
+import { METADATA_URL, SimulatorFetcher } from '@upfleet/core/testing/simulator.ts';
+import { openDb } from './db.ts';
+import { SqliteMetadataStore } from './metadata-store.ts';
+
+const NOW = new Date('2030-01-01T00:00:00Z');
+const dir = mkdtempSync(join(tmpdir(), 'upfleet-mdstore-'));
+after(() => rmSync(dir, { recursive: true, force: true }));
+
+/** A director repository for one ECU whose root was rotated twice after the ECU pinned version 1. */
+function rotatedDirector() {
+  const repo = new RepositoryBuilder({ now: NOW });
+  repo.addTarget('fw.bin', utf8('firmware'), { custom: { ecuIdentifiers: { 'ecu-1': { hardwareId: 'hw-1' } } } });
+  repo.commit();
+  const pinnedRoot = repo.bytes('root');
+  repo.rotateKeys('root', [Ed25519Signer.generate()]);
+  repo.commit();
+  repo.rotateKeys('root', [Ed25519Signer.generate()]);
+  repo.rotateKeys('targets', [Ed25519Signer.generate()]);
+  repo.commit();
+  return { repo, pinnedRoot };
+}
+
+describe('SqliteMetadataStore', () => {
+  describe('when the updater follows a root rotation', () => {
+    it('keeps every root version, so a secondary pinned at an older root can follow the chain', async () => {
+      const { repo, pinnedRoot } = rotatedDirector();
+      const store = new SqliteMetadataStore(openDb(join(dir, 'a')), 'director');
+      store.writeSync('root.json', pinnedRoot);
+      await new Updater({ metadataBaseUrl: METADATA_URL, fetcher: new SimulatorFetcher(repo), store, now: NOW }).refresh();
+
+      assert.deepEqual(store.names().filter((n) => n.endsWith('root.json')).sort(), ['1.root.json', '2.root.json', '3.root.json', 'root.json']);
+
+      const bundle = Object.fromEntries(store.names().map((n) => [n, store.readSync(n)!]));
+      const verified = verifyForEcu({
+        mode: 'partial', ecuSerial: 'ecu-1', hardwareId: 'hw-1', now: NOW, installedReleaseCounter: 0,
+        trust: { directorRoot: pinnedRoot, directorTargetsVersion: 0 }, director: bundle,
+      });
+      assert.equal(verified.target.name, 'fw.bin');
+      assert.deepEqual(verified.trust.directorRoot, repo.bytes('root'));
+    });
+
+    it('without version 2, root 3 is not signed by the pinned root 1 keys (what the chain is for)', async () => {
+      const { repo, pinnedRoot } = rotatedDirector();
+      const store = new SqliteMetadataStore(openDb(join(dir, 'b')), 'director');
+      store.writeSync('root.json', pinnedRoot);
+      await new Updater({ metadataBaseUrl: METADATA_URL, fetcher: new SimulatorFetcher(repo), store, now: NOW }).refresh();
+
+      const bundle = Object.fromEntries(store.names().filter((n) => n !== '2.root.json').map((n) => [n, store.readSync(n)!]));
+      assert.throws(
+        () => verifyForEcu({
+          mode: 'partial', ecuSerial: 'ecu-1', hardwareId: 'hw-1', now: NOW, installedReleaseCounter: 0,
+          trust: { directorRoot: pinnedRoot, directorTargetsVersion: 0 }, director: bundle,
+        }),
+        (e: unknown) => e instanceof UnsignedMetadataError && e.role === 'root' && e.validSignatures === 0,
+      );
+    });
+  });
+});
