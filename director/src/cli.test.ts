@@ -1,13 +1,18 @@
-/** The upfleet-director CLI as a user runs it: init, serve, admin commands, exit codes. */
+/**
+ * The upfleet-director CLI as a user runs it: init, serve, admin commands, exit
+ * codes. Each command runs at least once as a child process; the other runs go
+ * through runCli in this process (the same code after the process entry).
+ */
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync, statSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { ImageRepoServer } from './testing/harness.ts';
 import { utf8 } from '@upfleet/core';
+import { runCli } from './cli-program.ts';
 
 const BIN = fileURLToPath(new URL('../bin/upfleet-director', import.meta.url));
 const ENV = { ...process.env, UPFLEET_PASSPHRASE: 'root-pass', UPFLEET_ONLINE_PASSPHRASE: '', UPFLEET_ADMIN_TOKEN: 'adm', UPFLEET_PROVISIONING_TOKEN: 'prov', UPFLEET_LOG_LEVEL: 'info' };
@@ -22,6 +27,14 @@ function run(args: string[], env: Record<string, string | undefined> = {}): Prom
     child.stderr.on('data', (c) => (stderr += c));
     child.on('close', (status) => resolve({ status, stdout, stderr }));
   });
+}
+
+/** The same command line in this process. */
+async function cli(args: string[], env: Record<string, string | undefined> = {}): Promise<{ status: number; stdout: string; stderr: string }> {
+  let stdout = '';
+  let stderr = '';
+  const status = await runCli(args, { out: (t) => void (stdout += t), err: (t) => void (stderr += t), env: { ...ENV, ...env } });
+  return { status, stdout, stderr };
 }
 
 describe('upfleet-director CLI', () => {
@@ -46,15 +59,53 @@ describe('upfleet-director CLI', () => {
     const out = JSON.parse(r.stdout);
     assert.equal(out.rootKeyids.length, 1);
     assert.equal(statSync(join(dir, 'keys', 'online.passphrase')).mode & 0o777, 0o600);
-    assert.equal((await run(['init', '--dir', dir])).status, 1);
+    const again = await cli(['init', '--dir', dir]);
+    assert.equal(again.status, 1);
+    assert.match(again.stderr, /^upfleet-director: UsageError USAGE: .* already holds director keys\n$/);
   });
 
-  it('bad usage exits 2 with a message', async () => {
-    const [r, unknown, help] = await Promise.all([run(['serve', '--dir', dir]), run(['frobnicate']), run(['--help'])]);
+  it('bad usage exits 2 with a one-line message and changes nothing', async () => {
+    const [r, help] = await Promise.all([run(['serve', '--dir', dir]), run(['--help'])]);
     assert.equal(r.status, 2);
     assert.match(r.stderr, /missing --port/);
-    assert.equal(unknown.status, 2);
     assert.match(help.stdout, /campaign create/);
+    const fresh = join(dir, 'never');
+    const cases: Array<[string[], RegExp]> = [
+      [['frobnicate'], /unknown command frobnicate/],
+      [[], /missing command/],
+      [['devices'], /missing devices subcommand/],
+      [['devices', 'list', 'extra', '--url', 'http://127.0.0.1:9'], /unexpected argument extra \(devices list\)/],
+      [['devices', 'list', '--bogus'], /^upfleet-director: Unknown option '--bogus' \(see --help\)\n$/],
+      [['devices', 'list', '--url', 'notaurl'], /--url notaurl is not an http\(s\) URL/],
+      [['campaign', 'create', '--name', 'x', '--image', 'a=b', '--waves', '1,abc', '--url', 'http://127.0.0.1:9'], /--waves 1,abc: expected comma-separated percentages/],
+      [['campaign', 'create', '--name', 'x', '--image', 'a=b', '--threshold', 'high', '--url', 'http://127.0.0.1:9'], /--threshold high: expected a number/],
+      [['init', '--dir', fresh, '--root-keys', 'abc'], /--root-keys must be a positive integer/],
+      [['serve', '--dir', dir, '--port', '0', '--image-repo', repo.url, '--mqtt-port', 'abc'], /--mqtt-port must be a port number/],
+      [['serve', '--dir', dir, '--port', '70000', '--image-repo', repo.url], /--port must be a port number/],
+    ];
+    for (const [args, message] of cases) {
+      const bad = await cli(args);
+      assert.equal(bad.status, 2, `${args.join(' ')}: ${bad.stderr}`);
+      assert.match(bad.stderr, message);
+      assert.equal(bad.stderr.split('\n').length, 2, 'one line');
+    }
+    assert.equal(existsSync(fresh), false);
+  });
+
+  it('refuses an unreadable or malformed --image-repo-root at start-up, storing nothing', async () => {
+    const garbage = join(dir, 'garbage.json');
+    writeFileSync(garbage, '{"signed": 1}');
+    const serve = ['serve', '--dir', dir, '--port', '0', '--no-mqtt', '--image-repo', repo.url];
+    const missing = await cli([...serve, '--image-repo-root', join(dir, 'absent.json')]);
+    assert.equal(missing.status, 1);
+    assert.match(missing.stderr, /^upfleet-director: UpfleetError UPFLEET_ERROR: cannot read --image-repo-root .*absent\.json: ENOENT\n$/);
+    const malformed = await cli([...serve, '--image-repo-root', garbage]);
+    assert.equal(malformed.status, 1);
+    assert.match(malformed.stderr, /^upfleet-director: MalformedMetadataError /);
+    assert.equal(existsSync(join(dir, 'image-repo', 'root.json')), false);
+    const never = await cli(['serve', '--dir', join(dir, 'not-initialised'), '--port', '0', '--no-mqtt', '--image-repo', repo.url]);
+    assert.equal(never.status, 1);
+    assert.match(never.stderr, /no root metadata in .*: run upfleet-director init/);
   });
 
   it('serves, and admin commands print tables or JSON, exiting 1 on refusals', async () => {
@@ -73,11 +124,14 @@ describe('upfleet-director CLI', () => {
     const pre = await run(['devices', 'preregister', 'cli-1', '--tag', 'eu'], env);
     assert.equal(pre.status, 0, pre.stderr);
     assert.match(pre.stdout, /cli-1\s+preregistered/);
-    const [list, refused, wrongToken] = await Promise.all([
-      run(['devices', 'list', '--json'], env),
+    const [list, refused, wrongToken, badStatus] = await Promise.all([
+      cli(['devices', 'list', '--json'], env),
       run(['assign', 'cli-1', '--ecu', 'x', '--image', 'fw.bin'], env),
-      run(['devices', 'list', '--token', 'wrong'], env),
+      cli(['devices', 'list', '--token', 'wrong'], env),
+      cli(['devices', 'list', '--status', 'sleeping'], env),
     ]);
+    assert.equal(badStatus.status, 1);
+    assert.match(badStatus.stderr, /DirectorError BAD_REQUEST: status must be one of preregistered, pending, active, decommissioned/);
     assert.deepEqual(JSON.parse(list.stdout).map((d: any) => d.id), ['cli-1']);
     assert.equal(refused.status, 1);
     assert.match(refused.stderr, /DEVICE_NOT_APPROVED/);
@@ -85,7 +139,7 @@ describe('upfleet-director CLI', () => {
     assert.match(wrongToken.stderr, /UNAUTHENTICATED/);
     const created = await run(['campaign', 'create', '--name', 'c', '--image', 'brake=fw.bin', '--waves', '50,100', '--json'], env);
     const id = JSON.parse(created.stdout).id;
-    const started = await run(['campaign', 'start', id], env);
+    const started = await cli(['campaign', 'start', id], env);
     assert.equal(started.status, 0, started.stderr);
     assert.match(started.stdout, /completed|running/);
   });

@@ -7,7 +7,8 @@ import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { Ed25519Signer, TrustedMetadataSet, utf8 } from '@upfleet/core';
+import { Ed25519Signer, KeyFileError, TrustedMetadataSet, utf8 } from '@upfleet/core';
+import { startDirector } from './director.ts';
 import { harness, PROVISIONING_TOKEN, SimDevice, type Harness } from './testing/harness.ts';
 import { signDeviceToken } from './device-token.ts';
 
@@ -345,44 +346,43 @@ describe('director over HTTP', () => {
     assert.match(metrics, /upfleet_director_manifests_rejected_total\{via="http",code="MANIFEST_REPLAY"\} 1/);
   });
 
-  it('loses nothing across a restart', async () => {
-    const r = await harness();
-    try {
-      const info = r.imageRepo.addImage('brake-3.bin', utf8('brake 3'), ['brake'], 3);
-      const d = new SimDevice('restart-1');
-      await r.register(d);
-      await r.send(d, d.manifest());
-      const a = (await r.admin('POST', `/api/v1/admin/devices/${d.id}/assignments`, { ecus: [{ ecuSerial: d.ecu('brake').serial, image: 'brake-3.bin' }] })).body;
-      const before = (await r.admin('GET', `/api/v1/admin/devices/${d.id}`)).body;
-      const targetsBefore = await verifiedTargets(r, d);
-      await r.restart();
-      assert.deepEqual((await r.admin('GET', `/api/v1/admin/devices/${d.id}`)).body, before);
-      assert.deepEqual((await verifiedTargets(r, d)).toJSON(), targetsBefore.toJSON());
-      assert.equal((await r.send(d, d.manifest({ counter: 1 }))).body.error.code, 'MANIFEST_REPLAY');
-      d.install('brake', 'brake-3.bin', info, 3);
-      assert.equal((await r.send(d, d.manifest())).body.changed[0].status, 'succeeded');
-      assert.equal((await r.admin('GET', `/api/v1/admin/assignments/${a.id}`)).body.status, 'succeeded');
-    } finally {
-      await r.close();
-    }
-  });
-});
-
-describe('image repository view', () => {
   it('finds an image published after the cached view was taken', async () => {
-    const h = await harness();
-    try {
-      const d = new SimDevice('late-1');
-      await h.register(d);
-      h.imageRepo.addImage('early.bin', utf8('early'), ['brake'], 1);
-      assert.equal((await h.admin('POST', `/api/v1/admin/devices/${d.id}/assignments`, { ecus: [{ ecuSerial: d.ecu('brake').serial, image: 'early.bin' }] })).status, 201);
-      h.imageRepo.addImage('late.bin', utf8('late'), ['brake'], 2);
-      const r = await h.admin('POST', `/api/v1/admin/devices/${d.id}/assignments`, { ecus: [{ ecuSerial: d.ecu('brake').serial, image: 'late.bin' }] });
-      assert.equal(r.status, 201, JSON.stringify(r.body));
-      assert.equal(r.body.items[0].releaseCounter, 2);
-    } finally {
-      await h.close();
-    }
+    const d = new SimDevice('late-1');
+    await h.register(d);
+    h.imageRepo.addImage('early.bin', utf8('early'), ['brake'], 1);
+    assert.equal((await h.admin('POST', `/api/v1/admin/devices/${d.id}/assignments`, { ecus: [{ ecuSerial: d.ecu('brake').serial, image: 'early.bin' }] })).status, 201);
+    h.imageRepo.addImage('late.bin', utf8('late'), ['brake'], 2);
+    const r = await h.admin('POST', `/api/v1/admin/devices/${d.id}/assignments`, { ecus: [{ ecuSerial: d.ecu('brake').serial, image: 'late.bin' }] });
+    assert.equal(r.status, 201, JSON.stringify(r.body));
+    assert.equal(r.body.items[0].releaseCounter, 2);
+  });
+
+  it('refuses to start with the wrong online passphrase, and answers 404/405 with typed errors', async () => {
+    await assert.rejects(startDirector({ dir: h.dir, imageRepoUrl: h.imageRepo.url, adminToken: 'a', provisioningToken: 'p', onlinePassphrase: 'wrong', mqtt: 'none' }), KeyFileError);
+    const missing = await h.api('GET', '/api/v1/nothing');
+    assert.deepEqual([missing.status, missing.body.error.code], [404, 'NOT_FOUND']);
+    const method = await h.api('DELETE', '/api/v1/admin/devices');
+    assert.deepEqual([method.status, method.body.error.code], [405, 'METHOD_NOT_ALLOWED']);
+    const bad = await h.admin('POST', '/api/v1/admin/devices', { deviceId: 'no/slashes' });
+    assert.deepEqual([bad.status, bad.body.error.code, bad.body.error.field], [400, 'BAD_REQUEST', 'deviceId']);
+  });
+
+  // Last in this suite: it restarts the shared director.
+  it('loses nothing across a restart', async () => {
+    const info = h.imageRepo.addImage('brake-3.bin', utf8('brake 3'), ['brake'], 3);
+    const d = new SimDevice('restart-1');
+    await h.register(d);
+    await h.send(d, d.manifest());
+    const a = (await h.admin('POST', `/api/v1/admin/devices/${d.id}/assignments`, { ecus: [{ ecuSerial: d.ecu('brake').serial, image: 'brake-3.bin' }] })).body;
+    const before = (await h.admin('GET', `/api/v1/admin/devices/${d.id}`)).body;
+    const targetsBefore = await verifiedTargets(h, d);
+    await h.restart();
+    assert.deepEqual((await h.admin('GET', `/api/v1/admin/devices/${d.id}`)).body, before);
+    assert.deepEqual((await verifiedTargets(h, d)).toJSON(), targetsBefore.toJSON());
+    assert.equal((await h.send(d, d.manifest({ counter: 1 }))).body.error.code, 'MANIFEST_REPLAY');
+    d.install('brake', 'brake-3.bin', info, 3);
+    assert.equal((await h.send(d, d.manifest())).body.changed[0].status, 'succeeded');
+    assert.equal((await h.admin('GET', `/api/v1/admin/assignments/${a.id}`)).body.status, 'succeeded');
   });
 });
 
@@ -401,25 +401,6 @@ describe('image repository metadata that does not verify', () => {
       assert.equal(r.status, 502);
       assert.equal(r.body.error.code, 'LENGTH_OR_HASH_MISMATCH'); // snapshot pins the targets file's hash
       assert.deepEqual((await h.admin('GET', `/api/v1/admin/devices/${d.id}`)).body.assignments, []);
-    } finally {
-      await h.close();
-    }
-  });
-});
-
-describe('start-up and routing', () => {
-  it('refuses to start with the wrong online passphrase, and answers 404/405 with typed errors', async () => {
-    const h = await harness();
-    try {
-      const { startDirector } = await import('./director.ts');
-      const { KeyFileError } = await import('@upfleet/core');
-      await assert.rejects(startDirector({ dir: h.dir, imageRepoUrl: h.imageRepo.url, adminToken: 'a', provisioningToken: 'p', onlinePassphrase: 'wrong', mqtt: 'none' }), KeyFileError);
-      const missing = await h.api('GET', '/api/v1/nothing');
-      assert.deepEqual([missing.status, missing.body.error.code], [404, 'NOT_FOUND']);
-      const method = await h.api('DELETE', '/api/v1/admin/devices');
-      assert.deepEqual([method.status, method.body.error.code], [405, 'METHOD_NOT_ALLOWED']);
-      const bad = await h.admin('POST', '/api/v1/admin/devices', { deviceId: 'no/slashes' });
-      assert.deepEqual([bad.status, bad.body.error.code, bad.body.error.field], [400, 'BAD_REQUEST', 'deviceId']);
     } finally {
       await h.close();
     }

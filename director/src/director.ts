@@ -57,18 +57,19 @@ export async function initDirector(options: InitOptions): Promise<InitResult> {
   return initKeys(options);
 }
 
-/** @throws KeyFileError (keys), UsageError (no init), Error (ports, broker) */
+/** @throws KeyFileError (keys), UsageError (no init), MalformedMetadataError / UnsignedMetadataError (imageRepoRoot), Error (ports, broker) */
 export async function startDirector(o: StartOptions): Promise<RunningDirector> {
   if (!o.adminToken || !o.provisioningToken) throw new RangeError('adminToken and provisioningToken are required');
   const log = o.logger ?? pino({ name: 'upfleet-director', level: o.logLevel ?? process.env.UPFLEET_LOG_LEVEL ?? 'info' });
   const now = o.now ?? (() => new Date());
-  const signers = loadOnlineSigners(o.dir, onlinePassphraseFor(o.dir, o.onlinePassphrase));
+  // Roots first: a directory never initialised says so, not that its passphrase is missing.
   const roots = loadRoots(o.dir);
+  const signers = loadOnlineSigners(o.dir, onlinePassphraseFor(o.dir, o.onlinePassphrase));
   checkSignersMatchRoot(roots.get(Math.max(...roots.keys()))!, signers);
-  const store = new SqliteStore(join(o.dir, 'director.db'));
   const imageRepo = o.imageRepo ?? new ImageRepoClient({
     url: o.imageRepoUrl, storeDir: join(o.dir, 'image-repo'), ...(o.imageRepoRoot && { root: o.imageRepoRoot }), now, log,
   });
+  const store = new SqliteStore(join(o.dir, 'director.db'));
   const services = new DirectorServices({
     store, signers, roots, imageRepo, expiries: { ...DEFAULT_EXPIRIES, ...o.expiries }, approval: o.approval ?? 'auto',
     adminToken: o.adminToken, provisioningToken: o.provisioningToken, now, log,
@@ -81,10 +82,15 @@ export async function startDirector(o: StartOptions): Promise<RunningDirector> {
   const server: Server = createServer((req, res) => void router.handle(req, res));
   server.keepAliveTimeout = 65_000;
   const host = o.host ?? '127.0.0.1';
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(o.port ?? 0, host, () => resolve());
-  });
+  try {
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(o.port ?? 0, host, () => resolve());
+    });
+  } catch (error) {
+    store.close();
+    throw error;
+  }
   const address = server.address();
   const url = `http://${host}:${typeof address === 'object' && address ? address.port : 0}`;
 

@@ -10,7 +10,7 @@
 import { mkdirSync, openSync, fsyncSync, closeSync, writeSync, renameSync, readFileSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
-import { DownloadError, HttpError, LengthLimitError, metadataFileName, Updater, type Fetcher, type MetadataStore, type TargetFile } from '@upfleet/core';
+import { DownloadError, HttpError, LengthLimitError, metadataFileName, TrustedMetadataSet, Updater, type Fetcher, type MetadataStore, type TargetFile } from '@upfleet/core';
 import type { ImageRepository } from './context.ts';
 
 /** A Fetcher on global fetch(): non-2xx -> HttpError, past the cap -> LengthLimitError. */
@@ -90,7 +90,10 @@ export class ImageRepoClient implements ImageRepository {
   #refreshedAt = 0;
   #refreshing: Promise<Updater> | undefined;
 
+  /** @throws MalformedMetadataError, UnsignedMetadataError when the given root is not a self-signed root */
   constructor(private readonly options: ImageRepoClientOptions) {
+    // A bad root would be stored below and fail every later refresh: refuse it at start-up.
+    if (options.root) new TrustedMetadataSet(options.root, options.now());
     this.#store = new DirectoryMetadataStore(options.storeDir);
     this.#fetcher = options.fetcher ?? new HttpFetcher();
   }
@@ -132,6 +135,7 @@ export class ImageRepoClient implements ImageRepository {
       let root = this.options.root;
       if (!root) {
         root = await this.#fetcher.fetch(`${this.metadataBaseUrl}1.root.json`, 512 * 1024);
+        new TrustedMetadataSet(root, this.options.now()); // not stored unless it is a self-signed root
         this.options.log.warn({ url: this.options.url }, 'image repository root trusted on first use; pass its root.json to pin it');
       }
       await this.#store.writeAtomic(rootName, root);

@@ -11,9 +11,11 @@ import { checkId } from '../ids.ts';
 import { parseRegistration, parseTags } from '../inventory.ts';
 import { parseCampaignSpec } from '../campaigns.ts';
 import type { AssignmentRequest } from '../assignments.ts';
+import type { DeviceStatus } from '../store.ts';
 import { openApiDocument } from './openapi.ts';
 import type { Router, Request, Reply } from './router.ts';
 
+const DEVICE_STATUSES: readonly DeviceStatus[] = ['preregistered', 'pending', 'active', 'decommissioned'];
 const METADATA_FILE = /^(?:(\d+)\.(root|snapshot|targets)|(root|timestamp))\.json$/;
 
 function ok(body: unknown, status = 200): Reply {
@@ -96,7 +98,10 @@ export function addRoutes(router: Router, s: DirectorServices): void {
   router.add('GET', '/api/v1/admin/devices', (req) => {
     admin(req);
     const status = req.query.get('status') ?? undefined;
-    return ok({ devices: s.store.listDevices(status ? { status: status as never } : {}).map(publicDevice) });
+    if (status !== undefined && !DEVICE_STATUSES.includes(status as DeviceStatus)) {
+      throw new BadRequestError(`status must be one of ${DEVICE_STATUSES.join(', ')}`, { field: 'status' });
+    }
+    return ok({ devices: s.store.listDevices(status ? { status: status as DeviceStatus } : {}).map(publicDevice) });
   });
   router.add('POST', '/api/v1/admin/devices', async (req) => {
     admin(req);

@@ -5,7 +5,7 @@
  * Everything listens on 127.0.0.1 port 0 and is removed by `close()`.
  */
 import { createServer, type Server } from 'node:http';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { cpSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
@@ -155,11 +155,29 @@ export interface Harness {
   close(): Promise<void>;
 }
 
-/** A fresh image repository and director; `options` go to startDirector. */
-export async function harness(options: Partial<StartOptions> = {}): Promise<Harness> {
+let initialised: Promise<string> | undefined;
+
+/**
+ * A new director directory: a copy of keys and root made once per process by
+ * initDirector (each init costs four scrypt key encryptions; the harnesses of one
+ * process may share keys, never a database).
+ */
+async function directorDir(): Promise<string> {
+  initialised ??= (async () => {
+    const template = mkdtempSync(join(tmpdir(), 'upfleet-director-template-'));
+    process.once('exit', () => rmSync(template, { recursive: true, force: true }));
+    await initDirector({ dir: template, passphrase: 'root-pass', onlinePassphrase: 'online-pass' });
+    return template;
+  })();
   const dir = mkdtempSync(join(tmpdir(), 'upfleet-director-'));
+  cpSync(await initialised, dir, { recursive: true });
+  return dir;
+}
+
+/** A fresh image repository and director (fresh database; keys shared within the process); `options` go to startDirector. */
+export async function harness(options: Partial<StartOptions> = {}): Promise<Harness> {
+  const dir = await directorDir();
   const imageRepo = await new ImageRepoServer().start();
-  await initDirector({ dir, passphrase: 'root-pass', onlinePassphrase: 'online-pass' });
   const start = (o: Partial<StartOptions>) => startDirector({
     dir, port: 0, imageRepoUrl: imageRepo.url, imageRepoRoot: imageRepo.rootBytes, adminToken: ADMIN_TOKEN,
     provisioningToken: PROVISIONING_TOKEN, onlinePassphrase: 'online-pass', mqtt: 'none', logger: pino({ level: 'silent' }), ...o,
