@@ -85,7 +85,9 @@ export class Assignments {
         releaseCounter: custom.releaseCounter, previous: ecu.installed };
     } catch (cause) {
       if (cause instanceof TargetMismatchError) {
-        throw new AssignmentRefusedError(deviceId, ecu.serial, r.image, cause.field, cause.message, { cause });
+        // Core words a missing target from the director's side ("missing is none in the director"); say it plainly.
+        const message = cause.field === 'missing' ? 'the image repository does not list it' : cause.message;
+        throw new AssignmentRefusedError(deviceId, ecu.serial, r.image, cause.field, message, { cause });
       }
       throw cause;
     }

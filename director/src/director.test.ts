@@ -202,6 +202,7 @@ describe('director over HTTP', () => {
         assert.equal(r.status, 422);
         assert.equal(r.body.error.code, 'ASSIGNMENT_REFUSED');
         assert.equal(r.body.error.field, field);
+        if (field === 'missing') assert.match(r.body.error.message, /nope\.bin to refuse-missing\/.*: the image repository does not list it$/);
         const afterwards = (await h.admin('GET', `/api/v1/admin/devices/${d.id}`)).body;
         assert.deepEqual(afterwards.assignments, []);
         assert.deepEqual(afterwards.metadata, before.metadata);
@@ -357,7 +358,7 @@ describe('director over HTTP', () => {
     assert.equal(r.body.items[0].releaseCounter, 2);
   });
 
-  it('refuses to start with the wrong online passphrase, and answers 404/405 with typed errors', async () => {
+  it('refuses to start with the wrong online passphrase, and answers 400/404/405 with typed errors', async () => {
     await assert.rejects(startDirector({ dir: h.dir, imageRepoUrl: h.imageRepo.url, adminToken: 'a', provisioningToken: 'p', onlinePassphrase: 'wrong', mqtt: 'none' }), KeyFileError);
     const missing = await h.api('GET', '/api/v1/nothing');
     assert.deepEqual([missing.status, missing.body.error.code], [404, 'NOT_FOUND']);
@@ -365,6 +366,10 @@ describe('director over HTTP', () => {
     assert.deepEqual([method.status, method.body.error.code], [405, 'METHOD_NOT_ALLOWED']);
     const bad = await h.admin('POST', '/api/v1/admin/devices', { deviceId: 'no/slashes' });
     assert.deepEqual([bad.status, bad.body.error.code, bad.body.error.field], [400, 'BAD_REQUEST', 'deviceId']);
+    const badEncoding = await h.admin('GET', '/api/v1/admin/devices/%ZZ');
+    assert.deepEqual([badEncoding.status, badEncoding.body.error.code], [400, 'BAD_REQUEST']);
+    const traversal = await h.api('POST', '/api/v1/devices/..%2Fadmin/register', {}, { authorization: `Bearer ${PROVISIONING_TOKEN}` });
+    assert.deepEqual([traversal.status, traversal.body.error.field], [400, 'deviceId']);
   });
 
   // Last in this suite: it restarts the shared director.

@@ -86,7 +86,7 @@ export class Router {
         reply = pathKnown ? errorReply(new DirectorError(405, 'METHOD_NOT_ALLOWED', `${req.method} not allowed`)) : errorReply(new DirectorError(404, 'NOT_FOUND', `no route ${url.pathname}`));
       } else {
         const params: Record<string, string> = {};
-        route.names.forEach((n, i) => (params[n] = decodeURIComponent(match![i + 1]!)));
+        route.names.forEach((n, i) => (params[n] = decodeParam(match![i + 1]!)));
         let body: Promise<Uint8Array> | undefined;
         const request: Request = {
           method: req.method ?? 'GET', params, query: url.searchParams, headers: req.headers,
@@ -140,4 +140,13 @@ function send(res: ServerResponse, reply: Reply): void {
   const text = JSON.stringify(reply.body);
   res.writeHead(reply.status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text), ...reply.headers });
   res.end(text);
+}
+
+/** A path parameter, percent-decoded; bad encoding (`%ZZ`) is the client's error, not a 500. */
+function decodeParam(raw: string): string {
+  try {
+    return decodeURIComponent(raw);
+  } catch (cause) {
+    throw new BadRequestError(`bad URL encoding in ${raw}`, {}, { cause });
+  }
 }
