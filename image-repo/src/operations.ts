@@ -255,6 +255,14 @@ export interface ChangeResult extends PublishResult {
   version: number;
 }
 
+/** Signs a new top-level targets with the offline targets key(s), publishes it, then records it in the working copy. */
+async function publishTargets(s: Session, next: Metadata<Targets>, root: Root): Promise<ChangeResult> {
+  signWithRole(s, next, root, 'targets');
+  const result = await s.backend.publish({ targets: next.toBytes() }, s.now);
+  recordWorkingCopy(s, { 'targets.json': next });
+  return { ...result, role: 'targets', version: next.signed.version };
+}
+
 /** Adds (or replaces) a target in the top-level targets role, signed with the offline targets key(s). */
 export async function addTarget(ctx: RepoContext, spec: TargetSpec): Promise<ChangeResult & { target: ReturnType<TargetFile['toJSON']> }> {
   checkSpec(spec);
@@ -262,10 +270,7 @@ export async function addTarget(ctx: RepoContext, spec: TargetSpec): Promise<Cha
     const state = await currentState(s);
     const next = copyTargets(state.targets, s, s.expiries.targets);
     const info = await stageTarget(s, next.signed, spec);
-    signWithRole(s, next, state.root.signed, 'targets');
-    const result = await s.backend.publish({ targets: next.toBytes() }, s.now);
-    recordWorkingCopy(s, { 'targets.json': next });
-    return { ...result, role: 'targets', version: next.signed.version, target: info.toJSON() };
+    return { ...(await publishTargets(s, next, state.root.signed)), target: info.toJSON() };
   });
 }
 
@@ -277,10 +282,7 @@ export async function removeTarget(ctx: RepoContext, name: string): Promise<Chan
     if (!state.targets.signed.targets[name]) throw new NotFoundError(`target ${name}`);
     const next = copyTargets(state.targets, s, s.expiries.targets);
     delete next.signed.targets[name];
-    signWithRole(s, next, state.root.signed, 'targets');
-    const result = await s.backend.publish({ targets: next.toBytes() }, s.now);
-    recordWorkingCopy(s, { 'targets.json': next });
-    return { ...result, role: 'targets', version: next.signed.version };
+    return publishTargets(s, next, state.root.signed);
   });
 }
 
@@ -318,10 +320,7 @@ export async function delegate(ctx: RepoContext, options: DelegateOptions): Prom
     for (const key of options.keys) delegations.keys[key.keyid] = key;
     const used = new Set(delegations.roles.flatMap((r) => r.keyids));
     for (const id of Object.keys(delegations.keys)) if (!used.has(id)) delete delegations.keys[id];
-    signWithRole(s, next, state.root.signed, 'targets');
-    const result = await s.backend.publish({ targets: next.toBytes() }, s.now);
-    recordWorkingCopy(s, { 'targets.json': next });
-    return { ...result, role: 'targets', version: next.signed.version };
+    return publishTargets(s, next, state.root.signed);
   });
 }
 
