@@ -25,6 +25,8 @@ export interface Backend {
   state(now: Date): Promise<RepoState | undefined>;
   /** Published version of every role, snapshot and timestamp included. */
   versions(): Promise<Record<string, number>>;
+  /** Expiry dates of the published snapshot and timestamp (the online roles), for status. */
+  onlineExpiries(): Promise<Record<string, string>>;
   uploadImage(name: string, file: string): Promise<BlobInfo>;
   publish(batch: PublishBatch, now: Date): Promise<PublishResult>;
   close(): void;
@@ -51,6 +53,15 @@ export class LocalBackend implements Backend {
 
   async versions(): Promise<Record<string, number>> {
     return this.#store.publisher.versions();
+  }
+
+  async onlineExpiries(): Promise<Record<string, string>> {
+    const expiries: Record<string, string> = {};
+    for (const role of ['snapshot', 'timestamp'] as const) {
+      const file = this.#store.db.currentFile(role);
+      if (file) expiries[role] = Metadata.fromBytes(file.bytes, role).signed.expires;
+    }
+    return expiries;
   }
 
   async uploadImage(_name: string, file: string): Promise<BlobInfo> {
@@ -119,6 +130,12 @@ export class RemoteBackend implements Backend {
   async versions(): Promise<Record<string, number>> {
     const body = await this.get('/healthz');
     return (JSON.parse(fromUtf8(body!)) as { versions: Record<string, number> }).versions;
+  }
+
+  async onlineExpiries(): Promise<Record<string, string>> {
+    const timestamp = Metadata.fromBytes((await this.get('/metadata/timestamp.json'))!, 'timestamp');
+    const snapshot = Metadata.fromBytes((await this.get(`/metadata/${timestamp.signed.snapshotMeta.version}.snapshot.json`))!, 'snapshot');
+    return { snapshot: snapshot.signed.expires, timestamp: timestamp.signed.expires };
   }
 
   async uploadImage(name: string, file: string): Promise<BlobInfo> {

@@ -292,8 +292,9 @@ describe('upfleet-repo CLI', () => {
   it('status shows versions, keys, delegations and targets', async () => {
     const json = JSON.parse(ok(await cli(['status', '--dir', dir, '--json'])).stdout) as {
       versions: Record<string, number>; delegations: Array<{ role: string; version: number }>; targets: Array<{ name: string; role: string; releaseCounter: number }>;
-      keys: Record<string, { threshold: number; inKeysDir: number }>;
+      keys: Record<string, { threshold: number; inKeysDir: number }>; expires: Record<string, string>;
     };
+    for (const role of ['root', 'targets', 'snapshot', 'timestamp', 'acme']) assert.match(json.expires[role] ?? '', /^\d{4}-\d\d-\d\dT/, role);
     assert.equal(json.versions.root, 4);
     assert.equal(json.versions.acme, 1);
     assert.deepEqual(json.delegations.map((d) => [d.role, d.version]), [['acme', 1]]);
@@ -303,6 +304,7 @@ describe('upfleet-repo CLI', () => {
     // Reading a server needs no upload token.
     const remoteStatus = ok(await child(['status', '--dir', dir, '--remote', server.url], { UPFLEET_REPO_TOKEN: '' })).stdout;
     assert.match(remoteStatus, /acme\s+paths acme\/\*\s+hardware camera\s+1-of-1\s+v1/);
+    assert.match(remoteStatus, /timestamp\s+v\d+\s+expires \d{4}-/);
     const closed = createServer();
     await new Promise<void>((r) => closed.listen(0, '127.0.0.1', r));
     const closedUrl = `http://127.0.0.1:${(closed.address() as AddressInfo).port}`;

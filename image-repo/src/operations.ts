@@ -451,7 +451,7 @@ export async function status(ctx: RepoContext): Promise<RepoStatus> {
     const versions: Record<string, number> = {
       root: root.version, targets: state.targets.signed.version, snapshot: published.snapshot!, timestamp: published.timestamp!,
     };
-    const expires: Record<string, string> = { root: root.expires, targets: state.targets.signed.expires };
+    const expires: Record<string, string> = { root: root.expires, targets: state.targets.signed.expires, ...(await s.backend.onlineExpiries()) };
     for (const [name, md] of state.delegated) {
       versions[name] = md.signed.version;
       expires[name] = md.signed.expires;
