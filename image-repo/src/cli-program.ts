@@ -406,7 +406,7 @@ export async function runCli(argv: string[], io: CliIo): Promise<number> {
     }
     const code = error instanceof UpfleetError ? error.code : ((error as NodeJS.ErrnoException).code ?? 'ERROR');
     // A system error's message already starts with its code ("ENOENT: no such file...").
-    const message = (error as Error).message.replace(`${code}: `, '');
+    const message = (error as Error).message.startsWith(`${code}: `) ? (error as Error).message.slice(code.length + 2) : (error as Error).message;
     io.err(`upfleet-repo ${name}: error ${code}: ${message}\n`);
     return 1;
   }
