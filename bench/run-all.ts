@@ -143,6 +143,12 @@ for (const name of names) {
       if (ok === false) missed += 1;
       rows.push([name, label(l), g.field, format(value), goalText, ok === undefined ? '?' : ok ? 'yes' : 'NO']);
     }
+    // Ratios against the run's own baseline are the headline figures, goal or not.
+    for (const [k, v] of Object.entries(l)) {
+      if (!k.startsWith('ratio') || shown.has(k) || typeof v !== 'number') continue;
+      shown.add(k);
+      rows.push([name, label(l), k, format(v), '(none stated)', '-']);
+    }
     // The other figures, without a goal.
     const figures = Object.entries(l).filter(([k, v]) => !['bench', 'case', 'mode', 'goals', 'ber', 'baud'].includes(k) && !shown.has(k) && (typeof v === 'number' || typeof v === 'boolean'));
     if (figures.length > 0) notes.push(`${name} (${label(l)}): ${figures.map(([k, v]) => `${k}=${format(v)}`).join(' ')}`);
