@@ -97,22 +97,21 @@ async function viaTsx(entryPath, why) {
 
 /** The bundle named by the manifest when every recorded input is unchanged; else undefined. */
 function freshBundle(name, entryPath) {
-  let manifest;
   try {
-    manifest = JSON.parse(readFileSync(join(CACHE_DIR, `${name}.json`), 'utf8'));
-  } catch {
-    return undefined;
-  }
-  if (manifest.format !== FORMAT || manifest.entry !== entryPath) return undefined;
-  for (const [file, mtimeMs, size] of manifest.inputs) {
-    const st = statSync(file, { throwIfNoEntry: false });
-    if (!st || st.mtimeMs !== mtimeMs || st.size !== size) {
-      trace(`stale: ${file}`);
-      return undefined;
+    const manifest = JSON.parse(readFileSync(join(CACHE_DIR, `${name}.json`), 'utf8'));
+    if (manifest.format !== FORMAT || manifest.entry !== entryPath) return undefined;
+    for (const [file, mtimeMs, size] of manifest.inputs) {
+      const st = statSync(file, { throwIfNoEntry: false });
+      if (!st || st.mtimeMs !== mtimeMs || st.size !== size) {
+        trace(`stale: ${file}`);
+        return undefined;
+      }
     }
+    const bundle = join(CACHE_DIR, manifest.bundle);
+    return statSync(bundle, { throwIfNoEntry: false }) ? bundle : undefined;
+  } catch {
+    return undefined; // no manifest, or not one this launcher wrote: rebuild
   }
-  const bundle = join(CACHE_DIR, manifest.bundle);
-  return statSync(bundle, { throwIfNoEntry: false }) ? bundle : undefined;
 }
 
 /**
