@@ -157,6 +157,7 @@ async function main(argv: string[], io: CliIo): Promise<void> {
       const result = await initDirector({
         dir: required(values.dir, '--dir'), passphrase,
         ...(env.UPFLEET_ONLINE_PASSPHRASE && { onlinePassphrase: env.UPFLEET_ONLINE_PASSPHRASE }),
+        ...(env.UPFLEET_LOG_LEVEL && { logLevel: env.UPFLEET_LOG_LEVEL }),
         ...(rootKeys !== undefined && { rootKeys }),
         ...(rootThreshold !== undefined && { rootThreshold }),
       });
@@ -191,6 +192,7 @@ async function main(argv: string[], io: CliIo): Promise<void> {
         provisioningToken: required(values['provisioning-token'] ?? env.UPFLEET_PROVISIONING_TOKEN, '--provisioning-token (or UPFLEET_PROVISIONING_TOKEN)'),
         approval: values['manual-approval'] ? 'manual' : 'auto',
         ...(env.UPFLEET_ONLINE_PASSPHRASE && { onlinePassphrase: env.UPFLEET_ONLINE_PASSPHRASE }),
+        ...(env.UPFLEET_LOG_LEVEL && { logLevel: env.UPFLEET_LOG_LEVEL }),
       });
       const stop = () => void director.close().then(() => process.exit(0));
       process.once('SIGINT', stop);
