@@ -124,11 +124,12 @@ describe('upfleet-director CLI', () => {
     const pre = await run(['devices', 'preregister', 'cli-1', '--tag', 'eu'], env);
     assert.equal(pre.status, 0, pre.stderr);
     assert.match(pre.stdout, /cli-1\s+preregistered/);
-    const [list, refused, wrongToken, badStatus] = await Promise.all([
+    const [list, refused, wrongToken, badStatus, created] = await Promise.all([
       cli(['devices', 'list', '--json'], env),
       run(['assign', 'cli-1', '--ecu', 'x', '--image', 'fw.bin'], env),
       cli(['devices', 'list', '--token', 'wrong'], env),
       cli(['devices', 'list', '--status', 'sleeping'], env),
+      run(['campaign', 'create', '--name', 'c', '--image', 'brake=fw.bin', '--waves', '50,100', '--json'], env),
     ]);
     assert.equal(badStatus.status, 1);
     assert.match(badStatus.stderr, /DirectorError BAD_REQUEST: status must be one of preregistered, pending, active, decommissioned/);
@@ -137,7 +138,6 @@ describe('upfleet-director CLI', () => {
     assert.match(refused.stderr, /DEVICE_NOT_APPROVED/);
     assert.equal(wrongToken.status, 1);
     assert.match(wrongToken.stderr, /UNAUTHENTICATED/);
-    const created = await run(['campaign', 'create', '--name', 'c', '--image', 'brake=fw.bin', '--waves', '50,100', '--json'], env);
     const id = JSON.parse(created.stdout).id;
     const started = await cli(['campaign', 'start', id], env);
     assert.equal(started.status, 0, started.stderr);
