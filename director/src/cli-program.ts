@@ -75,7 +75,7 @@ function parse<T extends NonNullable<ParseArgsConfig['options']>>(args: string[]
   }
 }
 
-/** Exactly `count` positionals after the subcommand words. */
+/** At most `count` positionals (the subcommand words included); missing ones are reported by name where they are read. */
 function expectPositionals(positionals: string[], count: number, what: string): void {
   if (positionals.length > count) throw new CliUsageError(`unexpected argument ${positionals[count]} (${what})`);
 }
@@ -314,7 +314,7 @@ export async function runCli(argv: string[], io: CliIo): Promise<number> {
       return 2;
     }
     const e = error as Error & { code?: string };
-    // A system error's message already starts with its code ("EADDRINUSE: listen ...").
+    // Some system errors repeat their code in the message ("ENOENT: no such file ..."): print it once.
     const message = e.code && e.message.startsWith(`${e.code}: `) ? e.message.slice(e.code.length + 2) : e.message;
     io.err(`upfleet-director: ${e.name}${e.code ? ` ${e.code}` : ''}: ${message}\n`);
     return 1;
