@@ -1,11 +1,22 @@
 /**
- * bench:agent — the agent's memory and download figures, in one run:
- *   idleRssMb:        RSS of an `upfleet-agent run` daemon, provisioned, after a
- *                     cycle with nothing to do (real director and image repo on loopback);
- *   peakRssMb:        peak RSS (VmHWM) of a process (run through tsx) downloading a 256 MiB
- *                     and a 1 GiB image with the agent's ImageCache from a loopback HTTP
- *                     server (generated content): it must not grow with the image size;
- *                     rssBeforeDownloadMb is the same process's RSS just before the download;
+ * bench:agent — the agent's memory and download figures, in one run, in the form that
+ * is deployed:
+ *   idleRssMb:        VmRSS of the single executable built by `npm run build:agent`
+ *                     (`upfleet-agent run`, provisioned, with a real director and image repo
+ *                     on loopback and an MQTT broker), 3 s after a cycle with nothing to do;
+ *                     idleRssBreakdownMb splits it into anonymous memory (heap, malloc) and
+ *                     file-backed pages (the executable's code and read-only data actually
+ *                     touched, the SQLite addon, libc: clean pages the kernel can reclaim);
+ *                     idleRssMbViaTsx is the same daemon started through tsx, for comparison;
+ *   peakRssMb:        peak RSS (VmHWM, reset just before the download starts) of a process
+ *                     downloading a 256 MiB and a 1 GiB image with the agent's ImageCache
+ *                     from a loopback HTTP server (generated content). That process is the
+ *                     download code bundled with esbuild and run with plain node, like the
+ *                     executable runs its bundle (no tsx); it loads only the download path,
+ *                     so rssBeforeDownloadMb is lower than the daemon's idle RSS and
+ *                     downloadGrowthMb (peak - before) is what a download adds; it must not
+ *                     grow with the image size. daemonPeakEstimateMb = idleRssMb + the largest
+ *                     growth: an estimate of the daemon's peak while downloading;
  *   ratioToHashLimit: download-and-verify throughput (sha256+sha512, length, write to
  *                     a partial file, fsync, rename) divided by the throughput of hashing
  *                     the same file from page cache with the same algorithms, measured
@@ -18,6 +29,7 @@
 import { spawn } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { build } from 'esbuild';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import http from 'node:http';
@@ -61,9 +73,20 @@ async function serveGenerated(images: Map<string, number>): Promise<{ url: strin
   return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, close: () => server.close() };
 }
 
+/** The download child as one ESM file for plain node (see bench/agent-download-child.ts). */
+async function bundleChild(dir: string): Promise<string> {
+  const outfile = join(dir, 'agent-download-child.mjs');
+  await build({
+    entryPoints: [join(root, 'bench/agent-download-child.ts')],
+    outfile, bundle: true, platform: 'node', format: 'esm', target: 'node20', logLevel: 'error',
+    banner: { js: "import { createRequire as __cr } from 'node:module'; const require = __cr(import.meta.url);" },
+  });
+  return outfile;
+}
+
 function runChild(args: string[]): Promise<string> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ['--import', 'tsx', ...args], { cwd: root, stdio: ['ignore', 'pipe', 'inherit'] });
+    const child = spawn(process.execPath, args, { cwd: root, stdio: ['ignore', 'pipe', 'inherit'] });
     let out = '';
     child.stdout.on('data', (d: Buffer) => (out += d.toString()));
     child.on('exit', (code) => (code === 0 ? resolve(out) : reject(new Error(`${args.join(' ')} exited ${code}`))));
@@ -75,16 +98,21 @@ interface DownloadFigures {
   hashMBps: number;
   peakDownloadMb: number;
   rssBeforeMb: number;
+  peakReset: boolean;
 }
 
-async function downloadCase(server: { url: string }, blocks: number, dir?: string): Promise<DownloadFigures> {
+async function downloadCase(child: string, server: { url: string }, blocks: number, dir?: string): Promise<DownloadFigures> {
   const target = { name: `bench-${blocks}.img`, length: blocks * MiB, hashes: hashesOf(blocks) };
-  const out = await runChild(['bench/agent-download-child.ts', server.url, JSON.stringify(target), ...(dir ? [dir] : [])]);
-  return JSON.parse(out.trim().split('\n').pop()!) as DownloadFigures;
+  const out = await runChild([child, server.url, JSON.stringify(target), ...(dir ? [dir] : [])]);
+  const figures = JSON.parse(out.trim().split('\n').pop()!) as DownloadFigures;
+  if (!figures.peakReset) throw new Error('cannot reset VmHWM (/proc/self/clear_refs): the peak would include startup');
+  return figures;
 }
+
+interface Rss { rss: number; anon: number; file: number }
 
 /** RSS of an idle daemon; `command` is the agent executable and its leading arguments. */
-async function idleRss(command: string[], deviceId: string): Promise<number> {
+async function idleRss(command: string[], deviceId: string): Promise<Rss> {
   const w = await realWorld({ deviceId });
   const [exe, ...pre] = command as [string, ...string[]];
   try {
@@ -107,7 +135,8 @@ async function idleRss(command: string[], deviceId: string): Promise<number> {
     const status = readFileSync(`/proc/${child.pid}/status`, 'utf8');
     child.kill('SIGTERM');
     await new Promise((r) => child.once('exit', r));
-    return Number(/VmRSS:\s+(\d+) kB/.exec(status)![1]) / 1024;
+    const kB = (field: string) => Number(new RegExp(`${field}:\\s+(\\d+) kB`).exec(status)![1]) / 1024;
+    return { rss: kB('VmRSS'), anon: kB('RssAnon'), file: kB('RssFile') };
   } finally {
     await w.close();
   }
@@ -118,31 +147,36 @@ const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.len
 const sizes = (process.env.BENCH_AGENT_SIZES_MIB ?? '256,1024').split(',').map(Number);
 const images = new Map(sizes.map((n) => [`/targets/${hashesOf(n).sha256}.bench-${n}.img`, n]));
 const server = await serveGenerated(images);
+const childDir = mkdtempSync(join(tmpdir(), 'upfleet-bench-child-'));
+const child = await bundleChild(childDir);
 const peaks: Record<string, number> = {};
 const before: Record<string, number> = {};
+const growth: Record<string, number> = {};
 let onDisk = { downloadMBps: 0, hashMBps: 0 };
 let inMemory = { downloadMBps: 0, hashMBps: 0 };
 try {
   for (const n of sizes) {
-    const r = await downloadCase(server, n);
+    const r = await downloadCase(child, server, n);
     peaks[`${n}MiB`] = Math.round(r.peakDownloadMb * 10) / 10;
     before[`${n}MiB`] = Math.round(r.rssBeforeMb * 10) / 10;
+    growth[`${n}MiB`] = Math.round((r.peakDownloadMb - r.rssBeforeMb) * 10) / 10;
     if (n === Math.max(...sizes)) onDisk = r;
   }
   // The same download into tmpfs: the network-and-verify path without the disk's write speed.
   // Repeated, each run measuring both rates back to back; the ratio of the medians.
   if (existsSync('/dev/shm')) {
     const runs: DownloadFigures[] = [];
-    for (let i = 0; i < REPEATS; i++) runs.push(await downloadCase(server, Math.max(...sizes), '/dev/shm'));
+    for (let i = 0; i < REPEATS; i++) runs.push(await downloadCase(child, server, Math.max(...sizes), '/dev/shm'));
     inMemory = { downloadMBps: median(runs.map((r) => r.downloadMBps)), hashMBps: median(runs.map((r) => r.hashMBps)) };
   }
 } finally {
   server.close();
+  rmSync(childDir, { recursive: true, force: true });
 }
 // The shipped form (npm run build:agent: esbuild bundle in a Node single executable), and via tsx.
 const buildDir = mkdtempSync(join(tmpdir(), 'upfleet-bench-build-'));
-let idle = NaN;
-let idleTsx = NaN;
+let idle: Rss = { rss: NaN, anon: NaN, file: NaN };
+let idleTsx: Rss = { rss: NaN, anon: NaN, file: NaN };
 
 if (process.env.BENCH_AGENT_SKIP_IDLE !== '1') try {
   const built = spawn(process.execPath, ['--import', 'tsx', 'scripts/build-agent.ts', '--out', join(buildDir, 'out')], { cwd: root, stdio: 'ignore' });
@@ -156,10 +190,13 @@ const round = (x: number) => Math.round(x * 100) / 100;
 process.stdout.write(
   JSON.stringify({
     bench: 'agent',
-    idleRssMb: round(idle),
-    idleRssMbViaTsx: round(idleTsx),
+    idleRssMb: round(idle.rss),
+    idleRssBreakdownMb: { anon: round(idle.anon), file: round(idle.file) },
+    idleRssMbViaTsx: round(idleTsx.rss),
     peakRssMb: peaks,
     rssBeforeDownloadMb: before,
+    downloadGrowthMb: growth,
+    daemonPeakEstimateMb: round(idle.rss + Math.max(...Object.values(growth))),
     downloadMBps: round(inMemory.downloadMBps),
     hashFromPageCacheMBps: round(inMemory.hashMBps),
     ratioToHashLimit: round(inMemory.downloadMBps / inMemory.hashMBps),
