@@ -16,6 +16,7 @@ import { open, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import { DownloadError, LengthLimitError, LengthOrHashMismatchError, MultiHasher, isSupportedHash, type HashAlgorithm } from '@upfleet/core';
 import type { HttpFetcher } from './fetcher.ts';
+import { ReceiveBufferReleaser } from './gc-pressure.ts';
 
 export interface ImageTarget {
   name: string;
@@ -121,9 +122,11 @@ export class ImageCache {
   ): Promise<void> {
     const file = await open(partial, offset === 0 ? 'w' : 'r+');
     // Writes are batched (1 MiB) and run on the thread pool while the main thread
-    // hashes the next bytes; at most two batches are in memory.
+    // hashes the next bytes; two fixed batch buffers, whatever the image size.
     // On any failure the bytes received so far are still written, so a retry resumes after them.
     const writer = new BatchWriter(file, offset);
+    // Bounds the dead socket buffers awaiting collection (see gc-pressure.ts).
+    const releaser = new ReceiveBufferReleaser(RELEASE_EVERY);
     let done = offset;
     try {
       if (res) {
@@ -132,6 +135,7 @@ export class ImageCache {
           hasher.update(chunk);
           await writer.push(chunk);
           done += chunk.byteLength;
+          releaser.received(chunk.byteLength);
           onProgress?.(done, target.length);
         }
       }
@@ -167,13 +171,19 @@ export class ImageCache {
 }
 
 const BATCH = 1 << 20;
+/** Bytes received between two young-generation collections. */
+const RELEASE_EVERY = 4 << 20;
 
 /**
- * Sequential writes at increasing positions, gathered into ~1 MiB batches that
- * go out with one writev (no copying), one batch in flight while the next fills.
+ * Sequential writes at increasing positions through two fixed 1 MiB buffers:
+ * received bytes are copied into one while the other is written (on the thread
+ * pool), so memory stays at 2 MiB whatever the image size, and the socket's
+ * buffers die young instead of living on in a pending batch (which would get
+ * them promoted to V8's old generation and kept until a full collection).
  */
 class BatchWriter {
-  #parts: Uint8Array[] = [];
+  #filling = Buffer.allocUnsafeSlow(BATCH);
+  #spare = Buffer.allocUnsafeSlow(BATCH);
   #size = 0;
   #inFlight: Promise<unknown> = Promise.resolve();
 
@@ -183,9 +193,14 @@ class BatchWriter {
   ) {}
 
   async push(chunk: Uint8Array): Promise<void> {
-    this.#parts.push(chunk);
-    this.#size += chunk.byteLength;
-    if (this.#size >= BATCH) await this.#start();
+    let from = 0;
+    while (from < chunk.byteLength) {
+      const n = Math.min(chunk.byteLength - from, BATCH - this.#size);
+      this.#filling.set(chunk.subarray(from, from + n), this.#size);
+      this.#size += n;
+      from += n;
+      if (this.#size === BATCH) await this.#start();
+    }
   }
 
   async flush(): Promise<void> {
@@ -194,17 +209,25 @@ class BatchWriter {
   }
 
   async #start(): Promise<void> {
+    // The spare buffer is free again only once its write is done.
     await this.#inFlight;
-    const parts = this.#parts;
+    const buffer = this.#filling;
     const size = this.#size;
     const at = this.position;
     this.position += size;
-    this.#parts = [];
+    this.#filling = this.#spare;
+    this.#spare = buffer;
     this.#size = 0;
-    this.#inFlight = this.file.writev(parts, at).then(async ({ bytesWritten }) => {
-      // A short writev (rare on regular files): write the rest in one piece.
-      if (bytesWritten < size) await this.file.write(Buffer.concat(parts, size).subarray(bytesWritten), 0, size - bytesWritten, at + bytesWritten);
-    });
+    this.#inFlight = writeFully(this.file, buffer.subarray(0, size), at);
+  }
+}
+
+/** write() until every byte is out (a short write is rare on regular files). */
+async function writeFully(file: FileHandle, bytes: Buffer, at: number): Promise<void> {
+  let done = 0;
+  while (done < bytes.byteLength) {
+    const { bytesWritten } = await file.write(bytes, done, bytes.byteLength - done, at + done);
+    done += bytesWritten;
   }
 }
 
