@@ -102,4 +102,26 @@ describe('programmatic API', () => {
       rmSync(empty, { recursive: true, force: true });
     }
   });
+
+  it('refuses a malformed settings file with a typed error naming it, and changes nothing', async () => {
+    const broken = mkdtempSync(join(tmpdir(), 'upfleet-repo-api-settings-'));
+    try {
+      const cases: Array<[string, RegExp]> = [
+        ['{bad', /upfleet-repo\.json: not JSON/],
+        ['[]', /upfleet-repo\.json: not a JSON object/],
+        ['{"format":"other/9"}', /unknown format "other\/9"/],
+        ['{"expiries":{"timestamp":"x"}}', /expiries\.timestamp must be a whole number of seconds >= 1/],
+        ['{"expiries":{"timestamp":0}}', /expiries\.timestamp must be a whole number of seconds >= 1/],
+        ['{"expiries":{"timestmap":60}}', /expiries\.timestmap: not a role/],
+      ];
+      for (const [text, message] of cases) {
+        writeFileSync(join(broken, 'upfleet-repo.json'), text);
+        await assert.rejects(status({ dir: broken, passphrase: 'x' }), (e: unknown) => e instanceof WorkspaceError && message.test(e.message));
+        await assert.rejects(startImageRepoServer({ dir: broken, token: 't', passphrase: 'x' }), WorkspaceError);
+        assert.deepEqual(readdirSync(broken), ['upfleet-repo.json']);
+      }
+    } finally {
+      rmSync(broken, { recursive: true, force: true });
+    }
+  });
 });

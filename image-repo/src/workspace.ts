@@ -66,11 +66,29 @@ export class Workspace {
     return existsSync(this.settingsFile);
   }
 
-  /** @throws WorkspaceError when DIR was never initialised. */
+  /**
+   * The settings, defaults filled in. A hand-edited file is checked here: a bad period would
+   * otherwise sign metadata with an invalid or past expiry date.
+   * @throws WorkspaceError when DIR was never initialised or its settings file is malformed.
+   */
   settings(): Settings {
     if (!this.isInitialised()) throw new WorkspaceError(`${this.dir} is not a repository directory (run upfleet-repo init)`);
-    const parsed = JSON.parse(readFileSync(this.settingsFile, 'utf8')) as Partial<Settings>;
-    return { format: 'upfleet-repo/1', expiries: { ...DEFAULT_EXPIRIES, ...parsed.expiries } };
+    const bad = (why: string) => new WorkspaceError(`${this.settingsFile}: ${why}`);
+    let parsed: unknown;
+    try {
+      parsed = JSON.parse(readFileSync(this.settingsFile, 'utf8'));
+    } catch (error) {
+      throw bad(`not JSON (${(error as Error).message})`);
+    }
+    if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) throw bad('not a JSON object');
+    const { format, expiries = {} } = parsed as { format?: unknown; expiries?: unknown };
+    if (format !== undefined && format !== 'upfleet-repo/1') throw bad(`unknown format ${JSON.stringify(format)}`);
+    if (typeof expiries !== 'object' || expiries === null || Array.isArray(expiries)) throw bad('expiries must be an object');
+    for (const [role, seconds] of Object.entries(expiries)) {
+      if (!(role in DEFAULT_EXPIRIES)) throw bad(`expiries.${role}: not a role (${Object.keys(DEFAULT_EXPIRIES).join(', ')})`);
+      if (!Number.isSafeInteger(seconds) || (seconds as number) < 1) throw bad(`expiries.${role} must be a whole number of seconds >= 1`);
+    }
+    return { format: 'upfleet-repo/1', expiries: { ...DEFAULT_EXPIRIES, ...(expiries as Partial<Expiries>) } };
   }
 
   writeSettings(settings: Settings): void {
