@@ -25,7 +25,7 @@ import { pino, type Logger } from 'pino';
 import type { ChannelOptions } from '@upfleet/device-sim/src/index.ts';
 import { createPtyPair } from '@upfleet/device-sim/src/index.ts';
 import type { ProgressEvent } from '@upfleet/agent';
-import { Stack, ADMIN_TOKEN, PASSPHRASE, UPLOAD_TOKEN } from '../test/support/stack.ts';
+import { Stack, ADMIN_TOKEN, PASSPHRASE, PROVISIONING_TOKEN, UPLOAD_TOKEN } from '../test/support/stack.ts';
 import { Vehicle, AGENT_PASSPHRASE, type LinkKind } from '../test/support/vehicle.ts';
 import { assignDemoFirmware, DEMO_SECONDARIES, publishDemoFirmware, type Firmware } from '../test/support/firmware.ts';
 
@@ -282,7 +282,7 @@ async function main(): Promise<number> {
       const { startFleet } = await import('../device-sim/src/fleet.ts');
       fleet = await startFleet({
         devices: args.vehicles - 1, ecus: 2, directorUrl: stack.director.url, imageRepoUrl: stack.imageRepo.url,
-        directorRoot: stack.directorRootBytes, imageRoot: stack.imageRootBytes, provisioningToken: (await import('../test/support/stack.ts')).PROVISIONING_TOKEN,
+        directorRoot: stack.directorRootBytes, imageRoot: stack.imageRootBytes, provisioningToken: PROVISIONING_TOKEN,
         dir: join(stack.dir, 'fleet'), baud: BAUD, ...(args.fault && { fault: args.fault }),
         hardwareIds: { primary: 'gateway', secondaries: ['brake-ecu', 'door-ecu'] },
       });

@@ -10,7 +10,7 @@ import { after, before, beforeEach, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { Ed25519Signer, Metadata } from '@upfleet/core';
 import { assign, attackWorld, expectInstalled, expectRefused, flipByte, freshVehicle, type AttackWorld } from '../support/attack-kit.ts';
-import { currentImageState, fetchImageMetadata, forgeRoot, forgeSnapshot, stealImageRepoKeys } from '../support/forge.ts';
+import { compromisedDirectorPublish, currentImageState, fetchImageMetadata, forgeRoot, forgeSnapshot, stealImageRepoKeys } from '../support/forge.ts';
 
 let w: AttackWorld;
 before(async () => {
@@ -63,7 +63,7 @@ describe('arbitrary software', () => {
 describe('rollback', () => {
   it('refuses an image repository timestamp older than the one it trusts', async () => {
     const v = await freshVehicle(w);
-    const old = await fetchImageMetadata(w.stack, '1.snapshot.json').then(() => currentImageState(w.stack));
+    const old = await currentImageState(w.stack);
     await assign(w, v, w.v1, ['gateway']);
     // Something newer is published, and the agent sees it while installing v1.
     await w.stack.publish({ name: 'extra-1.bin', data: new Uint8Array(10), hardwareIds: ['gateway'], version: '0', releaseCounter: 0 });
@@ -89,7 +89,6 @@ describe('rollback', () => {
     await assign(w, v, w.v2, ['gateway']);
     await expectInstalled(v);
     // The director will not assign a downgrade; a compromised one signs it anyway.
-    const { compromisedDirectorPublish } = await import('../support/forge.ts');
     const gw1 = w.v1.byEcu(v)[v.primarySerial]!;
     compromisedDirectorPublish(w.stack, v.deviceId, {
       [gw1.name]: { ecuSerial: v.primarySerial, hardwareId: 'gateway', length: gw1.length, hashes: { sha256: gw1.sha256 } },

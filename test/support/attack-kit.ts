@@ -16,7 +16,7 @@ import type { CycleOutcome } from '@upfleet/agent';
 import { Stack, type StackOptions } from './stack.ts';
 import { Vehicle, type VehicleOptions } from './vehicle.ts';
 import { AttackProxy } from './proxy.ts';
-import { DEMO_SECONDARIES, publishDemoFirmware, type FirmwareSet } from './firmware.ts';
+import { DEMO_SECONDARIES, publishDemoFirmware, SUPPLIER_ROLE, type FirmwareSet } from './firmware.ts';
 
 export interface AttackWorld {
   stack: Stack;
@@ -40,7 +40,7 @@ export async function attackWorld(options: Pick<StackOptions, 'directorClock' | 
   const vehicles: Vehicle[] = [];
   return {
     stack, imageProxy, directorProxy, v1, v2, vehicles,
-    supplierKeyFile: `${stack.dir}/supplier-keys/supplier-brakes-1.key.json`,
+    supplierKeyFile: stack.supplierKeyFiles(SUPPLIER_ROLE)[0]!,
     async close() {
       for (const v of vehicles) await v.close();
       await imageProxy.close();

@@ -166,6 +166,13 @@ export class Stack {
     return files;
   }
 
+  /** The key files of a supplier role made by `addSupplier`. */
+  supplierKeyFiles(role: string): string[] {
+    const files = this.#suppliers.get(role);
+    if (!files) throw new Error(`no supplier ${role}: call addSupplier first`);
+    return files;
+  }
+
   /** Uploads and signs one image (the `upfleet-repo add-target` / `sign-delegated` path). */
   async publish(spec: PublishSpec): Promise<void> {
     const file = join(this.dir, 'uploads', spec.name.replace(/\//g, '__'));
