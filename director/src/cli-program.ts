@@ -10,6 +10,7 @@ import { readFileSync } from 'node:fs';
 import { UpfleetError } from '@upfleet/core';
 import { initDirector, startDirector } from './director.ts';
 import { DirectorError } from './errors.ts';
+import { Topics } from './mqtt-topics.ts';
 
 type Env = Record<string, string | undefined>;
 
@@ -181,6 +182,13 @@ async function main(argv: string[], io: CliIo): Promise<void> {
       const port = portNumber(required(values.port, '--port'), '--port');
       const mqttPort = values['mqtt-port'] !== undefined ? portNumber(values['mqtt-port'], '--mqtt-port') : 1883;
       const imageRepoUrl = httpUrl(required(values['image-repo'], '--image-repo'), '--image-repo');
+      if (values['mqtt-prefix'] !== undefined) {
+        try {
+          new Topics(values['mqtt-prefix']);
+        } catch (error) {
+          throw new CliUsageError(`--mqtt-prefix: ${(error as Error).message}`);
+        }
+      }
       const imageRepoRoot = values['image-repo-root'] !== undefined ? readInput(values['image-repo-root'], '--image-repo-root') : undefined;
       const director = await startDirector({
         dir: required(values.dir, '--dir'), port, ...(values.host && { host: values.host }),

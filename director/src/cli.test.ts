@@ -82,6 +82,7 @@ describe('upfleet-director CLI', () => {
       [['init', '--dir', fresh, '--root-keys', 'abc'], /--root-keys must be a positive integer/],
       [['serve', '--dir', dir, '--port', '0', '--image-repo', repo.url, '--mqtt-port', 'abc'], /--mqtt-port must be a port number/],
       [['serve', '--dir', dir, '--port', '70000', '--image-repo', repo.url], /--port must be a port number/],
+      [['serve', '--dir', dir, '--port', '0', '--image-repo', repo.url, '--mqtt-prefix', 'up/#'], /--mqtt-prefix: bad MQTT topic prefix "up\/#"/],
     ];
     for (const [args, message] of cases) {
       const bad = await cli(args);

@@ -6,7 +6,6 @@ import { ID_PATTERN } from './ids.ts';
 
 export const DEFAULT_PREFIX = 'upfleet/v1';
 export const DEVICE_PUBLISHES = ['manifest', 'progress', 'status'] as const;
-export const DIRECTOR_PUBLISHES = ['notify', 'ack'] as const;
 export const SHARE_GROUP = 'director';
 
 export class Topics {
