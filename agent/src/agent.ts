@@ -296,6 +296,8 @@ export async function createAgent(config: AgentConfig, options: AgentOptions = {
         log.error({ error: (e as Error).message, code: (e as { code?: string }).code }, 'cycle failed');
       }
       if (closed) break;
+      // Idle until the next cycle: give back the pages SQLite cached during this one.
+      db.pragma('shrink_memory');
       if (!wakeRequested) {
         await new Promise<void>((resolve) => {
           const t = setTimeout(resolve, config.pollIntervalSeconds * 1000);
