@@ -18,7 +18,11 @@ export class TargetMismatchError extends RepositoryError {
     readonly expected: string | number,
     readonly actual: string | number,
   ) {
-    super(`${target}: ${field} is ${actual} in the director, ${expected} expected`);
+    super(
+      field === 'missing'
+        ? `${target}: the image repository does not list it`
+        : `${target}: the director says ${field} ${actual}, the image repository ${expected}`,
+    );
   }
 }
 
