@@ -21,7 +21,7 @@ export class TargetMismatchError extends RepositoryError {
     super(
       field === 'missing'
         ? `${target}: the image repository does not list it`
-        : `${target}: the director says ${field} ${actual}, the image repository ${expected}`,
+        : `${target}: ${field} is ${actual}, expected ${expected}`,
     );
   }
 }
