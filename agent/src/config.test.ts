@@ -81,6 +81,13 @@ describe('loadConfig', () => {
     assert.equal(c.provisioning.token, 'tok');
   });
 
+  it('takes the primary ECU serial from UPFLEET_PRIMARY_SERIAL, and validates it like the file', () => {
+    const file = join(dir, 'agent3.json');
+    writeFileSync(file, JSON.stringify(valid()));
+    assert.equal(loadConfig({ file, env: { UPFLEET_PRIMARY_SERIAL: 'gw-0042' } }).ecus.primary.serial, 'gw-0042');
+    assert.equal(field(() => loadConfig({ file, env: { UPFLEET_PRIMARY_SERIAL: '' } })), 'ecus.primary.serial');
+  });
+
   it('names the env-overridden field when its value is bad', () => {
     const file = join(dir, 'agent2.json');
     writeFileSync(file, JSON.stringify(valid()));

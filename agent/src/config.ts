@@ -240,5 +240,10 @@ export function loadConfig(options: LoadOptions): AgentConfig {
   }
   const token = env.UPFLEET_PROVISIONING_TOKEN;
   if (token !== undefined && isObject(raw.provisioning)) raw.provisioning = { ...raw.provisioning, token };
+  // One image serves a whole fleet: the primary's serial, unique per device, can come from first boot.
+  const primarySerial = env.UPFLEET_PRIMARY_SERIAL;
+  if (primarySerial !== undefined && isObject(raw.ecus) && isObject(raw.ecus.primary)) {
+    raw.ecus = { ...raw.ecus, primary: { ...raw.ecus.primary, serial: primarySerial } };
+  }
   return parseConfig(raw);
 }
