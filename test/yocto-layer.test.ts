@@ -6,9 +6,12 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { loadConfig } from '../agent/src/config.ts';
 
 const layer = fileURLToPath(new URL('../yocto/meta-upfleet/', import.meta.url));
 const recipeDir = join(layer, 'recipes-upfleet', 'upfleet-agent');
@@ -116,5 +119,43 @@ test('no private key material is in the layer', () => {
     assert.doesNotMatch(text, /-----BEGIN [A-Z ]*PRIVATE KEY-----/, `${path}: PEM private key`);
     assert.doesNotMatch(text, /"format"\s*:\s*"upfleet-encrypted-key\//, `${path}: Upfleet key file`);
     assert.doesNotMatch(text, /"private"\s*:\s*"[0-9a-f]{32,}"/, `${path}: TUF private key`);
+  }
+});
+
+test('first boot gives each device its ID and primary serial, which the agent config then takes', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'upfleet-firstboot-'));
+  try {
+    const template = JSON.parse(read('recipes-upfleet', 'upfleet-agent', 'files', 'agent.json')) as Record<string, any>;
+    const config = {
+      ...template,
+      directorUrl: 'http://127.0.0.1:8080',
+      imageRepoUrl: 'http://127.0.0.1:8081',
+      mqttUrl: undefined,
+      ecus: { primary: { ...template.ecus.primary, hardwareId: 'gateway', installCommand: '/usr/sbin/install-image' },
+        secondaries: [{ serial: 'brake-7', hardwareId: 'brake', port: '/dev/ttyS1', baud: 115200, verification: 'partial' }] },
+    };
+    const configFile = join(dir, 'agent.json');
+    writeFileSync(configFile, JSON.stringify(config, null, 2));
+    writeFileSync(join(dir, 'machine-id'), '0123456789abcdef0123456789abcdef\n');
+    const run = () => spawnSync('sh', [join(recipeDir, 'files', 'upfleet-firstboot.sh'), 'prepare'], {
+      env: { PATH: process.env.PATH, UPFLEET_FIRSTBOOT_CONFIG: configFile, UPFLEET_FIRSTBOOT_STATE: join(dir, 'state'), UPFLEET_FIRSTBOOT_MACHINE_ID: join(dir, 'machine-id') },
+      encoding: 'utf8',
+    });
+    assert.equal(run().status, 0);
+    const envFile = readFileSync(join(dir, 'state', 'device.env'), 'utf8');
+    assert.equal(envFile, 'UPFLEET_DEVICE_ID=0123456789abcdef0123456789abcdef\nUPFLEET_PRIMARY_SERIAL=0123456789abcdef0123456789abcdef-primary\n');
+    writeFileSync(join(dir, 'machine-id'), 'fedcba9876543210fedcba9876543210\n');
+    assert.equal(run().status, 0);
+    assert.equal(readFileSync(join(dir, 'state', 'device.env'), 'utf8'), envFile, 'IDs never change once written');
+
+    const env = Object.fromEntries(envFile.trim().split('\n').map((l) => l.split('=') as [string, string]));
+    const loaded = loadConfig({ file: configFile, env });
+    assert.equal(loaded.deviceId, '0123456789abcdef0123456789abcdef');
+    assert.equal(loaded.ecus.primary.serial, '0123456789abcdef0123456789abcdef-primary');
+
+    const provision = unitSettings(read('recipes-upfleet', 'upfleet-agent', 'files', 'upfleet-provision.service'));
+    assert.ok(provision.get('EnvironmentFile')?.includes('-/var/lib/upfleet/device.env'), 'provisioning must see the IDs first boot made');
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
   }
 });

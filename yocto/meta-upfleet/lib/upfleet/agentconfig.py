@@ -117,8 +117,8 @@ def build(template, values):
     cfg["pollIntervalSeconds"] = _positive(values, "UPFLEET_POLL_INTERVAL", "300")
 
     primary = cfg["ecus"]["primary"]
-    primary["serial"] = _required(values, "UPFLEET_PRIMARY_SERIAL",
-                                  "the primary ECU's serial, unique across the fleet")
+    # Empty: each device derives its own at first boot (UPFLEET_PRIMARY_SERIAL in device.env).
+    primary["serial"] = values.get("UPFLEET_PRIMARY_SERIAL") or ""
     primary["hardwareId"] = _required(values, "UPFLEET_PRIMARY_HARDWARE_ID", "the primary ECU's hardware ID")
     primary["installCommand"] = _required(
         values, "UPFLEET_PRIMARY_INSTALL_COMMAND",
@@ -128,7 +128,7 @@ def build(template, values):
         primary["installTimeoutSeconds"] = _positive(values, "UPFLEET_PRIMARY_INSTALL_TIMEOUT", "600")
 
     cfg["ecus"]["secondaries"] = parse_secondaries(values.get("UPFLEET_SECONDARIES"))
-    serials = [primary["serial"]] + [s["serial"] for s in cfg["ecus"]["secondaries"]]
+    serials = [s for s in [primary["serial"]] if s] + [s["serial"] for s in cfg["ecus"]["secondaries"]]
     if len(set(serials)) != len(serials):
         raise ConfigError("UPFLEET_PRIMARY_SERIAL and UPFLEET_SECONDARIES: ECU serials must be unique")
     return cfg
