@@ -11,6 +11,7 @@ import { Ed25519Signer, KeyFileError, TrustedMetadataSet, utf8 } from '@upfleet/
 import { startDirector } from './director.ts';
 import { harness, PROVISIONING_TOKEN, SimDevice, type Harness } from './testing/harness.ts';
 import { signDeviceToken } from './device-token.ts';
+import { EVENTS_PER_DEVICE } from './store.ts';
 
 const FW = utf8('brake firmware 2.0');
 
@@ -256,6 +257,34 @@ describe('director over HTTP', () => {
       assert.deepEqual(view.targets, {}, 'a failed assignment drops out of targets');
     });
 
+    it('records endless data and slow retrieval results as attacks, other download failures as installation failures', async () => {
+      const d = new SimDevice('dl-1', ['gw', 'brake', 'door']);
+      await h.register(d);
+      const [gw, brake, door] = d.ecus.map((e) => e.serial) as [string, string, string];
+      const fail = (ecuSerial: string, code: string) => ({ ecuSerial, success: false, code, description: `${code.toLowerCase()} here`, filename: 'x.bin' });
+      const result = { directorTargetsVersion: 1, success: false, code: 'ENDLESS_DATA', description: 'refused',
+        ecus: [fail(gw, 'ENDLESS_DATA'), fail(brake, 'SLOW_RETRIEVAL'), fail(door, 'DOWNLOAD_FAILED')] };
+      assert.equal((await h.send(d, d.manifest({ installationResult: result }))).status, 200);
+      const events = (await h.admin('GET', `/api/v1/admin/devices/${d.id}/events`)).body.events;
+      assert.deepEqual(events.map((e: any) => [e.kind, e.code, e.ecuSerial]), [
+        ['attack', 'ENDLESS_DATA', gw], ['attack', 'SLOW_RETRIEVAL', brake], ['installation_failure', 'DOWNLOAD_FAILED', door],
+      ]);
+    });
+
+    it('keeps the newest events per device, and only its own', () => {
+      const store = h.director.services.store;
+      const at = new Date().toISOString();
+      store.transaction(() => {
+        for (let i = 0; i < EVENTS_PER_DEVICE + 5; i++) store.insertEvent({ deviceId: 'bound-a', ecuSerial: null, kind: 'manifest_refused', code: 'MANIFEST_REPLAY', detail: `#${i}`, at });
+        store.insertEvent({ deviceId: 'bound-b', ecuSerial: null, kind: 'attack', code: 'ATTACK_DETECTED', detail: 'b', at });
+      });
+      const a = store.eventsOf('bound-a');
+      assert.equal(a.length, EVENTS_PER_DEVICE);
+      assert.equal(a[0]!.detail, '#5', 'the oldest five went');
+      assert.equal(a.at(-1)!.detail, `#${EVENTS_PER_DEVICE + 4}`);
+      assert.deepEqual(store.eventsOf('bound-b').map((e) => e.detail), ['b']);
+    });
+
     it('fails an assignment when an ECU runs an image that is neither old nor assigned', async () => {
       const d = new SimDevice('odd-1');
       await h.register(d);
@@ -266,16 +295,29 @@ describe('director over HTTP', () => {
       assert.equal((await h.admin('GET', `/api/v1/admin/assignments/${a.id}`)).body.errorCode, 'UNEXPECTED_IMAGE');
     });
 
-    describe('attacks (each refused, nothing changes)', () => {
+    describe('attacks (each refused, nothing changes but the security event log)', () => {
       let d: SimDevice;
       let snapshot: unknown;
+      let eventCount = 0;
+      const view = async () => {
+        const { events, ...rest } = (await h.admin('GET', `/api/v1/admin/devices/${d.id}`)).body;
+        return { events: events as any[], rest };
+      };
       before(async () => {
         d = new SimDevice('atk-1');
         await h.register(d);
         assert.equal((await h.send(d, d.manifest())).status, 200);
-        snapshot = (await h.admin('GET', `/api/v1/admin/devices/${d.id}`)).body;
+        snapshot = (await view()).rest;
       });
-      const unchanged = async () => assert.deepEqual((await h.admin('GET', `/api/v1/admin/devices/${d.id}`)).body, snapshot);
+      /** Nothing changed but one `manifest_refused` event per refusal, with its code and ECU, in the log. */
+      const unchanged = async (...refusals: Array<[code: string, ecuSerial?: string]>) => {
+        const now = await view();
+        assert.deepEqual(now.rest, snapshot);
+        const fresh = now.events.slice(eventCount);
+        assert.deepEqual(fresh.map((e) => [e.kind, e.code, e.ecuSerial]), refusals.map(([code, ecu]) => ['manifest_refused', code, ecu ?? null]));
+        assert.ok(fresh.every((e) => e.deviceId === d.id && /via http/.test(e.detail) && !Number.isNaN(Date.parse(e.at))));
+        eventCount = now.events.length;
+      };
 
       it('a forged ECU report', async () => {
         const m = d.manifest();
@@ -287,14 +329,14 @@ describe('director over HTTP', () => {
         assert.equal(r.status, 422);
         assert.equal(r.body.error.code, 'BAD_ECU_SIGNATURE');
         assert.equal(r.body.error.ecuSerial, brake.serial);
-        await unchanged();
+        await unchanged(['BAD_ECU_SIGNATURE', brake.serial]);
       });
 
       it('a manifest signed by another key', async () => {
         const m = d.manifest();
         const forged = (await import('@upfleet/core')).signVehicleManifest(m.signed, Ed25519Signer.generate());
         assert.equal((await h.send(d, forged)).body.error.code, 'BAD_SIGNATURE');
-        await unchanged();
+        await unchanged(['BAD_SIGNATURE']);
       });
 
       it('a replayed manifest', async () => {
@@ -302,7 +344,36 @@ describe('director over HTTP', () => {
         assert.equal(r.status, 409);
         assert.equal(r.body.error.code, 'MANIFEST_REPLAY');
         assert.equal(r.body.error.lastCounter, 1);
+        await unchanged(['MANIFEST_REPLAY']);
+      });
+
+      it('a retransmission of the manifest accepted last is refused but not recorded; an older one is a replay', async () => {
+        const first = d.manifest();
+        assert.equal((await h.send(d, first)).status, 200);
+        snapshot = (await view()).rest;
+        const again = await h.send(d, first); // the response was lost, the device sends it again
+        assert.equal(again.status, 409);
+        assert.equal(again.body.error.lastCounter, first.signed.counter);
         await unchanged();
+        assert.equal((await h.send(d, d.manifest())).status, 200);
+        snapshot = (await view()).rest;
+        assert.equal((await h.send(d, first)).status, 409);
+        await unchanged(['MANIFEST_REPLAY']);
+      });
+
+      it('records nothing for a sender the channel did not authenticate', async () => {
+        const manifests = h.director.services.manifests;
+        const bytes = utf8(JSON.stringify(d.manifest({ counter: 1 })));
+        assert.throws(() => manifests.ingest(d.id, bytes, 'mqtt', false), { code: 'MANIFEST_REPLAY' });
+        const r = await h.api('POST', `/api/v1/devices/${d.id}/manifest`, d.manifest({ counter: 1 }), { authorization: 'UpfleetDevice nope' });
+        assert.equal(r.status, 401);
+        const other = new SimDevice('atk-other');
+        await h.register(other);
+        // Another device's valid token on this device's URL: 403, and nothing in this device's log.
+        assert.equal((await h.api('POST', `/api/v1/devices/${d.id}/manifest`, d.manifest({ counter: 1 }), other.headers())).status, 403);
+        await unchanged();
+        assert.throws(() => manifests.ingest('atk-nobody', bytes, 'function', true), { code: 'DEVICE_MISMATCH' });
+        assert.deepEqual(h.director.services.store.eventsOf('atk-nobody'), [], 'no log for a device that does not exist');
       });
 
       it('an unknown ECU and a missing ECU', async () => {
@@ -315,25 +386,33 @@ describe('director over HTTP', () => {
         fewer.ecus[0] = d.ecus[0]!;
         fewer.counter = 10;
         assert.equal((await h.send(d, fewer.manifest())).body.error.code, 'MISSING_ECU');
-        await unchanged();
+        await unchanged(['UNKNOWN_ECU', stranger.ecus[2]!.serial], ['MISSING_ECU', d.ecus[1]!.serial]);
       });
 
       it('a stale nonce', async () => {
-        const first = await h.admin('GET', `/api/v1/admin/devices/${d.id}/manifests`);
-        assert.equal(first.body.manifests.length, 1);
         assert.equal((await h.send(d, d.manifest({ nonce: 'fixed-nonce' }))).status, 200);
-        snapshot = (await h.admin('GET', `/api/v1/admin/devices/${d.id}`)).body;
+        snapshot = (await view()).rest;
         // The nonce of an accepted manifest, reused with a fresh counter.
         const r = await h.send(d, d.manifest({ nonce: 'fixed-nonce', counter: 100 }));
         assert.equal(r.body.error.code, 'STALE_NONCE');
-        await unchanged();
+        await unchanged(['STALE_NONCE', d.primary.serial]);
       });
 
       it('malformed JSON', async () => {
         const r = await h.api('POST', `/api/v1/devices/${d.id}/manifest`, '{"signed":', d.headers());
         assert.equal(r.status, 400);
         assert.equal(r.body.error.code, 'MALFORMED_MANIFEST');
-        await unchanged();
+        await unchanged(['MALFORMED_MANIFEST']);
+      });
+
+      it('serves the log at /events, filtered by kind', async () => {
+        const all = (await h.admin('GET', `/api/v1/admin/devices/${d.id}/events`)).body.events;
+        assert.equal(all.length, eventCount);
+        const refused = (await h.admin('GET', `/api/v1/admin/devices/${d.id}/events?kind=manifest_refused`)).body.events;
+        assert.deepEqual(refused, all.filter((e: any) => e.kind === 'manifest_refused'));
+        assert.equal((await h.admin('GET', `/api/v1/admin/devices/${d.id}/events?kind=bogus`)).status, 400);
+        assert.equal((await h.admin('GET', '/api/v1/admin/devices/atk-nobody/events')).status, 404);
+        assert.equal((await h.api('GET', `/api/v1/admin/devices/${d.id}/events`, undefined, d.headers())).status, 401);
       });
     });
   });
@@ -344,7 +423,8 @@ describe('director over HTTP', () => {
     assert.ok(doc.paths['/api/v1/admin/devices/{deviceId}/assignments'].post);
     const metrics = await (await fetch(`${h.director.url}/metrics`)).text();
     assert.match(metrics, /upfleet_director_manifests_accepted_total\{via="http"\} [1-9]/);
-    assert.match(metrics, /upfleet_director_manifests_rejected_total\{via="http",code="MANIFEST_REPLAY"\} 1/);
+    assert.match(metrics, /upfleet_director_manifests_rejected_total\{via="http",code="MANIFEST_REPLAY"\} [1-9]/);
+    assert.ok(doc.paths['/api/v1/admin/devices/{deviceId}/events'].get);
   });
 
   it('finds an image published after the cached view was taken', async () => {

@@ -105,10 +105,10 @@ export async function startDirector(o: StartOptions): Promise<RunningDirector> {
         deviceActive: (id) => store.getDevice(id)?.status === 'active',
       });
       mqttUrl = broker.url;
-      bus = await MqttBus.start({ url: broker.url, topics, services, log, protocolVersion: 4, clientId, username: DIRECTOR_USERNAME, password: o.adminToken });
+      bus = await MqttBus.start({ url: broker.url, topics, services, log, protocolVersion: 4, devicesAuthenticated: true, clientId, username: DIRECTOR_USERNAME, password: o.adminToken });
     } else if (mqtt !== 'none') {
       mqttUrl = mqtt.url;
-      bus = await MqttBus.start({ url: mqtt.url, topics, services, log, protocolVersion: 5, clientId,
+      bus = await MqttBus.start({ url: mqtt.url, topics, services, log, protocolVersion: 5, devicesAuthenticated: false, clientId,
         ...(mqtt.sessionExpirySeconds !== undefined && { sessionExpirySeconds: mqtt.sessionExpirySeconds }),
         ...(mqtt.username !== undefined && { username: mqtt.username }), ...(mqtt.password !== undefined && { password: mqtt.password }) });
     }

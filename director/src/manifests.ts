@@ -10,8 +10,15 @@
  * Then: installed images, history, security events (deduplicated), assignment
  * outcomes, campaign progress. Verification is synchronous and happens before
  * the commit, so a burst of manifests verifies without holding the store.
+ * A refusal is recorded as a `manifest_refused` security event of the device
+ * only when the sender is authenticated as that device (a device token, or the
+ * embedded broker's per-device rule), so nobody else can fill its log; a copy
+ * of the manifest accepted last is a retransmission (lost response, MQTT
+ * redelivery), refused but not recorded.
  */
+import { createHash } from 'node:crypto';
 import {
+  ATTACK_RESULT_CODES,
   BadDocumentSignatureError,
   Key,
   MalformedMetadataError,
@@ -25,10 +32,15 @@ import { ForbiddenError, ManifestRejectedError, NotFoundError } from './errors.t
 import type { Context } from './context.ts';
 import type { Inventory } from './inventory.ts';
 import { runsImage, sameImage, type Assignments } from './assignments.ts';
-import type { AssignmentRecord, EcuRecord } from './store.ts';
+import type { AssignmentRecord, EcuRecord, EventKind } from './store.ts';
 
 export const NONCE_MEMORY = 16;
 export type Via = 'http' | 'mqtt' | 'function';
+/** Longest `detail` of a recorded refusal (the error message, cut). */
+const DETAIL_LIMIT = 300;
+const ATTACK_CODES: ReadonlySet<string> = new Set(ATTACK_RESULT_CODES);
+
+const digestOf = (bytes: Uint8Array) => createHash('sha256').update(bytes).digest('hex');
 
 export interface IngestResult {
   deviceId: string;
@@ -51,6 +63,11 @@ class KeyCache {
   }
 }
 
+/** A failed installation result is an attack when its code says so (core ATTACK_RESULT_CODES). */
+function resultKind(code: string): EventKind {
+  return ATTACK_CODES.has(code) ? 'attack' : 'installation_failure';
+}
+
 export class Manifests {
   readonly keys = new KeyCache();
   /** Called with the campaign IDs whose assignments changed (set by the wiring). */
@@ -63,22 +80,41 @@ export class Manifests {
   ) {}
 
   /**
-   * Verifies and records a manifest sent by `deviceId` (the authenticated sender).
+   * Verifies and records a manifest sent by `deviceId`. `authenticated`: the
+   * channel proved the sender is `deviceId` (then a refusal is recorded as a
+   * security event of the device; otherwise it is only counted).
    * @throws ManifestRejectedError, ForbiddenError, NotFoundError
    */
-  ingest(deviceId: string, bytes: Uint8Array, via: Via): IngestResult {
+  ingest(deviceId: string, bytes: Uint8Array, via: Via, authenticated: boolean): IngestResult {
     try {
       const manifest = this.#parse(deviceId, bytes);
       const ecus = this.#verify(deviceId, manifest);
-      const result = this.ctx.commit(() => this.#record(deviceId, manifest, ecus, via));
+      const result = this.ctx.commit(() => this.#record(deviceId, manifest, ecus, via, digestOf(bytes)));
       this.ctx.metrics.manifestsAccepted.inc({ via });
       return result;
     } catch (error) {
       const code = error instanceof ManifestRejectedError || error instanceof ForbiddenError || error instanceof NotFoundError ? error.code : 'ERROR';
       this.ctx.metrics.manifestsRejected.inc({ via, code });
       this.ctx.log.warn({ deviceId, via, code, err: error }, 'manifest refused');
+      if (error instanceof ManifestRejectedError && authenticated) this.#recordRefusal(deviceId, error, bytes, via);
       throw error;
     }
+  }
+
+  /** A refused manifest as a security event of the device, unless it is a retransmission of the last accepted one. */
+  #recordRefusal(deviceId: string, error: ManifestRejectedError, bytes: Uint8Array, via: Via): void {
+    this.ctx.commit(() => {
+      const { store } = this.ctx;
+      const device = store.getDevice(deviceId);
+      if (!device) return;
+      if (error.code === 'MANIFEST_REPLAY' && error.fields.counter === device.manifestCounter) {
+        const last = store.manifestsOf(deviceId, 1)[0];
+        if (last && last.counter === device.manifestCounter && last.summary.digest === digestOf(bytes)) return;
+      }
+      const ecuSerial = typeof error.fields.ecuSerial === 'string' ? error.fields.ecuSerial : null;
+      const detail = `${error.message} (via ${via})`;
+      store.insertEvent({ deviceId, ecuSerial, kind: 'manifest_refused', code: error.code, detail: detail.slice(0, DETAIL_LIMIT), at: this.ctx.nowIso() });
+    });
   }
 
   #parse(deviceId: string, bytes: Uint8Array): SignedVehicleManifest {
@@ -140,7 +176,7 @@ export class Manifests {
     return ecus;
   }
 
-  #record(deviceId: string, m: SignedVehicleManifest, ecus: Map<string, EcuRecord>, via: Via): IngestResult {
+  #record(deviceId: string, m: SignedVehicleManifest, ecus: Map<string, EcuRecord>, via: Via, digest: string): IngestResult {
     const { store } = this.ctx;
     const s = m.signed;
     const now = this.ctx.nowIso();
@@ -165,17 +201,16 @@ export class Manifests {
     if (ir) {
       for (const e of ir.ecus) {
         if (e.success) continue;
-        const kind = e.code === 'VERIFICATION_FAILED' ? 'attack' : 'installation_failure';
-        this.#event(deviceId, e.ecuSerial, kind, e.code, `targets v${ir.directorTargetsVersion}: ${e.filename ?? ''} ${e.description}`.trim(), now);
+        this.#event(deviceId, e.ecuSerial, resultKind(e.code), e.code, `targets v${ir.directorTargetsVersion}: ${e.filename ?? ''} ${e.description}`.trim(), now);
       }
       if (!ir.success && ir.ecus.length === 0) {
-        this.#event(deviceId, null, ir.code === 'VERIFICATION_FAILED' ? 'attack' : 'installation_failure', ir.code,
-          `targets v${ir.directorTargetsVersion}: ${ir.description}`, now);
+        this.#event(deviceId, null, resultKind(ir.code), ir.code, `targets v${ir.directorTargetsVersion}: ${ir.description}`, now);
       }
     }
     store.insertManifest({
       deviceId, counter: s.counter, receivedAt: now, via,
       summary: {
+        digest,
         installed: Object.fromEntries(Object.entries(s.ecuVersionReports).map(([k, r]) => [k, r.signed.installedImage])),
         ...(ir && { installationResult: ir }),
       },
@@ -185,7 +220,7 @@ export class Manifests {
   }
 
   /** Records a security event unless the same one is on record (devices repeat their last result). */
-  #event(deviceId: string, ecuSerial: string | null, kind: 'attack' | 'installation_failure', code: string, detail: string, at: string): void {
+  #event(deviceId: string, ecuSerial: string | null, kind: EventKind, code: string, detail: string, at: string): void {
     const known = this.ctx.store.eventsOf(deviceId).some((e) => e.ecuSerial === ecuSerial && e.code === code && e.detail === detail);
     if (known) return;
     this.ctx.store.insertEvent({ deviceId, ecuSerial, kind, code, detail, at });

@@ -23,6 +23,11 @@ export interface MqttBusOptions {
   log: Logger;
   /** 5 for external brokers (shared subscriptions), 4 for the embedded aedes broker. */
   protocolVersion: 4 | 5;
+  /**
+   * The broker authenticates devices and holds each to its own topics (the
+   * embedded broker), so a manifest on a device's topic comes from that device.
+   */
+  devicesAuthenticated: boolean;
   /** Stable across restarts, so the broker keeps the session (and queued manifests) meanwhile. */
   clientId: string;
   /** How long an external broker keeps the session of a stopped director (MQTT 5). */
@@ -99,7 +104,7 @@ export class MqttBus {
     const bytes = new Uint8Array(payload.buffer, payload.byteOffset, payload.byteLength);
     try {
       if (kind === 'manifest') {
-        const result = services.manifests.ingest(deviceId, bytes, 'mqtt');
+        const result = services.manifests.ingest(deviceId, bytes, 'mqtt', this.options.devicesAuthenticated);
         this.#ack(deviceId, { counter: result.counter, accepted: true });
       } else if (kind === 'progress') {
         services.progress(deviceId, JSON.parse(payload.toString('utf8')));

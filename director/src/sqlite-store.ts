@@ -4,16 +4,17 @@
  * by key is a real column. Statements are prepared once.
  */
 import Database from 'better-sqlite3';
-import type {
-  AssignmentRecord,
-  CampaignRecord,
-  DeviceRecord,
-  DeviceStatus,
-  DirectorStore,
-  EcuRecord,
-  EventRecord,
-  ManifestRecord,
-  RepoState,
+import {
+  EVENTS_PER_DEVICE,
+  type AssignmentRecord,
+  type CampaignRecord,
+  type DeviceRecord,
+  type DeviceStatus,
+  type DirectorStore,
+  type EcuRecord,
+  type EventRecord,
+  type ManifestRecord,
+  type RepoState,
 } from './store.ts';
 
 const SCHEMA = `
@@ -231,8 +232,13 @@ export class SqliteStore implements DirectorStore {
   }
 
   insertEvent(e: Omit<EventRecord, 'id'>): void {
-    this.#stmt('INSERT INTO events (device_id, ecu_serial, kind, code, detail, at) VALUES (?, ?, ?, ?, ?, ?)').run(
-      e.deviceId, e.ecuSerial, e.kind, e.code, e.detail, e.at);
+    this.transaction(() => {
+      this.#stmt('INSERT INTO events (device_id, ecu_serial, kind, code, detail, at) VALUES (?, ?, ?, ?, ?, ?)').run(
+        e.deviceId, e.ecuSerial, e.kind, e.code, e.detail, e.at);
+      // Bounded per device: a flood of events costs the device its oldest ones, never the store.
+      this.#stmt(`DELETE FROM events WHERE device_id = ? AND id <= (
+        SELECT id FROM events WHERE device_id = ? ORDER BY id DESC LIMIT 1 OFFSET ?)`).run(e.deviceId, e.deviceId, EVENTS_PER_DEVICE);
+    });
   }
 
   eventsOf(deviceId: string): EventRecord[] {

@@ -61,11 +61,24 @@ export interface AssignmentRecord {
   updatedAt: string;
 }
 
+/**
+ * What a security event is:
+ * - `attack`: the device reports one (an ECU's attacksDetected, or an
+ *   installation result with an attack code such as VERIFICATION_FAILED);
+ * - `manifest_refused`: the director refused a manifest the device sent over an
+ *   authenticated channel (code: the refusal, e.g. MANIFEST_REPLAY, BAD_ECU_SIGNATURE);
+ * - `installation_failure`: any other failed installation result.
+ */
+export type EventKind = 'attack' | 'manifest_refused' | 'installation_failure';
+
+/** The security event log keeps this many events per device, the newest. */
+export const EVENTS_PER_DEVICE = 1000;
+
 export interface EventRecord {
   id: number;
   deviceId: string;
   ecuSerial: string | null;
-  kind: 'attack' | 'installation_failure';
+  kind: EventKind;
   code: string;
   detail: string;
   at: string;
@@ -142,7 +155,9 @@ export interface DirectorStore {
   /** The device's pending, downloading and installing assignments, oldest first. */
   openAssignmentsOf(deviceId: string): AssignmentRecord[];
 
+  /** Appends a security event, then drops the device's oldest beyond EVENTS_PER_DEVICE. */
   insertEvent(e: Omit<EventRecord, 'id'>): void;
+  /** The device's security events, oldest first (at most EVENTS_PER_DEVICE). */
   eventsOf(deviceId: string): EventRecord[];
   insertManifest(m: Omit<ManifestRecord, 'id'>): void;
   manifestsOf(deviceId: string, limit: number): ManifestRecord[];

@@ -11,11 +11,12 @@ import { checkId } from '../ids.ts';
 import { parseRegistration, parseTags } from '../inventory.ts';
 import { parseCampaignSpec } from '../campaigns.ts';
 import type { AssignmentRequest } from '../assignments.ts';
-import type { DeviceStatus } from '../store.ts';
+import type { DeviceStatus, EventKind } from '../store.ts';
 import { openApiDocument } from './openapi.ts';
 import type { Router, Request, Reply } from './router.ts';
 
 const DEVICE_STATUSES: readonly DeviceStatus[] = ['preregistered', 'pending', 'active', 'decommissioned'];
+const EVENT_KINDS: readonly EventKind[] = ['attack', 'manifest_refused', 'installation_failure'];
 const METADATA_FILE = /^(?:(\d+)\.(root|snapshot|targets)|(root|timestamp))\.json$/;
 
 function ok(body: unknown, status = 200): Reply {
@@ -85,7 +86,7 @@ export function addRoutes(router: Router, s: DirectorServices): void {
   });
   router.add('POST', '/api/v1/devices/{deviceId}/manifest', async (req) => {
     const id = device(req);
-    const result = s.manifests.ingest(id, await req.body(), 'http');
+    const result = s.manifests.ingest(id, await req.body(), 'http', true);
     return ok({ accepted: true, counter: result.counter, changed: result.changed });
   });
   router.add('POST', '/api/v1/devices/{deviceId}/progress', async (req) => {
@@ -134,6 +135,14 @@ export function addRoutes(router: Router, s: DirectorServices): void {
     s.inventory.get(req.params.deviceId!);
     const limit = Math.min(Number(req.query.get('limit') ?? 100) || 100, 1000);
     return ok({ manifests: s.store.manifestsOf(req.params.deviceId!, limit) });
+  });
+  router.add('GET', '/api/v1/admin/devices/{deviceId}/events', (req) => {
+    admin(req);
+    s.inventory.get(req.params.deviceId!);
+    const kind = req.query.get('kind') ?? undefined;
+    if (kind !== undefined && !EVENT_KINDS.includes(kind as EventKind)) throw new BadRequestError(`kind must be one of ${EVENT_KINDS.join(', ')}`, { field: 'kind' });
+    const events = s.store.eventsOf(req.params.deviceId!).filter((e) => kind === undefined || e.kind === kind);
+    return ok({ events });
   });
   router.add('GET', '/api/v1/admin/devices/{deviceId}/assignments', (req) => {
     admin(req);

@@ -1,4 +1,5 @@
 /** The OpenAPI 3.1 description of the director's HTTP API, served at GET /api/v1/openapi.json. */
+import { EVENTS_PER_DEVICE } from '../store.ts';
 
 const error = { $ref: '#/components/responses/Error' };
 const json = (schema: unknown) => ({ content: { 'application/json': { schema } } });
@@ -42,6 +43,7 @@ export function openApiDocument(): Record<string, unknown> {
         AssignmentRequest: { type: 'object', required: ['ecus'], properties: { ecus: { type: 'array', items: { type: 'object', required: ['ecuSerial', 'image'], properties: { ecuSerial: { type: 'string' }, image: { type: 'string' }, length: { type: 'integer' }, hashes: { type: 'object', additionalProperties: { type: 'string' } } } } } } },
         Assignment: { type: 'object', properties: { id: { type: 'string' }, deviceId: { type: 'string' }, campaignId: { type: ['string', 'null'] }, status: { enum: ['pending', 'downloading', 'installing', 'succeeded', 'failed', 'cancelled'] }, items: { type: 'array' }, targetsVersion: { type: 'integer' }, errorCode: { type: ['string', 'null'] } } },
         CampaignRequest: { type: 'object', required: ['name', 'images'], properties: { name: { type: 'string' }, images: { type: 'array', items: { type: 'object', required: ['hardwareId', 'image'], properties: { hardwareId: { type: 'string' }, image: { type: 'string' } } } }, tags: { type: 'array', items: { type: 'string' } }, waves: { type: 'array', items: { type: 'number' } }, successThreshold: { type: 'number' } } },
+        SecurityEvent: { type: 'object', required: ['id', 'deviceId', 'ecuSerial', 'kind', 'code', 'detail', 'at'], properties: { id: { type: 'integer' }, deviceId: { type: 'string' }, ecuSerial: { type: ['string', 'null'] }, kind: { enum: ['attack', 'manifest_refused', 'installation_failure'], description: 'attack: the device reported one (attacksDetected, or a result code VERIFICATION_FAILED / ENDLESS_DATA / SLOW_RETRIEVAL); manifest_refused: the director refused a manifest the authenticated device sent (code: MANIFEST_REPLAY, BAD_SIGNATURE, BAD_ECU_SIGNATURE, UNKNOWN_ECU, STALE_NONCE...); installation_failure: another failed result' }, code: { type: 'string' }, detail: { type: 'string' }, at: { type: 'string', format: 'date-time' } } },
         Campaign: { type: 'object', properties: { id: { type: 'string' }, status: { enum: ['draft', 'running', 'paused', 'halted', 'completed', 'aborted'] }, counts: { type: 'object', additionalProperties: { type: 'integer' } }, currentWave: { type: 'integer' }, totalWaves: { type: 'integer' }, devices: { type: 'array', items: { type: 'string' } } } },
       },
     },
@@ -59,6 +61,10 @@ export function openApiDocument(): Record<string, unknown> {
       '/api/v1/admin/devices/{deviceId}/decommission': { post: op('decommission a device', 'admin', { params: [deviceId], ok: ref('Device') }) },
       '/api/v1/admin/devices/{deviceId}/ecus/{ecuSerial}/replace': { post: op('replace an ECU', 'admin', { params: [deviceId, { name: 'ecuSerial', in: 'path', required: true, schema: { type: 'string' } }], body: ref('Ecu') }) },
       '/api/v1/admin/devices/{deviceId}/manifests': { get: op('accepted manifest history', 'admin', { params: [deviceId] }) },
+      '/api/v1/admin/devices/{deviceId}/events': { get: op(`the device's security event log, oldest first (the newest ${EVENTS_PER_DEVICE} are kept)`, 'admin', {
+        params: [deviceId, { name: 'kind', in: 'query', schema: { enum: ['attack', 'manifest_refused', 'installation_failure'] } }],
+        ok: { type: 'object', required: ['events'], properties: { events: { type: 'array', items: ref('SecurityEvent') } } },
+      }) },
       '/api/v1/admin/devices/{deviceId}/assignments': {
         get: op('assignments of a device', 'admin', { params: [deviceId] }),
         post: op('assign images to ECUs', 'admin', { params: [deviceId], body: ref('AssignmentRequest'), ok: ref('Assignment'), status: '201' }),
