@@ -1,12 +1,13 @@
 /**
- * Frees the receive buffers of a long download as it goes.
+ * Frees the read buffers of a long download or image copy as it goes.
  *
- * Every socket read hands out a fresh off-heap buffer (64 KiB); its memory is
+ * Every socket or file-stream read hands out a fresh off-heap buffer (64 KiB
+ * for a socket, the stream's highWaterMark for a file); its memory is
  * returned only when V8 collects the small Buffer object that owns it. During a
  * download almost nothing else is allocated on the JavaScript heap, so V8's
  * young generation fills slowly and it collects only when its external-memory
  * pressure limit is reached: ~36 MB of dead buffers at any moment (measured
- * with process.memoryUsage().arrayBuffers in bench/agent.ts). A minor
+ * with process.memoryUsage().arrayBuffers during bench/agent.ts's download). A minor
  * (young-generation) collection every few MiB received keeps that to a few MB,
  * at a cost of well under a millisecond each.
  *

@@ -106,7 +106,13 @@ export class ImageCache {
     // The server ignored Range and sends the whole image: start over.
     if (res && res.start !== offset) offset = 0;
     const hasher = new MultiHasher(algorithms(target));
-    if (offset > 0) for await (const chunk of createReadStream(partial, { start: 0, end: offset - 1, highWaterMark: 1 << 20 })) hasher.update(chunk as Buffer);
+    if (offset > 0) {
+      const releaser = new ReceiveBufferReleaser(RELEASE_EVERY);
+      for await (const chunk of createReadStream(partial, { start: 0, end: offset - 1, highWaterMark: 1 << 20 })) {
+        hasher.update(chunk as Buffer);
+        releaser.received((chunk as Buffer).byteLength);
+      }
+    }
     await this.#receive(target, partial, url, offset, res, hasher, onProgress);
     this.#check(target, partial, hasher.digestHex());
   }

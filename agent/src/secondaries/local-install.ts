@@ -41,6 +41,7 @@ import {
 import { InstallError } from '../errors.ts';
 import { writeFileAtomic } from '../atomic-file.ts';
 import type { ImageToInstall, MetadataBundle, Progress, Secondary, SecondaryInfo } from './secondary.ts';
+import { ReceiveBufferReleaser } from '../gc-pressure.ts';
 
 type Slot = 'a' | 'b';
 
@@ -168,13 +169,21 @@ export class LocalInstallSecondary implements Secondary {
     if (algs.length === 0) throw new LengthOrHashMismatchError(image.name, 'hashes', 'sha256/sha512', Object.keys(image.hashes).join(','));
     const hasher = new MultiHasher(algs);
     let offset = existsSync(this.#staged) ? Math.min(statSync(this.#staged).size, image.length) : 0;
-    if (offset > 0) for await (const c of createReadStream(this.#staged, { end: offset - 1 })) hasher.update(c as Buffer);
+    // Each read hands out a fresh buffer: collect them as we go (see gc-pressure.ts).
+    const releaser = new ReceiveBufferReleaser(4 << 20);
+    if (offset > 0) {
+      for await (const c of createReadStream(this.#staged, { end: offset - 1 })) {
+        hasher.update(c as Buffer);
+        releaser.received((c as Buffer).byteLength);
+      }
+    }
     const file = await open(this.#staged, offset > 0 ? 'r+' : 'w');
     try {
       let done = offset;
       for await (const chunk of image.open(offset)) {
         if (done + chunk.byteLength > image.length) throw new LengthOrHashMismatchError(image.name, 'length', image.length, done + chunk.byteLength);
         hasher.update(chunk);
+        releaser.received(chunk.byteLength);
         await file.write(chunk, 0, chunk.byteLength, done);
         done += chunk.byteLength;
         onProgress?.({ ecuSerial: this.ecuSerial, phase: 'transfer', done, total: image.length });
