@@ -13,6 +13,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import {
+  ATTACK_RESULT_CODES,
   BadRoleError,
   RepositoryError,
   TargetMismatchError,
@@ -95,14 +96,30 @@ function forEcu<T>(ecuSerial: string, fn: () => Promise<T>): Promise<T> {
   });
 }
 
-/** Transport failures (core DownloadError and subclasses). */
-const DOWNLOAD_CODES = new Set(['DOWNLOAD', 'HTTP', 'LENGTH_LIMIT', 'SLOW_RETRIEVAL']);
+/** A length check that found more bytes than the signed length (the fetch cap is usually hit first). */
+const longerThanSigned = (f: FailureRecord) =>
+  f.code === 'LENGTH_OR_HASH_MISMATCH' && f.fields.field === 'length' && Number(f.fields.actual) > Number(f.fields.expected);
 
-/** The installation result code the director sees for a failure. */
-export function resultCode(failure: FailureRecord): string {
-  if (failure.attack) return 'VERIFICATION_FAILED';
-  if (DOWNLOAD_CODES.has(failure.code)) return 'DOWNLOAD_FAILED';
-  return 'INSTALL_FAILED';
+/**
+ * How a failure is reported, first matching rule wins: the installation result
+ * code the director sees, and whether a later cycle may try the same director
+ * targets version again. Uptane and TUF name endless data (more bytes than a
+ * cap or the signed length) and slow retrieval (below the minimum speed) as
+ * attacks, so they carry attack codes (core ATTACK_RESULT_CODES), not the
+ * transport failure code; slow retrieval is retried (a bad link looks the same).
+ */
+const REPORT_RULES: ReadonlyArray<{ when: (f: FailureRecord) => boolean; code: string; retryable: boolean }> = [
+  { when: (f) => f.code === 'LENGTH_LIMIT' || longerThanSigned(f), code: 'ENDLESS_DATA', retryable: false },
+  { when: (f) => f.code === 'SLOW_RETRIEVAL', code: 'SLOW_RETRIEVAL', retryable: true },
+  { when: (f) => f.attack, code: 'VERIFICATION_FAILED', retryable: false },
+  { when: (f) => f.code === 'DOWNLOAD' || f.code === 'HTTP', code: 'DOWNLOAD_FAILED', retryable: true },
+  { when: () => true, code: 'INSTALL_FAILED', retryable: false },
+];
+
+/** The installation result code the director sees for a failure, and whether it may be retried. */
+export function reportFor(failure: FailureRecord): { code: string; retryable: boolean; attack: boolean } {
+  const rule = REPORT_RULES.find((r) => r.when(failure))!;
+  return { code: rule.code, retryable: rule.retryable, attack: (ATTACK_RESULT_CODES as readonly string[]).includes(rule.code) };
 }
 
 export function buildSteps(d: CycleDeps): Steps {
@@ -280,12 +297,13 @@ export function buildSteps(d: CycleDeps): Steps {
 
     async reporting(state: State): Promise<StepResult> {
       const { failure, plan, directorTargetsVersion } = state.cycle;
-      if (failure && !failure.attack && failure.state === 'checkingDirector') {
+      const report = failure && reportFor(failure);
+      if (failure && !report!.attack && failure.state === 'checkingDirector') {
         // The director could not be reached: there is nothing to report to it yet.
         return { event: { type: 'reported' } };
       }
       const ecuSerials = plan.length > 0 ? plan.map((p) => p.ecuSerial) : failure?.ecuSerial ? [failure.ecuSerial] : [...d.ecus.keys()];
-      const code = failure ? resultCode(failure) : 'OK';
+      const code = report ? report.code : 'OK';
       const ecus: EcuInstallResult[] = ecuSerials.map((serial) => {
         const p = plan.find((x) => x.ecuSerial === serial);
         const ok = !failure || state.cycle.activated.includes(serial);
@@ -306,8 +324,7 @@ export function buildSteps(d: CycleDeps): Steps {
         ecus,
       };
       // A transport failure may pass: the same director targets are tried again next cycle.
-      const retryable = failure !== undefined && !failure.attack && DOWNLOAD_CODES.has(failure.code) && failure.code !== 'LENGTH_LIMIT';
-      const stored: StoredResult = { result, retryable };
+      const stored: StoredResult = { result, retryable: report?.retryable ?? false };
       let m: { manifest: unknown; counter: number } | undefined;
       try {
         m = await signManifest(result);

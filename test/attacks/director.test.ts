@@ -10,7 +10,7 @@ import assert from 'node:assert/strict';
 import { randomBytes, createHash } from 'node:crypto';
 import { Ed25519Signer, TargetFile, signEcuReport, type SignedEcuReport } from '@upfleet/core';
 import type { Secondary } from '@upfleet/agent';
-import { assign, attackWorld, expectInstalled, expectRefused, freshVehicle, type AttackWorld } from '../support/attack-kit.ts';
+import { assign, attackWorld, expectInstalled, expectLogged, expectRefused, freshVehicle, type AttackWorld } from '../support/attack-kit.ts';
 import { compromisedDirectorPublish, forgeDelegated, stealSupplierKey } from '../support/forge.ts';
 import { SUPPLIER_ROLE } from '../support/firmware.ts';
 
@@ -108,6 +108,7 @@ describe('replay', () => {
     const manifestsBefore = (await w.stack.manifests(v.deviceId)).length;
     const viewBefore = await w.stack.device(v.deviceId);
     const rejectedBefore = await w.stack.metric('upfleet_director_manifests_rejected_total', { code: 'MANIFEST_REPLAY' });
+    const eventsBefore = (await w.stack.events(v.deviceId)).length;
     // The attacker replays the first manifest, with a valid device token (it sniffed one).
     const res = await fetch(`${w.stack.director.url}/api/v1/devices/${v.deviceId}/manifest`, {
       method: 'POST', body: old.body, headers: { 'content-type': 'application/json', authorization: old.headers.authorization as string },
@@ -118,6 +119,10 @@ describe('replay', () => {
     assert.equal((await w.stack.manifests(v.deviceId)).length, manifestsBefore, 'no manifest was recorded');
     assert.deepEqual((await w.stack.device(v.deviceId)).ecus, viewBefore.ecus, 'the inventory did not change');
     assert.equal(await w.stack.metric('upfleet_director_manifests_rejected_total', { code: 'MANIFEST_REPLAY' }), rejectedBefore + 1, 'the director counted the replay');
+    const event = await expectLogged(w, v, eventsBefore, { kind: 'manifest_refused', code: 'MANIFEST_REPLAY' });
+    assert.equal(event.ecuSerial, null);
+    assert.match(event.detail, /counter \d+ is not above \d+/);
+    assert.equal((await w.stack.events(v.deviceId)).length, eventsBefore + 1, 'one event for one replay');
   });
 });
 
@@ -145,12 +150,16 @@ describe('a lying secondary', () => {
     const manifestsBefore = (await w.stack.manifests(v.deviceId)).length;
     const viewBefore = await w.stack.device(v.deviceId);
     const rejectedBefore = await w.stack.metric('upfleet_director_manifests_rejected_total', { code: 'BAD_ECU_SIGNATURE' });
+    const eventsBefore = (await w.stack.events(v.deviceId)).length;
     lies = true;
     const before = v.installed();
     await v.agent!.checkOnce();
     assert.deepEqual(v.installed(), before, 'nothing was installed');
     // The report cannot be verified with the door ECU's registered key: the director refuses the manifest.
     assert.equal(await w.stack.metric('upfleet_director_manifests_rejected_total', { code: 'BAD_ECU_SIGNATURE' }), rejectedBefore + 1);
+    // ... and logs it against the lying ECU, so an operator sees which one lies.
+    const event = await expectLogged(w, v, eventsBefore, { kind: 'manifest_refused', code: 'BAD_ECU_SIGNATURE' });
+    assert.equal(event.ecuSerial, `${v.deviceId}-door`);
     assert.equal((await w.stack.manifests(v.deviceId)).length, manifestsBefore, 'no manifest from the liar was recorded');
     const after = await w.stack.device(v.deviceId);
     const door = after.ecus.find((e: { serial: string }) => e.serial === `${v.deviceId}-door`);

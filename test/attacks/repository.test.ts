@@ -127,8 +127,8 @@ describe('endless data', () => {
     const v = await freshVehicle(w);
     await assign(w, v, w.v2);
     w.imageProxy.on('/metadata/timestamp.json', { kind: 'endless' });
-    // A transport-level refusal: the director records it as an installation failure naming the cap.
-    const out = await expectRefused(w, v, { code: 'LENGTH_LIMIT', kind: 'installation_failure' });
+    // Endless data is an attack (Uptane, TUF): the agent reports ENDLESS_DATA and the director records an attack.
+    const out = await expectRefused(w, v, { code: 'LENGTH_LIMIT', kind: 'attack', resultCode: 'ENDLESS_DATA' });
     const limit = (out.failure!.fields as { limit?: number }).limit;
     assert.ok(typeof limit === 'number' && limit <= 256 * 1024, `stopped at a cap no larger than the configured one (${limit})`);
   });
@@ -137,7 +137,7 @@ describe('endless data', () => {
     const v = await freshVehicle(w);
     await assign(w, v, w.v2);
     w.imageProxy.on(/^\/targets\/.*gateway-2\.0\.0\.bin$/, { kind: 'endless' });
-    await expectRefused(w, v, { code: 'LENGTH_LIMIT', ecuSerial: v.primarySerial, kind: 'installation_failure', resultCode: 'DOWNLOAD_FAILED' });
+    await expectRefused(w, v, { code: 'LENGTH_LIMIT', ecuSerial: v.primarySerial, kind: 'attack', resultCode: 'ENDLESS_DATA' });
   });
 });
 
@@ -147,7 +147,7 @@ describe('slow retrieval', () => {
     await assign(w, v, w.v2);
     w.imageProxy.on(/^\/targets\/.*gateway-2\.0\.0\.bin$/, { kind: 'trickle', bytesPerSecond: 200 });
     const t0 = Date.now();
-    await expectRefused(w, v, { code: 'SLOW_RETRIEVAL', ecuSerial: v.primarySerial, kind: 'installation_failure', resultCode: 'DOWNLOAD_FAILED' });
+    await expectRefused(w, v, { code: 'SLOW_RETRIEVAL', ecuSerial: v.primarySerial, kind: 'attack', resultCode: 'SLOW_RETRIEVAL' });
     assert.ok(Date.now() - t0 < 20_000, 'the slow download was cut off early');
   });
 });

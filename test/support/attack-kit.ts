@@ -8,12 +8,14 @@
  * Every attack test checks the same three things (`expectRefused`):
  * 1. the agent refuses, with the typed error of the check that must fire;
  * 2. nothing is installed: every ECU runs what it ran before the cycle;
- * 3. the director records it from the manifest that follows the refusal.
+ * 3. the director records it in the device's security event log: from the
+ *    manifest that follows the refusal (the agent reports it), or, for a
+ *    manifest the director itself refuses, from that manifest (`expectLogged`).
  */
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import type { CycleOutcome } from '@upfleet/agent';
-import { Stack, type StackOptions } from './stack.ts';
+import { Stack, type SecurityEvent, type StackOptions } from './stack.ts';
 import { Vehicle, type VehicleOptions } from './vehicle.ts';
 import { AttackProxy } from './proxy.ts';
 import { DEMO_SECONDARIES, publishDemoFirmware, SUPPLIER_ROLE, type FirmwareSet } from './firmware.ts';
@@ -80,7 +82,7 @@ export interface Refusal {
   ecuSerial?: string;
   field?: string;
   /** The director records this kind of event (default 'attack'). */
-  kind?: 'attack' | 'installation_failure';
+  kind?: SecurityEvent['kind'];
   /** The result code the director records (default VERIFICATION_FAILED for attacks). */
   resultCode?: string;
   /**
@@ -97,7 +99,7 @@ export interface Refusal {
  */
 export async function expectRefused(w: AttackWorld, v: Vehicle, r: Refusal): Promise<CycleOutcome> {
   const before = v.installed();
-  const eventsBefore = (await w.stack.device(v.deviceId)).events.length as number;
+  const eventsBefore = (await w.stack.events(v.deviceId)).length;
   const out = await v.agent!.checkOnce();
   // 1. The agent refuses, with the error of the intended check.
   assert.equal(out.result, 'failure', `expected a refusal, got ${out.result}`);
@@ -118,13 +120,25 @@ export async function expectRefused(w: AttackWorld, v: Vehicle, r: Refusal): Pro
   } else {
     assert.equal(out.undelivered, 0, 'the manifest after the refusal reached the director');
   }
-  const view = await w.stack.device(v.deviceId);
   const kind = r.kind ?? 'attack';
   const resultCode = r.resultCode ?? (kind === 'attack' ? 'VERIFICATION_FAILED' : undefined);
-  const fresh = (view.events as Array<{ kind: string; code: string; ecuSerial: string | null; detail: string }>).slice(eventsBefore);
-  const hit = fresh.find((e) => e.kind === kind && (!resultCode || e.code === resultCode) && (!r.ecuSerial || e.ecuSerial === r.ecuSerial || e.ecuSerial === null));
-  assert.ok(hit, `the director recorded a ${kind} event${r.ecuSerial ? ` for ${r.ecuSerial}` : ''}; it has ${JSON.stringify(fresh)}`);
+  await expectLogged(w, v, eventsBefore, { kind, ...(resultCode && { code: resultCode }), ...(r.ecuSerial && { ecuSerial: r.ecuSerial }) });
   return out;
+}
+
+/**
+ * Checks that the director logged a security event for `v` after the first
+ * `since` events: of `kind`, with `code` when given, about `ecuSerial` when
+ * given (an event about the whole vehicle, ecuSerial null, also matches).
+ * @returns the event
+ */
+export async function expectLogged(
+  w: AttackWorld, v: Vehicle, since: number, e: { kind: SecurityEvent['kind']; code?: string; ecuSerial?: string },
+): Promise<SecurityEvent> {
+  const fresh = (await w.stack.events(v.deviceId)).slice(since);
+  const hit = fresh.find((x) => x.kind === e.kind && (!e.code || x.code === e.code) && (!e.ecuSerial || x.ecuSerial === e.ecuSerial || x.ecuSerial === null));
+  assert.ok(hit, `the director logged a ${e.kind}${e.code ? ` ${e.code}` : ''} event${e.ecuSerial ? ` for ${e.ecuSerial}` : ''}; it has ${JSON.stringify(fresh)}`);
+  return hit;
 }
 
 /** Runs a cycle that must succeed (setting the scene for rollback tests). */

@@ -82,6 +82,17 @@ export interface PublishSpec {
   supplier?: string;
 }
 
+/** One entry of a device's security event log (director/README.md). */
+export interface SecurityEvent {
+  id: number;
+  deviceId: string;
+  ecuSerial: string | null;
+  kind: 'attack' | 'manifest_refused' | 'installation_failure';
+  code: string;
+  detail: string;
+  at: string;
+}
+
 export interface AdminReply {
   status: number;
   json: any;
@@ -214,6 +225,13 @@ export class Stack {
     const r = await this.admin('GET', `/devices/${encodeURIComponent(deviceId)}`);
     if (r.status !== 200) throw new Error(`device ${deviceId}: ${r.status} ${JSON.stringify(r.json)}`);
     return r.json;
+  }
+
+  /** The device's security event log (GET /admin/devices/{id}/events), oldest first. */
+  async events(deviceId: string): Promise<SecurityEvent[]> {
+    const r = await this.admin('GET', `/devices/${encodeURIComponent(deviceId)}/events`);
+    if (r.status !== 200) throw new Error(`events of ${deviceId}: ${r.status} ${JSON.stringify(r.json)}`);
+    return r.json.events as SecurityEvent[];
   }
 
   /** Manifests the director accepted from a device, newest first. */
