@@ -213,6 +213,9 @@ async function bundleAgent(outfile: string): Promise<string[]> {
     platform: 'node',
     format: 'esm',
     target: 'node20',
+    // Whitespace and comments only: V8 keeps the bundle's source text in the heap (about
+    // 1 MB of idle RSS measured), and identifiers stay readable in stack traces.
+    minifyWhitespace: true,
     // In the executable, __filename is the executable itself.
     define: { 'import.meta.url': '__upfleet_import_meta_url' },
     banner: {
