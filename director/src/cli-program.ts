@@ -46,14 +46,15 @@ and DIR/metadata/1.root.json.`,
   --host H                  listen address (default 127.0.0.1)
   --image-repo-root FILE    the image repository root.json to trust (default: trust on first use)
   --mqtt-url URL            an external MQTT 5 broker (default: the embedded broker)
-  --mqtt-port P             port of the embedded broker (default 1883; 0 = any)
+  --mqtt-port P             port of the embedded broker (default 1883, often Mosquitto's; 0 = any)
   --mqtt-prefix PREFIX      topic prefix (default upfleet/v1)
   --no-mqtt                 HTTP only
   --admin-token T           or UPFLEET_ADMIN_TOKEN (required)
   --provisioning-token T    or UPFLEET_PROVISIONING_TOKEN (required)
   --manual-approval         new devices wait for 'devices approve'
 Online keys: UPFLEET_ONLINE_PASSPHRASE, else DIR/keys/online.passphrase.`,
-  devices: `upfleet-director devices <list|show ID|approve ID|decommission ID|preregister ID [--tag T...]> [--status S] [--json]`,
+  devices: `upfleet-director devices <list|show ID|approve ID|decommission ID|preregister ID [--tag T...]> [--status S] [--json]
+  show: the device, its ECUs, assignments and security event log (GET /api/v1/admin/devices/ID/events)`,
   assign: `upfleet-director assign DEVICE --ecu SERIAL --image NAME [--ecu SERIAL --image NAME ...] [--json]`,
   campaign: `upfleet-director campaign create --name N --image HWID=IMAGE [--image ...] [--tag T ...] [--waves 1,10,50,100] [--threshold 0.9]
 upfleet-director campaign <start|pause|resume|abort|status> ID
@@ -226,7 +227,7 @@ async function main(argv: string[], io: CliIo): Promise<void> {
           table([d], deviceColumns), '',
           table(d.ecus.map((e: any) => ({ ...e, installed: e.installed?.filename, primary: e.primary ? 'yes' : '' })), ['serial', 'hardwareId', 'primary', 'installed', 'releaseCounter']), '',
           table(d.assignments.map((a: any) => ({ ...a, images: a.items.map((i: any) => `${i.ecuSerial}=${i.image}`).join(' ') })), ['id', 'status', 'images', 'targetsVersion', 'errorCode']), '',
-          table(d.events, ['at', 'kind', 'code', 'ecuSerial', 'detail']),
+          `security events (${d.events.length}):`, table(d.events, ['at', 'kind', 'code', 'ecuSerial', 'detail']),
         ].join('\n'));
       }
       if (sub === 'approve' || sub === 'decommission') {

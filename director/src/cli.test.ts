@@ -10,6 +10,7 @@ import { existsSync, mkdtempSync, rmSync, statSync, writeFileSync } from 'node:f
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { createServer, type AddressInfo } from 'node:net';
 import { ImageRepoServer } from './testing/harness.ts';
 import { utf8 } from '@upfleet/core';
 import { runCli } from './cli-program.ts';
@@ -125,6 +126,9 @@ describe('upfleet-director CLI', () => {
     const pre = await run(['devices', 'preregister', 'cli-1', '--tag', 'eu'], env);
     assert.equal(pre.status, 0, pre.stderr);
     assert.match(pre.stdout, /cli-1\s+preregistered/);
+    const show = await cli(['devices', 'show', 'cli-1'], env);
+    assert.equal(show.status, 0, show.stderr);
+    assert.match(show.stdout, /\nsecurity events \(0\):\nAT\s+KIND\s+CODE\s+ECUSERIAL\s+DETAIL\n?$/);
     const [list, refused, wrongToken, badStatus, created] = await Promise.all([
       cli(['devices', 'list', '--json'], env),
       run(['assign', 'cli-1', '--ecu', 'x', '--image', 'fw.bin'], env),
@@ -143,5 +147,21 @@ describe('upfleet-director CLI', () => {
     const started = await cli(['campaign', 'start', id], env);
     assert.equal(started.status, 0, started.stderr);
     assert.match(started.stdout, /completed|running/);
+  });
+
+  it('a taken port fails serve with one line naming the option that picks another', async () => {
+    const busy = createServer();
+    await new Promise<void>((resolve) => busy.listen(0, '127.0.0.1', () => resolve()));
+    const port = String((busy.address() as AddressInfo).port);
+    try {
+      const mqtt = await cli(['serve', '--dir', dir, '--port', '0', '--mqtt-port', port, '--image-repo', repo.url], { UPFLEET_LOG_LEVEL: 'silent' });
+      assert.equal(mqtt.status, 1);
+      assert.match(mqtt.stderr, new RegExp(`^upfleet-director: PortInUseError PORT_IN_USE: the embedded MQTT broker cannot listen on 127\\.0\\.0\\.1:${port}: .*--mqtt-port P.*\n$`));
+      const http = await cli(['serve', '--dir', dir, '--port', port, '--no-mqtt', '--image-repo', repo.url], { UPFLEET_LOG_LEVEL: 'silent' });
+      assert.equal(http.status, 1);
+      assert.match(http.stderr, /PORT_IN_USE: the director HTTP API cannot listen on .*choose another with --port P/);
+    } finally {
+      busy.close();
+    }
   });
 });

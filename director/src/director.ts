@@ -19,6 +19,9 @@ import { addRoutes } from './http/api.ts';
 import { DEFAULT_PREFIX, Topics } from './mqtt-topics.ts';
 import { DIRECTOR_USERNAME, startEmbeddedBroker, type EmbeddedBroker } from './mqtt-broker.ts';
 import { MqttBus } from './mqtt-bus.ts';
+import { PortInUseError } from './errors.ts';
+
+const inUse = (error: unknown) => (error as NodeJS.ErrnoException | undefined)?.code === 'EADDRINUSE';
 
 export interface StartOptions {
   dir: string;
@@ -57,7 +60,10 @@ export async function initDirector(options: InitOptions): Promise<InitResult> {
   return initKeys(options);
 }
 
-/** @throws KeyFileError (keys), UsageError (no init), MalformedMetadataError / UnsignedMetadataError (imageRepoRoot), Error (ports, broker) */
+/**
+ * @throws KeyFileError (keys), UsageError (no init), MalformedMetadataError / UnsignedMetadataError (imageRepoRoot),
+ * PortInUseError (the HTTP or embedded MQTT port is taken), Error (other listen or broker failures)
+ */
 export async function startDirector(o: StartOptions): Promise<RunningDirector> {
   if (!o.adminToken || !o.provisioningToken) throw new RangeError('adminToken and provisioningToken are required');
   const log = o.logger ?? pino({ name: 'upfleet-director', level: o.logLevel ?? process.env.UPFLEET_LOG_LEVEL ?? 'info' });
@@ -89,6 +95,7 @@ export async function startDirector(o: StartOptions): Promise<RunningDirector> {
     });
   } catch (error) {
     store.close();
+    if (inUse(error)) throw new PortInUseError('the director HTTP API', host, o.port ?? 0, '--port', 'choose another with --port P (0 = any free port)', { cause: error });
     throw error;
   }
   const address = server.address();
@@ -116,6 +123,11 @@ export async function startDirector(o: StartOptions): Promise<RunningDirector> {
     await broker?.close();
     await new Promise((r) => server.close(r));
     store.close();
+    if (inUse(error) && mqtt === 'embedded') {
+      throw new PortInUseError('the embedded MQTT broker', host, o.mqttPort ?? 0, '--mqtt-port',
+        'another MQTT broker (Mosquitto?) may run there: choose another port with --mqtt-port P (0 = any free port), or use that broker with --mqtt-url, or --no-mqtt',
+        { cause: error });
+    }
     throw error;
   }
   if (bus) services.ctx.notifier = (deviceId, state) => bus.notify(deviceId, state);

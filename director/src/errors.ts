@@ -74,6 +74,15 @@ export class ManifestRejectedError extends DirectorError {
   }
 }
 
+/** A listen address that is taken; `option` is the serve option that picks another port. */
+export class PortInUseError extends UpfleetError {
+  override name = 'PortInUseError';
+  override readonly code = 'PORT_IN_USE';
+  constructor(readonly what: string, readonly host: string, readonly port: number, readonly option: string, advice: string, options?: ErrorOptions) {
+    super(`${what} cannot listen on ${host}:${port}: the port is in use; ${advice}`, options);
+  }
+}
+
 /** An assignment the image repository does not back (see core matchDirectorTarget). */
 export class AssignmentRefusedError extends DirectorError {
   override name = 'AssignmentRefusedError';
