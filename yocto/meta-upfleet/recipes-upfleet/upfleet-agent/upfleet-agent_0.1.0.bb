@@ -6,14 +6,11 @@ addons (better-sqlite3, serialport) cross-compiled against the target Node.js."
 HOMEPAGE = "https://github.com/upfleet/upfleet"
 SECTION = "console/network"
 
-# Upfleet's repository carries no license file yet, so the default points at
-# a note in this layer that says so. Set both once Upfleet has a license, e.g.
-#   UPFLEET_LICENSE = "Apache-2.0"
-#   UPFLEET_LIC_FILES_CHKSUM = "file://LICENSE;md5=..."
-# The npm packages bundled with the agent keep their own licenses (listed in
-# upfleet-agent-npm.inc).
-UPFLEET_LICENSE ?= "LicenseRef-Upfleet-NotYetLicensed"
-UPFLEET_LIC_FILES_CHKSUM ?= "file://${UPFLEET_LAYERDIR}/licenses/LicenseRef-Upfleet-NotYetLicensed;md5=d329164a17d613011d17432056034071"
+# Upfleet is Apache-2.0; the npm packages built into the agent add the licenses
+# listed at the top of upfleet-agent-npm.inc (keep the two in step when the
+# dependencies change).
+UPFLEET_LICENSE ?= "Apache-2.0 & MIT & ISC & BSD-3-Clause & 0BSD"
+UPFLEET_LIC_FILES_CHKSUM ?= "file://LICENSE;md5=89aea4e17d99a7cacdbeed46a0096b10"
 LICENSE = "${UPFLEET_LICENSE}"
 LIC_FILES_CHKSUM = "${UPFLEET_LIC_FILES_CHKSUM}"
 
