@@ -94,6 +94,9 @@ describe('MQTT with the embedded broker', () => {
     await dc.client.publishAsync(`${prefix}/devices/${d.id}/manifest`, JSON.stringify(d.manifest({ counter: 1 })), { qos: 1 });
     const refused = await dc.next('ack');
     assert.deepEqual([refused.accepted, refused.code, refused.lastCounter], [false, 'MANIFEST_REPLAY', 1]);
+    // The embedded broker authenticated the sender: the refusal is in the device's security event log.
+    const events = (await h.admin('GET', `/api/v1/admin/devices/${d.id}/events`)).body.events;
+    assert.deepEqual(events.map((e: any) => [e.kind, e.code, /via mqtt/.test(e.detail)]), [['manifest_refused', 'MANIFEST_REPLAY', true]]);
 
     const a = (await h.admin('POST', `/api/v1/admin/devices/${d.id}/assignments`, { ecus: [{ ecuSerial: d.ecu('brake').serial, image: 'brake-5.bin' }] })).body;
     const notify = await dc.next('notify');
@@ -201,6 +204,11 @@ describe('MQTT with Mosquitto (127.0.0.1:1883)', () => {
     const d = devices[0]!;
     const a = (await h.admin('POST', `/api/v1/admin/devices/${d.id}/assignments`, { ecus: [{ ecuSerial: d.ecu('brake').serial, image: 'brake-6.bin' }] })).body;
     assert.equal((await dcs[0]!.next('notify')).targetsVersion, a.targetsVersion);
+
+    // Anyone may publish on a plain broker: a refusal is acked and counted, not written to the device's log.
+    await dcs[1]!.client.publishAsync(`${prefix}/devices/${devices[1]!.id}/manifest`, JSON.stringify(devices[1]!.manifest({ counter: 1 })), { qos: 1 });
+    assert.equal((await dcs[1]!.next('ack')).code, 'MANIFEST_REPLAY');
+    assert.deepEqual((await h.admin('GET', `/api/v1/admin/devices/${devices[1]!.id}/events`)).body.events, []);
   });
 
   it('keeps manifests sent while the directors are down', async () => {
