@@ -9,9 +9,16 @@ SECTION = "console/network"
 # Upfleet is Apache-2.0; the npm packages built into the agent add the licenses
 # listed at the top of upfleet-agent-npm.inc (keep the two in step when the
 # dependencies change).
-UPFLEET_LICENSE ?= "Apache-2.0 & MIT & ISC & BSD-3-Clause & 0BSD"
+UPFLEET_LICENSE ?= "${@upfleet_license_expression(['Apache-2.0', 'MIT', 'ISC', 'BSD-3-Clause', '0BSD'])}"
 UPFLEET_LIC_FILES_CHKSUM ?= "file://LICENSE;md5=89aea4e17d99a7cacdbeed46a0096b10"
 LICENSE = "${UPFLEET_LICENSE}"
+
+# OE-core after wrynose parses SPDX expressions ("AND") and warns on "&";
+# the releases up to wrynose know only "&".
+def upfleet_license_expression(names):
+    import importlib.util
+    joiner = " AND " if importlib.util.find_spec("oe.spdx_license") else " & "
+    return joiner.join(names)
 LIC_FILES_CHKSUM = "${UPFLEET_LIC_FILES_CHKSUM}"
 
 # Where the source comes from. Override in local.conf or a bbappend, e.g.
