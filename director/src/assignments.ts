@@ -85,9 +85,7 @@ export class Assignments {
         releaseCounter: custom.releaseCounter, previous: ecu.installed };
     } catch (cause) {
       if (cause instanceof TargetMismatchError) {
-        // Core words a missing target from the director's side ("missing is none in the director"); say it plainly.
-        const message = cause.field === 'missing' ? 'the image repository does not list it' : cause.message;
-        throw new AssignmentRefusedError(deviceId, ecu.serial, r.image, cause.field, message, { cause });
+        throw new AssignmentRefusedError(deviceId, ecu.serial, r.image, cause.field, cause.message, { cause });
       }
       throw cause;
     }
