@@ -9,3 +9,4 @@ export * from './uptane/index.ts';
 export * from './repository.ts';
 export * from './trusted-set.ts';
 export * from './updater.ts';
+export * from './prng.ts';

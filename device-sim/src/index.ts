@@ -24,7 +24,7 @@ export { SimulatedEcu, type SimulatedEcuOptions } from './ecu/simulated-ecu.ts';
 export { EcuEndpoint } from './ecu/ecu-endpoint.ts';
 export { EcuStore, type EcuState } from './ecu/ecu-store.ts';
 export { makeUpdateFixture, type UpdateFixture, type FixtureImage } from './fixtures.ts';
-export { prng } from './prng.ts';
+export { prng } from '@upfleet/core';
 
 export interface ServedEcu {
   /** The primary's end of the line (in-process only). */

@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import type { Duplex } from 'node:stream';
 import { duplexPair } from './duplex-pair.ts';
 import { LinkEmulator, type EmulatorOptions } from './link-emulator.ts';
-import { prng } from './prng.ts';
+import { prng } from '@upfleet/core';
 
 /** primary <-> emulator <-> ecu, and a collector of what reaches the ECU end. */
 function line(options: EmulatorOptions) {

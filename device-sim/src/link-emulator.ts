@@ -13,7 +13,7 @@
  */
 import { performance } from 'node:perf_hooks';
 import type { Duplex } from 'node:stream';
-import { prng } from './prng.ts';
+import { prng } from '@upfleet/core';
 
 export interface ChannelOptions {
   /** Line rate in bits per second; 0 means unpaced. */

@@ -18,7 +18,7 @@ import { createHash } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { InstalledImage } from '@upfleet/core';
-import { prng } from '@upfleet/device-sim/src/prng.ts';
+import { prng } from '@upfleet/core';
 import { Stack } from './stack.ts';
 import { Vehicle, type LinkKind } from './vehicle.ts';
 import { DEMO_SECONDARIES, publishDemoFirmware, type FirmwareSet } from './firmware.ts';

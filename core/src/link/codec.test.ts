@@ -5,6 +5,7 @@ import {
   cobsDecode, cobsEncode, crc32, decodePayload, EcuSession, encodeFrame, encodePayload, event, FRAME_TYPES, FrameBuffer,
   MAX_INCOMPLETE, NEED_DATA, PayloadError, PrimarySession, RemoteProtocolError, TYPE_OF_CODE, type Event,
 } from './index.ts';
+import { prng } from '../prng.ts';
 
 const key = new Uint8Array(32).map((_, i) => i);
 const info = {
@@ -142,17 +143,6 @@ describe('frame damage', () => {
   });
 });
 
-/** mulberry32: a small seeded PRNG, so a failing fuzz case can be replayed. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /** An ECU session past its Hello, so requests reach it as events. */
 function readyEcu(): EcuSession {

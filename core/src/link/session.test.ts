@@ -5,19 +5,10 @@ import {
   EcuSession, LinkTimeoutError, LocalProtocolError, negotiate, NEED_DATA, PAUSED, PrimarySession, RemoteProtocolError,
   type EcuInfo, type Event, type NextEvent, encodeFrame, encodePayload, FRAME_TYPES,
 } from './index.ts';
+import { prng } from '../prng.ts';
 
 const info: EcuInfo = { ecuSerial: 'ecu-1', hardwareId: 'brake', publicKey: new Uint8Array(32), verification: 'partial', installed: null, releaseCounter: 0 };
 
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /** Collects every event the session has now. */
 function drain(s: { nextEvent(): NextEvent }): Event[] {

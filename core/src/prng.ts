@@ -1,4 +1,4 @@
-/** mulberry32: a small seeded PRNG, so every emulated fault pattern can be replayed. */
+/** mulberry32: a small seeded PRNG, so a fuzz case or an emulated fault pattern can be replayed from its seed. */
 export function prng(seed: number): () => number {
   let a = seed >>> 0;
   return () => {
