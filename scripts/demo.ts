@@ -99,7 +99,7 @@ function parse(argv: string[]): Args | 'help' {
 
 const tty = process.stdout.isTTY === true;
 const say = (line = '') => process.stdout.write(line + '\n');
-const ms = (n: number) => (n < 1000 ? `${Math.round(n)} ms` : `${(n / 1000).toFixed(1)} s`);
+const ms = (n: number) => (n < 1 ? "<1 ms" : n < 1000 ? `${Math.round(n)} ms` : `${(n / 1000).toFixed(1)} s`);
 
 /** Agent state names, as a user reads them. */
 const STEP_LABEL: Record<string, string> = {
