@@ -320,6 +320,24 @@ describe('Updater', () => {
       assert.ok(!c.store.files.has('b.json'));
     });
 
+    it('asks for durable writes of the trust state only (root, timestamp, snapshot), not of targets roles', async () => {
+      const c = delegated();
+      await c.updater().findTarget('a/x.bin');
+      assert.deepEqual(Object.fromEntries(c.store.durable), {
+        'timestamp.json': true, 'snapshot.json': true, 'targets.json': false, 'a.json': false, 'a-deep.json': false,
+      });
+    });
+
+    it('re-fetches a targets role whose stored copy was lost to a power cut (an empty file)', async () => {
+      const c = delegated();
+      await c.updater().findTarget('a/x.bin');
+      c.store.files.set('a-deep.json', new Uint8Array(0));
+      c.fetcher.requests.length = 0;
+      const found = await c.updater().findTarget('a/x.bin');
+      assert.equal(found?.role, 'a-deep');
+      assert.deepEqual(c.fetcher.metadataRequests.filter((r) => r.endsWith('a-deep.json')), ['1.a-deep.json']);
+    });
+
     it('returns undefined for a target no role lists, after visiting each matching role once', async () => {
       const c = delegated();
       assert.equal(await c.updater().findTarget('a/none.bin'), undefined);

@@ -34,9 +34,20 @@ export interface Fetcher {
 export interface MetadataStore {
   /** The bytes stored under `name`, or undefined if there are none. */
   read(name: string): Promise<Uint8Array | undefined>;
-  /** Replaces `name` all at once (never a half-written file). */
-  writeAtomic(name: string, bytes: Uint8Array): Promise<void>;
+  /**
+   * Replaces `name` all at once (never a half-written file). `durable: false` marks a
+   * cache the updater re-verifies whenever it loads it, so the store may skip syncing
+   * it to disk: after a power cut it may be lost, and is then downloaded again.
+   */
+  writeAtomic(name: string, bytes: Uint8Array, options?: { durable: boolean }): Promise<void>;
 }
+
+/**
+ * Root, timestamp and snapshot are trust state: the versions they hold guard the next
+ * update against rollback (5.3-5.5), so they must survive a power cut. Targets roles are
+ * checked against snapshot every time they load (5.6), so a lost copy is only re-fetched.
+ */
+const DURABLE_ROLES: ReadonlySet<string> = new Set(['root', 'timestamp', 'snapshot']);
 
 export interface UpdaterOptions {
   /** Base URL of the metadata; a trailing `/` is added if missing. */
@@ -262,7 +273,7 @@ export class Updater {
   #persist(role: string, bytes: Uint8Array): void {
     const name = metadataFileName(role);
     const previous = this.#writes.get(name) ?? Promise.resolve();
-    const write = previous.then(() => this.#options.store.writeAtomic(name, bytes));
+    const write = previous.then(() => this.#options.store.writeAtomic(name, bytes, { durable: DURABLE_ROLES.has(role) }));
     write.catch(() => {}); // observed in #flush
     this.#writes.set(name, write);
   }

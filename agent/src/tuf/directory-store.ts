@@ -24,8 +24,8 @@ export class DirectoryMetadataStore implements MetadataStore {
   }
 
   /** @throws UsageError for a name that is not a plain file name; fs errors. */
-  async writeAtomic(name: string, bytes: Uint8Array): Promise<void> {
-    await writeFileAtomic(this.#path(name), bytes);
+  async writeAtomic(name: string, bytes: Uint8Array, options?: { durable: boolean }): Promise<void> {
+    await writeFileAtomic(this.#path(name), bytes, { sync: options?.durable ?? true });
   }
 
   #path(name: string): string {
@@ -35,19 +35,19 @@ export class DirectoryMetadataStore implements MetadataStore {
 }
 
 /**
- * temp file, fdatasync, rename; the temp file is removed on failure.
+ * temp file, fdatasync (unless `sync: false`, for a cache), rename; the temp file is removed on failure.
  * The data is on disk before the rename, so after a power cut the name holds the
  * old bytes or the new ones, never a torn file. The directory is not fsynced per
  * file: a rename lost to a power cut leaves the previous, still verified, version.
  */
-export async function writeFileAtomic(path: string, bytes: Uint8Array): Promise<void> {
+export async function writeFileAtomic(path: string, bytes: Uint8Array, options: { sync: boolean } = { sync: true }): Promise<void> {
   const tmp = `${path}.${process.pid}.${++tempCounter}.tmp`;
   let renamed = false;
   try {
     const file = await open(tmp, 'w', 0o644);
     try {
       await file.writeFile(bytes);
-      await file.datasync();
+      if (options.sync) await file.datasync();
     } finally {
       await file.close();
     }

@@ -35,13 +35,16 @@ export class SimulatorFetcher implements Fetcher {
 
 export class MemoryStore implements MetadataStore {
   readonly files = new Map<string, Uint8Array>();
+  /** Whether the updater asked for each file's last write to be durable. */
+  readonly durable = new Map<string, boolean>();
 
   async read(name: string): Promise<Uint8Array | undefined> {
     return this.files.get(name);
   }
 
-  async writeAtomic(name: string, bytes: Uint8Array): Promise<void> {
+  async writeAtomic(name: string, bytes: Uint8Array, options?: { durable: boolean }): Promise<void> {
     this.files.set(name, bytes);
+    this.durable.set(name, options?.durable ?? true);
   }
 
   /** A copy of the stored files, to assert that a failed update changed nothing. */
