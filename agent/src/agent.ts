@@ -123,7 +123,7 @@ export async function createAgent(config: AgentConfig, options: AgentOptions = {
   const loadSigner = (): Signer => {
     if (signer) return signer;
     if (!existsSync(config.keyPath)) throw new NotProvisionedError(`primary key ${config.keyPath}`);
-    signer = decryptKeyFile(new Uint8Array(readFileSync(config.keyPath)), resolvePassphrase(config, options));
+    signer = decryptKeyFile(new Uint8Array(readFileSync(config.keyPath)), resolvePassphrase(config, options), config.keyPath);
     return signer;
   };
 

@@ -26,6 +26,9 @@ describe('key files', () => {
       it('throws KeyFileError', () => {
         assert.throws(() => decryptKeyFile(file, 'wrong'), (e: unknown) => e instanceof KeyFileError && /wrong passphrase/.test(e.message));
       });
+      it('names the file it could not open', () => {
+        assert.throws(() => decryptKeyFile(file, 'wrong', '/keys/targets.key.json'), (e: unknown) => e instanceof KeyFileError && e.message.startsWith('cannot decrypt /keys/targets.key.json:'));
+      });
     });
 
     describe('when the ciphertext is damaged', () => {

@@ -64,8 +64,11 @@ export function readPublicKey(bytes: Uint8Array): Key {
   }
 }
 
-/** @throws KeyFileError on a wrong passphrase, a damaged file or a key mismatch. */
-export function decryptKeyFile(bytes: Uint8Array, passphrase: string): Ed25519Signer {
+/**
+ * @param source names the file in errors (operators often hold several key files).
+ * @throws KeyFileError on a wrong passphrase, a damaged file or a key mismatch.
+ */
+export function decryptKeyFile(bytes: Uint8Array, passphrase: string, source = 'key file'): Ed25519Signer {
   const file = parseKeyFile(bytes);
   let seed: Buffer;
   try {
@@ -78,11 +81,11 @@ export function decryptKeyFile(bytes: Uint8Array, passphrase: string): Ed25519Si
     decipher.setAuthTag(Buffer.from(file.cipher.tag, 'base64'));
     seed = Buffer.concat([decipher.update(Buffer.from(file.ciphertext, 'base64')), decipher.final()]);
   } catch (cause) {
-    throw new KeyFileError('cannot decrypt key file: wrong passphrase or damaged file', { cause });
+    throw new KeyFileError(`cannot decrypt ${source}: wrong passphrase or damaged file`, { cause });
   }
   const signer = Ed25519Signer.fromSeed(new Uint8Array(seed));
   if (signer.key.keyid !== readPublicKey(bytes).keyid) {
-    throw new KeyFileError('key file public key does not match its private key');
+    throw new KeyFileError(`${source}: its public key does not match its private key`);
   }
   return signer;
 }

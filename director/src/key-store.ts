@@ -118,7 +118,7 @@ export function loadOnlineSigners(dir: string, passphrase: string): Record<Onlin
   for (const role of ONLINE_ROLES) {
     const path = join(dir, 'keys', `${role}.key`);
     if (!existsSync(path)) throw new KeyFileError(`missing ${path}: run upfleet-director init`);
-    out[role] = decryptKeyFile(new Uint8Array(readFileSync(path)), passphrase);
+    out[role] = decryptKeyFile(new Uint8Array(readFileSync(path)), passphrase, path);
   }
   return out;
 }

@@ -168,7 +168,7 @@ describe('upfleet-repo CLI', () => {
       cli(['add-target', file('brake2.bin'), '--dir', dir, '--remote', server.url, '--token', 'nope', '--name', 'x.bin', '--hardware-id', 'h', '--version', '1']),
     ]);
     assert.equal(wrongPass.code, 1);
-    assert.match(wrongPass.stderr, /error KEY_FILE: cannot decrypt key file/);
+    assert.match(wrongPass.stderr, /error KEY_FILE: cannot decrypt \S*keys\/targets-[0-9a-f]+\.key\.json: wrong passphrase/);
     assert.equal(wrongToken.code, 1);
     assert.match(wrongToken.stderr, /error UNAUTHORIZED/);
     const noFile = await cli(['add-target', file('absent.bin'), '--dir', dir, '--name', 'x.bin', '--hardware-id', 'h', '--version', '1']);

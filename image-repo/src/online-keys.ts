@@ -40,7 +40,7 @@ export class KeyDirKeyring implements OnlineKeyring {
         if (!/^(snapshot|timestamp)-.*\.key\.json$/.test(name)) continue;
         const bytes = readFileSync(join(this.keysDir, name));
         const keyid = readPublicKey(bytes).keyid;
-        if (missing.includes(keyid) && !this.#cache.has(keyid)) this.#cache.set(keyid, decryptKeyFile(bytes, this.passphrase()));
+        if (missing.includes(keyid) && !this.#cache.has(keyid)) this.#cache.set(keyid, decryptKeyFile(bytes, this.passphrase(), join(this.keysDir, name)));
       }
     }
     return keyids.flatMap((id) => this.#cache.get(id) ?? []);

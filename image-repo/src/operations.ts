@@ -348,7 +348,7 @@ export async function signDelegated(ctx: RepoContext, options: SignDelegatedOpti
     const signers: Signer[] = options.keyFiles.map((f) => {
       const bytes = readFileSync(f);
       if (!found.entry.keyids.includes(readPublicKey(bytes).keyid)) throw new WorkspaceError(`${basename(f)} is not a key of ${options.role}`);
-      return decryptKeyFile(bytes, s.passphrase());
+      return decryptKeyFile(bytes, s.passphrase(), f);
     });
     const next = copyTargets(state.delegated.get(options.role), s, s.expiries.delegated);
     for (const name of options.remove ?? []) {
@@ -384,7 +384,7 @@ export async function rotateKey(ctx: RepoContext, options: RotateOptions): Promi
     if (!role) throw new UsageError(`rotate-key takes root, targets, snapshot or timestamp (delegated roles: use delegate with the new --key)`);
     const count = options.newKeyFile ? 1 : role.keyids.length;
     const fresh: Ed25519Signer[] = options.newKeyFile
-      ? [decryptKeyFile(readFileSync(options.newKeyFile), s.passphrase())]
+      ? [decryptKeyFile(readFileSync(options.newKeyFile), s.passphrase(), options.newKeyFile)]
       : Array.from({ length: count }, () => Ed25519Signer.generate());
     if (fresh.length < role.threshold) throw new UsageError(`${options.role} needs ${role.threshold} keys`);
     const oldRootSigners = s.ws.signers('root', oldRoot.signed.roles.root.keyids, oldRoot.signed.roles.root.threshold, s.passphrase());

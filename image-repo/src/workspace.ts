@@ -117,7 +117,7 @@ export class Workspace {
    */
   signers(role: string, keyids: readonly string[], limit: number, passphrase: string): Ed25519Signer[] {
     const files = this.keyFiles(role).filter((f) => keyids.includes(f.key.keyid));
-    return files.slice(0, limit).map((f) => decryptKeyFile(readFileSync(f.path), passphrase));
+    return files.slice(0, limit).map((f) => decryptKeyFile(readFileSync(f.path), passphrase, f.path));
   }
 
   readMetadata(name: string): Uint8Array | undefined {

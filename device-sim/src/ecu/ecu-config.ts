@@ -65,7 +65,7 @@ export function loadEcuConfig(file: string, passphrase: string): SimulatedEcuOpt
   const keyPath = resolve(base, str('key', false) ?? `${ecuSerial}.key`);
   let signer: Ed25519Signer;
   if (existsSync(keyPath)) {
-    signer = decryptKeyFile(new Uint8Array(readFileSync(keyPath)), passphrase);
+    signer = decryptKeyFile(new Uint8Array(readFileSync(keyPath)), passphrase, keyPath);
   } else {
     signer = Ed25519Signer.generate();
     writeFileSync(keyPath, encryptKeyFile(signer, passphrase), { mode: 0o600 });
