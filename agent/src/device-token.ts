@@ -1,12 +1,8 @@
 /**
- * The device token the director accepts (director/README.md "Device identity"):
- * `<deviceId>:<expires>:<hex ed25519 signature>` over
- * `upfleet-device-token/v1:<deviceId>:<expires>`, signed with the primary key.
- * Tokens are cached and renewed when less than a quarter of their life is left.
+ * The agent's device tokens (format in core's uptane/device-token.ts), signed with
+ * the primary key, cached, and renewed when less than a quarter of their life is left.
  */
-import { toHex, utf8, type Signer } from '@upfleet/core';
-
-const LIFETIME_S = 3600;
+import { signDeviceToken, TOKEN_MAX_LIFETIME_S as LIFETIME_S, type Signer } from '@upfleet/core';
 
 export class DeviceTokens {
   #token = '';
@@ -22,8 +18,7 @@ export class DeviceTokens {
     const now = this.nowSeconds();
     if (this.#expires - now < LIFETIME_S / 4) {
       this.#expires = now + LIFETIME_S;
-      const message = utf8(`upfleet-device-token/v1:${this.deviceId}:${this.#expires}`);
-      this.#token = `${this.deviceId}:${this.#expires}:${toHex(this.signer.sign(message))}`;
+      this.#token = signDeviceToken(this.deviceId, this.signer, this.#expires);
     }
     return this.#token;
   }

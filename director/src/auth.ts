@@ -7,7 +7,7 @@
  */
 import { timingSafeEqual, createHash } from 'node:crypto';
 import { Key } from '@upfleet/core';
-import { checkDeviceToken, parseDeviceToken } from './device-token.ts';
+import { checkDeviceToken, parseDeviceToken } from '@upfleet/core';
 import { ForbiddenError, UnauthenticatedError } from './errors.ts';
 import type { DirectorStore } from './store.ts';
 

@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { Ed25519Signer, KeyFileError, TrustedMetadataSet, utf8 } from '@upfleet/core';
 import { startDirector } from './director.ts';
 import { harness, PROVISIONING_TOKEN, SimDevice, type Harness } from './testing/harness.ts';
-import { signDeviceToken } from './device-token.ts';
+import { signDeviceToken } from '@upfleet/core';
 import { EVENTS_PER_DEVICE } from './store.ts';
 
 const FW = utf8('brake firmware 2.0');

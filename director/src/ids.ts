@@ -2,9 +2,10 @@
  * Identifier rules. Device IDs and ECU serials become MQTT topic segments and
  * URL path segments, so they exclude `/`, `+`, `#`, `:` and whitespace.
  */
+import { ID_PATTERN } from '@upfleet/core';
 import { BadRequestError } from './errors.ts';
 
-export const ID_PATTERN = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$/;
+export { ID_PATTERN };
 
 /** @throws BadRequestError */
 export function checkId(kind: 'deviceId' | 'ecuSerial' | 'hardwareId', value: unknown): string {

@@ -1,10 +1,11 @@
 /** The OpenAPI 3.1 description of the director's HTTP API, served at GET /api/v1/openapi.json. */
+import { ID_PATTERN } from '@upfleet/core';
 import { EVENTS_PER_DEVICE } from '../store.ts';
 
 const error = { $ref: '#/components/responses/Error' };
 const json = (schema: unknown) => ({ content: { 'application/json': { schema } } });
 const ref = (name: string) => ({ $ref: `#/components/schemas/${name}` });
-const deviceId = { name: 'deviceId', in: 'path', required: true, schema: { type: 'string', pattern: '^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$' } };
+const deviceId = { name: 'deviceId', in: 'path', required: true, schema: { type: 'string', pattern: ID_PATTERN.source } };
 const idParam = { name: 'id', in: 'path', required: true, schema: { type: 'string' } };
 
 function op(summary: string, security: string, options: { params?: unknown[]; body?: unknown; ok?: unknown; status?: string } = {}) {

@@ -21,7 +21,7 @@ import {
   type TargetFile,
 } from '@upfleet/core';
 import { initDirector, startDirector, type RunningDirector, type StartOptions } from '../director.ts';
-import { signDeviceToken } from '../device-token.ts';
+import { signDeviceToken } from '@upfleet/core';
 
 export const ADMIN_TOKEN = 'admin-secret-for-tests';
 export const PROVISIONING_TOKEN = 'provisioning-secret-for-tests';

@@ -1,13 +1,17 @@
 /**
- * Device tokens: `<deviceId>:<expires>:<signatureHex>`, an ed25519 signature by
+ * Device tokens, the contract between the agent (which signs them) and the
+ * director (which checks them): `<deviceId>:<expires>:<signatureHex>`, an ed25519 signature by
  * the device's primary ECU key over `upfleet-device-token/v1:<deviceId>:<expires>`
  * (expires in Unix seconds). The same string authenticates HTTP requests
  * (`Authorization: UpfleetDevice <token>`) and MQTT connections (password).
  * Tokens are short-lived: a verifier refuses one that expired or that expires
  * further ahead than the maximum lifetime, both with a small clock-skew allowance.
  */
-import { fromHex, toHex, utf8, type Key, type Signer } from '@upfleet/core';
-import { ID_PATTERN } from './ids.ts';
+import { fromHex, toHex, utf8 } from '../bytes.ts';
+import type { Key, Signer } from '../keys.ts';
+
+/** Device IDs (and ECU serials) become MQTT topic and URL path segments: no `/ + # :` or spaces. */
+export const ID_PATTERN = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$/;
 
 export const TOKEN_MAX_LIFETIME_S = 3600;
 export const TOKEN_SKEW_S = 30;
