@@ -17,7 +17,8 @@ import { Updater as TufJsUpdater } from 'tuf-js';
 import { RepositoryBuilder } from '../core/src/repository.ts';
 import { Updater } from '../core/src/updater.ts';
 import { utf8 } from '../core/src/bytes.ts';
-import { HttpFetcher } from '../agent/src/tuf/http-fetcher.ts';
+import { HttpFetcher } from '../agent/src/fetcher.ts';
+import { DEFAULT_LIMITS } from '../agent/src/config.ts';
 import { DirectoryMetadataStore } from '../agent/src/tuf/directory-store.ts';
 import { serveFiles } from '../test/interop/static-server.ts';
 
@@ -76,7 +77,7 @@ async function run(c: Case): Promise<void> {
     const t0 = performance.now();
     const updater = new Updater({
       metadataBaseUrl: `${server.url}metadata/`,
-      fetcher: new HttpFetcher(),
+      fetcher: new HttpFetcher(DEFAULT_LIMITS),
       store: new DirectoryMetadataStore(dir),
       now: new Date(),
       maxDelegations: MAX_DELEGATIONS,

@@ -48,7 +48,12 @@ export class HttpFetcher {
    *   LengthLimitError / SlowRetrievalError while streaming.
    */
   async stream(req: StreamRequest): Promise<StreamResponse> {
-    const url = new URL(req.url);
+    let url: URL;
+    try {
+      url = new URL(req.url);
+    } catch (cause) {
+      throw new DownloadError(`${req.url}: not a URL`, { cause });
+    }
     const mod = url.protocol === 'https:' ? https : http;
     const headers: Record<string, string> = { ...this.headers(req.url) };
     if (req.offset) headers.range = `bytes=${req.offset}-`;

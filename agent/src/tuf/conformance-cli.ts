@@ -16,7 +16,8 @@ import { parseArgs } from 'node:util';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Updater, quoteRoleName } from '@upfleet/core/updater.ts';
-import { HttpFetcher } from './http-fetcher.ts';
+import { HttpFetcher } from '../fetcher.ts';
+import { DEFAULT_LIMITS } from '../config.ts';
 import { DirectoryMetadataStore, writeFileAtomic } from './directory-store.ts';
 
 const HELP = `usage:
@@ -61,7 +62,7 @@ async function main(argv: string[]): Promise<void> {
   const updater = new Updater({
     metadataBaseUrl: required(values['metadata-url'], '--metadata-url'),
     targetBaseUrl: values['target-base-url'],
-    fetcher: new HttpFetcher(),
+    fetcher: new HttpFetcher(DEFAULT_LIMITS),
     store,
     now: new Date(),
   });

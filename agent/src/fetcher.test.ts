@@ -2,7 +2,8 @@ import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { HttpFetcher } from './http-fetcher.ts';
+import { HttpFetcher } from './fetcher.ts';
+import { DEFAULT_LIMITS } from './config.ts';
 import { DownloadError, HttpError, LengthLimitError } from '@upfleet/core/errors.ts';
 
 describe('HttpFetcher', () => {
@@ -42,31 +43,31 @@ describe('HttpFetcher', () => {
   });
 
   it('returns the body', async () => {
-    assert.equal(Buffer.from(await new HttpFetcher().fetch(`${base}/ok`, 5)).toString(), 'hello');
+    assert.equal(Buffer.from(await new HttpFetcher(DEFAULT_LIMITS).fetch(`${base}/ok`, 5)).toString(), 'hello');
   });
 
   describe('on a non-2xx status', () => {
     it('throws HttpError with the status', async () => {
-      await assert.rejects(new HttpFetcher().fetch(`${base}/missing`, 10), (e: unknown) => e instanceof HttpError && e.status === 404);
-      await assert.rejects(new HttpFetcher().fetch(`${base}/forbidden`, 10), (e: unknown) => e instanceof HttpError && e.status === 403);
+      await assert.rejects(new HttpFetcher(DEFAULT_LIMITS).fetch(`${base}/missing`, 10), (e: unknown) => e instanceof HttpError && e.status === 404);
+      await assert.rejects(new HttpFetcher(DEFAULT_LIMITS).fetch(`${base}/forbidden`, 10), (e: unknown) => e instanceof HttpError && e.status === 403);
     });
   });
 
   describe('when Content-Length is above the cap', () => {
     it('throws LengthLimitError before reading the body', async () => {
-      await assert.rejects(new HttpFetcher().fetch(`${base}/ok`, 4), (e: unknown) => e instanceof LengthLimitError && e.limit === 4 && e.received === 5);
+      await assert.rejects(new HttpFetcher(DEFAULT_LIMITS).fetch(`${base}/ok`, 4), (e: unknown) => e instanceof LengthLimitError && e.limit === 4 && e.received === 5);
     });
   });
 
   describe('when a body without Content-Length grows past the cap (endless data)', () => {
     it('throws LengthLimitError while streaming', async () => {
-      await assert.rejects(new HttpFetcher().fetch(`${base}/chunked`, 1000), (e: unknown) => e instanceof LengthLimitError && e.limit === 1000 && e.received > 1000);
+      await assert.rejects(new HttpFetcher(DEFAULT_LIMITS).fetch(`${base}/chunked`, 1000), (e: unknown) => e instanceof LengthLimitError && e.limit === 1000 && e.received > 1000);
     });
   });
 
   describe('when the connection drops mid-body', () => {
     it('throws DownloadError', async () => {
-      await assert.rejects(new HttpFetcher().fetch(`${base}/reset`, 2000), (e: unknown) => e instanceof DownloadError && !(e instanceof HttpError));
+      await assert.rejects(new HttpFetcher(DEFAULT_LIMITS).fetch(`${base}/reset`, 2000), (e: unknown) => e instanceof DownloadError && !(e instanceof HttpError));
     });
   });
 
@@ -76,13 +77,13 @@ describe('HttpFetcher', () => {
       await new Promise<void>((resolve) => closed.listen(0, '127.0.0.1', resolve));
       const port = (closed.address() as AddressInfo).port;
       await new Promise((resolve) => closed.close(resolve));
-      await assert.rejects(new HttpFetcher().fetch(`http://127.0.0.1:${port}/x`, 10), (e: unknown) => e instanceof DownloadError && e.cause instanceof Error);
+      await assert.rejects(new HttpFetcher(DEFAULT_LIMITS).fetch(`http://127.0.0.1:${port}/x`, 10), (e: unknown) => e instanceof DownloadError && e.cause instanceof Error);
     });
   });
 
   describe('on a malformed URL', () => {
     it('throws DownloadError', async () => {
-      await assert.rejects(new HttpFetcher().fetch('not a url', 10), DownloadError);
+      await assert.rejects(new HttpFetcher(DEFAULT_LIMITS).fetch('not a url', 10), DownloadError);
     });
   });
 });
