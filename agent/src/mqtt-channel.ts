@@ -28,7 +28,7 @@ export class MqttChannel {
   readonly #client: MqttClient;
   readonly #topic: string;
 
-  constructor(private readonly o: MqttChannelOptions) {
+  constructor(o: MqttChannelOptions) {
     this.#topic = `${o.prefix}/devices/${o.deviceId}`;
     this.#client = mqtt.connect(o.url, {
       clientId: o.deviceId,
@@ -44,6 +44,8 @@ export class MqttChannel {
       this.#client.options.password = o.tokens.current();
     });
     this.#client.on('connect', () => {
+      // Nagle off, as on the director's side: small MQTT packets must not wait for ACKs.
+      (this.#client.stream as { setNoDelay?: (on: boolean) => void }).setNoDelay?.(true);
       this.#client.subscribe(`${this.#topic}/notify`, { qos: 1 }, (err) => {
         if (err) o.log?.('mqtt subscribe failed', { error: err.message });
       });
