@@ -5,7 +5,11 @@
  * Invariants:
  * - Nothing reaches an ECU unless the director repository and the image
  *   repository were both fully verified in this cycle and every director
- *   target matched its image repository target (matchDirectorTarget).
+ *   target matched its image repository target: checkingImages turns one
+ *   director trusted set (the one checkingDirector stored, re-verified from the
+ *   store, never fetched again) and one image repository trusted set into the
+ *   verified plan (core verifyPlan), and download, install, the secondaries'
+ *   bundles and every release counter use that plan alone.
  * - Every step is idempotent, so the runner may redo it after a power loss:
  *   downloads resume, transfers resume, activation skips ECUs already done.
  * - A step that fails throws its typed error (with `ecuSerial` when one ECU is
@@ -14,19 +18,25 @@
 import { randomBytes } from 'node:crypto';
 import {
   ATTACK_RESULT_CODES,
-  BadRoleError,
-  RepositoryError,
-  TargetMismatchError,
+  BadVersionError,
+  DirectorTargets,
   Updater,
-  ecuIdentifiers,
-  matchDirectorTarget,
+  bindToDevice,
+  checkDirectorRole,
+  concerning,
+  isInstalled,
+  networkSource,
+  pendingEcus,
   signVehicleManifest,
+  storeSource,
+  verifyPlan,
+  type AnySigned,
+  type EcuState,
   type EcuInstallResult,
   type Fetcher,
   type InstallationResult,
   type SignedEcuReport,
   type Signer,
-  type TargetFile,
 } from '@upfleet/core';
 import type { AgentConfig } from './config.ts';
 import type { KeyValue } from './db.ts';
@@ -73,26 +83,10 @@ export interface StoredResult {
   retryable: boolean;
 }
 
-/** Refuses director metadata signed for another device (replay across devices). */
-export class DeviceMismatchError extends RepositoryError {
-  override name = 'DeviceMismatchError';
-  override readonly code = 'DEVICE_MISMATCH';
-  constructor(readonly expected: string, readonly actual: string) {
-    super(`director targets are for device ${actual}, this is ${expected}`);
-  }
-}
-
-function sameImage(installed: { length: number; hashes: Record<string, string> } | null, target: { length: number; hashes: Record<string, string> }): boolean {
-  if (!installed || installed.length !== target.length) return false;
-  const common = Object.keys(target.hashes).filter((a) => a in installed.hashes);
-  return common.length > 0 && common.every((a) => installed.hashes[a]!.toLowerCase() === target.hashes[a]!.toLowerCase());
-}
-
 /** Tags an error with the ECU it concerns, keeping its class. */
 function forEcu<T>(ecuSerial: string, fn: () => Promise<T>): Promise<T> {
   return fn().catch((e: unknown) => {
-    if (e instanceof Error && (e as { ecuSerial?: unknown }).ecuSerial === undefined) Object.assign(e, { ecuSerial });
-    throw e;
+    throw concerning(e, ecuSerial);
   });
 }
 
@@ -127,8 +121,18 @@ export function buildSteps(d: CycleDeps): Steps {
   const hardwareOf = new Map([d.config.ecus.primary, ...d.config.ecus.secondaries].map((e) => [e.serial, e.hardwareId]));
 
   const metadataCaps = { snapshot: d.config.limits.maxMetadataBytes, targets: d.config.limits.maxMetadataBytes };
-  const directorUpdater = () =>
-    new Updater({ metadataBaseUrl: `${d.directorBase}/metadata/`, fetcher: d.directorFetcher, store: d.directorStore, now: d.now(), maxLength: metadataCaps });
+  // Every director role must be this device's, checked before anything of it is stored.
+  const deviceBinding = bindToDevice(d.config.deviceId);
+  const checkDirector = (role: string, signed: AnySigned) => {
+    deviceBinding(role, signed);
+    checkDirectorRole(role, signed);
+  };
+  /** The director repository from the network, or (offline) re-verified from what is stored. */
+  const directorUpdater = (offline = false) =>
+    new Updater({
+      source: offline ? storeSource('director', d.directorStore) : networkSource(`${d.directorBase}/metadata/`, d.directorFetcher),
+      store: d.directorStore, now: d.now(), maxLength: metadataCaps, acceptRole: checkDirector,
+    });
   const imageUpdater = () =>
     new Updater({ metadataBaseUrl: `${d.config.imageRepoUrl}/metadata/`, fetcher: d.imageFetcher, store: d.imageStore, now: d.now(), maxLength: metadataCaps });
 
@@ -165,20 +169,16 @@ export function buildSteps(d: CycleDeps): Steps {
     };
   }
 
-  /** Director targets for our ECUs, in install order: custom `order`, then listing order. */
-  function directorPlan(targets: Record<string, TargetFile>): PlannedInstall[] {
-    const entries = Object.entries(targets).map(([name, t], i) => ({ name, t, i, order: typeof t.custom?.order === 'number' ? t.custom.order : Infinity }));
-    entries.sort((a, b) => a.order - b.order || a.i - b.i);
-    const plan: PlannedInstall[] = [];
-    for (const { name, t } of entries) {
-      for (const [serial, hw] of Object.entries(ecuIdentifiers(t))) {
-        const expected = hardwareOf.get(serial);
-        if (expected === undefined) throw Object.assign(new TargetMismatchError(name, 'ecu', 'an ECU of this device', serial), { ecuSerial: serial });
-        if (hw !== expected) throw Object.assign(new TargetMismatchError(name, 'hardwareId', expected, hw), { ecuSerial: serial });
-        plan.push({ ecuSerial: serial, hardwareId: hw, name, length: t.length, hashes: t.hashes, releaseCounter: 0 });
-      }
+  /** What the primary knows of each ECU the director names (ECUs it names but this vehicle lacks are left out: the plan refuses them). */
+  async function ecuStates(director: DirectorTargets): Promise<Map<string, EcuState>> {
+    const states = new Map<string, EcuState>();
+    for (const { ecuSerial } of director.images) {
+      const hardwareId = hardwareOf.get(ecuSerial);
+      if (hardwareId === undefined || !d.ecus.has(ecuSerial)) continue;
+      const info = await forEcu(ecuSerial, () => ecu(ecuSerial).info());
+      states.set(ecuSerial, { hardwareId, installed: info.installed, releaseCounter: info.releaseCounter });
     }
-    return plan;
+    return states;
   }
 
   function bundle(withImage: boolean): MetadataBundle {
@@ -201,48 +201,38 @@ export function buildSteps(d: CycleDeps): Steps {
       await d.flush();
       const updater = directorUpdater();
       await updater.refresh();
-      const targets = updater.trustedSet.targets!;
-      const deviceId = targets.unrecognizedFields.deviceId;
-      if (deviceId !== d.config.deviceId) throw new DeviceMismatchError(d.config.deviceId, String(deviceId));
-      const plan = directorPlan(targets.targets);
-      const pending: PlannedInstall[] = [];
-      for (const p of plan) {
-        const info = await forEcu(p.ecuSerial, () => ecu(p.ecuSerial).info());
-        if (!sameImage(info.installed, p)) pending.push(p);
-      }
+      const director = DirectorTargets.from(updater.trustedSet.targets!);
+      const pending = new Set(pendingEcus(director, await ecuStates(director)));
       const last = d.kv.get<StoredResult>('lastResult');
-      const handled = last && last.result.directorTargetsVersion === targets.version && !last.retryable;
-      if (pending.length === 0 || handled) return { event: { type: 'noUpdate' } };
-      return { event: { type: 'directorUpdated', directorTargetsVersion: targets.version, plan: pending } };
+      const handled = last && last.result.directorTargetsVersion === director.version && !last.retryable;
+      if (pending.size === 0 || handled) return { event: { type: 'noUpdate' } };
+      // Not yet a plan: which ECUs the director wants changed, so a refusal can name them.
+      const named: PlannedInstall[] = director.images
+        .filter((i) => pending.has(i.ecuSerial))
+        .map((i) => ({ ecuSerial: i.ecuSerial, hardwareId: i.hardwareId, name: i.name, length: i.target.length, hashes: { ...i.target.hashes }, releaseCounter: i.releaseCounter }));
+      return { event: { type: 'directorUpdated', directorTargetsVersion: director.version, plan: named } };
     },
 
     async checkingImages(state: State): Promise<StepResult> {
-      const updater = imageUpdater();
-      await updater.refresh();
-      const director = directorUpdater();
-      await director.refresh();
-      const plan: PlannedInstall[] = [];
-      for (const p of state.cycle.plan) {
-        const directorTarget = director.trustedSet.targets!.targets[p.name];
-        if (!directorTarget) throw Object.assign(new BadRoleError('targets', `${p.name} vanished from the director`), { ecuSerial: p.ecuSerial });
-        const found = await updater.findTarget(p.name, { hardwareId: p.hardwareId });
-        const info = await forEcu(p.ecuSerial, () => ecu(p.ecuSerial).info());
-        const custom = await forEcu(p.ecuSerial, async () =>
-          matchDirectorTarget({
-            name: p.name,
-            directorTarget,
-            imageTarget: found?.info,
-            ecuSerial: p.ecuSerial,
-            hardwareId: p.hardwareId,
-            installedReleaseCounter: info.releaseCounter,
-          }),
-        );
-        if (p.length > d.config.limits.maxImageBytes) {
-          throw Object.assign(new ImageTooLargeError(p.name, p.length, d.config.limits.maxImageBytes), { ecuSerial: p.ecuSerial });
-        }
-        plan.push({ ...p, releaseCounter: custom.releaseCounter, ...(custom.version !== undefined && { version: custom.version }) });
+      // The director metadata checkingDirector accepted, verified again from the store
+      // (also after a power loss), never a second answer from the network.
+      const directorSet = directorUpdater(true);
+      await directorSet.refresh();
+      const director = DirectorTargets.from(directorSet.trustedSet.targets!);
+      if (director.version !== state.cycle.directorTargetsVersion) {
+        throw new BadVersionError('targets', state.cycle.directorTargetsVersion, director.version, 'the stored director targets changed within the cycle');
       }
-      return { event: { type: 'targetsMatched', plan } };
+      const image = imageUpdater();
+      await image.refresh();
+      const { installs } = await verifyPlan({
+        director,
+        findImageTarget: async (name, hardwareId) => (await image.findTarget(name, { hardwareId }))?.info,
+        ecus: await ecuStates(director),
+      });
+      for (const p of installs) {
+        if (p.length > d.config.limits.maxImageBytes) throw concerning(new ImageTooLargeError(p.name, p.length, d.config.limits.maxImageBytes), p.ecuSerial);
+      }
+      return { event: { type: 'targetsMatched', plan: installs } };
     },
 
     async downloading(state: State): Promise<StepResult> {
@@ -266,7 +256,7 @@ export function buildSteps(d: CycleDeps): Steps {
           const info = await e.info();
           await e.putMetadata(bundle(info.verification === 'full'));
           await e.install(
-            { name: p.name, length: p.length, hashes: p.hashes, open: (offset) => d.images.read(p, offset) },
+            { name: p.name, length: p.length, hashes: p.hashes, releaseCounter: p.releaseCounter, open: (offset) => d.images.read(p, offset) },
             (pr: Progress) => d.onProgress({ ecuSerial: pr.ecuSerial, state: 'installing', done: pr.done, total: pr.total }),
           );
         });
@@ -280,9 +270,9 @@ export function buildSteps(d: CycleDeps): Steps {
       await forEcu(next.ecuSerial, async () => {
         const e = ecu(next.ecuSerial);
         // After a power loss the ECU may have switched before `ecuActivated` was persisted: do not activate twice.
-        if (!sameImage((await e.info()).installed, next)) await e.activate();
+        if (!isInstalled((await e.info()).installed, next)) await e.activate();
         const info = await e.info();
-        if (!sameImage(info.installed, next)) throw new InstallError(next.ecuSerial, 'activate', `runs ${info.installed?.filename ?? 'nothing'} after activating ${next.name}`);
+        if (!isInstalled(info.installed, next)) throw new InstallError(next.ecuSerial, 'activate', `runs ${info.installed?.filename ?? 'nothing'} after activating ${next.name}`);
       });
       return { event: { type: 'ecuActivated', ecuSerial: next.ecuSerial } };
     },

@@ -51,7 +51,11 @@ export class SqliteMetadataStore implements MetadataStore {
     else this.#write.run(this.repo, name, buffer);
   }
 
-  remove(name: string): void {
+  async remove(name: string): Promise<void> {
+    this.removeSync(name);
+  }
+
+  removeSync(name: string): void {
     this.#remove.run(this.repo, name);
   }
 

@@ -161,6 +161,15 @@ export class UnlistedRoleError extends RepositoryError {
   }
 }
 
+/** A metadata bundle (what a primary relays to a secondary) without a file the verification needs. */
+export class IncompleteBundleError extends RepositoryError {
+  override name = 'IncompleteBundleError';
+  override readonly code = 'INCOMPLETE_BUNDLE';
+  constructor(readonly repo: string, readonly file: string) {
+    super(`metadata bundle lacks ${repo} ${file}`);
+  }
+}
+
 /** A new snapshot that drops a targets role the trusted snapshot lists (TUF 5.5.5). */
 export class DroppedRoleError extends RepositoryError {
   override name = 'DroppedRoleError';

@@ -219,6 +219,29 @@ export class TrustedMetadataSet {
   }
 
   /**
+   * Uptane 5.4.4.3 partial verification: top-level targets checked against the
+   * final root alone, with no timestamp or snapshot. `trusted: true` loads a copy
+   * verified in an earlier session (its expiry no longer matters; it only sets the
+   * version floor). A later copy must not be older than the one trusted.
+   * @throws UsageError once a timestamp is trusted; ExpiredMetadataError (final root,
+   *   or targets); MetadataTooLargeError, MalformedMetadataError, UnsignedMetadataError,
+   *   BadVersionError
+   */
+  updatePartialTargets(bytes: Uint8Array, options: { trusted?: boolean } = {}): Targets {
+    if (this.#timestamp) throw new UsageError('partial verification uses no timestamp');
+    // 5.3.10: the final root must not be expired.
+    if (this.#root.isExpired(this.#now)) throw new ExpiredMetadataError('root', this.#root.expires, this.#now);
+    const { md, message } = this.#parse(bytes, 'targets', 'targets');
+    verifyRole(md, message, 'targets', this.#root.keys, this.#root.roles.targets);
+    const targets = md.signed;
+    if (!options.trusted && targets.isExpired(this.#now)) throw new ExpiredMetadataError('targets', targets.expires, this.#now);
+    const floor = this.#delegates.get('targets')?.signed.version;
+    if (floor !== undefined && targets.version < floor) throw new BadVersionError('targets', `>= ${floor}`, targets.version);
+    this.#delegates.set('targets', { signed: targets, bytes, delegators: new Set(['root']) });
+    return targets;
+  }
+
+  /**
    * 5.6 (and 5.6.7 for delegated roles): a targets role, verified against `delegator` (which must be trusted).
    * @throws UsageError before snapshot or before the delegator; ExpiredMetadataError
    *   (snapshot or the role); BadVersionError (snapshot vs timestamp, or the role vs

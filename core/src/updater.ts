@@ -1,24 +1,35 @@
 /**
- * The TUF client workflow as orchestration (model: python-tuf ngclient `Updater`):
- * load local, fetch remote, hand the bytes to the TrustedMetadataSet, persist
- * what it accepts. Every check lives in the trusted set; this module only sequences.
- * It does no I/O itself: the caller supplies a Fetcher (the network) and a
- * MetadataStore (the local copies), and the reference time.
+ * The one verification engine (model: python-tuf ngclient `Updater`): load local,
+ * fetch remote, hand the bytes to the TrustedMetadataSet, persist what it accepts.
+ * Every check lives in the trusted set; this module only sequences. It does no I/O
+ * itself: the caller supplies a RoleSource (where new metadata comes from: the
+ * network on the primary, the primary's bundle on a secondary, or the local store
+ * itself to re-verify offline), a MetadataStore (the trusted local copies), and the
+ * reference time. The primary and every full-verification ECU run this same code;
+ * partial verification runs its root chain and `refreshPartial`.
  *
  * Invariants:
+ * - A role the source lacks is an error (a 404, or a bundle without it), never a
+ *   skip; only the root chain ends where the source has no next version.
  * - Only bytes the trusted set accepted are persisted, byte for byte, under
  *   `<role>.json` with the role name percent-encoded (`quoteRoleName`), so no
  *   role name can name another file or escape the store.
- * - Remote URLs are `metadataBaseUrl + [version.]quotedRole.json`, plain concatenation.
+ * - Network URLs are `metadataBaseUrl + [version.]quotedRole.json`, plain concatenation.
+ * - `acceptRole` (the Uptane layer's binding checks) runs on every new role before
+ *   anything of it is persisted.
+ * - 5.3.11: a new root that changes the timestamp or snapshot keys deletes the
+ *   stored timestamp and snapshot before it is itself persisted (fast-forward recovery).
  * - One refresh per Updater; `findTarget` refreshes first if needed.
  * - A target's bytes are returned only after their length and every listed hash
  *   (all of a known algorithm) match.
  */
 import { TrustedMetadataSet, DEFAULT_MAX_LENGTH } from './trusted-set.ts';
+import type { AnySigned } from './metadata/envelope.ts';
+import type { Root } from './metadata/root.ts';
 import type { Targets } from './metadata/targets.ts';
 import type { TargetFile } from './metadata/file-info.ts';
 import type { RoleType } from './metadata/signed.ts';
-import { EqualVersionError, HttpError, RepositoryError, UnlistedRoleError, UsageError } from './errors.ts';
+import { EqualVersionError, HttpError, IncompleteBundleError, MetadataTooLargeError, RepositoryError, UnlistedRoleError, UsageError } from './errors.ts';
 
 /** The network, as the updater needs it. */
 export interface Fetcher {
@@ -40,6 +51,73 @@ export interface MetadataStore {
    * it to disk: after a power cut it may be lost, and is then downloaded again.
    */
   writeAtomic(name: string, bytes: Uint8Array, options?: { durable: boolean }): Promise<void>;
+  /** Deletes `name` durably (nothing if absent). */
+  remove(name: string): Promise<void>;
+}
+
+/** Where new metadata comes from. */
+export interface RoleSource {
+  /** Root version `version`, or undefined where the source has none: the end of the chain. */
+  root(version: number, maxLength: number): Promise<Uint8Array | undefined>;
+  /**
+   * The role's bytes (`version` set under consistent snapshots).
+   * @throws whatever says the source cannot give it: HttpError, IncompleteBundleError, ...
+   */
+  role(role: string, version: number | undefined, maxLength: number): Promise<Uint8Array>;
+}
+
+/** A TUF repository over HTTP: `base + [version.]quotedRole.json`; a 403 or 404 root ends the chain. */
+export function networkSource(metadataBaseUrl: string, fetcher: Fetcher): RoleSource {
+  const base = withSlash(metadataBaseUrl);
+  const url = (role: string, version?: number) => `${base}${version === undefined ? '' : `${version}.`}${metadataFileName(role)}`;
+  return {
+    async root(version, maxLength) {
+      try {
+        return await fetcher.fetch(url('root', version), maxLength);
+      } catch (e) {
+        if (e instanceof HttpError && (e.status === 403 || e.status === 404)) return undefined;
+        throw e;
+      }
+    },
+    role: (role, version, maxLength) => fetcher.fetch(url(role, version), maxLength),
+  };
+}
+
+/**
+ * The metadata a primary relays to a secondary: `<role>.json` and `N.root.json` -> bytes.
+ * A missing role is an IncompleteBundleError; a file over its cap is refused before parsing.
+ */
+export function bundleSource(repo: string, files: ReadonlyMap<string, Uint8Array>): RoleSource {
+  const capped = (name: string, maxLength: number) => {
+    const bytes = files.get(name);
+    if (bytes && bytes.byteLength > maxLength) throw new MetadataTooLargeError(name, maxLength, bytes.byteLength);
+    return bytes;
+  };
+  return {
+    async root(version, maxLength) {
+      return capped(`${version}.root.json`, maxLength);
+    },
+    async role(role, _version, maxLength) {
+      const bytes = capped(`${role}.json`, maxLength);
+      if (!bytes) throw new IncompleteBundleError(repo, `${role}.json`);
+      return bytes;
+    },
+  };
+}
+
+/**
+ * The trusted store as its own source: a refresh over it re-verifies what is stored,
+ * offline, with every check (versions, hashes, expiry, delegations) run again.
+ */
+export function storeSource(repo: string, store: MetadataStore): RoleSource {
+  return {
+    root: (version) => store.read(`${version}.${metadataFileName('root')}`),
+    async role(role) {
+      const bytes = await store.read(metadataFileName(role));
+      if (!bytes) throw new IncompleteBundleError(repo, metadataFileName(role));
+      return bytes;
+    },
+  };
 }
 
 /**
@@ -50,12 +128,20 @@ export interface MetadataStore {
 const DURABLE_ROLES: ReadonlySet<string> = new Set(['root', 'timestamp', 'snapshot']);
 
 export interface UpdaterOptions {
+  /** Where new metadata comes from; by default the network at metadataBaseUrl through fetcher. */
+  source?: RoleSource;
   /** Base URL of the metadata; a trailing `/` is added if missing. */
-  metadataBaseUrl: string;
+  metadataBaseUrl?: string;
   /** Base URL of the targets (needed for downloadTarget). */
   targetBaseUrl?: string;
-  fetcher: Fetcher;
+  /** The network (needed for the default source and for downloadTarget). */
+  fetcher?: Fetcher;
   store: MetadataStore;
+  /**
+   * Runs on every role the trusted set accepts from the source, before it is persisted;
+   * it throws (a RepositoryError) to refuse it. Uptane binds director roles to a device here.
+   */
+  acceptRole?: (role: string, signed: AnySigned) => void;
   /** The reference time for every expiry check. */
   now: Date;
   /** Most root versions fetched in one refresh (python-tuf: 256). */
@@ -84,7 +170,7 @@ export function metadataFileName(role: string): string {
 
 export class Updater {
   readonly #options: UpdaterOptions;
-  readonly #metadataBaseUrl: string;
+  readonly #source: RoleSource;
   readonly #maxLength: Record<RoleType, number>;
   #trusted: TrustedMetadataSet | undefined;
   #refreshed = false;
@@ -92,7 +178,9 @@ export class Updater {
 
   constructor(options: UpdaterOptions) {
     this.#options = options;
-    this.#metadataBaseUrl = withSlash(options.metadataBaseUrl);
+    if (options.source) this.#source = options.source;
+    else if (options.metadataBaseUrl !== undefined && options.fetcher) this.#source = networkSource(options.metadataBaseUrl, options.fetcher);
+    else throw new UsageError('an Updater needs a source, or a metadataBaseUrl and a fetcher');
     this.#maxLength = { ...DEFAULT_MAX_LENGTH, ...options.maxLength };
   }
 
@@ -109,6 +197,37 @@ export class Updater {
    *   and whatever the store throws.
    */
   async refresh(): Promise<void> {
+    await this.#start();
+    await this.#flushedAfter(async () => {
+      await this.#loadRoot();
+      await this.#loadTimestamp();
+      await this.#loadSnapshot();
+      await this.#loadTargets('targets', 'root');
+    });
+  }
+
+  /**
+   * Uptane 5.4.4.3 partial verification: the root chain, then the top-level targets
+   * checked against the final root alone (no timestamp or snapshot): signed by its
+   * targets keys, not expired, and no older than the stored copy, which is persisted
+   * durably because it is now the rollback state.
+   * @throws as refresh
+   */
+  async refreshPartial(): Promise<Targets> {
+    await this.#start();
+    return this.#flushedAfter(async () => {
+      await this.#loadRoot();
+      const trusted = this.#trusted!;
+      await this.#tryLocal('targets', (bytes) => trusted.updatePartialTargets(bytes, { trusted: true }));
+      const bytes = await this.#source.role('targets', undefined, this.#maxLength.targets);
+      const targets = trusted.updatePartialTargets(bytes);
+      this.#accept('targets', targets);
+      this.#persist('targets', bytes, true);
+      return targets;
+    });
+  }
+
+  async #start(): Promise<void> {
     if (this.#refreshed) throw new UsageError('an Updater refreshes once');
     this.#refreshed = true;
     const rootBytes = await this.#options.store.read(metadataFileName('root'));
@@ -116,12 +235,6 @@ export class Updater {
     this.#trusted = new TrustedMetadataSet(rootBytes, this.#options.now, {
       maxLength: this.#maxLength,
       maxRootRotations: this.#options.maxRootRotations ?? 256,
-    });
-    await this.#flushedAfter(async () => {
-      await this.#loadRoot();
-      await this.#loadTimestamp();
-      await this.#loadSnapshot();
-      await this.#loadTargets('targets', 'root');
     });
   }
 
@@ -180,28 +293,34 @@ export class Updater {
    */
   async downloadTarget(found: FoundTarget, targetBaseUrl?: string): Promise<Uint8Array> {
     found.info.hashAlgorithms(found.path);
+    if (!this.#options.fetcher) throw new UsageError('no fetcher to download targets with');
     const bytes = await this.#options.fetcher.fetch(this.targetUrl(found, targetBaseUrl), found.info.length);
     found.info.verify(found.path, bytes);
     return bytes;
   }
 
   /**
-   * 5.3: each next root version until the repository has none (403/404). At the
-   * cap it stops asking and goes on with the newest root it trusts (python-tuf).
+   * 5.3: each next root version until the source has none. At the cap it stops
+   * asking and goes on with the newest root it trusts (python-tuf).
    */
   async #loadRoot(): Promise<void> {
     const trusted = this.#trusted!;
     const first = trusted.root.version + 1;
     const cap = this.#options.maxRootRotations ?? 256;
     for (let version = first; version < first + cap; version++) {
-      let bytes: Uint8Array;
-      try {
-        bytes = await this.#download('root', this.#maxLength.root, version);
-      } catch (e) {
-        if (e instanceof HttpError && (e.status === 403 || e.status === 404)) return;
-        throw e;
+      const bytes = await this.#source.root(version, this.#maxLength.root);
+      if (!bytes) return;
+      const previous = trusted.root;
+      const root = trusted.updateRoot(bytes);
+      this.#accept('root', root);
+      // 5.3.11: new timestamp or snapshot keys void the stored copies, which may be
+      // ahead of what the new keys signed (recovery from a fast-forward attack). They
+      // go before the new root is stored, so a power cut cannot keep them under it.
+      if (rolesRekeyed(previous, root, ['timestamp', 'snapshot'])) {
+        await this.#flush();
+        await this.#options.store.remove(metadataFileName('timestamp'));
+        await this.#options.store.remove(metadataFileName('snapshot'));
       }
-      trusted.updateRoot(bytes);
       this.#persist('root', bytes);
     }
   }
@@ -210,13 +329,15 @@ export class Updater {
   async #loadTimestamp(): Promise<void> {
     const trusted = this.#trusted!;
     await this.#tryLocal('timestamp', (bytes) => trusted.updateTimestamp(bytes));
-    const bytes = await this.#download('timestamp', this.#maxLength.timestamp);
+    const bytes = await this.#source.role('timestamp', undefined, this.#maxLength.timestamp);
+    let timestamp;
     try {
-      trusted.updateTimestamp(bytes);
+      timestamp = trusted.updateTimestamp(bytes);
     } catch (e) {
       if (e instanceof EqualVersionError) return; // nothing new: keep the trusted one
       throw e;
     }
+    this.#accept('timestamp', timestamp);
     this.#persist('timestamp', bytes);
   }
 
@@ -225,8 +346,8 @@ export class Updater {
     const trusted = this.#trusted!;
     if (await this.#tryLocal('snapshot', (bytes) => trusted.updateSnapshot(bytes, { trusted: true }))) return;
     const meta = trusted.timestamp!.snapshotMeta;
-    const bytes = await this.#download('snapshot', meta.length ?? this.#maxLength.snapshot, this.#versionFor(meta.version));
-    trusted.updateSnapshot(bytes);
+    const bytes = await this.#source.role('snapshot', this.#versionFor(meta.version), meta.length ?? this.#maxLength.snapshot);
+    this.#accept('snapshot', trusted.updateSnapshot(bytes));
     this.#persist('snapshot', bytes);
   }
 
@@ -238,8 +359,9 @@ export class Updater {
     if (local) return local;
     const meta = trusted.snapshot!.meta[`${role}.json`];
     if (!meta) throw new UnlistedRoleError(role); // 5.6.1, before fetching anything
-    const bytes = await this.#download(role, meta.length ?? this.#maxLength.targets, this.#versionFor(meta.version));
+    const bytes = await this.#source.role(role, this.#versionFor(meta.version), meta.length ?? this.#maxLength.targets);
     const targets = trusted.updateDelegatedTargets(bytes, role, delegator);
+    this.#accept(role, targets);
     this.#persist(role, bytes);
     return targets;
   }
@@ -260,9 +382,8 @@ export class Updater {
     return this.#trusted!.root.consistentSnapshot ? version : undefined;
   }
 
-  #download(role: string, maxLength: number, version?: number): Promise<Uint8Array> {
-    const prefix = version === undefined ? '' : `${version}.`;
-    return this.#options.fetcher.fetch(`${this.#metadataBaseUrl}${prefix}${metadataFileName(role)}`, maxLength);
+  #accept(role: string, signed: AnySigned): void {
+    this.#options.acceptRole?.(role, signed);
   }
 
   /**
@@ -270,10 +391,10 @@ export class Updater {
    * next download; writes to one name stay in order, and every public method
    * waits for all of them (and reports their failure) before it returns.
    */
-  #persist(role: string, bytes: Uint8Array): void {
+  #persist(role: string, bytes: Uint8Array, durable = DURABLE_ROLES.has(role)): void {
     const name = metadataFileName(role);
     const previous = this.#writes.get(name) ?? Promise.resolve();
-    const write = previous.then(() => this.#options.store.writeAtomic(name, bytes, { durable: DURABLE_ROLES.has(role) }));
+    const write = previous.then(() => this.#options.store.writeAtomic(name, bytes, { durable }));
     write.catch(() => {}); // observed in #flush
     this.#writes.set(name, write);
   }
@@ -296,6 +417,15 @@ export class Updater {
     await this.#flush();
     return result;
   }
+}
+
+/** Whether any of `roles` has other keys or another threshold in `next` than in `previous`. */
+function rolesRekeyed(previous: Root, next: Root, roles: ReadonlyArray<'timestamp' | 'snapshot'>): boolean {
+  return roles.some((role) => {
+    const [a, b] = [previous.roles[role], next.roles[role]];
+    const keys = (r: typeof a, root: Root) => r.keyids.map((id) => JSON.stringify(root.keys[id] ?? id)).sort().join();
+    return a.threshold !== b.threshold || keys(a, previous) !== keys(b, next);
+  });
 }
 
 function withSlash(url: string): string {

@@ -12,7 +12,7 @@
  *   failed | cancelled.
  */
 import { randomUUID } from 'node:crypto';
-import { canonicalString, matchDirectorTarget, TargetFile, TargetMismatchError, type InstalledImage } from '@upfleet/core';
+import { canonicalString, imageCustom, matchDirectorTarget, TargetFile, TargetMismatchError, type InstalledImage } from '@upfleet/core';
 import { AssignmentRefusedError, BadRequestError, ConflictError, NotFoundError } from './errors.ts';
 import type { Context } from './context.ts';
 import type { Inventory } from './inventory.ts';
@@ -75,11 +75,13 @@ export class Assignments {
   checkItem(deviceId: string, ecu: EcuRecord, r: AssignmentRequest, imageTarget: TargetFile | undefined): AssignmentItem {
     const length = r.length ?? imageTarget?.length ?? 0;
     const hashes = r.hashes ?? imageTarget?.hashes ?? {};
-    const directorTarget = new TargetFile(length, hashes, { ecuIdentifiers: { [ecu.serial]: { hardwareId: ecu.hardwareId } } });
     try {
+      // The director copies the image repository's release counter into its own target.
+      const releaseCounter = imageTarget ? imageCustom(imageTarget, r.image).releaseCounter : 0;
+      const directorTarget = new TargetFile(length, hashes, { ecuIdentifiers: { [ecu.serial]: { hardwareId: ecu.hardwareId } }, releaseCounter });
       const custom = matchDirectorTarget({
-        name: r.image, directorTarget, imageTarget, ecuSerial: ecu.serial, hardwareId: ecu.hardwareId,
-        installedReleaseCounter: ecu.releaseCounter,
+        director: { name: r.image, target: directorTarget, ecuSerial: ecu.serial, hardwareId: ecu.hardwareId, releaseCounter },
+        imageTarget, hardwareId: ecu.hardwareId, installedReleaseCounter: ecu.releaseCounter,
       });
       return { ecuSerial: ecu.serial, hardwareId: ecu.hardwareId, image: r.image, length, hashes: { ...hashes },
         releaseCounter: custom.releaseCounter, previous: ecu.installed };
@@ -158,7 +160,7 @@ export class Assignments {
       const latest = assignments.findLast((a) => a.items.some((i) => i.ecuSerial === ecu.serial));
       if (!latest || latest.status === 'failed' || latest.status === 'cancelled') continue;
       const item = latest.items.find((i) => i.ecuSerial === ecu.serial)!;
-      const target = (targets[item.image] ??= new TargetFile(item.length, { ...item.hashes }, { ecuIdentifiers: {} }));
+      const target = (targets[item.image] ??= new TargetFile(item.length, { ...item.hashes }, { ecuIdentifiers: {}, releaseCounter: item.releaseCounter }));
       (target.custom!.ecuIdentifiers as Record<string, unknown>)[ecu.serial] = { hardwareId: ecu.hardwareId };
     }
     return targets;

@@ -7,7 +7,7 @@
  * Trust starts from a given root.json, or, failing that, from the repository's
  * own 1.root.json fetched once (trust on first use, logged).
  */
-import { mkdirSync, openSync, fsyncSync, closeSync, writeSync, renameSync, readFileSync, existsSync } from 'node:fs';
+import { mkdirSync, openSync, fsyncSync, closeSync, writeSync, renameSync, readFileSync, existsSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { DownloadError, HttpError, LengthLimitError, metadataFileName, TrustedMetadataSet, Updater, type Fetcher, type MetadataStore, type TargetFile } from '@upfleet/core';
@@ -69,6 +69,10 @@ export class DirectoryMetadataStore implements MetadataStore {
       closeSync(fd);
     }
     renameSync(tmp, path);
+  }
+
+  async remove(name: string): Promise<void> {
+    rmSync(join(this.dir, name), { force: true });
   }
 }
 

@@ -279,7 +279,7 @@ describe('upfleet-repo CLI', () => {
           return bytes;
         },
       },
-      store: { read: async (name) => stored.get(name), writeAtomic: async (name, bytes) => void stored.set(name, bytes) },
+      store: { read: async (name) => stored.get(name), writeAtomic: async (name, bytes) => void stored.set(name, bytes), remove: async (name) => void stored.delete(name) },
     });
     await updater.refresh();
     assert.equal(updater.trustedSet.root.version, 4);

@@ -8,6 +8,8 @@
  *   steps never keep cross-step knowledge anywhere else.
  */
 
+import type { PlannedImage } from '@upfleet/core';
+
 export const STATE_NAMES = [
   'idle',
   'sendingManifest',
@@ -22,17 +24,8 @@ export const STATE_NAMES = [
 
 export type StateName = (typeof STATE_NAMES)[number];
 
-/** One director target bound to one ECU, after matching against the image repository. */
-export interface PlannedInstall {
-  ecuSerial: string;
-  hardwareId: string;
-  /** Target path, the same in both repositories. */
-  name: string;
-  length: number;
-  hashes: Record<string, string>;
-  releaseCounter: number;
-  version?: string;
-}
+/** One director target bound to one ECU, after matching against the image repository (core's verified plan). */
+export type PlannedInstall = PlannedImage;
 
 /** A typed error flattened for storage: class name, code, message and its own fields. */
 export interface FailureRecord {
@@ -53,7 +46,11 @@ export interface CycleData {
   cycleId: string;
   /** Director targets version this cycle answers (0 before it is known). */
   directorTargetsVersion: number;
-  /** ECUs to update, in install order; empty until matching is done. */
+  /**
+   * ECUs to update, in install order. After checkingDirector: the director's images
+   * not yet installed, unverified, kept only so a refusal can name them; after
+   * checkingImages: the verified plan, the only input of every later step.
+   */
   plan: PlannedInstall[];
   /** ECU serials whose image is activated (kept across power loss, so activation is not repeated). */
   activated: string[];

@@ -28,9 +28,7 @@ import { join } from 'node:path';
 import {
   LengthOrHashMismatchError,
   digestHex,
-  Metadata,
   MultiHasher,
-  imageCustom,
   isSupportedHash,
   signEcuReport,
   type HashAlgorithm,
@@ -51,8 +49,6 @@ interface SlotState {
   releaseCounter: number;
   /** An image staged for the inactive slot, and how far it got. */
   pending?: { image: InstalledImage; releaseCounter: number; phase: 'staging' | 'installed' | 'activating' };
-  /** Releases the image repository named, by target name (from putMetadata). */
-  releaseCounters?: Record<string, number>;
   /** What the last refusal or failure was, for the next report (empty when none). */
   attacksDetected: string;
   latestVerifiedTime: string;
@@ -131,18 +127,12 @@ export class LocalInstallSecondary implements Secondary {
   }
 
   /**
-   * The primary verified both repositories itself before calling this; here the
-   * image repository's release counters are kept for the report after install.
+   * The primary verified both repositories itself and hands over its verified plan
+   * (release counter included) with the image: nothing here reads the bundle.
    */
-  async putMetadata(bundle: MetadataBundle): Promise<void> {
-    const releaseCounters: Record<string, number> = {};
-    for (const bytes of Object.values(bundle.image ?? {})) {
-      const md = Metadata.fromBytes(bytes);
-      if (md.signed.type !== 'targets') continue;
-      for (const [name, t] of Object.entries(md.signed.targets)) releaseCounters[name] = imageCustom(t).releaseCounter;
-    }
+  async putMetadata(_bundle: MetadataBundle): Promise<void> {
     const s = this.#load();
-    this.#save({ ...s, releaseCounters, latestVerifiedTime: this.#now().toISOString() });
+    this.#save({ ...s, latestVerifiedTime: this.#now().toISOString() });
   }
 
   /** Stages (verified copy) then runs the `install` phase for the inactive slot. @throws LengthOrHashMismatchError, InstallError */
@@ -152,7 +142,7 @@ export class LocalInstallSecondary implements Secondary {
     const same = s.pending && JSON.stringify(s.pending.image) === JSON.stringify(target);
     if (!same) {
       rmSync(this.#staged, { force: true });
-      s = { ...s, pending: { image: target, releaseCounter: s.releaseCounters?.[image.name] ?? 0, phase: 'staging' } };
+      s = { ...s, pending: { image: target, releaseCounter: image.releaseCounter, phase: 'staging' } };
       this.#save(s);
     }
     if (s.pending!.phase === 'staging') {
@@ -224,7 +214,7 @@ export class LocalInstallSecondary implements Secondary {
       throw error;
     }
     await this.#run('commit', slot, name);
-    this.#save({ active: slot, installed: s.pending!.image, releaseCounter: s.pending!.releaseCounter, attacksDetected: '', latestVerifiedTime: s.latestVerifiedTime, releaseCounters: s.releaseCounters ?? {} });
+    this.#save({ active: slot, installed: s.pending!.image, releaseCounter: s.pending!.releaseCounter, attacksDetected: '', latestVerifiedTime: s.latestVerifiedTime });
     rmSync(this.#staged, { force: true });
   }
 

@@ -26,6 +26,8 @@ export interface ImageToInstall {
   name: string;
   length: number;
   hashes: Record<string, string>;
+  /** From the verified plan: the counter the ECU records once the image runs. */
+  releaseCounter: number;
   /** Bytes from `offset` to the end of the image. */
   open(offset: number): AsyncIterable<Uint8Array>;
 }

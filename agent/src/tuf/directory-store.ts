@@ -28,6 +28,13 @@ export class DirectoryMetadataStore implements MetadataStore {
     await writeFileAtomic(this.#path(name), bytes, { sync: options?.durable ?? true });
   }
 
+  /** @throws UsageError for a name that is not a plain file name; fs errors other than ENOENT. */
+  async remove(name: string): Promise<void> {
+    await unlink(this.#path(name)).catch((e: NodeJS.ErrnoException) => {
+      if (e.code !== 'ENOENT') throw e;
+    });
+  }
+
   #path(name: string): string {
     if (name === '' || name === '.' || name === '..' || /[/\\\0]/.test(name)) throw new UsageError(`not a plain file name: ${name}`);
     return join(this.dir, name);

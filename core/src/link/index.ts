@@ -11,4 +11,4 @@ export * from './state.ts';
 export type { LinkStats, SessionOptions } from './connection.ts';
 export * from './primary-session.ts';
 export * from './ecu-session.ts';
-export * from './ecu-verification.ts';
+export { refusalCodeFor } from './refusal-codes.ts';

@@ -47,6 +47,11 @@ export class MemoryStore implements MetadataStore {
     this.durable.set(name, options?.durable ?? true);
   }
 
+  async remove(name: string): Promise<void> {
+    this.files.delete(name);
+    this.durable.delete(name);
+  }
+
   /** A copy of the stored files, to assert that a failed update changed nothing. */
   snapshot(): Map<string, Uint8Array> {
     return new Map(this.files);
