@@ -11,6 +11,9 @@
  *   logic is a REFUSED reply: the endpoint never dies with the line up.
  * - After a successful Activate the ECU "reboots": it drops every byte for
  *   `rebootMs`, then starts a fresh session.
+ * - After any session reset the session answers HELLO_REQUIRED until Hello,
+ *   and Hello makes the ECU discard a half-received metadata transfer: no
+ *   separate clean-up here.
  */
 import type { Duplex } from 'node:stream';
 import { EcuSession, NEED_DATA, PAUSED, refusal, RemoteProtocolError, type Reply, type Request } from '@upfleet/core/link/index.ts';

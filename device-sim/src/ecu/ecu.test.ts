@@ -1,13 +1,13 @@
 import { after, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { digestHex, Ed25519Signer, RepositoryBuilder, TargetFile } from '@upfleet/core';
-import { EcuRefusedError } from '@upfleet/core/link/index.ts';
+import { EcuRefusedError, type Reply, type Request } from '@upfleet/core/link/index.ts';
 import { rtoForLine, SerialSecondary } from '../../../agent/src/secondaries/serial-secondary.ts';
 import type { ImageToInstall } from '../../../agent/src/secondaries/secondary.ts';
-import { connectInProcess, makeUpdateFixture, prng, SimulatedEcu, type EmulatorOptions, type SimulatedEcuOptions } from '../index.ts';
+import { connectInProcess, makeUpdateFixture, prng, SimulatedEcu, type EmulatorOptions, type SimulatedEcuOptions, type UpdateFixture } from '../index.ts';
 
 const NOW = new Date();
 const dirs: string[] = [];
@@ -217,5 +217,105 @@ describe('simulated ECU over an in-process link', () => {
     fx.director.commit();
     await assert.rejects(secondary.putMetadata(fx.bundle()), refusedWith('TARGET_MISMATCH'));
     await assert.rejects(secondary.putMetadata({ director: fx.bundle().director }), refusedWith('METADATA_INCOMPLETE'));
+  });
+});
+
+describe('simulated ECU: the lifetime of a metadata transfer', () => {
+  const HELLO: Request = { type: 'Hello', versions: [1], maxChunk: 512, maxWindow: 16 };
+  /** Sends every file of `bundle` in 512-byte parts straight to the ECU (no session, so no Hello in between), then MetadataEnd. */
+  async function sendBundle(ecu: SimulatedEcu, bundle: ReturnType<UpdateFixture['bundle']>): Promise<Reply> {
+    for (const repo of ['director', 'image'] as const) {
+      for (const [name, bytes] of Object.entries(bundle[repo])) {
+        for (let offset = 0; offset === 0 || offset < bytes.length; offset += 512) {
+          const reply = await ecu.handle({ type: 'MetadataPart', repo, name, total: bytes.length, offset, data: bytes.subarray(offset, offset + 512) });
+          assert.equal(reply.type, 'Ok', `${repo}/${name} at ${offset}: ${JSON.stringify(reply)}`);
+        }
+      }
+    }
+    return ecu.handle({ type: 'MetadataEnd' });
+  }
+  /** What a lying primary leaves behind: the first half of `count` files (named `names`, then junk-N.json). */
+  async function halfFiles(ecu: SimulatedEcu, count: number, names: string[] = []): Promise<void> {
+    for (let i = 0; i < count; i++) {
+      const name = names[i] ?? `junk-${i}.json`;
+      assert.equal((await ecu.handle({ type: 'MetadataPart', repo: 'director', name, total: 100, offset: 0, data: new Uint8Array(50) })).type, 'Ok');
+    }
+  }
+  const accepted = (ecu: SimulatedEcu, reply: Reply) => {
+    assert.deepEqual(reply, { type: 'Ok' });
+    assert.equal(ecu.store.state.verified?.name, 'brake-2.0.bin');
+    assert.equal(ecu.store.state.attacksDetected, '');
+  };
+  const refusal = (reply: Reply, code: string, detail: RegExp) => {
+    assert.equal(reply.type, 'Refusal');
+    assert.equal((reply as Reply & { type: 'Refusal' }).code, code);
+    assert.match((reply as Reply & { type: 'Refusal' }).detail, detail);
+  };
+
+  for (const [label, reset] of [
+    ['Hello (a new session)', HELLO],
+    ['Abort', { type: 'Abort' }],
+    ['a request other than a part (ReportRequest)', { type: 'ReportRequest', nonce: 'n' }],
+  ] as const) {
+    it(`32 half files abandoned before ${label} do not block the next transfer`, async () => {
+      const { ecu, fx } = setup();
+      await halfFiles(ecu, 32);
+      await ecu.handle(reset as Request);
+      accepted(ecu, await sendBundle(ecu, fx.bundle()));
+    });
+  }
+
+  it('a refused MetadataEnd (incomplete files) discards the transfer and changes no persisted state', async () => {
+    const { ecu, fx } = setup();
+    const before = readFileSync(ecu.store.statePath, 'utf8');
+    await halfFiles(ecu, 32);
+    refusal(await ecu.handle({ type: 'MetadataEnd' }), 'METADATA_INCOMPLETE', /junk-0\.json: 50 of 100 bytes/);
+    assert.equal(readFileSync(ecu.store.statePath, 'utf8'), before);
+    accepted(ecu, await sendBundle(ecu, fx.bundle()));
+  });
+
+  it('a refused MetadataEnd (bad signature) keeps the trust and verified target, records the attack, and discards the transfer', async () => {
+    const { ecu, fx } = setup();
+    accepted(ecu, await sendBundle(ecu, fx.bundle()));
+    const { trust, verified } = structuredClone(ecu.store.state);
+    const rogue = new RepositoryBuilder({ now: NOW });
+    rogue.setTarget('brake-2.0.bin', fx.director.targets.targets['brake-2.0.bin']!);
+    rogue.commit();
+    const bundle = fx.bundle();
+    refusal(await sendBundle(ecu, { ...bundle, director: { ...bundle.director, 'targets.json': rogue.bytes('targets') } }), 'METADATA_UNSIGNED', /./);
+    assert.deepEqual(ecu.store.state.trust, trust);
+    assert.deepEqual(ecu.store.state.verified, verified);
+    assert.match(ecu.store.state.attacksDetected, /METADATA_UNSIGNED/);
+    refusal(await ecu.handle({ type: 'MetadataEnd' }), 'METADATA_INCOMPLETE', /./);
+  });
+
+  it('a part at offset 0 for a file the transfer already holds starts a new set', async () => {
+    const { ecu, fx } = setup();
+    const first = Object.keys(fx.bundle().director)[0]!;
+    await halfFiles(ecu, 2, [first]);
+    accepted(ecu, await sendBundle(ecu, fx.bundle()));
+  });
+
+  describe('limits of one transfer', () => {
+    it('refuses a 33rd file, and the refusal ends the transfer', async () => {
+      const { ecu, fx } = setup();
+      await halfFiles(ecu, 32);
+      refusal(await ecu.handle({ type: 'MetadataPart', repo: 'image', name: 'one-more.json', total: 10, offset: 0, data: new Uint8Array(10) }), 'METADATA_MALFORMED', /too many metadata files/);
+      accepted(ecu, await sendBundle(ecu, fx.bundle()));
+    });
+
+    it('refuses a file larger than 2 MB', async () => {
+      const { ecu } = setup();
+      refusal(await ecu.handle({ type: 'MetadataPart', repo: 'director', name: 'targets.json', total: 2_000_001, offset: 0, data: new Uint8Array(10) }), 'METADATA_MALFORMED', /larger than 2000000 bytes/);
+      assert.deepEqual(await ecu.handle({ type: 'MetadataPart', repo: 'director', name: 'targets.json', total: 2_000_000, offset: 0, data: new Uint8Array(10) }), { type: 'Ok' });
+    });
+
+    it('refuses a part that changes the total or skips ahead', async () => {
+      const { ecu } = setup();
+      await halfFiles(ecu, 1);
+      refusal(await ecu.handle({ type: 'MetadataPart', repo: 'director', name: 'junk-0.json', total: 101, offset: 50, data: new Uint8Array(10) }), 'PROTOCOL', /total 101, was 100/);
+      await halfFiles(ecu, 1);
+      refusal(await ecu.handle({ type: 'MetadataPart', repo: 'director', name: 'junk-0.json', total: 100, offset: 60, data: new Uint8Array(10) }), 'PROTOCOL', /part at 60, expected 50/);
+    });
   });
 });

@@ -11,6 +11,13 @@
  *   so the inactive slot's size is the resume offset.
  * - Activation only switches to a slot whose image passed verification.
  * - Erasing the inactive slot takes `eraseMs`; meanwhile ImageBegin answers BUSY.
+ * - A metadata transfer is an unbroken run of MetadataParts ended by
+ *   MetadataEnd, and lives in RAM only. Any other request (Hello: a new
+ *   session; Abort), a refused part, a part at offset 0 for a file this
+ *   transfer already holds (a new set), and MetadataEnd itself, accepted or
+ *   refused, discard it: what a primary abandons cannot count against the
+ *   limits of the next transfer. Only an accepted MetadataEnd changes the
+ *   persisted trust and verified target.
  *
  * Events (for logs, tests and the demo): 'verified' (target), 'begin' (offset),
  * 'image-verified' (target), 'activated' (slot, target), 'refused' (code, detail);
@@ -51,19 +58,21 @@ export interface SimulatedEcuOptions {
   now?: () => Date;
 }
 
-/** Per metadata file being received: its bytes so far. */
+/** Per metadata file of the transfer in progress: its bytes so far. */
 interface Staged {
   total: number;
   bytes: Uint8Array;
   filled: number;
 }
 
+/** Limits of one metadata transfer (the ECU's RAM). */
 const MAX_METADATA_FILE = 2_000_000;
 const MAX_METADATA_FILES = 32;
 
 export class SimulatedEcu extends EventEmitter {
   readonly store: EcuStore;
   refuse: ErrorCodeName | null;
+  /** The metadata transfer in progress, by `${repo}/${name}`. */
   #staged = new Map<string, Staged>();
   #erasingUntil = 0;
   #fd: number | undefined;
@@ -111,6 +120,8 @@ export class SimulatedEcu extends EventEmitter {
 
   /** The reply to one request. */
   async handle(r: Request): Promise<Reply> {
+    const staged = this.#staged;
+    if (r.type !== 'MetadataPart') this.#staged = new Map();
     switch (r.type) {
       case 'Hello': {
         const n = negotiate(r, this.options.limits);
@@ -120,10 +131,13 @@ export class SimulatedEcu extends EventEmitter {
         return event({ type: 'Info', info: this.info });
       case 'ReportRequest':
         return event({ type: 'Report', report: canonicalize(this.#report(r.nonce)) });
-      case 'MetadataPart':
-        return this.#metadataPart(r);
+      case 'MetadataPart': {
+        const reply = this.#metadataPart(r);
+        if (reply.type === 'Refusal') this.#staged = new Map();
+        return reply;
+      }
       case 'MetadataEnd':
-        return this.#metadataEnd();
+        return this.#metadataEnd(staged);
       case 'ImageBegin':
         return this.#imageBegin(r);
       case 'ImageEnd':
@@ -153,29 +167,33 @@ export class SimulatedEcu extends EventEmitter {
     }, this.options.signer);
   }
 
+  /** Stages one part; a refusal here ends the transfer (handle discards it). */
   #metadataPart(r: Request & { type: 'MetadataPart' }): Reply {
     const key = `${r.repo}/${r.name}`;
+    // A file sent again from its start: the primary began a new set.
+    if (r.offset === 0 && this.#staged.has(key)) this.#staged = new Map();
     let st = this.#staged.get(key);
-    if (!st || st.total !== r.total || r.offset === 0) {
+    if (!st) {
       if (r.total > MAX_METADATA_FILE) return refusal('METADATA_MALFORMED', `${r.name} is larger than ${MAX_METADATA_FILE} bytes`);
-      if (!this.#staged.has(key) && this.#staged.size >= MAX_METADATA_FILES) return refusal('METADATA_MALFORMED', 'too many metadata files');
+      if (this.#staged.size >= MAX_METADATA_FILES) return refusal('METADATA_MALFORMED', 'too many metadata files');
       st = { total: r.total, bytes: new Uint8Array(r.total), filled: 0 };
-      this.#staged.set(key, st);
     }
+    if (r.total !== st.total) return refusal('PROTOCOL', `${r.name}: total ${r.total}, was ${st.total}`);
     if (r.offset > st.filled) return refusal('PROTOCOL', `${r.name}: part at ${r.offset}, expected ${st.filled}`);
+    this.#staged.set(key, st);
     st.bytes.set(r.data, r.offset);
     st.filled = Math.max(st.filled, r.offset + r.data.length);
     return event({ type: 'Ok' });
   }
 
-  #metadataEnd(): Reply {
+  /** Verifies the transfer `staged` (already discarded by handle, whatever the outcome). */
+  #metadataEnd(staged: ReadonlyMap<string, Staged>): Reply {
     const files = { director: {} as Record<string, Uint8Array>, image: {} as Record<string, Uint8Array> };
-    for (const [key, st] of this.#staged) {
+    for (const [key, st] of staged) {
       const [repo, name] = [key.slice(0, key.indexOf('/')), key.slice(key.indexOf('/') + 1)];
       if (st.filled !== st.total) return refusal('METADATA_INCOMPLETE', `${key}: ${st.filled} of ${st.total} bytes`);
       files[repo as 'director' | 'image'][name] = st.bytes;
     }
-    this.#staged.clear();
     const s = this.store.state;
     try {
       const v = verifyForEcu({
