@@ -36,7 +36,7 @@ async function runCase(baud: number, ber: number, seed: number) {
     });
     await secondary.putMetadata(fx.bundle());
     const image = {
-      name: 'fw.bin', length: size, hashes: { sha256: digestHex('sha256', bytes) },
+      name: 'fw.bin', length: size, hashes: { sha256: digestHex('sha256', bytes) }, releaseCounter: 0,
       async *open(offset: number) {
         for (let o = offset; o < size; o += 8192) yield bytes.subarray(o, Math.min(o + 8192, size));
       },

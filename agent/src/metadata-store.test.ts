@@ -4,8 +4,8 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Ed25519Signer, RepositoryBuilder, Updater, UnsignedMetadataError, utf8 } from '@upfleet/core';
-import { verifyForEcu } from '@upfleet/core/link/ecu-verification.ts';
-import { METADATA_URL, SimulatorFetcher } from '@upfleet/core/testing/simulator.ts';
+import { verifyForEcu } from '@upfleet/core';
+import { MemoryStore, METADATA_URL, SimulatorFetcher } from '@upfleet/core/testing/simulator.ts';
 import { openDb } from './db.ts';
 import { SqliteMetadataStore } from './metadata-store.ts';
 
@@ -16,7 +16,7 @@ after(() => rmSync(dir, { recursive: true, force: true }));
 /** A director repository for one ECU whose root was rotated twice after the ECU pinned version 1. */
 function rotatedDirector() {
   const repo = new RepositoryBuilder({ now: NOW });
-  repo.addTarget('fw.bin', utf8('firmware'), { custom: { ecuIdentifiers: { 'ecu-1': { hardwareId: 'hw-1' } } } });
+  repo.addTarget('fw.bin', utf8('firmware'), { custom: { ecuIdentifiers: { 'ecu-1': { hardwareId: 'hw-1' } }, releaseCounter: 1 } });
   repo.commit();
   const pinnedRoot = repo.bytes('root');
   repo.rotateKeys('root', [Ed25519Signer.generate()]);
@@ -37,13 +37,15 @@ describe('SqliteMetadataStore', () => {
 
       assert.deepEqual(store.names().filter((n) => n.endsWith('root.json')).sort(), ['1.root.json', '2.root.json', '3.root.json', 'root.json']);
 
-      const bundle = Object.fromEntries(store.names().map((n) => [n, store.readSync(n)!]));
-      const verified = verifyForEcu({
+      const bundle = new Map(store.names().map((n) => [n, store.readSync(n)!]));
+      const ecuStore = new MemoryStore();
+      await ecuStore.writeAtomic('root.json', pinnedRoot);
+      const verified = await verifyForEcu({
         mode: 'partial', ecuSerial: 'ecu-1', hardwareId: 'hw-1', now: NOW, installedReleaseCounter: 0,
-        trust: { directorRoot: pinnedRoot, directorTargetsVersion: 0 }, director: bundle,
+        stores: { director: ecuStore }, director: bundle,
       });
-      assert.equal(verified.target.name, 'fw.bin');
-      assert.deepEqual(verified.trust.directorRoot, repo.bytes('root'));
+      assert.equal(verified.name, 'fw.bin');
+      assert.deepEqual(ecuStore.files.get('root.json'), repo.bytes('root'));
     });
 
     it('without version 2, root 3 is not signed by the pinned root 1 keys (what the chain is for)', async () => {
@@ -52,14 +54,18 @@ describe('SqliteMetadataStore', () => {
       store.writeSync('root.json', pinnedRoot);
       await new Updater({ metadataBaseUrl: METADATA_URL, fetcher: new SimulatorFetcher(repo), store, now: NOW }).refresh();
 
-      const bundle = Object.fromEntries(store.names().filter((n) => n !== '2.root.json').map((n) => [n, store.readSync(n)!]));
-      assert.throws(
-        () => verifyForEcu({
+      // The chain ends where a version is missing: the ECU stays at root 1, whose keys did not sign these targets.
+      const bundle = new Map(store.names().filter((n) => n !== '2.root.json').map((n) => [n, store.readSync(n)!]));
+      const ecuStore = new MemoryStore();
+      await ecuStore.writeAtomic('root.json', pinnedRoot);
+      await assert.rejects(
+        verifyForEcu({
           mode: 'partial', ecuSerial: 'ecu-1', hardwareId: 'hw-1', now: NOW, installedReleaseCounter: 0,
-          trust: { directorRoot: pinnedRoot, directorTargetsVersion: 0 }, director: bundle,
+          stores: { director: ecuStore }, director: bundle,
         }),
-        (e: unknown) => e instanceof UnsignedMetadataError && e.role === 'root' && e.validSignatures === 0,
+        (e: unknown) => e instanceof UnsignedMetadataError && e.role === 'targets' && e.validSignatures === 0,
       );
+      assert.deepEqual(ecuStore.files.get('root.json'), pinnedRoot);
     });
   });
 });

@@ -1,6 +1,6 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { Updater, quoteRoleName, metadataFileName, type UpdaterOptions } from './updater.ts';
+import { Updater, quoteRoleName, metadataFileName, storeSource, type UpdaterOptions } from './updater.ts';
 import { RepositoryBuilder } from './repository.ts';
 import { SimulatorFetcher, MemoryStore, METADATA_URL, TARGETS_URL } from './testing/simulator.ts';
 import { assertRejectsWith, NOW, SIGNED_AT } from './testing/fixtures.ts';
@@ -276,6 +276,68 @@ describe('Updater', () => {
         c.repo.commit();
         await c.updater().refresh();
         assert.equal(storedVersion(c.store, 'timestamp'), 1);
+      });
+    });
+
+    describe('when only the snapshot key was rotated and its version reset (fast-forward recovery, TUF 5.3.11; finding 8)', () => {
+      it('deletes the stored timestamp and snapshot before storing the new root, and accepts the new ones', async () => {
+        const c = setup();
+        for (let i = 0; i < 3; i++) {
+          c.repo.touch('snapshot');
+          c.repo.commit();
+        }
+        await c.updater().refresh();
+        assert.equal(storedVersion(c.store, 'snapshot'), 4);
+        c.repo.rotateKeys('snapshot', [Ed25519Signer.generate()]);
+        c.repo.snapshot.version = 0; // the next commit publishes version 1
+        c.repo.commit();
+        // The stored timestamp still verifies (its key did not change) and lists snapshot 4.
+        await c.updater().refresh();
+        assert.equal(storedVersion(c.store, 'snapshot'), 1);
+        assert.equal(storedVersion(c.store, 'root'), 2);
+      });
+      it('leaves no stale timestamp behind when the refresh fails right after the new root', async () => {
+        const c = setup();
+        await c.updater().refresh();
+        c.repo.rotateKeys('snapshot', [Ed25519Signer.generate()]);
+        c.repo.commit();
+        c.fetcher.overrides.set('metadata/timestamp.json', new Uint8Array([0x7b]));
+        await assert.rejects(c.updater().refresh());
+        assert.equal(storedVersion(c.store, 'root'), 2);
+        assert.equal(c.store.files.has('timestamp.json'), false);
+        assert.equal(c.store.files.has('snapshot.json'), false);
+      });
+    });
+
+    describe('with an acceptRole check (the Uptane layer binds roles to a device here)', () => {
+      it('refuses a role before anything of it is stored', async () => {
+        const c = setup();
+        await c.updater().refresh();
+        const before = c.store.snapshot();
+        c.repo.touch('timestamp');
+        c.repo.commit();
+        const refused = new Error('not mine');
+        await assert.rejects(c.updater({ acceptRole: (role) => { if (role === 'timestamp') throw refused; } }).refresh(), (e) => e === refused);
+        assert.deepEqual(c.store.snapshot(), before);
+      });
+    });
+
+    describe('over the store itself (offline re-verification)', () => {
+      it('re-verifies every stored role and fetches nothing', async () => {
+        const c = setup((repo) => repo.delegate('targets', { name: 'a', paths: ['a/*'] }));
+        c.repo.addTarget('a/x.bin', utf8('x'), { role: 'a' });
+        c.repo.commit();
+        const online = c.updater();
+        assert.ok(await online.findTarget('a/x.bin'));
+        const requests = c.fetcher.requests.length;
+        const offline = new Updater({ source: storeSource('test', c.store), store: c.store, now: NOW });
+        assert.equal((await offline.findTarget('a/x.bin'))?.role, 'a');
+        assert.equal(c.fetcher.requests.length, requests);
+      });
+      it('refuses a stored role that no longer verifies (expired) rather than trusting it', async () => {
+        const c = setup();
+        await c.updater().refresh();
+        await assert.rejects(new Updater({ source: storeSource('test', c.store), store: c.store, now: LATER }).refresh(), ExpiredMetadataError);
       });
     });
 

@@ -51,7 +51,7 @@ describe('upfleet-sim', () => {
         assert.equal((await secondary.info()).hardwareId, 'hw');
         await secondary.putMetadata(fx.bundle());
         const hashes = { sha256: digestHex('sha256', bytes) };
-        await secondary.install({ name: 'fw.bin', length: bytes.length, hashes, async *open(o) { yield bytes.subarray(o); } });
+        await secondary.install({ name: 'fw.bin', length: bytes.length, hashes, releaseCounter: 0, async *open(o) { yield bytes.subarray(o); } });
         await secondary.activate();
         assert.equal((await secondary.info()).installed?.hashes.sha256, hashes.sha256);
       } finally {

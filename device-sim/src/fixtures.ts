@@ -27,8 +27,13 @@ export interface UpdateFixture {
   assign(img: FixtureImage): TargetFile;
 }
 
+/** What a primary relays: every root version (an ECU follows the chain from the one it pinned), then the current roles. */
 function roleFiles(repo: RepositoryBuilder): RoleFiles {
   const out: RoleFiles = {};
+  for (const [path, bytes] of repo.files) {
+    const root = /^metadata\/(\d+\.root\.json)$/.exec(path);
+    if (root) out[root[1]!] = bytes;
+  }
   for (const role of ['root', 'timestamp', 'snapshot', 'targets']) out[`${role}.json`] = repo.bytes(role);
   for (const role of repo.targetsRoles.filter((r) => r !== 'targets')) out[`${role}.json`] = repo.bytes(role);
   return out;
@@ -38,7 +43,8 @@ function roleFiles(repo: RepositoryBuilder): RoleFiles {
 export function makeUpdateFixture(options: { now: Date; deviceId?: string; images: FixtureImage[] }): UpdateFixture {
   const image = new RepositoryBuilder({ now: options.now });
   const director = new RepositoryBuilder({ now: options.now });
-  director.targets.unrecognizedFields.deviceId = options.deviceId ?? 'vehicle-1';
+  // Uptane: every director role but root names the device.
+  for (const role of [director.timestamp, director.snapshot, director.targets]) role.unrecognizedFields.deviceId = options.deviceId ?? 'vehicle-1';
   const assign = (img: FixtureImage): TargetFile => {
     const t = image.addTarget(img.name, img.bytes, {
       custom: { hardwareIds: [img.hardwareId], releaseCounter: img.releaseCounter ?? 1, version: '1.0.0' },
@@ -46,7 +52,7 @@ export function makeUpdateFixture(options: { now: Date; deviceId?: string; image
     for (const [name, info] of Object.entries(director.targets.targets)) {
       if (img.ecuSerial in ((info.custom?.ecuIdentifiers as object | undefined) ?? {})) director.removeTarget(name);
     }
-    const d = new TargetFile(t.length, { ...t.hashes }, { ecuIdentifiers: { [img.ecuSerial]: { hardwareId: img.hardwareId } } });
+    const d = new TargetFile(t.length, { ...t.hashes }, { ecuIdentifiers: { [img.ecuSerial]: { hardwareId: img.hardwareId } }, releaseCounter: img.releaseCounter ?? 1 });
     director.setTarget(img.name, d);
     image.commit();
     director.commit();

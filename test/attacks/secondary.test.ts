@@ -83,7 +83,7 @@ describe('a lying primary against a secondary ECU', () => {
     cleanups.push(() => honest.close());
     await honest.putMetadata(fx.bundle());
     await honest.install({
-      name: 'brake-2.0.bin', length: bytes.length,
+      name: 'brake-2.0.bin', length: bytes.length, releaseCounter: 0,
       hashes: { sha256: digestHex('sha256', bytes), sha512: digestHex('sha512', bytes) },
       async *open(offset: number) {
         yield bytes.subarray(offset);

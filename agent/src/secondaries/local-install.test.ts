@@ -33,10 +33,11 @@ esac
   return { dir, ecu, signer, log: () => readFileSync(join(dir, 'log'), 'utf8').trim().split('\n') };
 }
 
-function imageOf(data: Buffer, name = 'fw.bin'): ImageToInstall {
+function imageOf(data: Buffer, name = 'fw.bin', releaseCounter = 0): ImageToInstall {
   return {
     name,
     length: data.length,
+    releaseCounter,
     hashes: { sha256: createHash('sha256').update(data).digest('hex'), sha512: createHash('sha512').update(data).digest('hex') },
     async *open(offset: number) {
       for (let i = offset; i < data.length; i += 4096) yield data.subarray(i, Math.min(i + 4096, data.length));
@@ -55,8 +56,9 @@ describe('LocalInstallSecondary', () => {
   it('installs to the inactive slot, activates, health-checks, commits, and reports it signed', async () => {
     const { dir, ecu, signer, log } = setup();
     const data = randomBytes(50_000);
-    await ecu.putMetadata(bundleWith('fw.bin', data, 7));
-    await ecu.install(imageOf(data));
+    // The bundle's unverified image metadata claims 99: only the verified plan's 7 counts.
+    await ecu.putMetadata(bundleWith('fw.bin', data, 99));
+    await ecu.install(imageOf(data, 'fw.bin', 7));
     await ecu.activate();
     assert.deepEqual(log(), ['install b', 'activate b', 'health b', 'commit b']);
     assert.deepEqual(readFileSync(join(dir, 'slot-b')), data);

@@ -21,7 +21,7 @@ after(async () => {
 
 function imageOf(bytes: Uint8Array, name: string): ImageToInstall {
   return {
-    name, length: bytes.length,
+    name, length: bytes.length, releaseCounter: 0,
     hashes: { sha256: digestHex('sha256', bytes) , sha512: digestHex('sha512', bytes) },
     async *open(offset: number) {
       for (let o = offset; o < bytes.length; o += 4096) yield bytes.subarray(o, Math.min(o + 4096, bytes.length));

@@ -7,7 +7,7 @@
  */
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { Key, RepositoryBuilder, TargetFile, parseVehicleManifest, verifyVehicleManifest, type SignedVehicleManifest } from '@upfleet/core';
+import { imageCustom, Key, RepositoryBuilder, TargetFile, parseVehicleManifest, verifyVehicleManifest, type SignedVehicleManifest } from '@upfleet/core';
 
 export class BuilderDirector {
   readonly repo: RepositoryBuilder;
@@ -24,15 +24,20 @@ export class BuilderDirector {
     readonly provisioningToken = 'prov-token',
   ) {
     this.repo = new RepositoryBuilder({ now });
-    this.repo.targets.unrecognizedFields.deviceId = deviceId;
+    // Uptane: every director role but root names the device.
+    for (const role of [this.repo.timestamp, this.repo.snapshot, this.repo.targets]) role.unrecognizedFields.deviceId = deviceId;
     this.repo.commit();
   }
 
-  /** Assigns images: ECU serial -> [name, image target info, hardware ID]. */
+  /** Assigns images: ECU serial -> [name, image target info, hardware ID]; the release counter is copied from the image's. */
   assign(entries: Array<{ ecuSerial: string; hardwareId: string; name: string; info: TargetFile; order?: number }>): void {
     for (const name of Object.keys(this.repo.targets.targets)) this.repo.removeTarget(name);
     for (const e of entries) {
-      const custom = { ecuIdentifiers: { [e.ecuSerial]: { hardwareId: e.hardwareId } }, ...(e.order !== undefined && { order: e.order }) };
+      const custom = {
+        ecuIdentifiers: { [e.ecuSerial]: { hardwareId: e.hardwareId } },
+        releaseCounter: imageCustom(e.info).releaseCounter,
+        ...(e.order !== undefined && { order: e.order }),
+      };
       this.repo.setTarget(e.name, new TargetFile(e.info.length, { ...e.info.hashes }, custom));
     }
     this.repo.commit();

@@ -9,10 +9,16 @@
  *   switched by activation, after the image in the inactive slot was verified.
  * - The bytes already in the inactive slot file are the resume offset of the
  *   pending transfer (chunks are written in order and acked after the write).
+ * - metadata/director/ and metadata/image/ hold the ECU's trusted metadata, one
+ *   file per role written atomically (Uptane 5.4.2.6: all the metadata its own
+ *   verification needs). They start with the roots pinned at manufacture; the
+ *   verification engine alone writes them afterwards.
  */
-import { closeSync, existsSync, fsyncSync, openSync, readFileSync, renameSync, statSync, truncateSync, writeFileSync, writeSync } from 'node:fs';
+import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, statSync, truncateSync, writeFileSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
-import type { EcuTrust, VerifiedTarget, WireInstalledImage } from '@upfleet/core/link/index.ts';
+import { metadataFileName, type VerifiedTarget } from '@upfleet/core';
+import type { WireInstalledImage } from '@upfleet/core/link/index.ts';
+import { DirectoryMetadataStore } from '@upfleet/agent/tuf/directory-store.ts';
 
 export type Slot = 'a' | 'b';
 
@@ -20,7 +26,6 @@ export interface EcuState {
   activeSlot: Slot;
   slots: Record<Slot, WireInstalledImage | null>;
   releaseCounter: number;
-  trust: { directorRoot: string; imageRoot?: string; directorTargetsVersion: number };
   /** The target the last verified metadata names for this ECU. */
   verified: VerifiedTarget | null;
   /** The transfer into the inactive slot: which target, and whether it passed verification. */
@@ -29,15 +34,24 @@ export interface EcuState {
   latestVerifiedTime: string;
 }
 
-const b64 = (b: Uint8Array) => Buffer.from(b).toString('base64');
-const unb64 = (s: string) => new Uint8Array(Buffer.from(s, 'base64'));
+/** The roots an ECU trusts at manufacture (image: full verification only). */
+export interface PinnedRoots {
+  directorRoot: Uint8Array;
+  imageRoot?: Uint8Array;
+}
 
 export class EcuStore {
   readonly statePath: string;
   state: EcuState;
+  /** The trusted metadata of each repository this ECU verifies. */
+  readonly metadata: { director: DirectoryMetadataStore; image?: DirectoryMetadataStore };
 
-  /** Opens the store in `dir`, creating its state from `initialTrust` on first use. */
-  constructor(readonly dir: string, initialTrust: EcuTrust) {
+  /** Opens the store in `dir`, pinning `roots` on first use. */
+  constructor(readonly dir: string, roots: PinnedRoots) {
+    this.metadata = {
+      director: pinned(join(dir, 'metadata', 'director'), roots.directorRoot),
+      ...(roots.imageRoot && { image: pinned(join(dir, 'metadata', 'image'), roots.imageRoot) }),
+    };
     this.statePath = join(dir, 'state.json');
     if (existsSync(this.statePath)) {
       this.state = JSON.parse(readFileSync(this.statePath, 'utf8')) as EcuState;
@@ -46,11 +60,6 @@ export class EcuStore {
         activeSlot: 'a',
         slots: { a: null, b: null },
         releaseCounter: 0,
-        trust: {
-          directorRoot: b64(initialTrust.directorRoot),
-          ...(initialTrust.imageRoot && { imageRoot: b64(initialTrust.imageRoot) }),
-          directorTargetsVersion: initialTrust.directorTargetsVersion,
-        },
         verified: null,
         pending: null,
         attacksDetected: '',
@@ -58,17 +67,6 @@ export class EcuStore {
       };
       this.save();
     }
-  }
-
-  get trust(): EcuTrust {
-    const t = this.state.trust;
-    return { directorRoot: unb64(t.directorRoot), ...(t.imageRoot && { imageRoot: unb64(t.imageRoot) }), directorTargetsVersion: t.directorTargetsVersion };
-  }
-
-  set trust(t: EcuTrust) {
-    this.state.trust = {
-      directorRoot: b64(t.directorRoot), ...(t.imageRoot && { imageRoot: b64(t.imageRoot) }), directorTargetsVersion: t.directorTargetsVersion,
-    };
   }
 
   save(): void {
@@ -112,4 +110,22 @@ export class EcuStore {
     const p = this.slotPath(this.state.activeSlot);
     return existsSync(p) ? new Uint8Array(readFileSync(p)) : undefined;
   }
+}
+
+/** A metadata directory holding at least `root` as its trusted root. */
+function pinned(dir: string, root: Uint8Array): DirectoryMetadataStore {
+  mkdirSync(dir, { recursive: true });
+  const rootPath = join(dir, metadataFileName('root'));
+  if (!existsSync(rootPath)) {
+    const tmp = `${rootPath}.tmp`;
+    const fd = openSync(tmp, 'w');
+    try {
+      writeSync(fd, root);
+      fsyncSync(fd);
+    } finally {
+      closeSync(fd);
+    }
+    renameSync(tmp, rootPath);
+  }
+  return new DirectoryMetadataStore(dir);
 }

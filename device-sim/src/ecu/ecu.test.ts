@@ -1,6 +1,6 @@
 import { after, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { digestHex, Ed25519Signer, RepositoryBuilder, TargetFile } from '@upfleet/core';
@@ -24,7 +24,7 @@ function randomImage(n: number, seed: number): Uint8Array {
 
 function source(name: string, bytes: Uint8Array, pieces = 1000): ImageToInstall {
   return {
-    name, length: bytes.length,
+    name, length: bytes.length, releaseCounter: 0,
     hashes: { sha256: digestHex('sha256', bytes), sha512: digestHex('sha512', bytes) },
     async *open(offset: number) {
       for (let o = offset; o < bytes.length; o += pieces) yield bytes.subarray(o, Math.min(o + pieces, bytes.length));
@@ -51,6 +51,17 @@ function setup(opts: { size?: number; emulation?: EmulatorOptions; ecu?: Partial
     await link.close();
   });
   return { dir, bytes, fx, ecu, link, secondary, image: source('brake-2.0.bin', bytes) };
+}
+
+/** Every file of the ECU's trusted metadata stores, by repository and name. */
+function storedMetadata(ecu: SimulatedEcu): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const repo of ['director', 'image']) {
+    const dir = join(ecu.store.dir, 'metadata', repo);
+    if (!existsSync(dir)) continue;
+    for (const name of readdirSync(dir)) out[`${repo}/${name}`] = readFileSync(join(dir, name), 'hex');
+  }
+  return out;
 }
 
 const refusedWith = (code: string) => (e: unknown) => e instanceof EcuRefusedError && e.ecuCode === code;
@@ -277,13 +288,14 @@ describe('simulated ECU: the lifetime of a metadata transfer', () => {
   it('a refused MetadataEnd (bad signature) keeps the trust and verified target, records the attack, and discards the transfer', async () => {
     const { ecu, fx } = setup();
     accepted(ecu, await sendBundle(ecu, fx.bundle()));
-    const { trust, verified } = structuredClone(ecu.store.state);
+    const trusted = storedMetadata(ecu);
+    const { verified } = structuredClone(ecu.store.state);
     const rogue = new RepositoryBuilder({ now: NOW });
     rogue.setTarget('brake-2.0.bin', fx.director.targets.targets['brake-2.0.bin']!);
     rogue.commit();
     const bundle = fx.bundle();
     refusal(await sendBundle(ecu, { ...bundle, director: { ...bundle.director, 'targets.json': rogue.bytes('targets') } }), 'METADATA_UNSIGNED', /./);
-    assert.deepEqual(ecu.store.state.trust, trust);
+    assert.deepEqual(storedMetadata(ecu), trusted);
     assert.deepEqual(ecu.store.state.verified, verified);
     assert.match(ecu.store.state.attacksDetected, /METADATA_UNSIGNED/);
     refusal(await ecu.handle({ type: 'MetadataEnd' }), 'METADATA_INCOMPLETE', /./);

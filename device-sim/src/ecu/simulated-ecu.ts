@@ -26,9 +26,9 @@
 import { closeSync, openSync, writeFileSync, writeSync } from 'node:fs';
 import { createHash } from 'node:crypto';
 import { EventEmitter } from 'node:events';
-import { canonicalize, digestHex, signEcuReport, type Ed25519Signer } from '@upfleet/core';
+import { canonicalize, digestHex, ImageVerifier, signEcuReport, verifyForEcu, type Ed25519Signer } from '@upfleet/core';
 import {
-  event, ImageVerifier, negotiate, refusal, refusalCodeFor, verifyForEcu,
+  event, negotiate, refusal, refusalCodeFor,
   type EcuInfo, type EcuLimits, type ErrorCodeName, type ImageData, type Refusal, type Reply, type Request,
   type Verification,
 } from '@upfleet/core/link/index.ts';
@@ -80,7 +80,7 @@ export class SimulatedEcu extends EventEmitter {
 
   constructor(readonly options: SimulatedEcuOptions) {
     super();
-    this.store = new EcuStore(options.dir, { directorRoot: options.directorRoot, ...(options.imageRoot && { imageRoot: options.imageRoot }), directorTargetsVersion: 0 });
+    this.store = new EcuStore(options.dir, { directorRoot: options.directorRoot, ...(options.imageRoot && { imageRoot: options.imageRoot }) });
     this.refuse = options.refuse ?? null;
     if (!this.store.state.slots.a) this.#installFactoryImage();
   }
@@ -187,24 +187,23 @@ export class SimulatedEcu extends EventEmitter {
   }
 
   /** Verifies the transfer `staged` (already discarded by handle, whatever the outcome). */
-  #metadataEnd(staged: ReadonlyMap<string, Staged>): Reply {
-    const files = { director: {} as Record<string, Uint8Array>, image: {} as Record<string, Uint8Array> };
+  async #metadataEnd(staged: ReadonlyMap<string, Staged>): Promise<Reply> {
+    const files = { director: new Map<string, Uint8Array>(), image: new Map<string, Uint8Array>() };
     for (const [key, st] of staged) {
       const [repo, name] = [key.slice(0, key.indexOf('/')), key.slice(key.indexOf('/') + 1)];
       if (st.filled !== st.total) return refusal('METADATA_INCOMPLETE', `${key}: ${st.filled} of ${st.total} bytes`);
-      files[repo as 'director' | 'image'][name] = st.bytes;
+      files[repo as 'director' | 'image'].set(name, st.bytes);
     }
     const s = this.store.state;
     try {
-      const v = verifyForEcu({
+      const target = await verifyForEcu({
         mode: this.options.verification, ecuSerial: this.options.ecuSerial, hardwareId: this.options.hardwareId,
-        trust: this.store.trust, director: files.director, image: files.image, now: this.#now(), installedReleaseCounter: s.releaseCounter,
+        stores: this.store.metadata, director: files.director, image: files.image, now: this.#now(), installedReleaseCounter: s.releaseCounter,
       });
-      this.store.trust = v.trust;
-      s.verified = v.target;
+      s.verified = target;
       s.latestVerifiedTime = this.#now().toISOString();
       this.store.save();
-      this.emit('verified', v.target);
+      this.emit('verified', target);
       return event({ type: 'Ok' });
     } catch (e) {
       return this.#attack('metadata', e);
