@@ -161,6 +161,24 @@ describe('director over HTTP', () => {
       assert.equal((await fetchMetadata(h, d, '2.root.json')).status, 404);
     });
 
+    it('names the device in the signed part of timestamp, snapshot and targets', async () => {
+      // The online keys are fleet-wide: without deviceId in every role, device A's
+      // timestamp and snapshot verify on device B (issue 11, finding 16).
+      const d = new SimDevice('meta-bind');
+      await h.register(d);
+      await h.admin('POST', `/api/v1/admin/devices/${d.id}/assignments`, { ecus: [{ ecuSerial: d.ecu('brake').serial, image: 'brake-2.bin' }] });
+      const signedOf = async (file: string) => {
+        const r = await fetchMetadata(h, d, file);
+        assert.equal(r.status, 200, file);
+        return JSON.parse(Buffer.from(r.bytes).toString()).signed;
+      };
+      const timestamp = await signedOf('timestamp.json');
+      const snapshot = await signedOf(`${timestamp.meta['snapshot.json'].version}.snapshot.json`);
+      const targets = await signedOf(`${snapshot.meta['targets.json'].version}.targets.json`);
+      assert.deepEqual([timestamp.deviceId, snapshot.deviceId, targets.deviceId], [d.id, d.id, d.id]);
+      assert.equal((await verifiedTargets(h, d)).unrecognizedFields.deviceId, d.id, 'the models keep it and still verify');
+    });
+
     it('re-signs roles past half their lifetime when the timestamp is fetched', async () => {
       let now = Date.now();
       const m = await harness({ now: () => new Date(now), expiries: { timestamp: 100, snapshot: 1000, targets: 10000 } });
@@ -174,6 +192,7 @@ describe('director over HTTP', () => {
         const ts = JSON.parse(Buffer.from(res.bytes).toString());
         assert.equal(ts.signed.version, 2);
         assert.equal(ts.signed.meta['snapshot.json'].version, 1);
+        assert.equal(ts.signed.deviceId, 'exp-1', 'a timestamp re-signed alone names the device too');
         now += 5_100_000; // targets past half its life
         const set = new TrustedMetadataSet((await fetchMetadata(m, d, '1.root.json')).bytes, new Date(now));
         set.updateTimestamp((await fetchMetadata(m, d, 'timestamp.json')).bytes);

@@ -24,7 +24,7 @@ export class BuilderDirector {
     readonly provisioningToken = 'prov-token',
   ) {
     this.repo = new RepositoryBuilder({ now });
-    this.repo.targets.unrecognizedFields.deviceId = deviceId;
+    for (const role of ['timestamp', 'snapshot', 'targets']) this.repo.setSignedField(role, 'deviceId', deviceId);
     this.repo.commit();
   }
 
