@@ -153,8 +153,15 @@ describe('director over HTTP', () => {
       const targets = await verifiedTargets(h, d);
       assert.equal(targets.unrecognizedFields.deviceId, 'meta-1');
       assert.equal(targets.version, a.body.targetsVersion);
-      assert.deepEqual(targets.targets['brake-2.bin']!.custom, { ecuIdentifiers: { [d.ecu('brake').serial]: { hardwareId: 'brake' } } });
-      assert.deepEqual(targets.targets['gw-2.bin']!.custom, { ecuIdentifiers: { [d.primary.serial]: { hardwareId: 'gw' } } });
+      // The image repository's release counter and version ride along, for partial-verification ECUs.
+      const image = (name: string) => h.imageRepo.builder.targets.targets[name]!.custom!;
+      assert.deepEqual(targets.targets['brake-2.bin']!.custom, {
+        ecuIdentifiers: { [d.ecu('brake').serial]: { hardwareId: 'brake' } }, releaseCounter: image('brake-2.bin').releaseCounter, version: image('brake-2.bin').version,
+      });
+      assert.deepEqual(targets.targets['gw-2.bin']!.custom, {
+        ecuIdentifiers: { [d.primary.serial]: { hardwareId: 'gw' } }, releaseCounter: image('gw-2.bin').releaseCounter, version: image('gw-2.bin').version,
+      });
+      assert.equal(targets.targets['brake-2.bin']!.custom!.releaseCounter, 2);
       assert.equal(targets.delegations, undefined);
       const root = readFileSync(join(h.dir, 'metadata', '1.root.json'));
       assert.deepEqual((await fetchMetadata(h, d, '1.root.json')).bytes, new Uint8Array(root));
@@ -257,7 +264,20 @@ describe('director over HTTP', () => {
       assert.deepEqual(r.body.changed, [{ id: a.id, status: 'succeeded' }]);
       const view = (await h.admin('GET', `/api/v1/admin/devices/${d.id}`)).body;
       assert.equal(view.ecus.find((e: any) => e.serial === d.ecu('brake').serial).installed.filename, 'brake-2.bin');
+      assert.equal(view.ecus.find((e: any) => e.serial === d.ecu('brake').serial).releaseCounter, 2);
       assert.equal((await h.admin('GET', `/api/v1/admin/devices/${d.id}/manifests`)).body.manifests.length, 2);
+    });
+
+    it('shows the release counter each ECU reports, also one lower than before', async () => {
+      const d = new SimDevice('counter-1');
+      await h.register(d);
+      d.ecu('brake').releaseCounter = 5;
+      assert.equal((await h.send(d, d.manifest())).status, 200);
+      const counter = async () => (await h.admin('GET', `/api/v1/admin/devices/${d.id}`)).body.ecus.find((e: any) => e.serial === d.ecu('brake').serial).releaseCounter;
+      assert.equal(await counter(), 5);
+      d.ecu('brake').releaseCounter = 3; // e.g. a workshop reflashed it
+      assert.equal((await h.send(d, d.manifest())).status, 200);
+      assert.equal(await counter(), 3);
     });
 
     it('fails an assignment on an error report and records verification failures as attacks', async () => {
