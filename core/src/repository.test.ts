@@ -230,6 +230,25 @@ describe('RepositoryBuilder', () => {
       md.verifyThreshold('targets', repo.root.keys, repo.root.roles.targets.keyids, 1);
     });
 
+    it('setSignedField puts a field into timestamp, snapshot and targets, signed and kept byte for byte', () => {
+      const repo = new RepositoryBuilder({ now });
+      repo.commit();
+      for (const role of ['timestamp', 'snapshot', 'targets']) repo.setSignedField(role, 'deviceId', 'vehicle-1');
+      const files = repo.commit();
+      const timestamp = parse(files, 'metadata/timestamp.json', 'timestamp');
+      const snapshot = parse(files, 'metadata/2.snapshot.json', 'snapshot');
+      const targets = parse(files, 'metadata/2.targets.json', 'targets');
+      for (const [role, md, path] of [['timestamp', timestamp, 'metadata/timestamp.json'], ['snapshot', snapshot, 'metadata/2.snapshot.json'], ['targets', targets, 'metadata/2.targets.json']] as const) {
+        assert.equal(md.signed.unrecognizedFields.deviceId, 'vehicle-1', role);
+        assert.deepEqual(md.toBytes(), files.get(path), `${role} re-serialises to the signed bytes`);
+        md.verifyThreshold(role, repo.root.keys, repo.root.roles[role].keyids, 1);
+      }
+      // Kept by later commits of the same role.
+      repo.touch('timestamp');
+      assert.equal(parse(repo.commit(), 'metadata/timestamp.json', 'timestamp').signed.unrecognizedFields.deviceId, 'vehicle-1');
+      assert.throws(() => repo.setSignedField('timestamp', 'meta', {}), UsageError);
+    });
+
     it('leaves an edit without touch unsigned (the stored envelope no longer verifies)', () => {
       const repo = new RepositoryBuilder({ now });
       repo.commit();

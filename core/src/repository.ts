@@ -174,6 +174,19 @@ export class RepositoryBuilder {
     this.#dirty.add(role);
   }
 
+  /**
+   * Puts an extra field into a role's `signed` part (an unrecognised field, kept
+   * through parse and re-serialisation), e.g. the director's `deviceId` in its
+   * timestamp, snapshot and targets; the role is re-signed at the next commit.
+   * @throws UsageError for a name the role's format defines itself
+   */
+  setSignedField(role: string, name: string, value: unknown): void {
+    const signed = this.metadata(role).signed;
+    if (name in signed.toJSON() && !(name in signed.unrecognizedFields)) throw new UsageError(`${name} is a field of ${role} itself`);
+    signed.unrecognizedFields[name] = value;
+    this.#dirty.add(role);
+  }
+
   /** Adds (or replaces) a target with its bytes; the bytes are published under targets/. */
   addTarget(path: string, data: Uint8Array, options: AddTargetOptions = {}): TargetFile {
     const info = TargetFile.fromData(data, ['sha256', 'sha512'], options.custom);

@@ -44,7 +44,7 @@ export function makeUpdateFixture(options: { now: Date; deviceId?: string; image
   const image = new RepositoryBuilder({ now: options.now });
   const director = new RepositoryBuilder({ now: options.now });
   // Uptane: every director role but root names the device.
-  for (const role of [director.timestamp, director.snapshot, director.targets]) role.unrecognizedFields.deviceId = options.deviceId ?? 'vehicle-1';
+  for (const role of ['timestamp', 'snapshot', 'targets']) director.setSignedField(role, 'deviceId', options.deviceId ?? 'vehicle-1');
   const assign = (img: FixtureImage): TargetFile => {
     const t = image.addTarget(img.name, img.bytes, {
       custom: { hardwareIds: [img.hardwareId], releaseCounter: img.releaseCounter ?? 1, version: '1.0.0' },

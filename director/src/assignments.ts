@@ -6,7 +6,11 @@
  *   refuses the whole assignment and changes nothing.
  * - A new assignment on an ECU supersedes (cancels) the open one on that ECU.
  * - The device's targets list, per ECU, the image of the latest assignment that
- *   names it, while that assignment is open or succeeded (`targetsFor`).
+ *   names it, while that assignment is open or succeeded (`targetsFor`). Each
+ *   target's custom carries, beside `ecuIdentifiers`, the image repository's
+ *   `releaseCounter` (and `version`) as checked at assignment: a
+ *   partial-verification ECU sees only these targets, and needs the counter for
+ *   its own image rollback check (Uptane 5.4.4.2 partial verification).
  *   `sync` re-signs the device's targets when that list changes and queues a notify.
  * - Status moves forward only: pending -> downloading -> installing -> succeeded |
  *   failed | cancelled.
@@ -84,7 +88,7 @@ export class Assignments {
         imageTarget, hardwareId: ecu.hardwareId, installedReleaseCounter: ecu.releaseCounter,
       });
       return { ecuSerial: ecu.serial, hardwareId: ecu.hardwareId, image: r.image, length, hashes: { ...hashes },
-        releaseCounter: custom.releaseCounter, previous: ecu.installed };
+        releaseCounter: custom.releaseCounter, ...(custom.version !== undefined && { version: custom.version }), previous: ecu.installed };
     } catch (cause) {
       if (cause instanceof TargetMismatchError) {
         throw new AssignmentRefusedError(deviceId, ecu.serial, r.image, cause.field, cause.message, { cause });
@@ -160,7 +164,9 @@ export class Assignments {
       const latest = assignments.findLast((a) => a.items.some((i) => i.ecuSerial === ecu.serial));
       if (!latest || latest.status === 'failed' || latest.status === 'cancelled') continue;
       const item = latest.items.find((i) => i.ecuSerial === ecu.serial)!;
-      const target = (targets[item.image] ??= new TargetFile(item.length, { ...item.hashes }, { ecuIdentifiers: {}, releaseCounter: item.releaseCounter }));
+      const target = (targets[item.image] ??= new TargetFile(item.length, { ...item.hashes }, {
+        ecuIdentifiers: {}, releaseCounter: item.releaseCounter, ...(item.version !== undefined && { version: item.version }),
+      }));
       (target.custom!.ecuIdentifiers as Record<string, unknown>)[ecu.serial] = { hardwareId: ecu.hardwareId };
     }
     return targets;

@@ -1,8 +1,11 @@
 /**
  * Per-device director repositories. Every device shares the fleet root and has
  * its own targets, snapshot and timestamp, signed with the online keys:
- * - targets lists one entry per assigned image with custom.ecuIdentifiers and
- *   carries `signed.deviceId`, so one device's metadata cannot be replayed to another;
+ * - targets lists one entry per assigned image with custom.ecuIdentifiers;
+ * - targets, snapshot and timestamp each carry `signed.deviceId`: the online keys
+ *   are shared across the fleet, so without it device A's timestamp and snapshot
+ *   (higher versions) would verify on device B, which would store them and then
+ *   be unable to accept its own lower versions (rollback check, TUF 5.4.3/5.5.3);
  * - each publish bumps targets, snapshot and timestamp versions together, and
  *   `refresh` re-signs whichever roles have less than half their lifetime left;
  * - old targets/snapshot versions are pruned past KEEP_VERSIONS (a client only
@@ -80,7 +83,7 @@ export class DeviceRepository {
     const snapshotMd = new Metadata(
       new Snapshot((prev?.snapshotVersion ?? 0) + 1, expiresIn(now, this.expiries.snapshot), {
         'targets.json': new MetaFile(targetsVersion, targetsBytes.byteLength, { sha256: digestHex('sha256', targetsBytes) }),
-      }),
+      }, undefined, { deviceId }),
     );
     snapshotMd.sign(this.signers.snapshot);
     const snapshotBytes = snapshotMd.toBytes();
@@ -98,7 +101,7 @@ export class DeviceRepository {
   #signTimestamp(deviceId: string, version: number, snapshotVersion: number, snapshotBytes: Uint8Array, now: Date) {
     const md = new Metadata(
       new Timestamp(version, expiresIn(now, this.expiries.timestamp),
-        new MetaFile(snapshotVersion, snapshotBytes.byteLength, { sha256: digestHex('sha256', snapshotBytes) })),
+        new MetaFile(snapshotVersion, snapshotBytes.byteLength, { sha256: digestHex('sha256', snapshotBytes) }), undefined, { deviceId }),
     );
     md.sign(this.signers.timestamp);
     this.store.putMetadataFile(deviceId, 'timestamp.json', md.toBytes());

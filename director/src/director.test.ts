@@ -153,12 +153,37 @@ describe('director over HTTP', () => {
       const targets = await verifiedTargets(h, d);
       assert.equal(targets.unrecognizedFields.deviceId, 'meta-1');
       assert.equal(targets.version, a.body.targetsVersion);
-      assert.deepEqual(targets.targets['brake-2.bin']!.custom, { ecuIdentifiers: { [d.ecu('brake').serial]: { hardwareId: 'brake' } } });
-      assert.deepEqual(targets.targets['gw-2.bin']!.custom, { ecuIdentifiers: { [d.primary.serial]: { hardwareId: 'gw' } } });
+      // The image repository's release counter and version ride along, for partial-verification ECUs.
+      const image = (name: string) => h.imageRepo.builder.targets.targets[name]!.custom!;
+      assert.deepEqual(targets.targets['brake-2.bin']!.custom, {
+        ecuIdentifiers: { [d.ecu('brake').serial]: { hardwareId: 'brake' } }, releaseCounter: image('brake-2.bin').releaseCounter, version: image('brake-2.bin').version,
+      });
+      assert.deepEqual(targets.targets['gw-2.bin']!.custom, {
+        ecuIdentifiers: { [d.primary.serial]: { hardwareId: 'gw' } }, releaseCounter: image('gw-2.bin').releaseCounter, version: image('gw-2.bin').version,
+      });
+      assert.equal(targets.targets['brake-2.bin']!.custom!.releaseCounter, 2);
       assert.equal(targets.delegations, undefined);
       const root = readFileSync(join(h.dir, 'metadata', '1.root.json'));
       assert.deepEqual((await fetchMetadata(h, d, '1.root.json')).bytes, new Uint8Array(root));
       assert.equal((await fetchMetadata(h, d, '2.root.json')).status, 404);
+    });
+
+    it('names the device in the signed part of timestamp, snapshot and targets', async () => {
+      // The online keys are fleet-wide: without deviceId in every role, device A's
+      // timestamp and snapshot verify on device B (issue 11, finding 16).
+      const d = new SimDevice('meta-bind');
+      await h.register(d);
+      await h.admin('POST', `/api/v1/admin/devices/${d.id}/assignments`, { ecus: [{ ecuSerial: d.ecu('brake').serial, image: 'brake-2.bin' }] });
+      const signedOf = async (file: string) => {
+        const r = await fetchMetadata(h, d, file);
+        assert.equal(r.status, 200, file);
+        return JSON.parse(Buffer.from(r.bytes).toString()).signed;
+      };
+      const timestamp = await signedOf('timestamp.json');
+      const snapshot = await signedOf(`${timestamp.meta['snapshot.json'].version}.snapshot.json`);
+      const targets = await signedOf(`${snapshot.meta['targets.json'].version}.targets.json`);
+      assert.deepEqual([timestamp.deviceId, snapshot.deviceId, targets.deviceId], [d.id, d.id, d.id]);
+      assert.equal((await verifiedTargets(h, d)).unrecognizedFields.deviceId, d.id, 'the models keep it and still verify');
     });
 
     it('re-signs roles past half their lifetime when the timestamp is fetched', async () => {
@@ -174,6 +199,7 @@ describe('director over HTTP', () => {
         const ts = JSON.parse(Buffer.from(res.bytes).toString());
         assert.equal(ts.signed.version, 2);
         assert.equal(ts.signed.meta['snapshot.json'].version, 1);
+        assert.equal(ts.signed.deviceId, 'exp-1', 'a timestamp re-signed alone names the device too');
         now += 5_100_000; // targets past half its life
         const set = new TrustedMetadataSet((await fetchMetadata(m, d, '1.root.json')).bytes, new Date(now));
         set.updateTimestamp((await fetchMetadata(m, d, 'timestamp.json')).bytes);
@@ -238,7 +264,20 @@ describe('director over HTTP', () => {
       assert.deepEqual(r.body.changed, [{ id: a.id, status: 'succeeded' }]);
       const view = (await h.admin('GET', `/api/v1/admin/devices/${d.id}`)).body;
       assert.equal(view.ecus.find((e: any) => e.serial === d.ecu('brake').serial).installed.filename, 'brake-2.bin');
+      assert.equal(view.ecus.find((e: any) => e.serial === d.ecu('brake').serial).releaseCounter, 2);
       assert.equal((await h.admin('GET', `/api/v1/admin/devices/${d.id}/manifests`)).body.manifests.length, 2);
+    });
+
+    it('shows the release counter each ECU reports, also one lower than before', async () => {
+      const d = new SimDevice('counter-1');
+      await h.register(d);
+      d.ecu('brake').releaseCounter = 5;
+      assert.equal((await h.send(d, d.manifest())).status, 200);
+      const counter = async () => (await h.admin('GET', `/api/v1/admin/devices/${d.id}`)).body.ecus.find((e: any) => e.serial === d.ecu('brake').serial).releaseCounter;
+      assert.equal(await counter(), 5);
+      d.ecu('brake').releaseCounter = 3; // e.g. a workshop reflashed it
+      assert.equal((await h.send(d, d.manifest())).status, 200);
+      assert.equal(await counter(), 3);
     });
 
     it('fails an assignment on an error report and records verification failures as attacks', async () => {

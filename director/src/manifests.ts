@@ -190,9 +190,10 @@ export class Manifests {
     for (const [serial, ecu] of ecus) {
       const r = s.ecuVersionReports[serial]!.signed;
       recentNonces[serial] = [...(device.recentNonces[serial] ?? []), r.nonce].slice(-NONCE_MEMORY);
-      const releaseCounter = Math.max(ecu.releaseCounter, r.releaseCounter);
-      if (JSON.stringify(ecu.installed) !== JSON.stringify(r.installedImage) || releaseCounter !== ecu.releaseCounter) {
-        store.updateEcu(serial, { installed: r.installedImage, releaseCounter });
+      // The inventory shows what the ECU reports (signed by its own key), not the highest it ever
+      // reported: an operator must see an ECU whose counter went down.
+      if (JSON.stringify(ecu.installed) !== JSON.stringify(r.installedImage) || r.releaseCounter !== ecu.releaseCounter) {
+        store.updateEcu(serial, { installed: r.installedImage, releaseCounter: r.releaseCounter });
       }
       if (r.attacksDetected !== '') this.#event(deviceId, serial, 'attack', 'ATTACK_DETECTED', r.attacksDetected, now);
     }

@@ -42,7 +42,9 @@ export interface AssignmentItem {
   image: string;
   length: number;
   hashes: Record<string, string>;
+  /** The image repository target's release counter and version, copied into the director target's custom. */
   releaseCounter: number;
+  version?: string;
   /** What the ECU ran when the assignment was made. */
   previous: InstalledImage | null;
 }

@@ -53,6 +53,8 @@ for (const link of ['emulated', 'pty'] as const) describe(`end to end: one vehic
     }
     const view = await stack.device(vehicle.deviceId);
     for (const ecu of view.ecus) assert.equal(ecu.installed?.filename, fw.byEcu(vehicle)[ecu.serial]!.name, ecu.serial);
+    // Every ECU, the partial-verification door ECU too, reports the image's release counter.
+    for (const ecu of view.ecus) assert.equal(ecu.releaseCounter, fw.byEcu(vehicle)[ecu.serial]!.releaseCounter, ecu.serial);
     assert.deepEqual(view.assignments.map((a: { status: string }) => a.status), ['succeeded']);
     assert.deepEqual(view.events, []);
   });

@@ -24,8 +24,7 @@ export class BuilderDirector {
     readonly provisioningToken = 'prov-token',
   ) {
     this.repo = new RepositoryBuilder({ now });
-    // Uptane: every director role but root names the device.
-    for (const role of [this.repo.timestamp, this.repo.snapshot, this.repo.targets]) role.unrecognizedFields.deviceId = deviceId;
+    for (const role of ['timestamp', 'snapshot', 'targets']) this.repo.setSignedField(role, 'deviceId', deviceId);
     this.repo.commit();
   }
 
