@@ -178,7 +178,7 @@ describe('Agent refusals (builder repositories)', () => {
     const out = await w.agent.checkOnce();
     assert.equal(out.result, 'failure');
     assert.equal(out.failure?.code, 'DEVICE_MISMATCH');
-    assert.deepEqual(out.failure?.fields, { expected: 'car-1', actual: 'car-2' });
+    assert.deepEqual(out.failure?.fields, { role: 'targets', expected: 'car-1', actual: 'car-2' });
     assert.ok(!w.imageServer.requests.some((r) => r.path.startsWith('targets/')), 'nothing downloaded');
     const r = w.director.manifests.at(-1)!.signed.installationResult!;
     assert.ok(r.ecus.every((e) => e.code === 'VERIFICATION_FAILED'));

@@ -84,8 +84,10 @@ describe('director compromise', () => {
 });
 
 describe('replay', () => {
-  it('refuses director metadata replayed from another device', async () => {
+  it('refuses director metadata replayed from another device, keeps none of it, and updates from its own director afterwards (finding 16)', async () => {
     const a = await freshVehicle(w);
+    // Two assignments put A's timestamp and snapshot versions above what B's director will publish next.
+    await assign(w, a, w.v1);
     await assign(w, a, w.v2);
     const b = await freshVehicle(w);
     const store = w.stack.director.services.store;
@@ -96,6 +98,10 @@ describe('replay', () => {
       return body ? { kind: 'serve', body } : undefined;
     });
     await expectRefused(w, b, { code: 'DEVICE_MISMATCH' });
+    // A's timestamp is the first file refused: B stored nothing of A's, so its own next versions are not "rollbacks".
+    w.directorProxy.clear();
+    await assign(w, b, w.v2);
+    await expectInstalled(b);
   });
 
   it('the director refuses a replayed manifest and changes nothing', async () => {
