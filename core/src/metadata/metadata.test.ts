@@ -3,6 +3,9 @@ import assert from 'node:assert/strict';
 import { Metadata } from './envelope.ts';
 import { DelegatedRole, Delegations, SuccinctRoles, matchesPathPattern } from './delegations.ts';
 import { Root } from './root.ts';
+import { Targets } from './targets.ts';
+import { Snapshot } from './snapshot.ts';
+import { MetaFile, TargetFile } from './file-info.ts';
 import { Ed25519Signer } from '../keys.ts';
 import { canonicalize } from '../canonical-json.ts';
 import { digestHex } from '../hash.ts';
@@ -154,6 +157,70 @@ describe('Metadata', () => {
       const md = Metadata.fromBytes(signedBytes(targetsJson()), 'targets');
       assert.equal(md.signed.isExpired(new Date('2029-12-31T23:59:59Z')), false);
       assert.equal(md.signed.isExpired(new Date('2030-01-01T00:00:00Z')), true);
+    });
+  });
+});
+
+/** Sets `name` as an own enumerable property, as JSON.parse does (a literal `__proto__:` would set the prototype). */
+function withOwn<T extends object>(obj: T, name: string, value: unknown): T {
+  Object.defineProperty(obj, name, { value, enumerable: true, writable: true, configurable: true });
+  return obj;
+}
+
+describe('names from outside', () => {
+  const INHERITED = ['constructor', 'toString', 'hasOwnProperty', 'valueOf', '__proto__'];
+
+  describe('a target named __proto__', () => {
+    it('is an ordinary entry, and the model re-serialises to the signed bytes', () => {
+      const signed = targetsJson();
+      withOwn(signed.targets as JsonObject, '__proto__', { length: 1, hashes: { sha256: 'cd' } });
+      const bytes = signedBytes(signed);
+      const md = Metadata.fromBytes(bytes, 'targets');
+      assert.deepEqual(Object.keys(md.signed.targets).sort(), ['__proto__', 'fw.bin']);
+      assert.ok(md.signed.targets['__proto__'] instanceof TargetFile);
+      assert.equal(md.signed.targets['__proto__'].length, 1);
+      assert.deepEqual(md.toBytes(), bytes);
+      md.verifyThreshold('targets', { [KEYID]: signer.key }, [KEYID], 1);
+    });
+  });
+
+  describe('an unrecognised field named __proto__', () => {
+    it('is kept, in signed and in a target, so the signature still verifies over the model', () => {
+      const signed = withOwn(targetsJson(), '__proto__', { x: 1 });
+      withOwn((signed.targets as Record<string, JsonObject>)['fw.bin']!, '__proto__', 'kept');
+      const bytes = signedBytes(signed);
+      const md = Metadata.fromBytes(bytes, 'targets');
+      assert.deepEqual(md.toBytes(), bytes);
+      md.verifyThreshold('targets', { [KEYID]: signer.key }, [KEYID], 1);
+    });
+  });
+
+  describe('names an object inherits (constructor, toString...)', () => {
+    it('are absent from parsed targets, hashes, delegation keys, root keys and snapshot meta', () => {
+      const targets = Metadata.fromBytes(signedBytes(targetsJson()), 'targets').signed;
+      const root = Metadata.fromBytes(signedBytes(rootJson()), 'root').signed;
+      const snapshot = Snapshot.fromJSON({ _type: 'snapshot', spec_version: '1.0.31', version: 1, expires: '2030-01-01T00:00:00Z', meta: { 'targets.json': { version: 1 } } });
+      const maps: Record<string, Record<string, unknown>> = {
+        targets: targets.targets,
+        hashes: targets.targets['fw.bin']!.hashes,
+        'delegation keys': targets.delegations!.keys,
+        'root keys': root.keys,
+        'snapshot meta': snapshot.meta,
+      };
+      for (const [what, map] of Object.entries(maps)) {
+        for (const name of INHERITED) assert.equal(map[name], undefined, `${what}[${name}]`);
+      }
+    });
+
+    it('are absent from the maps of models callers build, which keep a __proto__ entry they add', () => {
+      const t = new Targets(1, '2030-01-01T00:00:00Z', { 'a.bin': new TargetFile(1, { sha256: 'ab' }) });
+      const s = new Snapshot(1, '2030-01-01T00:00:00Z', { 'targets.json': new MetaFile(1) });
+      for (const name of INHERITED) {
+        assert.equal(t.targets[name], undefined, `targets[${name}]`);
+        assert.equal(s.meta[name], undefined, `meta[${name}]`);
+      }
+      t.targets['__proto__'] = new TargetFile(2, { sha256: 'cd' });
+      assert.deepEqual(Object.keys(t.toJSON().targets as JsonObject).sort(), ['__proto__', 'a.bin']);
     });
   });
 });
