@@ -6,7 +6,8 @@ import { Root } from './root.ts';
 import { Targets } from './targets.ts';
 import { Snapshot } from './snapshot.ts';
 import { MetaFile, TargetFile } from './file-info.ts';
-import { Ed25519Signer } from '../keys.ts';
+import { Ed25519Signer, Key } from '../keys.ts';
+import { generateKeyPairSync, sign as nodeSign } from 'node:crypto';
 import { canonicalize } from '../canonical-json.ts';
 import { digestHex } from '../hash.ts';
 import { toHex, utf8 } from '../bytes.ts';
@@ -91,6 +92,47 @@ describe('Metadata', () => {
         () => md.verifyThreshold('targets', { [KEYID]: signer.key }, [KEYID, KEYID, 'unknown'], 2),
         (e: unknown) => e instanceof UnsignedMetadataError && e.validSignatures === 1 && e.threshold === 2,
       );
+    });
+  });
+
+  describe('verifyThreshold when one key is listed under two keyids', () => {
+    const ALIAS = 'f'.repeat(64);
+    /** A root of threshold 2 listing `keys` under `keyids`, with one signature per keyid by `sign`. */
+    function twoKeyidRoot(keys: Record<string, JsonObject>, sign: (message: Uint8Array) => Uint8Array): Metadata<Root> {
+      const signed = rootJson();
+      signed.keys = keys;
+      (signed.roles as Record<string, JsonObject>).root = { keyids: Object.keys(keys), threshold: 2 };
+      const sig = toHex(sign(canonicalize(signed)));
+      // JSON.stringify, not canonical JSON: a PEM's newlines must be escaped in the file.
+      const bytes = utf8(JSON.stringify({ signed, signatures: Object.keys(keys).map((keyid) => ({ keyid, sig })) }));
+      return Metadata.fromBytes(bytes, 'root');
+    }
+    const verify = (md: Metadata<Root>) => md.verifyThreshold('root', md.signed.keys, md.signed.roles.root.keyids, md.signed.roles.root.threshold);
+    const refused = (e: unknown) => e instanceof UnsignedMetadataError && e.role === 'root' && e.threshold === 2 && e.validSignatures === 1;
+
+    it('counts one ed25519 key once, though two keyids carry its signature', () => {
+      const md = twoKeyidRoot({ [KEYID]: KEY, [ALIAS]: KEY }, (m) => signer.sign(m));
+      assert.throws(() => verify(md), refused);
+    });
+
+    it('counts one ecdsa key once under two PEM spellings (two keyids a repository may compute)', () => {
+      const { publicKey, privateKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+      const pem = publicKey.export({ format: 'pem', type: 'spki' }).toString();
+      const a = new Key('ecdsa', 'ecdsa-sha2-nistp256', { public: pem });
+      const b = new Key('ecdsa', 'ecdsa-sha2-nistp256', { public: pem.trimEnd() });
+      assert.notEqual(a.keyid, b.keyid);
+      const md = twoKeyidRoot({ [a.keyid]: a.toJSON(), [b.keyid]: b.toJSON() }, (m) => new Uint8Array(nodeSign('sha256', m, privateKey)));
+      assert.throws(() => verify(md), refused);
+    });
+
+    it('still counts two different keys twice', () => {
+      const other = Ed25519Signer.generate();
+      const signed = rootJson();
+      signed.keys = { [KEYID]: KEY, [other.keyid]: other.key.toJSON() };
+      (signed.roles as Record<string, JsonObject>).root = { keyids: [KEYID, other.keyid], threshold: 2 };
+      const message = canonicalize(signed);
+      const bytes = canonicalize({ signed, signatures: [signer, other].map((s) => ({ keyid: s.keyid, sig: toHex(s.sign(message)) })) });
+      verify(Metadata.fromBytes(bytes, 'root'));
     });
   });
 
