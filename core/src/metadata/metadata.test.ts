@@ -144,6 +144,21 @@ describe('Metadata', () => {
       ['version zero', (j) => (j.version = 0), 'targets.signed.version'],
       ['version a string', (j) => (j.version = '3'), 'targets.signed.version'],
       ['expires with a fraction', (j) => (j.expires = '2030-01-01T00:00:00.5Z'), 'targets.signed.expires'],
+      ...(
+        [
+          ['on 30 February', '2030-02-30T00:00:00Z'],
+          ['on 29 February of a common year', '2029-02-29T00:00:00Z'],
+          ['on 29 February 2100 (not a leap year)', '2100-02-29T00:00:00Z'],
+          ['on 31 April', '2030-04-31T00:00:00Z'],
+          ['in month 13', '2030-13-01T00:00:00Z'],
+          ['in month 00', '2030-00-10T00:00:00Z'],
+          ['on day 00', '2030-01-00T00:00:00Z'],
+          ['at hour 24', '2030-01-01T24:00:00Z'],
+          ['at minute 60', '2030-01-01T23:60:00Z'],
+          ['at second 60 (a leap second)', '2030-06-30T23:59:60Z'],
+          ['in year 0000', '0000-01-01T00:00:00Z'],
+        ] as const
+      ).map(([when, expires]): [string, (j: JsonObject) => void, string] => [`expires ${when}`, (j) => (j.expires = expires), 'targets.signed.expires']),
       ['targets not an object', (j) => (j.targets = []), 'targets.signed.targets'],
       ['a negative target length', (j) => ((j.targets as JsonObject)['fw.bin'] = { length: -1, hashes: { sha256: 'ab' } }), 'targets.signed.targets.fw.bin.length'],
       ['a target without hashes', (j) => ((j.targets as JsonObject)['fw.bin'] = { length: 1, hashes: {} }), 'targets.signed.targets.fw.bin.hashes'],
@@ -199,6 +214,23 @@ describe('Metadata', () => {
       const md = Metadata.fromBytes(signedBytes(targetsJson()), 'targets');
       assert.equal(md.signed.isExpired(new Date('2029-12-31T23:59:59Z')), false);
       assert.equal(md.signed.isExpired(new Date('2030-01-01T00:00:00Z')), true);
+    });
+
+    it('accepts real leap days and the last second of a day', () => {
+      for (const expires of ['2028-02-29T23:59:59Z', '2000-02-29T00:00:00Z']) {
+        const signed = { ...targetsJson(), expires };
+        const md = Metadata.fromBytes(canonicalize({ signed, signatures: [] }), 'targets');
+        assert.equal(md.signed.isExpired(new Date(Date.parse(expires) - 1000)), false);
+        assert.equal(md.signed.isExpired(new Date(Date.parse(expires))), true);
+      }
+    });
+
+    it('counts an expires set to something that is not a valid instant as expired', () => {
+      const md = Metadata.fromBytes(signedBytes(targetsJson()), 'targets');
+      for (const expires of ['never', '2030-02-30T00:00:00Z']) {
+        md.signed.expires = expires;
+        assert.equal(md.signed.isExpired(new Date('2029-01-01T00:00:00Z')), true, expires);
+      }
     });
   });
 });
