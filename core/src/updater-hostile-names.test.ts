@@ -2,7 +2,8 @@
  * Names and strings from a hostile repository, end to end through the Updater
  * and the in-memory simulator (issue 11): target names an object inherits, a
  * target named `__proto__`, and a target name with a lone surrogate (which UTF-8
- * would turn into U+FFFD, so it would verify under a signature over other text).
+ * would turn into U+FFFD, so it would verify under a signature over other text),
+ * and a director hash algorithm named `constructor` meeting parsed image hashes.
  */
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
@@ -12,6 +13,8 @@ import { SimulatorFetcher, MemoryStore, METADATA_URL, TARGETS_URL } from './test
 import { assertRejectsWith, NOW, SIGNED_AT } from './testing/fixtures.ts';
 import { fromUtf8, utf8 } from './bytes.ts';
 import { MalformedMetadataError } from './errors.ts';
+import { TargetFile } from './metadata/file-info.ts';
+import { matchDirectorTarget, TargetMismatchError } from './uptane/matching.ts';
 
 function client(
   build: (repo: RepositoryBuilder) => void,
@@ -60,6 +63,21 @@ describe('Updater with hostile names', () => {
       const before = c.store.snapshot();
       await assertRejectsWith(() => c.updater().refresh(), MalformedMetadataError, { path: 'targets.signed' });
       assert.equal(c.store.files.get('targets.json'), before.get('targets.json'));
+    });
+  });
+
+  describe('a director target listing a hash algorithm named constructor', () => {
+    it('is a TargetMismatchError on hashes against a parsed image target, not a TypeError', () => {
+      const image = TargetFile.fromJSON({ length: 3, hashes: { sha256: 'ab' } }, 'image.targets.fw.bin');
+      const director = TargetFile.fromJSON(
+        { length: 3, hashes: { sha256: 'ab', constructor: 'cd' }, custom: { ecuIdentifiers: { 'ecu-1': { hardwareId: 'hw' } } } },
+        'director.targets.fw.bin',
+      );
+      const input = { name: 'fw.bin', directorTarget: director, imageTarget: image, ecuSerial: 'ecu-1', hardwareId: 'hw', installedReleaseCounter: 0 };
+      assert.throws(
+        () => matchDirectorTarget(input),
+        (e: unknown) => e instanceof TargetMismatchError && e.field === 'hashes' && e.expected === 'no constructor',
+      );
     });
   });
 });
