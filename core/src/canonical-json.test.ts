@@ -51,6 +51,41 @@ describe('canonicalString', () => {
     });
   });
 
+  describe('key order', () => {
+    // U+FF21 (one UTF-16 unit, 0xFF21) and U+1F600 (the pair 0xD83D 0xDE00): UTF-16 order puts
+    // the astral key first, code-point order (Python's, so securesystemslib's) puts it last.
+    it('sorts by code point, not by UTF-16 unit', () => {
+      assert.equal(canonicalString({ '\u{1F600}': 2, '\uFF21': 1 }), '{"\uFF21":1,"\u{1F600}":2}');
+      assert.equal(canonicalString({ 'a\u{10000}': 2, 'a\uE000': 1, 'a\uD7FF': 0 }), '{"a\uD7FF":0,"a\uE000":1,"a\u{10000}":2}');
+    });
+
+    it('matches the byte order of the UTF-8 encodings (the order securesystemslib writes)', () => {
+      const keys = ['\u{1F600}', '\uFF21', 'z', '\u00e9', '\u{10FFFF}', '\uFFFF', '\uD7FF', 'a\u{1F600}', 'a'];
+      const byUtf8 = [...keys].sort((x, y) => Buffer.compare(Buffer.from(x), Buffer.from(y)));
+      const doc = Object.fromEntries(keys.map((k) => [k, 0]));
+      assert.equal(canonicalString(doc), `{${byUtf8.map((k) => `"${k}":0`).join(',')}}`);
+    });
+  });
+
+  describe('when a string has a lone surrogate', () => {
+    // Encoded as UTF-8 each would become U+FFFD: different texts, the same signed bytes.
+    for (const [name, value, path] of [
+      ['a high surrogate alone', { a: '\uD800' }, '$.a'],
+      ['a high surrogate at the end', ['ok\uDBFF'], '$[0]'],
+      ['a low surrogate alone', { a: { b: 'x\uDC00y' } }, '$.a.b'],
+      ['two low-high surrogates reversed', { a: '\uDE00\uD83D' }, '$.a'],
+      ['a key with a lone surrogate', { ['\uD83D']: 1 }, '$.\uD83D'],
+    ] as const) {
+      it(`throws CanonicalJsonError for ${name}`, () => {
+        assert.throws(() => canonicalString(value), (e: unknown) => e instanceof CanonicalJsonError && e.path === path);
+      });
+    }
+
+    it('still encodes a proper surrogate pair', () => {
+      assert.equal(fromUtf8(canonicalize({ k: '\uD83D\uDE00' })), '{"k":"\u{1F600}"}');
+    });
+  });
+
   it('encodes a shared (non-cyclic) object twice', () => {
     const shared = { k: 1 };
     assert.equal(canonicalString([shared, shared]), '[{"k":1},{"k":1}]');

@@ -1,8 +1,11 @@
 /**
  * OLPC canonical JSON, the encoding TUF signs (as securesystemslib encodes it):
- * no whitespace, object keys sorted, strings escape only `"` and `\`, integers
- * only. Anything else (floats, undefined, functions, cycles) is refused rather
- * than silently encoded differently from other implementations.
+ * no whitespace, object keys sorted by Unicode code point (Python's string
+ * order, not JavaScript's UTF-16 order), strings escape only `"` and `\`,
+ * integers only. Anything else (floats, undefined, functions, cycles, strings
+ * with a lone surrogate) is refused rather than silently encoded differently
+ * from other implementations: UTF-8 encoding would turn every lone surrogate
+ * into U+FFFD, so two different texts would share one signature.
  */
 import { CanonicalJsonError } from './errors.ts';
 import { utf8 } from './bytes.ts';
@@ -10,14 +13,50 @@ import { utf8 } from './bytes.ts';
 const NEEDS_ESCAPE = /["\\]/;
 const ESCAPE_ALL = /["\\]/g;
 
-function encodeString(s: string): string {
+/** String.prototype.isWellFormed (ES2024, in Node 20): false when a surrogate is unpaired. */
+const isWellFormed = (String.prototype as unknown as { isWellFormed(this: string): boolean }).isWellFormed;
+
+function encodeString(s: string, path: string): string {
+  if (!isWellFormed.call(s)) throw new CanonicalJsonError(path, 'a string with a lone surrogate has no UTF-8 encoding');
   return NEEDS_ESCAPE.test(s) ? `"${s.replace(ESCAPE_ALL, '\\$&')}"` : `"${s}"`;
+}
+
+/**
+ * Orders UTF-16 code units as their code points order: surrogates (which encode
+ * U+10000 and above) after U+E000..U+FFFF. Exact once lone surrogates are refused.
+ */
+function codePointRank(unit: number): number {
+  if (unit >= 0xe000) return unit - 0x800;
+  if (unit >= 0xd800) return unit + 0x2000;
+  return unit;
+}
+
+function compareCodePoints(a: string, b: string): number {
+  const n = Math.min(a.length, b.length);
+  for (let i = 0; i < n; i++) {
+    const x = a.charCodeAt(i);
+    const y = b.charCodeAt(i);
+    if (x !== y) return codePointRank(x) - codePointRank(y);
+  }
+  return a.length - b.length;
+}
+
+const SURROGATE = /[\uD800-\uDFFF]/;
+
+/**
+ * Keys in code-point order, as securesystemslib (Python's `sorted`) writes them.
+ * UTF-16 order is the same unless a key holds a character above U+FFFF, so the
+ * slower comparison runs only then.
+ */
+function sortedKeys(obj: object): string[] {
+  const keys = Object.keys(obj).sort();
+  return keys.some((k) => SURROGATE.test(k)) ? keys.sort(compareCodePoints) : keys;
 }
 
 function encodeValue(value: unknown, path: string, seen: Set<object>): string {
   switch (typeof value) {
     case 'string':
-      return encodeString(value);
+      return encodeString(value, path);
     case 'boolean':
       return value ? 'true' : 'false';
     case 'number':
@@ -37,7 +76,7 @@ function encodeValue(value: unknown, path: string, seen: Set<object>): string {
         out += ']';
       } else {
         const obj = value as Record<string, unknown>;
-        const keys = Object.keys(obj).sort();
+        const keys = sortedKeys(obj);
         out = '{';
         let first = true;
         for (const key of keys) {
@@ -45,7 +84,7 @@ function encodeValue(value: unknown, path: string, seen: Set<object>): string {
           if (v === undefined) throw new CanonicalJsonError(`${path}.${key}`, 'undefined');
           if (!first) out += ',';
           first = false;
-          out += encodeString(key) + ':' + encodeValue(v, `${path}.${key}`, seen);
+          out += encodeString(key, `${path}.${key}`) + ':' + encodeValue(v, `${path}.${key}`, seen);
         }
         out += '}';
       }

@@ -31,6 +31,18 @@ export class MalformedMetadataError extends RepositoryError {
   }
 }
 
+/**
+ * Key material that does not fit its declared scheme: another algorithm, another
+ * curve, or an RSA modulus under 2048 bits. The scheme names what the signature
+ * means, so a key must not verify under a scheme its material was not made for.
+ */
+export class KeyMaterialError extends MalformedMetadataError {
+  override name = 'KeyMaterialError';
+  constructor(path: string, readonly scheme: string, readonly expected: string, readonly actual: string) {
+    super(path, `${scheme} needs ${expected}, the key is ${actual}`);
+  }
+}
+
 export class UnsupportedKeyError extends RepositoryError {
   override name = 'UnsupportedKeyError';
   override readonly code = 'UNSUPPORTED_KEY';

@@ -1,12 +1,12 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { generateKeyPairSync, randomBytes, sign as nodeSign, verify as nodeVerify, createPublicKey, constants } from 'node:crypto';
+import { generateKeyPairSync, randomBytes, sign as nodeSign, verify as nodeVerify, createPublicKey, constants, type KeyObject } from 'node:crypto';
 import * as noble from '@noble/ed25519';
 import { Ed25519Signer, Key, nobleEd25519, nodeEd25519, ed25519Provider, type Ed25519Provider } from './keys.ts';
 import { canonicalize } from './canonical-json.ts';
 import { digest, digestHex } from './hash.ts';
 import { concatBytes, fromHex, toHex, utf8 } from './bytes.ts';
-import { MalformedMetadataError, UnsupportedKeyError } from './errors.ts';
+import { KeyMaterialError, MalformedMetadataError, UnsupportedKeyError } from './errors.ts';
 
 const hex = (s: string): Uint8Array => fromHex(s)!;
 const PROVIDERS: Ed25519Provider[] = [nodeEd25519, nobleEd25519];
@@ -155,6 +155,9 @@ describe('ed25519 providers', () => {
   });
 });
 
+const P256 = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+const RSA_2048 = generateKeyPairSync('rsa', { modulusLength: 2048 });
+
 describe('Key', () => {
   describe('keyid', () => {
     it('is the sha256 of the canonical key, unknown fields included', () => {
@@ -179,6 +182,56 @@ describe('Key', () => {
         });
       });
     }
+  });
+
+  describe('fromJSON when the material does not fit the scheme', () => {
+    const pem = (key: KeyObject) => key.export({ format: 'pem', type: 'spki' }).toString();
+    const rsa1024 = generateKeyPairSync('rsa', { modulusLength: 1024 }).publicKey;
+    const p384 = generateKeyPairSync('ec', { namedCurve: 'P-384' }).publicKey;
+    const ed = generateKeyPairSync('ed25519').publicKey;
+    for (const [name, keytype, scheme, key, actual] of [
+      ['an ecdsa-sha2-nistp256 key that is RSA', 'ecdsa', 'ecdsa-sha2-nistp256', RSA_2048.publicKey, 'an rsa key'],
+      ['an ecdsa-sha2-nistp256 key on P-384', 'ecdsa-sha2-nistp256', 'ecdsa-sha2-nistp256', p384, 'an EC key on secp384r1'],
+      ['an ecdsa-sha2-nistp256 key that is ed25519', 'ecdsa', 'ecdsa-sha2-nistp256', ed, 'an ed25519 key'],
+      ['an rsassa-pss-sha256 key of 1024 bits', 'rsa', 'rsassa-pss-sha256', rsa1024, 'an RSA key of 1024 bits'],
+      ['an rsassa-pss-sha256 key that is EC', 'rsa', 'rsassa-pss-sha256', P256.publicKey, 'an ec key'],
+    ] as const) {
+      describe(`when ${name}`, () => {
+        it('throws KeyMaterialError naming the scheme and both key kinds', () => {
+          const json = { keytype, scheme, keyval: { public: pem(key) } };
+          assert.throws(
+            () => Key.fromJSON(json, 'root.keys.k'),
+            (e: unknown) =>
+              e instanceof KeyMaterialError && e instanceof MalformedMetadataError &&
+              e.path === 'root.keys.k.keyval.public' && e.scheme === scheme && e.actual === actual,
+          );
+        });
+      });
+    }
+
+    it('accepts P-256 ecdsa and 2048-bit RSA keys', () => {
+      assert.equal(Key.fromJSON({ keytype: 'ecdsa', scheme: 'ecdsa-sha2-nistp256', keyval: { public: pem(P256.publicKey) } }).isSupported, true);
+      assert.equal(Key.fromJSON({ keytype: 'rsa', scheme: 'rsassa-pss-sha256', keyval: { public: pem(RSA_2048.publicKey) } }).isSupported, true);
+    });
+
+    it('keeps material that does not decode at all (it verifies nothing), as before', () => {
+      const key = Key.fromJSON({ keytype: 'ecdsa', scheme: 'ecdsa-sha2-nistp256', keyval: { public: '04abcdef' } });
+      assert.equal(key.verify(new Uint8Array(70), utf8('m')), false);
+      assert.equal(key.materialId, undefined);
+    });
+  });
+
+  describe('materialId', () => {
+    it('is one identity for one key, whatever the PEM spelling or hex case', () => {
+      const pemText = P256.publicKey.export({ format: 'pem', type: 'spki' }).toString();
+      const a = new Key('ecdsa', 'ecdsa-sha2-nistp256', { public: pemText });
+      const b = new Key('ecdsa-sha2-nistp256', 'ecdsa-sha2-nistp256', { public: pemText.trimEnd().replace(/\n/g, '\r\n') });
+      assert.notEqual(a.keyid, b.keyid);
+      assert.equal(a.materialId, b.materialId);
+      const lower = RFC8032[0]!.publicKey;
+      assert.equal(Key.fromJSON({ keytype: 'ed25519', scheme: 'ed25519', keyval: { public: lower.toUpperCase() } }).materialId, Key.ed25519(hex(lower)).materialId);
+      assert.notEqual(a.materialId, Key.ed25519(hex(lower)).materialId);
+    });
   });
 
   describe('verify', () => {
@@ -207,6 +260,23 @@ describe('Key', () => {
       );
       assert.equal(key.verify(signature, message), true);
       assert.equal(key.verify(signature, utf8('other')), false);
+    });
+
+    describe('when a key built by hand has material of another scheme', () => {
+      it('verifies nothing, though the signature is good for that material', () => {
+        const message = utf8('payload');
+        const pem = (key: KeyObject) => key.export({ format: 'pem', type: 'spki' }).toString();
+        // An RSA PKCS#1 v1.5 signature: node:crypto would check it against an RSA key given for ecdsa.
+        const rsaSig = new Uint8Array(nodeSign('sha256', message, RSA_2048.privateKey));
+        assert.equal(nodeVerify('sha256', message, RSA_2048.publicKey, rsaSig), true);
+        assert.equal(new Key('ecdsa', 'ecdsa-sha2-nistp256', { public: pem(RSA_2048.publicKey) }).verify(rsaSig, message), false);
+        const p384 = generateKeyPairSync('ec', { namedCurve: 'P-384' });
+        const p384Sig = new Uint8Array(nodeSign('sha256', message, p384.privateKey));
+        assert.equal(new Key('ecdsa', 'ecdsa-sha2-nistp256', { public: pem(p384.publicKey) }).verify(p384Sig, message), false);
+        const rsa1024 = generateKeyPairSync('rsa', { modulusLength: 1024 });
+        const pssSig = new Uint8Array(nodeSign('sha256', message, { key: rsa1024.privateKey, padding: constants.RSA_PKCS1_PSS_PADDING, saltLength: 32 }));
+        assert.equal(new Key('rsa', 'rsassa-pss-sha256', { public: pem(rsa1024.publicKey) }).verify(pssSig, message), false);
+      });
     });
 
     describe('when the key material is garbage', () => {

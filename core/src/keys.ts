@@ -13,6 +13,17 @@
  * refuses those first; noble (zip215: false) alone uses the cofactored equation,
  * so the noble provider also checks the cofactorless one.
  * rsassa-pss-sha256 and ecdsa-sha2-nistp256 keys verify through node:crypto.
+ *
+ * A key's scheme is bound to its material: an ecdsa-sha2-nistp256 key must be
+ * a P-256 key and an rsassa-pss-sha256 key an RSA key of at least 2048 bits.
+ * Key.fromJSON refuses a mismatch (KeyMaterialError); a Key built otherwise with
+ * one verifies nothing. Material that does not decode at all (not PEM, not 32-byte
+ * hex) is kept, as before, and verifies nothing: such a key counts for nothing,
+ * and refusing it would refuse metadata whose threshold other keys meet.
+ *
+ * Keys are told apart by material, not keyid: `materialId` is the SPKI DER of
+ * the public key, so one key listed under two keyids (or two PEM spellings)
+ * counts once toward a threshold.
  */
 import {
   createPrivateKey,
@@ -27,7 +38,7 @@ import * as noble from '@noble/ed25519';
 import { canonicalize } from './canonical-json.ts';
 import { digestHex, digest } from './hash.ts';
 import { bytesEqual, concatBytes, fromHex, toHex } from './bytes.ts';
-import { MalformedMetadataError, UnsupportedKeyError } from './errors.ts';
+import { KeyMaterialError, MalformedMetadataError, UnsupportedKeyError } from './errors.ts';
 
 noble.hashes.sha512 = (message: Uint8Array) => digest('sha512', message) as Uint8Array<ArrayBuffer>;
 
@@ -142,10 +153,35 @@ function isRecord(v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
 }
 
+/** The smallest RSA modulus accepted (NIST SP 800-57: 1024-bit RSA is no longer acceptable). */
+const MIN_RSA_BITS = 2048;
+
+/** A public key decoded for verification, and the identity of its material. */
+type Material =
+  | { kind: 'ed25519'; raw: Uint8Array; id: string }
+  | { kind: 'node'; key: KeyObject; id: string };
+
+/** What `scheme` requires of a parsed key, and what `key` is, when they differ. */
+function mismatch(scheme: string, key: KeyObject): { expected: string; actual: string } | undefined {
+  const type = key.asymmetricKeyType ?? 'unknown';
+  const details = key.asymmetricKeyDetails ?? {};
+  if (scheme === ECDSA_SCHEME) {
+    const actual = type === 'ec' ? `an EC key on ${details.namedCurve ?? 'an unnamed curve'}` : `an ${type} key`;
+    return type === 'ec' && details.namedCurve === 'prime256v1' ? undefined : { expected: 'an EC key on P-256 (prime256v1)', actual };
+  }
+  if (scheme === RSA_PSS_SCHEME) {
+    const bits = details.modulusLength ?? 0;
+    const expected = `an RSA key of at least ${MIN_RSA_BITS} bits`;
+    if (type !== 'rsa') return { expected, actual: `an ${type} key` };
+    return bits >= MIN_RSA_BITS ? undefined : { expected, actual: `an RSA key of ${bits} bits` };
+  }
+  return undefined;
+}
+
 /** A public key as TUF metadata describes it: keytype, scheme, keyval. Unknown fields are kept. */
 export class Key {
-  #keyObject: KeyObject | undefined;
-  #rawPublic: Uint8Array | undefined;
+  /** Decoded once: the material, null when it does not decode or fit the scheme. */
+  #material: Material | null | undefined;
 
   constructor(
     readonly keytype: string,
@@ -170,7 +206,50 @@ export class Key {
     for (const [k, v] of Object.entries(keyval)) {
       if (typeof v !== 'string') throw new MalformedMetadataError(`${path}.keyval.${k}`, 'not a string');
     }
-    return new Key(keytype, scheme, keyval as Record<string, string>, rest);
+    const key = new Key(keytype, scheme, keyval as Record<string, string>, rest);
+    if (key.isSupported) key.#decode(`${path}.keyval.public`);
+    return key;
+  }
+
+  /**
+   * Decodes the material for the scheme and caches it (null: it cannot verify).
+   * @throws KeyMaterialError when the material decodes but does not fit the scheme.
+   */
+  #decode(path: string): Material | null {
+    this.#material = null;
+    if (this.scheme === ED25519) {
+      const raw = fromHex(this.keyval.public);
+      if (raw?.byteLength === 32) this.#material = { kind: 'ed25519', raw, id: toHex(concatBytes([SPKI_ED25519_PREFIX, raw])) };
+      return this.#material;
+    }
+    let key: KeyObject;
+    try {
+      key = createPublicKey(this.keyval.public);
+    } catch {
+      return null;
+    }
+    const wrong = mismatch(this.scheme, key);
+    if (wrong) throw new KeyMaterialError(path, this.scheme, wrong.expected, wrong.actual);
+    this.#material = { kind: 'node', key, id: toHex(key.export({ format: 'der', type: 'spki' })) };
+    return this.#material;
+  }
+
+  /** The decoded material, or null when this key cannot verify (never throws). */
+  #usable(): Material | null {
+    if (this.#material !== undefined) return this.#material;
+    try {
+      return this.#decode('key.keyval.public');
+    } catch {
+      return null;
+    }
+  }
+
+  /**
+   * The identity of the key material (hex SPKI DER of the public key), the same
+   * for one key under any keyid or PEM spelling; undefined when it cannot verify.
+   */
+  get materialId(): string | undefined {
+    return this.isSupported ? this.#usable()?.id : undefined;
   }
 
   toJSON(): Record<string, unknown> {
@@ -197,19 +276,17 @@ export class Key {
    */
   verify(signature: Uint8Array, message: Uint8Array, provider: Ed25519Provider = activeEd25519): boolean {
     if (!this.isSupported) throw new UnsupportedKeyError(this.keytype, this.scheme);
-    if (this.scheme === ED25519) {
-      this.#rawPublic ??= fromHex(this.keyval.public) ?? new Uint8Array(0);
-      return provider.verify(this.#rawPublic, signature, message);
-    }
+    const material = this.#usable();
+    if (!material) return false;
+    if (material.kind === 'ed25519') return provider.verify(material.raw, signature, message);
     try {
-      this.#keyObject ??= createPublicKey(this.keyval.public);
       if (this.scheme === ECDSA_SCHEME) {
-        return nodeVerify('sha256', message, { key: this.#keyObject, dsaEncoding: 'der' }, signature);
+        return nodeVerify('sha256', message, { key: material.key, dsaEncoding: 'der' }, signature);
       }
       return nodeVerify(
         'sha256',
         message,
-        { key: this.#keyObject, padding: constants.RSA_PKCS1_PSS_PADDING, saltLength: constants.RSA_PSS_SALTLEN_AUTO },
+        { key: material.key, padding: constants.RSA_PKCS1_PSS_PADDING, saltLength: constants.RSA_PSS_SALTLEN_AUTO },
         signature,
       );
     } catch {

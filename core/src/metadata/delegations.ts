@@ -9,6 +9,7 @@ import { digestHex } from '../hash.ts';
 import { utf8 } from '../bytes.ts';
 import type { Key } from '../keys.ts';
 import {
+  asNameMap,
   expectBoolean,
   expectInteger,
   expectObject,
@@ -174,7 +175,9 @@ export class Delegations {
     public roles?: DelegatedRole[],
     public succinctRoles?: SuccinctRoles,
     public unrecognizedFields: JsonObject = {},
-  ) {}
+  ) {
+    this.keys = asNameMap(keys);
+  }
 
   static fromJSON(json: unknown, path: string): Delegations {
     const obj = expectObject(json, path);

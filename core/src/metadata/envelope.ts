@@ -100,6 +100,10 @@ export class Metadata<T extends AnySigned = AnySigned> {
   /**
    * Counts distinct authorised keys with a valid signature (TUF 5.3.4 and after):
    * unknown keyids, unsupported key types and bad signatures count for nothing.
+   * Keys are distinct by material (Key.materialId), not by keyid: a repository may
+   * list one key under several keyids (keyids need not be the sha256 of the key,
+   * and the TUF conformance suite has such metadata), and that key signs once
+   * (the TUF conformance suite checks this rule in test_duplicate_keys_root).
    * `message` defaults to the canonical bytes of the model; a caller that has just
    * parsed the envelope may pass the canonical bytes of the raw `signed` object.
    * @throws UnsignedMetadataError below `threshold`.
@@ -111,15 +115,17 @@ export class Metadata<T extends AnySigned = AnySigned> {
     threshold: number,
     message: Uint8Array = this.signedBytes(),
   ): void {
-    let valid = 0;
+    const signedBy = new Set<string>();
     for (const keyid of new Set(keyids)) {
       const key = keys[keyid];
       const signature = this.signatures.get(keyid);
       if (!key || !signature || !key.isSupported) continue;
+      const material = key.materialId;
+      if (material === undefined || signedBy.has(material)) continue;
       const sigBytes = fromHex(signature.sig);
-      if (sigBytes && key.verify(sigBytes, message)) valid++;
+      if (sigBytes && key.verify(sigBytes, message)) signedBy.add(material);
     }
-    if (valid < threshold) throw new UnsignedMetadataError(roleName, threshold, valid);
+    if (signedBy.size < threshold) throw new UnsignedMetadataError(roleName, threshold, signedBy.size);
   }
 }
 

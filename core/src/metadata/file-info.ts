@@ -5,7 +5,12 @@
  */
 import { LengthOrHashMismatchError, RepositoryError } from '../errors.ts';
 import { digestHex, isSupportedHash, MultiHasher, type HashAlgorithm } from '../hash.ts';
-import { expectHashes, expectInteger, expectObject, splitFields, type JsonObject } from './guard.ts';
+import { expectHashes, expectInteger, expectObject, nameMap, splitFields, type JsonObject } from './guard.ts';
+
+/** Parsed hashes as a nameMap: the algorithm names come from outside and are looked up by name. */
+function parseHashes(json: unknown, path: string): Record<string, string> {
+  return nameMap(Object.entries(expectHashes(json, path)));
+}
 
 /** Checks bytes against a length and hashes. Unknown hash algorithms are refused, not skipped. */
 export function verifyLengthAndHashes(
@@ -43,7 +48,7 @@ export class MetaFile {
     const obj = expectObject(json, path);
     const version = expectInteger(obj.version, `${path}.version`, 1);
     const length = obj.length === undefined ? undefined : expectInteger(obj.length, `${path}.length`, 0);
-    const hashes = obj.hashes === undefined ? undefined : expectHashes(obj.hashes, `${path}.hashes`);
+    const hashes = obj.hashes === undefined ? undefined : parseHashes(obj.hashes, `${path}.hashes`);
     return new MetaFile(version, length, hashes, splitFields(obj, ['version', 'length', 'hashes']));
   }
 
@@ -74,7 +79,7 @@ export class TargetFile {
   static fromJSON(json: unknown, path: string): TargetFile {
     const obj = expectObject(json, path);
     const length = expectInteger(obj.length, `${path}.length`, 0);
-    const hashes = expectHashes(obj.hashes, `${path}.hashes`);
+    const hashes = parseHashes(obj.hashes, `${path}.hashes`);
     const custom = obj.custom === undefined ? undefined : expectObject(obj.custom, `${path}.custom`);
     return new TargetFile(length, hashes, custom, splitFields(obj, ['length', 'hashes', 'custom']));
   }

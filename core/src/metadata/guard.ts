@@ -1,8 +1,29 @@
-/** Type guards for strict parsing: each failure names the JSON path that broke. */
+/**
+ * Type guards for strict parsing: each failure names the JSON path that broke.
+ * Maps keyed by names from outside (target paths, role files, keyids, hash
+ * algorithms, unknown fields) are null-prototype objects (see nameMap).
+ */
 import { MalformedMetadataError } from '../errors.ts';
 import { fromUtf8 } from '../bytes.ts';
 
 export type JsonObject = Record<string, unknown>;
+
+/**
+ * A record for names that come from outside: it has no prototype, so a lookup of
+ * `constructor` or `toString` finds nothing, and `__proto__` is an ordinary own
+ * key (plain assignment on a null-prototype object creates it, where on `{}` it
+ * would replace the prototype and the entry would vanish from the signed bytes).
+ */
+export function nameMap<T>(entries: Iterable<readonly [string, T]> = []): Record<string, T> {
+  const map = Object.create(null) as Record<string, T>;
+  for (const [name, value] of entries) map[name] = value;
+  return map;
+}
+
+/** `record` itself if it is already a nameMap, else a nameMap copy of its own entries. */
+export function asNameMap<T>(record: Record<string, T>): Record<string, T> {
+  return Object.getPrototypeOf(record) === null ? record : nameMap(Object.entries(record));
+}
 
 export function isObject(v: unknown): v is JsonObject {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
@@ -55,7 +76,7 @@ export function expectHashes(v: unknown, path: string): Record<string, string> {
 
 /** Splits the listed fields from the rest, which the model keeps to re-serialise exactly. */
 export function splitFields(obj: JsonObject, known: readonly string[]): JsonObject {
-  const rest: JsonObject = {};
+  const rest = nameMap<unknown>();
   for (const [k, v] of Object.entries(obj)) if (!known.includes(k)) rest[k] = v;
   return rest;
 }

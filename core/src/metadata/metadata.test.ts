@@ -3,7 +3,11 @@ import assert from 'node:assert/strict';
 import { Metadata } from './envelope.ts';
 import { DelegatedRole, Delegations, SuccinctRoles, matchesPathPattern } from './delegations.ts';
 import { Root } from './root.ts';
-import { Ed25519Signer } from '../keys.ts';
+import { Targets } from './targets.ts';
+import { Snapshot } from './snapshot.ts';
+import { MetaFile, TargetFile } from './file-info.ts';
+import { Ed25519Signer, Key } from '../keys.ts';
+import { generateKeyPairSync, sign as nodeSign } from 'node:crypto';
 import { canonicalize } from '../canonical-json.ts';
 import { digestHex } from '../hash.ts';
 import { toHex, utf8 } from '../bytes.ts';
@@ -91,6 +95,47 @@ describe('Metadata', () => {
     });
   });
 
+  describe('verifyThreshold when one key is listed under two keyids', () => {
+    const ALIAS = 'f'.repeat(64);
+    /** A root of threshold 2 listing `keys` under `keyids`, with one signature per keyid by `sign`. */
+    function twoKeyidRoot(keys: Record<string, JsonObject>, sign: (message: Uint8Array) => Uint8Array): Metadata<Root> {
+      const signed = rootJson();
+      signed.keys = keys;
+      (signed.roles as Record<string, JsonObject>).root = { keyids: Object.keys(keys), threshold: 2 };
+      const sig = toHex(sign(canonicalize(signed)));
+      // JSON.stringify, not canonical JSON: a PEM's newlines must be escaped in the file.
+      const bytes = utf8(JSON.stringify({ signed, signatures: Object.keys(keys).map((keyid) => ({ keyid, sig })) }));
+      return Metadata.fromBytes(bytes, 'root');
+    }
+    const verify = (md: Metadata<Root>) => md.verifyThreshold('root', md.signed.keys, md.signed.roles.root.keyids, md.signed.roles.root.threshold);
+    const refused = (e: unknown) => e instanceof UnsignedMetadataError && e.role === 'root' && e.threshold === 2 && e.validSignatures === 1;
+
+    it('counts one ed25519 key once, though two keyids carry its signature', () => {
+      const md = twoKeyidRoot({ [KEYID]: KEY, [ALIAS]: KEY }, (m) => signer.sign(m));
+      assert.throws(() => verify(md), refused);
+    });
+
+    it('counts one ecdsa key once under two PEM spellings (two keyids a repository may compute)', () => {
+      const { publicKey, privateKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+      const pem = publicKey.export({ format: 'pem', type: 'spki' }).toString();
+      const a = new Key('ecdsa', 'ecdsa-sha2-nistp256', { public: pem });
+      const b = new Key('ecdsa', 'ecdsa-sha2-nistp256', { public: pem.trimEnd() });
+      assert.notEqual(a.keyid, b.keyid);
+      const md = twoKeyidRoot({ [a.keyid]: a.toJSON(), [b.keyid]: b.toJSON() }, (m) => new Uint8Array(nodeSign('sha256', m, privateKey)));
+      assert.throws(() => verify(md), refused);
+    });
+
+    it('still counts two different keys twice', () => {
+      const other = Ed25519Signer.generate();
+      const signed = rootJson();
+      signed.keys = { [KEYID]: KEY, [other.keyid]: other.key.toJSON() };
+      (signed.roles as Record<string, JsonObject>).root = { keyids: [KEYID, other.keyid], threshold: 2 };
+      const message = canonicalize(signed);
+      const bytes = canonicalize({ signed, signatures: [signer, other].map((s) => ({ keyid: s.keyid, sig: toHex(s.sign(message)) })) });
+      verify(Metadata.fromBytes(bytes, 'root'));
+    });
+  });
+
   describe('strict parsing', () => {
     const cases: Array<[string, (j: JsonObject) => void, string]> = [
       ['_type of another role', (j) => (j._type = 'snapshot'), 'targets.signed._type'],
@@ -99,6 +144,21 @@ describe('Metadata', () => {
       ['version zero', (j) => (j.version = 0), 'targets.signed.version'],
       ['version a string', (j) => (j.version = '3'), 'targets.signed.version'],
       ['expires with a fraction', (j) => (j.expires = '2030-01-01T00:00:00.5Z'), 'targets.signed.expires'],
+      ...(
+        [
+          ['on 30 February', '2030-02-30T00:00:00Z'],
+          ['on 29 February of a common year', '2029-02-29T00:00:00Z'],
+          ['on 29 February 2100 (not a leap year)', '2100-02-29T00:00:00Z'],
+          ['on 31 April', '2030-04-31T00:00:00Z'],
+          ['in month 13', '2030-13-01T00:00:00Z'],
+          ['in month 00', '2030-00-10T00:00:00Z'],
+          ['on day 00', '2030-01-00T00:00:00Z'],
+          ['at hour 24', '2030-01-01T24:00:00Z'],
+          ['at minute 60', '2030-01-01T23:60:00Z'],
+          ['at second 60 (a leap second)', '2030-06-30T23:59:60Z'],
+          ['in year 0000', '0000-01-01T00:00:00Z'],
+        ] as const
+      ).map(([when, expires]): [string, (j: JsonObject) => void, string] => [`expires ${when}`, (j) => (j.expires = expires), 'targets.signed.expires']),
       ['targets not an object', (j) => (j.targets = []), 'targets.signed.targets'],
       ['a negative target length', (j) => ((j.targets as JsonObject)['fw.bin'] = { length: -1, hashes: { sha256: 'ab' } }), 'targets.signed.targets.fw.bin.length'],
       ['a target without hashes', (j) => ((j.targets as JsonObject)['fw.bin'] = { length: 1, hashes: {} }), 'targets.signed.targets.fw.bin.hashes'],
@@ -154,6 +214,87 @@ describe('Metadata', () => {
       const md = Metadata.fromBytes(signedBytes(targetsJson()), 'targets');
       assert.equal(md.signed.isExpired(new Date('2029-12-31T23:59:59Z')), false);
       assert.equal(md.signed.isExpired(new Date('2030-01-01T00:00:00Z')), true);
+    });
+
+    it('accepts real leap days and the last second of a day', () => {
+      for (const expires of ['2028-02-29T23:59:59Z', '2000-02-29T00:00:00Z']) {
+        const signed = { ...targetsJson(), expires };
+        const md = Metadata.fromBytes(canonicalize({ signed, signatures: [] }), 'targets');
+        assert.equal(md.signed.isExpired(new Date(Date.parse(expires) - 1000)), false);
+        assert.equal(md.signed.isExpired(new Date(Date.parse(expires))), true);
+      }
+    });
+
+    it('counts an expires set to something that is not a valid instant as expired', () => {
+      const md = Metadata.fromBytes(signedBytes(targetsJson()), 'targets');
+      for (const expires of ['never', '2030-02-30T00:00:00Z']) {
+        md.signed.expires = expires;
+        assert.equal(md.signed.isExpired(new Date('2029-01-01T00:00:00Z')), true, expires);
+      }
+    });
+  });
+});
+
+/** Sets `name` as an own enumerable property, as JSON.parse does (a literal `__proto__:` would set the prototype). */
+function withOwn<T extends object>(obj: T, name: string, value: unknown): T {
+  Object.defineProperty(obj, name, { value, enumerable: true, writable: true, configurable: true });
+  return obj;
+}
+
+describe('names from outside', () => {
+  const INHERITED = ['constructor', 'toString', 'hasOwnProperty', 'valueOf', '__proto__'];
+
+  describe('a target named __proto__', () => {
+    it('is an ordinary entry, and the model re-serialises to the signed bytes', () => {
+      const signed = targetsJson();
+      withOwn(signed.targets as JsonObject, '__proto__', { length: 1, hashes: { sha256: 'cd' } });
+      const bytes = signedBytes(signed);
+      const md = Metadata.fromBytes(bytes, 'targets');
+      assert.deepEqual(Object.keys(md.signed.targets).sort(), ['__proto__', 'fw.bin']);
+      assert.ok(md.signed.targets['__proto__'] instanceof TargetFile);
+      assert.equal(md.signed.targets['__proto__'].length, 1);
+      assert.deepEqual(md.toBytes(), bytes);
+      md.verifyThreshold('targets', { [KEYID]: signer.key }, [KEYID], 1);
+    });
+  });
+
+  describe('an unrecognised field named __proto__', () => {
+    it('is kept, in signed and in a target, so the signature still verifies over the model', () => {
+      const signed = withOwn(targetsJson(), '__proto__', { x: 1 });
+      withOwn((signed.targets as Record<string, JsonObject>)['fw.bin']!, '__proto__', 'kept');
+      const bytes = signedBytes(signed);
+      const md = Metadata.fromBytes(bytes, 'targets');
+      assert.deepEqual(md.toBytes(), bytes);
+      md.verifyThreshold('targets', { [KEYID]: signer.key }, [KEYID], 1);
+    });
+  });
+
+  describe('names an object inherits (constructor, toString...)', () => {
+    it('are absent from parsed targets, hashes, delegation keys, root keys and snapshot meta', () => {
+      const targets = Metadata.fromBytes(signedBytes(targetsJson()), 'targets').signed;
+      const root = Metadata.fromBytes(signedBytes(rootJson()), 'root').signed;
+      const snapshot = Snapshot.fromJSON({ _type: 'snapshot', spec_version: '1.0.31', version: 1, expires: '2030-01-01T00:00:00Z', meta: { 'targets.json': { version: 1 } } });
+      const maps: Record<string, Record<string, unknown>> = {
+        targets: targets.targets,
+        hashes: targets.targets['fw.bin']!.hashes,
+        'delegation keys': targets.delegations!.keys,
+        'root keys': root.keys,
+        'snapshot meta': snapshot.meta,
+      };
+      for (const [what, map] of Object.entries(maps)) {
+        for (const name of INHERITED) assert.equal(map[name], undefined, `${what}[${name}]`);
+      }
+    });
+
+    it('are absent from the maps of models callers build, which keep a __proto__ entry they add', () => {
+      const t = new Targets(1, '2030-01-01T00:00:00Z', { 'a.bin': new TargetFile(1, { sha256: 'ab' }) });
+      const s = new Snapshot(1, '2030-01-01T00:00:00Z', { 'targets.json': new MetaFile(1) });
+      for (const name of INHERITED) {
+        assert.equal(t.targets[name], undefined, `targets[${name}]`);
+        assert.equal(s.meta[name], undefined, `meta[${name}]`);
+      }
+      t.targets['__proto__'] = new TargetFile(2, { sha256: 'cd' });
+      assert.deepEqual(Object.keys(t.toJSON().targets as JsonObject).sort(), ['__proto__', 'a.bin']);
     });
   });
 });

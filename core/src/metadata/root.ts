@@ -1,6 +1,6 @@
 import { MalformedMetadataError } from '../errors.ts';
 import type { Key } from '../keys.ts';
-import { expectBoolean, expectObject, splitFields, type JsonObject } from './guard.ts';
+import { asNameMap, expectBoolean, expectObject, splitFields, type JsonObject } from './guard.ts';
 import { keysToJSON, parseKeys } from './keys-map.ts';
 import { Role } from './role.ts';
 import { COMMON_FIELDS, parseCommon, Signed, TOP_LEVEL_ROLES, type RoleType } from './signed.ts';
@@ -19,6 +19,7 @@ export class Root extends Signed {
     unrecognizedFields: JsonObject = {},
   ) {
     super(version, expires, specVersion, unrecognizedFields);
+    this.keys = asNameMap(keys);
   }
 
   static fromJSON(json: unknown, path = 'root'): Root {
@@ -28,7 +29,7 @@ export class Root extends Signed {
     const rolesObj = expectObject(obj.roles, `${path}.roles`);
     const roles = {} as Record<RoleType, Role>;
     for (const name of TOP_LEVEL_ROLES) {
-      if (!(name in rolesObj)) throw new MalformedMetadataError(`${path}.roles`, `missing role ${name}`);
+      if (!Object.hasOwn(rolesObj, name)) throw new MalformedMetadataError(`${path}.roles`, `missing role ${name}`);
       roles[name] = Role.fromJSON(rolesObj[name], `${path}.roles.${name}`);
     }
     const extra = Object.keys(rolesObj).filter((r) => !(TOP_LEVEL_ROLES as readonly string[]).includes(r));

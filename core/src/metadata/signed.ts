@@ -8,7 +8,29 @@ export const TOP_LEVEL_ROLES: readonly RoleType[] = ['root', 'timestamp', 'snaps
 /** The TUF specification major version this library implements. */
 export const SPEC_VERSION = '1.0.31';
 
-const EXPIRES = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z$/;
+const EXPIRES = /^(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})Z$/;
+
+function daysInMonth(year: number, month: number): number {
+  if (month === 2) return year % 4 === 0 && (year % 100 !== 0 || year % 400 === 0) ? 29 : 28;
+  return [4, 6, 9, 11].includes(month) ? 30 : 31;
+}
+
+/**
+ * The instant of a TUF `expires` (ms since the epoch), or undefined unless it is
+ * exactly YYYY-MM-DDTHH:MM:SSZ naming a real UTC second: a calendar date, hours
+ * 00-23, no leap second. Date.parse alone normalises `T24:00:00` to the next day
+ * and `2030-02-30` to 2 March; Python's datetime (python-tuf) refuses both, and
+ * a client must not trust until a date that other clients refuse.
+ */
+export function parseExpires(expires: string): number | undefined {
+  const m = EXPIRES.exec(expires);
+  if (!m) return undefined;
+  const [year, month, day, hour, minute, second] = m.slice(1).map(Number) as [number, number, number, number, number, number];
+  if (year < 1 || month < 1 || month > 12 || day < 1 || day > daysInMonth(year, month)) return undefined;
+  if (hour > 23 || minute > 59 || second > 59) return undefined;
+  const instant = Date.parse(expires);
+  return Number.isNaN(instant) ? undefined : instant;
+}
 
 export interface SignedCommon {
   version: number;
@@ -29,7 +51,7 @@ export function parseCommon(obj: JsonObject, type: RoleType, path: string): Sign
   }
   const version = expectInteger(obj.version, `${path}.version`, 1);
   const expires = expectString(obj.expires, `${path}.expires`);
-  if (!EXPIRES.test(expires) || Number.isNaN(Date.parse(expires))) {
+  if (parseExpires(expires) === undefined) {
     throw new MalformedMetadataError(`${path}.expires`, `${expires} is not YYYY-MM-DDTHH:MM:SSZ`);
   }
   return { version, specVersion, expires };
@@ -52,9 +74,13 @@ export abstract class Signed {
     public unrecognizedFields: JsonObject = {},
   ) {}
 
-  /** Expired when `now` is at or past `expires` (TUF 5.3.10: "not expired" means now < expires). */
+  /**
+   * Expired when `now` is at or past `expires` (TUF 5.3.10: "not expired" means
+   * now < expires); an `expires` that is not a valid instant counts as expired.
+   */
   isExpired(now: Date): boolean {
-    return now.getTime() >= Date.parse(this.expires);
+    const expires = parseExpires(this.expires);
+    return expires === undefined || now.getTime() >= expires;
   }
 
   protected commonJSON(): JsonObject {

@@ -1,6 +1,6 @@
 import { Delegations } from './delegations.ts';
 import { TargetFile } from './file-info.ts';
-import { expectObject, splitFields, type JsonObject } from './guard.ts';
+import { asNameMap, expectObject, nameMap, splitFields, type JsonObject } from './guard.ts';
 import { COMMON_FIELDS, parseCommon, Signed } from './signed.ts';
 
 export class Targets extends Signed {
@@ -9,27 +9,27 @@ export class Targets extends Signed {
   constructor(
     version: number,
     expires: string,
-    public targets: Record<string, TargetFile> = {},
+    /** Target path -> TargetFile; a nameMap, since paths come from outside. */
+    public targets: Record<string, TargetFile> = nameMap(),
     public delegations?: Delegations,
     specVersion?: string,
     unrecognizedFields: JsonObject = {},
   ) {
     super(version, expires, specVersion, unrecognizedFields);
+    this.targets = asNameMap(targets);
   }
 
   static fromJSON(json: unknown, path = 'targets'): Targets {
     const obj = expectObject(json, path);
     const { version, expires, specVersion } = parseCommon(obj, 'targets', path);
     const targetsObj = expectObject(obj.targets, `${path}.targets`);
-    const targets: Record<string, TargetFile> = {};
-    for (const [name, info] of Object.entries(targetsObj)) targets[name] = TargetFile.fromJSON(info, `${path}.targets.${name}`);
+    const targets = nameMap(Object.entries(targetsObj).map(([name, info]) => [name, TargetFile.fromJSON(info, `${path}.targets.${name}`)]));
     const delegations = obj.delegations === undefined ? undefined : Delegations.fromJSON(obj.delegations, `${path}.delegations`);
     return new Targets(version, expires, targets, delegations, specVersion, splitFields(obj, [...COMMON_FIELDS, 'targets', 'delegations']));
   }
 
   toJSON(): JsonObject {
-    const targets: JsonObject = {};
-    for (const [name, t] of Object.entries(this.targets)) targets[name] = t.toJSON();
+    const targets = nameMap(Object.entries(this.targets).map(([name, t]) => [name, t.toJSON()]));
     return {
       ...this.commonJSON(),
       targets,
