@@ -115,7 +115,7 @@ function signWithRole(s: Session, md: Metadata, root: Root, role: RoleType): voi
   const { keyids, threshold } = root.roles[role];
   const signers = s.ws.signers(role, keyids, threshold, s.passphrase());
   if (signers.length < threshold) {
-    throw new WorkspaceError(`${s.ws.keysDir} holds ${signers.length} of the ${threshold} ${role} key(s) needed to sign`);
+    throw new WorkspaceError(`${s.ws.keysDirOf(role)} holds ${signers.length} of the ${threshold} ${role} key(s) needed to sign`);
   }
   for (const signer of signers) md.sign(signer);
 }
@@ -523,7 +523,7 @@ export async function rotateKey(ctx: RepoContext, options: RotateOptions): Promi
     if (fresh.length < role.threshold) throw new UsageError(`${options.role} needs ${role.threshold} keys`);
     const oldRootSigners = s.ws.signers('root', oldRoot.signed.roles.root.keyids, oldRoot.signed.roles.root.threshold, s.passphrase());
     if (oldRootSigners.length < oldRoot.signed.roles.root.threshold) {
-      throw new WorkspaceError(`${s.ws.keysDir} holds ${oldRootSigners.length} of the ${oldRoot.signed.roles.root.threshold} root key(s) needed`);
+      throw new WorkspaceError(`${s.ws.offlineKeysDir} holds ${oldRootSigners.length} of the ${oldRoot.signed.roles.root.threshold} root key(s) needed`);
     }
     const next = copyRoot(oldRoot, s);
     for (const keyid of [...role.keyids]) next.signed.revokeKey(options.role, keyid);
