@@ -136,6 +136,8 @@ export class Workspace {
   ensureSecretDir(dir: string): void {
     const rel = relative(this.keysDir, dir);
     if (rel.startsWith('..') || isAbsolute(rel)) throw new UsageError(`${dir} is not under ${this.keysDir}`);
+    // DIR itself keeps the default mode (a recursive mkdir would give it 0700 too).
+    mkdirSync(this.dir, { recursive: true });
     let at = this.keysDir;
     for (const part of ['', ...rel.split(sep).filter(Boolean)]) {
       at = join(at, part);
