@@ -1,6 +1,6 @@
 /**
  * The programmatic API the demo uses, in one process: init, a server with the
- * passphrase, add-target and a supplier delegation through the functions, and
+ * online passphrase init generated, add-target and a supplier delegation through the functions, and
  * the server serving the result.
  */
 import { after, before, describe, it } from 'node:test';
@@ -29,7 +29,7 @@ describe('programmatic API', () => {
   before(async () => {
     dir = mkdtempSync(join(tmpdir(), 'upfleet-repo-api-'));
     initRepository({ dir, passphrase: 'operator' });
-    server = await startImageRepoServer({ dir, port: 0, host: '127.0.0.1', token: 't', passphrase: 'operator', logger: pino({ level: 'silent' }) });
+    server = await startImageRepoServer({ dir, port: 0, host: '127.0.0.1', token: 't', logger: pino({ level: 'silent' }) });
   });
 
   after(async () => {
@@ -70,20 +70,18 @@ describe('programmatic API', () => {
     const serverDir = mkdtempSync(join(tmpdir(), 'upfleet-repo-api-server-'));
     const fresh = mkdtempSync(join(tmpdir(), 'upfleet-repo-api-fresh-'));
     try {
-      initRepository({ dir: fresh, passphrase: 'operator' });
+      initRepository({ dir: fresh, passphrase: 'operator', onlinePassphrase: 'server' });
       mkdirSync(join(serverDir, 'keys'));
-      for (const name of readdirSync(join(fresh, 'keys'))) {
-        if (/^(snapshot|timestamp)-/.test(name)) copyFileSync(join(fresh, 'keys', name), join(serverDir, 'keys', name));
-      }
+      cpSync(join(fresh, 'keys', 'online'), join(serverDir, 'keys', 'online'), { recursive: true });
       cpSync(join(fresh, 'metadata'), join(serverDir, 'metadata'), { recursive: true });
       copyFileSync(join(fresh, 'upfleet-repo.json'), join(serverDir, 'upfleet-repo.json'));
-      const remoteServer = await startImageRepoServer({ dir: serverDir, token: 't', passphrase: 'operator', logger: pino({ level: 'silent' }) });
+      const remoteServer = await startImageRepoServer({ dir: serverDir, token: 't', onlinePassphrase: 'server', logger: pino({ level: 'silent' }) });
       try {
         const root = await (await fetch(`${remoteServer.url}/metadata/1.root.json`)).text();
         assert.equal(JSON.parse(root).signed.version, 1);
         const health = (await (await fetch(`${remoteServer.url}/healthz`)).json()) as { versions: Record<string, number> };
         assert.deepEqual(health.versions, { root: 1, snapshot: 1, targets: 1, timestamp: 1 });
-        assert.deepEqual(readdirSync(join(serverDir, 'keys')).filter((n) => /^(root|targets)-/.test(n)), []);
+        assert.deepEqual(readdirSync(join(serverDir, 'keys')), ['online']);
       } finally {
         await remoteServer.close();
       }
@@ -97,7 +95,7 @@ describe('programmatic API', () => {
     const empty = mkdtempSync(join(tmpdir(), 'upfleet-repo-api-empty-'));
     try {
       await assert.rejects(status({ dir: empty, passphrase: 'x' }), WorkspaceError);
-      await assert.rejects(startImageRepoServer({ dir: empty, token: 't', passphrase: 'x' }), WorkspaceError);
+      await assert.rejects(startImageRepoServer({ dir: empty, token: 't', onlinePassphrase: 'x' }), WorkspaceError);
     } finally {
       rmSync(empty, { recursive: true, force: true });
     }
@@ -117,7 +115,7 @@ describe('programmatic API', () => {
       for (const [text, message] of cases) {
         writeFileSync(join(broken, 'upfleet-repo.json'), text);
         await assert.rejects(status({ dir: broken, passphrase: 'x' }), (e: unknown) => e instanceof WorkspaceError && message.test(e.message));
-        await assert.rejects(startImageRepoServer({ dir: broken, token: 't', passphrase: 'x' }), WorkspaceError);
+        await assert.rejects(startImageRepoServer({ dir: broken, token: 't', onlinePassphrase: 'x' }), WorkspaceError);
         assert.deepEqual(readdirSync(broken), ['upfleet-repo.json']);
       }
     } finally {

@@ -36,12 +36,13 @@ export class LocalBackend implements Backend {
   readonly description: string;
   #store: RepoStore;
 
-  constructor(workspace: Workspace, passphrase: () => string) {
+  /** `onlinePassphrase`: publishing into DIR's own index signs snapshot and timestamp with DIR/keys/online. */
+  constructor(workspace: Workspace, onlinePassphrase: () => string) {
     const { expiries } = workspace.settings();
     this.description = workspace.dir;
     this.#store = new RepoStore({
       workspace,
-      keyring: new KeyDirKeyring(workspace.keysDir, passphrase),
+      keyring: new KeyDirKeyring(workspace.onlineKeysDir, onlinePassphrase),
       snapshotExpiry: expiries.snapshot,
       timestampExpiry: expiries.timestamp,
     });

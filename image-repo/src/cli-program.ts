@@ -1,8 +1,11 @@
 /**
  * `upfleet-repo`: the offline signing tool and the server of the image
  * repository. Exit codes: 0 done, 1 the operation failed (one line naming the
- * error code), 2 bad arguments. Passphrases come from UPFLEET_PASSPHRASE or,
- * on a terminal, a prompt; the upload token from --token or UPFLEET_REPO_TOKEN.
+ * error code), 2 bad arguments. The offline passphrase (root, targets and
+ * supplier key files) comes from UPFLEET_PASSPHRASE or, on a terminal, a
+ * prompt; `serve` never reads it. The online passphrase (snapshot, timestamp
+ * keys) comes from UPFLEET_ONLINE_PASSPHRASE, else DIR/keys/online/passphrase.
+ * The upload token comes from --token or UPFLEET_REPO_TOKEN.
  * `runCli` takes its output streams and environment as arguments, so tests run
  * most commands in-process; `cli.ts` is the process entry point.
  */
@@ -16,6 +19,7 @@ import {
   generateKeyFile,
   initRepository,
   loadPublicKey,
+  migrateKeys,
   removeTarget,
   rotateKey,
   signDelegated,
@@ -64,8 +68,11 @@ const REMOTE_HELP = `  --remote URL         publish to this server instead of DI
 const COMMANDS: Record<string, Command> = {
   init: {
     usage: `upfleet-repo init --dir DIR [--root-keys N --root-threshold M]
-Creates encrypted keys for every role (root, targets offline; snapshot, timestamp online),
-root version 1 and an empty targets version 1, and publishes them into DIR's index.
+Creates encrypted keys for every role, root version 1 and an empty targets version 1, and publishes
+them into DIR's index. Root and targets keys go to DIR/keys/offline/ (encrypted with UPFLEET_PASSPHRASE);
+snapshot and timestamp keys to DIR/keys/online/ (encrypted with UPFLEET_ONLINE_PASSPHRASE, or when that is
+unset with a generated passphrase written to DIR/keys/online/passphrase). Key files 0600, directories 0700.
+A server gets upfleet-repo.json, metadata/ and keys/online/ only.
 ${DIR_HELP}
   --root-keys N        number of root keys (default 1)
   --root-threshold M   signatures needed on root (default 1)
@@ -74,10 +81,18 @@ ${DIR_HELP}
     positionals: 0,
     async run(v, _p, env) {
       const passphrase = await readPassphrase(env, true);
-      const r = initRepository({ dir: dirOf(v, env), passphrase, rootKeys: int(v, 'root-keys', 1), rootThreshold: int(v, 'root-threshold', 1) });
-      return { dir: r.dir, keyids: r.keyids, versions: r.versions };
+      const online = onlinePassphraseOf(env);
+      const r = initRepository({
+        dir: dirOf(v, env), passphrase, rootKeys: int(v, 'root-keys', 1), rootThreshold: int(v, 'root-threshold', 1), ...(online && { onlinePassphrase: online }),
+      });
+      return { dir: r.dir, keyids: r.keyids, versions: r.versions, onlinePassphraseFile: r.onlinePassphraseFile ?? null };
     },
-    print: (r) => `initialised ${r.dir}\n` + Object.entries(r.keyids as Record<string, string[]>).map(([role, ids]) => `  ${role.padEnd(9)} ${ids.map((i) => i.slice(0, 16)).join(' ')}`).join('\n'),
+    print: (r) => [
+      `initialised ${r.dir}`,
+      ...Object.entries(r.keyids as Record<string, string[]>).map(([role, ids]) => `  ${role.padEnd(9)} ${ids.map((i) => i.slice(0, 16)).join(' ')}`),
+      r.onlinePassphraseFile ? `online passphrase: ${r.onlinePassphraseFile}` : 'online keys: encrypted with UPFLEET_ONLINE_PASSPHRASE',
+      'A server needs upfleet-repo.json, metadata/ and keys/online/ only; keep keys/offline/ off it.',
+    ].join('\n'),
   },
   keygen: {
     usage: `upfleet-repo keygen --out FILE
@@ -176,9 +191,12 @@ ${REMOTE_HELP}
     usage: `upfleet-repo rotate-key ROLE --dir DIR [--new-key KEYFILE]
 Replaces the keys of a top-level ROLE (root, targets, snapshot, timestamp). root: a new root signed by
 the old and the new keys; others: a new root naming the new key (targets is re-signed with it).
-Old key files move to DIR/keys/retired/. A server with its own DIR needs new online key files in its keys/.
+Old key files move to DIR/keys/{offline,online}/retired/. A new snapshot or timestamp key is encrypted with
+the online passphrase (UPFLEET_ONLINE_PASSPHRASE, else DIR/keys/online/passphrase); a server with its own DIR
+needs the new key file in its keys/online/ before the new root is published.
 ${DIR_HELP}
-  --new-key FILE       rotate to this existing key file instead of a generated one
+  --new-key FILE       rotate to this existing key file instead of a generated one (snapshot, timestamp:
+                       installed as it is, encrypted with the server's online passphrase)
 ${REMOTE_HELP}
   --json               print the result as JSON`,
     options: { ...COMMON, ...REMOTE, 'new-key': { type: 'string' } },
@@ -208,10 +226,34 @@ ${DIR_HELP}
     },
     print: printStatus,
   },
+  'migrate-keys': {
+    usage: `upfleet-repo migrate-keys --dir DIR
+Splits the keys of a directory made when one passphrase protected every key in DIR/keys: root and
+targets key files (and keys/retired/) move to DIR/keys/offline/ as they are; snapshot and timestamp
+keys are re-encrypted with the online passphrase (UPFLEET_ONLINE_PASSPHRASE, else a generated one in
+DIR/keys/online/passphrase) into DIR/keys/online/. UPFLEET_PASSPHRASE is the old passphrase and stays the
+offline one. If a server ever held it, rotate the root and targets keys afterwards.
+${DIR_HELP}
+  --json               print the result as JSON`,
+    options: { ...COMMON },
+    positionals: 0,
+    async run(v, _p, env) {
+      const online = onlinePassphraseOf(env);
+      const r = migrateKeys({ dir: dirOf(v, env), passphrase: await readPassphrase(env, false), ...(online && { onlinePassphrase: online }) });
+      return { ...r, onlinePassphraseFile: r.onlinePassphraseFile ?? null };
+    },
+    print: (r) => [
+      `offline (keys/offline/): ${r.offline.join(' ') || '-'}`,
+      `online (keys/online/): ${r.online.join(' ') || '-'}`,
+      r.onlinePassphraseFile ? `online passphrase: ${r.onlinePassphraseFile}` : 'online keys: encrypted with UPFLEET_ONLINE_PASSPHRASE',
+      'On the server: replace its keys/ with keys/online/ alone.',
+    ].join('\n'),
+  },
   serve: {
     usage: `upfleet-repo serve --dir DIR --port P [--host 127.0.0.1] --token T
 Serves the repository (static TUF layout under /metadata/ and /targets/, the upload API under /api/v1/,
-/metrics) and re-signs snapshot and timestamp with the online keys in DIR/keys.
+/metrics) and re-signs snapshot and timestamp with the online keys in DIR/keys/online, decrypted with
+UPFLEET_ONLINE_PASSPHRASE or DIR/keys/online/passphrase. It never reads the offline keys or UPFLEET_PASSPHRASE.
 ${DIR_HELP}
   --port P                 port (default 8700; 0 picks a free one)
   --host H                 address to listen on (default 127.0.0.1)
@@ -232,7 +274,7 @@ ${DIR_HELP}
       const pause = Number(env.UPFLEET_REPO_FAULT_PAUSE_BEFORE_COMMIT_MS ?? 0);
       const server = await startImageRepoServer({
         dir: dirOf(v, env), port: portOf(v), host: (v.host as string | undefined) ?? '127.0.0.1', token,
-        passphrase: await readPassphrase(env, false),
+        onlinePassphrase: onlinePassphraseOf(env),
         timestampExpiry: optInt(v, 'timestamp-expiry'), snapshotExpiry: optInt(v, 'snapshot-expiry'),
         maxUploadBytes: optInt(v, 'max-upload-bytes'), logLevel: v['log-level'] as string | undefined,
         pauseBeforeCommitMs: pause > 0 ? pause : undefined,
@@ -258,10 +300,13 @@ Commands:
   sign-delegated  a supplier signs its role (adds/removes its targets)
   rotate-key      replace a top-level role's keys
   status          show versions, keys, delegations and targets
+  migrate-keys    split an old directory's keys into keys/offline/ and keys/online/
   serve           serve the repository over HTTP
 
 Run upfleet-repo COMMAND --help for the options of a command.
-Passphrase: $UPFLEET_PASSPHRASE or a prompt. Exit codes: 0 ok, 1 failure, 2 bad arguments.`;
+Offline passphrase (root, targets, supplier keys): $UPFLEET_PASSPHRASE or a prompt.
+Online passphrase (snapshot, timestamp; serve): $UPFLEET_ONLINE_PASSPHRASE, else DIR/keys/online/passphrase.
+Exit codes: 0 ok, 1 failure, 2 bad arguments.`;
 
 function dirOf(v: Values, env: Env): string {
   return (v.dir as string | undefined) ?? env.UPFLEET_REPO_DIR ?? '.';
@@ -273,7 +318,14 @@ function context(v: Values, env: Env, passphrase: string | (() => string), uploa
   const token = (v.token as string | undefined) ?? env.UPFLEET_REPO_TOKEN;
   if (url && uploads && !token) throw new UsageError('--remote needs --token or UPFLEET_REPO_TOKEN');
   if (url && !/^https?:\/\//.test(url)) throw new UsageError(`--remote ${url} is not an http(s) URL`);
-  return { dir: dirOf(v, env), passphrase, remote: url ? { url, token: token ?? '' } : undefined };
+  return { dir: dirOf(v, env), passphrase, onlinePassphrase: onlinePassphraseOf(env), remote: url ? { url, token: token ?? '' } : undefined };
+}
+
+/** UPFLEET_ONLINE_PASSPHRASE; undefined when unset (DIR/keys/online/passphrase is the fallback). */
+function onlinePassphraseOf(env: Env): string | undefined {
+  const given = env.UPFLEET_ONLINE_PASSPHRASE;
+  if (given === '') throw new UsageError('UPFLEET_ONLINE_PASSPHRASE is empty');
+  return given;
 }
 
 function targetSpec(v: Values, file: string) {

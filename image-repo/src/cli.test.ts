@@ -107,7 +107,7 @@ describe('upfleet-repo CLI', () => {
     assert.match(ok(mainHelp).stdout, /Commands:/);
     assert.equal(badChild.code, 2, badChild.stderr);
     assert.equal(badChild.stderr, 'upfleet-repo init: --root-keys must be a non-negative integer\n');
-    const commands = ['init', 'keygen', 'add-target', 'remove-target', 'delegate', 'sign-delegated', 'rotate-key', 'status', 'serve'];
+    const commands = ['init', 'keygen', 'add-target', 'remove-target', 'delegate', 'sign-delegated', 'rotate-key', 'status', 'migrate-keys', 'serve'];
     const helps = await Promise.all(commands.map((c) => cli([c, '--help'])));
     commands.forEach((c, i) => assert.match(ok(helps[i]!).stdout, new RegExp(`upfleet-repo ${c}`)));
     const bad = await Promise.all([
@@ -138,12 +138,13 @@ describe('upfleet-repo CLI', () => {
     const result = JSON.parse(r.stdout) as { keyids: Record<string, string[]>; versions: Record<string, number> };
     assert.equal(result.keyids.root!.length, 2);
     assert.deepEqual(result.versions, { root: 1, snapshot: 1, targets: 1, timestamp: 1 });
-    assert.deepEqual(readdirSync(join(dir, 'keys')).map((n) => n.split('-')[0]).sort(), ['root', 'root', 'snapshot', 'targets', 'timestamp']);
+    assert.deepEqual(readdirSync(join(dir, 'keys', 'offline')).map((n) => n.split('-')[0]).sort(), ['root', 'root', 'targets']);
+    assert.deepEqual(readdirSync(join(dir, 'keys', 'online')).map((n) => n.split('-')[0]).sort(), ['passphrase', 'snapshot', 'timestamp']);
     assert.ok(readdirSync(join(dir, 'metadata')).includes('1.root.json'));
     const again = await cli(['init', '--dir', dir]);
     assert.equal(again.code, 1);
     assert.match(again.stderr, /error WORKSPACE: .* already a repository/);
-    server = await startImageRepoServer({ dir, token: TOKEN, passphrase: 'correct horse', logger: pino({ level: 'silent' }) });
+    server = await startImageRepoServer({ dir, token: TOKEN, logger: pino({ level: 'silent' }) });
   });
 
   it('add-target signs locally, and the running server serves it at once', async () => {
@@ -168,7 +169,7 @@ describe('upfleet-repo CLI', () => {
       cli(['add-target', file('brake2.bin'), '--dir', dir, '--remote', server.url, '--token', 'nope', '--name', 'x.bin', '--hardware-id', 'h', '--version', '1']),
     ]);
     assert.equal(wrongPass.code, 1);
-    assert.match(wrongPass.stderr, /error KEY_FILE: cannot decrypt \S*keys\/targets-[0-9a-f]+\.key\.json: wrong passphrase/);
+    assert.match(wrongPass.stderr, /error KEY_FILE: cannot decrypt \S*keys\/offline\/targets-[0-9a-f]+\.key\.json: wrong passphrase/);
     assert.equal(wrongToken.code, 1);
     assert.match(wrongToken.stderr, /error UNAUTHORIZED/);
     const noFile = await cli(['add-target', file('absent.bin'), '--dir', dir, '--name', 'x.bin', '--hardware-id', 'h', '--version', '1']);
@@ -228,10 +229,10 @@ describe('upfleet-repo CLI', () => {
   it('rotate-key root: a client that trusted root 1 moves to root 2', async () => {
     const { updater, metadataDir } = client('tuf-c');
     await updater.refresh();
-    const oldRootKeys = readdirSync(join(dir, 'keys')).filter((n) => n.startsWith('root-'));
+    const oldRootKeys = readdirSync(join(dir, 'keys', 'offline')).filter((n) => n.startsWith('root-'));
     ok(await child(['rotate-key', 'root', '--dir', dir]));
-    assert.deepEqual(readdirSync(join(dir, 'keys', 'retired')).sort(), oldRootKeys.sort());
-    const newRootKeys = readdirSync(join(dir, 'keys')).filter((n) => n.startsWith('root-'));
+    assert.deepEqual(readdirSync(join(dir, 'keys', 'offline', 'retired')).sort(), oldRootKeys.sort());
+    const newRootKeys = readdirSync(join(dir, 'keys', 'offline')).filter((n) => n.startsWith('root-'));
     assert.equal(newRootKeys.length, 2);
     assert.equal(newRootKeys.filter((n) => oldRootKeys.includes(n)).length, 0);
 
@@ -249,13 +250,14 @@ describe('upfleet-repo CLI', () => {
     const { updater } = client('tuf-d');
     await updater.refresh();
     assert.deepEqual(await download(updater, 'brake-1.1.bin'), images.brake2);
-    assert.equal(readdirSync(join(dir, 'keys', 'retired')).filter((n) => n.startsWith('targets-')).length, 1);
+    assert.equal(readdirSync(join(dir, 'keys', 'offline', 'retired')).filter((n) => n.startsWith('targets-')).length, 1);
   });
 
-  it('rotate-key timestamp: the server signs with the new online key from keys/', async () => {
+  it('rotate-key timestamp: the server signs with the new online key from keys/online/', async () => {
     const { updater, metadataDir } = client('tuf-e');
     await updater.refresh();
     ok(await cli(['rotate-key', 'timestamp', '--dir', dir, ...remote()]));
+    assert.equal(readdirSync(join(dir, 'keys', 'online', 'retired')).filter((n) => n.startsWith('timestamp-')).length, 1);
     const again = new Updater({ metadataDir, targetDir: join(work, 'tuf-e', 'targets'), metadataBaseUrl: `${server.url}/metadata`, targetBaseUrl: `${server.url}/targets` });
     await again.refresh();
     const root = JSON.parse(readFileSync(join(metadataDir, 'root.json'), 'utf8')) as { signed: { version: number; roles: { timestamp: { keyids: string[] } } } };

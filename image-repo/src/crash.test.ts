@@ -8,68 +8,28 @@
  */
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
 import { copyFileSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createHash, randomBytes } from 'node:crypto';
 import { request } from 'node:http';
-import { createInterface } from 'node:readline';
-import { fileURLToPath } from 'node:url';
 import { Updater } from 'tuf-js';
 import { Metadata, TargetFile, type Targets } from '@upfleet/core';
 import { initRepository, type InitResult } from './operations.ts';
+import { killServe, startServe as startServe_, type ServeChild } from './testing/serve-child.ts';
 
-const BIN = fileURLToPath(new URL('../bin/upfleet-repo', import.meta.url));
 const TOKEN = 'crash-token';
 
-interface Child {
-  process: ChildProcess;
-  url: string;
-  stderrLines: string[];
-  waitForStderr(pattern: RegExp): Promise<void>;
-}
-
-function startServe(dir: string, env: Record<string, string> = {}): Promise<Child> {
-  const child = spawn(process.execPath, [BIN, 'serve', '--dir', dir, '--port', '0', '--log-level', 'info'], {
-    env: { ...process.env, UPFLEET_PASSPHRASE: 'pw', UPFLEET_REPO_TOKEN: TOKEN, ...env },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  const stderrLines: string[] = [];
-  const waiters: Array<{ pattern: RegExp; resolve: () => void }> = [];
-  createInterface({ input: child.stderr! }).on('line', (line) => {
-    stderrLines.push(line);
-    for (const w of waiters) if (w.pattern.test(line)) w.resolve();
-  });
-  return new Promise((resolve, reject) => {
-    child.once('exit', (code) => reject(new Error(`serve exited with ${code}: ${stderrLines.join('\n')}`)));
-    createInterface({ input: child.stdout! }).on('line', (line) => {
-      const entry = JSON.parse(line) as { msg?: string; url?: string };
-      if (entry.msg === 'listening') {
-        resolve({
-          process: child,
-          url: entry.url!,
-          stderrLines,
-          waitForStderr: (pattern) =>
-            stderrLines.some((l) => pattern.test(l)) ? Promise.resolve() : new Promise((r) => waiters.push({ pattern, resolve: r })),
-        });
-      }
-    });
-  });
-}
-
-async function kill(child: Child): Promise<void> {
-  if (child.process.exitCode !== null || child.process.signalCode !== null) return;
-  const exited = new Promise((r) => child.process.once('exit', r));
-  child.process.kill('SIGKILL');
-  await exited;
+/** serve on DIR, given only the online passphrase (DIR/keys/online/passphrase, which init wrote). */
+function startServe(dir: string, env: Record<string, string> = {}): Promise<ServeChild> {
+  return startServe_(['--dir', dir], { UPFLEET_PASSPHRASE: undefined, UPFLEET_REPO_TOKEN: TOKEN, ...env });
 }
 
 describe('SIGKILL during a publish or an upload', () => {
   let work: string;
   let dir: string;
   let repo: InitResult;
-  let server: Child | undefined;
+  let server: ServeChild | undefined;
   const image = randomBytes(30_000);
   const sha256 = createHash('sha256').update(image).digest('hex');
 
@@ -112,7 +72,7 @@ describe('SIGKILL during a publish or an upload', () => {
   });
 
   after(async () => {
-    if (server) await kill(server);
+    if (server) await killServe(server);
     rmSync(work, { recursive: true, force: true });
   });
 
@@ -124,7 +84,7 @@ describe('SIGKILL during a publish or an upload', () => {
     req.write(randomBytes(200_000));
     await new Promise((r) => setTimeout(r, 300));
     assert.equal(readdirSync(join(dir, 'server', 'blobs', 'tmp')).length, 1, 'the upload is in progress');
-    await kill(server);
+    await killServe(server);
     req.destroy();
 
     server = await startServe(dir);
@@ -133,7 +93,7 @@ describe('SIGKILL during a publish or an upload', () => {
   });
 
   it('a kill just before COMMIT leaves the old version served, and the publish then succeeds', async () => {
-    if (server) await kill(server);
+    if (server) await killServe(server);
     server = await startServe(dir, { UPFLEET_REPO_FAULT_PAUSE_BEFORE_COMMIT_MS: '60000' });
     const upload = await fetch(`${server.url}/api/v1/images/fw.bin`, { method: 'PUT', headers: { authorization: `Bearer ${TOKEN}` }, body: image });
     assert.equal(upload.status, 201);
@@ -146,7 +106,7 @@ describe('SIGKILL during a publish or an upload', () => {
       () => 'connection lost',
     );
     await server.waitForStderr(/fault injection: pausing before commit/);
-    await kill(server);
+    await killServe(server);
     assert.equal(await inFlight, 'connection lost');
 
     server = await startServe(dir);

@@ -68,7 +68,7 @@ export class OnlineKeyMissingError extends ImageRepoError {
   override readonly code = 'ONLINE_KEY_MISSING';
   override readonly status = 409;
   constructor(readonly role: string, readonly threshold: number, readonly available: number) {
-    super(`the server holds ${available} of the ${threshold} ${role} key(s) the root requires; install the key file in the server's keys/ first`);
+    super(`the server holds ${available} of the ${threshold} ${role} key(s) the root requires; install the key file in the server's keys/online/ first`);
   }
 }
 
@@ -124,7 +124,20 @@ export class MethodNotAllowedError extends BadRequestError {
 /** The working directory is missing pieces (not initialised, no key for a role...). */
 export class WorkspaceError extends ImageRepoError {
   override name = 'WorkspaceError';
-  override readonly code = 'WORKSPACE';
+  override readonly code: string = 'WORKSPACE';
+}
+
+/**
+ * Key files directly in DIR/keys: the layout in which one passphrase protected the offline and
+ * the online keys alike. Nothing reads them until `upfleet-repo migrate-keys` has split them.
+ */
+export class OldKeyLayoutError extends WorkspaceError {
+  override name = 'OldKeyLayoutError';
+  override readonly code = 'OLD_KEY_LAYOUT';
+  constructor(readonly keysDir: string, readonly files: readonly string[]) {
+    super(`${keysDir} holds key files of the old layout (${files.join(', ')}): run upfleet-repo migrate-keys --dir DIR ` +
+      'to move root and targets keys to keys/offline/ and re-encrypt snapshot and timestamp keys into keys/online/ with the online passphrase');
+  }
 }
 
 /** A remote server refused a request, or could not be reached (status 0); carries its status and error code. */

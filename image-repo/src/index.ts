@@ -13,6 +13,7 @@ export {
   status,
   generateKeyFile,
   loadPublicKey,
+  migrateKeys,
   type RepoContext,
   type InitOptions,
   type InitResult,
@@ -20,10 +21,12 @@ export {
   type DelegateOptions,
   type SignDelegatedOptions,
   type RotateOptions,
+  type MigrateKeysOptions,
+  type MigrateKeysResult,
   type RepoStatus,
   type ChangeResult,
 } from './operations.ts';
-export { Workspace, DEFAULT_EXPIRIES, type Expiries } from './workspace.ts';
-export { MemoryKeyring, KeyDirKeyring, type OnlineKeyring } from './online-keys.ts';
+export { Workspace, DEFAULT_EXPIRIES, ONLINE_ROLES, type Expiries } from './workspace.ts';
+export { MemoryKeyring, KeyDirKeyring, onlinePassphrase, type OnlineKeyring } from './online-keys.ts';
 export type { PublishBatch, PublishResult } from './publisher.ts';
 export * from './errors.ts';

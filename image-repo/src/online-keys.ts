@@ -1,12 +1,16 @@
 /**
- * The online keys (snapshot, timestamp) the server signs with. Key files are
- * found by keyid (their public part is readable without the passphrase) and
- * decrypted once, on first use, then kept in memory: a root rotation that adds
- * an online key works as soon as its key file is in `keys/`, without a restart.
+ * The online keys (snapshot, timestamp) the server signs with, from
+ * DIR/keys/online/ only: the server never lists, opens or decrypts the
+ * offline root and targets keys in keys/offline/, and its passphrase (the
+ * online one) cannot decrypt them. Key files are found by keyid (their public
+ * part is readable without the passphrase) and decrypted once, on first use,
+ * then kept in memory: a root rotation that adds an online key works as soon
+ * as its key file is in keys/online/, without a restart.
  */
-import { readdirSync, readFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { decryptKeyFile, readPublicKey, type Signer } from '@upfleet/core';
+import { decryptKeyFile, KeyFileError, readPublicKey, type Signer } from '@upfleet/core';
+import type { Workspace } from './workspace.ts';
 
 export interface OnlineKeyring {
   /** Signers for the listed keyids that this keyring holds. */
@@ -24,7 +28,7 @@ export class MemoryKeyring implements OnlineKeyring {
   }
 }
 
-/** Key files `keys/snapshot-*.key.json` and `keys/timestamp-*.key.json`, decrypted on demand. */
+/** Key files `keys/online/snapshot-*.key.json` and `keys/online/timestamp-*.key.json`, decrypted on demand. */
 export class KeyDirKeyring implements OnlineKeyring {
   #cache = new Map<string, Signer>();
 
@@ -45,6 +49,25 @@ export class KeyDirKeyring implements OnlineKeyring {
     }
     return keyids.flatMap((id) => this.#cache.get(id) ?? []);
   }
+}
+
+/**
+ * The online passphrase, looked up when first needed and then kept: `explicit` (the CLI passes
+ * UPFLEET_ONLINE_PASSPHRASE), else DIR/keys/online/passphrase, which init writes when it
+ * generates the passphrase (as upfleet-director does), so a server can start unattended.
+ */
+export function onlinePassphrase(workspace: Workspace, explicit?: string | (() => string)): () => string {
+  let cached: string | undefined;
+  return () => {
+    if (cached !== undefined) return cached;
+    let found: string;
+    if (typeof explicit === 'function') found = explicit();
+    else if (explicit !== undefined) found = explicit;
+    else if (existsSync(workspace.onlinePassphraseFile)) found = readFileSync(workspace.onlinePassphraseFile, 'utf8').trim();
+    else throw new KeyFileError(`no online passphrase: set UPFLEET_ONLINE_PASSPHRASE or write ${workspace.onlinePassphraseFile}`);
+    if (found === '') throw new KeyFileError('the online passphrase is empty');
+    return (cached = found);
+  };
 }
 
 function safeList(dir: string): string[] {

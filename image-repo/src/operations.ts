@@ -5,8 +5,16 @@
  * threshold needs: scrypt is slow), publishes the batch, and then records
  * what it signed in the working copy (DIR/metadata). A failure before the
  * publish leaves the repository and the working copy as they were.
+ *
+ * Two passphrases: the offline one protects root and targets keys (and is the
+ * one a supplier gives for its own key files); the online one protects the
+ * snapshot and timestamp keys the server holds. An operation asks for the
+ * online one only when it must sign snapshot and timestamp itself (publishing
+ * into DIR's own index) or encrypt a new online key (rotate-key); with
+ * --remote the server signs them and the online passphrase is never needed.
  */
-import { existsSync, mkdirSync, readFileSync, renameSync, rmSync } from 'node:fs';
+import { chmodSync, existsSync, readdirSync, readFileSync, renameSync, rmdirSync, rmSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
 import { basename, join } from 'node:path';
 import {
   Delegations,
@@ -30,16 +38,25 @@ import {
 import { LocalBackend, RemoteBackend, type Backend } from './backends.ts';
 import { NotFoundError, WorkspaceError } from './errors.ts';
 import { checkRoleName, checkTargetName } from './names.ts';
-import { MemoryKeyring } from './online-keys.ts';
+import { MemoryKeyring, onlinePassphrase } from './online-keys.ts';
 import type { PublishResult } from './publisher.ts';
 import { RepoStore } from './repo-store.ts';
 import { findDelegation, type RepoState } from './verify.ts';
-import { DEFAULT_EXPIRIES, Workspace, writeAtomic, type Expiries } from './workspace.ts';
+import { DEFAULT_EXPIRIES, ONLINE_ROLES, SECRET_FILE_MODE, Workspace, writeAtomic, type Expiries } from './workspace.ts';
 
 export interface RepoContext {
   dir: string;
-  /** Passphrase of the key files; called only when a key must be decrypted or encrypted. */
+  /**
+   * The offline passphrase: root and targets key files (a supplier's own key files for
+   * sign-delegated). Called only when a key must be decrypted or encrypted.
+   */
   passphrase: string | (() => string);
+  /**
+   * The online passphrase of DIR/keys/online, needed only without `remote` (signing snapshot and
+   * timestamp into DIR's own index) and by rotate-key snapshot|timestamp without a new key file.
+   * Default: DIR/keys/online/passphrase.
+   */
+  onlinePassphrase?: string | (() => string);
   /** Publish to a server instead of DIR's own index. */
   remote?: { url: string; token: string };
   now?: () => Date;
@@ -49,6 +66,7 @@ interface Session {
   ws: Workspace;
   backend: Backend;
   passphrase: () => string;
+  onlinePassphrase: () => string;
   now: Date;
   expiries: Expiries;
 }
@@ -58,9 +76,11 @@ async function withSession<T>(ctx: RepoContext, fn: (s: Session) => Promise<T>):
   const passphrase = typeof ctx.passphrase === 'function' ? ctx.passphrase : () => ctx.passphrase as string;
   if (!ctx.remote && !ws.isInitialised()) throw new WorkspaceError(`${ctx.dir} is not a repository directory (run upfleet-repo init, or use --remote)`);
   const expiries = ws.isInitialised() ? ws.settings().expiries : DEFAULT_EXPIRIES;
-  const backend = ctx.remote ? new RemoteBackend(ctx.remote.url, ctx.remote.token, ws) : new LocalBackend(ws, passphrase);
+  ws.checkKeyLayout();
+  const online = onlinePassphrase(ws, ctx.onlinePassphrase);
+  const backend = ctx.remote ? new RemoteBackend(ctx.remote.url, ctx.remote.token, ws) : new LocalBackend(ws, online);
   try {
-    return await fn({ ws, backend, passphrase, now: (ctx.now ?? (() => new Date()))(), expiries });
+    return await fn({ ws, backend, passphrase, onlinePassphrase: online, now: (ctx.now ?? (() => new Date()))(), expiries });
   } finally {
     backend.close();
   }
@@ -95,7 +115,7 @@ function signWithRole(s: Session, md: Metadata, root: Root, role: RoleType): voi
   const { keyids, threshold } = root.roles[role];
   const signers = s.ws.signers(role, keyids, threshold, s.passphrase());
   if (signers.length < threshold) {
-    throw new WorkspaceError(`${s.ws.keysDir} holds ${signers.length} of the ${threshold} ${role} key(s) needed to sign`);
+    throw new WorkspaceError(`${s.ws.keysDirOf(role)} holds ${signers.length} of the ${threshold} ${role} key(s) needed to sign`);
   }
   for (const signer of signers) md.sign(signer);
 }
@@ -108,7 +128,13 @@ function recordWorkingCopy(s: Session, files: Record<string, Metadata>): void {
 
 export interface InitOptions {
   dir: string;
+  /** The offline passphrase: root and targets keys. */
   passphrase: string;
+  /**
+   * The online passphrase: snapshot and timestamp keys. When absent a random one is generated and
+   * written to DIR/keys/online/passphrase (0600), so the server can start unattended.
+   */
+  onlinePassphrase?: string;
   rootKeys?: number;
   rootThreshold?: number;
   expiries?: Partial<Expiries>;
@@ -119,14 +145,18 @@ export interface InitResult {
   dir: string;
   keyids: Record<RoleType, string[]>;
   versions: Record<string, number>;
+  /** Where the generated online passphrase was written (absent when `onlinePassphrase` was given). */
+  onlinePassphraseFile?: string;
   /** The new signers, for in-process callers that want to avoid decrypting them again. */
   signers: { root: Ed25519Signer[]; targets: Ed25519Signer; snapshot: Ed25519Signer; timestamp: Ed25519Signer };
 }
 
 /**
  * Creates keys for every role, root version 1 and an empty targets version 1, and publishes them
- * (with snapshot and timestamp) into DIR's index.
- * @throws UsageError for bad counts, WorkspaceError when DIR is already a repository.
+ * (with snapshot and timestamp) into DIR's index. Root and targets keys go to keys/offline/,
+ * encrypted with the offline passphrase; snapshot and timestamp keys to keys/online/, encrypted
+ * with the online passphrase; every key file 0600, every key directory 0700.
+ * @throws UsageError for bad counts or passphrases, WorkspaceError when DIR is already a repository.
  */
 export function initRepository(options: InitOptions): InitResult {
   const rootKeys = options.rootKeys ?? 1;
@@ -136,6 +166,11 @@ export function initRepository(options: InitOptions): InitResult {
     throw new UsageError(`--root-threshold must be between 1 and --root-keys (${rootKeys})`);
   }
   if (!options.passphrase) throw new UsageError('an empty passphrase is not allowed');
+  if (options.onlinePassphrase !== undefined) {
+    if (!options.onlinePassphrase) throw new UsageError('an empty online passphrase is not allowed');
+    // The server holds the online passphrase; the same one would open the offline keys too.
+    if (options.onlinePassphrase === options.passphrase) throw new UsageError('the online passphrase must differ from the offline one');
+  }
   const ws = new Workspace(options.dir);
   if (ws.isInitialised()) throw new WorkspaceError(`${options.dir} is already a repository directory`);
   const now = (options.now ?? (() => new Date()))();
@@ -147,8 +182,15 @@ export function initRepository(options: InitOptions): InitResult {
     snapshot: Ed25519Signer.generate(),
     timestamp: Ed25519Signer.generate(),
   };
-  mkdirSync(ws.keysDir, { recursive: true, mode: 0o700 });
-  const save = (role: string, signer: Ed25519Signer) => writeAtomic(ws.keyFileName(role, signer.key), encryptKeyFile(signer, options.passphrase));
+  let online = options.onlinePassphrase;
+  let onlinePassphraseFile: string | undefined;
+  if (online === undefined) {
+    online = randomBytes(24).toString('base64url');
+    onlinePassphraseFile = ws.onlinePassphraseFile;
+    ws.writeSecret(onlinePassphraseFile, online + '\n');
+  }
+  const save = (role: string, signer: Ed25519Signer) =>
+    ws.writeSecret(ws.keyFileName(role, signer.key), encryptKeyFile(signer, ONLINE_ROLES.has(role) ? online : options.passphrase));
   signers.root.forEach((k) => save('root', k));
   save('targets', signers.targets);
   save('snapshot', signers.snapshot);
@@ -186,6 +228,7 @@ export function initRepository(options: InitOptions): InitResult {
       dir: options.dir,
       keyids: Object.fromEntries(Object.entries(roles).map(([r, role]) => [r, role.keyids])) as Record<RoleType, string[]>,
       versions: result.versions,
+      ...(onlinePassphraseFile && { onlinePassphraseFile }),
       signers,
     };
   } finally {
@@ -201,7 +244,7 @@ export function generateKeyFile(path: string, passphrase: string): Key {
   // Overwriting a key file would lose the only copy of a supplier's private key.
   if (existsSync(path)) throw new WorkspaceError(`${path} exists: refusing to overwrite a key file`);
   const signer = Ed25519Signer.generate();
-  writeAtomic(path, encryptKeyFile(signer, passphrase));
+  writeAtomic(path, encryptKeyFile(signer, passphrase), SECRET_FILE_MODE);
   return signer.key;
 }
 
@@ -217,6 +260,72 @@ export function loadPublicKey(path: string): Key {
       throw new KeyFileError(`${path}: neither a key file nor a public key`, { cause: error });
     }
   }
+}
+
+export interface MigrateKeysOptions {
+  dir: string;
+  /** The one passphrase of the old layout; it stays the offline passphrase. */
+  passphrase: string;
+  /** The new online passphrase; generated into DIR/keys/online/passphrase when absent. */
+  onlinePassphrase?: string;
+}
+
+export interface MigrateKeysResult {
+  offline: string[];
+  online: string[];
+  onlinePassphraseFile?: string;
+}
+
+/**
+ * Splits the keys of a directory made before offline and online keys were separated (every key
+ * file in DIR/keys under one passphrase): root and targets key files, and keys/retired/, move to
+ * keys/offline/ unchanged; snapshot and timestamp keys are re-encrypted with the online
+ * passphrase into keys/online/. Every online key is decrypted before anything moves, so a wrong
+ * passphrase changes nothing; each new file is written before its old copy goes, so a re-run
+ * finishes an interrupted migration.
+ * @throws WorkspaceError when there is nothing to migrate, KeyFileError on a wrong passphrase
+ */
+export function migrateKeys(options: MigrateKeysOptions): MigrateKeysResult {
+  const ws = new Workspace(options.dir);
+  ws.settings();
+  if (!options.passphrase) throw new UsageError('an empty passphrase is not allowed');
+  if (options.onlinePassphrase !== undefined && (!options.onlinePassphrase || options.onlinePassphrase === options.passphrase)) {
+    throw new UsageError('the online passphrase must be non-empty and differ from the offline one');
+  }
+  const old = existsSync(ws.keysDir) ? readdirSync(ws.keysDir).filter((n) => n.endsWith('.key.json')).sort() : [];
+  if (old.length === 0) throw new WorkspaceError(`${ws.keysDir} holds no key files of the old layout: nothing to migrate`);
+  const isOnline = (name: string) => ONLINE_ROLES.has(name.slice(0, name.indexOf('-')));
+
+  // An interrupted run already generated the online passphrase: keep it.
+  const given = options.onlinePassphrase ?? (existsSync(ws.onlinePassphraseFile) ? onlinePassphrase(ws)() : undefined);
+  const online = given ?? randomBytes(24).toString('base64url');
+  const onlineFiles = old.filter(isOnline).map((name) => {
+    const path = join(ws.keysDir, name);
+    return { name, bytes: encryptKeyFile(decryptKeyFile(readFileSync(path), options.passphrase, path), online) };
+  });
+  const onlinePassphraseFile = given === undefined ? ws.onlinePassphraseFile : undefined;
+  if (onlinePassphraseFile) ws.writeSecret(onlinePassphraseFile, online + '\n');
+
+  ws.ensureSecretDir(ws.keysDir);
+  for (const { name, bytes } of onlineFiles) {
+    ws.writeSecret(join(ws.onlineKeysDir, name), bytes);
+    rmSync(join(ws.keysDir, name));
+  }
+  const moveOffline = (from: string, toDir: string) => {
+    ws.ensureSecretDir(toDir);
+    const to = join(toDir, basename(from));
+    renameSync(from, to);
+    chmodSync(to, SECRET_FILE_MODE);
+  };
+  const offline = old.filter((n) => !isOnline(n));
+  for (const name of offline) moveOffline(join(ws.keysDir, name), ws.offlineKeysDir);
+  const retired = join(ws.keysDir, 'retired');
+  if (existsSync(retired)) {
+    // Retired online keys are still under the old passphrase: they stay offline with the rest.
+    for (const name of readdirSync(retired)) moveOffline(join(retired, name), join(ws.offlineKeysDir, 'retired'));
+    rmdirSync(retired);
+  }
+  return { offline, online: onlineFiles.map((f) => f.name), ...(onlinePassphraseFile && { onlinePassphraseFile }) };
 }
 
 // ---------------------------------------------------------------- targets
@@ -367,8 +476,36 @@ export async function signDelegated(ctx: RepoContext, options: SignDelegatedOpti
 
 export interface RotateOptions {
   role: RoleType;
-  /** Use this existing key file instead of generating a key (one key roles only). */
+  /**
+   * Use this existing key file instead of generating a key (one key roles only). A root or
+   * targets key file is decrypted with the offline passphrase; a snapshot or timestamp key file
+   * is installed in keys/online/ as it is (its public part is all the root needs), encrypted with
+   * whatever online passphrase its maker chose.
+   */
   newKeyFile?: string;
+}
+
+/** A key a role rotates to: the key file to install, and its signer when this tool must sign with it. */
+interface FreshKey {
+  key: Key;
+  signer?: Ed25519Signer;
+  file: Uint8Array;
+}
+
+/** @throws KeyFileError for a key file that does not decrypt (root, targets) or is not a key file */
+function freshKeys(s: Session, options: RotateOptions, count: number): FreshKey[] {
+  const online = ONLINE_ROLES.has(options.role);
+  if (options.newKeyFile) {
+    const bytes = new Uint8Array(readFileSync(options.newKeyFile));
+    if (online) return [{ key: readPublicKey(bytes), file: bytes }];
+    const signer = decryptKeyFile(bytes, s.passphrase(), options.newKeyFile);
+    return [{ key: signer.key, signer, file: encryptKeyFile(signer, s.passphrase()) }];
+  }
+  const passphrase = online ? s.onlinePassphrase() : s.passphrase();
+  return Array.from({ length: count }, () => {
+    const signer = Ed25519Signer.generate();
+    return { key: signer.key, signer, file: encryptKeyFile(signer, passphrase) };
+  });
 }
 
 /**
@@ -382,33 +519,30 @@ export async function rotateKey(ctx: RepoContext, options: RotateOptions): Promi
     const oldRoot = state.root;
     const role = oldRoot.signed.roles[options.role];
     if (!role) throw new UsageError(`rotate-key takes root, targets, snapshot or timestamp (delegated roles: use delegate with the new --key)`);
-    const count = options.newKeyFile ? 1 : role.keyids.length;
-    const fresh: Ed25519Signer[] = options.newKeyFile
-      ? [decryptKeyFile(readFileSync(options.newKeyFile), s.passphrase(), options.newKeyFile)]
-      : Array.from({ length: count }, () => Ed25519Signer.generate());
+    const fresh = freshKeys(s, options, role.keyids.length);
     if (fresh.length < role.threshold) throw new UsageError(`${options.role} needs ${role.threshold} keys`);
     const oldRootSigners = s.ws.signers('root', oldRoot.signed.roles.root.keyids, oldRoot.signed.roles.root.threshold, s.passphrase());
     if (oldRootSigners.length < oldRoot.signed.roles.root.threshold) {
-      throw new WorkspaceError(`${s.ws.keysDir} holds ${oldRootSigners.length} of the ${oldRoot.signed.roles.root.threshold} root key(s) needed`);
+      throw new WorkspaceError(`${s.ws.offlineKeysDir} holds ${oldRootSigners.length} of the ${oldRoot.signed.roles.root.threshold} root key(s) needed`);
     }
     const next = copyRoot(oldRoot, s);
     for (const keyid of [...role.keyids]) next.signed.revokeKey(options.role, keyid);
-    for (const signer of fresh) next.signed.addKey(options.role, signer.key);
+    for (const { key } of fresh) next.signed.addKey(options.role, key);
 
-    const written = fresh.map((signer) => {
-      const path = s.ws.keyFileName(options.role, signer.key);
-      writeAtomic(path, encryptKeyFile(signer, s.passphrase()));
+    const written = fresh.map(({ key, file }) => {
+      const path = s.ws.keyFileName(options.role, key);
+      s.ws.writeSecret(path, file);
       return path;
     });
     try {
-      if (options.role === 'root') for (const signer of fresh) next.sign(signer);
+      if (options.role === 'root') for (const { signer } of fresh) next.sign(signer!);
       else for (const signer of oldRootSigners) next.sign(signer);
       if (options.role === 'root') for (const signer of oldRootSigners) next.sign(signer);
       const batch: { roots: Uint8Array[]; targets?: Uint8Array } = { roots: [next.toBytes()] };
       let targets: Metadata<Targets> | undefined;
       if (options.role === 'targets') {
         targets = copyTargets(state.targets, s, s.expiries.targets);
-        for (const signer of fresh) targets.sign(signer);
+        for (const { signer } of fresh) targets.sign(signer!);
         batch.targets = targets.toBytes();
       }
       const result = await s.backend.publish(batch, s.now);
@@ -424,8 +558,8 @@ export async function rotateKey(ctx: RepoContext, options: RotateOptions): Promi
 }
 
 function retireKeys(ws: Workspace, role: string, keyids: readonly string[]): void {
-  const retired = join(ws.keysDir, 'retired');
-  mkdirSync(retired, { recursive: true });
+  const retired = join(ws.keysDirOf(role), 'retired');
+  ws.ensureSecretDir(retired);
   for (const file of ws.keyFiles(role)) {
     if (keyids.includes(file.key.keyid)) renameSync(file.path, join(retired, basename(file.path)));
   }

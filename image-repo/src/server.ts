@@ -17,7 +17,7 @@ import { createHash, timingSafeEqual } from 'node:crypto';
 import type { AddressInfo } from 'node:net';
 import { pino, type Logger } from 'pino';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
-import { Metadata, UsageError, fromUtf8, utf8, type UpfleetError } from '@upfleet/core';
+import { Metadata, fromUtf8, utf8, type UpfleetError } from '@upfleet/core';
 import {
   BadRequestError,
   httpStatusOf,
@@ -28,7 +28,7 @@ import {
   UploadTooLargeError,
 } from './errors.ts';
 import { checkRoleName, checkTargetName } from './names.ts';
-import { KeyDirKeyring, type OnlineKeyring } from './online-keys.ts';
+import { KeyDirKeyring, onlinePassphrase, type OnlineKeyring } from './online-keys.ts';
 import type { PublishBatch } from './publisher.ts';
 import { RepoStore } from './repo-store.ts';
 import { Workspace } from './workspace.ts';
@@ -39,8 +39,11 @@ export interface ImageRepoServerOptions {
   host?: string;
   /** Bearer token of the upload API. */
   token: string;
-  /** Decrypts the online keys in DIR/keys; or give `keyring`. */
-  passphrase?: string;
+  /**
+   * Decrypts the online keys in DIR/keys/online (default: DIR/keys/online/passphrase); or give
+   * `keyring`. The server never takes the offline passphrase and never opens keys/offline/.
+   */
+  onlinePassphrase?: string;
   keyring?: OnlineKeyring;
   /** Seconds; default from DIR/upfleet-repo.json. */
   snapshotExpiry?: number;
@@ -69,21 +72,19 @@ export interface ImageRepoServer {
 const DEFAULT_MAX_UPLOAD = 1 << 30;
 const DEFAULT_MAX_METADATA = 16 << 20;
 
-/** @throws WorkspaceError when DIR is not initialised; KeyFileError on a wrong passphrase. */
+/**
+ * @throws WorkspaceError when DIR is not initialised, OldKeyLayoutError for keys of the old layout;
+ * KeyFileError on a wrong or missing online passphrase.
+ */
 export async function startImageRepoServer(options: ImageRepoServerOptions): Promise<ImageRepoServer> {
   const workspace = new Workspace(options.dir);
   const settings = workspace.settings();
+  workspace.checkKeyLayout();
   const log = options.logger ?? pino({ name: 'upfleet-repo', level: options.logLevel ?? 'info' });
   const now = options.now ?? (() => new Date());
   const timestampExpiry = options.timestampExpiry ?? settings.expiries.timestamp;
   const snapshotExpiry = options.snapshotExpiry ?? settings.expiries.snapshot;
-  const passphrase = options.passphrase;
-  const keyring =
-    options.keyring ??
-    new KeyDirKeyring(workspace.keysDir, () => {
-      if (passphrase === undefined) throw new UsageError('startImageRepoServer needs a passphrase (or a keyring) for the online keys');
-      return passphrase;
-    });
+  const keyring = options.keyring ?? new KeyDirKeyring(workspace.onlineKeysDir, onlinePassphrase(workspace, options.onlinePassphrase));
   const store = new RepoStore({
     workspace,
     keyring,
@@ -93,12 +94,17 @@ export async function startImageRepoServer(options: ImageRepoServerOptions): Pro
     onPause: () => process.stderr.write(JSON.stringify({ msg: 'fault injection: pausing before commit' }) + '\n'),
   });
   // Decrypt the online keys up front: a wrong passphrase fails at start, not at the first upload.
-  const state = store.publisher.state();
-  if (state) {
-    for (const role of ['snapshot', 'timestamp'] as const) keyring.signers(state.root.signed.roles[role].keyids);
+  try {
+    const state = store.publisher.state();
+    if (state) {
+      for (const role of ['snapshot', 'timestamp'] as const) keyring.signers(state.root.signed.roles[role].keyids);
+    }
+    const booted = store.bootstrap(workspace, now());
+    if (booted) log.info({ versions: booted.versions }, 'bootstrapped from the working copy');
+  } catch (error) {
+    store.close();
+    throw error;
   }
-  const booted = store.bootstrap(workspace, now());
-  if (booted) log.info({ versions: booted.versions }, 'bootstrapped from the working copy');
 
   const registry = new Registry();
   collectDefaultMetrics({ register: registry });

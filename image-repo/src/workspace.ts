@@ -3,21 +3,33 @@
  * the server:
  *
  *   DIR/upfleet-repo.json    settings: expiry periods (seconds) per role
- *   DIR/keys/<role>-<keyid16>.key.json   encrypted keys: root, targets (offline),
- *                                        snapshot, timestamp (online, for the server)
- *   DIR/keys/retired/        keys replaced by rotate-key
+ *   DIR/keys/offline/<role>-<keyid16>.key.json   root, targets: encrypted with the offline
+ *                            passphrase; they never go to the server
+ *   DIR/keys/online/<role>-<keyid16>.key.json    snapshot, timestamp: encrypted with the online
+ *                            passphrase; the server's copy of DIR holds only these
+ *   DIR/keys/online/passphrase   the online passphrase, when init generated it
+ *   DIR/keys/{offline,online}/retired/   keys replaced by rotate-key
  *   DIR/metadata/            working copy: the metadata this tool signed and
  *                            published last (N.root.json, root.json, targets.json, <role>.json)
  *   DIR/server/index.sqlite  the server's index (published metadata, WAL)
  *   DIR/server/blobs/        content-addressed images (blobs/<aa>/<sha256>, tmp/)
  *
- * Every file is written atomically (temp + fsync + rename).
+ * Every file is written atomically (temp + fsync + rename). Key files and the
+ * online passphrase are created 0600 in 0700 directories: the modes are set at
+ * creation, so no other user can open them even for an instant.
  */
-import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { chmodSync, closeSync, existsSync, fsyncSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
-import { dirname, join } from 'node:path';
-import { decryptKeyFile, readPublicKey, type Ed25519Signer, type Key } from '@upfleet/core';
-import { WorkspaceError } from './errors.ts';
+import { dirname, isAbsolute, join, relative, sep } from 'node:path';
+import { decryptKeyFile, readPublicKey, UsageError, type Ed25519Signer, type Key } from '@upfleet/core';
+import { OldKeyLayoutError, WorkspaceError } from './errors.ts';
+
+/** The roles whose keys the server holds (TUF 1.0 6.1: snapshot and timestamp may be online). */
+export const ONLINE_ROLES: ReadonlySet<string> = new Set(['snapshot', 'timestamp']);
+
+/** Mode of key files and of the online passphrase file; their directories get 0700. */
+export const SECRET_FILE_MODE = 0o600;
+export const SECRET_DIR_MODE = 0o700;
 
 export interface Expiries {
   root: number;
@@ -48,6 +60,21 @@ export class Workspace {
   }
   get keysDir(): string {
     return join(this.dir, 'keys');
+  }
+  /** root and targets keys: the operator's machine only. */
+  get offlineKeysDir(): string {
+    return join(this.keysDir, 'offline');
+  }
+  /** snapshot and timestamp keys: the only keys a server's copy of DIR holds. */
+  get onlineKeysDir(): string {
+    return join(this.keysDir, 'online');
+  }
+  get onlinePassphraseFile(): string {
+    return join(this.onlineKeysDir, 'passphrase');
+  }
+  /** Where the key files of a top-level role live. */
+  keysDirOf(role: string): string {
+    return ONLINE_ROLES.has(role) ? this.onlineKeysDir : this.offlineKeysDir;
   }
   get metadataDir(): string {
     return join(this.dir, 'metadata');
@@ -96,19 +123,52 @@ export class Workspace {
   }
 
   keyFileName(role: string, key: Key): string {
-    return join(this.keysDir, `${role}-${key.keyid.slice(0, 16)}.key.json`);
+    return join(this.keysDirOf(role), `${role}-${key.keyid.slice(0, 16)}.key.json`);
   }
 
-  /** Key files of a role in keys/, with their public keys (no passphrase needed). */
+  /** Writes a key file (or the online passphrase) 0600, in keys/ and its subdirectories, all 0700. */
+  writeSecret(path: string, data: string | Uint8Array): void {
+    this.ensureSecretDir(dirname(path));
+    writeAtomic(path, data, SECRET_FILE_MODE);
+  }
+
+  /** Creates `dir` (under keys/) and the directories between it and keys/, each 0700. */
+  ensureSecretDir(dir: string): void {
+    const rel = relative(this.keysDir, dir);
+    if (rel.startsWith('..') || isAbsolute(rel)) throw new UsageError(`${dir} is not under ${this.keysDir}`);
+    // DIR itself keeps the default mode (a recursive mkdir would give it 0700 too).
+    mkdirSync(this.dir, { recursive: true });
+    let at = this.keysDir;
+    for (const part of ['', ...rel.split(sep).filter(Boolean)]) {
+      at = join(at, part);
+      mkdirSync(at, { recursive: true, mode: SECRET_DIR_MODE });
+      // mkdir's mode applies only to directories it creates (a key dir of an old layout may be 0755).
+      chmodSync(at, SECRET_DIR_MODE);
+    }
+  }
+
+  /** Key files of a role in its keys directory, with their public keys (no passphrase needed). */
   keyFiles(role: string): Array<{ path: string; key: Key }> {
-    if (!existsSync(this.keysDir)) return [];
-    return readdirSync(this.keysDir)
+    const dir = this.keysDirOf(role);
+    if (!existsSync(dir)) return [];
+    return readdirSync(dir)
       .filter((n) => n.startsWith(`${role}-`) && n.endsWith('.key.json'))
       .sort()
       .map((n) => {
-        const path = join(this.keysDir, n);
+        const path = join(dir, n);
         return { path, key: readPublicKey(readFileSync(path)) };
       });
+  }
+
+  /**
+   * Key files still in keys/ itself: the layout before offline and online keys were split,
+   * when one passphrase protected all of them.
+   * @throws OldKeyLayoutError naming them and `upfleet-repo migrate-keys`
+   */
+  checkKeyLayout(): void {
+    if (!existsSync(this.keysDir)) return;
+    const old = readdirSync(this.keysDir).filter((n) => n.endsWith('.key.json')).sort();
+    if (old.length > 0) throw new OldKeyLayoutError(this.keysDir, old);
   }
 
   /**
@@ -141,10 +201,11 @@ export class Workspace {
 }
 
 /** temp + fsync + rename, so readers see the old file or the new one. */
-export function writeAtomic(path: string, data: string | Uint8Array): void {
+export function writeAtomic(path: string, data: string | Uint8Array, mode = 0o666): void {
   mkdirSync(dirname(path), { recursive: true });
   const tmp = `${path}.${randomBytes(6).toString('hex')}.tmp`;
-  writeFileSync(tmp, data);
+  // The temp file is created with `mode` (O_EXCL), so a secret is never readable by others.
+  writeFileSync(tmp, data, { mode, flag: 'wx' });
   const fd = openSync(tmp, 'r');
   try {
     fsyncSync(fd);

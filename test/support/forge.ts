@@ -9,12 +9,12 @@
  * - Director online keys: a compromised director (it signs whatever it likes
  *   through its own DeviceRepository).
  */
-import { readdirSync, readFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { readFileSync } from 'node:fs';
 import {
   decryptKeyFile, expiresIn, Metadata, MetaFile, Snapshot, TargetFile, Timestamp, digestHex,
   type Root, type Signer, type Targets,
 } from '@upfleet/core';
+import { ONLINE_ROLES, onlinePassphrase, Workspace } from '@upfleet/image-repo';
 import { PASSPHRASE, type Stack } from './stack.ts';
 
 /** Files to serve in place of the image repository's, by request path. */
@@ -71,14 +71,13 @@ export async function forgeDelegated(stack: Stack, role: string, signers: Signer
   return forgeSnapshot(stack, { [role]: { version: md.signed.version, bytes: md.toBytes() } });
 }
 
-/** Decrypts key files of the image repository's `role` (root: as many as `count`). */
+/** Decrypts key files of the image repository's `role` (root: as many as `count`); online ones under the online passphrase. */
 export function stealImageRepoKeys(stack: Stack, role: string, count = 1): Signer[] {
-  const dir = join(stack.repoDir, 'keys');
-  return readdirSync(dir)
-    .filter((n) => n.startsWith(`${role}-`) && n.endsWith('.key.json'))
-    .sort()
+  const ws = new Workspace(stack.repoDir);
+  const passphrase = ONLINE_ROLES.has(role) ? onlinePassphrase(ws)() : PASSPHRASE;
+  return ws.keyFiles(role)
     .slice(0, count)
-    .map((n) => decryptKeyFile(new Uint8Array(readFileSync(join(dir, n))), PASSPHRASE));
+    .map((f) => decryptKeyFile(new Uint8Array(readFileSync(f.path)), passphrase));
 }
 
 /** A supplier key file made by Stack.addSupplier, decrypted. */
