@@ -73,7 +73,7 @@ describe('Updater with hostile names', () => {
         { length: 3, hashes: { sha256: 'ab', constructor: 'cd' }, custom: { ecuIdentifiers: { 'ecu-1': { hardwareId: 'hw' } } } },
         'director.targets.fw.bin',
       );
-      const input = { name: 'fw.bin', directorTarget: director, imageTarget: image, ecuSerial: 'ecu-1', hardwareId: 'hw', installedReleaseCounter: 0 };
+      const input = { director: { name: 'fw.bin', target: director, ecuSerial: 'ecu-1', hardwareId: 'hw', releaseCounter: 0 }, imageTarget: image, hardwareId: 'hw', installedReleaseCounter: 0 };
       assert.throws(
         () => matchDirectorTarget(input),
         (e: unknown) => e instanceof TargetMismatchError && e.field === 'hashes' && e.expected === 'no constructor',
