@@ -159,7 +159,7 @@ export class Assignments {
   /** What the device's targets should list now. */
   targetsFor(deviceId: string): Record<string, TargetFile> {
     const assignments = this.ctx.store.assignmentsOf(deviceId);
-    const targets: Record<string, TargetFile> = {};
+    const targets: Record<string, TargetFile> = Object.create(null); // image names come from operators
     for (const ecu of this.ctx.store.ecusOf(deviceId)) {
       const latest = assignments.findLast((a) => a.items.some((i) => i.ecuSerial === ecu.serial));
       if (!latest || latest.status === 'failed' || latest.status === 'cancelled') continue;

@@ -5,7 +5,7 @@
  */
 import { MalformedMetadataError } from '../errors.ts';
 import type { Key, Signer } from '../keys.ts';
-import { expectBoolean, expectInteger, expectObject, expectString, isObject } from '../metadata/guard.ts';
+import { expectBoolean, expectInteger, expectObject, expectString, isObject, nameMap } from '../metadata/guard.ts';
 import { parseEcuReport, type SignedEcuReport } from './ecu-report.ts';
 import { parseEnvelope, signDocument, verifyDocument, type SignedDocument } from './signed-document.ts';
 
@@ -80,7 +80,7 @@ export function parseVehicleManifest(json: unknown, path = 'manifest'): SignedVe
   const { signed, signatures } = parseEnvelope(json, path);
   const p = `${path}.signed`;
   const reportsObj = expectObject(signed.ecuVersionReports, `${p}.ecuVersionReports`);
-  const ecuVersionReports: Record<string, SignedEcuReport> = {};
+  const ecuVersionReports: Record<string, SignedEcuReport> = nameMap(); // serials come from outside
   for (const [serial, r] of Object.entries(reportsObj)) {
     const report = parseEcuReport(r, `${p}.ecuVersionReports.${serial}`);
     if (report.signed.ecuSerial !== serial) {
