@@ -36,7 +36,7 @@ describe('freeze', () => {
     w.imageProxy.on('/metadata/timestamp.json', { kind: 'serve', body: frozen });
     w.stack.clock.advance(2 * DAY);
     w.stack.imageRepo.refresh(); // the server re-signs; the attacker keeps the old one
-    const out = await expectRefused(w, v, { code: 'EXPIRED_METADATA' });
+    const out = await expectRefused(w, v, { code: 'EXPIRED_METADATA', resultCode: 'FREEZE' });
     assert.match(out.failure!.message, /timestamp/);
   });
 
@@ -46,7 +46,7 @@ describe('freeze', () => {
     // Nothing re-signs the offline targets role: 91 days on, it has expired (90 days).
     w.stack.clock.advance(91 * DAY);
     w.stack.imageRepo.refresh();
-    const out = await expectRefused(w, v, { code: 'EXPIRED_METADATA' });
+    const out = await expectRefused(w, v, { code: 'EXPIRED_METADATA', resultCode: 'FREEZE' });
     assert.match(out.failure!.message, /targets/);
   });
 });
