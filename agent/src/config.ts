@@ -34,7 +34,7 @@ export interface Limits {
   /** Slow-retrieval defence: the average rate over `slowWindowSeconds` must stay above this. */
   minBytesPerSecond: number;
   slowWindowSeconds: number;
-  /** Deadline of each request, whole body included; an image gets its signed length's time at `minBytesPerSecond` on top. */
+  /** Deadline of each request, whole body included; a GET gets its length (signed, or the cap) at `minBytesPerSecond` on top. */
   requestTimeoutSeconds: number;
   /** Download attempts per image (each resumes with Range). */
   downloadAttempts: number;

@@ -14,8 +14,10 @@
  *   SlowRetrievalError.
  * - A request not complete (headers and whole body) within its deadline aborts
  *   with DeadlineExceededError (a SlowRetrievalError). The deadline is
- *   `requestTimeoutSeconds`, plus, for an image whose signed length is known,
- *   the time that length takes at the minimum rate.
+ *   `requestTimeoutSeconds`, plus, for a GET, the time its `maxLength` (a signed
+ *   length, or the cap) takes at the minimum rate: a download that keeps the
+ *   minimum rate is never cut, and none outlasts its length at that rate. The
+ *   director's answers are small: a POST has `requestTimeoutSeconds` alone.
  * - Anything the transport throws becomes a DownloadError (HttpError for a
  *   non-2xx GET); remote content problems are the caller's to judge.
  * - When a guard fires, the socket is destroyed and the timers stop: nothing
@@ -54,8 +56,6 @@ export interface StreamRequest {
   /** Request bytes from this offset on (Range); the response says whether the server honoured it. */
   offset?: number;
   maxLength: number;
-  /** `maxLength` is the signed length of the file (an image): the deadline grows with it. */
-  signedLength?: boolean;
 }
 
 export interface StreamResponse {
@@ -150,7 +150,7 @@ export class HttpFetcher {
     const headers: Record<string, string> = { ...this.headers(req.url) };
     if (req.offset) headers.range = `bytes=${req.offset}-`;
     const res = await exchange(
-      { method: 'GET', url: req.url, headers, maxLength: req.maxLength, deadlineMs: this.#deadlineMs(req.signedLength ? req.maxLength : 0) },
+      { method: 'GET', url: req.url, headers, maxLength: req.maxLength, deadlineMs: this.#deadlineMs(req.maxLength) },
       this.limits,
     );
     if (res.status < 200 || res.status > 299) {
@@ -186,10 +186,10 @@ export class HttpFetcher {
     return { status: res.status, text: Buffer.from(await readAll(res.body)).toString('utf8') };
   }
 
-  /** The fixed deadline, plus the time `signedBytes` take at the minimum rate. */
-  #deadlineMs(signedBytes: number): number {
+  /** The fixed deadline, plus the time `bytes` take at the minimum rate. */
+  #deadlineMs(bytes: number): number {
     const { requestTimeoutSeconds, minBytesPerSecond } = this.limits;
-    return (requestTimeoutSeconds + (minBytesPerSecond > 0 ? signedBytes / minBytesPerSecond : 0)) * 1000;
+    return (requestTimeoutSeconds + (minBytesPerSecond > 0 ? bytes / minBytesPerSecond : 0)) * 1000;
   }
 }
 

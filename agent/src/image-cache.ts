@@ -102,7 +102,7 @@ export class ImageCache {
     let offset = existsSync(partial) ? statSync(partial).size : 0;
     if (offset > target.length) offset = 0;
     const url = targetUrl(this.baseUrl, target);
-    const res = offset < target.length ? await this.fetcher.stream({ url, offset, maxLength: target.length, signedLength: true }) : undefined;
+    const res = offset < target.length ? await this.fetcher.stream({ url, offset, maxLength: target.length }) : undefined;
     // The server ignored Range and sends the whole image: start over.
     if (res && res.start !== offset) offset = 0;
     const hasher = new MultiHasher(algorithms(target));

@@ -131,7 +131,7 @@ describe('every agent request', () => {
       });
 
       it('gives up at the deadline on a trickle when no minimum rate is set, with DeadlineExceededError', async () => {
-        // No window guard (minBytesPerSecond 0): only the deadline stops the trickle.
+        // No window guard (minBytesPerSecond 0): only the deadline (requestTimeoutSeconds alone then) stops the trickle.
         server.mode = 'trickle';
         const limits: TransportLimits = { ...DEFAULT_LIMITS, minBytesPerSecond: 0, requestTimeoutSeconds: 1 };
         const t0 = Date.now();
@@ -148,13 +148,13 @@ describe('every agent request', () => {
     });
   }
 
-  it('an image deadline allows its signed length at the minimum rate', async () => {
+  it("a download's deadline allows its length at the minimum rate", async () => {
     // 12 bytes at 5 B/s take 2.4 s, past requestTimeoutSeconds (1 s) but within 1 s + 12 B at 2 B/s.
     server.mode = 'trickle';
     const limits: TransportLimits = { ...DEFAULT_LIMITS, minBytesPerSecond: 2, slowWindowSeconds: 1, requestTimeoutSeconds: 1 };
     const fetcher = new HttpFetcher(limits);
     const t0 = Date.now();
-    const res = await fetcher.stream({ url: `${base}/targets/x`, maxLength: 12, signedLength: true });
+    const res = await fetcher.stream({ url: `${base}/targets/x`, maxLength: 12 });
     let got = 0;
     await assert.rejects(
       (async () => {
