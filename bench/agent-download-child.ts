@@ -16,6 +16,7 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { MultiHasher } from '@upfleet/core';
+import { DEFAULT_LIMITS } from '../agent/src/config.ts';
 import { HttpFetcher } from '../agent/src/fetcher.ts';
 import { ImageCache, type ImageTarget } from '../agent/src/image-cache.ts';
 
@@ -41,7 +42,7 @@ function resetPeak(): boolean {
 try {
   const rssBeforeMb = process.memoryUsage().rss / 2 ** 20;
   const peakReset = resetPeak();
-  const cache = new ImageCache(dir, new HttpFetcher({ minBytesPerSecond: 1024 * 1024, slowWindowSeconds: 10 }), base);
+  const cache = new ImageCache(dir, new HttpFetcher({ ...DEFAULT_LIMITS, minBytesPerSecond: 1024 * 1024, slowWindowSeconds: 10 }), base);
   const t0 = process.hrtime.bigint();
   const path = await cache.download(target, { attempts: 1 });
   const downloadS = Number(process.hrtime.bigint() - t0) / 1e9;

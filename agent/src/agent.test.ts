@@ -139,7 +139,7 @@ describe('Agent cycle (builder repositories)', () => {
 });
 
 describe('Agent refusals (builder repositories)', () => {
-  it('refuses a tampered image, installs nothing, reports VERIFICATION_FAILED', async () => {
+  it('refuses a tampered image, installs nothing, reports ARBITRARY_SOFTWARE', async () => {
     const w = await world();
     assignAll(w);
     const t = w.targets['door.bin']!;
@@ -150,7 +150,7 @@ describe('Agent refusals (builder repositories)', () => {
     for (const e of (await w.agent.status()).ecus) assert.equal(e.installed, null, e.serial);
     const r = w.director.manifests.at(-1)!.signed.installationResult!;
     assert.equal(r.success, false);
-    assert.equal(r.ecus.find((e) => e.ecuSerial === 'ecu-door')!.code, 'VERIFICATION_FAILED');
+    assert.equal(r.ecus.find((e) => e.ecuSerial === 'ecu-door')!.code, 'ARBITRARY_SOFTWARE');
   });
 
   it('refuses a director target that differs from the image repository', async () => {
@@ -165,7 +165,7 @@ describe('Agent refusals (builder repositories)', () => {
     assert.equal(out.failure?.ecuSerial, 'gw-1');
     assert.ok(!w.imageServer.requests.some((r) => r.path.startsWith('targets/')), 'no image was downloaded');
     const r = w.director.manifests.at(-1)!.signed.installationResult!;
-    assert.equal(r.ecus[0]!.code, 'VERIFICATION_FAILED');
+    assert.equal(r.ecus[0]!.code, 'ARBITRARY_SOFTWARE');
     assert.equal((await w.agent.status()).ecus.find((e) => e.serial === 'gw-1')!.installed, null);
   });
 
@@ -181,7 +181,7 @@ describe('Agent refusals (builder repositories)', () => {
     assert.deepEqual(out.failure?.fields, { role: 'targets', expected: 'car-1', actual: 'car-2' });
     assert.ok(!w.imageServer.requests.some((r) => r.path.startsWith('targets/')), 'nothing downloaded');
     const r = w.director.manifests.at(-1)!.signed.installationResult!;
-    assert.ok(r.ecus.every((e) => e.code === 'VERIFICATION_FAILED'));
+    assert.ok(r.ecus.every((e) => e.code === 'DEVICE_MISMATCH'));
   });
 
   it('refuses an image above the device size cap before downloading it', async () => {
@@ -203,6 +203,6 @@ describe('Agent refusals (builder repositories)', () => {
     assert.equal(out.failure?.state, 'checkingImages');
     const r = w.director.manifests.at(-1)!.signed.installationResult!;
     assert.equal(r.success, false);
-    assert.ok(r.ecus.every((e) => e.code === 'VERIFICATION_FAILED'));
+    assert.ok(r.ecus.every((e) => e.code === 'FREEZE'));
   });
 });

@@ -16,6 +16,7 @@ import { dirname, join } from 'node:path';
 import pino, { type Logger } from 'pino';
 import {
   Ed25519Signer,
+  UpfleetError,
   TrustedMetadataSet,
   decryptKeyFile,
   encryptKeyFile,
@@ -59,6 +60,8 @@ export interface CycleOutcome {
   failure?: FailureRecord;
   /** Messages still waiting in the outbox after the final flush. */
   undelivered: number;
+  /** Why the last delivery attempt failed, when messages wait (the typed transport error). */
+  deliveryError?: { name: string; code: string; message: string };
 }
 
 export interface EcuStatus {
@@ -136,7 +139,7 @@ export async function createAgent(config: AgentConfig, options: AgentOptions = {
   };
   // Tokens use the real clock: `now` is only the reference time for metadata expiry.
   const tokens = new DeviceTokens(config.deviceId, lazySigner);
-  const director = new DirectorClient(config.directorUrl, config.deviceId, tokens);
+  const director = new DirectorClient(config.directorUrl, config.deviceId, tokens, new HttpFetcher(limits));
   const directorFetcher = new HttpFetcher(limits, () => tokens.header());
   const imageFetcher = new HttpFetcher(limits);
   const images = new ImageCache(join(config.storageDir, 'images'), imageFetcher, config.imageRepoUrl);
@@ -175,12 +178,14 @@ export async function createAgent(config: AgentConfig, options: AgentOptions = {
   };
 
   let flushing: Promise<void> | undefined;
+  let deliveryError: Error | undefined;
   const flush = (): Promise<void> => {
     flushing ??= (async () => {
       try {
         const viaMqtt = mqtt && mqtt.connected && !options.httpOnly;
         const r = await outbox.flush((row) => (viaMqtt ? mqtt!.deliver(row) : director.deliver(row)));
-        if (r.stoppedBy) log.warn({ reason: r.stoppedBy, acked: r.acked }, 'outbox not fully delivered; will retry');
+        deliveryError = r.error;
+        if (r.stoppedBy) log.warn({ reason: r.stoppedBy, acked: r.acked, ...(r.error && { code: codeOf(r.error) }) }, 'outbox not fully delivered; will retry');
       } catch (e) {
         log.warn({ error: (e as Error).message }, 'outbox flush failed');
       } finally {
@@ -235,7 +240,12 @@ export async function createAgent(config: AgentConfig, options: AgentOptions = {
     kv.set('lastCycle', { at: now().toISOString(), result, ...(failure && { failure }) });
     await flush();
     const c = outbox.counts();
-    return { result, ...(failure && { failure }), undelivered: c.manifest + c.progress };
+    const undelivered = c.manifest + c.progress;
+    const why = undelivered > 0 && deliveryError;
+    return {
+      result, ...(failure && { failure }), undelivered,
+      ...(why && { deliveryError: { name: why.name, code: codeOf(why), message: why.message } }),
+    };
   };
   const checkOnce = (): Promise<CycleOutcome> => {
     cycling ??= cycleOnce().finally(() => (cycling = undefined));
@@ -417,4 +427,8 @@ function withTimeout<T>(p: Promise<T>, ms: number): Promise<T> {
       (e) => (clearTimeout(t), reject(e)),
     );
   });
+}
+
+function codeOf(e: Error): string {
+  return e instanceof UpfleetError ? e.code : 'INTERNAL';
 }

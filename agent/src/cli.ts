@@ -97,7 +97,8 @@ async function main(): Promise<number> {
           return 1;
         }
         if (out.undelivered > 0) {
-          process.stderr.write(`upfleet-agent: ${out.undelivered} report(s) not delivered yet; kept in the outbox\n`);
+          const why = out.deliveryError ? ` (${out.deliveryError.name}: ${out.deliveryError.message})` : '';
+          process.stderr.write(`upfleet-agent: ${out.undelivered} report(s) not delivered yet; kept in the outbox${why}\n`);
           return 1;
         }
         if (!json) process.stdout.write(out.result === 'noUpdate' ? 'nothing to do\n' : 'update installed\n');

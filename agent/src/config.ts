@@ -29,9 +29,13 @@ export interface Limits {
   maxMetadataBytes: number;
   /** Cap for any image, whatever targets says. */
   maxImageBytes: number;
+  /** Cap for the director's answers to registration, manifests and events (JSON). */
+  maxResponseBytes: number;
   /** Slow-retrieval defence: the average rate over `slowWindowSeconds` must stay above this. */
   minBytesPerSecond: number;
   slowWindowSeconds: number;
+  /** Deadline of each request, whole body included; a GET gets its length (signed, or the cap) at `minBytesPerSecond` on top. */
+  requestTimeoutSeconds: number;
   /** Download attempts per image (each resumes with Range). */
   downloadAttempts: number;
 }
@@ -56,8 +60,10 @@ export interface AgentConfig {
 export const DEFAULT_LIMITS: Limits = {
   maxMetadataBytes: 4 * 1024 * 1024,
   maxImageBytes: 8 * 1024 * 1024 * 1024,
+  maxResponseBytes: 64 * 1024,
   minBytesPerSecond: 1024,
   slowWindowSeconds: 10,
+  requestTimeoutSeconds: 60,
   downloadAttempts: 5,
 };
 
@@ -134,8 +140,10 @@ function parseLimits(raw: unknown): Limits {
   return {
     maxMetadataBytes: num(raw, 'maxMetadataBytes', p, 1024, DEFAULT_LIMITS.maxMetadataBytes),
     maxImageBytes: num(raw, 'maxImageBytes', p, 1, DEFAULT_LIMITS.maxImageBytes),
+    maxResponseBytes: num(raw, 'maxResponseBytes', p, 1024, DEFAULT_LIMITS.maxResponseBytes),
     minBytesPerSecond: num(raw, 'minBytesPerSecond', p, 0, DEFAULT_LIMITS.minBytesPerSecond),
     slowWindowSeconds: num(raw, 'slowWindowSeconds', p, 0.1, DEFAULT_LIMITS.slowWindowSeconds),
+    requestTimeoutSeconds: num(raw, 'requestTimeoutSeconds', p, 0.1, DEFAULT_LIMITS.requestTimeoutSeconds),
     downloadAttempts: num(raw, 'downloadAttempts', p, 1, DEFAULT_LIMITS.downloadAttempts),
   };
 }

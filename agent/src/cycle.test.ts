@@ -1,33 +1,56 @@
 /**
  * How the agent reports a failure to the director (reportFor): the result code
- * and whether the same director targets may be tried again. The end-to-end
- * cases (endless data, slow retrieval, tampered images) are in test/attacks.
+ * and whether the same director targets may be tried again. Failures are built
+ * from the real typed errors by the state machine's own failureRecord, so the
+ * fields are those the checks throw. The end-to-end cases are in test/attacks.
  */
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { ATTACK_RESULT_CODES } from '@upfleet/core';
+import {
+  BadVersionError,
+  DeviceMismatchError,
+  DeadlineExceededError,
+  DownloadError,
+  ExpiredMetadataError,
+  HttpError,
+  LengthLimitError,
+  LengthOrHashMismatchError,
+  SlowRetrievalError,
+  TargetMismatchError,
+  UnsignedMetadataError,
+  isAttackResultCode,
+} from '@upfleet/core';
+import { EcuRefusedError } from '@upfleet/core/link/errors.ts';
 import { reportFor } from './cycle.ts';
-import type { FailureRecord } from './machine/states.ts';
-
-const failure = (code: string, attack: boolean, fields: Record<string, unknown> = {}): FailureRecord =>
-  ({ name: 'X', code, message: 'm', state: 'downloading', attack, fields });
+import { InstallError } from './errors.ts';
+import { failureRecord } from './machine/transitions.ts';
+import type { StateName } from './machine/states.ts';
 
 describe('reportFor', () => {
-  it('reports endless data and slow retrieval as attacks, other transport failures as download failures', () => {
-    const cases: Array<[FailureRecord, string, boolean]> = [
-      [failure('LENGTH_LIMIT', false, { limit: 10, received: 11 }), 'ENDLESS_DATA', false],
-      [failure('LENGTH_OR_HASH_MISMATCH', true, { field: 'length', expected: 10, actual: 11 }), 'ENDLESS_DATA', false],
-      [failure('SLOW_RETRIEVAL', false), 'SLOW_RETRIEVAL', true],
-      // A short file or a wrong hash is data that does not verify, not endless data.
-      [failure('LENGTH_OR_HASH_MISMATCH', true, { field: 'length', expected: 10, actual: 9 }), 'VERIFICATION_FAILED', false],
-      [failure('LENGTH_OR_HASH_MISMATCH', true, { field: 'sha256', expected: 'aa', actual: 'bb' }), 'VERIFICATION_FAILED', false],
-      [failure('HTTP', false), 'DOWNLOAD_FAILED', true],
-      [failure('DOWNLOAD', false), 'DOWNLOAD_FAILED', true],
-      [failure('INSTALL', false), 'INSTALL_FAILED', false],
-    ];
-    for (const [f, code, retryable] of cases) {
-      const r = reportFor(f);
-      assert.deepEqual(r, { code, retryable, attack: (ATTACK_RESULT_CODES as readonly string[]).includes(code) }, `${f.code} ${JSON.stringify(f.fields)}`);
-    }
-  });
+  const cases: Array<[string, Error, StateName, string, boolean]> = [
+    ['endless data', new LengthLimitError('u', 10, 11), 'checkingImages', 'ENDLESS_DATA', false],
+    ['an image longer than signed', new LengthOrHashMismatchError('fw.bin', 'length', 10, 11), 'downloading', 'ENDLESS_DATA', false],
+    ['slow retrieval (retried: a bad link looks the same)', new SlowRetrievalError('u', 1, 10), 'downloading', 'SLOW_RETRIEVAL', true],
+    ['a deadline passed', new DeadlineExceededError('u', 1000, 2), 'checkingDirector', 'SLOW_RETRIEVAL', true],
+    // A short image or a wrong hash is an image other than the signed one, not endless data.
+    ['a short image', new LengthOrHashMismatchError('fw.bin', 'length', 10, 9), 'downloading', 'ARBITRARY_SOFTWARE', false],
+    ['an image hash other than signed', new LengthOrHashMismatchError('fw.bin', 'sha256', 'aa', 'bb'), 'downloading', 'ARBITRARY_SOFTWARE', false],
+    ['a snapshot other than the timestamp lists', new LengthOrHashMismatchError('snapshot', 'sha256', 'aa', 'bb'), 'checkingImages', 'MIX_AND_MATCH', false],
+    ['a rolled-back timestamp', new BadVersionError('timestamp', '>= 5', 4), 'checkingDirector', 'METADATA_ROLLBACK', false],
+    ['a frozen timestamp', new ExpiredMetadataError('timestamp', '2020-01-01T00:00:00Z', new Date()), 'checkingImages', 'FREEZE', false],
+    ['unsigned metadata', new UnsignedMetadataError('targets', 1, 0), 'checkingImages', 'ARBITRARY_SOFTWARE', false],
+    ['a lower release counter', new TargetMismatchError('fw.bin', 'releaseCounter', '>= 2', 1), 'checkingImages', 'IMAGE_ROLLBACK', false],
+    ['another ECU hardware', new TargetMismatchError('fw.bin', 'hardwareId', 'brake', 'door'), 'checkingDirector', 'WRONG_HARDWARE', false],
+    ['targets for another device', new DeviceMismatchError('targets', 'car-1', 'car-2'), 'checkingDirector', 'DEVICE_MISMATCH', false],
+    ["a secondary's expired-metadata refusal", new EcuRefusedError('ecu-1', 'put metadata', 'METADATA_EXPIRED', ''), 'installing', 'FREEZE', false],
+    ['a busy secondary', new EcuRefusedError('ecu-1', 'image begin', 'BUSY', ''), 'installing', 'INSTALL_FAILED', false],
+    ['HTTP 503', new HttpError('u', 503), 'downloading', 'DOWNLOAD_FAILED', true],
+    ['connection refused', new DownloadError('refused'), 'checkingImages', 'DOWNLOAD_FAILED', true],
+    ['an install handler failure', new InstallError('gw', 'install', 'exit 1'), 'installing', 'INSTALL_FAILED', false],
+  ];
+  for (const [what, error, state, code, retryable] of cases) {
+    it(`${what}: ${error.name} in ${state} -> ${code}`, () => {
+      assert.deepEqual(reportFor(failureRecord(error, state)), { code, retryable, attack: isAttackResultCode(code) });
+    });
+  }
 });

@@ -17,13 +17,14 @@
  */
 import { randomBytes } from 'node:crypto';
 import {
-  ATTACK_RESULT_CODES,
   BadVersionError,
   DirectorTargets,
   Updater,
+  attackCodeFor,
   bindToDevice,
   checkDirectorRole,
   concerning,
+  isAttackResultCode,
   isInstalled,
   networkSource,
   pendingEcus,
@@ -90,30 +91,29 @@ function forEcu<T>(ecuSerial: string, fn: () => Promise<T>): Promise<T> {
   });
 }
 
-/** A length check that found more bytes than the signed length (the fetch cap is usually hit first). */
-const longerThanSigned = (f: FailureRecord) =>
-  f.code === 'LENGTH_OR_HASH_MISMATCH' && f.fields.field === 'length' && Number(f.fields.actual) > Number(f.fields.expected);
+/** The attack a failure reports (core attack-codes.ts), if any; bytes refused while downloading are an image's. */
+const attackOf = (f: FailureRecord) => attackCodeFor({ code: f.code, fields: f.fields, refusal: f.attack, data: f.state === 'downloading' ? 'image' : 'metadata' });
 
 /**
  * How a failure is reported, first matching rule wins: the installation result
  * code the director sees, and whether a later cycle may try the same director
- * targets version again. Uptane and TUF name endless data (more bytes than a
- * cap or the signed length) and slow retrieval (below the minimum speed) as
- * attacks, so they carry attack codes (core ATTACK_RESULT_CODES), not the
- * transport failure code; slow retrieval is retried (a bad link looks the same).
+ * targets version again. Every Uptane/TUF attack carries its own code (core
+ * attackCodeFor: METADATA_ROLLBACK, FREEZE, MIX_AND_MATCH, ENDLESS_DATA...),
+ * so the director's security event log says which one; slow retrieval is
+ * retried (a bad link looks the same).
  */
-const REPORT_RULES: ReadonlyArray<{ when: (f: FailureRecord) => boolean; code: string; retryable: boolean }> = [
-  { when: (f) => f.code === 'LENGTH_LIMIT' || longerThanSigned(f), code: 'ENDLESS_DATA', retryable: false },
-  { when: (f) => f.code === 'SLOW_RETRIEVAL', code: 'SLOW_RETRIEVAL', retryable: true },
-  { when: (f) => f.attack, code: 'VERIFICATION_FAILED', retryable: false },
-  { when: (f) => f.code === 'DOWNLOAD' || f.code === 'HTTP', code: 'DOWNLOAD_FAILED', retryable: true },
-  { when: () => true, code: 'INSTALL_FAILED', retryable: false },
+const REPORT_RULES: ReadonlyArray<{ when: (f: FailureRecord) => boolean; code: (f: FailureRecord) => string; retryable: boolean }> = [
+  { when: (f) => attackOf(f) === 'SLOW_RETRIEVAL', code: () => 'SLOW_RETRIEVAL', retryable: true },
+  { when: (f) => attackOf(f) !== undefined, code: (f) => attackOf(f)!, retryable: false },
+  { when: (f) => f.code === 'DOWNLOAD' || f.code === 'HTTP', code: () => 'DOWNLOAD_FAILED', retryable: true },
+  { when: () => true, code: () => 'INSTALL_FAILED', retryable: false },
 ];
 
 /** The installation result code the director sees for a failure, and whether it may be retried. */
 export function reportFor(failure: FailureRecord): { code: string; retryable: boolean; attack: boolean } {
   const rule = REPORT_RULES.find((r) => r.when(failure))!;
-  return { code: rule.code, retryable: rule.retryable, attack: (ATTACK_RESULT_CODES as readonly string[]).includes(rule.code) };
+  const code = rule.code(failure);
+  return { code, retryable: rule.retryable, attack: isAttackResultCode(code) };
 }
 
 export function buildSteps(d: CycleDeps): Steps {

@@ -3,9 +3,8 @@
  * the provisioning token, manifests and progress events with the device token.
  * Metadata downloads go through the repository updater, not through here.
  */
-import { DownloadError } from '@upfleet/core';
 import { DirectorRequestError } from './errors.ts';
-import { httpPost } from './fetcher.ts';
+import type { HttpFetcher } from './fetcher.ts';
 import type { DeviceTokens } from './device-token.ts';
 import type { Delivery, OutboxRow } from './outbox.ts';
 
@@ -28,27 +27,28 @@ export class DirectorClient {
     directorUrl: string,
     readonly deviceId: string,
     private readonly tokens: DeviceTokens | undefined,
+    /** The agent's guarded transport: answers capped, deadline and minimum rate enforced. */
+    private readonly transport: HttpFetcher,
   ) {
     this.deviceBase = `${directorUrl}/api/v1/devices/${encodeURIComponent(deviceId)}`;
   }
 
-  async #post(path: string, body: unknown, headers: Record<string, string>): Promise<{ status: number; text: string }> {
-    const url = `${this.deviceBase}/${path}`;
-    try {
-      return await httpPost(url, typeof body === 'string' ? body : JSON.stringify(body), headers);
-    } catch (cause) {
-      throw new DownloadError(`POST ${url}: ${(cause as Error).message}`, { cause });
-    }
+  #post(path: string, body: unknown, headers: Record<string, string>): Promise<{ status: number; text: string }> {
+    return this.transport.post(`${this.deviceBase}/${path}`, typeof body === 'string' ? body : JSON.stringify(body), headers);
   }
 
   /**
    * Registers the device and its ECUs (idempotent on the director's side).
-   * @throws DirectorRequestError on refusal, DownloadError on transport failure.
+   * @throws DirectorRequestError on refusal or an answer that is not `{ status }`,
+   *   DownloadError (LengthLimitError, SlowRetrievalError...) on transport failure.
    */
   async register(body: Registration, provisioningToken: string): Promise<{ status: string }> {
     const res = await this.#post('register', body, { authorization: `Bearer ${provisioningToken}` });
-    if (res.status !== 200 && res.status !== 201) throw new DirectorRequestError(`${this.deviceBase}/register`, res.status, res.text);
-    return JSON.parse(res.text) as { status: string };
+    const answer = safeJson(res.text) as { status?: unknown } | undefined;
+    if ((res.status !== 200 && res.status !== 201) || typeof answer?.status !== 'string') {
+      throw new DirectorRequestError(`${this.deviceBase}/register`, res.status, res.text);
+    }
+    return { status: answer.status };
   }
 
   /** Delivers one outbox message over HTTP; classifies the answer for the outbox. */
@@ -58,7 +58,7 @@ export class DirectorClient {
     try {
       res = await this.#post(row.kind, row.payload, this.tokens.header());
     } catch (e) {
-      return { outcome: 'retry', reason: (e as Error).message };
+      return { outcome: 'retry', reason: `${(e as Error).name}: ${(e as Error).message}`, error: e as Error };
     }
     if (res.status >= 200 && res.status < 300) return { outcome: 'ack' };
     if (res.status === 409 && row.kind === 'manifest') {

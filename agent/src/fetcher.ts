@@ -1,24 +1,55 @@
 /**
- * HTTP transport for metadata and images (node:http/https, streaming).
+ * The agent's one HTTP transport (node:http/https, streaming). Every request
+ * the agent makes goes through `exchange`: metadata and image GETs (HttpFetcher
+ * `stream`/`fetch`) and the director POSTs (`post`: registration, manifests,
+ * progress events), so each has the same guards against endless data and slow
+ * retrieval (TUF 1.0.x, "the client's threat model"; Uptane 2.1.0, 5.4.4).
  *
  * Invariants:
- * - Never more than the cap is read: a body past `maxLength` aborts the request
- *   with LengthLimitError (endless-data defence).
+ * - Never more than the cap is read: a body past `maxLength`, or a declared
+ *   Content-Length past it, aborts the request with LengthLimitError. Director
+ *   answers are capped at `maxResponseBytes`.
  * - A response slower than `minBytesPerSecond`, averaged over each window of
- *   `slowWindowSeconds` (headers included), aborts with SlowRetrievalError.
+ *   `slowWindowSeconds` (the wait for the headers included), aborts with
+ *   SlowRetrievalError.
+ * - A request not complete (headers and whole body) within its deadline aborts
+ *   with DeadlineExceededError (a SlowRetrievalError). The deadline is
+ *   `requestTimeoutSeconds`, plus, for a GET, the time its `maxLength` (a signed
+ *   length, or the cap) takes at the minimum rate: a download that keeps the
+ *   minimum rate is never cut, and none outlasts its length at that rate. The
+ *   director's answers are small: a POST has `requestTimeoutSeconds` alone.
  * - Anything the transport throws becomes a DownloadError (HttpError for a
- *   non-2xx status); remote content problems are the caller's to judge.
+ *   non-2xx GET); remote content problems are the caller's to judge.
+ * - When a guard fires, the socket is destroyed and the timers stop: nothing
+ *   keeps reading in the background.
  */
 import http from 'node:http';
 import https from 'node:https';
-import { DownloadError, HttpError, LengthLimitError, SlowRetrievalError } from '@upfleet/core';
+import { DeadlineExceededError, DownloadError, HttpError, LengthLimitError, SlowRetrievalError } from '@upfleet/core';
+import type { Limits } from './config.ts';
 
-export interface TransportLimits {
-  minBytesPerSecond: number;
-  slowWindowSeconds: number;
-}
+export type TransportLimits = Pick<Limits, 'minBytesPerSecond' | 'slowWindowSeconds' | 'requestTimeoutSeconds' | 'maxResponseBytes'>;
 
 export type HeaderSource = (url: string) => Record<string, string>;
+
+export interface ExchangeRequest {
+  method: 'GET' | 'POST';
+  url: string;
+  headers?: Record<string, string>;
+  body?: string;
+  /** Cap on the response body. */
+  maxLength: number;
+  /** Time allowed for the whole exchange, from the request to the last body byte. */
+  deadlineMs: number;
+}
+
+export interface ExchangeResponse {
+  status: number;
+  headers: http.IncomingHttpHeaders;
+  /** The body, capped and guarded; read it to the end, or call `discard`. */
+  body: AsyncIterable<Uint8Array>;
+  discard(): void;
+}
 
 export interface StreamRequest {
   url: string;
@@ -34,7 +65,75 @@ export interface StreamResponse {
   body: AsyncIterable<Uint8Array>;
 }
 
+const MAX_TIMER_MS = 2 ** 31 - 1;
+
 const agents = { http: new http.Agent({ keepAlive: true }), https: new https.Agent({ keepAlive: true }) };
+
+/**
+ * One guarded HTTP request: resolves with the status and a capped body stream.
+ * @throws DownloadError for transport failures (not a URL, refused, reset),
+ *   LengthLimitError for a declared length over the cap, SlowRetrievalError /
+ *   DeadlineExceededError before the headers; the body throws the same while streaming.
+ */
+export async function exchange(req: ExchangeRequest, limits: TransportLimits): Promise<ExchangeResponse> {
+  let url: URL;
+  try {
+    url = new URL(req.url);
+  } catch (cause) {
+    throw new DownloadError(`${req.url}: not a URL`, { cause });
+  }
+  if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new DownloadError(`${req.url}: not an http(s) URL`);
+  const tls = url.protocol === 'https:';
+  const headers: Record<string, string> = { ...req.headers };
+  if (req.body !== undefined) headers['content-length'] = String(Buffer.byteLength(req.body));
+  const request = (tls ? https : http).request(url, { method: req.method, headers, agent: tls ? agents.https : agents.http });
+  const guard = new RequestGuard(req.url, limits, req.deadlineMs, request);
+  let res: http.IncomingMessage;
+  try {
+    res = await new Promise<http.IncomingMessage>((resolve, reject) => {
+      request.once('response', resolve);
+      request.once('error', reject);
+      request.end(req.body);
+    });
+  } catch (cause) {
+    guard.stop();
+    throw guard.error ?? new DownloadError(`${req.method} ${req.url}: ${(cause as Error).message}`, { cause });
+  }
+  // Later failures surface on the response stream; this keeps a second request error from going unhandled.
+  request.on('error', () => undefined);
+  const declared = Number(res.headers['content-length']);
+  if (Number.isFinite(declared) && declared > req.maxLength) {
+    guard.stop();
+    res.destroy();
+    throw new LengthLimitError(req.url, req.maxLength, declared);
+  }
+  return {
+    status: res.statusCode ?? 0,
+    headers: res.headers,
+    body: guarded(res, req, guard),
+    discard: () => {
+      guard.stop();
+      res.destroy();
+    },
+  };
+}
+
+/** Reads a guarded body to the end. */
+export async function readAll(body: AsyncIterable<Uint8Array>): Promise<Uint8Array> {
+  const parts: Uint8Array[] = [];
+  let total = 0;
+  for await (const chunk of body) {
+    parts.push(chunk);
+    total += chunk.byteLength;
+  }
+  const out = new Uint8Array(total);
+  let o = 0;
+  for (const p of parts) {
+    out.set(p, o);
+    o += p.byteLength;
+  }
+  return out;
+}
 
 export class HttpFetcher {
   constructor(
@@ -45,46 +144,20 @@ export class HttpFetcher {
   /**
    * Opens a GET and streams the body.
    * @throws HttpError for a non-2xx status, DownloadError for transport failures,
-   *   LengthLimitError / SlowRetrievalError while streaming.
+   *   LengthLimitError / SlowRetrievalError (DeadlineExceededError) before or while streaming.
    */
   async stream(req: StreamRequest): Promise<StreamResponse> {
-    let url: URL;
-    try {
-      url = new URL(req.url);
-    } catch (cause) {
-      throw new DownloadError(`${req.url}: not a URL`, { cause });
-    }
-    const mod = url.protocol === 'https:' ? https : http;
     const headers: Record<string, string> = { ...this.headers(req.url) };
     if (req.offset) headers.range = `bytes=${req.offset}-`;
-    const guard = new SpeedGuard(req.url, this.limits);
-    const request = mod.request(url, { method: 'GET', headers, agent: url.protocol === 'https:' ? agents.https : agents.http });
-    guard.start(request);
-    let res: http.IncomingMessage;
-    try {
-      res = await new Promise<http.IncomingMessage>((resolve, reject) => {
-        request.once('response', resolve);
-        request.once('error', reject);
-        request.end();
-      });
-    } catch (cause) {
-      guard.stop();
-      throw guard.error ?? new DownloadError(`GET ${req.url}: ${(cause as Error).message}`, { cause });
+    const res = await exchange(
+      { method: 'GET', url: req.url, headers, maxLength: req.maxLength, deadlineMs: this.#deadlineMs(req.maxLength) },
+      this.limits,
+    );
+    if (res.status < 200 || res.status > 299) {
+      res.discard();
+      throw new HttpError(req.url, res.status);
     }
-    const status = res.statusCode ?? 0;
-    if (status < 200 || status > 299) {
-      guard.stop();
-      res.resume();
-      throw new HttpError(req.url, status);
-    }
-    const start = status === 206 && req.offset ? req.offset : 0;
-    const declared = Number(res.headers['content-length']);
-    if (Number.isFinite(declared) && declared > req.maxLength) {
-      guard.stop();
-      res.destroy();
-      throw new LengthLimitError(req.url, req.maxLength, declared);
-    }
-    return { start, body: capped(res, req, guard) };
+    return { start: res.status === 206 && req.offset ? req.offset : 0, body: res.body };
   }
 
   /**
@@ -93,100 +166,96 @@ export class HttpFetcher {
    */
   async fetch(url: string, maxLength: number): Promise<Uint8Array> {
     const { body } = await this.stream({ url, maxLength });
-    const parts: Uint8Array[] = [];
-    let total = 0;
-    for await (const chunk of body) {
-      parts.push(chunk);
-      total += chunk.byteLength;
-    }
-    const out = new Uint8Array(total);
-    let o = 0;
-    for (const p of parts) {
-      out.set(p, o);
-      o += p.byteLength;
-    }
-    return out;
+    return readAll(body);
+  }
+
+  /**
+   * A small JSON POST (not the global fetch: undici costs the idle daemon several
+   * MB). Resolves with any status and an answer of at most `maxResponseBytes`.
+   * @throws DownloadError for transport failures, LengthLimitError,
+   *   SlowRetrievalError (DeadlineExceededError).
+   */
+  async post(url: string, body: string, headers: Record<string, string>): Promise<{ status: number; text: string }> {
+    const res = await exchange(
+      {
+        method: 'POST', url, body, headers: { 'content-type': 'application/json', ...this.headers(url), ...headers },
+        maxLength: this.limits.maxResponseBytes, deadlineMs: this.#deadlineMs(0),
+      },
+      this.limits,
+    );
+    return { status: res.status, text: Buffer.from(await readAll(res.body)).toString('utf8') };
+  }
+
+  /** The fixed deadline, plus the time `bytes` take at the minimum rate. */
+  #deadlineMs(bytes: number): number {
+    const { requestTimeoutSeconds, minBytesPerSecond } = this.limits;
+    return (requestTimeoutSeconds + (minBytesPerSecond > 0 ? bytes / minBytesPerSecond : 0)) * 1000;
   }
 }
 
-async function* capped(res: http.IncomingMessage, req: StreamRequest, guard: SpeedGuard): AsyncIterable<Uint8Array> {
-  let received = 0;
+async function* guarded(res: http.IncomingMessage, req: ExchangeRequest, guard: RequestGuard): AsyncIterable<Uint8Array> {
   try {
     for await (const chunk of res as AsyncIterable<Buffer>) {
-      received += chunk.byteLength;
       guard.count(chunk.byteLength);
-      if (received > req.maxLength) throw new LengthLimitError(req.url, req.maxLength, received);
+      if (guard.received > req.maxLength) throw new LengthLimitError(req.url, req.maxLength, guard.received);
       yield chunk;
     }
-    if (!res.complete) throw new DownloadError(`GET ${req.url}: connection closed after ${received} bytes`);
+    if (!res.complete) throw new DownloadError(`${req.method} ${req.url}: connection closed after ${guard.received} bytes`);
   } catch (cause) {
     if (guard.error) throw guard.error;
     if (cause instanceof DownloadError) throw cause;
-    throw new DownloadError(`GET ${req.url}: ${(cause as Error).message}`, { cause });
+    throw new DownloadError(`${req.method} ${req.url}: ${(cause as Error).message}`, { cause });
   } finally {
     guard.stop();
     if (!res.complete) res.destroy();
   }
 }
 
-/** Aborts a request whose average rate over a window falls below the minimum. */
-class SpeedGuard {
+/**
+ * Aborts a request whose average rate over a window falls below the minimum,
+ * or that is not done by its deadline. Started with the request, so a server
+ * that never answers is caught too.
+ */
+class RequestGuard {
   error: SlowRetrievalError | undefined;
-  #timer: NodeJS.Timeout | undefined;
-  #bytes = 0;
+  received = 0;
+  #windowBytes = 0;
+  #window: NodeJS.Timeout | undefined;
+  #deadline: NodeJS.Timeout | undefined;
 
   constructor(
     private readonly url: string,
-    private readonly limits: TransportLimits,
-  ) {}
-
-  start(request: http.ClientRequest): void {
-    if (this.limits.minBytesPerSecond <= 0) return;
-    const windowMs = this.limits.slowWindowSeconds * 1000;
-    this.#timer = setInterval(() => {
-      const rate = this.#bytes / this.limits.slowWindowSeconds;
-      this.#bytes = 0;
-      if (rate < this.limits.minBytesPerSecond) {
-        this.error = new SlowRetrievalError(this.url, rate, this.limits.minBytesPerSecond);
-        this.stop();
-        request.destroy(this.error);
-      }
-    }, windowMs);
-    this.#timer.unref();
+    limits: TransportLimits,
+    deadlineMs: number,
+    private readonly request: http.ClientRequest,
+  ) {
+    if (limits.minBytesPerSecond > 0) {
+      this.#window = setInterval(() => {
+        const rate = this.#windowBytes / limits.slowWindowSeconds;
+        this.#windowBytes = 0;
+        if (rate < limits.minBytesPerSecond) this.#fail(new SlowRetrievalError(url, rate, limits.minBytesPerSecond));
+      }, limits.slowWindowSeconds * 1000);
+      this.#window.unref();
+    }
+    // setTimeout holds at most 2^31-1 ms (24.8 days; an 8 GiB image at 1 KiB/s needs more): past it, a retry resumes.
+    this.#deadline = setTimeout(() => this.#fail(new DeadlineExceededError(this.url, deadlineMs, this.received)), Math.min(deadlineMs, MAX_TIMER_MS));
+    this.#deadline.unref();
   }
 
   count(n: number): void {
-    this.#bytes += n;
+    this.received += n;
+    this.#windowBytes += n;
   }
 
   stop(): void {
-    if (this.#timer) clearInterval(this.#timer);
-    this.#timer = undefined;
+    clearInterval(this.#window);
+    clearTimeout(this.#deadline);
+    this.#window = this.#deadline = undefined;
   }
-}
 
-/**
- * A small JSON POST over node:http(s) (not the global fetch: undici costs the
- * idle daemon several MB). Resolves with any status; rejects on transport errors.
- */
-export function httpPost(url: string, body: string, headers: Record<string, string>, timeoutMs = 30_000): Promise<{ status: number; text: string }> {
-  const u = new URL(url);
-  const mod = u.protocol === 'https:' ? https : http;
-  return new Promise((resolve, reject) => {
-    const req = mod.request(u, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body), ...headers },
-      agent: u.protocol === 'https:' ? agents.https : agents.http,
-      timeout: timeoutMs,
-    });
-    req.once('timeout', () => req.destroy(new Error(`no answer in ${timeoutMs} ms`)));
-    req.once('error', reject);
-    req.once('response', (res) => {
-      const parts: Buffer[] = [];
-      res.on('data', (c: Buffer) => parts.push(c));
-      res.once('error', reject);
-      res.once('end', () => resolve({ status: res.statusCode ?? 0, text: Buffer.concat(parts).toString('utf8') }));
-    });
-    req.end(body);
-  });
+  #fail(error: SlowRetrievalError): void {
+    this.error = error;
+    this.stop();
+    this.request.destroy(error);
+  }
 }

@@ -7,6 +7,7 @@ import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { DownloadError, HttpError, LengthLimitError, LengthOrHashMismatchError, SlowRetrievalError } from '@upfleet/core';
+import { DEFAULT_LIMITS } from './config.ts';
 import { HttpFetcher } from './fetcher.ts';
 import { ImageCache, targetUrl, type ImageTarget } from './image-cache.ts';
 
@@ -64,7 +65,7 @@ after(() => {
 function cache(min = 0, windowSeconds = 0.3) {
   const dir = mkdtempSync(join(tmpdir(), 'upfleet-images-'));
   dirs.push(dir);
-  const fetcher = new HttpFetcher({ minBytesPerSecond: min, slowWindowSeconds: windowSeconds });
+  const fetcher = new HttpFetcher({ ...DEFAULT_LIMITS, minBytesPerSecond: min, slowWindowSeconds: windowSeconds });
   return new ImageCache(dir, fetcher, base);
 }
 

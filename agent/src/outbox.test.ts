@@ -16,6 +16,8 @@ import { Ed25519Signer } from '@upfleet/core';
 import { openDb } from './db.ts';
 import { DeviceTokens } from './device-token.ts';
 import { DirectorClient } from './director-client.ts';
+import { DEFAULT_LIMITS } from './config.ts';
+import { HttpFetcher } from './fetcher.ts';
 import { MqttChannel } from './mqtt-channel.ts';
 import { Outbox } from './outbox.ts';
 
@@ -46,7 +48,7 @@ describe('Outbox over HTTP', () => {
     await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
     const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
     const tokens = new DeviceTokens('car-9', Ed25519Signer.generate());
-    const client = new DirectorClient(url, 'car-9', tokens);
+    const client = new DirectorClient(url, 'car-9', tokens, new HttpFetcher(DEFAULT_LIMITS));
     try {
       let db = openDb(dir);
       let outbox = new Outbox(db);

@@ -21,7 +21,8 @@ export interface OutboxRow {
 }
 
 /** What the sender made of one message. */
-export type Delivery = { outcome: 'ack' } | { outcome: 'retry'; reason: string } | { outcome: 'reject'; reason: string };
+/** `error`: the typed transport error behind a retry, when there is one. */
+export type Delivery = { outcome: 'ack' } | { outcome: 'retry'; reason: string; error?: Error } | { outcome: 'reject'; reason: string };
 
 export class Outbox {
   #insert;
@@ -73,7 +74,7 @@ export class Outbox {
    * Sends pending messages in order until one cannot be delivered now.
    * @returns how many were acknowledged, and the reason it stopped, if it did.
    */
-  async flush(send: (row: OutboxRow) => Promise<Delivery>): Promise<{ acked: number; stoppedBy?: string }> {
+  async flush(send: (row: OutboxRow) => Promise<Delivery>): Promise<{ acked: number; stoppedBy?: string; error?: Error }> {
     let acked = 0;
     for (;;) {
       const rows = this.pending(50);
@@ -87,7 +88,7 @@ export class Outbox {
         } else if (d.outcome === 'reject') {
           this.#reject(row.id, d.reason);
         } else {
-          return { acked, stoppedBy: d.reason };
+          return { acked, stoppedBy: d.reason, ...(d.error && { error: d.error }) };
         }
       }
     }

@@ -124,6 +124,19 @@ export class SlowRetrievalError extends DownloadError {
   }
 }
 
+/**
+ * Slow-retrieval defence over the whole request: the answer was not complete
+ * within its deadline, however the bytes were spread over time. A kind of
+ * SlowRetrievalError, so it is reported as slow retrieval.
+ */
+export class DeadlineExceededError extends SlowRetrievalError {
+  override name = 'DeadlineExceededError';
+  constructor(url: string, readonly deadlineMs: number, readonly received: number) {
+    super(url, received / (deadlineMs / 1000), 0);
+    this.message = `${url}: not complete within ${deadlineMs} ms (received ${received} bytes)`;
+  }
+}
+
 /** Canonical JSON cannot encode the value (floats, undefined, cycles...). */
 export class CanonicalJsonError extends UsageError {
   override name = 'CanonicalJsonError';

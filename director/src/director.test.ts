@@ -310,6 +310,20 @@ describe('director over HTTP', () => {
       ]);
     });
 
+    it('records each named Uptane/TUF attack under its own code (core attack-codes.ts)', async () => {
+      const d = new SimDevice('named-1', ['gw', 'brake', 'door']);
+      await h.register(d);
+      const [gw, brake, door] = d.ecus.map((e) => e.serial) as [string, string, string];
+      const fail = (ecuSerial: string, code: string) => ({ ecuSerial, success: false, code, description: `${code.toLowerCase()} here`, filename: 'x.bin' });
+      const result = { directorTargetsVersion: 1, success: false, code: 'MIX_AND_MATCH', description: 'refused',
+        ecus: [fail(gw, 'MIX_AND_MATCH'), fail(brake, 'FREEZE'), fail(door, 'WRONG_HARDWARE')] };
+      assert.equal((await h.send(d, d.manifest({ installationResult: result }))).status, 200);
+      const events = (await h.admin('GET', `/api/v1/admin/devices/${d.id}/events`)).body.events;
+      assert.deepEqual(events.map((e: any) => [e.kind, e.code, e.ecuSerial]), [
+        ['attack', 'MIX_AND_MATCH', gw], ['attack', 'FREEZE', brake], ['attack', 'WRONG_HARDWARE', door],
+      ]);
+    });
+
     it('keeps the newest events per device, and only its own', () => {
       const store = h.director.services.store;
       const at = new Date().toISOString();

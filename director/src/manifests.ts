@@ -18,10 +18,10 @@
  */
 import { createHash } from 'node:crypto';
 import {
-  ATTACK_RESULT_CODES,
   BadDocumentSignatureError,
   Key,
   MalformedMetadataError,
+  isAttackResultCode,
   parseVehicleManifest,
   verifyEcuReport,
   verifyVehicleManifest,
@@ -38,7 +38,6 @@ export const NONCE_MEMORY = 16;
 export type Via = 'http' | 'mqtt' | 'function';
 /** Longest `detail` of a recorded refusal (the error message, cut). */
 const DETAIL_LIMIT = 300;
-const ATTACK_CODES: ReadonlySet<string> = new Set(ATTACK_RESULT_CODES);
 
 const digestOf = (bytes: Uint8Array) => createHash('sha256').update(bytes).digest('hex');
 
@@ -63,9 +62,9 @@ class KeyCache {
   }
 }
 
-/** A failed installation result is an attack when its code says so (core ATTACK_RESULT_CODES). */
+/** A failed installation result is an attack when its code names one (core attack-codes.ts: METADATA_ROLLBACK, FREEZE...). */
 function resultKind(code: string): EventKind {
-  return ATTACK_CODES.has(code) ? 'attack' : 'installation_failure';
+  return isAttackResultCode(code) ? 'attack' : 'installation_failure';
 }
 
 export class Manifests {

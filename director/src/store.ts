@@ -66,7 +66,8 @@ export interface AssignmentRecord {
 /**
  * What a security event is:
  * - `attack`: the device reports one (an ECU's attacksDetected, or an
- *   installation result with an attack code such as VERIFICATION_FAILED);
+ *   installation result with an attack code: METADATA_ROLLBACK, FREEZE,
+ *   MIX_AND_MATCH, ARBITRARY_SOFTWARE... core ATTACK_RESULT_CODES);
  * - `manifest_refused`: the director refused a manifest the device sent over an
  *   authenticated channel (code: the refusal, e.g. MANIFEST_REPLAY, BAD_ECU_SIGNATURE);
  * - `installation_failure`: any other failed installation result.

@@ -42,13 +42,13 @@ describe('delegation abuse', () => {
     const v = await freshVehicle(w);
     const door = `${v.deviceId}-door`;
     await supplierSigns('door-evil.bin', 'door-ecu', door, v.deviceId);
-    await expectRefused(w, v, { code: 'TARGET_MISMATCH', field: 'missing', ecuSerial: door });
+    await expectRefused(w, v, { code: 'TARGET_MISMATCH', field: 'missing', ecuSerial: door, resultCode: 'ARBITRARY_SOFTWARE' });
   });
 
   it('ignores a target a supplier signed for hardware outside its delegation', async () => {
     const v = await freshVehicle(w);
     await supplierSigns('brakes/gateway-evil.bin', 'gateway', v.primarySerial, v.deviceId);
-    await expectRefused(w, v, { code: 'TARGET_MISMATCH', field: 'missing', ecuSerial: v.primarySerial });
+    await expectRefused(w, v, { code: 'TARGET_MISMATCH', field: 'missing', ecuSerial: v.primarySerial, resultCode: 'ARBITRARY_SOFTWARE' });
   });
 });
 
@@ -59,7 +59,7 @@ describe('director compromise', () => {
     compromisedDirectorPublish(w.stack, v.deviceId, {
       'gateway-6.6.6.bin': { ecuSerial: v.primarySerial, hardwareId: 'gateway', length: evil.length, hashes: { sha256: sha256(evil) } },
     });
-    await expectRefused(w, v, { code: 'TARGET_MISMATCH', field: 'missing', ecuSerial: v.primarySerial });
+    await expectRefused(w, v, { code: 'TARGET_MISMATCH', field: 'missing', ecuSerial: v.primarySerial, resultCode: 'ARBITRARY_SOFTWARE' });
     assert.ok(!w.imageProxy.requests.some((r) => r.path.startsWith('/targets/')), 'no image was downloaded');
   });
 
@@ -69,7 +69,7 @@ describe('director compromise', () => {
     compromisedDirectorPublish(w.stack, v.deviceId, {
       [gw.name]: { ecuSerial: v.primarySerial, hardwareId: 'gateway', length: gw.length, hashes: { sha256: sha256(randomBytes(32)) } },
     });
-    await expectRefused(w, v, { code: 'TARGET_MISMATCH', field: 'hashes', ecuSerial: v.primarySerial });
+    await expectRefused(w, v, { code: 'TARGET_MISMATCH', field: 'hashes', ecuSerial: v.primarySerial, resultCode: 'ARBITRARY_SOFTWARE' });
   });
 
   it('refuses an image built for other hardware', async () => {
@@ -79,7 +79,7 @@ describe('director compromise', () => {
     compromisedDirectorPublish(w.stack, v.deviceId, {
       [gw.name]: { ecuSerial: door, hardwareId: 'door-ecu', length: gw.length, hashes: { sha256: gw.sha256 } },
     });
-    await expectRefused(w, v, { code: 'TARGET_MISMATCH', field: 'hardwareId', ecuSerial: door });
+    await expectRefused(w, v, { code: 'TARGET_MISMATCH', field: 'hardwareId', ecuSerial: door, resultCode: 'WRONG_HARDWARE' });
   });
 });
 
@@ -97,7 +97,7 @@ describe('replay', () => {
       const body = store.getMetadataFile(a.deviceId, name);
       return body ? { kind: 'serve', body } : undefined;
     });
-    await expectRefused(w, b, { code: 'DEVICE_MISMATCH' });
+    await expectRefused(w, b, { code: 'DEVICE_MISMATCH', resultCode: 'DEVICE_MISMATCH' });
     // A's timestamp is the first file refused: B stored nothing of A's, so its own next versions are not "rollbacks".
     w.directorProxy.clear();
     await assign(w, b, w.v2);

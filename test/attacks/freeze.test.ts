@@ -36,8 +36,18 @@ describe('freeze', () => {
     w.imageProxy.on('/metadata/timestamp.json', { kind: 'serve', body: frozen });
     w.stack.clock.advance(2 * DAY);
     w.stack.imageRepo.refresh(); // the server re-signs; the attacker keeps the old one
-    const out = await expectRefused(w, v, { code: 'EXPIRED_METADATA' });
+    const out = await expectRefused(w, v, { code: 'EXPIRED_METADATA', resultCode: 'FREEZE' });
     assert.match(out.failure!.message, /timestamp/);
+  });
+
+  it("reports a secondary's own freeze refusal as FREEZE (its clock sees the director targets expired)", async () => {
+    const v = await freshVehicle(w, { link: 'emulated' });
+    const door = v.ecus.find((e) => e.spec.hardwareId === 'door-ecu')!;
+    // The primary's clock is right; the door ECU's is 400 days on, past the director targets' year.
+    door.sim!.options.now = () => new Date(Date.now() + 400 * DAY);
+    await assign(w, v, w.v2, ['door-ecu']);
+    const out = await expectRefused(w, v, { code: 'ECU_REFUSED', ecuSerial: door.spec.serial, resultCode: 'FREEZE' });
+    assert.equal(out.failure!.fields.ecuCode, 'METADATA_EXPIRED');
   });
 
   it('refuses targets metadata past its expiry (indefinite freeze of an offline role)', async () => {
@@ -46,7 +56,7 @@ describe('freeze', () => {
     // Nothing re-signs the offline targets role: 91 days on, it has expired (90 days).
     w.stack.clock.advance(91 * DAY);
     w.stack.imageRepo.refresh();
-    const out = await expectRefused(w, v, { code: 'EXPIRED_METADATA' });
+    const out = await expectRefused(w, v, { code: 'EXPIRED_METADATA', resultCode: 'FREEZE' });
     assert.match(out.failure!.message, /targets/);
   });
 });

@@ -29,7 +29,7 @@ describe('arbitrary software', () => {
     const v = await freshVehicle(w);
     await assign(w, v, w.v2);
     w.imageProxy.on(/^\/targets\/.*door-2\.0\.0\.bin$/, { kind: 'rewrite', fn: flipByte });
-    await expectRefused(w, v, { code: 'LENGTH_OR_HASH_MISMATCH', ecuSerial: `${v.deviceId}-door` });
+    await expectRefused(w, v, { code: 'LENGTH_OR_HASH_MISMATCH', ecuSerial: `${v.deviceId}-door`, resultCode: 'ARBITRARY_SOFTWARE' });
     assert.ok(w.imageProxy.requests.some((r) => r.action === 'rewrite'), 'the proxy did flip the image');
   });
 
@@ -45,7 +45,7 @@ describe('arbitrary software', () => {
         return Buffer.from(JSON.stringify(json));
       },
     });
-    await expectRefused(w, v, { code: 'UNSIGNED_METADATA' });
+    await expectRefused(w, v, { code: 'UNSIGNED_METADATA', resultCode: 'ARBITRARY_SOFTWARE' });
   });
 
   it('refuses metadata signed by a key the root does not list for the role', async () => {
@@ -56,7 +56,7 @@ describe('arbitrary software', () => {
     timestamp.signed.version += 1;
     timestamp.sign(Ed25519Signer.generate());
     w.imageProxy.on('/metadata/timestamp.json', { kind: 'serve', body: timestamp.toBytes() });
-    await expectRefused(w, v, { code: 'UNSIGNED_METADATA' });
+    await expectRefused(w, v, { code: 'UNSIGNED_METADATA', resultCode: 'ARBITRARY_SOFTWARE' });
   });
 });
 
@@ -70,7 +70,7 @@ describe('rollback', () => {
     await expectInstalled(v);
     await assign(w, v, w.v2, ['gateway']);
     w.imageProxy.on('/metadata/timestamp.json', { kind: 'serve', body: old.timestamp.toBytes() });
-    await expectRefused(w, v, { code: 'BAD_VERSION', name: 'BadVersionError' });
+    await expectRefused(w, v, { code: 'BAD_VERSION', name: 'BadVersionError', resultCode: 'METADATA_ROLLBACK' });
   });
 
   it('refuses director metadata older than the one it trusts', async () => {
@@ -81,7 +81,7 @@ describe('rollback', () => {
     await expectInstalled(v);
     await assign(w, v, w.v2, ['door-ecu']);
     w.directorProxy.on(`/devices/${v.deviceId}/metadata/timestamp.json`, { kind: 'serve', body: old });
-    await expectRefused(w, v, { code: 'BAD_VERSION', name: 'BadVersionError' });
+    await expectRefused(w, v, { code: 'BAD_VERSION', name: 'BadVersionError', resultCode: 'METADATA_ROLLBACK' });
   });
 
   it('refuses an image with a lower release counter than the ECU runs', async () => {
@@ -93,7 +93,7 @@ describe('rollback', () => {
     compromisedDirectorPublish(w.stack, v.deviceId, {
       [gw1.name]: { ecuSerial: v.primarySerial, hardwareId: 'gateway', length: gw1.length, hashes: { sha256: gw1.sha256 } },
     });
-    await expectRefused(w, v, { code: 'TARGET_MISMATCH', field: 'releaseCounter', ecuSerial: v.primarySerial });
+    await expectRefused(w, v, { code: 'TARGET_MISMATCH', field: 'releaseCounter', ecuSerial: v.primarySerial, resultCode: 'IMAGE_ROLLBACK' });
   });
 });
 
@@ -105,7 +105,7 @@ describe('mix-and-match', () => {
     const n = timestamp.signed.snapshotMeta.version;
     const older = await fetchImageMetadata(w.stack, `${n - 1}.snapshot.json`);
     w.imageProxy.on(`/metadata/${n}.snapshot.json`, { kind: 'serve', body: older });
-    await expectRefused(w, v, { code: 'LENGTH_OR_HASH_MISMATCH' });
+    await expectRefused(w, v, { code: 'LENGTH_OR_HASH_MISMATCH', resultCode: 'MIX_AND_MATCH' });
   });
 
   it('refuses targets whose version differs from what the snapshot says', async () => {
@@ -117,7 +117,7 @@ describe('mix-and-match', () => {
     const bytes = await fetchImageMetadata(w.stack, `${current}.targets.json`);
     const forged = await forgeSnapshot(w.stack, { targets: { version: current + 5, bytes } });
     for (const [path, body] of Object.entries(forged)) w.imageProxy.on(path, { kind: 'serve', body });
-    const out = await expectRefused(w, v, { code: 'BAD_VERSION' });
+    const out = await expectRefused(w, v, { code: 'BAD_VERSION', resultCode: 'MIX_AND_MATCH' });
     assert.match(out.failure!.message, /targets/);
   });
 });
@@ -163,7 +163,7 @@ describe('key compromise', () => {
       r.addKey('timestamp', attacker.key);
     });
     w.imageProxy.on(`/metadata/${root.signed.version}.root.json`, { kind: 'serve', body: root.toBytes() });
-    const out = await expectRefused(w, v, { code: 'UNSIGNED_METADATA' });
+    const out = await expectRefused(w, v, { code: 'UNSIGNED_METADATA', resultCode: 'ARBITRARY_SOFTWARE' });
     assert.match(out.failure!.message, /root/);
   });
 
@@ -175,6 +175,6 @@ describe('key compromise', () => {
     const skipped = await forgeRoot(w.stack, signers, () => {}, 1);
     assert.equal(skipped.signed.version, published + 2);
     w.imageProxy.on(`/metadata/${published + 1}.root.json`, { kind: 'serve', body: skipped.toBytes() });
-    await expectRefused(w, v, { code: 'BAD_VERSION', name: 'BadVersionError' });
+    await expectRefused(w, v, { code: 'BAD_VERSION', name: 'BadVersionError', resultCode: 'METADATA_ROLLBACK' });
   });
 });

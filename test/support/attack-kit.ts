@@ -83,7 +83,7 @@ export interface Refusal {
   field?: string;
   /** The director records this kind of event (default 'attack'). */
   kind?: SecurityEvent['kind'];
-  /** The result code the director records (default VERIFICATION_FAILED for attacks). */
+  /** The result code the director records: the attack's name (core attack-codes.ts; default VERIFICATION_FAILED for attacks). */
   resultCode?: string;
   /**
    * When the refused cycle could not sign its result manifest (an ECU was

@@ -22,8 +22,11 @@ export type ProxyAction =
   | { kind: 'rewrite'; fn: (body: Buffer) => Uint8Array }
   /** Ask upstream, then send the body at `bytesPerSecond`. */
   | { kind: 'trickle'; bytesPerSecond: number }
-  /** Send the upstream body, then filler bytes until the client gives up. */
-  | { kind: 'endless' };
+  /**
+   * Send the upstream body, then filler bytes until the client gives up; with
+   * `upstream: false`, a 200 of filler only (the request never reaches the server).
+   */
+  | { kind: 'endless'; upstream?: boolean };
 
 export interface ProxyRequest {
   method: string;
@@ -113,7 +116,9 @@ export class AttackProxy {
       res.writeHead(status, { 'content-length': action.body.byteLength, 'content-type': 'application/octet-stream' }).end(action.body);
       return;
     }
-    const up = await this.#upstream(req, body);
+    const up = action?.kind === 'endless' && action.upstream === false
+      ? { status: 200, headers: { 'content-type': 'application/json' }, body: Buffer.alloc(0) }
+      : await this.#upstream(req, body);
     log(up.status);
     if (!action || up.status >= 300) {
       res.writeHead(up.status, { ...up.headers, 'content-length': up.body.length }).end(up.body);

@@ -9,17 +9,10 @@ import { expectBoolean, expectInteger, expectObject, expectString, isObject, nam
 import { parseEcuReport, type SignedEcuReport } from './ecu-report.ts';
 import { parseEnvelope, signDocument, verifyDocument, type SignedDocument } from './signed-document.ts';
 
-/**
- * Installation result codes that report an attack (the director records them as
- * such): data that did not verify, endless data (more bytes than a cap or the
- * signed length), slow retrieval (below the minimum download speed).
- */
-export const ATTACK_RESULT_CODES = ['VERIFICATION_FAILED', 'ENDLESS_DATA', 'SLOW_RETRIEVAL'] as const;
-
 export interface EcuInstallResult {
   ecuSerial: string;
   success: boolean;
-  /** A stable code such as OK, DOWNLOAD_FAILED, INSTALL_FAILED, or one of ATTACK_RESULT_CODES. */
+  /** A stable code such as OK, DOWNLOAD_FAILED, INSTALL_FAILED, or one of ATTACK_RESULT_CODES (attack-codes.ts). */
   code: string;
   description: string;
   /** The image this result is about. */
