@@ -91,7 +91,7 @@ describe('rollback', () => {
     // The director will not assign a downgrade; a compromised one signs it anyway.
     const gw1 = w.v1.byEcu(v)[v.primarySerial]!;
     compromisedDirectorPublish(w.stack, v.deviceId, {
-      [gw1.name]: { ecuSerial: v.primarySerial, hardwareId: 'gateway', length: gw1.length, hashes: { sha256: gw1.sha256 } },
+      [gw1.name]: { ecuSerial: v.primarySerial, hardwareId: 'gateway', length: gw1.length, hashes: { sha256: gw1.sha256 }, releaseCounter: gw1.releaseCounter },
     });
     await expectRefused(w, v, { code: 'TARGET_MISMATCH', field: 'releaseCounter', ecuSerial: v.primarySerial, resultCode: 'IMAGE_ROLLBACK' });
   });

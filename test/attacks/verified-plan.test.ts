@@ -52,7 +52,7 @@ describe('one verified plan per cycle (finding 1)', () => {
     // The network attacker also serves the evil bytes where a client would look for them.
     w.imageProxy.on(`/targets/${sha256(evil)}.`, { kind: 'serve', body: evil });
 
-    await expectRefused(w, v, { code: 'TARGET_MISMATCH', field: 'hashes', ecuSerial: v.primarySerial });
+    await expectRefused(w, v, { code: 'TARGET_MISMATCH', field: 'hashes', ecuSerial: v.primarySerial, resultCode: 'ARBITRARY_SOFTWARE' });
     assert.equal(timestampsServed, 1, 'one director refresh in the cycle: the plan comes from one answer');
     assert.ok(!w.imageProxy.requests.some((r) => r.path.includes(sha256(evil))), 'the evil image was never downloaded');
     assert.notDeepEqual(v.primarySlotBytes('a'), evil);
@@ -76,7 +76,7 @@ describe('release counters on partial-verification ECUs (finding 3)', () => {
     compromisedDirectorPublish(w.stack, v.deviceId, {
       [old.name]: { ecuSerial: door, hardwareId: 'door-ecu', length: old.length, hashes: { sha256: old.sha256 }, releaseCounter: old.releaseCounter },
     });
-    await expectRefused(w, v, { code: 'TARGET_MISMATCH', field: 'releaseCounter', ecuSerial: door });
+    await expectRefused(w, v, { code: 'TARGET_MISMATCH', field: 'releaseCounter', ecuSerial: door, resultCode: 'IMAGE_ROLLBACK' });
     assert.equal(ecu.sim!.store.state.releaseCounter, 2);
   });
 });
