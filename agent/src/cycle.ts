@@ -18,6 +18,7 @@ import {
   RepositoryError,
   TargetMismatchError,
   Updater,
+  checkEcuReport,
   ecuIdentifiers,
   matchDirectorTarget,
   signVehicleManifest,
@@ -141,7 +142,7 @@ export function buildSteps(d: CycleDeps): Steps {
   async function signManifest(installationResult?: InstallationResult): Promise<{ manifest: unknown; counter: number }> {
     const nonce = randomBytes(16).toString('hex');
     const reports: Record<string, SignedEcuReport> = {};
-    for (const [serial, e] of d.ecus) reports[serial] = await forEcu(serial, () => e.versionReport(nonce));
+    for (const [serial, e] of d.ecus) reports[serial] = await forEcu(serial, async () => checkEcuReport(await e.versionReport(nonce), { ecuSerial: serial, nonce }));
     const counter = (d.kv.get<number>('manifestCounter') ?? 0) + 1;
     const manifest = signVehicleManifest(
       {

@@ -12,6 +12,7 @@ import { startDirector } from './director.ts';
 import { harness, PROVISIONING_TOKEN, SimDevice, type Harness } from './testing/harness.ts';
 import { signDeviceToken } from '@upfleet/core';
 import { EVENTS_PER_DEVICE } from './store.ts';
+import { REPORT_WINDOW_MS } from './report-memory.ts';
 
 const FW = utf8('brake firmware 2.0');
 
@@ -207,6 +208,33 @@ describe('director over HTTP', () => {
         const t = set.updateTargets((await fetchMetadata(m, d, `${set.snapshot!.meta['targets.json']!.version}.targets.json`)).bytes);
         assert.equal(t.version, v1 + 1);
         assert.ok(!t.isExpired(new Date(now)));
+      } finally {
+        await m.close();
+      }
+    });
+  });
+
+  describe('ECU reports older than the window', () => {
+    it('refuses a report from 20 cycles and a day ago by its time, its nonce long forgotten', async () => {
+      let now = Date.now();
+      const m = await harness({ now: () => new Date(now) });
+      try {
+        const d = new SimDevice('window-1');
+        d.clock = () => now;
+        await m.register(d);
+        const brake = d.ecu('brake');
+        const old = d.manifest();
+        assert.equal((await m.send(d, old)).status, 200);
+        now += REPORT_WINDOW_MS + 3600_000;
+        for (let i = 0; i < 20; i++) assert.equal((await m.send(d, d.manifest())).status, 200, 'fresh reports pass after the move');
+        const oldReport = old.signed.ecuVersionReports[brake.serial]!;
+        const memory = m.director.services.store.getDevice(d.id)!.recentNonces[brake.serial]!;
+        assert.ok(!memory.seen.some(([n]) => n === oldReport.signed.nonce), 'the old nonce is no longer remembered');
+        const r = await m.send(d, d.manifest({ reports: { [brake.serial]: oldReport } }));
+        assert.equal(r.status, 422);
+        assert.deepEqual([r.body.error.code, r.body.error.ecuSerial, r.body.error.timestamp], ['STALE_REPORT', brake.serial, oldReport.signed.timestamp]);
+        const events = (await m.admin('GET', `/api/v1/admin/devices/${d.id}/events`)).body.events;
+        assert.deepEqual(events.map((e: any) => [e.kind, e.code, e.ecuSerial]), [['manifest_refused', 'STALE_REPORT', brake.serial]]);
       } finally {
         await m.close();
       }
@@ -435,6 +463,35 @@ describe('director over HTTP', () => {
         const r = await h.send(d, d.manifest({ nonce: 'fixed-nonce', counter: 100 }));
         assert.equal(r.body.error.code, 'STALE_NONCE');
         await unchanged(['STALE_NONCE', d.primary.serial]);
+      });
+
+      it('a report replayed 20 cycles later, within the window (its nonce is still on record)', async () => {
+        const brake = d.ecu('brake');
+        const first = d.manifest();
+        assert.equal((await h.send(d, first)).status, 200);
+        for (let i = 0; i < 20; i++) assert.equal((await h.send(d, d.manifest())).status, 200);
+        snapshot = (await view()).rest;
+        const replay = d.manifest({ reports: { [brake.serial]: first.signed.ecuVersionReports[brake.serial]! } });
+        const r = await h.send(d, replay);
+        assert.equal(r.status, 422);
+        assert.deepEqual([r.body.error.code, r.body.error.ecuSerial, r.body.error.nonce], ['STALE_NONCE', brake.serial, first.signed.ecuVersionReports[brake.serial]!.signed.nonce]);
+        await unchanged(['STALE_NONCE', brake.serial]);
+      });
+
+      it('a report signed far from its manifest', async () => {
+        const brake = d.ecu('brake');
+        const fresh = d.manifest({ counter: d.counter + 1 }).signed.ecuVersionReports[brake.serial]!; // never sent
+        const realClock = d.clock;
+        d.clock = () => realClock() + 25 * 3600_000; // the primary's clock, a day ahead of the report
+        const m = d.manifest({ reports: { [brake.serial]: fresh } });
+        d.clock = realClock;
+        // Through the function path: a token signed a day ahead would not pass.
+        assert.throws(() => h.director.services.manifests.ingest(d.id, utf8(JSON.stringify(m)), 'function', true),
+          (e: any) => e.code === 'REPORT_TIME_MISMATCH' && e.fields.ecuSerial === brake.serial && e.fields.timestamp === fresh.signed.timestamp);
+        const fresh2 = (await view()).events.slice(eventCount);
+        assert.deepEqual(fresh2.map((e) => [e.kind, e.code, e.ecuSerial]), [['manifest_refused', 'REPORT_TIME_MISMATCH', brake.serial]]);
+        eventCount += 1;
+        assert.deepEqual((await view()).rest, snapshot);
       });
 
       it('malformed JSON', async () => {

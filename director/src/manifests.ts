@@ -5,11 +5,13 @@
  * parse; the manifest's deviceId is the authenticated device; the device is
  * active; the primary serial is the inventory's; the primary's signature; the
  * counter exceeds the last accepted one; exactly the inventory's ECUs; each
- * report's hardware ID and signature by that ECU's key; the nonce policy (a
- * non-empty nonce not among the last NONCE_MEMORY accepted for that ECU).
+ * report's hardware ID and signature by that ECU's key; then, inside the
+ * commit against the stored memory, each report's freshness (report-memory.ts:
+ * signed within the window of the director's clock and of the manifest's time,
+ * a nonce not seen from that ECU within the window).
  * Then: installed images, history, security events (deduplicated), assignment
- * outcomes, campaign progress. Verification is synchronous and happens before
- * the commit, so a burst of manifests verifies without holding the store.
+ * outcomes, campaign progress. Signature verification is synchronous and happens
+ * before the commit, so a burst of manifests verifies without holding the store.
  * A refusal is recorded as a `manifest_refused` security event of the device
  * only when the sender is authenticated as that device (a device token, or the
  * embedded broker's per-device rule), so nobody else can fill its log; a copy
@@ -33,8 +35,8 @@ import type { Context } from './context.ts';
 import type { Inventory } from './inventory.ts';
 import { runsImage, sameImage, type Assignments } from './assignments.ts';
 import type { AssignmentRecord, EcuRecord, EventKind } from './store.ts';
+import { checkReport, readMemory, rememberReport, type ReportMemory } from './report-memory.ts';
 
-export const NONCE_MEMORY = 16;
 export type Via = 'http' | 'mqtt' | 'function';
 /** Longest `detail` of a recorded refusal (the error message, cut). */
 const DETAIL_LIMIT = 300;
@@ -168,10 +170,6 @@ export class Manifests {
         }
         throw cause;
       }
-      const nonce = report.signed.nonce;
-      if (nonce.length === 0 || (device.recentNonces[serial] ?? []).includes(nonce)) {
-        throw new ManifestRejectedError(deviceId, 'STALE_NONCE', `ECU ${serial} reused nonce ${JSON.stringify(nonce)}`, { ecuSerial: serial, nonce });
-      }
     }
     return ecus;
   }
@@ -186,10 +184,18 @@ export class Manifests {
       throw new ManifestRejectedError(deviceId, 'MANIFEST_REPLAY', `counter ${s.counter} is not above ${device.manifestCounter}`,
         { counter: s.counter, lastCounter: device.manifestCounter }, 409);
     }
-    const recentNonces: Record<string, string[]> = {};
+    // Checked here, against the memory this transaction will write, so two manifests cannot both pass with one report.
+    const nowMs = this.ctx.now().getTime();
+    const recentNonces: Record<string, ReportMemory> = {};
+    for (const serial of ecus.keys()) {
+      const r = s.ecuVersionReports[serial]!.signed;
+      const memory = readMemory(device.recentNonces[serial], nowMs);
+      const refusal = checkReport(memory, r, s.timestamp, nowMs);
+      if (refusal) throw new ManifestRejectedError(deviceId, refusal.code, `ECU ${serial}: ${refusal.message}`, { ecuSerial: serial, ...refusal.fields });
+      recentNonces[serial] = rememberReport(memory, r, nowMs);
+    }
     for (const [serial, ecu] of ecus) {
       const r = s.ecuVersionReports[serial]!.signed;
-      recentNonces[serial] = [...(device.recentNonces[serial] ?? []), r.nonce].slice(-NONCE_MEMORY);
       // The inventory shows what the ECU reports (signed by its own key), not the highest it ever
       // reported: an operator must see an ECU whose counter went down.
       if (JSON.stringify(ecu.installed) !== JSON.stringify(r.installedImage) || r.releaseCounter !== ecu.releaseCounter) {

@@ -5,7 +5,7 @@
  */
 import { MalformedMetadataError } from '../errors.ts';
 import type { Key, Signer } from '../keys.ts';
-import { expectBoolean, expectInteger, expectObject, expectString, isObject } from '../metadata/guard.ts';
+import { expectBoolean, expectInteger, expectObject, expectString, expectTime, isObject } from '../metadata/guard.ts';
 import { parseEcuReport, type SignedEcuReport } from './ecu-report.ts';
 import { parseEnvelope, signDocument, verifyDocument, type SignedDocument } from './signed-document.ts';
 
@@ -43,7 +43,7 @@ export interface VehicleManifest {
   installationResult?: InstallationResult;
   /** Strictly increasing per device; the director refuses one it has seen. */
   counter: number;
-  /** When the primary signed it, ISO 8601 (informational: device clocks drift). */
+  /** When the primary signed it, ISO 8601 UTC; the director refuses ECU reports signed far from it. */
   timestamp: string;
 }
 
@@ -93,7 +93,7 @@ export function parseVehicleManifest(json: unknown, path = 'manifest'): SignedVe
     primaryEcuSerial: expectString(signed.primaryEcuSerial, `${p}.primaryEcuSerial`),
     ecuVersionReports,
     counter: expectInteger(signed.counter, `${p}.counter`, 0),
-    timestamp: expectString(signed.timestamp, `${p}.timestamp`),
+    timestamp: expectTime(signed.timestamp, `${p}.timestamp`),
   };
   if (signed.installationResult !== undefined && isObject(signed.installationResult)) {
     manifest.installationResult = parseInstallationResult(signed.installationResult, `${p}.installationResult`);
