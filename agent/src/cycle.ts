@@ -15,6 +15,7 @@ import { randomBytes } from 'node:crypto';
 import {
   ATTACK_RESULT_CODES,
   BadRoleError,
+  RETRYABLE_RESULT_CODES,
   RepositoryError,
   TargetMismatchError,
   Updater,
@@ -103,24 +104,25 @@ const longerThanSigned = (f: FailureRecord) =>
 
 /**
  * How a failure is reported, first matching rule wins: the installation result
- * code the director sees, and whether a later cycle may try the same director
- * targets version again. Uptane and TUF name endless data (more bytes than a
- * cap or the signed length) and slow retrieval (below the minimum speed) as
- * attacks, so they carry attack codes (core ATTACK_RESULT_CODES), not the
- * transport failure code; slow retrieval is retried (a bad link looks the same).
+ * code the director sees; whether a later cycle may try the same director
+ * targets version again follows from the code (core RETRYABLE_RESULT_CODES).
+ * Uptane and TUF name endless data (more bytes than a cap or the signed length)
+ * and slow retrieval (below the minimum speed) as attacks, so they carry attack
+ * codes (core ATTACK_RESULT_CODES), not the transport failure code; slow
+ * retrieval is retried (a bad link looks the same).
  */
-const REPORT_RULES: ReadonlyArray<{ when: (f: FailureRecord) => boolean; code: string; retryable: boolean }> = [
-  { when: (f) => f.code === 'LENGTH_LIMIT' || longerThanSigned(f), code: 'ENDLESS_DATA', retryable: false },
-  { when: (f) => f.code === 'SLOW_RETRIEVAL', code: 'SLOW_RETRIEVAL', retryable: true },
-  { when: (f) => f.attack, code: 'VERIFICATION_FAILED', retryable: false },
-  { when: (f) => f.code === 'DOWNLOAD' || f.code === 'HTTP', code: 'DOWNLOAD_FAILED', retryable: true },
-  { when: () => true, code: 'INSTALL_FAILED', retryable: false },
+const REPORT_RULES: ReadonlyArray<{ when: (f: FailureRecord) => boolean; code: string }> = [
+  { when: (f) => f.code === 'LENGTH_LIMIT' || longerThanSigned(f), code: 'ENDLESS_DATA' },
+  { when: (f) => f.code === 'SLOW_RETRIEVAL', code: 'SLOW_RETRIEVAL' },
+  { when: (f) => f.attack, code: 'VERIFICATION_FAILED' },
+  { when: (f) => f.code === 'DOWNLOAD' || f.code === 'HTTP', code: 'DOWNLOAD_FAILED' },
+  { when: () => true, code: 'INSTALL_FAILED' },
 ];
 
-/** The installation result code the director sees for a failure, and whether it may be retried. */
+/** The installation result code the director sees for a failure, and whether it may be retried (core RETRYABLE_RESULT_CODES, which the director shares). */
 export function reportFor(failure: FailureRecord): { code: string; retryable: boolean; attack: boolean } {
   const rule = REPORT_RULES.find((r) => r.when(failure))!;
-  return { code: rule.code, retryable: rule.retryable, attack: (ATTACK_RESULT_CODES as readonly string[]).includes(rule.code) };
+  return { code: rule.code, retryable: (RETRYABLE_RESULT_CODES as readonly string[]).includes(rule.code), attack: (ATTACK_RESULT_CODES as readonly string[]).includes(rule.code) };
 }
 
 export function buildSteps(d: CycleDeps): Steps {

@@ -338,6 +338,35 @@ describe('director over HTTP', () => {
       ]);
     });
 
+    it('keeps an assignment open through retryable failures (slow retrieval, download failure); a later success completes it', async () => {
+      const d = new SimDevice('retry-1', ['gw', 'brake', 'door']);
+      await h.register(d);
+      const [, brake, door] = d.ecus.map((e) => e.serial) as [string, string, string];
+      const a = (await h.admin('POST', `/api/v1/admin/devices/${d.id}/assignments`, { ecus: [{ ecuSerial: brake, image: 'brake-2.bin' }] })).body;
+      const failure = (code: string) => ({
+        directorTargetsVersion: a.targetsVersion, success: false, code, description: `${code} on brake`,
+        ecus: [{ ecuSerial: brake, success: false, code, description: `${code.toLowerCase()} here`, filename: 'brake-2.bin' },
+          { ecuSerial: door, success: false, code: 'ABORTED', description: `not installed: ${brake} failed` }],
+      });
+      const status = async () => (await h.admin('GET', `/api/v1/admin/assignments/${a.id}`)).body.status;
+      assert.deepEqual((await h.send(d, d.manifest({ installationResult: failure('SLOW_RETRIEVAL') }))).body.changed, []);
+      assert.equal(await status(), 'pending');
+      assert.deepEqual((await h.send(d, d.manifest({ installationResult: failure('DOWNLOAD_FAILED') }))).body.changed, []);
+      assert.equal(await status(), 'pending');
+      const events = (await h.admin('GET', `/api/v1/admin/devices/${d.id}/events`)).body.events;
+      assert.deepEqual(events.map((e: any) => [e.kind, e.code, e.ecuSerial]).filter(([, , ecu]: string[]) => ecu === brake),
+        [['attack', 'SLOW_RETRIEVAL', brake], ['installation_failure', 'DOWNLOAD_FAILED', brake]]);
+      assert.ok((await verifiedTargets(h, d)).targets['brake-2.bin'], 'the image stays in the targets');
+      d.install('brake', 'brake-2.bin', h.imageRepo.builder.targets.targets['brake-2.bin']!, 2);
+      const ok = { directorTargetsVersion: a.targetsVersion, success: true, code: 'OK', description: 'installed', ecus: [{ ecuSerial: brake, success: true, code: 'OK', description: 'installed' }] };
+      assert.deepEqual((await h.send(d, d.manifest({ installationResult: ok }))).body.changed, [{ id: a.id, status: 'succeeded' }]);
+      // A failure that is not retryable still ends the assignment.
+      const b = (await h.admin('POST', `/api/v1/admin/devices/${d.id}/assignments`, { ecus: [{ ecuSerial: d.primary.serial, image: 'gw-2.bin' }] })).body;
+      const bad = { directorTargetsVersion: b.targetsVersion, success: false, code: 'INSTALL_FAILED', description: 'flash error',
+        ecus: [{ ecuSerial: d.primary.serial, success: false, code: 'INSTALL_FAILED', description: 'flash error' }] };
+      assert.deepEqual((await h.send(d, d.manifest({ installationResult: bad }))).body.changed, [{ id: b.id, status: 'failed' }]);
+    });
+
     it('keeps the newest events per device, and only its own', () => {
       const store = h.director.services.store;
       const at = new Date().toISOString();

@@ -10,7 +10,8 @@
  * signed within the window of the director's clock and of the manifest's time,
  * a nonce not seen from that ECU within the window).
  * Then: installed images, history, security events (deduplicated), assignment
- * outcomes, campaign progress. Signature verification is synchronous and happens
+ * outcomes (a retryable failure, core RETRYABLE_RESULT_CODES, leaves the
+ * assignment open: the device tries again), campaign progress. Signature verification is synchronous and happens
  * before the commit, so a burst of manifests verifies without holding the store.
  * A refusal is recorded as a `manifest_refused` security event of the device
  * only when the sender is authenticated as that device (a device token, or the
@@ -22,6 +23,7 @@ import { createHash } from 'node:crypto';
 import {
   ATTACK_RESULT_CODES,
   BadDocumentSignatureError,
+  RETRYABLE_RESULT_CODES,
   Key,
   MalformedMetadataError,
   parseVehicleManifest,
@@ -41,6 +43,7 @@ export type Via = 'http' | 'mqtt' | 'function';
 /** Longest `detail` of a recorded refusal (the error message, cut). */
 const DETAIL_LIMIT = 300;
 const ATTACK_CODES: ReadonlySet<string> = new Set(ATTACK_RESULT_CODES);
+const RETRYABLE_CODES: ReadonlySet<string> = new Set(RETRYABLE_RESULT_CODES);
 
 const digestOf = (bytes: Uint8Array) => createHash('sha256').update(bytes).digest('hex');
 
@@ -259,9 +262,13 @@ export class Manifests {
     before: Map<string, EcuRecord>,
   ): { status: 'succeeded' | 'failed'; error?: { code: string; message: string } } | undefined {
     const reports = m.signed.ecuVersionReports;
-    const failedEcu = ir?.ecus.find((e) => !e.success && a.items.some((i) => i.ecuSerial === e.ecuSerial));
+    // A retryable failure (its cause, the result's code, is a transport failure or slow
+    // retrieval) is tried again by the device's next cycle: the event is on record, the
+    // assignment stays open, and a later manifest settles it.
+    const retrying = ir !== undefined && !ir.success && RETRYABLE_CODES.has(ir.code);
+    const failedEcu = retrying ? undefined : ir?.ecus.find((e) => !e.success && a.items.some((i) => i.ecuSerial === e.ecuSerial));
     if (failedEcu) return { status: 'failed', error: { code: failedEcu.code, message: `${failedEcu.ecuSerial}: ${failedEcu.description}` } };
-    if (ir && !ir.success && ir.ecus.length === 0) return { status: 'failed', error: { code: ir.code, message: ir.description } };
+    if (ir && !ir.success && ir.ecus.length === 0 && !retrying) return { status: 'failed', error: { code: ir.code, message: ir.description } };
     const installed = (serial: string) => reports[serial]?.signed.installedImage ?? null;
     if (a.items.every((i) => runsImage(installed(i.ecuSerial), i))) return { status: 'succeeded' };
     for (const i of a.items) {

@@ -16,10 +16,18 @@ import { parseEnvelope, signDocument, verifyDocument, type SignedDocument } from
  */
 export const ATTACK_RESULT_CODES = ['VERIFICATION_FAILED', 'ENDLESS_DATA', 'SLOW_RETRIEVAL'] as const;
 
+/**
+ * Installation result codes of a failure that the next cycle retries with the
+ * same director targets (the agent), so the assignment stays open (the
+ * director): a transport failure, or slow retrieval, which a bad link looks
+ * like and a network attacker can only delay, not turn into a failed update.
+ */
+export const RETRYABLE_RESULT_CODES = ['SLOW_RETRIEVAL', 'DOWNLOAD_FAILED'] as const;
+
 export interface EcuInstallResult {
   ecuSerial: string;
   success: boolean;
-  /** A stable code such as OK, DOWNLOAD_FAILED, INSTALL_FAILED, or one of ATTACK_RESULT_CODES. */
+  /** A stable code such as OK, DOWNLOAD_FAILED, INSTALL_FAILED, or one of ATTACK_RESULT_CODES (RETRYABLE_RESULT_CODES are retried). */
   code: string;
   description: string;
   /** The image this result is about. */
