@@ -187,6 +187,25 @@ describe('director over HTTP', () => {
       assert.equal((await verifiedTargets(h, d)).unrecognizedFields.deviceId, d.id, 'the models keep it and still verify');
     });
 
+    it('re-signs a snapshot written before it named the device at the first timestamp fetch', async () => {
+      const d = new SimDevice('meta-upgrade');
+      await h.register(d);
+      const store = h.director.services.store;
+      const state = store.getRepoState(d.id)!;
+      const name = `${state.snapshotVersion}.snapshot.json`;
+      const old = JSON.parse(Buffer.from(store.getMetadataFile(d.id, name)!).toString());
+      delete old.signed.deviceId; // as an older director wrote it
+      store.putMetadataFile(d.id, name, utf8(JSON.stringify(old)));
+      const timestamp = JSON.parse(Buffer.from((await fetchMetadata(h, d, 'timestamp.json')).bytes).toString()).signed;
+      assert.equal(timestamp.meta['snapshot.json'].version, state.snapshotVersion + 1);
+      assert.equal(timestamp.deviceId, d.id);
+      const snapshot = JSON.parse(Buffer.from((await fetchMetadata(h, d, `${state.snapshotVersion + 1}.snapshot.json`)).bytes).toString()).signed;
+      assert.equal(snapshot.deviceId, d.id);
+      assert.equal((await verifiedTargets(h, d)).version, state.targetsVersion, 'the chain verifies; targets unchanged');
+      await fetchMetadata(h, d, 'timestamp.json');
+      assert.equal(store.getRepoState(d.id)!.snapshotVersion, state.snapshotVersion + 1, 'done once');
+    });
+
     it('re-signs roles past half their lifetime when the timestamp is fetched', async () => {
       let now = Date.now();
       const m = await harness({ now: () => new Date(now), expiries: { timestamp: 100, snapshot: 1000, targets: 10000 } });
