@@ -19,10 +19,12 @@ import { randomBytes } from 'node:crypto';
 import {
   BadVersionError,
   DirectorTargets,
+  RETRYABLE_RESULT_CODES,
   Updater,
   attackCodeFor,
   bindToDevice,
   checkDirectorRole,
+  checkEcuReport,
   concerning,
   isAttackResultCode,
   isInstalled,
@@ -96,24 +98,24 @@ const attackOf = (f: FailureRecord) => attackCodeFor({ code: f.code, fields: f.f
 
 /**
  * How a failure is reported, first matching rule wins: the installation result
- * code the director sees, and whether a later cycle may try the same director
- * targets version again. Every Uptane/TUF attack carries its own code (core
- * attackCodeFor: METADATA_ROLLBACK, FREEZE, MIX_AND_MATCH, ENDLESS_DATA...),
- * so the director's security event log says which one; slow retrieval is
- * retried (a bad link looks the same).
+ * code the director sees; whether a later cycle may try the same director
+ * targets version again follows from the code (core RETRYABLE_RESULT_CODES,
+ * which the director shares). Every Uptane/TUF attack carries its own code (core
+ * attackCodeFor: METADATA_ROLLBACK, FREEZE, MIX_AND_MATCH, ENDLESS_DATA...), so
+ * the director's security event log says which one; slow retrieval is retried
+ * (a bad link looks the same).
  */
-const REPORT_RULES: ReadonlyArray<{ when: (f: FailureRecord) => boolean; code: (f: FailureRecord) => string; retryable: boolean }> = [
-  { when: (f) => attackOf(f) === 'SLOW_RETRIEVAL', code: () => 'SLOW_RETRIEVAL', retryable: true },
-  { when: (f) => attackOf(f) !== undefined, code: (f) => attackOf(f)!, retryable: false },
-  { when: (f) => f.code === 'DOWNLOAD' || f.code === 'HTTP', code: () => 'DOWNLOAD_FAILED', retryable: true },
-  { when: () => true, code: () => 'INSTALL_FAILED', retryable: false },
+const REPORT_RULES: ReadonlyArray<{ when: (f: FailureRecord) => boolean; code: (f: FailureRecord) => string }> = [
+  { when: (f) => attackOf(f) !== undefined, code: (f) => attackOf(f)! },
+  { when: (f) => f.code === 'DOWNLOAD' || f.code === 'HTTP', code: () => 'DOWNLOAD_FAILED' },
+  { when: () => true, code: () => 'INSTALL_FAILED' },
 ];
 
-/** The installation result code the director sees for a failure, and whether it may be retried. */
+/** The installation result code the director sees for a failure, and whether it may be retried (core RETRYABLE_RESULT_CODES, which the director shares). */
 export function reportFor(failure: FailureRecord): { code: string; retryable: boolean; attack: boolean } {
   const rule = REPORT_RULES.find((r) => r.when(failure))!;
   const code = rule.code(failure);
-  return { code, retryable: rule.retryable, attack: isAttackResultCode(code) };
+  return { code, retryable: (RETRYABLE_RESULT_CODES as readonly string[]).includes(code), attack: isAttackResultCode(code) };
 }
 
 export function buildSteps(d: CycleDeps): Steps {
@@ -145,7 +147,7 @@ export function buildSteps(d: CycleDeps): Steps {
   async function signManifest(installationResult?: InstallationResult): Promise<{ manifest: unknown; counter: number }> {
     const nonce = randomBytes(16).toString('hex');
     const reports: Record<string, SignedEcuReport> = {};
-    for (const [serial, e] of d.ecus) reports[serial] = await forEcu(serial, () => e.versionReport(nonce));
+    for (const [serial, e] of d.ecus) reports[serial] = await forEcu(serial, async () => checkEcuReport(await e.versionReport(nonce), { ecuSerial: serial, nonce }));
     const counter = (d.kv.get<number>('manifestCounter') ?? 0) + 1;
     const manifest = signVehicleManifest(
       {

@@ -7,7 +7,9 @@
  *   (higher versions) would verify on device B, which would store them and then
  *   be unable to accept its own lower versions (rollback check, TUF 5.4.3/5.5.3);
  * - each publish bumps targets, snapshot and timestamp versions together, and
- *   `refresh` re-signs whichever roles have less than half their lifetime left;
+ *   `refresh` re-signs whichever roles have less than half their lifetime left,
+ *   and (once per device and process) a snapshot signed before it named the
+ *   device, with its timestamp, so a device never waits for expiry to be bound;
  * - old targets/snapshot versions are pruned past KEEP_VERSIONS (a client only
  *   ever needs the versions the newest timestamp/snapshot name).
  * Callers run `publish`/`refresh` inside a store transaction.
@@ -48,11 +50,26 @@ export class DeviceRepository {
     return state;
   }
 
+  /** Devices whose current snapshot is known to name them (checked once per process). */
+  #named = new Set<string>();
+
   /** Re-signs the roles close to expiry; returns the new state, or undefined when nothing changed. */
   refresh(deviceId: string): RepoState | undefined {
     const state = this.store.getRepoState(deviceId);
     if (!state) return undefined;
     const now = this.now();
+    if (!this.#named.has(deviceId)) {
+      const snapshotBytes = this.store.getMetadataFile(deviceId, `${state.snapshotVersion}.snapshot.json`);
+      const named = snapshotBytes !== undefined && Metadata.fromBytes(snapshotBytes, 'snapshot').signed.unrecognizedFields.deviceId === deviceId;
+      if (!named) {
+        // Written before snapshot and timestamp named the device: the targets already did.
+        const targetsBytes = this.store.getMetadataFile(deviceId, `${state.targetsVersion}.targets.json`)!;
+        const next = this.#signSnapshotAndTimestamp(deviceId, state, state.targetsVersion, state.targetsExpires, targetsBytes, now);
+        this.#named.add(deviceId);
+        return next;
+      }
+      this.#named.add(deviceId);
+    }
     const stale = (expires: string, lifetime: number) => Date.parse(expires) - now.getTime() < (lifetime * 1000) / 2;
     if (stale(state.targetsExpires, this.expiries.targets)) {
       const current = this.currentTargets(deviceId, state);

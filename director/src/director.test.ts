@@ -12,6 +12,7 @@ import { startDirector } from './director.ts';
 import { harness, PROVISIONING_TOKEN, SimDevice, type Harness } from './testing/harness.ts';
 import { signDeviceToken } from '@upfleet/core';
 import { EVENTS_PER_DEVICE } from './store.ts';
+import { REPORT_WINDOW_MS } from './report-memory.ts';
 
 const FW = utf8('brake firmware 2.0');
 
@@ -186,6 +187,25 @@ describe('director over HTTP', () => {
       assert.equal((await verifiedTargets(h, d)).unrecognizedFields.deviceId, d.id, 'the models keep it and still verify');
     });
 
+    it('re-signs a snapshot written before it named the device at the first timestamp fetch', async () => {
+      const d = new SimDevice('meta-upgrade');
+      await h.register(d);
+      const store = h.director.services.store;
+      const state = store.getRepoState(d.id)!;
+      const name = `${state.snapshotVersion}.snapshot.json`;
+      const old = JSON.parse(Buffer.from(store.getMetadataFile(d.id, name)!).toString());
+      delete old.signed.deviceId; // as an older director wrote it
+      store.putMetadataFile(d.id, name, utf8(JSON.stringify(old)));
+      const timestamp = JSON.parse(Buffer.from((await fetchMetadata(h, d, 'timestamp.json')).bytes).toString()).signed;
+      assert.equal(timestamp.meta['snapshot.json'].version, state.snapshotVersion + 1);
+      assert.equal(timestamp.deviceId, d.id);
+      const snapshot = JSON.parse(Buffer.from((await fetchMetadata(h, d, `${state.snapshotVersion + 1}.snapshot.json`)).bytes).toString()).signed;
+      assert.equal(snapshot.deviceId, d.id);
+      assert.equal((await verifiedTargets(h, d)).version, state.targetsVersion, 'the chain verifies; targets unchanged');
+      await fetchMetadata(h, d, 'timestamp.json');
+      assert.equal(store.getRepoState(d.id)!.snapshotVersion, state.snapshotVersion + 1, 'done once');
+    });
+
     it('re-signs roles past half their lifetime when the timestamp is fetched', async () => {
       let now = Date.now();
       const m = await harness({ now: () => new Date(now), expiries: { timestamp: 100, snapshot: 1000, targets: 10000 } });
@@ -207,6 +227,33 @@ describe('director over HTTP', () => {
         const t = set.updateTargets((await fetchMetadata(m, d, `${set.snapshot!.meta['targets.json']!.version}.targets.json`)).bytes);
         assert.equal(t.version, v1 + 1);
         assert.ok(!t.isExpired(new Date(now)));
+      } finally {
+        await m.close();
+      }
+    });
+  });
+
+  describe('ECU reports older than the window', () => {
+    it('refuses a report from 20 cycles and a day ago by its time, its nonce long forgotten', async () => {
+      let now = Date.now();
+      const m = await harness({ now: () => new Date(now) });
+      try {
+        const d = new SimDevice('window-1');
+        d.clock = () => now;
+        await m.register(d);
+        const brake = d.ecu('brake');
+        const old = d.manifest();
+        assert.equal((await m.send(d, old)).status, 200);
+        now += REPORT_WINDOW_MS + 3600_000;
+        for (let i = 0; i < 20; i++) assert.equal((await m.send(d, d.manifest())).status, 200, 'fresh reports pass after the move');
+        const oldReport = old.signed.ecuVersionReports[brake.serial]!;
+        const memory = m.director.services.store.getDevice(d.id)!.recentNonces[brake.serial]!;
+        assert.ok(!memory.seen.some(([n]) => n === oldReport.signed.nonce), 'the old nonce is no longer remembered');
+        const r = await m.send(d, d.manifest({ reports: { [brake.serial]: oldReport } }));
+        assert.equal(r.status, 422);
+        assert.deepEqual([r.body.error.code, r.body.error.ecuSerial, r.body.error.timestamp], ['STALE_REPORT', brake.serial, oldReport.signed.timestamp]);
+        const events = (await m.admin('GET', `/api/v1/admin/devices/${d.id}/events`)).body.events;
+        assert.deepEqual(events.map((e: any) => [e.kind, e.code, e.ecuSerial]), [['manifest_refused', 'STALE_REPORT', brake.serial]]);
       } finally {
         await m.close();
       }
@@ -322,6 +369,35 @@ describe('director over HTTP', () => {
       assert.deepEqual(events.map((e: any) => [e.kind, e.code, e.ecuSerial]), [
         ['attack', 'MIX_AND_MATCH', gw], ['attack', 'FREEZE', brake], ['attack', 'WRONG_HARDWARE', door],
       ]);
+    });
+
+    it('keeps an assignment open through retryable failures (slow retrieval, download failure); a later success completes it', async () => {
+      const d = new SimDevice('retry-1', ['gw', 'brake', 'door']);
+      await h.register(d);
+      const [, brake, door] = d.ecus.map((e) => e.serial) as [string, string, string];
+      const a = (await h.admin('POST', `/api/v1/admin/devices/${d.id}/assignments`, { ecus: [{ ecuSerial: brake, image: 'brake-2.bin' }] })).body;
+      const failure = (code: string) => ({
+        directorTargetsVersion: a.targetsVersion, success: false, code, description: `${code} on brake`,
+        ecus: [{ ecuSerial: brake, success: false, code, description: `${code.toLowerCase()} here`, filename: 'brake-2.bin' },
+          { ecuSerial: door, success: false, code: 'ABORTED', description: `not installed: ${brake} failed` }],
+      });
+      const status = async () => (await h.admin('GET', `/api/v1/admin/assignments/${a.id}`)).body.status;
+      assert.deepEqual((await h.send(d, d.manifest({ installationResult: failure('SLOW_RETRIEVAL') }))).body.changed, []);
+      assert.equal(await status(), 'pending');
+      assert.deepEqual((await h.send(d, d.manifest({ installationResult: failure('DOWNLOAD_FAILED') }))).body.changed, []);
+      assert.equal(await status(), 'pending');
+      const events = (await h.admin('GET', `/api/v1/admin/devices/${d.id}/events`)).body.events;
+      assert.deepEqual(events.map((e: any) => [e.kind, e.code, e.ecuSerial]).filter(([, , ecu]: string[]) => ecu === brake),
+        [['attack', 'SLOW_RETRIEVAL', brake], ['installation_failure', 'DOWNLOAD_FAILED', brake]]);
+      assert.ok((await verifiedTargets(h, d)).targets['brake-2.bin'], 'the image stays in the targets');
+      d.install('brake', 'brake-2.bin', h.imageRepo.builder.targets.targets['brake-2.bin']!, 2);
+      const ok = { directorTargetsVersion: a.targetsVersion, success: true, code: 'OK', description: 'installed', ecus: [{ ecuSerial: brake, success: true, code: 'OK', description: 'installed' }] };
+      assert.deepEqual((await h.send(d, d.manifest({ installationResult: ok }))).body.changed, [{ id: a.id, status: 'succeeded' }]);
+      // A failure that is not retryable still ends the assignment.
+      const b = (await h.admin('POST', `/api/v1/admin/devices/${d.id}/assignments`, { ecus: [{ ecuSerial: d.primary.serial, image: 'gw-2.bin' }] })).body;
+      const bad = { directorTargetsVersion: b.targetsVersion, success: false, code: 'INSTALL_FAILED', description: 'flash error',
+        ecus: [{ ecuSerial: d.primary.serial, success: false, code: 'INSTALL_FAILED', description: 'flash error' }] };
+      assert.deepEqual((await h.send(d, d.manifest({ installationResult: bad }))).body.changed, [{ id: b.id, status: 'failed' }]);
     });
 
     it('keeps the newest events per device, and only its own', () => {
@@ -449,6 +525,35 @@ describe('director over HTTP', () => {
         const r = await h.send(d, d.manifest({ nonce: 'fixed-nonce', counter: 100 }));
         assert.equal(r.body.error.code, 'STALE_NONCE');
         await unchanged(['STALE_NONCE', d.primary.serial]);
+      });
+
+      it('a report replayed 20 cycles later, within the window (its nonce is still on record)', async () => {
+        const brake = d.ecu('brake');
+        const first = d.manifest();
+        assert.equal((await h.send(d, first)).status, 200);
+        for (let i = 0; i < 20; i++) assert.equal((await h.send(d, d.manifest())).status, 200);
+        snapshot = (await view()).rest;
+        const replay = d.manifest({ reports: { [brake.serial]: first.signed.ecuVersionReports[brake.serial]! } });
+        const r = await h.send(d, replay);
+        assert.equal(r.status, 422);
+        assert.deepEqual([r.body.error.code, r.body.error.ecuSerial, r.body.error.nonce], ['STALE_NONCE', brake.serial, first.signed.ecuVersionReports[brake.serial]!.signed.nonce]);
+        await unchanged(['STALE_NONCE', brake.serial]);
+      });
+
+      it('a report signed far from its manifest', async () => {
+        const brake = d.ecu('brake');
+        const fresh = d.manifest({ counter: d.counter + 1 }).signed.ecuVersionReports[brake.serial]!; // never sent
+        const realClock = d.clock;
+        d.clock = () => realClock() + 25 * 3600_000; // the primary's clock, a day ahead of the report
+        const m = d.manifest({ reports: { [brake.serial]: fresh } });
+        d.clock = realClock;
+        // Through the function path: a token signed a day ahead would not pass.
+        assert.throws(() => h.director.services.manifests.ingest(d.id, utf8(JSON.stringify(m)), 'function', true),
+          (e: any) => e.code === 'REPORT_TIME_MISMATCH' && e.fields.ecuSerial === brake.serial && e.fields.timestamp === fresh.signed.timestamp);
+        const fresh2 = (await view()).events.slice(eventCount);
+        assert.deepEqual(fresh2.map((e) => [e.kind, e.code, e.ecuSerial]), [['manifest_refused', 'REPORT_TIME_MISMATCH', brake.serial]]);
+        eventCount += 1;
+        assert.deepEqual((await view()).rest, snapshot);
       });
 
       it('malformed JSON', async () => {

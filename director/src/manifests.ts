@@ -5,11 +5,14 @@
  * parse; the manifest's deviceId is the authenticated device; the device is
  * active; the primary serial is the inventory's; the primary's signature; the
  * counter exceeds the last accepted one; exactly the inventory's ECUs; each
- * report's hardware ID and signature by that ECU's key; the nonce policy (a
- * non-empty nonce not among the last NONCE_MEMORY accepted for that ECU).
+ * report's hardware ID and signature by that ECU's key; then, inside the
+ * commit against the stored memory, each report's freshness (report-memory.ts:
+ * signed within the window of the director's clock and of the manifest's time,
+ * a nonce not seen from that ECU within the window).
  * Then: installed images, history, security events (deduplicated), assignment
- * outcomes, campaign progress. Verification is synchronous and happens before
- * the commit, so a burst of manifests verifies without holding the store.
+ * outcomes (a retryable failure, core RETRYABLE_RESULT_CODES, leaves the
+ * assignment open: the device tries again), campaign progress. Signature verification is synchronous and happens
+ * before the commit, so a burst of manifests verifies without holding the store.
  * A refusal is recorded as a `manifest_refused` security event of the device
  * only when the sender is authenticated as that device (a device token, or the
  * embedded broker's per-device rule), so nobody else can fill its log; a copy
@@ -19,6 +22,7 @@
 import { createHash } from 'node:crypto';
 import {
   BadDocumentSignatureError,
+  RETRYABLE_RESULT_CODES,
   Key,
   MalformedMetadataError,
   isAttackResultCode,
@@ -33,11 +37,12 @@ import type { Context } from './context.ts';
 import type { Inventory } from './inventory.ts';
 import { runsImage, sameImage, type Assignments } from './assignments.ts';
 import type { AssignmentRecord, EcuRecord, EventKind } from './store.ts';
+import { checkReport, readMemory, rememberReport, type ReportMemory } from './report-memory.ts';
 
-export const NONCE_MEMORY = 16;
 export type Via = 'http' | 'mqtt' | 'function';
 /** Longest `detail` of a recorded refusal (the error message, cut). */
 const DETAIL_LIMIT = 300;
+const RETRYABLE_CODES: ReadonlySet<string> = new Set(RETRYABLE_RESULT_CODES);
 
 const digestOf = (bytes: Uint8Array) => createHash('sha256').update(bytes).digest('hex');
 
@@ -167,10 +172,6 @@ export class Manifests {
         }
         throw cause;
       }
-      const nonce = report.signed.nonce;
-      if (nonce.length === 0 || (device.recentNonces[serial] ?? []).includes(nonce)) {
-        throw new ManifestRejectedError(deviceId, 'STALE_NONCE', `ECU ${serial} reused nonce ${JSON.stringify(nonce)}`, { ecuSerial: serial, nonce });
-      }
     }
     return ecus;
   }
@@ -185,10 +186,18 @@ export class Manifests {
       throw new ManifestRejectedError(deviceId, 'MANIFEST_REPLAY', `counter ${s.counter} is not above ${device.manifestCounter}`,
         { counter: s.counter, lastCounter: device.manifestCounter }, 409);
     }
-    const recentNonces: Record<string, string[]> = {};
+    // Checked here, against the memory this transaction will write, so two manifests cannot both pass with one report.
+    const nowMs = this.ctx.now().getTime();
+    const recentNonces: Record<string, ReportMemory> = {};
+    for (const serial of ecus.keys()) {
+      const r = s.ecuVersionReports[serial]!.signed;
+      const memory = readMemory(device.recentNonces[serial], nowMs);
+      const refusal = checkReport(memory, r, s.timestamp, nowMs);
+      if (refusal) throw new ManifestRejectedError(deviceId, refusal.code, `ECU ${serial}: ${refusal.message}`, { ecuSerial: serial, ...refusal.fields });
+      recentNonces[serial] = rememberReport(memory, r, nowMs);
+    }
     for (const [serial, ecu] of ecus) {
       const r = s.ecuVersionReports[serial]!.signed;
-      recentNonces[serial] = [...(device.recentNonces[serial] ?? []), r.nonce].slice(-NONCE_MEMORY);
       // The inventory shows what the ECU reports (signed by its own key), not the highest it ever
       // reported: an operator must see an ECU whose counter went down.
       if (JSON.stringify(ecu.installed) !== JSON.stringify(r.installedImage) || r.releaseCounter !== ecu.releaseCounter) {
@@ -252,9 +261,13 @@ export class Manifests {
     before: Map<string, EcuRecord>,
   ): { status: 'succeeded' | 'failed'; error?: { code: string; message: string } } | undefined {
     const reports = m.signed.ecuVersionReports;
-    const failedEcu = ir?.ecus.find((e) => !e.success && a.items.some((i) => i.ecuSerial === e.ecuSerial));
+    // A retryable failure (its cause, the result's code, is a transport failure or slow
+    // retrieval) is tried again by the device's next cycle: the event is on record, the
+    // assignment stays open, and a later manifest settles it.
+    const retrying = ir !== undefined && !ir.success && RETRYABLE_CODES.has(ir.code);
+    const failedEcu = retrying ? undefined : ir?.ecus.find((e) => !e.success && a.items.some((i) => i.ecuSerial === e.ecuSerial));
     if (failedEcu) return { status: 'failed', error: { code: failedEcu.code, message: `${failedEcu.ecuSerial}: ${failedEcu.description}` } };
-    if (ir && !ir.success && ir.ecus.length === 0) return { status: 'failed', error: { code: ir.code, message: ir.description } };
+    if (ir && !ir.success && ir.ecus.length === 0 && !retrying) return { status: 'failed', error: { code: ir.code, message: ir.description } };
     const installed = (serial: string) => reports[serial]?.signed.installedImage ?? null;
     if (a.items.every((i) => runsImage(installed(i.ecuSerial), i))) return { status: 'succeeded' };
     for (const i of a.items) {

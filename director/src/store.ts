@@ -5,6 +5,7 @@
  * `transaction(fn)`, so a crash leaves either all of a change or none of it.
  */
 import type { InstalledImage } from '@upfleet/core';
+import type { ReportMemory } from './report-memory.ts';
 
 export type DeviceStatus = 'pending' | 'preregistered' | 'active' | 'decommissioned';
 
@@ -14,8 +15,12 @@ export interface DeviceRecord {
   tags: string[];
   /** Highest accepted manifest counter; -1 before the first. */
   manifestCounter: number;
-  /** ECU serial -> the last nonces accepted from it, newest last (one row write per manifest). */
-  recentNonces: Record<string, string[]>;
+  /**
+   * ECU serial -> the nonces (with report times) accepted from it within the report
+   * window (report-memory.ts), one row write per manifest. Rows written before
+   * reports were timed hold a plain list of nonces; readMemory accepts both.
+   */
+  recentNonces: Record<string, ReportMemory>;
   online: boolean;
   lastSeen: string | null;
   createdAt: string;

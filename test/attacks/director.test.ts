@@ -173,4 +173,56 @@ describe('a lying secondary', () => {
     assert.ok(door.releaseCounter < 99);
     assert.ok((await v.agent!.status()).outbox.rejected >= 1, 'the agent kept the refused manifest aside');
   });
+
+  /**
+   * A vehicle whose door ECU answers report requests with `lie(real driver, nonce, drivers by serial)`
+   * once `lying` is set; `last` is its last honest report.
+   */
+  async function liarVehicle(lie: (door: Secondary, nonce: string, all: Map<string, Secondary>) => Promise<SignedEcuReport>) {
+    const all = new Map<string, Secondary>();
+    const state: { lying: boolean; last?: SignedEcuReport } = { lying: false };
+    const wrap = (s: Secondary): Secondary => {
+      all.set(s.ecuSerial, s);
+      if (!s.ecuSerial.endsWith('-door')) return s;
+      return new Proxy(s, {
+        get(target, prop) {
+          const value = Reflect.get(target, prop, target) as unknown;
+          if (prop === 'versionReport') {
+            return async (nonce: string) => (state.lying ? lie(target, nonce, all) : (state.last = await target.versionReport(nonce)));
+          }
+          return typeof value === 'function' ? value.bind(target) : value;
+        },
+      });
+    };
+    const v = await freshVehicle(w, { wrap });
+    const honest = await v.agent!.checkOnce(); // nothing assigned: one honest cycle
+    assert.notEqual(honest.result, 'failure', JSON.stringify(honest.failure));
+    return { v, state };
+  }
+
+  /** The cycle fails before any manifest is signed, with the primary's typed error about the door ECU. */
+  async function expectReportRefused(v: Awaited<ReturnType<typeof liarVehicle>>['v'], field: string, actual: (door: string) => string) {
+    const manifestsBefore = (await w.stack.manifests(v.deviceId)).length;
+    const out = await v.agent!.checkOnce();
+    const door = `${v.deviceId}-door`;
+    assert.equal(out.result, 'aborted', 'the cycle ends before anything is sent or fetched');
+    assert.deepEqual([out.failure!.name, out.failure!.code, out.failure!.ecuSerial, out.failure!.state], ['EcuReportMismatchError', 'ECU_REPORT_MISMATCH', door, 'sendingManifest']);
+    assert.equal(out.failure!.fields.field, field);
+    assert.equal(out.failure!.fields.actual, actual(door));
+    assert.equal((await w.stack.manifests(v.deviceId)).length, manifestsBefore, 'no manifest carried the report');
+  }
+
+  it('the primary refuses a secondary answering with another ECU\'s report', async () => {
+    const { v, state } = await liarVehicle((_door, nonce, all) => all.get(`${v.deviceId}-brake`)!.versionReport(nonce));
+    state.lying = true;
+    await expectReportRefused(v, 'ecuSerial', () => `${v.deviceId}-brake`);
+  });
+
+  it('the primary refuses a secondary answering with an old report (stale nonce)', async () => {
+    const { v, state } = await liarVehicle(async () => state.last!);
+    const old = state.last!;
+    assert.equal(old.signed.ecuSerial, `${v.deviceId}-door`);
+    state.lying = true;
+    await expectReportRefused(v, 'nonce', () => old.signed.nonce);
+  });
 });

@@ -150,6 +150,22 @@ describe('slow retrieval', () => {
     await expectRefused(w, v, { code: 'SLOW_RETRIEVAL', ecuSerial: v.primarySerial, kind: 'attack', resultCode: 'SLOW_RETRIEVAL' });
     assert.ok(Date.now() - t0 < 20_000, 'the slow download was cut off early');
   });
+
+  it('keeps the assignment pending through a trickled cycle; the next honest cycle installs and completes it', async () => {
+    const v = await freshVehicle(w, { limits: { minBytesPerSecond: 2000, slowWindowSeconds: 0.5 } });
+    await assign(w, v, w.v2);
+    const assignmentId = (await w.stack.device(v.deviceId)).assignments.at(-1).id as string;
+    const status = async () => (await w.stack.admin('GET', `/assignments/${assignmentId}`)).json.status as string;
+    w.imageProxy.on(/^\/targets\/.*gateway-2\.0\.0\.bin$/, { kind: 'trickle', bytesPerSecond: 200 });
+    await expectRefused(w, v, { code: 'SLOW_RETRIEVAL', ecuSerial: v.primarySerial, kind: 'attack', resultCode: 'SLOW_RETRIEVAL' });
+    assert.ok(['pending', 'downloading'].includes(await status()), `the director keeps the assignment open (${await status()})`);
+    w.imageProxy.clear(); // the network turns honest
+    await expectInstalled(v);
+    for (const [serial, image] of Object.entries(w.v2.byEcu(v))) assert.equal(v.installed()[serial]?.filename, image.name, serial);
+    assert.equal(await status(), 'succeeded');
+    const view = await w.stack.device(v.deviceId);
+    assert.equal(view.assignments.length, 1, 'no second assignment was needed');
+  });
 });
 
 describe('key compromise', () => {

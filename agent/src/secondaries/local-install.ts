@@ -121,6 +121,7 @@ export class LocalInstallSecondary implements Secondary {
         nonce,
         attacksDetected: s.attacksDetected,
         latestVerifiedTime: s.latestVerifiedTime || this.#now().toISOString(),
+        timestamp: this.#now().toISOString(),
       },
       this.#o.signer,
     );

@@ -51,6 +51,15 @@ export function expectInteger(v: unknown, path: string, min: number): number {
   return v;
 }
 
+const TIME = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?Z$/;
+
+/** An ISO 8601 UTC time (`YYYY-MM-DDTHH:MM:SS[.fff]Z`, what toISOString writes). */
+export function expectTime(v: unknown, path: string): string {
+  const s = expectString(v, path);
+  if (!TIME.test(s) || Number.isNaN(Date.parse(s))) throw new MalformedMetadataError(path, `${s} is not YYYY-MM-DDTHH:MM:SS[.fff]Z`);
+  return s;
+}
+
 export function expectStringArray(v: unknown, path: string): string[] {
   if (!Array.isArray(v) || v.some((x) => typeof x !== 'string')) {
     throw new MalformedMetadataError(path, 'not an array of strings');

@@ -1,6 +1,6 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { signEcuReport, parseEcuReport, verifyEcuReport, type EcuVersionReport } from './ecu-report.ts';
+import { checkEcuReport, EcuReportMismatchError, signEcuReport, parseEcuReport, verifyEcuReport, type EcuVersionReport } from './ecu-report.ts';
 import { signVehicleManifest, parseVehicleManifest, verifyVehicleManifest, type VehicleManifest } from './vehicle-manifest.ts';
 import { BadDocumentSignatureError } from './signed-document.ts';
 import { Ed25519Signer } from '../keys.ts';
@@ -19,6 +19,7 @@ const report: EcuVersionReport = {
   nonce: 'n-42',
   attacksDetected: '',
   latestVerifiedTime: '2030-01-01T00:00:00Z',
+  timestamp: '2030-01-02T03:04:05.678Z',
 };
 
 /** Through the wire: canonical bytes, then JSON.parse. */
@@ -54,6 +55,38 @@ describe('ECU version report', () => {
       const extra = wire(signEcuReport(report, ecuKey)) as { signed: Record<string, unknown> };
       extra.signed.extra = 1;
       assert.throws(() => parseEcuReport(extra), (e: unknown) => e instanceof MalformedMetadataError && e.path === 'ecuReport.signed');
+    });
+  });
+
+  describe('when its timestamp is not a UTC time', () => {
+    for (const bad of ['2030-01-02', '2030-01-02T03:04:05+01:00', '2030-13-02T03:04:05Z', 17]) {
+      it(`refuses ${JSON.stringify(bad)} with MalformedMetadataError`, () => {
+        const doc = wire(signEcuReport(report, ecuKey)) as { signed: Record<string, unknown> };
+        doc.signed.timestamp = bad;
+        assert.throws(() => parseEcuReport(doc), (e: unknown) => e instanceof MalformedMetadataError && e.path === 'ecuReport.signed.timestamp');
+      });
+    }
+  });
+});
+
+describe('checkEcuReport (the primary, on each report it collects)', () => {
+  const signed = signEcuReport(report, ecuKey);
+
+  it('returns the report the primary asked for', () => {
+    assert.equal(checkEcuReport(signed, { ecuSerial: 'ecu-1', nonce: 'n-42' }), signed);
+  });
+
+  describe('when another ECU answers', () => {
+    it('throws EcuReportMismatchError with field ecuSerial', () => {
+      assert.throws(() => checkEcuReport(signed, { ecuSerial: 'ecu-2', nonce: 'n-42' }), (e: unknown) =>
+        e instanceof EcuReportMismatchError && e.code === 'ECU_REPORT_MISMATCH' && e.ecuSerial === 'ecu-2' && e.field === 'ecuSerial' && e.expected === 'ecu-2' && e.actual === 'ecu-1');
+    });
+  });
+
+  describe('when the report carries another nonce (an old report)', () => {
+    it('throws EcuReportMismatchError with field nonce', () => {
+      assert.throws(() => checkEcuReport(signed, { ecuSerial: 'ecu-1', nonce: 'n-43' }), (e: unknown) =>
+        e instanceof EcuReportMismatchError && e.ecuSerial === 'ecu-1' && e.field === 'nonce' && e.expected === 'n-43' && e.actual === 'n-42');
     });
   });
 });

@@ -5,14 +5,22 @@
  */
 import { MalformedMetadataError } from '../errors.ts';
 import type { Key, Signer } from '../keys.ts';
-import { expectBoolean, expectInteger, expectObject, expectString, isObject, nameMap } from '../metadata/guard.ts';
+import { expectBoolean, expectInteger, expectObject, expectString, expectTime, isObject, nameMap } from '../metadata/guard.ts';
 import { parseEcuReport, type SignedEcuReport } from './ecu-report.ts';
 import { parseEnvelope, signDocument, verifyDocument, type SignedDocument } from './signed-document.ts';
+
+/**
+ * Installation result codes of a failure that the next cycle retries with the
+ * same director targets (the agent), so the assignment stays open (the
+ * director): a transport failure, or slow retrieval, which a bad link looks
+ * like and a network attacker can only delay, not turn into a failed update.
+ */
+export const RETRYABLE_RESULT_CODES = ['SLOW_RETRIEVAL', 'DOWNLOAD_FAILED'] as const;
 
 export interface EcuInstallResult {
   ecuSerial: string;
   success: boolean;
-  /** A stable code such as OK, DOWNLOAD_FAILED, INSTALL_FAILED, or one of ATTACK_RESULT_CODES (attack-codes.ts). */
+  /** A stable code such as OK, DOWNLOAD_FAILED, INSTALL_FAILED, or one of ATTACK_RESULT_CODES (attack-codes.ts); RETRYABLE_RESULT_CODES are retried. */
   code: string;
   description: string;
   /** The image this result is about. */
@@ -36,7 +44,7 @@ export interface VehicleManifest {
   installationResult?: InstallationResult;
   /** Strictly increasing per device; the director refuses one it has seen. */
   counter: number;
-  /** When the primary signed it, ISO 8601 (informational: device clocks drift). */
+  /** When the primary signed it, ISO 8601 UTC; the director refuses ECU reports signed far from it. */
   timestamp: string;
 }
 
@@ -86,7 +94,7 @@ export function parseVehicleManifest(json: unknown, path = 'manifest'): SignedVe
     primaryEcuSerial: expectString(signed.primaryEcuSerial, `${p}.primaryEcuSerial`),
     ecuVersionReports,
     counter: expectInteger(signed.counter, `${p}.counter`, 0),
-    timestamp: expectString(signed.timestamp, `${p}.timestamp`),
+    timestamp: expectTime(signed.timestamp, `${p}.timestamp`),
   };
   if (signed.installationResult !== undefined && isObject(signed.installationResult)) {
     manifest.installationResult = parseInstallationResult(signed.installationResult, `${p}.installationResult`);

@@ -164,6 +164,7 @@ export class SimulatedEcu extends EventEmitter {
       nonce,
       attacksDetected: s.attacksDetected,
       latestVerifiedTime: s.latestVerifiedTime,
+      timestamp: this.#now().toISOString(),
     }, this.options.signer);
   }
 

@@ -17,6 +17,7 @@ import {
   signVehicleManifest,
   type InstalledImage,
   type InstallationResult,
+  type SignedEcuReport,
   type SignedVehicleManifest,
   type TargetFile,
 } from '@upfleet/core';
@@ -130,15 +131,20 @@ export class SimDevice {
   }
 
   /** A signed manifest with a fresh counter and nonce. */
-  manifest(options: { installationResult?: InstallationResult; attacks?: Record<string, string>; nonce?: string; counter?: number } = {}): SignedVehicleManifest {
+  manifest(options: {
+    installationResult?: InstallationResult; attacks?: Record<string, string>; nonce?: string; counter?: number;
+    /** Reports to carry instead of fresh ones, by ECU serial (a replay). */
+    reports?: Record<string, SignedEcuReport>;
+  } = {}): SignedVehicleManifest {
     const nonce = options.nonce ?? randomBytes(8).toString('hex');
-    const reports = Object.fromEntries(this.ecus.map((e) => [e.serial, signEcuReport({
+    const now = new Date(this.clock()).toISOString();
+    const reports = Object.fromEntries(this.ecus.map((e) => [e.serial, options.reports?.[e.serial] ?? signEcuReport({
       ecuSerial: e.serial, hardwareId: e.hardwareId, installedImage: e.installed, releaseCounter: e.releaseCounter,
-      nonce, attacksDetected: options.attacks?.[e.serial] ?? '', latestVerifiedTime: new Date().toISOString().replace(/\.\d+Z$/, 'Z'),
+      nonce, attacksDetected: options.attacks?.[e.serial] ?? '', latestVerifiedTime: now.replace(/\.\d+Z$/, 'Z'), timestamp: now,
     }, e.signer)]));
     return signVehicleManifest({
       deviceId: this.id, primaryEcuSerial: this.primary.serial, ecuVersionReports: reports, counter: options.counter ?? ++this.counter,
-      timestamp: new Date().toISOString().replace(/\.\d+Z$/, 'Z'), ...(options.installationResult && { installationResult: options.installationResult }),
+      timestamp: now, ...(options.installationResult && { installationResult: options.installationResult }),
     }, this.primary.signer);
   }
 }
