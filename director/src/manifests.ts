@@ -192,7 +192,7 @@ export class Manifests {
     for (const serial of ecus.keys()) {
       const r = s.ecuVersionReports[serial]!.signed;
       const memory = readMemory(device.recentNonces[serial], nowMs);
-      const refusal = checkReport(memory, r, s.timestamp, nowMs);
+      const refusal = checkReport(memory, r);
       if (refusal) throw new ManifestRejectedError(deviceId, refusal.code, `ECU ${serial}: ${refusal.message}`, { ecuSerial: serial, ...refusal.fields });
       recentNonces[serial] = rememberReport(memory, r, nowMs);
     }

@@ -6,20 +6,19 @@
  * Per ECU the director remembers the nonce of every report it accepted, with the
  * report's signed time. A report is refused when:
  * - its nonce is empty or remembered (STALE_NONCE);
- * - it was signed more than REPORT_WINDOW_MS before the director's clock, or at
- *   or before `floor` (STALE_REPORT);
- * - it was signed more than REPORT_WINDOW_MS away from its manifest's time
- *   (REPORT_TIME_MISMATCH: the primary bundles the reports of its own cycle).
+ * - it was signed at or before `floor` (STALE_REPORT).
  * A nonce is forgotten only once its report left the window, or when more than
  * NONCE_LIMIT are remembered (the oldest goes); either way `floor` rises to that
  * report's time, so the time check refuses whatever the nonce check no longer
- * can. Every replay is refused: too old, or a nonce on record.
- * A report dated after the director's clock is accepted (an ECU's clock may run
- * fast); its nonce is remembered until its own time leaves the window.
+ * can. Every replay is refused: older than the floor, or a nonce on record.
+ * Times are only compared with times the same ECU signed: an ECU's clock may be
+ * far from the director's or the primary's (a vehicle's RTC drifts, a test moves
+ * it a year), and such an ECU must still be able to report. An ECU whose clock
+ * is set back is refused until it passes its floor again.
  * Pure functions: the caller reads and writes the memory in its transaction.
  */
 
-/** How far a report's time may lie behind the director's clock, or from its manifest's time. */
+/** How long a nonce is remembered, by the director's clock (then the floor guards it). */
 export const REPORT_WINDOW_MS = 24 * 3600_000;
 /** Nonces remembered per ECU at most (a device polling every few seconds stays bounded). */
 export const NONCE_LIMIT = 64;
@@ -32,7 +31,7 @@ export interface ReportMemory {
 }
 
 export interface ReportRefusal {
-  code: 'STALE_NONCE' | 'STALE_REPORT' | 'REPORT_TIME_MISMATCH';
+  code: 'STALE_NONCE' | 'STALE_REPORT';
   message: string;
   fields: Record<string, unknown>;
 }
@@ -48,24 +47,17 @@ export function readMemory(stored: unknown, nowMs: number): ReportMemory {
 }
 
 /** Why the director refuses this report, or undefined when it is fresh. */
-export function checkReport(memory: ReportMemory, report: { nonce: string; timestamp: string }, manifestTime: string, nowMs: number): ReportRefusal | undefined {
+export function checkReport(memory: ReportMemory, report: { nonce: string; timestamp: string }): ReportRefusal | undefined {
   const { nonce } = report;
   if (nonce.length === 0 || memory.seen.some(([n]) => n === nonce)) {
     return { code: 'STALE_NONCE', message: `reused nonce ${JSON.stringify(nonce)}`, fields: { nonce } };
   }
   const t = Date.parse(report.timestamp);
-  const earliest = Math.max(nowMs - REPORT_WINDOW_MS, memory.floor + 1);
+  const earliest = memory.floor + 1;
   if (t < earliest) {
     return {
       code: 'STALE_REPORT', message: `report signed at ${report.timestamp}, before ${new Date(earliest).toISOString()}`,
       fields: { nonce, timestamp: report.timestamp, earliest: new Date(earliest).toISOString() },
-    };
-  }
-  const m = Date.parse(manifestTime);
-  if (Math.abs(t - m) > REPORT_WINDOW_MS) {
-    return {
-      code: 'REPORT_TIME_MISMATCH', message: `report signed at ${report.timestamp}, its manifest at ${manifestTime}`,
-      fields: { nonce, timestamp: report.timestamp, manifestTimestamp: manifestTime },
     };
   }
   return undefined;
