@@ -101,6 +101,23 @@ describe('kill -9 in every persisted state, then restart', () => {
     });
   }
 
+  it('after a kill in checkingImages, plans from the director metadata it had stored, not from a new answer (finding 1)', async () => {
+    const first = await assignRelease();
+    const crashed = await agent(w, ['check', '--once'], 'checkingImages');
+    assert.equal(crashed.signal, 'SIGKILL', `exit ${crashed.code}: ${crashed.stderr}`);
+    // While the agent is down the director's answer changes.
+    const second = await assignRelease();
+    const resumed = await agent(w, ['check', '--once']);
+    assert.equal(resumed.code, 0, resumed.stderr);
+    const installed = async () =>
+      Object.fromEntries((await w.device()).ecus.map((e: { serial: string; installed: { filename: string } | null }) => [e.serial, e.installed?.filename]));
+    assert.deepEqual(await installed(), { 'primary-1': first.gateway, 'brake-k': first.brake }, 'the plan verified before the kill');
+    const next = await agent(w, ['check', '--once']);
+    assert.equal(next.code, 0, next.stderr);
+    assert.deepEqual(await installed(), { 'primary-1': second.gateway, 'brake-k': second.brake }, 'the new answer, in a cycle of its own');
+    assert.equal((await w.device()).assignments.at(-1).status, 'succeeded', 'the newer assignment stayed open through the older cycle\'s result');
+  });
+
   it('resumes a serial transfer killed midway from the offset the ECU holds', async () => {
     const names = await assignRelease(1_500_000);
     const sim = w.secondaries[0]!.sim;

@@ -243,7 +243,8 @@ export class Manifests {
     const changed: IngestResult['changed'] = [];
     const campaigns = new Set<string>();
     for (const a of this.ctx.store.openAssignmentsOf(deviceId)) {
-      const outcome = this.#outcome(a, m, ir && ir.directorTargetsVersion >= a.targetsVersion ? ir : undefined, before);
+      const finishedOlderTargets = ir !== undefined && ir.directorTargetsVersion < a.targetsVersion;
+      const outcome = this.#outcome(a, m, finishedOlderTargets ? undefined : ir, before, finishedOlderTargets);
       if (outcome && this.assignments.setStatus(a, outcome.status, outcome.error)) {
         changed.push({ id: a.id, status: a.status });
         if (a.campaignId) campaigns.add(a.campaignId);
@@ -259,6 +260,7 @@ export class Manifests {
     m: SignedVehicleManifest,
     ir: NonNullable<SignedVehicleManifest['signed']['installationResult']> | undefined,
     before: Map<string, EcuRecord>,
+    finishedOlderTargets: boolean,
   ): { status: 'succeeded' | 'failed'; error?: { code: string; message: string } } | undefined {
     const reports = m.signed.ecuVersionReports;
     // A retryable failure (its cause, the result's code, is a transport failure or slow
@@ -270,6 +272,9 @@ export class Manifests {
     if (ir && !ir.success && ir.ecus.length === 0 && !retrying) return { status: 'failed', error: { code: ir.code, message: ir.description } };
     const installed = (serial: string) => reports[serial]?.signed.installedImage ?? null;
     if (a.items.every((i) => runsImage(installed(i.ecuSerial), i))) return { status: 'succeeded' };
+    // The device finished a cycle it began on older targets (this assignment was made
+    // while it was updating): whatever it runs now says nothing about this one yet.
+    if (finishedOlderTargets) return undefined;
     for (const i of a.items) {
       const now = installed(i.ecuSerial);
       // An ECU whose image was unknown at assignment time has no baseline to differ from yet.
