@@ -99,7 +99,7 @@ Hashes FILE (sha256, sha512), stores or uploads it, and signs a new targets vers
 ${DIR_HELP}
   --name NAME          target name (path segments of letters, digits, ._+-)
   --hardware-id HW     hardware ID the image is for (repeatable)
-  --version SEMVER     the image's version
+  --version SEMVER     the image's version (SemVer 2.0.0, e.g. 1.4.0 or 2.0.0-rc.1)
   --release-counter N  anti-rollback counter (default: the replaced target's, else 0)
 ${REMOTE_HELP}
   --json               print the result as JSON`,

@@ -164,17 +164,32 @@ describe('upfleet-repo CLI', () => {
   it('fails cleanly with a wrong passphrase or a wrong token, changing nothing', async () => {
     const before = (await serverStatus()).versions;
     const [wrongPass, wrongToken] = await Promise.all([
-      cli(['add-target', file('brake2.bin'), '--dir', dir, '--name', 'x.bin', '--hardware-id', 'h', '--version', '1'], { UPFLEET_PASSPHRASE: 'wrong' }),
-      cli(['add-target', file('brake2.bin'), '--dir', dir, '--remote', server.url, '--token', 'nope', '--name', 'x.bin', '--hardware-id', 'h', '--version', '1']),
+      cli(['add-target', file('brake2.bin'), '--dir', dir, '--name', 'x.bin', '--hardware-id', 'h', '--version', '1.0.0'], { UPFLEET_PASSPHRASE: 'wrong' }),
+      cli(['add-target', file('brake2.bin'), '--dir', dir, '--remote', server.url, '--token', 'nope', '--name', 'x.bin', '--hardware-id', 'h', '--version', '1.0.0']),
     ]);
     assert.equal(wrongPass.code, 1);
     assert.match(wrongPass.stderr, /error KEY_FILE: cannot decrypt \S*keys\/targets-[0-9a-f]+\.key\.json: wrong passphrase/);
     assert.equal(wrongToken.code, 1);
     assert.match(wrongToken.stderr, /error UNAUTHORIZED/);
-    const noFile = await cli(['add-target', file('absent.bin'), '--dir', dir, '--name', 'x.bin', '--hardware-id', 'h', '--version', '1']);
+    const noFile = await cli(['add-target', file('absent.bin'), '--dir', dir, '--name', 'x.bin', '--hardware-id', 'h', '--version', '1.0.0']);
     assert.equal(noFile.code, 1);
     assert.equal(noFile.stderr, `upfleet-repo add-target: error ENOENT: no such file or directory, open '${file('absent.bin')}'\n`);
     assert.deepEqual((await serverStatus()).versions, before);
+  });
+
+  it('add-target refuses a version that is not SemVer 2.0.0 with exit 2, publishing nothing', async () => {
+    const before = (await serverStatus()).versions;
+    const [banana, leadingZero] = await Promise.all([
+      child(['add-target', file('brake2.bin'), '--dir', dir, ...remote(), '--name', 'x.bin', '--hardware-id', 'h', '--version', 'banana']),
+      cli(['add-target', file('brake2.bin'), '--dir', dir, '--name', 'x.bin', '--hardware-id', 'h', '--version', '1.02.0']),
+    ]);
+    assert.equal(banana.code, 2, banana.stderr);
+    assert.equal(banana.stderr, 'upfleet-repo add-target: --version "banana" is not a semantic version (SemVer 2.0.0): expected MAJOR.MINOR.PATCH, e.g. 1.4.0\n');
+    assert.equal(banana.stdout, '');
+    assert.equal(leadingZero.code, 2, leadingZero.stderr);
+    assert.match(leadingZero.stderr, /"02" is not a number without leading zeros/);
+    assert.deepEqual((await serverStatus()).versions, before);
+    assert.ok(!(await serverStatus()).targets.some((t) => t.name === 'x.bin'));
   });
 
   it('delegates to a supplier, who signs its role with its own key; tuf-js downloads through the delegation', async () => {
@@ -194,11 +209,11 @@ describe('upfleet-repo CLI', () => {
     assert.match(signed.stdout, /acme version 1/);
     const [outside, wrongHardware] = await Promise.all([
       cli(
-        ['sign-delegated', 'acme', '--dir', supplierDir, ...remote(), '--key', file('acme.key.json'), '--add', file('camera.bin'), '--name', 'brake/evil.bin', '--hardware-id', 'camera', '--version', '1'],
+        ['sign-delegated', 'acme', '--dir', supplierDir, ...remote(), '--key', file('acme.key.json'), '--add', file('camera.bin'), '--name', 'brake/evil.bin', '--hardware-id', 'camera', '--version', '1.0.0'],
         { UPFLEET_PASSPHRASE: 'supplier secret' },
       ),
       cli(
-        ['sign-delegated', 'acme', '--dir', supplierDir, ...remote(), '--key', file('acme.key.json'), '--add', file('camera.bin'), '--name', 'acme/x.bin', '--hardware-id', 'brake-ecu', '--version', '1'],
+        ['sign-delegated', 'acme', '--dir', supplierDir, ...remote(), '--key', file('acme.key.json'), '--add', file('camera.bin'), '--name', 'acme/x.bin', '--hardware-id', 'brake-ecu', '--version', '1.0.0'],
         { UPFLEET_PASSPHRASE: 'supplier secret' },
       ),
     ]);
@@ -206,6 +221,12 @@ describe('upfleet-repo CLI', () => {
     assert.match(outside.stderr, /error DELEGATION_VIOLATION: acme target brake\/evil.bin: outside the paths/);
     assert.equal(wrongHardware.code, 1);
     assert.match(wrongHardware.stderr, /error DELEGATION_VIOLATION: .*hardware ID brake-ecu/);
+    const badVersion = await cli(
+      ['sign-delegated', 'acme', '--dir', supplierDir, ...remote(), '--key', file('acme.key.json'), '--add', file('camera.bin'), '--name', 'acme/y.bin', '--hardware-id', 'camera', '--version', '2.0'],
+      { UPFLEET_PASSPHRASE: 'supplier secret' },
+    );
+    assert.equal(badVersion.code, 2, badVersion.stderr);
+    assert.match(badVersion.stderr, /^upfleet-repo sign-delegated: --version "2\.0" is not a semantic version/);
     assert.equal((await serverStatus()).versions.acme, 1);
 
     const { updater } = client('tuf-a');

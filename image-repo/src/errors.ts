@@ -22,6 +22,14 @@ export class ImageRepoError extends UpfleetError {
   readonly status: number = 500;
 }
 
+/** A --version that is not a Semantic Versioning 2.0.0 version: a caller's mistake (exit 2). */
+export class InvalidVersionError extends UsageError {
+  override name = 'InvalidVersionError';
+  constructor(readonly value: string, readonly reason: string) {
+    super(`--version ${JSON.stringify(value)} is not a semantic version (SemVer 2.0.0): ${reason}`);
+  }
+}
+
 /** A target or role name that could escape its directory or is not allowed. */
 export class BadNameError extends ImageRepoError {
   override name = 'BadNameError';

@@ -30,6 +30,7 @@ import {
 import { LocalBackend, RemoteBackend, type Backend } from './backends.ts';
 import { NotFoundError, WorkspaceError } from './errors.ts';
 import { checkRoleName, checkTargetName } from './names.ts';
+import { checkSemver } from './semver.ts';
 import { MemoryKeyring } from './online-keys.ts';
 import type { PublishResult } from './publisher.ts';
 import { RepoStore } from './repo-store.ts';
@@ -233,6 +234,7 @@ function checkSpec(spec: TargetSpec): void {
   checkTargetName(spec.name);
   if (spec.hardwareIds.length === 0) throw new UsageError('at least one --hardware-id is needed');
   if (!spec.version) throw new UsageError('--version is needed');
+  checkSemver(spec.version);
   if (spec.releaseCounter !== undefined && (!Number.isSafeInteger(spec.releaseCounter) || spec.releaseCounter < 0)) {
     throw new UsageError('--release-counter must be an integer >= 0');
   }
