@@ -11,6 +11,7 @@ import { UpfleetError } from '@upfleet/core';
 import { initDirector, startDirector } from './director.ts';
 import { DirectorError } from './errors.ts';
 import { Topics } from './mqtt-topics.ts';
+import packageJson from '../package.json' with { type: 'json' };
 
 type Env = Record<string, string | undefined>;
 
@@ -34,7 +35,7 @@ Commands:
   campaign create|start|pause|resume|abort|status|list
 
 Admin commands take --url (UPFLEET_DIRECTOR_URL) and --token (UPFLEET_ADMIN_TOKEN), and --json.
-Run 'upfleet-director <command> --help' for details.`,
+Run 'upfleet-director <command> --help' for details; 'upfleet-director --version' prints the version.`,
   init: `upfleet-director init --dir DIR [--root-keys N] [--root-threshold T]
 
 Writes DIR/keys/root.key (offline; encrypted with UPFLEET_PASSPHRASE, required),
@@ -147,6 +148,7 @@ async function main(argv: string[], io: CliIo): Promise<void> {
   const [command, ...rest] = argv;
   if (!command) throw new CliUsageError('missing command');
   if (command === '--help' || command === '-h' || command === 'help') return help(HELP.main);
+  if (command === '--version' || command === '-V') return help(`upfleet-director ${packageJson.version}`);
   switch (command) {
     case 'init': {
       const { values, positionals } = parse(rest, { dir: { type: 'string' }, 'root-keys': { type: 'string' }, 'root-threshold': { type: 'string' } });

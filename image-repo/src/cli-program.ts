@@ -24,6 +24,7 @@ import {
   type RepoStatus,
 } from './operations.ts';
 import { startImageRepoServer } from './server.ts';
+import packageJson from '../package.json' with { type: 'json' };
 
 type Options = NonNullable<ParseArgsConfig['options']>;
 
@@ -260,7 +261,7 @@ Commands:
   status          show versions, keys, delegations and targets
   serve           serve the repository over HTTP
 
-Run upfleet-repo COMMAND --help for the options of a command.
+Run upfleet-repo COMMAND --help for the options of a command; upfleet-repo --version prints the version.
 Passphrase: $UPFLEET_PASSPHRASE or a prompt. Exit codes: 0 ok, 1 failure, 2 bad arguments.`;
 
 function dirOf(v: Values, env: Env): string {
@@ -372,6 +373,10 @@ export async function runCli(argv: string[], io: CliIo): Promise<number> {
   }
   if (name === '--help' || name === '-h' || name === 'help') {
     io.out(MAIN_USAGE + '\n');
+    return 0;
+  }
+  if (name === '--version' || name === '-V') {
+    io.out(`upfleet-repo ${packageJson.version}\n`);
     return 0;
   }
   const command = COMMANDS[name];
