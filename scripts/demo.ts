@@ -25,6 +25,7 @@ import { pino, type Logger } from 'pino';
 import type { ChannelOptions } from '@upfleet/device-sim/src/index.ts';
 import { createPtyPair } from '@upfleet/device-sim/src/index.ts';
 import type { ProgressEvent } from '@upfleet/agent';
+import { formatBytes, formatBytesOf } from '@upfleet/core/format-bytes.ts';
 import { Stack, ADMIN_TOKEN, PASSPHRASE, PROVISIONING_TOKEN, UPLOAD_TOKEN } from '../test/support/stack.ts';
 import { Vehicle, AGENT_PASSPHRASE, type LinkKind } from '../test/support/vehicle.ts';
 import { assignDemoFirmware, DEMO_SECONDARIES, publishDemoFirmware, type Firmware } from '../test/support/firmware.ts';
@@ -150,7 +151,7 @@ class ProgressView {
     const key = `${p.ecuSerial}/${p.state}`;
     if (this.#marks.get(key) === pct) return;
     this.#marks.set(key, pct);
-    say(`  ${p.ecuSerial.padEnd(16)} ${p.state === 'downloading' ? 'download' : 'flash   '} ${String(pct).padStart(3)}%  ${p.done}/${p.total} bytes`);
+    say(`  ${p.ecuSerial.padEnd(16)} ${p.state === 'downloading' ? 'download' : 'flash   '} ${String(pct).padStart(3)}%  ${formatBytesOf(p.done, p.total)}`);
   }
 
   onStep(to: string): void {
@@ -167,7 +168,7 @@ class ProgressView {
     const bar = (x?: { done: number; total: number }) => {
       const r = x ? (x.total > 0 ? Math.min(1, x.done / x.total) : 1) : 0;
       const n = Math.round(r * 20);
-      return `[${'#'.repeat(n)}${'.'.repeat(20 - n)}] ${String(Math.floor(r * 100)).padStart(3)}%`;
+      return `[${'#'.repeat(n)}${'.'.repeat(20 - n)}] ${String(Math.floor(r * 100)).padStart(3)}% ${(x ? formatBytesOf(x.done, x.total) : '').padEnd(15)}`;
     };
     const lines = [
       `  step: ${(STEP_LABEL[this.step] ?? this.step).padEnd(40)} ${ms(performance.now() - this.startedAt)}`,
@@ -276,7 +277,7 @@ async function main(): Promise<number> {
     let fleet: { close(): Promise<void>; done(): Promise<{ ok: number; failed: string[] }> } | undefined;
     say('publishing firmware with upfleet-repo ...');
     const fw = await publishDemoFirmware(stack);
-    for (const f of fw.images) say(`  ${f.name.padEnd(26)} ${String(f.length).padStart(7)} bytes  hardware ${f.hardwareId.padEnd(10)} signed by ${f.signedBy === 'targets' ? 'the targets key' : `supplier role "${f.signedBy}"`}`);
+    for (const f of fw.images) say(`  ${f.name.padEnd(26)} ${formatBytes(f.length).padStart(9)}  hardware ${f.hardwareId.padEnd(10)} signed by ${f.signedBy === 'targets' ? 'the targets key' : `supplier role "${f.signedBy}"`}`);
 
     if (args.vehicles > 1) {
       const { startFleet } = await import('../device-sim/src/fleet.ts');

@@ -32,6 +32,9 @@ describe('npm run demo', () => {
     }
     assert.match(r.out, /demo-car-1-brake .*ECU \(full\)\s/);
     assert.match(r.out, /download\s+100%/);
+    // Sizes with binary prefixes: the 256 000-byte gateway image is 250 KiB, the 16 000-byte door image 15.6 KiB.
+    assert.match(r.out, /gateway-2\.0\.0\.bin\s+250 KiB\s+hardware gateway/);
+    assert.match(r.out, /demo-car-1-door\s+download 100%\s+15\.6\/15\.6 KiB/);
     assert.match(r.out, /OK: the director verified manifest #\d+ from demo-car-1/);
   });
 
