@@ -129,10 +129,18 @@ interface EcuRow {
   ecuVerified: boolean;
 }
 
+/** The steps of a cycle that finds nothing new (idle -> sendingManifest -> checkingDirector -> idle). */
+const QUIET_STEPS = new Set(['sendingManifest', 'checkingDirector', 'idle']);
+
 class ProgressView {
   #drawn = 0;
   #lastDraw = 0;
   #marks = new Map<string, number>();
+  /** Bars redrawn in place (a TTY, until other output follows them). */
+  #inPlace = tty;
+  /** After the first update (--keep-running): a cycle is shown only once it does something. */
+  #following = false;
+  #cycleShown = false;
   step = 'starting';
 
   constructor(readonly rows: EcuRow[], readonly startedAt: number) {}
@@ -146,7 +154,7 @@ class ProgressView {
     row.marks[which] = m ? [m[0], t] : [t, t];
     if (p.state === 'downloading') row.download = { done: p.done, total: p.total };
     else row.flash = { done: p.done, total: p.total };
-    if (tty) return this.draw();
+    if (this.#inPlace) return this.draw();
     const pct = p.total > 0 ? Math.floor((p.done / p.total) * 4) * 25 : 100;
     const key = `${p.ecuSerial}/${p.state}`;
     if (this.#marks.get(key) === pct) return;
@@ -157,8 +165,18 @@ class ProgressView {
   onStep(to: string): void {
     if (to === this.step) return;
     this.step = to;
-    if (tty) this.draw(true);
-    else say(`  step: ${STEP_LABEL[to] ?? to}`);
+    if (this.#inPlace) return this.draw(true);
+    // The agent polls every few seconds; a poll that finds nothing new is not news.
+    if (this.#following && !this.#cycleShown && QUIET_STEPS.has(to)) return;
+    this.#cycleShown = to !== 'idle';
+    say(`  step: ${STEP_LABEL[to] ?? to}`);
+  }
+
+  /** Below the summary (--keep-running): plain lines, and only for cycles that change something. */
+  follow(): void {
+    this.#inPlace = false;
+    this.#following = true;
+    this.#cycleShown = false;
   }
 
   draw(force = false): void {
@@ -326,6 +344,8 @@ async function main(): Promise<number> {
     view.onStep('idle');
     if (tty) view.draw(true);
     say('');
+    // The agent keeps polling under --keep-running: from here on, nothing redraws over the summary.
+    if (args.keepRunning) view.follow();
 
     // The agent keeps running for --keep-running; otherwise stop it before reading the final state.
     if (!args.keepRunning) {
