@@ -24,6 +24,7 @@ import {
   type RepoStatus,
 } from './operations.ts';
 import { startImageRepoServer } from './server.ts';
+import { ProgressLine, type ImageProgress } from './image-progress.ts';
 import packageJson from '../package.json' with { type: 'json' };
 
 type Options = NonNullable<ParseArgsConfig['options']>;
@@ -45,7 +46,7 @@ interface Command {
   usage: string;
   options: Options;
   positionals: number;
-  run(values: Values, positionals: string[], env: Env): Promise<unknown>;
+  run(values: Values, positionals: string[], env: Env, io: CliIo): Promise<unknown>;
   print?(result: any): string;
 }
 type Values = Record<string, string | boolean | string[] | undefined>;
@@ -56,6 +57,8 @@ export interface CliIo {
   out(text: string): void;
   err(text: string): void;
   env: Env;
+  /** stderr is a terminal: progress lines are redrawn in place (otherwise one final line per image). */
+  errIsTTY?: boolean;
 }
 
 const DIR_HELP = '  --dir DIR            the repository directory (default: $UPFLEET_REPO_DIR or .)';
@@ -96,7 +99,7 @@ Creates an encrypted ed25519 key file (a supplier's key for a delegated role) an
   },
   'add-target': {
     usage: `upfleet-repo add-target FILE --dir DIR --name NAME --hardware-id HW [--hardware-id HW2 ...] --version SEMVER [--release-counter N]
-Hashes FILE (sha256, sha512), stores or uploads it, and signs a new targets version with the offline targets key.
+Hashes FILE (sha256, sha512), stores or uploads it (progress on stderr: a bar on a terminal, else one line), and signs a new targets version with the offline targets key.
 ${DIR_HELP}
   --name NAME          target name (path segments of letters, digits, ._+-)
   --hardware-id HW     hardware ID the image is for (repeatable)
@@ -106,9 +109,9 @@ ${REMOTE_HELP}
   --json               print the result as JSON`,
     options: { ...COMMON, ...REMOTE, ...TARGET },
     positionals: 1,
-    async run(v, p, env) {
+    async run(v, p, env, io) {
       const passphrase = await readPassphrase(env, false);
-      return addTarget(context(v, env, passphrase), targetSpec(v, p[0]!));
+      return addTarget({ ...context(v, env, passphrase), onImageProgress: progressLine(io) }, targetSpec(v, p[0]!));
     },
     print: (r) => `targets version ${r.version}: ${r.target.length} bytes, sha256 ${r.target.hashes.sha256}`,
   },
@@ -166,10 +169,11 @@ ${REMOTE_HELP}
   --json               print the result as JSON`,
     options: { ...COMMON, ...REMOTE, ...TARGET, key: { type: 'string', multiple: true }, add: { type: 'string' }, remove: { type: 'string', multiple: true } },
     positionals: 1,
-    async run(v, p, env) {
+    async run(v, p, env, io) {
       const add = typeof v.add === 'string' ? [targetSpec(v, v.add)] : [];
       if (!v.add && (v.name || v.version || v['hardware-id'])) throw new UsageError('--name, --version and --hardware-id go with --add FILE');
-      return signDelegated(context(v, env, await readPassphrase(env, false)), { role: p[0]!, keyFiles: list(v, 'key'), add, remove: list(v, 'remove') });
+      const ctx = { ...context(v, env, await readPassphrase(env, false)), onImageProgress: progressLine(io) };
+      return signDelegated(ctx, { role: p[0]!, keyFiles: list(v, 'key'), add, remove: list(v, 'remove') });
     },
     print: (r) => `${r.role} version ${r.version}`,
   },
@@ -275,6 +279,12 @@ function context(v: Values, env: Env, passphrase: string | (() => string), uploa
   if (url && uploads && !token) throw new UsageError('--remote needs --token or UPFLEET_REPO_TOKEN');
   if (url && !/^https?:\/\//.test(url)) throw new UsageError(`--remote ${url} is not an http(s) URL`);
   return { dir: dirOf(v, env), passphrase, remote: url ? { url, token: token ?? '' } : undefined };
+}
+
+/** Progress of hashing or uploading images, on stderr. */
+function progressLine(io: CliIo): (p: ImageProgress) => void {
+  const line = new ProgressLine((text) => io.err(text), io.errIsTTY === true);
+  return (p) => line.update(p);
 }
 
 function targetSpec(v: Values, file: string) {
@@ -401,7 +411,7 @@ export async function runCli(argv: string[], io: CliIo): Promise<number> {
     return 2;
   }
   try {
-    const result = await command.run(values, positionals, io.env);
+    const result = await command.run(values, positionals, io.env, io);
     if (result !== undefined) io.out((values.json || !command.print ? JSON.stringify(result, null, 2) : command.print(result)) + '\n');
     return 0;
   } catch (error) {

@@ -161,6 +161,24 @@ describe('upfleet-repo CLI', () => {
     assert.deepEqual(s.targets.map((t) => t.name).sort(), ['brake-1.0.bin', 'gw/gateway-2.0.bin']);
   });
 
+  it('add-target reports a long upload: one final line off a terminal, a bar redrawn in place on one', async () => {
+    writeFileSync(file('big.bin'), randomBytes(6 * 1024 * 1024));
+    const args = (name: string) => ['add-target', file('big.bin'), '--dir', dir, ...remote(), '--name', name, '--hardware-id', 'gw-a', '--version', '2.1.0'];
+    const piped = ok(await child(args('big-a.bin')));
+    assert.match(piped.stderr, /^uploaded big-a\.bin: 6\.00 MiB in \d+\.\d s \(\d+(\.\d+)? [KMG]iB\/s\)\n$/);
+    // In a pseudo-terminal (util-linux script): stderr is a TTY there.
+    const quote = (a: string) => `'${a.replaceAll("'", "'\\''")}'`;
+    const inPty = await new Promise<{ code: number; out: string }>((resolve) => {
+      execFile('script', ['-qfec', [process.execPath, BIN, ...args('big-b.bin')].map(quote).join(' '), '/dev/null'],
+        { env: { ...process.env, UPFLEET_PASSPHRASE: PASSPHRASE } }, (error, stdout) => resolve({ code: error ? 1 : 0, out: stdout }));
+    });
+    assert.equal(inPty.code, 0, inPty.out);
+    assert.match(inPty.out, /\r\x1b\[2Kuploading big-b\.bin \[[#-]{24}\] +\d+% \d+(\.\d+)?\/6\.00 MiB/);
+    assert.match(inPty.out, /\r\x1b\[2Kuploaded big-b\.bin: 6\.00 MiB in /);
+    assert.deepEqual((await serverStatus()).targets.map((t) => t.name).filter((n) => n.startsWith('big')).sort(), ['big-a.bin', 'big-b.bin']);
+    for (const name of ['big-a.bin', 'big-b.bin']) ok(await cli(['remove-target', name, '--dir', dir, ...remote()]));
+  });
+
   it('fails cleanly with a wrong passphrase or a wrong token, changing nothing', async () => {
     const before = (await serverStatus()).versions;
     const [wrongPass, wrongToken] = await Promise.all([

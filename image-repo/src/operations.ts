@@ -29,6 +29,7 @@ import {
 } from '@upfleet/core';
 import { LocalBackend, RemoteBackend, type Backend } from './backends.ts';
 import { NotFoundError, WorkspaceError } from './errors.ts';
+import type { ImageProgress } from './image-progress.ts';
 import { checkRoleName, checkTargetName } from './names.ts';
 import { checkSemver } from './semver.ts';
 import { MemoryKeyring } from './online-keys.ts';
@@ -44,6 +45,8 @@ export interface RepoContext {
   /** Publish to a server instead of DIR's own index. */
   remote?: { url: string; token: string };
   now?: () => Date;
+  /** Hears images being hashed or uploaded (the CLI draws a progress line). */
+  onImageProgress?: (p: ImageProgress) => void;
 }
 
 interface Session {
@@ -52,6 +55,7 @@ interface Session {
   passphrase: () => string;
   now: Date;
   expiries: Expiries;
+  onImageProgress?: (p: ImageProgress) => void;
 }
 
 async function withSession<T>(ctx: RepoContext, fn: (s: Session) => Promise<T>): Promise<T> {
@@ -61,7 +65,7 @@ async function withSession<T>(ctx: RepoContext, fn: (s: Session) => Promise<T>):
   const expiries = ws.isInitialised() ? ws.settings().expiries : DEFAULT_EXPIRIES;
   const backend = ctx.remote ? new RemoteBackend(ctx.remote.url, ctx.remote.token, ws) : new LocalBackend(ws, passphrase);
   try {
-    return await fn({ ws, backend, passphrase, now: (ctx.now ?? (() => new Date()))(), expiries });
+    return await fn({ ws, backend, passphrase, now: (ctx.now ?? (() => new Date()))(), expiries, onImageProgress: ctx.onImageProgress });
   } finally {
     backend.close();
   }
@@ -241,7 +245,7 @@ function checkSpec(spec: TargetSpec): void {
 }
 
 async function stageTarget(s: Session, into: Targets, spec: TargetSpec): Promise<TargetFile> {
-  const image = await s.backend.uploadImage(spec.name, spec.file);
+  const image = await s.backend.uploadImage(spec.name, spec.file, s.onImageProgress);
   const previous = into.targets[spec.name]?.custom?.releaseCounter;
   const info = new TargetFile(image.length, { sha256: image.sha256, sha512: image.sha512 }, {
     hardwareIds: [...spec.hardwareIds],
