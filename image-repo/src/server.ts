@@ -331,7 +331,7 @@ class RequestHandler {
     if (declared > limit) throw new UploadTooLargeError(limit);
     const info = await this.ctx.store.addImage(req, limit);
     this.ctx.metrics.uploadedBytes.inc(info.length);
-    this.ctx.log.info({ name, ...info }, 'image stored');
+    this.ctx.log.info({ target: name, ...info }, 'image stored');
     sendJson(res, 201, { name, length: info.length, hashes: { sha256: info.sha256, sha512: info.sha512 } });
   }
 
