@@ -372,8 +372,11 @@ class RequestHandler {
       res.destroy();
       return;
     }
-    // The body of a refused upload may be unread; do not keep the connection.
-    if (!req.complete) res.setHeader('connection', 'close');
+    // After a 413, or with the body of a refused request unread, the connection cannot carry
+    // another request: close it, and destroy the socket once the answer is written.
+    if (status === 413 || !req.complete) res.setHeader('connection', 'close');
+    const socket = res.socket; // detached from res by the time 'finish' fires
+    if (!req.complete) res.once('finish', () => socket?.destroy());
     sendJson(res, status, { error: { code, message } });
   }
 }
