@@ -54,14 +54,14 @@ export function openApiDocument(): Record<string, unknown> {
       '/api/v1/devices/{deviceId}/manifest': { post: op('upload a signed vehicle version manifest', 'device', { params: [deviceId], body: { type: 'object' } }) },
       '/api/v1/devices/{deviceId}/progress': { post: op('report download/install progress', 'device', { params: [deviceId], body: ref('Progress'), status: '204' }) },
       '/api/v1/admin/devices': {
-        get: op('list devices', 'admin', { params: [{ name: 'status', in: 'query', schema: { type: 'string' } }] }),
+        get: op('list devices', 'admin', { params: [{ name: 'status', in: 'query', schema: { enum: ['preregistered', 'pending', 'active', 'decommissioned'] } }] }),
         post: op('pre-register a device', 'admin', { body: { type: 'object', required: ['deviceId'], properties: { deviceId: { type: 'string' }, tags: { type: 'array', items: { type: 'string' } } } }, ok: ref('Device'), status: '201' }),
       },
       '/api/v1/admin/devices/{deviceId}': { get: op('a device with its ECUs, assignments, events and metadata', 'admin', { params: [deviceId] }) },
       '/api/v1/admin/devices/{deviceId}/approve': { post: op('approve a pending device', 'admin', { params: [deviceId], ok: ref('Device') }) },
       '/api/v1/admin/devices/{deviceId}/decommission': { post: op('decommission a device', 'admin', { params: [deviceId], ok: ref('Device') }) },
       '/api/v1/admin/devices/{deviceId}/ecus/{ecuSerial}/replace': { post: op('replace an ECU', 'admin', { params: [deviceId, { name: 'ecuSerial', in: 'path', required: true, schema: { type: 'string' } }], body: ref('Ecu') }) },
-      '/api/v1/admin/devices/{deviceId}/manifests': { get: op('accepted manifest history', 'admin', { params: [deviceId] }) },
+      '/api/v1/admin/devices/{deviceId}/manifests': { get: op('accepted manifest history, newest first', 'admin', { params: [deviceId, { name: 'limit', in: 'query', schema: { type: 'integer', minimum: 1, maximum: 1000, default: 100 } }] }) },
       '/api/v1/admin/devices/{deviceId}/events': { get: op(`the device's security event log, oldest first (the newest ${EVENTS_PER_DEVICE} are kept)`, 'admin', {
         params: [deviceId, { name: 'kind', in: 'query', schema: { enum: ['attack', 'manifest_refused', 'installation_failure'] } }],
         ok: { type: 'object', required: ['events'], properties: { events: { type: 'array', items: ref('SecurityEvent') } } },
