@@ -288,7 +288,8 @@ async function main(argv: string[], io: CliIo): Promise<void> {
       } else {
         throw new CliUsageError(`unknown campaign subcommand ${sub ?? ''}`);
       }
-      return print(values.json, result, () => table([campaignRow(result)], CAMPAIGN_COLUMNS) + (result.reason ? `\nreason: ${result.reason}` : ''));
+      return print(values.json, result, () => table([campaignRow(result)], CAMPAIGN_COLUMNS) + (result.reason ? `\nreason: ${result.reason}` : '') +
+        (Array.isArray(result.deviceStatus) ? `\n\ndevices (${result.deviceStatus.length}):\n${table(result.deviceStatus, ['deviceId', 'wave', 'status', 'errorCode', 'updatedAt'])}` : ''));
     }
     default:
       throw new CliUsageError(`unknown command ${command}`);

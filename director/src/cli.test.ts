@@ -147,6 +147,14 @@ describe('upfleet-director CLI', () => {
     const started = await cli(['campaign', 'start', id], env);
     assert.equal(started.status, 0, started.stderr);
     assert.match(started.stdout, /completed|running/);
+    const shown = await cli(['campaign', 'status', id], env);
+    assert.equal(shown.status, 0, shown.stderr);
+    assert.match(shown.stdout, /\n\ndevices \(0\):\nDEVICEID\s+WAVE\s+STATUS\s+ERRORCODE\s+UPDATEDAT\n?$/);
+    // An image the repository does not have is refused at create, not at start.
+    const [ghost, listed] = [await run(['campaign', 'create', '--name', 'ghost', '--image', 'brake=ghost.bin'], env), await cli(['campaign', 'list', '--json'], env)];
+    assert.equal(ghost.status, 1);
+    assert.match(ghost.stderr, /ASSIGNMENT_REFUSED: assignment of ghost\.bin .*refused: the image repository does not list it/);
+    assert.deepEqual(JSON.parse(listed.stdout).map((c: any) => c.spec.name), ['c']);
   });
 
   it('a taken port fails serve with one line naming the option that picks another', async () => {

@@ -162,12 +162,12 @@ export function addRoutes(router: Router, s: DirectorServices): void {
   });
   router.add('POST', '/api/v1/admin/campaigns', async (req) => {
     admin(req);
-    const c = s.campaigns.create(parseCampaignSpec(await req.json()));
+    const c = await s.campaigns.create(parseCampaignSpec(await req.json()));
     return ok(s.campaigns.status(c.id), 201);
   });
   router.add('GET', '/api/v1/admin/campaigns/{id}', (req) => {
     admin(req);
-    return ok(s.campaigns.status(req.params.id!));
+    return ok({ ...s.campaigns.status(req.params.id!), deviceStatus: s.campaigns.devices(req.params.id!) });
   });
   for (const action of ['start', 'pause', 'resume', 'abort'] as const) {
     router.add('POST', `/api/v1/admin/campaigns/{id}/${action}`, async (req) => {
