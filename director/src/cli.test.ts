@@ -142,7 +142,7 @@ describe('upfleet-director CLI', () => {
     assert.equal(refused.status, 1);
     assert.match(refused.stderr, /DEVICE_NOT_APPROVED/);
     assert.equal(wrongToken.status, 1);
-    assert.match(wrongToken.stderr, /UNAUTHENTICATED/);
+    assert.match(wrongToken.stderr, /^upfleet-director: DirectorError WRONG_ADMIN_TOKEN: the bearer token is not the admin token\n$/);
     const id = JSON.parse(created.stdout).id;
     const started = await cli(['campaign', 'start', id], env);
     assert.equal(started.status, 0, started.stderr);
