@@ -9,7 +9,7 @@ import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { readFileSync } from 'node:fs';
 import { UpfleetError } from '@upfleet/core';
 import { initDirector, startDirector } from './director.ts';
-import { DirectorError } from './errors.ts';
+import { DirectorError, DirectorUnreachableError } from './errors.ts';
 import { Topics } from './mqtt-topics.ts';
 import packageJson from '../package.json' with { type: 'json' };
 
@@ -123,13 +123,26 @@ class AdminClient {
         ...(body !== undefined && { body: JSON.stringify(body) }),
       });
     } catch (cause) {
-      throw new UpfleetError(`cannot reach the director at ${this.url}: ${(cause as Error).message}`, { cause });
+      const root = transportCause(cause);
+      throw new DirectorUnreachableError(this.url, root.code, root.message, { cause });
     }
     const text = await res.text();
     const json = text ? JSON.parse(text) : undefined;
     if (!res.ok) throw new DirectorError(res.status, json?.error?.code ?? `HTTP_${res.status}`, json?.error?.message ?? text, json?.error ?? {});
     return json;
   }
+}
+
+/** What fetch's "fetch failed" wraps: the innermost error with a system code (ECONNREFUSED...), else the innermost one. */
+function transportCause(error: unknown): { code?: string; message: string } {
+  let e = error as (Error & { code?: string; cause?: unknown; errors?: unknown[] }) | undefined;
+  let found: { code?: string; message: string } = { message: (error as Error)?.message ?? String(error) };
+  for (let depth = 0; e && depth < 8; depth++) {
+    if (typeof e.code === 'string' && /^E[A-Z]+$/.test(e.code)) return { code: e.code, message: e.message };
+    found = { message: e.message };
+    e = (e.cause ?? e.errors?.[0]) as typeof e;
+  }
+  return found;
 }
 
 function admin(values: { url?: string; token?: string }, env: Env): AdminClient {

@@ -157,6 +157,16 @@ describe('upfleet-director CLI', () => {
     assert.deepEqual(JSON.parse(listed.stdout).map((c: any) => c.spec.name), ['c']);
   });
 
+  it('names the transport error when the director cannot be reached', async () => {
+    const closed = createServer();
+    await new Promise<void>((resolve) => closed.listen(0, '127.0.0.1', () => resolve()));
+    const port = (closed.address() as AddressInfo).port;
+    await new Promise((r) => closed.close(r));
+    const r = await run(['devices', 'list', '--url', `http://127.0.0.1:${port}`]);
+    assert.equal(r.status, 1);
+    assert.equal(r.stderr, `upfleet-director: DirectorUnreachableError UNREACHABLE: cannot reach the director at http://127.0.0.1:${port}: ECONNREFUSED (connect ECONNREFUSED 127.0.0.1:${port})\n`);
+  });
+
   it('a taken port fails serve with one line naming the option that picks another', async () => {
     const busy = createServer();
     await new Promise<void>((resolve) => busy.listen(0, '127.0.0.1', () => resolve()));
