@@ -122,6 +122,8 @@ async function main(): Promise<number> {
   } catch (e) {
     const err = e as Error;
     const field = (err as { field?: string }).field;
+    // --json callers parse stdout: they get the failure there too, as one object.
+    if (json) process.stdout.write(JSON.stringify({ error: { name: err.name, code: (err as { code?: unknown }).code ?? null, message: err.message, ...(field && { field }) } }) + '\n');
     process.stderr.write(`upfleet-agent: ${err instanceof UpfleetError ? `${err.name}: ` : ''}${err.message}${field && !err.message.includes(field) ? ` (${field})` : ''}\n`);
     return 1;
   } finally {
