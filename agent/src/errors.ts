@@ -58,6 +58,15 @@ function directorError(body: string): { code: string; message: string } | undefi
   }
 }
 
+/** A secondary's serial port (config `field`) that cannot be opened. */
+export class SerialPortError extends UpfleetError {
+  override name = 'SerialPortError';
+  override readonly code = 'SERIAL_PORT';
+  constructor(readonly ecuSerial: string, readonly field: string, readonly path: string, options: { cause: unknown }) {
+    super(`ECU ${ecuSerial}: cannot open serial port ${path} (${field}): ${(options.cause as Error)?.message ?? String(options.cause)}`, options);
+  }
+}
+
 /** The persisted state machine hit a state/event pair the table does not have: a bug. */
 export class TransitionError extends UpfleetError {
   override name = 'TransitionError';
