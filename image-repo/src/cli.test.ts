@@ -146,6 +146,19 @@ describe('upfleet-repo CLI', () => {
     server = await startImageRepoServer({ dir, token: TOKEN, passphrase: 'correct horse', logger: pino({ level: 'silent' }) });
   });
 
+  it('serve on a taken port fails with one line naming --port', async () => {
+    const busy = createServer();
+    await new Promise<void>((r) => busy.listen(0, '127.0.0.1', r));
+    const port = (busy.address() as AddressInfo).port;
+    try {
+      const r = await child(['serve', '--dir', dir, '--port', String(port), '--token', TOKEN]);
+      assert.equal(r.code, 1);
+      assert.equal(r.stderr, `upfleet-repo serve: error PORT_IN_USE: the image repository cannot listen on 127.0.0.1:${port}: the port is in use; choose another with --port P (0 = any free port)\n`);
+    } finally {
+      await new Promise((r) => busy.close(r));
+    }
+  });
+
   it('add-target signs locally, and the running server serves it at once', async () => {
     const r = ok(await child(['add-target', file('brake.bin'), '--dir', dir, '--name', 'brake-1.0.bin', '--hardware-id', 'brake-ecu', '--version', '1.0.0', '--release-counter', '2']));
     assert.match(r.stdout, /targets version 2: 20000 bytes, sha256 [0-9a-f]{64}/);

@@ -30,6 +30,15 @@ export class InvalidVersionError extends UsageError {
   }
 }
 
+/** The server's port is taken; names the option that picks another (the director's PortInUseError, same shape). */
+export class PortInUseError extends UpfleetError {
+  override name = 'PortInUseError';
+  override readonly code = 'PORT_IN_USE';
+  constructor(readonly what: string, readonly host: string, readonly port: number, readonly option: string, advice: string, options?: ErrorOptions) {
+    super(`${what} cannot listen on ${host}:${port}: the port is in use; ${advice}`, options);
+  }
+}
+
 /** A target or role name that could escape its directory or is not allowed. */
 export class BadNameError extends ImageRepoError {
   override name = 'BadNameError';

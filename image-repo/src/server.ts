@@ -23,6 +23,7 @@ import {
   httpStatusOf,
   MethodNotAllowedError,
   NotFoundError,
+  PortInUseError,
   RangeNotSatisfiableError,
   UnauthorizedError,
   UploadTooLargeError,
@@ -69,7 +70,7 @@ export interface ImageRepoServer {
 const DEFAULT_MAX_UPLOAD = 1 << 30;
 const DEFAULT_MAX_METADATA = 16 << 20;
 
-/** @throws WorkspaceError when DIR is not initialised; KeyFileError on a wrong passphrase. */
+/** @throws WorkspaceError when DIR is not initialised; KeyFileError on a wrong passphrase; PortInUseError when the port is taken. */
 export async function startImageRepoServer(options: ImageRepoServerOptions): Promise<ImageRepoServer> {
   const workspace = new Workspace(options.dir);
   const settings = workspace.settings();
@@ -121,12 +122,22 @@ export async function startImageRepoServer(options: ImageRepoServerOptions): Pro
 
   const handler = new RequestHandler({ store, log, metrics, registry, tokenDigest, limits, now });
   const server: Server = createServer((req, res) => void handler.handle(req, res));
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(options.port ?? 0, options.host ?? '127.0.0.1', () => resolve());
-  });
+  const host = options.host ?? '127.0.0.1';
+  try {
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(options.port ?? 0, host, () => resolve());
+    });
+  } catch (error) {
+    clearInterval(timer);
+    store.close();
+    if ((error as NodeJS.ErrnoException).code === 'EADDRINUSE') {
+      throw new PortInUseError('the image repository', host, options.port ?? 0, '--port', 'choose another with --port P (0 = any free port)', { cause: error });
+    }
+    throw error;
+  }
   const port = (server.address() as AddressInfo).port;
-  const url = `http://${options.host ?? '127.0.0.1'}:${port}`;
+  const url = `http://${host}:${port}`;
   log.info({ url, versions: store.publisher.versions() }, 'listening');
 
   return {
