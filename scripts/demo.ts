@@ -25,6 +25,7 @@ import { pino, type Logger } from 'pino';
 import type { ChannelOptions } from '@upfleet/device-sim/src/index.ts';
 import { createPtyPair } from '@upfleet/device-sim/src/index.ts';
 import type { ProgressEvent } from '@upfleet/agent';
+import { formatBytes, formatBytesOf } from '@upfleet/core/format-bytes.ts';
 import { Stack, ADMIN_TOKEN, PASSPHRASE, PROVISIONING_TOKEN, UPLOAD_TOKEN } from '../test/support/stack.ts';
 import { Vehicle, AGENT_PASSPHRASE, type LinkKind } from '../test/support/vehicle.ts';
 import { assignDemoFirmware, DEMO_SECONDARIES, publishDemoFirmware, type Firmware } from '../test/support/firmware.ts';
@@ -128,10 +129,18 @@ interface EcuRow {
   ecuVerified: boolean;
 }
 
+/** The steps of a cycle that finds nothing new (idle -> sendingManifest -> checkingDirector -> idle). */
+const QUIET_STEPS = new Set(['sendingManifest', 'checkingDirector', 'idle']);
+
 class ProgressView {
   #drawn = 0;
   #lastDraw = 0;
   #marks = new Map<string, number>();
+  /** Bars redrawn in place (a TTY, until other output follows them). */
+  #inPlace = tty;
+  /** After the first update (--keep-running): a cycle is shown only once it does something. */
+  #following = false;
+  #cycleShown = false;
   step = 'starting';
 
   constructor(readonly rows: EcuRow[], readonly startedAt: number) {}
@@ -145,19 +154,29 @@ class ProgressView {
     row.marks[which] = m ? [m[0], t] : [t, t];
     if (p.state === 'downloading') row.download = { done: p.done, total: p.total };
     else row.flash = { done: p.done, total: p.total };
-    if (tty) return this.draw();
+    if (this.#inPlace) return this.draw();
     const pct = p.total > 0 ? Math.floor((p.done / p.total) * 4) * 25 : 100;
     const key = `${p.ecuSerial}/${p.state}`;
     if (this.#marks.get(key) === pct) return;
     this.#marks.set(key, pct);
-    say(`  ${p.ecuSerial.padEnd(16)} ${p.state === 'downloading' ? 'download' : 'flash   '} ${String(pct).padStart(3)}%  ${p.done}/${p.total} bytes`);
+    say(`  ${p.ecuSerial.padEnd(16)} ${p.state === 'downloading' ? 'download' : 'flash   '} ${String(pct).padStart(3)}%  ${formatBytesOf(p.done, p.total)}`);
   }
 
   onStep(to: string): void {
     if (to === this.step) return;
     this.step = to;
-    if (tty) this.draw(true);
-    else say(`  step: ${STEP_LABEL[to] ?? to}`);
+    if (this.#inPlace) return this.draw(true);
+    // The agent polls every few seconds; a poll that finds nothing new is not news.
+    if (this.#following && !this.#cycleShown && QUIET_STEPS.has(to)) return;
+    this.#cycleShown = to !== 'idle';
+    say(`  step: ${STEP_LABEL[to] ?? to}`);
+  }
+
+  /** Below the summary (--keep-running): plain lines, and only for cycles that change something. */
+  follow(): void {
+    this.#inPlace = false;
+    this.#following = true;
+    this.#cycleShown = false;
   }
 
   draw(force = false): void {
@@ -167,7 +186,7 @@ class ProgressView {
     const bar = (x?: { done: number; total: number }) => {
       const r = x ? (x.total > 0 ? Math.min(1, x.done / x.total) : 1) : 0;
       const n = Math.round(r * 20);
-      return `[${'#'.repeat(n)}${'.'.repeat(20 - n)}] ${String(Math.floor(r * 100)).padStart(3)}%`;
+      return `[${'#'.repeat(n)}${'.'.repeat(20 - n)}] ${String(Math.floor(r * 100)).padStart(3)}% ${(x ? formatBytesOf(x.done, x.total) : '').padEnd(15)}`;
     };
     const lines = [
       `  step: ${(STEP_LABEL[this.step] ?? this.step).padEnd(40)} ${ms(performance.now() - this.startedAt)}`,
@@ -276,7 +295,7 @@ async function main(): Promise<number> {
     let fleet: { close(): Promise<void>; done(): Promise<{ ok: number; failed: string[] }> } | undefined;
     say('publishing firmware with upfleet-repo ...');
     const fw = await publishDemoFirmware(stack);
-    for (const f of fw.images) say(`  ${f.name.padEnd(26)} ${String(f.length).padStart(7)} bytes  hardware ${f.hardwareId.padEnd(10)} signed by ${f.signedBy === 'targets' ? 'the targets key' : `supplier role "${f.signedBy}"`}`);
+    for (const f of fw.images) say(`  ${f.name.padEnd(26)} ${formatBytes(f.length).padStart(9)}  hardware ${f.hardwareId.padEnd(10)} signed by ${f.signedBy === 'targets' ? 'the targets key' : `supplier role "${f.signedBy}"`}`);
 
     if (args.vehicles > 1) {
       const { startFleet } = await import('../device-sim/src/fleet.ts');
@@ -325,6 +344,8 @@ async function main(): Promise<number> {
     view.onStep('idle');
     if (tty) view.draw(true);
     say('');
+    // The agent keeps polling under --keep-running: from here on, nothing redraws over the summary.
+    if (args.keepRunning) view.follow();
 
     // The agent keeps running for --keep-running; otherwise stop it before reading the final state.
     if (!args.keepRunning) {

@@ -26,7 +26,7 @@ import {
 } from '@upfleet/core';
 import type { AgentConfig } from './config.ts';
 import { openDb, KeyValue, type Db } from './db.ts';
-import { ConfigError, NotProvisionedError } from './errors.ts';
+import { ConfigError, NotProvisionedError, SerialPortError } from './errors.ts';
 import { DeviceTokens } from './device-token.ts';
 import { DirectorClient, type RegistrationEcu } from './director-client.ts';
 import { HttpFetcher } from './fetcher.ts';
@@ -393,7 +393,8 @@ function pinRoot(store: SqliteMetadataStore, path: string, field: string, now: D
 async function serialDrivers(config: AgentConfig): Promise<Secondary[]> {
   if (config.ecus.secondaries.length === 0) return [];
   const { SerialSecondary } = await import('./secondaries/serial-secondary.ts');
-  return config.ecus.secondaries.map((s) => lazySecondary(s.serial, () => SerialSecondary.open({ path: s.port, baudRate: s.baud, ecuSerial: s.serial })));
+  return config.ecus.secondaries.map((s, i) => lazySecondary(s.serial, () => SerialSecondary.open({ path: s.port, baudRate: s.baud, ecuSerial: s.serial })
+    .catch((cause: unknown) => Promise.reject(new SerialPortError(s.serial, `ecus.secondaries[${i}].port`, s.port, { cause })))));
 }
 
 function lazySecondary(ecuSerial: string, open: () => Promise<Secondary>): Secondary {

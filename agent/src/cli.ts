@@ -8,6 +8,7 @@ import { UpfleetError } from '@upfleet/core';
 import { createAgent, type Agent } from './agent.ts';
 import { flagName, loadConfig, OVERRIDABLE_FIELDS, type AgentConfig } from './config.ts';
 import { ProgressBars } from './progress-bars.ts';
+import packageJson from '../package.json' with { type: 'json' };
 
 const HELP = `Usage: upfleet-agent <command> [options]
 
@@ -22,6 +23,7 @@ Options:
   --json           machine-readable output (check, status, provision)
   --once           with check: one cycle (the only mode)
   -h, --help       this help
+  -V, --version    print the version
 ${OVERRIDABLE_FIELDS.map((f) => `  --${flagName(f)} VALUE`.padEnd(35) + `overrides "${f}" (env UPFLEET_${f.replace(/[A-Z]/g, (c) => '_' + c).toUpperCase()})`).join('\n')}
 
 Key passphrase: $UPFLEET_KEY_PASSPHRASE, else the file named by "keyPassphraseFile",
@@ -36,6 +38,7 @@ function parse(argv: string[]) {
     json: { type: 'boolean' },
     once: { type: 'boolean' },
     help: { type: 'boolean', short: 'h' },
+    version: { type: 'boolean', short: 'V' },
   };
   for (const f of OVERRIDABLE_FIELDS) options[flagName(f)] = { type: 'string' };
   try {
@@ -57,6 +60,10 @@ async function main(): Promise<number> {
   const [command, ...rest] = args.positionals;
   if (values.help || command === 'help') {
     process.stdout.write(HELP);
+    return 0;
+  }
+  if (values.version) {
+    process.stdout.write(`upfleet-agent ${packageJson.version}\n`);
     return 0;
   }
   if (!command || !['provision', 'run', 'check', 'status'].includes(command) || rest.length > 0) {
@@ -116,6 +123,8 @@ async function main(): Promise<number> {
   } catch (e) {
     const err = e as Error;
     const field = (err as { field?: string }).field;
+    // --json callers parse stdout: they get the failure there too, as one object.
+    if (json) process.stdout.write(JSON.stringify({ error: { name: err.name, code: (err as { code?: unknown }).code ?? null, message: err.message, ...(field && { field }) } }) + '\n');
     process.stderr.write(`upfleet-agent: ${err instanceof UpfleetError ? `${err.name}: ` : ''}${err.message}${field && !err.message.includes(field) ? ` (${field})` : ''}\n`);
     return 1;
   } finally {

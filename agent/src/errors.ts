@@ -32,12 +32,38 @@ export class InstallError extends UpfleetError {
   }
 }
 
-/** The director refused a request (registration, manifest) for a reason other than transport. */
+/**
+ * The director refused a request (registration, manifest) for a reason other than transport.
+ * `errorCode` and `errorMessage` come from its `{ error: { code, message } }` answer, when it is one.
+ */
 export class DirectorRequestError extends UpfleetError {
   override name = 'DirectorRequestError';
   override readonly code = 'DIRECTOR_REQUEST';
+  readonly errorCode: string | undefined;
+  readonly errorMessage: string | undefined;
   constructor(readonly url: string, readonly status: number, readonly body: string) {
-    super(`${url}: HTTP ${status} ${body.slice(0, 200)}`);
+    const error = directorError(body);
+    super(error ? `the director refused ${url}: ${error.message} (${error.code}, HTTP ${status})` : `${url}: HTTP ${status} ${body.slice(0, 200)}`);
+    this.errorCode = error?.code;
+    this.errorMessage = error?.message;
+  }
+}
+
+function directorError(body: string): { code: string; message: string } | undefined {
+  try {
+    const e = (JSON.parse(body) as { error?: { code?: unknown; message?: unknown } } | null)?.error;
+    return typeof e?.code === 'string' && typeof e.message === 'string' ? { code: e.code, message: e.message.slice(0, 300) } : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** A secondary's serial port (config `field`) that cannot be opened. */
+export class SerialPortError extends UpfleetError {
+  override name = 'SerialPortError';
+  override readonly code = 'SERIAL_PORT';
+  constructor(readonly ecuSerial: string, readonly field: string, readonly path: string, options: { cause: unknown }) {
+    super(`ECU ${ecuSerial}: cannot open serial port ${path} (${field}): ${(options.cause as Error)?.message ?? String(options.cause)}`, options);
   }
 }
 

@@ -6,7 +6,12 @@ import { ProgressBars, renderBar } from './progress-bars.ts';
 describe('renderBar', () => {
   it('draws the share done, the percentage and the sizes', () => {
     const line = renderBar({ ecuSerial: 'brake-1', state: 'installing', done: 512 * 1024, total: 2 * 1024 * 1024 });
-    assert.match(line, /^brake-1\s+installing\s+\[#{8}-{22}\]\s+25% 0\.5\/2\.0 MB$/);
+    assert.match(line, /^brake-1\s+installing\s+\[#{8}-{22}\]\s+25% 0\.50\/2\.00 MiB$/);
+  });
+
+  it('shows a 30 KB image in KiB, not as 0.0/0.0 MB', () => {
+    const line = renderBar({ ecuSerial: 'door-1', state: 'downloading', done: 15_000, total: 30_000 });
+    assert.match(line, /50% 14\.6\/29\.3 KiB$/);
   });
 
   it('shows a finished empty image as complete', () => {

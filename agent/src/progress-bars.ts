@@ -2,19 +2,16 @@
  * Progress bars for a terminal: one line per ECU, redrawn in place with ANSI
  * cursor moves. Only used when the output is a TTY; otherwise the agent logs JSON.
  */
+import { formatBytesOf } from '@upfleet/core/format-bytes.ts';
 import type { ProgressEvent } from './cycle.ts';
 
 const WIDTH = 30;
-
-function mb(n: number): string {
-  return (n / (1024 * 1024)).toFixed(1);
-}
 
 export function renderBar(p: ProgressEvent): string {
   const ratio = p.total > 0 ? Math.min(1, p.done / p.total) : 1;
   const filled = Math.round(ratio * WIDTH);
   const pct = String(Math.floor(ratio * 100)).padStart(3);
-  return `${p.ecuSerial.padEnd(14)} ${p.state.padEnd(11)} [${'#'.repeat(filled)}${'-'.repeat(WIDTH - filled)}] ${pct}% ${mb(p.done)}/${mb(p.total)} MB`;
+  return `${p.ecuSerial.padEnd(14)} ${p.state.padEnd(11)} [${'#'.repeat(filled)}${'-'.repeat(WIDTH - filled)}] ${pct}% ${formatBytesOf(p.done, p.total)}`;
 }
 
 export class ProgressBars {

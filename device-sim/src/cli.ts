@@ -8,6 +8,7 @@ import { UpfleetError } from '@upfleet/core';
 import { loadEcuConfig } from './ecu/ecu-config.ts';
 import { SimulatedEcu } from './ecu/simulated-ecu.ts';
 import { createPtyPair, servePort, type EmulatorOptions } from './index.ts';
+import packageJson from '../package.json' with { type: 'json' };
 
 class CliUsageError extends Error {}
 
@@ -18,7 +19,7 @@ Commands:
   ecu --port PATH --config ecu.json     run a simulated secondary ECU on a serial device
   pty-pair [--dir DIR]                  create a connected pty pair (socat) and print its paths
   fleet --devices N --ecus K --director URL ...   N simulated vehicles (agent + K ECUs each) in one process
-Run 'upfleet-sim <command> --help' for details.`,
+Run 'upfleet-sim <command> --help' for details; 'upfleet-sim --version' prints the version.`,
   ecu: `upfleet-sim ecu --port PATH --config ecu.json [options]
 
 Serves one simulated ECU (A/B slots, partial or full verification) on PATH.
@@ -168,6 +169,10 @@ async function main(argv: string[]): Promise<number> {
   if (command === undefined || command === '--help' || command === '-h' || command === 'help') {
     console.log(HELP.main);
     return command === undefined ? 2 : 0;
+  }
+  if (command === '--version' || command === '-V') {
+    console.log(`upfleet-sim ${packageJson.version}`);
+    return 0;
   }
   const run = COMMANDS[command];
   if (!run) {

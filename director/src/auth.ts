@@ -38,20 +38,22 @@ export class Authenticator {
     private readonly nowSeconds: () => number,
   ) {}
 
-  /** @throws UnauthenticatedError */
+  /** @throws UnauthenticatedError (401: no bearer token), ForbiddenError WRONG_ADMIN_TOKEN (403: another token) */
   admin(header: string | undefined): void {
     const token = bearer(header, 'Bearer');
-    if (!token || !secretEquals(token, this.adminToken)) throw new UnauthenticatedError('admin bearer token required');
+    if (!token) throw new UnauthenticatedError('no admin token: send Authorization: Bearer <admin token>');
+    if (!secretEquals(token, this.adminToken)) throw new ForbiddenError('WRONG_ADMIN_TOKEN', 'the bearer token is not the admin token');
   }
 
   isAdminSecret(secret: string): boolean {
     return secretEquals(secret, this.adminToken);
   }
 
-  /** @throws UnauthenticatedError */
+  /** @throws UnauthenticatedError (401: no bearer token), ForbiddenError WRONG_PROVISIONING_TOKEN (403: another token) */
   provisioning(header: string | undefined): void {
     const token = bearer(header, 'Bearer');
-    if (!token || !secretEquals(token, this.provisioningToken)) throw new UnauthenticatedError('provisioning token required');
+    if (!token) throw new UnauthenticatedError('no provisioning token: send Authorization: Bearer <provisioning token>');
+    if (!secretEquals(token, this.provisioningToken)) throw new ForbiddenError('WRONG_PROVISIONING_TOKEN', 'the bearer token is not the fleet provisioning token');
   }
 
   /**

@@ -85,6 +85,16 @@ describe('campaigns', () => {
     await succeed(second[3]!);
     s = await status(id); // 4 of 5 succeeded = 0.8
     assert.deepEqual([s.currentWave, s.counts.succeeded, s.counts.failed, s.counts.pending], [3, 4, 1, 5]);
+    // Per device, in rollout order: wave 1 is 1 device, wave 2 four more, wave 3 the last five.
+    const perDevice = s.deviceStatus as Array<{ deviceId: string; wave: number; status: string; errorCode: string | null; assignmentId: string | null }>;
+    assert.deepEqual(perDevice.map((d) => d.deviceId), s.devices);
+    assert.deepEqual(perDevice.map((d) => d.wave), [1, 2, 2, 2, 2, 3, 3, 3, 3, 3]);
+    assert.equal(perDevice[0]!.deviceId, first[0]!.id);
+    assert.equal(perDevice[0]!.status, 'succeeded');
+    const failed = perDevice.find((d) => d.deviceId === second[0]!.id)!;
+    assert.deepEqual([failed.wave, failed.status, failed.errorCode], [2, 'failed', 'INSTALL_FAILED']);
+    assert.deepEqual(perDevice.slice(5).map((d) => d.status), ['pending', 'pending', 'pending', 'pending', 'pending']);
+    assert.ok(perDevice.every((d) => d.assignmentId !== null));
     for (const d of await openDevices(id, devices)) await succeed(d);
     s = await status(id);
     assert.equal(s.status, 'completed');
@@ -149,12 +159,16 @@ describe('campaigns', () => {
     assert.ok((await h.admin('GET', `/api/v1/admin/devices/${second!.id}`)).body.targets['brake-9.bin']);
   });
 
-  it('refuses to start when the image repository lacks an image', async () => {
-    const r = await h.admin('POST', '/api/v1/admin/campaigns', { name: 'ghost', images: [{ hardwareId: 'brake', image: 'ghost.bin' }] });
-    const s = await h.admin('POST', `/api/v1/admin/campaigns/${r.body.id}/start`);
-    assert.equal(s.status, 422);
-    assert.equal(s.body.error.field, 'missing');
-    assert.equal((await status(r.body.id)).status, 'draft');
+  it('refuses to create a campaign whose image the image repository lacks, or lists for other hardware, storing nothing', async () => {
+    const before = (await h.admin('GET', '/api/v1/admin/campaigns')).body.campaigns.length;
+    const ghost = await h.admin('POST', '/api/v1/admin/campaigns', { name: 'ghost', images: [{ hardwareId: 'brake', image: 'ghost.bin' }] });
+    assert.equal(ghost.status, 422, JSON.stringify(ghost.body));
+    assert.deepEqual([ghost.body.error.code, ghost.body.error.field, ghost.body.error.image], ['ASSIGNMENT_REFUSED', 'missing', 'ghost.bin']);
+    const wrongHardware = await h.admin('POST', '/api/v1/admin/campaigns', { name: 'gw', images: [{ hardwareId: 'gw', image: 'brake-9.bin' }] });
+    assert.equal(wrongHardware.status, 422);
+    assert.deepEqual([wrongHardware.body.error.field, wrongHardware.body.error.image], ['hardwareId', 'brake-9.bin']);
+    assert.match(wrongHardware.body.error.message, /not for hardware gw/);
+    assert.equal((await h.admin('GET', '/api/v1/admin/campaigns')).body.campaigns.length, before);
   });
 
   it('refuses bad campaign specs', async () => {

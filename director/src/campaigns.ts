@@ -1,7 +1,9 @@
 /**
  * Campaigns: images for a group of devices (by tags and hardware IDs) rolled
  * out in waves. Invariants:
- * - `start` checks every image against the image repository once, fixes the
+ * - `create` checks every image against the image repository (it exists and is
+ *   for the hardware ID), so a typo fails at once, not at `start`.
+ * - `start` checks every image against the image repository again, fixes the
  *   group and its order (by sha256 of campaign ID and device ID, so waves are a
  *   fair sample), and launches wave 1.
  * - Wave k covers the first ceil(waves[k] * N / 100) devices (cumulative).
@@ -19,7 +21,7 @@ import { AssignmentRefusedError, BadRequestError, ConflictError, NotFoundError }
 import type { Context } from './context.ts';
 import { isOpen, runsImage, type Assignments } from './assignments.ts';
 import { parseTags } from './inventory.ts';
-import type { AssignmentItem, AssignmentStatus, CampaignRecord, CampaignSpec } from './store.ts';
+import type { AssignmentItem, AssignmentRecord, AssignmentStatus, CampaignRecord, CampaignSpec } from './store.ts';
 
 export const DEFAULT_WAVES = [1, 10, 50, 100];
 export const DEFAULT_SUCCESS_THRESHOLD = 0.9;
@@ -30,6 +32,16 @@ export interface CampaignStatusView extends CampaignRecord {
   counts: Record<AssignmentStatus | 'waiting', number>;
   currentWave: number;
   totalWaves: number;
+}
+
+/** One device of a started campaign: its wave (1-based) and where its latest assignment stands. */
+export interface CampaignDeviceView {
+  deviceId: string;
+  wave: number;
+  status: AssignmentStatus | 'waiting';
+  assignmentId: string | null;
+  errorCode: string | null;
+  updatedAt: string | null;
 }
 
 /** @throws BadRequestError */
@@ -64,7 +76,9 @@ export class Campaigns {
     private readonly assignments: Assignments,
   ) {}
 
-  create(spec: CampaignSpec): CampaignRecord {
+  /** @throws AssignmentRefusedError when the image repository lacks an image or lists it for other hardware */
+  async create(spec: CampaignSpec): Promise<CampaignRecord> {
+    await this.#resolve(spec);
     const now = this.ctx.nowIso();
     const c: CampaignRecord = { id: randomUUID(), status: 'draft', spec, devices: [], wavesLaunched: 0, reason: null, createdAt: now, updatedAt: now };
     this.ctx.commit(() => this.ctx.store.insertCampaign(c));
@@ -89,14 +103,8 @@ export class Campaigns {
   async start(id: string): Promise<CampaignStatusView> {
     const c = this.get(id);
     if (c.status !== 'draft') throw new ConflictError('BAD_STATE', `campaign ${id} is ${c.status}`, { status: c.status });
-    const resolved: ResolvedImage[] = [];
-    for (const { hardwareId, image } of c.spec.images) {
-      const t = await this.ctx.imageRepo.findTarget(image);
-      const hardwareIds = Array.isArray(t?.custom?.hardwareIds) ? (t.custom.hardwareIds as unknown[]) : [];
-      if (!t) throw new AssignmentRefusedError('*', '*', image, 'missing', 'the image repository does not list it');
-      if (!hardwareIds.includes(hardwareId)) throw new AssignmentRefusedError('*', '*', image, 'hardwareId', `not for hardware ${hardwareId}`);
-      resolved.push({ hardwareId, image, length: t.length, hashes: { ...t.hashes }, custom: { ...t.custom } });
-    }
+    // Again: the image repository may have changed since create.
+    const resolved = await this.#resolve(c.spec);
     this.ctx.commit(() => {
       const fresh = this.get(id);
       if (fresh.status !== 'draft') throw new ConflictError('BAD_STATE', `campaign ${id} is ${fresh.status}`, { status: fresh.status });
@@ -111,6 +119,19 @@ export class Campaigns {
       this.#advance(id);
     });
     return this.status(id);
+  }
+
+  /** Each image of `spec` as the image repository lists it. @throws AssignmentRefusedError */
+  async #resolve(spec: CampaignSpec): Promise<ResolvedImage[]> {
+    const resolved: ResolvedImage[] = [];
+    for (const { hardwareId, image } of spec.images) {
+      const t = await this.ctx.imageRepo.findTarget(image);
+      const hardwareIds = Array.isArray(t?.custom?.hardwareIds) ? (t.custom.hardwareIds as unknown[]) : [];
+      if (!t) throw new AssignmentRefusedError('*', '*', image, 'missing', 'the image repository does not list it');
+      if (!hardwareIds.includes(hardwareId)) throw new AssignmentRefusedError('*', '*', image, 'hardwareId', `not for hardware ${hardwareId}`);
+      resolved.push({ hardwareId, image, length: t.length, hashes: { ...t.hashes }, custom: { ...t.custom } });
+    }
+    return resolved;
   }
 
   /** @throws ConflictError unless running */
@@ -154,6 +175,19 @@ export class Campaigns {
       counts[a ? a.status : 'waiting']++;
     }
     return { ...c, counts, currentWave: c.wavesLaunched, totalWaves: c.spec.waves.length };
+  }
+
+  /** Per device of the group, in rollout order: its wave and its latest assignment of this campaign. @throws NotFoundError */
+  devices(id: string): CampaignDeviceView[] {
+    const c = this.get(id);
+    const latest = new Map<string, AssignmentRecord>();
+    for (const a of this.ctx.store.assignmentsOfCampaign(id)) latest.set(a.deviceId, a);
+    let wave = 0;
+    return c.devices.map((deviceId, i) => {
+      while (wave < c.spec.waves.length - 1 && i >= this.#waveEnd(c, wave)) wave++;
+      const a = latest.get(deviceId);
+      return { deviceId, wave: wave + 1, status: a ? a.status : 'waiting', assignmentId: a?.id ?? null, errorCode: a?.errorCode ?? null, updatedAt: a?.updatedAt ?? null };
+    });
   }
 
   /** Re-evaluates gates after assignment changes (called inside the manifest commit). */

@@ -9,8 +9,9 @@ import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { readFileSync } from 'node:fs';
 import { UpfleetError } from '@upfleet/core';
 import { initDirector, startDirector } from './director.ts';
-import { DirectorError } from './errors.ts';
+import { DirectorError, DirectorUnreachableError } from './errors.ts';
 import { Topics } from './mqtt-topics.ts';
+import packageJson from '../package.json' with { type: 'json' };
 
 type Env = Record<string, string | undefined>;
 
@@ -34,7 +35,7 @@ Commands:
   campaign create|start|pause|resume|abort|status|list
 
 Admin commands take --url (UPFLEET_DIRECTOR_URL) and --token (UPFLEET_ADMIN_TOKEN), and --json.
-Run 'upfleet-director <command> --help' for details.`,
+Run 'upfleet-director <command> --help' for details; 'upfleet-director --version' prints the version.`,
   init: `upfleet-director init --dir DIR [--root-keys N] [--root-threshold T]
 
 Writes DIR/keys/root.key (offline; encrypted with UPFLEET_PASSPHRASE, required),
@@ -122,13 +123,26 @@ class AdminClient {
         ...(body !== undefined && { body: JSON.stringify(body) }),
       });
     } catch (cause) {
-      throw new UpfleetError(`cannot reach the director at ${this.url}: ${(cause as Error).message}`, { cause });
+      const root = transportCause(cause);
+      throw new DirectorUnreachableError(this.url, root.code, root.message, { cause });
     }
     const text = await res.text();
     const json = text ? JSON.parse(text) : undefined;
     if (!res.ok) throw new DirectorError(res.status, json?.error?.code ?? `HTTP_${res.status}`, json?.error?.message ?? text, json?.error ?? {});
     return json;
   }
+}
+
+/** What fetch's "fetch failed" wraps: the innermost error with a system code (ECONNREFUSED...), else the innermost one. */
+function transportCause(error: unknown): { code?: string; message: string } {
+  let e = error as (Error & { code?: string; cause?: unknown; errors?: unknown[] }) | undefined;
+  let found: { code?: string; message: string } = { message: (error as Error)?.message ?? String(error) };
+  for (let depth = 0; e && depth < 8; depth++) {
+    if (typeof e.code === 'string' && /^E[A-Z]+$/.test(e.code)) return { code: e.code, message: e.message };
+    found = { message: e.message };
+    e = (e.cause ?? e.errors?.[0]) as typeof e;
+  }
+  return found;
 }
 
 function admin(values: { url?: string; token?: string }, env: Env): AdminClient {
@@ -147,6 +161,7 @@ async function main(argv: string[], io: CliIo): Promise<void> {
   const [command, ...rest] = argv;
   if (!command) throw new CliUsageError('missing command');
   if (command === '--help' || command === '-h' || command === 'help') return help(HELP.main);
+  if (command === '--version' || command === '-V') return help(`upfleet-director ${packageJson.version}`);
   switch (command) {
     case 'init': {
       const { values, positionals } = parse(rest, { dir: { type: 'string' }, 'root-keys': { type: 'string' }, 'root-threshold': { type: 'string' } });
@@ -286,7 +301,8 @@ async function main(argv: string[], io: CliIo): Promise<void> {
       } else {
         throw new CliUsageError(`unknown campaign subcommand ${sub ?? ''}`);
       }
-      return print(values.json, result, () => table([campaignRow(result)], CAMPAIGN_COLUMNS) + (result.reason ? `\nreason: ${result.reason}` : ''));
+      return print(values.json, result, () => table([campaignRow(result)], CAMPAIGN_COLUMNS) + (result.reason ? `\nreason: ${result.reason}` : '') +
+        (Array.isArray(result.deviceStatus) ? `\n\ndevices (${result.deviceStatus.length}):\n${table(result.deviceStatus, ['deviceId', 'wave', 'status', 'errorCode', 'updatedAt'])}` : ''));
     }
     default:
       throw new CliUsageError(`unknown command ${command}`);

@@ -142,11 +142,29 @@ describe('upfleet-director CLI', () => {
     assert.equal(refused.status, 1);
     assert.match(refused.stderr, /DEVICE_NOT_APPROVED/);
     assert.equal(wrongToken.status, 1);
-    assert.match(wrongToken.stderr, /UNAUTHENTICATED/);
+    assert.match(wrongToken.stderr, /^upfleet-director: DirectorError WRONG_ADMIN_TOKEN: the bearer token is not the admin token\n$/);
     const id = JSON.parse(created.stdout).id;
     const started = await cli(['campaign', 'start', id], env);
     assert.equal(started.status, 0, started.stderr);
     assert.match(started.stdout, /completed|running/);
+    const shown = await cli(['campaign', 'status', id], env);
+    assert.equal(shown.status, 0, shown.stderr);
+    assert.match(shown.stdout, /\n\ndevices \(0\):\nDEVICEID\s+WAVE\s+STATUS\s+ERRORCODE\s+UPDATEDAT\n?$/);
+    // An image the repository does not have is refused at create, not at start.
+    const [ghost, listed] = [await run(['campaign', 'create', '--name', 'ghost', '--image', 'brake=ghost.bin'], env), await cli(['campaign', 'list', '--json'], env)];
+    assert.equal(ghost.status, 1);
+    assert.match(ghost.stderr, /ASSIGNMENT_REFUSED: assignment of ghost\.bin .*refused: the image repository does not list it/);
+    assert.deepEqual(JSON.parse(listed.stdout).map((c: any) => c.spec.name), ['c']);
+  });
+
+  it('names the transport error when the director cannot be reached', async () => {
+    const closed = createServer();
+    await new Promise<void>((resolve) => closed.listen(0, '127.0.0.1', () => resolve()));
+    const port = (closed.address() as AddressInfo).port;
+    await new Promise((r) => closed.close(r));
+    const r = await run(['devices', 'list', '--url', `http://127.0.0.1:${port}`]);
+    assert.equal(r.status, 1);
+    assert.equal(r.stderr, `upfleet-director: DirectorUnreachableError UNREACHABLE: cannot reach the director at http://127.0.0.1:${port}: ECONNREFUSED (connect ECONNREFUSED 127.0.0.1:${port})\n`);
   });
 
   it('a taken port fails serve with one line naming the option that picks another', async () => {

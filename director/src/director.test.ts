@@ -53,7 +53,11 @@ describe('director over HTTP', () => {
       assert.equal(conflict.status, 409);
       assert.equal(conflict.body.error.code, 'ALREADY_REGISTERED');
       const bad = await h.api('POST', `/api/v1/devices/prov-2/register`, new SimDevice('prov-2').registration(), { authorization: 'Bearer nope' });
-      assert.equal(bad.status, 401);
+      assert.equal(bad.status, 403);
+      assert.deepEqual([bad.body.error.code, bad.body.error.message], ['WRONG_PROVISIONING_TOKEN', 'the bearer token is not the fleet provisioning token']);
+      const none = await h.api('POST', `/api/v1/devices/prov-2/register`, new SimDevice('prov-2').registration());
+      assert.equal(none.status, 401);
+      assert.deepEqual([none.body.error.code, none.body.error.reason], ['UNAUTHENTICATED', 'no provisioning token: send Authorization: Bearer <provisioning token>']);
       assert.equal((await h.admin('GET', '/api/v1/admin/devices/prov-2')).status, 404);
     });
 
@@ -138,8 +142,10 @@ describe('director over HTTP', () => {
     });
 
     it('admin endpoints need the admin token', async () => {
-      assert.equal((await h.api('GET', '/api/v1/admin/devices')).status, 401);
-      assert.equal((await h.api('GET', '/api/v1/admin/devices', undefined, { authorization: `Bearer ${PROVISIONING_TOKEN}` })).status, 401);
+      const none = await h.api('GET', '/api/v1/admin/devices');
+      assert.deepEqual([none.status, none.body.error.code, none.body.error.reason], [401, 'UNAUTHENTICATED', 'no admin token: send Authorization: Bearer <admin token>']);
+      const wrong = await h.api('GET', '/api/v1/admin/devices', undefined, { authorization: `Bearer ${PROVISIONING_TOKEN}` });
+      assert.deepEqual([wrong.status, wrong.body.error.code, wrong.body.error.message], [403, 'WRONG_ADMIN_TOKEN', 'the bearer token is not the admin token']);
     });
   });
 

@@ -142,6 +142,7 @@ export async function startDirector(o: StartOptions): Promise<RunningDirector> {
       server.closeAllConnections();
       await new Promise((r) => server.close(r));
       store.close();
+      log.info({ url }, 'director stopped');
     },
   };
 }

@@ -3,7 +3,7 @@
  * so the HTTP layer maps it without string matching, plus the structured
  * fields a test or an operator needs. Refusals never change stored state.
  */
-import { UpfleetError } from '@upfleet/core';
+import { DownloadError, UpfleetError } from '@upfleet/core';
 
 export class DirectorError extends UpfleetError {
   override name = 'DirectorError';
@@ -17,6 +17,15 @@ export class DirectorError extends UpfleetError {
   ) {
     super(message, options);
     this.code = code;
+  }
+}
+
+/** An admin command could not reach the director; `causeCode` is the transport's (ECONNREFUSED, ENOTFOUND...). */
+export class DirectorUnreachableError extends DownloadError {
+  override name = 'DirectorUnreachableError';
+  override readonly code = 'UNREACHABLE';
+  constructor(readonly url: string, readonly causeCode: string | undefined, detail: string, options?: ErrorOptions) {
+    super(`cannot reach the director at ${url}: ${causeCode ?? 'network error'}${detail && detail !== causeCode ? ` (${detail})` : ''}`, options);
   }
 }
 

@@ -91,6 +91,14 @@ export class Inventory {
    * @throws ConflictError (registered differently, ECU serial taken), ForbiddenError (decommissioned)
    */
   register(reg: Registration): { device: DeviceRecord; created: boolean } {
+    const result = this.#register(reg);
+    if (result.created) {
+      this.ctx.log.info({ deviceId: reg.deviceId, status: result.device.status, ecus: 1 + reg.secondaries.length, tags: result.device.tags }, 'device registered');
+    }
+    return result;
+  }
+
+  #register(reg: Registration): { device: DeviceRecord; created: boolean } {
     return this.ctx.commit(() => {
       const { store } = this.ctx;
       const existing = store.getDevice(reg.deviceId);

@@ -95,6 +95,7 @@ export class Manifests {
       const ecus = this.#verify(deviceId, manifest);
       const result = this.ctx.commit(() => this.#record(deviceId, manifest, ecus, via, digestOf(bytes)));
       this.ctx.metrics.manifestsAccepted.inc({ via });
+      this.ctx.log.info({ deviceId, via, counter: result.counter, changed: result.changed }, 'manifest accepted');
       return result;
     } catch (error) {
       const code = error instanceof ManifestRejectedError || error instanceof ForbiddenError || error instanceof NotFoundError ? error.code : 'ERROR';

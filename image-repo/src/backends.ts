@@ -8,11 +8,13 @@
  * re-signed with the offline keys.
  */
 import { createReadStream, statSync } from 'node:fs';
+import { Readable } from 'node:stream';
 import { request as httpRequest } from 'node:http';
 import { request as httpsRequest } from 'node:https';
 import { Metadata, bytesEqual, fromUtf8, type Targets } from '@upfleet/core';
 import type { BlobInfo } from './blob-store.ts';
 import { RemoteError, WorkspaceError } from './errors.ts';
+import { countBytes, type ImageProgress } from './image-progress.ts';
 import { KeyDirKeyring } from './online-keys.ts';
 import type { PublishBatch, PublishResult } from './publisher.ts';
 import { RepoStore } from './repo-store.ts';
@@ -27,7 +29,8 @@ export interface Backend {
   versions(): Promise<Record<string, number>>;
   /** Expiry dates of the published snapshot and timestamp (the online roles), for status. */
   onlineExpiries(): Promise<Record<string, string>>;
-  uploadImage(name: string, file: string): Promise<BlobInfo>;
+  /** Stores or uploads FILE; `onProgress` hears the bytes read from it, then `finished` once the repository holds it. */
+  uploadImage(name: string, file: string, onProgress?: (p: ImageProgress) => void): Promise<BlobInfo>;
   publish(batch: PublishBatch, now: Date): Promise<PublishResult>;
   close(): void;
 }
@@ -65,8 +68,10 @@ export class LocalBackend implements Backend {
     return expiries;
   }
 
-  async uploadImage(_name: string, file: string): Promise<BlobInfo> {
-    return this.#store.addImage(createReadStream(file), Number.MAX_SAFE_INTEGER);
+  async uploadImage(name: string, file: string, onProgress?: (p: ImageProgress) => void): Promise<BlobInfo> {
+    const info = await this.#store.addImage(readCounting(name, file, 'hashing', onProgress), Number.MAX_SAFE_INTEGER);
+    onProgress?.({ phase: 'hashing', name, done: info.length, total: info.length, finished: true });
+    return info;
   }
 
   async publish(batch: PublishBatch, now: Date): Promise<PublishResult> {
@@ -139,14 +144,15 @@ export class RemoteBackend implements Backend {
     return { snapshot: snapshot.signed.expires, timestamp: timestamp.signed.expires };
   }
 
-  async uploadImage(name: string, file: string): Promise<BlobInfo> {
+  async uploadImage(name: string, file: string, onProgress?: (p: ImageProgress) => void): Promise<BlobInfo> {
     const size = statSync(file).size;
     const body = await this.send('PUT', `/api/v1/images/${name.split('/').map(encodeURIComponent).join('/')}`, {
-      stream: () => createReadStream(file),
+      stream: () => readCounting(name, file, 'uploading', onProgress),
       length: size,
       type: 'application/octet-stream',
     });
     const reply = JSON.parse(body) as { length: number; hashes: { sha256: string; sha512: string } };
+    onProgress?.({ phase: 'uploading', name, done: reply.length, total: reply.length, finished: true });
     return { length: reply.length, ...reply.hashes };
   }
 
@@ -220,6 +226,16 @@ export class RemoteBackend implements Backend {
       } else req.end();
     });
   }
+}
+
+/** FILE's bytes, reporting progress as they are read. */
+function readCounting(name: string, file: string, phase: ImageProgress['phase'], onProgress?: (p: ImageProgress) => void): Readable {
+  const stream = createReadStream(file);
+  if (!onProgress) return stream;
+  let total: number | undefined;
+  let done = 0;
+  // Sized once the first chunk shows the file opened, so a missing file fails as it always did.
+  return Readable.from(countBytes(stream, (n) => onProgress({ phase, name, done: (done += n), total: (total ??= statSync(file).size) })), { objectMode: false });
 }
 
 /** A transport failure (refused connection, reset, bad TLS) as a typed error naming the URL. */

@@ -28,6 +28,8 @@ import {
   type RepoStatus,
 } from './operations.ts';
 import { startImageRepoServer } from './server.ts';
+import { ProgressLine, type ImageProgress } from './image-progress.ts';
+import packageJson from '../package.json' with { type: 'json' };
 
 type Options = NonNullable<ParseArgsConfig['options']>;
 
@@ -48,7 +50,7 @@ interface Command {
   usage: string;
   options: Options;
   positionals: number;
-  run(values: Values, positionals: string[], env: Env): Promise<unknown>;
+  run(values: Values, positionals: string[], env: Env, io: CliIo): Promise<unknown>;
   print?(result: any): string;
 }
 type Values = Record<string, string | boolean | string[] | undefined>;
@@ -59,6 +61,8 @@ export interface CliIo {
   out(text: string): void;
   err(text: string): void;
   env: Env;
+  /** stderr is a terminal: progress lines are redrawn in place (otherwise one final line per image). */
+  errIsTTY?: boolean;
 }
 
 const DIR_HELP = '  --dir DIR            the repository directory (default: $UPFLEET_REPO_DIR or .)';
@@ -110,19 +114,19 @@ Creates an encrypted ed25519 key file (a supplier's key for a delegated role) an
   },
   'add-target': {
     usage: `upfleet-repo add-target FILE --dir DIR --name NAME --hardware-id HW [--hardware-id HW2 ...] --version SEMVER [--release-counter N]
-Hashes FILE (sha256, sha512), stores or uploads it, and signs a new targets version with the offline targets key.
+Hashes FILE (sha256, sha512), stores or uploads it (progress on stderr: a bar on a terminal, else one line), and signs a new targets version with the offline targets key.
 ${DIR_HELP}
   --name NAME          target name (path segments of letters, digits, ._+-)
   --hardware-id HW     hardware ID the image is for (repeatable)
-  --version SEMVER     the image's version
+  --version SEMVER     the image's version (SemVer 2.0.0, e.g. 1.4.0 or 2.0.0-rc.1)
   --release-counter N  anti-rollback counter (default: the replaced target's, else 0)
 ${REMOTE_HELP}
   --json               print the result as JSON`,
     options: { ...COMMON, ...REMOTE, ...TARGET },
     positionals: 1,
-    async run(v, p, env) {
+    async run(v, p, env, io) {
       const passphrase = await readPassphrase(env, false);
-      return addTarget(context(v, env, passphrase), targetSpec(v, p[0]!));
+      return addTarget({ ...context(v, env, passphrase), onImageProgress: progressLine(io) }, targetSpec(v, p[0]!));
     },
     print: (r) => `targets version ${r.version}: ${r.target.length} bytes, sha256 ${r.target.hashes.sha256}`,
   },
@@ -180,10 +184,11 @@ ${REMOTE_HELP}
   --json               print the result as JSON`,
     options: { ...COMMON, ...REMOTE, ...TARGET, key: { type: 'string', multiple: true }, add: { type: 'string' }, remove: { type: 'string', multiple: true } },
     positionals: 1,
-    async run(v, p, env) {
+    async run(v, p, env, io) {
       const add = typeof v.add === 'string' ? [targetSpec(v, v.add)] : [];
       if (!v.add && (v.name || v.version || v['hardware-id'])) throw new UsageError('--name, --version and --hardware-id go with --add FILE');
-      return signDelegated(context(v, env, await readPassphrase(env, false)), { role: p[0]!, keyFiles: list(v, 'key'), add, remove: list(v, 'remove') });
+      const ctx = { ...context(v, env, await readPassphrase(env, false)), onImageProgress: progressLine(io) };
+      return signDelegated(ctx, { role: p[0]!, keyFiles: list(v, 'key'), add, remove: list(v, 'remove') });
     },
     print: (r) => `${r.role} version ${r.version}`,
   },
@@ -303,7 +308,7 @@ Commands:
   migrate-keys    split an old directory's keys into keys/offline/ and keys/online/
   serve           serve the repository over HTTP
 
-Run upfleet-repo COMMAND --help for the options of a command.
+Run upfleet-repo COMMAND --help for the options of a command; upfleet-repo --version prints the version.
 Offline passphrase (root, targets, supplier keys): $UPFLEET_PASSPHRASE or a prompt.
 Online passphrase (snapshot, timestamp; serve): $UPFLEET_ONLINE_PASSPHRASE, else DIR/keys/online/passphrase.
 Exit codes: 0 ok, 1 failure, 2 bad arguments.`;
@@ -326,6 +331,12 @@ function onlinePassphraseOf(env: Env): string | undefined {
   const given = env.UPFLEET_ONLINE_PASSPHRASE;
   if (given === '') throw new UsageError('UPFLEET_ONLINE_PASSPHRASE is empty');
   return given;
+}
+
+/** Progress of hashing or uploading images, on stderr. */
+function progressLine(io: CliIo): (p: ImageProgress) => void {
+  const line = new ProgressLine((text) => io.err(text), io.errIsTTY === true);
+  return (p) => line.update(p);
 }
 
 function targetSpec(v: Values, file: string) {
@@ -426,6 +437,10 @@ export async function runCli(argv: string[], io: CliIo): Promise<number> {
     io.out(MAIN_USAGE + '\n');
     return 0;
   }
+  if (name === '--version' || name === '-V') {
+    io.out(`upfleet-repo ${packageJson.version}\n`);
+    return 0;
+  }
   const command = COMMANDS[name];
   if (!command) {
     io.err(`upfleet-repo: unknown command ${name}\n\n${MAIN_USAGE}\n`);
@@ -448,7 +463,7 @@ export async function runCli(argv: string[], io: CliIo): Promise<number> {
     return 2;
   }
   try {
-    const result = await command.run(values, positionals, io.env);
+    const result = await command.run(values, positionals, io.env, io);
     if (result !== undefined) io.out((values.json || !command.print ? JSON.stringify(result, null, 2) : command.print(result)) + '\n');
     return 0;
   } catch (error) {

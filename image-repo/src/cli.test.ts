@@ -147,6 +147,19 @@ describe('upfleet-repo CLI', () => {
     server = await startImageRepoServer({ dir, token: TOKEN, logger: pino({ level: 'silent' }) });
   });
 
+  it('serve on a taken port fails with one line naming --port', async () => {
+    const busy = createServer();
+    await new Promise<void>((r) => busy.listen(0, '127.0.0.1', r));
+    const port = (busy.address() as AddressInfo).port;
+    try {
+      const r = await child(['serve', '--dir', dir, '--port', String(port), '--token', TOKEN]);
+      assert.equal(r.code, 1);
+      assert.equal(r.stderr, `upfleet-repo serve: error PORT_IN_USE: the image repository cannot listen on 127.0.0.1:${port}: the port is in use; choose another with --port P (0 = any free port)\n`);
+    } finally {
+      await new Promise((r) => busy.close(r));
+    }
+  });
+
   it('add-target signs locally, and the running server serves it at once', async () => {
     const r = ok(await child(['add-target', file('brake.bin'), '--dir', dir, '--name', 'brake-1.0.bin', '--hardware-id', 'brake-ecu', '--version', '1.0.0', '--release-counter', '2']));
     assert.match(r.stdout, /targets version 2: 20000 bytes, sha256 [0-9a-f]{64}/);
@@ -162,20 +175,53 @@ describe('upfleet-repo CLI', () => {
     assert.deepEqual(s.targets.map((t) => t.name).sort(), ['brake-1.0.bin', 'gw/gateway-2.0.bin']);
   });
 
+  it('add-target reports a long upload: one final line off a terminal, a bar redrawn in place on one', async () => {
+    writeFileSync(file('big.bin'), randomBytes(6 * 1024 * 1024));
+    const args = (name: string) => ['add-target', file('big.bin'), '--dir', dir, ...remote(), '--name', name, '--hardware-id', 'gw-a', '--version', '2.1.0'];
+    const piped = ok(await child(args('big-a.bin')));
+    assert.match(piped.stderr, /^uploaded big-a\.bin: 6\.00 MiB in \d+\.\d s \(\d+(\.\d+)? [KMG]iB\/s\)\n$/);
+    // In a pseudo-terminal (util-linux script): stderr is a TTY there.
+    const quote = (a: string) => `'${a.replaceAll("'", "'\\''")}'`;
+    const inPty = await new Promise<{ code: number; out: string }>((resolve) => {
+      execFile('script', ['-qfec', [process.execPath, BIN, ...args('big-b.bin')].map(quote).join(' '), '/dev/null'],
+        { env: { ...process.env, UPFLEET_PASSPHRASE: PASSPHRASE } }, (error, stdout) => resolve({ code: error ? 1 : 0, out: stdout }));
+    });
+    assert.equal(inPty.code, 0, inPty.out);
+    assert.match(inPty.out, /\r\x1b\[2Kuploading big-b\.bin \[[#-]{24}\] +\d+% \d+(\.\d+)?\/6\.00 MiB/);
+    assert.match(inPty.out, /\r\x1b\[2Kuploaded big-b\.bin: 6\.00 MiB in /);
+    assert.deepEqual((await serverStatus()).targets.map((t) => t.name).filter((n) => n.startsWith('big')).sort(), ['big-a.bin', 'big-b.bin']);
+    for (const name of ['big-a.bin', 'big-b.bin']) ok(await cli(['remove-target', name, '--dir', dir, ...remote()]));
+  });
+
   it('fails cleanly with a wrong passphrase or a wrong token, changing nothing', async () => {
     const before = (await serverStatus()).versions;
     const [wrongPass, wrongToken] = await Promise.all([
-      cli(['add-target', file('brake2.bin'), '--dir', dir, '--name', 'x.bin', '--hardware-id', 'h', '--version', '1'], { UPFLEET_PASSPHRASE: 'wrong' }),
-      cli(['add-target', file('brake2.bin'), '--dir', dir, '--remote', server.url, '--token', 'nope', '--name', 'x.bin', '--hardware-id', 'h', '--version', '1']),
+      cli(['add-target', file('brake2.bin'), '--dir', dir, '--name', 'x.bin', '--hardware-id', 'h', '--version', '1.0.0'], { UPFLEET_PASSPHRASE: 'wrong' }),
+      cli(['add-target', file('brake2.bin'), '--dir', dir, '--remote', server.url, '--token', 'nope', '--name', 'x.bin', '--hardware-id', 'h', '--version', '1.0.0']),
     ]);
     assert.equal(wrongPass.code, 1);
     assert.match(wrongPass.stderr, /error KEY_FILE: cannot decrypt \S*keys\/offline\/targets-[0-9a-f]+\.key\.json: wrong passphrase/);
     assert.equal(wrongToken.code, 1);
     assert.match(wrongToken.stderr, /error UNAUTHORIZED/);
-    const noFile = await cli(['add-target', file('absent.bin'), '--dir', dir, '--name', 'x.bin', '--hardware-id', 'h', '--version', '1']);
+    const noFile = await cli(['add-target', file('absent.bin'), '--dir', dir, '--name', 'x.bin', '--hardware-id', 'h', '--version', '1.0.0']);
     assert.equal(noFile.code, 1);
     assert.equal(noFile.stderr, `upfleet-repo add-target: error ENOENT: no such file or directory, open '${file('absent.bin')}'\n`);
     assert.deepEqual((await serverStatus()).versions, before);
+  });
+
+  it('add-target refuses a version that is not SemVer 2.0.0 with exit 2, publishing nothing', async () => {
+    const before = (await serverStatus()).versions;
+    const [banana, leadingZero] = await Promise.all([
+      child(['add-target', file('brake2.bin'), '--dir', dir, ...remote(), '--name', 'x.bin', '--hardware-id', 'h', '--version', 'banana']),
+      cli(['add-target', file('brake2.bin'), '--dir', dir, '--name', 'x.bin', '--hardware-id', 'h', '--version', '1.02.0']),
+    ]);
+    assert.equal(banana.code, 2, banana.stderr);
+    assert.equal(banana.stderr, 'upfleet-repo add-target: --version "banana" is not a semantic version (SemVer 2.0.0): expected MAJOR.MINOR.PATCH, e.g. 1.4.0\n');
+    assert.equal(banana.stdout, '');
+    assert.equal(leadingZero.code, 2, leadingZero.stderr);
+    assert.match(leadingZero.stderr, /"02" is not a number without leading zeros/);
+    assert.deepEqual((await serverStatus()).versions, before);
+    assert.ok(!(await serverStatus()).targets.some((t) => t.name === 'x.bin'));
   });
 
   it('delegates to a supplier, who signs its role with its own key; tuf-js downloads through the delegation', async () => {
@@ -195,11 +241,11 @@ describe('upfleet-repo CLI', () => {
     assert.match(signed.stdout, /acme version 1/);
     const [outside, wrongHardware] = await Promise.all([
       cli(
-        ['sign-delegated', 'acme', '--dir', supplierDir, ...remote(), '--key', file('acme.key.json'), '--add', file('camera.bin'), '--name', 'brake/evil.bin', '--hardware-id', 'camera', '--version', '1'],
+        ['sign-delegated', 'acme', '--dir', supplierDir, ...remote(), '--key', file('acme.key.json'), '--add', file('camera.bin'), '--name', 'brake/evil.bin', '--hardware-id', 'camera', '--version', '1.0.0'],
         { UPFLEET_PASSPHRASE: 'supplier secret' },
       ),
       cli(
-        ['sign-delegated', 'acme', '--dir', supplierDir, ...remote(), '--key', file('acme.key.json'), '--add', file('camera.bin'), '--name', 'acme/x.bin', '--hardware-id', 'brake-ecu', '--version', '1'],
+        ['sign-delegated', 'acme', '--dir', supplierDir, ...remote(), '--key', file('acme.key.json'), '--add', file('camera.bin'), '--name', 'acme/x.bin', '--hardware-id', 'brake-ecu', '--version', '1.0.0'],
         { UPFLEET_PASSPHRASE: 'supplier secret' },
       ),
     ]);
@@ -207,6 +253,12 @@ describe('upfleet-repo CLI', () => {
     assert.match(outside.stderr, /error DELEGATION_VIOLATION: acme target brake\/evil.bin: outside the paths/);
     assert.equal(wrongHardware.code, 1);
     assert.match(wrongHardware.stderr, /error DELEGATION_VIOLATION: .*hardware ID brake-ecu/);
+    const badVersion = await cli(
+      ['sign-delegated', 'acme', '--dir', supplierDir, ...remote(), '--key', file('acme.key.json'), '--add', file('camera.bin'), '--name', 'acme/y.bin', '--hardware-id', 'camera', '--version', '2.0'],
+      { UPFLEET_PASSPHRASE: 'supplier secret' },
+    );
+    assert.equal(badVersion.code, 2, badVersion.stderr);
+    assert.match(badVersion.stderr, /^upfleet-repo sign-delegated: --version "2\.0" is not a semantic version/);
     assert.equal((await serverStatus()).versions.acme, 1);
 
     const { updater } = client('tuf-a');

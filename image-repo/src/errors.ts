@@ -22,6 +22,23 @@ export class ImageRepoError extends UpfleetError {
   readonly status: number = 500;
 }
 
+/** A --version that is not a Semantic Versioning 2.0.0 version: a caller's mistake (exit 2). */
+export class InvalidVersionError extends UsageError {
+  override name = 'InvalidVersionError';
+  constructor(readonly value: string, readonly reason: string) {
+    super(`--version ${JSON.stringify(value)} is not a semantic version (SemVer 2.0.0): ${reason}`);
+  }
+}
+
+/** The server's port is taken; names the option that picks another (the director's PortInUseError, same shape). */
+export class PortInUseError extends UpfleetError {
+  override name = 'PortInUseError';
+  override readonly code = 'PORT_IN_USE';
+  constructor(readonly what: string, readonly host: string, readonly port: number, readonly option: string, advice: string, options?: ErrorOptions) {
+    super(`${what} cannot listen on ${host}:${port}: the port is in use; ${advice}`, options);
+  }
+}
+
 /** A target or role name that could escape its directory or is not allowed. */
 export class BadNameError extends ImageRepoError {
   override name = 'BadNameError';

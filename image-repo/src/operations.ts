@@ -37,7 +37,9 @@ import {
 } from '@upfleet/core';
 import { LocalBackend, RemoteBackend, type Backend } from './backends.ts';
 import { NotFoundError, WorkspaceError } from './errors.ts';
+import type { ImageProgress } from './image-progress.ts';
 import { checkRoleName, checkTargetName } from './names.ts';
+import { checkSemver } from './semver.ts';
 import { MemoryKeyring, onlinePassphrase } from './online-keys.ts';
 import type { PublishResult } from './publisher.ts';
 import { RepoStore } from './repo-store.ts';
@@ -60,6 +62,8 @@ export interface RepoContext {
   /** Publish to a server instead of DIR's own index. */
   remote?: { url: string; token: string };
   now?: () => Date;
+  /** Hears images being hashed or uploaded (the CLI draws a progress line). */
+  onImageProgress?: (p: ImageProgress) => void;
 }
 
 interface Session {
@@ -69,6 +73,7 @@ interface Session {
   onlinePassphrase: () => string;
   now: Date;
   expiries: Expiries;
+  onImageProgress?: (p: ImageProgress) => void;
 }
 
 async function withSession<T>(ctx: RepoContext, fn: (s: Session) => Promise<T>): Promise<T> {
@@ -80,7 +85,7 @@ async function withSession<T>(ctx: RepoContext, fn: (s: Session) => Promise<T>):
   const online = onlinePassphrase(ws, ctx.onlinePassphrase);
   const backend = ctx.remote ? new RemoteBackend(ctx.remote.url, ctx.remote.token, ws) : new LocalBackend(ws, online);
   try {
-    return await fn({ ws, backend, passphrase, onlinePassphrase: online, now: (ctx.now ?? (() => new Date()))(), expiries });
+    return await fn({ ws, backend, passphrase, onlinePassphrase: online, now: (ctx.now ?? (() => new Date()))(), expiries, onImageProgress: ctx.onImageProgress });
   } finally {
     backend.close();
   }
@@ -342,13 +347,14 @@ function checkSpec(spec: TargetSpec): void {
   checkTargetName(spec.name);
   if (spec.hardwareIds.length === 0) throw new UsageError('at least one --hardware-id is needed');
   if (!spec.version) throw new UsageError('--version is needed');
+  checkSemver(spec.version);
   if (spec.releaseCounter !== undefined && (!Number.isSafeInteger(spec.releaseCounter) || spec.releaseCounter < 0)) {
     throw new UsageError('--release-counter must be an integer >= 0');
   }
 }
 
 async function stageTarget(s: Session, into: Targets, spec: TargetSpec): Promise<TargetFile> {
-  const image = await s.backend.uploadImage(spec.name, spec.file);
+  const image = await s.backend.uploadImage(spec.name, spec.file, s.onImageProgress);
   const previous = into.targets[spec.name]?.custom?.releaseCounter;
   const info = new TargetFile(image.length, { sha256: image.sha256, sha512: image.sha512 }, {
     hardwareIds: [...spec.hardwareIds],

@@ -23,6 +23,7 @@ import {
   httpStatusOf,
   MethodNotAllowedError,
   NotFoundError,
+  PortInUseError,
   RangeNotSatisfiableError,
   UnauthorizedError,
   UploadTooLargeError,
@@ -74,7 +75,7 @@ const DEFAULT_MAX_METADATA = 16 << 20;
 
 /**
  * @throws WorkspaceError when DIR is not initialised, OldKeyLayoutError for keys of the old layout;
- * KeyFileError on a wrong or missing online passphrase.
+ * KeyFileError on a wrong or missing online passphrase; PortInUseError when the port is taken.
  */
 export async function startImageRepoServer(options: ImageRepoServerOptions): Promise<ImageRepoServer> {
   const workspace = new Workspace(options.dir);
@@ -127,12 +128,22 @@ export async function startImageRepoServer(options: ImageRepoServerOptions): Pro
 
   const handler = new RequestHandler({ store, log, metrics, registry, tokenDigest, limits, now });
   const server: Server = createServer((req, res) => void handler.handle(req, res));
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(options.port ?? 0, options.host ?? '127.0.0.1', () => resolve());
-  });
+  const host = options.host ?? '127.0.0.1';
+  try {
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(options.port ?? 0, host, () => resolve());
+    });
+  } catch (error) {
+    clearInterval(timer);
+    store.close();
+    if ((error as NodeJS.ErrnoException).code === 'EADDRINUSE') {
+      throw new PortInUseError('the image repository', host, options.port ?? 0, '--port', 'choose another with --port P (0 = any free port)', { cause: error });
+    }
+    throw error;
+  }
   const port = (server.address() as AddressInfo).port;
-  const url = `http://${options.host ?? '127.0.0.1'}:${port}`;
+  const url = `http://${host}:${port}`;
   log.info({ url, versions: store.publisher.versions() }, 'listening');
 
   return {
@@ -337,7 +348,7 @@ class RequestHandler {
     if (declared > limit) throw new UploadTooLargeError(limit);
     const info = await this.ctx.store.addImage(req, limit);
     this.ctx.metrics.uploadedBytes.inc(info.length);
-    this.ctx.log.info({ name, ...info }, 'image stored');
+    this.ctx.log.info({ target: name, ...info }, 'image stored');
     sendJson(res, 201, { name, length: info.length, hashes: { sha256: info.sha256, sha512: info.sha512 } });
   }
 
@@ -378,8 +389,11 @@ class RequestHandler {
       res.destroy();
       return;
     }
-    // The body of a refused upload may be unread; do not keep the connection.
-    if (!req.complete) res.setHeader('connection', 'close');
+    // After a 413, or with the body of a refused request unread, the connection cannot carry
+    // another request: close it, and destroy the socket once the answer is written.
+    if (status === 413 || !req.complete) res.setHeader('connection', 'close');
+    const socket = res.socket; // detached from res by the time 'finish' fires
+    if (!req.complete) res.once('finish', () => socket?.destroy());
     sendJson(res, status, { error: { code, message } });
   }
 }

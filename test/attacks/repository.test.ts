@@ -66,7 +66,7 @@ describe('rollback', () => {
     const old = await currentImageState(w.stack);
     await assign(w, v, w.v1, ['gateway']);
     // Something newer is published, and the agent sees it while installing v1.
-    await w.stack.publish({ name: 'extra-1.bin', data: new Uint8Array(10), hardwareIds: ['gateway'], version: '0', releaseCounter: 0 });
+    await w.stack.publish({ name: 'extra-1.bin', data: new Uint8Array(10), hardwareIds: ['gateway'], version: '0.0.0', releaseCounter: 0 });
     await expectInstalled(v);
     await assign(w, v, w.v2, ['gateway']);
     w.imageProxy.on('/metadata/timestamp.json', { kind: 'serve', body: old.timestamp.toBytes() });

@@ -6,10 +6,13 @@
  */
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
-const DEMO = join(import.meta.dirname, '..', '..', 'scripts', 'demo.ts');
+const ROOT = join(import.meta.dirname, '..', '..');
+const DEMO = join(ROOT, 'scripts', 'demo.ts');
 
 function demo(args: string[]): Promise<{ code: number | null; out: string; err: string }> {
   const child = spawn(process.execPath, ['--import', 'tsx', DEMO, ...args], { stdio: ['ignore', 'pipe', 'pipe'], cwd: join(import.meta.dirname, '..', '..') });
@@ -32,7 +35,45 @@ describe('npm run demo', () => {
     }
     assert.match(r.out, /demo-car-1-brake .*ECU \(full\)\s/);
     assert.match(r.out, /download\s+100%/);
+    // Sizes with binary prefixes: the 256 000-byte gateway image is 250 KiB, the 16 000-byte door image 15.6 KiB.
+    assert.match(r.out, /gateway-2\.0\.0\.bin\s+250 KiB\s+hardware gateway/);
+    assert.match(r.out, /demo-car-1-door\s+download 100%\s+15\.6\/15\.6 KiB/);
     assert.match(r.out, /OK: the director verified manifest #\d+ from demo-car-1/);
+  });
+
+  it('--keep-running prints nothing for polls that change nothing, and the steps of a new update', { timeout: 120_000 }, async () => {
+    const child = spawn(process.execPath, ['--import', 'tsx', DEMO, '--keep-running', '--link', 'emulated'], { stdio: ['ignore', 'pipe', 'pipe'], cwd: ROOT });
+    let out = '';
+    child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+    const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+    const until = async (pattern: RegExp, from: number, ms: number): Promise<void> => {
+      const end = Date.now() + ms;
+      while (!pattern.test(out.slice(from))) {
+        if (Date.now() > end) throw new Error(`no ${pattern} in:\n${out}`);
+        await new Promise((r) => setTimeout(r, 100));
+      }
+    };
+    const work = mkdtempSync(join(tmpdir(), 'upfleet-demo-keep-'));
+    try {
+      await until(/Press Ctrl-C to stop\.\n/, 0, 90_000);
+      // The agent polls every 2 s: three polls that find nothing print nothing.
+      const quietFrom = out.length;
+      await new Promise((r) => setTimeout(r, 6_500));
+      assert.equal(out.slice(quietFrom), '', 'no output while nothing changes');
+
+      // The commands the demo suggests: publish a new gateway image and assign it.
+      const publish = /^ {2}(echo new > fw\.bin && .*)$/m.exec(out)![1]!.replace('npx upfleet-repo', `${JSON.stringify(process.execPath)} ${join(ROOT, 'image-repo', 'bin', 'upfleet-repo')}`);
+      await new Promise<void>((resolve, reject) => execFile('sh', ['-c', publish], { cwd: work }, (e, _o, err) => (e ? reject(new Error(err)) : resolve())));
+      const assign = /Bearer ([^']+)'.* (http:\S+\/assignments) -d '([^']+)'/.exec(out)!;
+      const r = await fetch(assign[2]!, { method: 'POST', headers: { authorization: `Bearer ${assign[1]}`, 'content-type': 'application/json' }, body: assign[3] });
+      assert.equal(r.status, 201, await r.text());
+      await until(/step: downloading images\n[\s\S]*step: idle\n/, quietFrom, 30_000);
+      assert.doesNotMatch(out.slice(quietFrom), /\x1b\[/, 'no cursor moves over the summary');
+    } finally {
+      child.kill('SIGINT');
+      assert.equal(await exited, 0, out);
+      rmSync(work, { recursive: true, force: true });
+    }
   });
 
   it('exits 1 and says why when the update does not finish in time', { timeout: 60_000 }, async () => {

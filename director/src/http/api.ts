@@ -13,6 +13,7 @@ import { parseCampaignSpec } from '../campaigns.ts';
 import type { AssignmentRequest } from '../assignments.ts';
 import type { DeviceStatus, EventKind } from '../store.ts';
 import { openApiDocument } from './openapi.ts';
+import { parseQuery, type QueryRule } from './query.ts';
 import type { Router, Request, Reply } from './router.ts';
 
 const DEVICE_STATUSES: readonly DeviceStatus[] = ['preregistered', 'pending', 'active', 'decommissioned'];
@@ -62,7 +63,11 @@ export function addRoutes(router: Router, s: DirectorServices): void {
     auth.device(req.headers.authorization, id);
     return id;
   };
-  const admin = (req: Request) => auth.admin(req.headers.authorization);
+  /** Authorizes an admin request and checks its query against `rules` (no rules: no query parameters). */
+  const admin = <S extends Record<string, QueryRule>>(req: Request, rules: S = {} as S) => {
+    auth.admin(req.headers.authorization);
+    return parseQuery(req.query, rules);
+  };
 
   // Device API
   router.add('POST', '/api/v1/devices/{deviceId}/register', async (req) => {
@@ -97,11 +102,7 @@ export function addRoutes(router: Router, s: DirectorServices): void {
 
   // Admin API
   router.add('GET', '/api/v1/admin/devices', (req) => {
-    admin(req);
-    const status = req.query.get('status') ?? undefined;
-    if (status !== undefined && !DEVICE_STATUSES.includes(status as DeviceStatus)) {
-      throw new BadRequestError(`status must be one of ${DEVICE_STATUSES.join(', ')}`, { field: 'status' });
-    }
+    const { status } = admin(req, { status: { type: 'enum', values: DEVICE_STATUSES } });
     return ok({ devices: s.store.listDevices(status ? { status: status as DeviceStatus } : {}).map(publicDevice) });
   });
   router.add('POST', '/api/v1/admin/devices', async (req) => {
@@ -131,16 +132,13 @@ export function addRoutes(router: Router, s: DirectorServices): void {
     }));
   });
   router.add('GET', '/api/v1/admin/devices/{deviceId}/manifests', (req) => {
-    admin(req);
+    const { limit } = admin(req, { limit: { type: 'integer', min: 1, max: 1000, default: 100 } });
     s.inventory.get(req.params.deviceId!);
-    const limit = Math.min(Number(req.query.get('limit') ?? 100) || 100, 1000);
     return ok({ manifests: s.store.manifestsOf(req.params.deviceId!, limit) });
   });
   router.add('GET', '/api/v1/admin/devices/{deviceId}/events', (req) => {
-    admin(req);
+    const { kind } = admin(req, { kind: { type: 'enum', values: EVENT_KINDS } });
     s.inventory.get(req.params.deviceId!);
-    const kind = req.query.get('kind') ?? undefined;
-    if (kind !== undefined && !EVENT_KINDS.includes(kind as EventKind)) throw new BadRequestError(`kind must be one of ${EVENT_KINDS.join(', ')}`, { field: 'kind' });
     const events = s.store.eventsOf(req.params.deviceId!).filter((e) => kind === undefined || e.kind === kind);
     return ok({ events });
   });
@@ -164,12 +162,12 @@ export function addRoutes(router: Router, s: DirectorServices): void {
   });
   router.add('POST', '/api/v1/admin/campaigns', async (req) => {
     admin(req);
-    const c = s.campaigns.create(parseCampaignSpec(await req.json()));
+    const c = await s.campaigns.create(parseCampaignSpec(await req.json()));
     return ok(s.campaigns.status(c.id), 201);
   });
   router.add('GET', '/api/v1/admin/campaigns/{id}', (req) => {
     admin(req);
-    return ok(s.campaigns.status(req.params.id!));
+    return ok({ ...s.campaigns.status(req.params.id!), deviceStatus: s.campaigns.devices(req.params.id!) });
   });
   for (const action of ['start', 'pause', 'resume', 'abort'] as const) {
     router.add('POST', `/api/v1/admin/campaigns/{id}/${action}`, async (req) => {

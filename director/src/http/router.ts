@@ -107,12 +107,27 @@ export class Router {
       if (!(error instanceof DirectorError) && !(error instanceof UpfleetError)) this.log.error({ err: error, url: url.pathname }, 'request failed');
       reply = errorReply(error);
     }
+    closeIfBodyUnread(req, res, reply);
     send(res, reply);
     this.metrics.httpRequests.observe(
       { method: req.method ?? '', route: route?.pattern ?? 'unknown', status: String(reply.status) },
       Number(process.hrtime.bigint() - started) / 1e9,
     );
   }
+}
+
+/**
+ * After a 413, or any answer given before the request body was read to its end, the
+ * connection cannot carry another request (the rest of the body would be parsed as
+ * one, or the paused body would stall it forever): say `Connection: close`, and
+ * destroy the socket once the answer is written.
+ */
+function closeIfBodyUnread(req: IncomingMessage, res: ServerResponse, reply: Reply): void {
+  const unread = !req.complete;
+  if (reply.status !== 413 && !unread) return;
+  reply.headers = { ...reply.headers, connection: 'close' };
+  const socket = res.socket; // detached from res by the time 'finish' fires
+  if (unread) res.once('finish', () => socket?.destroy());
 }
 
 export function errorReply(error: unknown): Reply {
