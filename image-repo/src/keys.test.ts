@@ -269,7 +269,7 @@ describe('offline and online keys', () => {
         (e: unknown) => e instanceof errors.OldKeyLayoutError && e.code === 'OLD_KEY_LAYOUT' && e.keysDir === join(dir, 'keys') && e.files.join() === files.join(),
       );
       writeFileSync(join(work, 'old.bin'), 'x');
-      const add = await cli(['add-target', join(work, 'old.bin'), '--dir', dir, '--name', 'old.bin', '--hardware-id', 'h', '--version', '1'], { UPFLEET_PASSPHRASE: OFFLINE });
+      const add = await cli(['add-target', join(work, 'old.bin'), '--dir', dir, '--name', 'old.bin', '--hardware-id', 'h', '--version', '1.0.0'], { UPFLEET_PASSPHRASE: OFFLINE });
       assert.equal(add.code, 1);
       assert.match(add.stderr, /error OLD_KEY_LAYOUT: .* run upfleet-repo migrate-keys/);
       assert.deepEqual(readdirSync(join(dir, 'keys')).sort(), before);
@@ -296,7 +296,7 @@ describe('offline and online keys', () => {
 
       // Both sides work: a local add-target (offline keys, and the online ones for DIR's own index) ...
       writeFileSync(join(work, 'migrated.bin'), 'migrated');
-      ok(await cli(['add-target', join(work, 'migrated.bin'), '--dir', dir, '--name', 'migrated.bin', '--hardware-id', 'h', '--version', '1'], { UPFLEET_PASSPHRASE: OFFLINE }));
+      ok(await cli(['add-target', join(work, 'migrated.bin'), '--dir', dir, '--name', 'migrated.bin', '--hardware-id', 'h', '--version', '1.0.0'], { UPFLEET_PASSPHRASE: OFFLINE }));
       // ... and a server with the offline keys gone, which re-signs with the re-encrypted online keys.
       rmSync(join(keys, 'offline'), { recursive: true });
       let now = new Date();
