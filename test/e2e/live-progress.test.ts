@@ -107,4 +107,24 @@ for (const transport of ['http', 'mqtt'] as const) describe(`live progress at th
     if (transport === 'http') assert.ok(httpProgress > 0);
     else assert.equal(httpProgress, 0);
   });
+
+  if (transport === 'http') it('completes the update while the director refuses progress, keeping one waiting event per ECU and phase', async () => {
+    for (const [name, hardwareId, size] of [['gateway-3.0.0.bin', 'gateway', GATEWAY_BYTES], ['door-3.0.0.bin', 'door-ecu', DOOR_BYTES]] as const) {
+      await stack.publish({ name, data: randomBytes(size), hardwareIds: [hardwareId], version: '3.0.0', releaseCounter: 3 });
+    }
+    const assignment = await stack.assign(deviceId, [{ ecuSerial: gateway, image: 'gateway-3.0.0.bin' }, { ecuSerial: door, image: 'door-3.0.0.bin' }]);
+    directorProxy.on('/progress', { kind: 'serve', status: 503, body: new Uint8Array() });
+    const out = await vehicle.agent!.checkOnce();
+    assert.equal(out.result, 'success', JSON.stringify(out.failure));
+    assert.equal(vehicle.installed()[door]?.filename, 'door-3.0.0.bin');
+    assert.ok(directorProxy.requests.some((r) => r.path.endsWith('/progress') && r.status === 503));
+    // Two ECUs, two phases: four progress events wait (the latest of each), then the result manifest.
+    assert.deepEqual((await vehicle.agent!.status()).outbox, { manifest: 1, progress: 4, rejected: 0 });
+
+    directorProxy.clear();
+    const next = await vehicle.agent!.checkOnce();
+    assert.equal(next.undelivered, 0);
+    const final = (await stack.admin('GET', `/assignments/${assignment.id}`)).json;
+    assert.equal(final.status, 'succeeded');
+  });
 });
