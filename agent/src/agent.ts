@@ -34,12 +34,16 @@ import { ImageCache } from './image-cache.ts';
 import { SqliteMetadataStore } from './metadata-store.ts';
 import type { MqttChannel } from './mqtt-channel.ts';
 import { Outbox } from './outbox.ts';
+import { ProgressThrottle, progressKey } from './progress-throttle.ts';
 import { buildSteps, type ProgressEvent, type StoredResult } from './cycle.ts';
 import { Runner, StateStore, crashHookFromEnv, type CycleResult } from './machine/runner.ts';
 import type { FailureRecord, State } from './machine/states.ts';
 import { LocalInstallSecondary } from './secondaries/local-install.ts';
 import type { Secondary, SecondaryInfo } from './secondaries/secondary.ts';
 import { writeFileAtomic } from './atomic-file.ts';
+
+/** After a failed delivery, progress waits this long before it tries again (the cycle's own deliveries do not wait). */
+const PROGRESS_RETRY_MS = 10_000;
 
 export interface AgentOptions {
   /** Drivers for the configured secondaries; by default, serial drivers from the config. */
@@ -166,33 +170,54 @@ export async function createAgent(config: AgentConfig, options: AgentOptions = {
   let wakeRequested = false;
   let closed = false;
 
-  const progressMarks = new Map<string, number>();
-  const onProgress = (p: ProgressEvent): void => {
-    options.onProgress?.(p);
-    // Director events at each 10% (and the end), so the outbox stays small.
-    const key = `${p.ecuSerial}/${p.state}`;
-    const step = p.total === 0 ? 10 : Math.floor((p.done / p.total) * 10);
-    if (progressMarks.get(key) === step) return;
-    progressMarks.set(key, step);
-    outbox.enqueue('progress', p);
-  };
-
   let flushing: Promise<void> | undefined;
+  let flushAgain = false;
   let deliveryError: Error | undefined;
+  let lastFailedAt: number | undefined;
+  const flushOnce = async (): Promise<void> => {
+    try {
+      const viaMqtt = mqtt && mqtt.connected && !options.httpOnly;
+      const r = await outbox.flush((row) => (viaMqtt ? mqtt!.deliver(row) : director.deliver(row)));
+      deliveryError = r.error;
+      lastFailedAt = r.stoppedBy ? Date.now() : undefined;
+      if (r.stoppedBy) log.warn({ reason: r.stoppedBy, acked: r.acked, ...(r.error && { code: codeOf(r.error) }) }, 'outbox not fully delivered; will retry');
+    } catch (e) {
+      lastFailedAt = Date.now();
+      log.warn({ error: (e as Error).message }, 'outbox flush failed');
+    }
+  };
+  /** One delivery pass at a time; a call during a pass gets one more pass, so what it queued is tried too. */
   const flush = (): Promise<void> => {
-    flushing ??= (async () => {
+    if (flushing) {
+      flushAgain = true;
+      return flushing;
+    }
+    flushing = (async () => {
       try {
-        const viaMqtt = mqtt && mqtt.connected && !options.httpOnly;
-        const r = await outbox.flush((row) => (viaMqtt ? mqtt!.deliver(row) : director.deliver(row)));
-        deliveryError = r.error;
-        if (r.stoppedBy) log.warn({ reason: r.stoppedBy, acked: r.acked, ...(r.error && { code: codeOf(r.error) }) }, 'outbox not fully delivered; will retry');
-      } catch (e) {
-        log.warn({ error: (e as Error).message }, 'outbox flush failed');
+        do {
+          flushAgain = false;
+          await flushOnce();
+        } while (flushAgain && lastFailedAt === undefined);
       } finally {
         flushing = undefined;
       }
     })();
     return flushing;
+  };
+
+  // Progress reaches the director while the transfer runs: rate-limited, coalesced in
+  // the outbox, sent in the background. Nothing here may fail or hold up the update.
+  const throttle = new ProgressThrottle(config.progressIntervalSeconds * 1000);
+  const onProgress = (p: ProgressEvent): void => {
+    options.onProgress?.(p);
+    if (!throttle.admit(p, Date.now())) return;
+    try {
+      outbox.enqueueLatest('progress', progressKey(p), p);
+    } catch (e) {
+      log.warn({ error: (e as Error).message, ecuSerial: p.ecuSerial }, 'progress not queued');
+      return;
+    }
+    if (lastFailedAt === undefined || Date.now() - lastFailedAt >= PROGRESS_RETRY_MS) void flush();
   };
 
   const isProvisioned = (): boolean =>
@@ -234,7 +259,7 @@ export async function createAgent(config: AgentConfig, options: AgentOptions = {
 
   let cycling: Promise<CycleOutcome> | undefined;
   const cycleOnce = async (): Promise<CycleOutcome> => {
-    progressMarks.clear();
+    throttle.reset();
     const result = await getRunner().runCycle(randomBytes(8).toString('hex'));
     const failure = stateStore.load().state.cycle.failure;
     kv.set('lastCycle', { at: now().toISOString(), result, ...(failure && { failure }) });

@@ -52,6 +52,8 @@ export interface AgentConfig {
   /** File holding the key passphrase, when UPFLEET_KEY_PASSPHRASE is not set. */
   keyPassphraseFile?: string;
   pollIntervalSeconds: number;
+  /** Least time between two progress events of one ECU's download or install sent to the director. */
+  progressIntervalSeconds: number;
   provisioning: { directorRoot: string; imageRepoRoot: string; token?: string };
   limits: Limits;
   ecus: { primary: PrimaryEcuConfig; secondaries: SecondaryEcuConfig[] };
@@ -188,6 +190,7 @@ export function parseConfig(raw: unknown): AgentConfig {
     keyPath: str(raw, 'keyPath', ''),
     ...(raw.keyPassphraseFile !== undefined && { keyPassphraseFile: str(raw, 'keyPassphraseFile', '') }),
     pollIntervalSeconds: num(raw, 'pollIntervalSeconds', '', 1, 300),
+    progressIntervalSeconds: num(raw, 'progressIntervalSeconds', '', 0.1, 2),
     provisioning: {
       directorRoot: str(provisioning, 'directorRoot', 'provisioning.'),
       imageRepoRoot: str(provisioning, 'imageRepoRoot', 'provisioning.'),

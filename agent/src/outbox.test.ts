@@ -11,6 +11,7 @@ import { createServer, type AddressInfo, type Server, type Socket } from 'node:n
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Aedes } from 'aedes';
+import Database from 'better-sqlite3';
 import mqtt from 'mqtt';
 import { Ed25519Signer } from '@upfleet/core';
 import { openDb } from './db.ts';
@@ -78,6 +79,70 @@ describe('Outbox over HTTP', () => {
       db.close();
     } finally {
       server.close();
+    }
+  });
+});
+
+describe('Outbox.enqueueLatest', () => {
+  it('keeps only the latest progress per ECU and phase while the director is away, in queue order', async () => {
+    const dir = tempDir();
+    let up = false;
+    const received: string[] = [];
+    const server = http.createServer((req, res) => {
+      let body = '';
+      req.on('data', (c: Buffer) => (body += c.toString()));
+      req.on('end', () => {
+        if (!up) return void res.writeHead(503).end();
+        received.push(body);
+        res.writeHead(req.url!.endsWith('/progress') ? 204 : 200).end('{}');
+      });
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    const client = new DirectorClient(`http://127.0.0.1:${(server.address() as AddressInfo).port}`, 'car-9',
+      new DeviceTokens('car-9', Ed25519Signer.generate()), new HttpFetcher(DEFAULT_LIMITS));
+    const db = openDb(dir);
+    try {
+      const outbox = new Outbox(db);
+      const progress = (ecuSerial: string, state: string, done: number) =>
+        outbox.enqueueLatest('progress', `${ecuSerial}/${state}`, { ecuSerial, state, done, total: 1000 });
+      outbox.enqueue('manifest', { signed: { counter: 1 } });
+      // An hour offline: a thousand progress events for two ECUs and both phases.
+      for (let done = 0; done < 1000; done += 4) {
+        progress('brake', 'downloading', done);
+        progress('door', 'downloading', done);
+        assert.match((await outbox.flush((row) => client.deliver(row))).stoppedBy!, /HTTP 503/);
+      }
+      for (let done = 0; done <= 1000; done += 4) progress('brake', 'installing', done);
+      assert.deepEqual(outbox.counts(), { manifest: 1, progress: 3, rejected: 0 });
+
+      up = true;
+      assert.equal((await outbox.flush((row) => client.deliver(row))).acked, 4);
+      assert.deepEqual(received.map((b) => JSON.parse(b)), [
+        { signed: { counter: 1 } },
+        { ecuSerial: 'brake', state: 'downloading', done: 996, total: 1000 },
+        { ecuSerial: 'door', state: 'downloading', done: 996, total: 1000 },
+        { ecuSerial: 'brake', state: 'installing', done: 1000, total: 1000 },
+      ]);
+    } finally {
+      db.close();
+      server.close();
+    }
+  });
+
+  it('opens an outbox written before progress was coalesced and keeps its messages', () => {
+    const dir = tempDir();
+    const old = new Database(join(dir, 'agent.db'));
+    old.exec('CREATE TABLE outbox (id INTEGER PRIMARY KEY AUTOINCREMENT, kind TEXT NOT NULL, payload TEXT NOT NULL, created_at TEXT NOT NULL, attempts INTEGER NOT NULL DEFAULT 0)');
+    old.prepare("INSERT INTO outbox (kind, payload, created_at) VALUES ('progress', '{\"n\":1}', 'then')").run();
+    old.close();
+    const db = openDb(dir);
+    try {
+      const outbox = new Outbox(db);
+      outbox.enqueueLatest('progress', 'brake/downloading', { n: 2 });
+      outbox.enqueueLatest('progress', 'brake/downloading', { n: 3 });
+      assert.deepEqual(outbox.pending().map((r) => r.payload), ['{"n":1}', '{"n":3}']);
+    } finally {
+      db.close();
     }
   });
 });

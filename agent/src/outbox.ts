@@ -8,6 +8,9 @@
  *   refuses for good (a 4xx other than auth) is kept, marked rejected with the
  *   reason, and no longer sent: nothing is dropped silently.
  * - `enqueue` can run inside the runner's state transaction (see `enqueueLater`).
+ * - `enqueueLatest` keeps one waiting message per key (the latest progress of
+ *   one ECU's phase), so a long offline period does not fill the outbox with
+ *   progress nobody needs any more; the new message goes to the end of the queue.
  */
 import type { Db } from './db.ts';
 
@@ -26,6 +29,7 @@ export type Delivery = { outcome: 'ack' } | { outcome: 'retry'; reason: string; 
 
 export class Outbox {
   #insert;
+  #replace;
   #pending;
   #delete;
   #attempt;
@@ -35,7 +39,17 @@ export class Outbox {
 
   constructor(db: Db) {
     db.exec(`CREATE TABLE IF NOT EXISTS outbox_rejected (id INTEGER PRIMARY KEY, kind TEXT, payload TEXT, reason TEXT, rejected_at TEXT)`);
+    // Added after the first release: an older database gains the column in place.
+    if (!db.prepare<[], { name: string }>("SELECT name FROM pragma_table_info('outbox')").all().some((c) => c.name === 'coalesce_key')) {
+      db.exec('ALTER TABLE outbox ADD COLUMN coalesce_key TEXT');
+    }
     this.#insert = db.prepare<[string, string, string]>('INSERT INTO outbox (kind, payload, created_at) VALUES (?, ?, ?)');
+    const insertKeyed = db.prepare<[string, string, string, string]>('INSERT INTO outbox (kind, payload, created_at, coalesce_key) VALUES (?, ?, ?, ?)');
+    const deleteKeyed = db.prepare<[string, string]>('DELETE FROM outbox WHERE kind = ? AND coalesce_key = ?');
+    this.#replace = db.transaction((kind: OutboxKind, key: string, text: string) => {
+      deleteKeyed.run(kind, key);
+      insertKeyed.run(kind, text, new Date().toISOString(), key);
+    });
     this.#pending = db.prepare<[number], OutboxRow>('SELECT id, kind, payload, attempts FROM outbox ORDER BY id LIMIT ?');
     this.#delete = db.prepare<[number]>('DELETE FROM outbox WHERE id = ?');
     this.#attempt = db.prepare<[number]>('UPDATE outbox SET attempts = attempts + 1 WHERE id = ?');
@@ -52,6 +66,11 @@ export class Outbox {
 
   enqueue(kind: OutboxKind, payload: unknown): void {
     this.#insert.run(kind, JSON.stringify(payload), new Date().toISOString());
+  }
+
+  /** Enqueues, replacing the waiting message of the same kind and key, if any. */
+  enqueueLatest(kind: OutboxKind, key: string, payload: unknown): void {
+    this.#replace(kind, key, JSON.stringify(payload));
   }
 
   /** A closure that enqueues, for a runner commit (same transaction as the next state). */

@@ -13,14 +13,15 @@
  *   its own image rollback check (Uptane 5.4.4.2 partial verification).
  *   `sync` re-signs the device's targets when that list changes and queues a notify.
  * - Status moves forward only: pending -> downloading -> installing -> succeeded |
- *   failed | cancelled.
+ *   failed | cancelled. Progress events move it to downloading and installing, and
+ *   keep each ECU's latest progress (phase, done, total, time) on the assignment.
  */
 import { randomUUID } from 'node:crypto';
 import { canonicalString, imageCustom, matchDirectorTarget, TargetFile, TargetMismatchError, type InstalledImage } from '@upfleet/core';
 import { AssignmentRefusedError, BadRequestError, ConflictError, NotFoundError } from './errors.ts';
 import type { Context } from './context.ts';
 import type { Inventory } from './inventory.ts';
-import { ACTIVE_STATUSES, type AssignmentItem, type AssignmentRecord, type AssignmentStatus, type EcuRecord } from './store.ts';
+import { ACTIVE_STATUSES, type AssignmentItem, type AssignmentRecord, type AssignmentStatus, type EcuProgress, type EcuRecord } from './store.ts';
 
 export interface AssignmentRequest {
   ecuSerial: string;
@@ -112,7 +113,7 @@ export class Assignments {
       const now = this.ctx.nowIso();
       const a: AssignmentRecord = {
         id: randomUUID(), deviceId, campaignId, status, items, targetsVersion: 0,
-        errorCode: error?.code ?? null, errorMessage: error?.message ?? null, createdAt: now, updatedAt: now,
+        errorCode: error?.code ?? null, errorMessage: error?.message ?? null, createdAt: now, updatedAt: now, progress: {},
       };
       this.ctx.store.insertAssignment(a);
       this.ctx.metrics.assignments.inc({ status });
@@ -144,6 +145,13 @@ export class Assignments {
     this.ctx.metrics.assignments.inc({ status });
     this.ctx.log.info({ assignment: a.id, deviceId: a.deviceId, status, error }, 'assignment status');
     return true;
+  }
+
+  /** Keeps an ECU's latest progress on an assignment (one entry per ECU, the newest wins). Call inside a commit. */
+  recordProgress(a: AssignmentRecord, ecuSerial: string, p: Omit<EcuProgress, 'at'>): void {
+    // A computed key is an own property, also for a serial like "__proto__".
+    a.progress = { ...a.progress, [ecuSerial]: { ...p, at: this.ctx.nowIso() } };
+    this.ctx.store.updateAssignment(a.id, { progress: a.progress });
   }
 
   /** Cancels the open assignments of a device (only those naming `ecuSerial`, when given). Call inside a commit. */

@@ -321,6 +321,45 @@ describe('director over HTTP', () => {
       assert.equal((await h.admin('GET', `/api/v1/admin/devices/${d.id}/manifests`)).body.manifests.length, 2);
     });
 
+    it('keeps the latest progress of each ECU on the assignment and shows it to admins', async () => {
+      const d = new SimDevice('progress-1');
+      await h.register(d);
+      const [gw, brake] = [d.primary.serial, d.ecu('brake').serial];
+      const a = (await h.admin('POST', `/api/v1/admin/devices/${d.id}/assignments`, {
+        ecus: [{ ecuSerial: brake, image: 'brake-2.bin' }, { ecuSerial: gw, image: 'gw-2.bin' }],
+      })).body;
+      const progress = async (body: unknown) => (await h.api('POST', `/api/v1/devices/${d.id}/progress`, body, d.headers())).status;
+      assert.equal(await progress({ ecuSerial: gw, state: 'downloading', done: 100, total: 1000 }), 204);
+      assert.equal(await progress({ ecuSerial: gw, state: 'downloading', done: 700, total: 1000 }), 204);
+      assert.equal(await progress({ ecuSerial: brake, state: 'downloading', done: 5, total: 50 }), 204);
+      const downloading = (await h.admin('GET', `/api/v1/admin/assignments/${a.id}`)).body;
+      assert.equal(downloading.status, 'downloading');
+      assert.deepEqual(Object.keys(downloading.progress).sort(), [brake, gw].sort());
+      assert.deepEqual({ ...downloading.progress[gw], at: undefined }, { phase: 'downloading', done: 700, total: 1000, at: undefined });
+      assert.ok(Date.parse(downloading.progress[gw].at) > 0);
+
+      assert.equal(await progress({ ecuSerial: brake, state: 'installing', done: 20, total: 50 }), 204);
+      const view = (await h.admin('GET', `/api/v1/admin/devices/${d.id}`)).body;
+      const shown = view.assignments.find((x: any) => x.id === a.id);
+      assert.equal(shown.status, 'installing');
+      assert.deepEqual([shown.progress[brake].phase, shown.progress[brake].done], ['installing', 20]);
+      assert.equal(shown.progress[gw].done, 700);
+      const listed = (await h.admin('GET', `/api/v1/admin/devices/${d.id}/assignments`)).body.assignments.find((x: any) => x.id === a.id);
+      assert.deepEqual(listed.progress, shown.progress);
+    });
+
+    it('refuses progress with more done than total, and changes nothing', async () => {
+      const d = new SimDevice('progress-2');
+      await h.register(d);
+      const brake = d.ecu('brake').serial;
+      const a = (await h.admin('POST', `/api/v1/admin/devices/${d.id}/assignments`, { ecus: [{ ecuSerial: brake, image: 'brake-2.bin' }] })).body;
+      const r = await h.api('POST', `/api/v1/devices/${d.id}/progress`, { ecuSerial: brake, state: 'downloading', done: 11, total: 10 }, d.headers());
+      assert.equal(r.status, 400);
+      assert.equal(r.body.error.field, 'done');
+      const after = (await h.admin('GET', `/api/v1/admin/assignments/${a.id}`)).body;
+      assert.deepEqual([after.status, after.progress], ['pending', {}]);
+    });
+
     it('shows the release counter each ECU reports, also one lower than before', async () => {
       const d = new SimDevice('counter-1');
       await h.register(d);
@@ -573,6 +612,8 @@ describe('director over HTTP', () => {
     assert.match(metrics, /upfleet_director_manifests_accepted_total\{via="http"\} [1-9]/);
     assert.match(metrics, /upfleet_director_manifests_rejected_total\{via="http",code="MANIFEST_REPLAY"\} [1-9]/);
     assert.ok(doc.paths['/api/v1/admin/devices/{deviceId}/events'].get);
+    assert.equal(doc.components.schemas.Assignment.properties.progress.additionalProperties.$ref, '#/components/schemas/EcuProgress');
+    assert.deepEqual(doc.components.schemas.EcuProgress.required, ['phase', 'done', 'total', 'at']);
   });
 
   it('finds an image published after the cached view was taken', async () => {

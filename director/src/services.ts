@@ -16,7 +16,7 @@ import { Inventory } from './inventory.ts';
 import type { OnlineRole } from './key-store.ts';
 import { Manifests } from './manifests.ts';
 import { DirectorMetrics } from './metrics.ts';
-import type { AssignmentStatus, DeviceRecord, DirectorStore } from './store.ts';
+import type { DeviceRecord, DirectorStore } from './store.ts';
 
 /** The fleet's root versions (shared by every device). */
 export class Roots {
@@ -45,6 +45,7 @@ export function parseProgress(json: unknown): ProgressEvent {
   for (const f of ['done', 'total'] as const) {
     if (o[f] !== undefined && (typeof o[f] !== 'number' || !Number.isSafeInteger(o[f]) || (o[f] as number) < 0)) throw new BadRequestError(`${f} is not a count`, { field: f });
   }
+  if (typeof o.done === 'number' && typeof o.total === 'number' && o.done > o.total) throw new BadRequestError('done is more than total', { field: 'done' });
   return o as unknown as ProgressEvent;
 }
 
@@ -102,17 +103,19 @@ export class DirectorServices {
   }
 
   /**
-   * Applies a progress event to the device's open assignments (forward moves only).
+   * Applies a progress event to the device's open assignments: the status moves
+   * forward to the event's phase, and an ECU's counts become its latest progress.
    * @throws BadRequestError, ForbiddenError, NotFoundError
    */
   progress(deviceId: string, json: unknown): void {
     const event = parseProgress(json);
     this.inventory.requireActive(deviceId);
-    const target: AssignmentStatus = event.state;
+    const { ecuSerial, state, done, total } = event;
     this.ctx.commit(() => {
       for (const a of this.store.openAssignmentsOf(deviceId)) {
-        if (event.ecuSerial !== undefined && !a.items.some((i) => i.ecuSerial === event.ecuSerial)) continue;
-        this.assignments.setStatus(a, target);
+        if (ecuSerial !== undefined && !a.items.some((i) => i.ecuSerial === ecuSerial)) continue;
+        this.assignments.setStatus(a, state);
+        if (ecuSerial !== undefined && done !== undefined && total !== undefined) this.assignments.recordProgress(a, ecuSerial, { phase: state, done, total });
       }
     });
   }

@@ -28,7 +28,7 @@ CREATE INDEX IF NOT EXISTS ecus_device ON ecus(device_id);
 CREATE TABLE IF NOT EXISTS assignments (
   id TEXT PRIMARY KEY, device_id TEXT NOT NULL, campaign_id TEXT, status TEXT NOT NULL, items TEXT NOT NULL,
   targets_version INTEGER NOT NULL, error_code TEXT, error_message TEXT, created_at TEXT NOT NULL, updated_at TEXT NOT NULL,
-  seq INTEGER NOT NULL);
+  seq INTEGER NOT NULL, progress TEXT NOT NULL DEFAULT '{}');
 CREATE INDEX IF NOT EXISTS assignments_device ON assignments(device_id, seq);
 CREATE INDEX IF NOT EXISTS assignments_campaign ON assignments(campaign_id);
 CREATE TABLE IF NOT EXISTS events (
@@ -85,6 +85,7 @@ const assignmentFrom = (r: Row): AssignmentRecord => ({
   errorMessage: (r.error_message as string | null) ?? null,
   createdAt: r.created_at as string,
   updatedAt: r.updated_at as string,
+  progress: JSON.parse(r.progress as string),
 });
 
 const campaignFrom = (r: Row): CampaignRecord => ({
@@ -114,7 +115,7 @@ const ECU_COLUMNS: Columns = {
 };
 const ASSIGNMENT_COLUMNS: Columns = {
   status: ['status', same], errorCode: ['error_code', same], errorMessage: ['error_message', same],
-  updatedAt: ['updated_at', same], targetsVersion: ['targets_version', same],
+  updatedAt: ['updated_at', same], targetsVersion: ['targets_version', same], progress: ['progress', json],
 };
 const CAMPAIGN_COLUMNS: Columns = {
   status: ['status', same], spec: ['spec', json], devices: ['devices', json], wavesLaunched: ['waves_launched', same],
@@ -132,6 +133,10 @@ export class SqliteStore implements DirectorStore {
     this.#db.pragma('synchronous = NORMAL');
     this.#db.pragma('foreign_keys = ON');
     this.#db.exec(SCHEMA);
+    // Added after the first release: an older database gains the column in place.
+    if (!(this.#db.prepare("SELECT name FROM pragma_table_info('assignments')").all() as Array<{ name: string }>).some((c) => c.name === 'progress')) {
+      this.#db.exec("ALTER TABLE assignments ADD COLUMN progress TEXT NOT NULL DEFAULT '{}'");
+    }
     this.#seq = (this.#db.prepare('SELECT COALESCE(MAX(seq), 0) AS s FROM assignments').get() as { s: number }).s;
   }
 
@@ -204,9 +209,9 @@ export class SqliteStore implements DirectorStore {
   }
 
   insertAssignment(a: AssignmentRecord): void {
-    this.#stmt('INSERT INTO assignments VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)').run(
+    this.#stmt('INSERT INTO assignments VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)').run(
       a.id, a.deviceId, a.campaignId, a.status, JSON.stringify(a.items), a.targetsVersion, a.errorCode, a.errorMessage,
-      a.createdAt, a.updatedAt, ++this.#seq);
+      a.createdAt, a.updatedAt, ++this.#seq, JSON.stringify(a.progress));
   }
 
   updateAssignment(id: string, fields: Partial<AssignmentRecord>): void {

@@ -54,6 +54,14 @@ export interface AssignmentItem {
   previous: InstalledImage | null;
 }
 
+/** The latest progress one ECU reported for an assignment: its phase, bytes done of total, when the director heard it. */
+export interface EcuProgress {
+  phase: 'downloading' | 'installing';
+  done: number;
+  total: number;
+  at: string;
+}
+
 export interface AssignmentRecord {
   id: string;
   deviceId: string;
@@ -66,6 +74,8 @@ export interface AssignmentRecord {
   errorMessage: string | null;
   createdAt: string;
   updatedAt: string;
+  /** ECU serial -> its latest progress while the assignment was open (ECUs that reported none are absent). */
+  progress: Record<string, EcuProgress>;
 }
 
 /**
@@ -156,7 +166,7 @@ export interface DirectorStore {
   deleteEcu(serial: string): void;
 
   insertAssignment(a: AssignmentRecord): void;
-  updateAssignment(id: string, fields: Partial<Pick<AssignmentRecord, 'status' | 'errorCode' | 'errorMessage' | 'updatedAt' | 'targetsVersion'>>): void;
+  updateAssignment(id: string, fields: Partial<Pick<AssignmentRecord, 'status' | 'errorCode' | 'errorMessage' | 'updatedAt' | 'targetsVersion' | 'progress'>>): void;
   getAssignment(id: string): AssignmentRecord | undefined;
   assignmentsOf(deviceId: string): AssignmentRecord[];
   assignmentsOfCampaign(campaignId: string): AssignmentRecord[];

@@ -55,6 +55,8 @@ export interface VehicleOptions {
   directorUrl?: string;
   imageRepoUrl?: string;
   limits?: Partial<Limits>;
+  /** Least time between two progress events of one ECU to the director (agent default 2). */
+  progressIntervalSeconds?: number;
   /** Run the agent in this process (default) or only write its config (child agents). */
   agent?: 'in-process' | 'none';
   onProgress?: (p: ProgressEvent) => void;
@@ -162,6 +164,7 @@ export class Vehicle {
       keyPath: join(dir, 'var', 'primary.key'),
       keyPassphraseFile: join(dir, 'passphrase'),
       pollIntervalSeconds: 2,
+      ...(o.progressIntervalSeconds !== undefined && { progressIntervalSeconds: o.progressIntervalSeconds }),
       provisioning: { directorRoot: join(dir, 'director-root.json'), imageRepoRoot: join(dir, 'image-root.json'), token: PROVISIONING_TOKEN },
       limits: { minBytesPerSecond: 0, downloadAttempts: 2, ...o.limits },
       ecus: {
