@@ -40,6 +40,7 @@ import type { FailureRecord, State } from './machine/states.ts';
 import { LocalInstallSecondary } from './secondaries/local-install.ts';
 import type { Secondary, SecondaryInfo } from './secondaries/secondary.ts';
 import { writeFileAtomic } from './atomic-file.ts';
+import { Reconnect, type ReconnectOptions } from './reconnect.ts';
 
 export interface AgentOptions {
   /** Drivers for the configured secondaries; by default, serial drivers from the config. */
@@ -53,6 +54,8 @@ export interface AgentOptions {
   env?: NodeJS.ProcessEnv;
   /** Deliver the outbox over HTTP even when MQTT is configured (check --once). */
   httpOnly?: boolean;
+  /** Backoff policy and random source of the MQTT and director reconnects (tests). */
+  reconnect?: Pick<ReconnectOptions, 'policy' | 'random'>;
 }
 
 export interface CycleOutcome {
@@ -185,7 +188,8 @@ export async function createAgent(config: AgentConfig, options: AgentOptions = {
         const viaMqtt = mqtt && mqtt.connected && !options.httpOnly;
         const r = await outbox.flush((row) => (viaMqtt ? mqtt!.deliver(row) : director.deliver(row)));
         deliveryError = r.error;
-        if (r.stoppedBy) log.warn({ reason: r.stoppedBy, acked: r.acked, ...(r.error && { code: codeOf(r.error) }) }, 'outbox not fully delivered; will retry');
+        // A transport failure is the director link's outage, logged once by the run loop.
+        if (r.stoppedBy) (isTransport(r.error) ? log.debug.bind(log) : log.warn.bind(log))({ reason: r.stoppedBy, acked: r.acked, ...(r.error && { code: codeOf(r.error) }) }, 'outbox not fully delivered; will retry');
       } catch (e) {
         log.warn({ error: (e as Error).message }, 'outbox flush failed');
       } finally {
@@ -294,14 +298,21 @@ export async function createAgent(config: AgentConfig, options: AgentOptions = {
           log.info({}, 'mqtt connected');
           void flush();
         },
-        log: (msg, fields) => log.warn(fields ?? {}, msg),
+        log,
+        ...(options.reconnect && { reconnect: options.reconnect }),
       });
     }
+    // A cycle that cannot reach the director is retried with backoff, never later than the next poll.
+    const directorLink = new Reconnect({ link: 'director', log, ...options.reconnect });
     while (!closed) {
       wakeRequested = false;
+      let waitMs = config.pollIntervalSeconds * 1000;
       try {
         const outcome = await checkOnce();
         log.info({ result: outcome.result, failure: outcome.failure?.message, undelivered: outcome.undelivered }, 'cycle done');
+        const unreachable = directorUnreachable(outcome);
+        if (unreachable) waitMs = Math.min(waitMs, directorLink.failed(unreachable));
+        else directorLink.succeeded();
       } catch (e) {
         log.error({ error: (e as Error).message, code: (e as { code?: string }).code }, 'cycle failed');
       }
@@ -310,7 +321,7 @@ export async function createAgent(config: AgentConfig, options: AgentOptions = {
       db.pragma('shrink_memory');
       if (!wakeRequested) {
         await new Promise<void>((resolve) => {
-          const t = setTimeout(resolve, config.pollIntervalSeconds * 1000);
+          const t = setTimeout(resolve, waitMs);
           wake = () => {
             clearTimeout(t);
             resolve();
@@ -428,6 +439,21 @@ function withTimeout<T>(p: Promise<T>, ms: number): Promise<T> {
       (e) => (clearTimeout(t), reject(e)),
     );
   });
+}
+
+const TRANSPORT_CODES = new Set(['DOWNLOAD', 'HTTP', 'SLOW_RETRIEVAL']);
+
+function isTransport(e: Error | undefined): boolean {
+  return e !== undefined && TRANSPORT_CODES.has(codeOf(e));
+}
+
+/** The transport error that kept a cycle from the director (its requests or the outbox), if one did. */
+function directorUnreachable(outcome: CycleOutcome): Error | undefined {
+  const f = outcome.failure;
+  if (f && (f.state === 'sendingManifest' || f.state === 'checkingDirector') && TRANSPORT_CODES.has(f.code)) return Object.assign(new Error(f.message), { code: f.code });
+  const d = outcome.deliveryError;
+  if (d && TRANSPORT_CODES.has(d.code)) return Object.assign(new Error(d.message), { code: d.code });
+  return undefined;
 }
 
 function codeOf(e: Error): string {
