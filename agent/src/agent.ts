@@ -34,9 +34,9 @@ import { ImageCache } from './image-cache.ts';
 import { SqliteMetadataStore } from './metadata-store.ts';
 import type { MqttChannel } from './mqtt-channel.ts';
 import { Outbox } from './outbox.ts';
-import { buildSteps, type ProgressEvent, type StoredResult } from './cycle.ts';
+import { buildSteps, reportFor, type ProgressEvent, type StoredResult } from './cycle.ts';
 import { Runner, StateStore, crashHookFromEnv, type CycleResult } from './machine/runner.ts';
-import type { FailureRecord, State } from './machine/states.ts';
+import type { FailureRecord, PlannedInstall, State } from './machine/states.ts';
 import { LocalInstallSecondary } from './secondaries/local-install.ts';
 import type { Secondary, SecondaryInfo } from './secondaries/secondary.ts';
 import { writeFileAtomic } from './atomic-file.ts';
@@ -146,6 +146,7 @@ export async function createAgent(config: AgentConfig, options: AgentOptions = {
   const directorFetcher = new HttpFetcher(limits, () => tokens.header());
   const imageFetcher = new HttpFetcher(limits);
   const images = new ImageCache(join(config.storageDir, 'images'), imageFetcher, config.imageRepoUrl);
+  images.prune(imagesStillNeeded(stateStore.load().state));
 
   const primary = new LocalInstallSecondary({
     ecuSerial: config.ecus.primary.serial,
@@ -439,6 +440,17 @@ function withTimeout<T>(p: Promise<T>, ms: number): Promise<T> {
       (e) => (clearTimeout(t), reject(e)),
     );
   });
+}
+
+/**
+ * The images a start-up must keep: those of a cycle still under way (it
+ * resumes) or of one that failed and will be retried (its download resumes);
+ * anything else in the cache is left over.
+ */
+function imagesStillNeeded(state: State): PlannedInstall[] {
+  const { failure, plan } = state.cycle;
+  if (state.name !== 'idle') return plan;
+  return failure && reportFor(failure).retryable ? plan : [];
 }
 
 const TRANSPORT_CODES = new Set(['DOWNLOAD', 'HTTP', 'SLOW_RETRIEVAL']);
