@@ -87,9 +87,16 @@ export interface AgentStatus {
   lastCycle: { at: string; result: CycleResult; failure?: FailureRecord } | null;
 }
 
+export interface ProvisionResult {
+  status: string;
+  keyid: string;
+  /** Whether this run made the device key or found it (a provisioned device keeps its key). */
+  key: 'created' | 'reused';
+}
+
 export interface Agent {
   readonly config: AgentConfig;
-  provision(): Promise<{ status: string; keyid: string }>;
+  provision(): Promise<ProvisionResult>;
   checkOnce(): Promise<CycleOutcome>;
   /** Runs until `close()`: cycles on MQTT notify and every poll interval. */
   run(): Promise<void>;
@@ -257,15 +264,20 @@ export async function createAgent(config: AgentConfig, options: AgentOptions = {
     return cycling;
   };
 
-  async function provision(): Promise<{ status: string; keyid: string }> {
+  async function provision(): Promise<ProvisionResult> {
     const passphrase = resolvePassphrase(config, options);
-    if (!existsSync(config.keyPath)) {
-      mkdirSync(dirname(config.keyPath), { recursive: true });
+    const created = !existsSync(config.keyPath);
+    if (created) {
+      // The key is the device's identity at the director: a registered device never makes another.
+      const registered = kv.get<{ keyid?: string }>('registered');
+      if (registered) throw new ConfigError('keyPath', `this device registered with key ${registered.keyid ?? '(unknown)'}, but ${config.keyPath} is missing: restore it (is the data partition mounted?)`);
+      mkdirSync(dirname(config.keyPath), { recursive: true, mode: 0o700 });
       writeFileAtomic(config.keyPath, encryptKeyFile(Ed25519Signer.generate(), passphrase));
     } else {
       readPublicKey(new Uint8Array(readFileSync(config.keyPath)));
     }
     const s = loadSigner();
+    log.info({ keyid: s.key.keyid, keyPath: config.keyPath }, created ? 'device key created' : 'existing device key reused');
     pinRoot(directorStore, config.provisioning.directorRoot, 'provisioning.directorRoot', now());
     pinRoot(imageStore, config.provisioning.imageRepoRoot, 'provisioning.imageRepoRoot', now());
     const token = config.provisioning.token ?? env.UPFLEET_PROVISIONING_TOKEN;
@@ -279,9 +291,9 @@ export async function createAgent(config: AgentConfig, options: AgentOptions = {
       secondaries: await Promise.all(config.ecus.secondaries.map((x) => entry(x.serial))),
     };
     const res = await director.register(body, token);
-    kv.set('registered', { at: now().toISOString(), status: res.status });
+    kv.set('registered', { at: now().toISOString(), status: res.status, keyid: s.key.keyid });
     log.info({ status: res.status, keyid: s.key.keyid }, 'provisioned');
-    return { status: res.status, keyid: s.key.keyid };
+    return { status: res.status, keyid: s.key.keyid, key: created ? 'created' : 'reused' };
   }
 
   async function run(): Promise<void> {
