@@ -55,7 +55,7 @@ export class MqttChannel {
     let wasConnected = false;
     this.#client.on('error', (e) => (lastError = e));
     this.#client.on('close', () => {
-      if (this.#closing) return;
+      if (this.#closing || this.#retryTimer !== undefined) return; // one retry scheduled per failure
       const cause = lastError ?? new Error(wasConnected ? 'connection lost' : 'connection closed before CONNACK');
       lastError = undefined;
       wasConnected = false;
