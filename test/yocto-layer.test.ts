@@ -62,6 +62,7 @@ test('upfleet-agent.service runs the agent sandboxed, as upfleet, with serial ac
   assert.deepEqual(unit.get('PrivateTmp'), ['yes']);
   assert.deepEqual(unit.get('ReadWritePaths'), ['/var/lib/upfleet']);
   assert.deepEqual(unit.get('StateDirectory'), ['upfleet']);
+  assert.deepEqual(unit.get('RequiresMountsFor'), ['/var/lib/upfleet'], 'the state sits on the data partition');
   assert.ok(unit.get('SupplementaryGroups')?.[0]?.split(/\s+/).includes('dialout'));
   assert.equal(unit.get('MemoryDenyWriteExecute'), undefined, 'V8 needs W+X pages');
 });
@@ -73,6 +74,7 @@ test('upfleet-provision.service runs provisioning once, before the agent', () =>
   assert.ok(unit.get('Before')?.[0]?.split(/\s+/).includes('upfleet-agent.service'));
   assert.match(unit.get('ConditionPathExists')?.[0] ?? '', /^!\/var\/lib\/upfleet\//);
   assert.deepEqual(unit.get('UMask'), ['0077']);
+  assert.deepEqual(unit.get('RequiresMountsFor'), ['/var/lib/upfleet'], 'the key is made on the data partition');
 });
 
 test('the default agent.json has the agent config shape and the layer paths', () => {

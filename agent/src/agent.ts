@@ -35,12 +35,13 @@ import { SqliteMetadataStore } from './metadata-store.ts';
 import type { MqttChannel } from './mqtt-channel.ts';
 import { Outbox } from './outbox.ts';
 import { ProgressThrottle, progressKey } from './progress-throttle.ts';
-import { buildSteps, type ProgressEvent, type StoredResult } from './cycle.ts';
+import { buildSteps, reportFor, type ProgressEvent, type StoredResult } from './cycle.ts';
 import { Runner, StateStore, crashHookFromEnv, type CycleResult } from './machine/runner.ts';
-import type { FailureRecord, State } from './machine/states.ts';
+import type { FailureRecord, PlannedInstall, State } from './machine/states.ts';
 import { LocalInstallSecondary } from './secondaries/local-install.ts';
 import type { Secondary, SecondaryInfo } from './secondaries/secondary.ts';
 import { writeFileAtomic } from './atomic-file.ts';
+import { Reconnect, type ReconnectOptions } from './reconnect.ts';
 
 /** After a failed delivery, progress waits this long before it tries again (the cycle's own deliveries do not wait). */
 const PROGRESS_RETRY_MS = 10_000;
@@ -57,6 +58,8 @@ export interface AgentOptions {
   env?: NodeJS.ProcessEnv;
   /** Deliver the outbox over HTTP even when MQTT is configured (check --once). */
   httpOnly?: boolean;
+  /** Backoff policy and random source of the MQTT and director reconnects (tests). */
+  reconnect?: Pick<ReconnectOptions, 'policy' | 'random'>;
 }
 
 export interface CycleOutcome {
@@ -88,9 +91,16 @@ export interface AgentStatus {
   lastCycle: { at: string; result: CycleResult; failure?: FailureRecord } | null;
 }
 
+export interface ProvisionResult {
+  status: string;
+  keyid: string;
+  /** Whether this run made the device key or found it (a provisioned device keeps its key). */
+  key: 'created' | 'reused';
+}
+
 export interface Agent {
   readonly config: AgentConfig;
-  provision(): Promise<{ status: string; keyid: string }>;
+  provision(): Promise<ProvisionResult>;
   checkOnce(): Promise<CycleOutcome>;
   /** Runs until `close()`: cycles on MQTT notify and every poll interval. */
   run(): Promise<void>;
@@ -147,6 +157,7 @@ export async function createAgent(config: AgentConfig, options: AgentOptions = {
   const directorFetcher = new HttpFetcher(limits, () => tokens.header());
   const imageFetcher = new HttpFetcher(limits);
   const images = new ImageCache(join(config.storageDir, 'images'), imageFetcher, config.imageRepoUrl);
+  images.prune(imagesStillNeeded(stateStore.load().state));
 
   const primary = new LocalInstallSecondary({
     ecuSerial: config.ecus.primary.serial,
@@ -180,7 +191,8 @@ export async function createAgent(config: AgentConfig, options: AgentOptions = {
       const r = await outbox.flush((row) => (viaMqtt ? mqtt!.deliver(row) : director.deliver(row)));
       deliveryError = r.error;
       lastFailedAt = r.stoppedBy ? Date.now() : undefined;
-      if (r.stoppedBy) log.warn({ reason: r.stoppedBy, acked: r.acked, ...(r.error && { code: codeOf(r.error) }) }, 'outbox not fully delivered; will retry');
+      // A transport failure is the director link's outage, logged once by the run loop.
+      if (r.stoppedBy) (isTransport(r.error) ? log.debug.bind(log) : log.warn.bind(log))({ reason: r.stoppedBy, acked: r.acked, ...(r.error && { code: codeOf(r.error) }) }, 'outbox not fully delivered; will retry');
     } catch (e) {
       lastFailedAt = Date.now();
       log.warn({ error: (e as Error).message }, 'outbox flush failed');
@@ -277,15 +289,20 @@ export async function createAgent(config: AgentConfig, options: AgentOptions = {
     return cycling;
   };
 
-  async function provision(): Promise<{ status: string; keyid: string }> {
+  async function provision(): Promise<ProvisionResult> {
     const passphrase = resolvePassphrase(config, options);
-    if (!existsSync(config.keyPath)) {
-      mkdirSync(dirname(config.keyPath), { recursive: true });
+    const created = !existsSync(config.keyPath);
+    if (created) {
+      // The key is the device's identity at the director: a registered device never makes another.
+      const registered = kv.get<{ keyid?: string }>('registered');
+      if (registered) throw new ConfigError('keyPath', `this device registered with key ${registered.keyid ?? '(unknown)'}, but ${config.keyPath} is missing: restore it (is the data partition mounted?)`);
+      mkdirSync(dirname(config.keyPath), { recursive: true, mode: 0o700 });
       writeFileAtomic(config.keyPath, encryptKeyFile(Ed25519Signer.generate(), passphrase));
     } else {
       readPublicKey(new Uint8Array(readFileSync(config.keyPath)));
     }
     const s = loadSigner();
+    log.info({ keyid: s.key.keyid, keyPath: config.keyPath }, created ? 'device key created' : 'existing device key reused');
     pinRoot(directorStore, config.provisioning.directorRoot, 'provisioning.directorRoot', now());
     pinRoot(imageStore, config.provisioning.imageRepoRoot, 'provisioning.imageRepoRoot', now());
     const token = config.provisioning.token ?? env.UPFLEET_PROVISIONING_TOKEN;
@@ -299,9 +316,9 @@ export async function createAgent(config: AgentConfig, options: AgentOptions = {
       secondaries: await Promise.all(config.ecus.secondaries.map((x) => entry(x.serial))),
     };
     const res = await director.register(body, token);
-    kv.set('registered', { at: now().toISOString(), status: res.status });
+    kv.set('registered', { at: now().toISOString(), status: res.status, keyid: s.key.keyid });
     log.info({ status: res.status, keyid: s.key.keyid }, 'provisioned');
-    return { status: res.status, keyid: s.key.keyid };
+    return { status: res.status, keyid: s.key.keyid, key: created ? 'created' : 'reused' };
   }
 
   async function run(): Promise<void> {
@@ -319,14 +336,21 @@ export async function createAgent(config: AgentConfig, options: AgentOptions = {
           log.info({}, 'mqtt connected');
           void flush();
         },
-        log: (msg, fields) => log.warn(fields ?? {}, msg),
+        log,
+        ...(options.reconnect && { reconnect: options.reconnect }),
       });
     }
+    // A cycle that cannot reach the director is retried with backoff, never later than the next poll.
+    const directorLink = new Reconnect({ link: 'director', log, ...options.reconnect });
     while (!closed) {
       wakeRequested = false;
+      let waitMs = config.pollIntervalSeconds * 1000;
       try {
         const outcome = await checkOnce();
         log.info({ result: outcome.result, failure: outcome.failure?.message, undelivered: outcome.undelivered }, 'cycle done');
+        const unreachable = directorUnreachable(outcome);
+        if (unreachable) waitMs = Math.min(waitMs, directorLink.failed(unreachable));
+        else directorLink.succeeded();
       } catch (e) {
         log.error({ error: (e as Error).message, code: (e as { code?: string }).code }, 'cycle failed');
       }
@@ -335,7 +359,7 @@ export async function createAgent(config: AgentConfig, options: AgentOptions = {
       db.pragma('shrink_memory');
       if (!wakeRequested) {
         await new Promise<void>((resolve) => {
-          const t = setTimeout(resolve, config.pollIntervalSeconds * 1000);
+          const t = setTimeout(resolve, waitMs);
           wake = () => {
             clearTimeout(t);
             resolve();
@@ -453,6 +477,32 @@ function withTimeout<T>(p: Promise<T>, ms: number): Promise<T> {
       (e) => (clearTimeout(t), reject(e)),
     );
   });
+}
+
+/**
+ * The images a start-up must keep: those of a cycle still under way (it
+ * resumes) or of one that failed and will be retried (its download resumes);
+ * anything else in the cache is left over.
+ */
+function imagesStillNeeded(state: State): PlannedInstall[] {
+  const { failure, plan } = state.cycle;
+  if (state.name !== 'idle') return plan;
+  return failure && reportFor(failure).retryable ? plan : [];
+}
+
+const TRANSPORT_CODES = new Set(['DOWNLOAD', 'HTTP', 'SLOW_RETRIEVAL']);
+
+function isTransport(e: Error | undefined): boolean {
+  return e !== undefined && TRANSPORT_CODES.has(codeOf(e));
+}
+
+/** The transport error that kept a cycle from the director (its requests or the outbox), if one did. */
+function directorUnreachable(outcome: CycleOutcome): Error | undefined {
+  const f = outcome.failure;
+  if (f && (f.state === 'sendingManifest' || f.state === 'checkingDirector') && TRANSPORT_CODES.has(f.code)) return Object.assign(new Error(f.message), { code: f.code });
+  const d = outcome.deliveryError;
+  if (d && TRANSPORT_CODES.has(d.code)) return Object.assign(new Error(d.message), { code: d.code });
+  return undefined;
 }
 
 function codeOf(e: Error): string {

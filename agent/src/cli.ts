@@ -87,7 +87,7 @@ async function main(): Promise<number> {
     switch (command) {
       case 'provision': {
         const r = await agent.provision();
-        process.stdout.write(json ? JSON.stringify(r) + '\n' : `provisioned ${config.deviceId}: ${r.status}, primary key ${r.keyid}\n`);
+        process.stdout.write(json ? JSON.stringify(r) + '\n' : `provisioned ${config.deviceId}: ${r.status}, primary key ${r.keyid} (${r.key === 'reused' ? 'existing key reused' : 'new key'})\n`);
         return 0;
       }
       case 'status': {

@@ -46,6 +46,19 @@ describe('parseConfig', () => {
     assert.equal(c.ecus.secondaries[0]!.verification, 'full');
   });
 
+  it('keeps its state in /var/lib/upfleet (the data partition) and the key under it, unless told otherwise', () => {
+    const c = valid() as Partial<ReturnType<typeof valid>>;
+    delete c.storageDir;
+    delete c.keyPath;
+    const d = parseConfig(c);
+    assert.equal(d.storageDir, '/var/lib/upfleet');
+    assert.equal(d.keyPath, '/var/lib/upfleet/keys/primary.key');
+    const moved = parseConfig({ ...c, storageDir: '/data/upfleet' });
+    assert.equal(moved.keyPath, '/data/upfleet/keys/primary.key');
+    assert.equal(parseConfig({ ...c, keyPath: '/data/key' }).keyPath, '/data/key');
+    assert.equal(field(() => parseConfig({ ...c, storageDir: '' })), 'storageDir');
+  });
+
   const bad: Array<[string, (c: ReturnType<typeof valid>) => void, string]> = [
     ['a missing device ID', (c) => delete (c as Partial<typeof c>).deviceId, 'deviceId'],
     ['a director URL that is not one', (c) => (c.directorUrl = 'not a url'), 'directorUrl'],

@@ -5,6 +5,7 @@
  * JSON path (e.g. `ecus.secondaries[1].baud`). Nothing else reads the raw file.
  */
 import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { ConfigError } from './errors.ts';
 
 export interface PrimaryEcuConfig {
@@ -47,7 +48,13 @@ export interface AgentConfig {
   mqttUrl?: string;
   /** MQTT topic root; the device's topics are `<prefix>/devices/<deviceId>/...`. */
   mqttTopicPrefix: string;
+  /**
+   * The agent's state: database (pinned roots, outbox, cycle state, registration),
+   * image cache, primary slot state, device key. On an A/B device it must sit on
+   * the shared data partition, which survives a slot switch (default DEFAULT_STORAGE_DIR).
+   */
   storageDir: string;
+  /** The encrypted device key (default `<storageDir>/keys/primary.key`). */
   keyPath: string;
   /** File holding the key passphrase, when UPFLEET_KEY_PASSPHRASE is not set. */
   keyPassphraseFile?: string;
@@ -58,6 +65,9 @@ export interface AgentConfig {
   limits: Limits;
   ecus: { primary: PrimaryEcuConfig; secondaries: SecondaryEcuConfig[] };
 }
+
+/** Where the agent's state lives when the config names no `storageDir`. */
+export const DEFAULT_STORAGE_DIR = '/var/lib/upfleet';
 
 export const DEFAULT_LIMITS: Limits = {
   maxMetadataBytes: 4 * 1024 * 1024,
@@ -180,14 +190,15 @@ export function parseConfig(raw: unknown): AgentConfig {
   const ecus = obj(raw, 'ecus', '');
   const secondariesRaw = ecus.secondaries ?? [];
   if (!Array.isArray(secondariesRaw)) throw new ConfigError('ecus.secondaries', 'must be an array');
+  const storageDir = raw.storageDir === undefined ? DEFAULT_STORAGE_DIR : str(raw, 'storageDir', '');
   const config: AgentConfig = {
     deviceId: str(raw, 'deviceId', ''),
     directorUrl: url(raw, 'directorUrl', '', ['http:', 'https:']),
     imageRepoUrl: url(raw, 'imageRepoUrl', '', ['http:', 'https:']),
     ...(raw.mqttUrl !== undefined && raw.mqttUrl !== '' && { mqttUrl: url(raw, 'mqttUrl', '', ['mqtt:', 'mqtts:', 'ws:', 'wss:', 'tcp:']) }),
     mqttTopicPrefix: (optStr(raw, 'mqttTopicPrefix', '') ?? 'upfleet/v1').replace(/\/+$/, ''),
-    storageDir: str(raw, 'storageDir', ''),
-    keyPath: str(raw, 'keyPath', ''),
+    storageDir,
+    keyPath: raw.keyPath === undefined ? join(storageDir, 'keys', 'primary.key') : str(raw, 'keyPath', ''),
     ...(raw.keyPassphraseFile !== undefined && { keyPassphraseFile: str(raw, 'keyPassphraseFile', '') }),
     pollIntervalSeconds: num(raw, 'pollIntervalSeconds', '', 1, 300),
     progressIntervalSeconds: num(raw, 'progressIntervalSeconds', '', 0.1, 2),

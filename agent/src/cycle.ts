@@ -289,6 +289,7 @@ export function buildSteps(d: CycleDeps): Steps {
 
     async reporting(state: State): Promise<StepResult> {
       const { failure, plan, directorTargetsVersion } = state.cycle;
+      d.images.removeInstalled(plan, state.cycle.activated); // the ECUs run them now: free the space
       const report = failure && reportFor(failure);
       if (failure && !report!.attack && failure.state === 'checkingDirector') {
         // The director could not be reached: there is nothing to report to it yet.

@@ -146,3 +146,20 @@ describe('ImageCache.download', () => {
     await assert.rejects(c.download(other, { attempts: 1 }), (e: unknown) => e instanceof HttpError && e.status === 404);
   });
 });
+
+describe('ImageCache.removeInstalled', () => {
+  it('deletes the images of activated ECUs, keeps one another ECU still needs, and ignores entries that name no file', async () => {
+    reset('ok');
+    const c = cache();
+    await c.download(target, { attempts: 1 });
+    const other = { ...target, name: 'other.bin', hashes: { sha256: 'cd'.repeat(32) } };
+    writeFileSync(c.path(other).replace('.image', '.partial'), Buffer.alloc(10));
+    const bogus = { ...target, name: 'bogus.bin', ecuSerial: 'ecu-x', hashes: { sha256: 'not hex' } };
+    const plan = [{ ...target, ecuSerial: 'ecu-a' }, { ...target, ecuSerial: 'ecu-b' }, { ...other, ecuSerial: 'ecu-c' }, bogus];
+    c.removeInstalled(plan, ['ecu-a']);
+    assert.ok(c.has(target), 'ecu-b has yet to install the same image');
+    c.removeInstalled(plan, ['ecu-a', 'ecu-b', 'ecu-c']);
+    assert.equal(existsSync(c.path(target)), false);
+    assert.equal(existsSync(c.path(other).replace('.image', '.partial')), false);
+  });
+});

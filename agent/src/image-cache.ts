@@ -10,6 +10,10 @@
  *   the bytes already on disk are re-hashed first, so the check covers them.
  * - Never more than the signed length is accepted (LengthLimitError), and a
  *   hash mismatch deletes the partial file (LengthOrHashMismatchError).
+ * - An image lives here only until its ECU runs it: once activated it is
+ *   deleted (`removeInstalled`), so an update needs the image's size once on
+ *   disk, not twice. A failed download that will be retried keeps its partial
+ *   file, so the retry resumes.
  */
 import { closeSync, createReadStream, existsSync, fsyncSync, mkdirSync, openSync, readdirSync, renameSync, rmSync, statSync } from 'node:fs';
 import { open, type FileHandle } from 'node:fs/promises';
@@ -166,11 +170,34 @@ export class ImageCache {
     for await (const chunk of createReadStream(this.path(target), { start: offset, highWaterMark: 1 << 16 })) yield chunk as Buffer;
   }
 
+  /**
+   * Deletes the image (and any partial file) of each plan entry whose ECU is
+   * in `activated`, unless an entry not yet activated needs the same file.
+   */
+  removeInstalled(plan: readonly (ImageTarget & { ecuSerial: string })[], activated: readonly string[]): void {
+    const stillNeeded = new Set(plan.filter((p) => !activated.includes(p.ecuSerial)).map((p) => this.#pathIfValid(p)));
+    for (const p of plan) {
+      const file = this.#pathIfValid(p);
+      if (file === undefined || !activated.includes(p.ecuSerial) || stillNeeded.has(file)) continue;
+      rmSync(file, { force: true });
+      rmSync(file.replace(/\.image$/, '.partial'), { force: true });
+    }
+  }
+
+  /** The file of a target, or undefined when its hash cannot name one (an unverified plan entry may be anything). */
+  #pathIfValid(target: ImageTarget): string | undefined {
+    try {
+      return this.path(target);
+    } catch {
+      return undefined;
+    }
+  }
+
   /** Drops every file not in `keep` (the images of the current plan). */
   prune(keep: readonly ImageTarget[]): void {
     const names = new Set(keep.flatMap((t) => {
-      const p = this.path(t);
-      return [p, p.replace(/\.image$/, '.partial')];
+      const p = this.#pathIfValid(t);
+      return p === undefined ? [] : [p, p.replace(/\.image$/, '.partial')];
     }));
     for (const entry of readdir(this.dir)) if (!names.has(join(this.dir, entry))) rmSync(join(this.dir, entry), { force: true });
   }

@@ -9,10 +9,13 @@
  * - The password is a short-lived device token, renewed before each reconnect.
  * - Persistent session (clean: false, clientId = deviceId), so a notify sent
  *   while the link was down is delivered after reconnect.
+ * - Reconnects are ours, not mqtt.js's fixed period: exponential backoff with
+ *   jitter and one warning per outage (reconnect.ts).
  */
 import mqtt, { type MqttClient } from 'mqtt';
 import type { DeviceTokens } from './device-token.ts';
 import type { Delivery, OutboxRow } from './outbox.ts';
+import { Reconnect, type OutageLog, type ReconnectOptions } from './reconnect.ts';
 
 export interface MqttChannelOptions {
   url: string;
@@ -21,14 +24,21 @@ export interface MqttChannelOptions {
   tokens: DeviceTokens;
   onNotify: (payload: unknown) => void;
   onConnect?: () => void;
-  log?: (msg: string, fields?: Record<string, unknown>) => void;
+  log?: OutageLog;
+  /** Backoff policy and random source (tests). */
+  reconnect?: Pick<ReconnectOptions, 'policy' | 'random'>;
 }
 
 export class MqttChannel {
   readonly #client: MqttClient;
   readonly #topic: string;
+  readonly #reconnect: Reconnect;
+  #retryTimer: NodeJS.Timeout | undefined;
+  #closing = false;
 
   constructor(o: MqttChannelOptions) {
+    const log = o.log ?? SILENT;
+    this.#reconnect = new Reconnect({ link: 'mqtt broker', log, ...o.reconnect });
     this.#topic = `${o.prefix}/devices/${o.deviceId}`;
     this.#client = mqtt.connect(o.url, {
       clientId: o.deviceId,
@@ -36,18 +46,33 @@ export class MqttChannel {
       password: o.tokens.current(),
       clean: false,
       protocolVersion: 4,
-      reconnectPeriod: 1000,
+      reconnectPeriod: 0,
       connectTimeout: 10_000,
       will: { topic: `${this.#topic}/status`, payload: Buffer.from('offline'), qos: 1, retain: true },
     });
+    // mqtt.js emits 'error' (if any) before 'close' for a failed attempt or a lost link.
+    let lastError: Error | undefined;
+    let wasConnected = false;
+    this.#client.on('error', (e) => (lastError = e));
     this.#client.on('close', () => {
-      this.#client.options.password = o.tokens.current();
+      if (this.#closing || this.#retryTimer !== undefined) return; // one retry scheduled per failure
+      const cause = lastError ?? new Error(wasConnected ? 'connection lost' : 'connection closed before CONNACK');
+      lastError = undefined;
+      wasConnected = false;
+      const delayMs = this.#reconnect.failed(cause);
+      this.#retryTimer = setTimeout(() => {
+        this.#retryTimer = undefined;
+        this.#client.options.password = o.tokens.current();
+        this.#client.reconnect();
+      }, delayMs);
     });
     this.#client.on('connect', () => {
+      wasConnected = true;
+      this.#reconnect.succeeded();
       // Nagle off, as on the director's side: small MQTT packets must not wait for ACKs.
       (this.#client.stream as { setNoDelay?: (on: boolean) => void }).setNoDelay?.(true);
       this.#client.subscribe(`${this.#topic}/notify`, { qos: 1 }, (err) => {
-        if (err) o.log?.('mqtt subscribe failed', { error: err.message });
+        if (err) log.warn({ error: err.message }, 'mqtt subscribe failed');
       });
       this.#client.publish(`${this.#topic}/status`, 'online', { qos: 1, retain: true });
       o.onConnect?.();
@@ -62,7 +87,6 @@ export class MqttChannel {
       }
       o.onNotify(parsed);
     });
-    this.#client.on('error', (e) => o.log?.('mqtt error', { error: e.message }));
   }
 
   get connected(): boolean {
@@ -81,12 +105,16 @@ export class MqttChannel {
   }
 
   async close(): Promise<void> {
+    this.#closing = true;
+    clearTimeout(this.#retryTimer);
     if (this.#client.connected) {
       await withTimeout(this.#client.publishAsync(`${this.#topic}/status`, 'offline', { qos: 1, retain: true }), 2000).catch(() => undefined);
     }
     await this.#client.endAsync(true);
   }
 }
+
+const SILENT: OutageLog = { warn: () => undefined, debug: () => undefined, info: () => undefined };
 
 function withTimeout<T>(p: Promise<T>, ms: number): Promise<T> {
   return new Promise((resolve, reject) => {

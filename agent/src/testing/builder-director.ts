@@ -42,7 +42,8 @@ export class BuilderDirector {
     this.repo.commit();
   }
 
-  async start(): Promise<void> {
+  /** Listens on loopback, on `port` when given (a restart at the same address). */
+  async start(port = 0): Promise<void> {
     const base = `/api/v1/devices/${this.deviceId}/`;
     this.#server = http.createServer((req, res) => {
       const path = new URL(req.url ?? '/', 'http://x').pathname;
@@ -80,7 +81,7 @@ export class BuilderDirector {
         res.writeHead(404).end();
       });
     });
-    await new Promise<void>((r) => this.#server!.listen(0, '127.0.0.1', r));
+    await new Promise<void>((r) => this.#server!.listen(port, '127.0.0.1', r));
     this.url = `http://127.0.0.1:${(this.#server.address() as AddressInfo).port}`;
   }
 
