@@ -34,6 +34,7 @@ import { ImageCache } from './image-cache.ts';
 import { SqliteMetadataStore } from './metadata-store.ts';
 import type { MqttChannel } from './mqtt-channel.ts';
 import { Outbox } from './outbox.ts';
+import { ProgressFacts } from './progress-facts.ts';
 import { buildSteps, type ProgressEvent, type StoredResult } from './cycle.ts';
 import { Runner, StateStore, crashHookFromEnv, type CycleResult } from './machine/runner.ts';
 import type { FailureRecord, State } from './machine/states.ts';
@@ -143,6 +144,7 @@ export async function createAgent(config: AgentConfig, options: AgentOptions = {
   const directorFetcher = new HttpFetcher(limits, () => tokens.header());
   const imageFetcher = new HttpFetcher(limits);
   const images = new ImageCache(join(config.storageDir, 'images'), imageFetcher, config.imageRepoUrl);
+  const facts = new ProgressFacts(images, kv);
 
   const primary = new LocalInstallSecondary({
     ecuSerial: config.ecus.primary.serial,
@@ -212,6 +214,7 @@ export async function createAgent(config: AgentConfig, options: AgentOptions = {
       directorStore,
       imageStore,
       images,
+      facts,
       outbox,
       kv,
       now,
@@ -223,6 +226,7 @@ export async function createAgent(config: AgentConfig, options: AgentOptions = {
       store: stateStore,
       steps,
       ecuCount: ecus.size,
+      measure: (fact, state) => facts.measure(fact, state),
       hooks: {
         onTransition: (from, event, to) =>
           log.info({ from: from.name, event: event.type, to: to.name, cycle: to.cycle.cycleId, ...(event.type === 'failed' && { error: event.error.message, code: (event.error as { code?: string }).code }) }, 'transition'),
