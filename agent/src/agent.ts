@@ -4,6 +4,9 @@
  *
  * Invariants:
  * - One cycle at a time: wake-ups during a cycle coalesce into one more cycle.
+ * - One daemon per device: `run` first takes the control socket
+ *   (control-socket.ts), before any ECU or the network is touched, and serves
+ *   `status` and `check` on it; a second `run` gets AgentRunningError.
  * - The primary key is decrypted once, at start; nothing is written to an ECU
  *   or the network before the device is provisioned (root pinned for both
  *   repositories, key present).
@@ -41,6 +44,7 @@ import type { FailureRecord, State } from './machine/states.ts';
 import { LocalInstallSecondary } from './secondaries/local-install.ts';
 import type { Secondary, SecondaryInfo } from './secondaries/secondary.ts';
 import { writeFileAtomic } from './atomic-file.ts';
+import { controlSocketPath, listenControl, type ControlServer } from './control-socket.ts';
 
 export interface AgentOptions {
   /** Drivers for the configured secondaries; by default, serial drivers from the config. */
@@ -89,7 +93,11 @@ export interface Agent {
   readonly config: AgentConfig;
   provision(): Promise<{ status: string; keyid: string }>;
   checkOnce(): Promise<CycleOutcome>;
-  /** Runs until `close()`: cycles on MQTT notify and every poll interval. */
+  /**
+   * Runs until `close()`: cycles on MQTT notify and every poll interval, and
+   * answers `status` and `check` on the control socket.
+   * @throws AgentRunningError when another daemon runs for this storage directory.
+   */
   run(): Promise<void>;
   status(): Promise<AgentStatus>;
   close(): Promise<void>;
@@ -283,7 +291,21 @@ export async function createAgent(config: AgentConfig, options: AgentOptions = {
     return { status: res.status, keyid: s.key.keyid };
   }
 
+  let control: ControlServer | undefined;
+
   async function run(): Promise<void> {
+    control ??= await listenControl({
+      path: controlSocketPath(config.storageDir),
+      db,
+      handlers: {
+        status,
+        // A cycle that starts after the request: one in flight may predate what the caller expects.
+        check: async () => {
+          await cycling?.catch(() => undefined);
+          return checkOnce();
+        },
+      },
+    });
     if (config.mqttUrl && !mqtt) {
       loadSigner();
       // Loaded only when a broker is configured: it is the largest dependency (idle memory).
@@ -359,6 +381,7 @@ export async function createAgent(config: AgentConfig, options: AgentOptions = {
     if (closed && !db.open) return;
     closed = true;
     wake?.();
+    await control?.close();
     await cycling?.catch(() => undefined);
     await mqtt?.close().catch(() => undefined);
     for (const e of ecus.values()) await e.close().catch(() => undefined);
