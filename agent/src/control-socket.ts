@@ -82,8 +82,12 @@ export async function listenControl(options: { path: string; db: Db; handlers: C
       if ((e as NodeJS.ErrnoException).code !== 'EADDRINUSE') throw new ControlSocketError(path, (e as Error).message, { cause: e });
       if (await answers(path)) throw new AgentRunningError(path);
       // A daemon that was killed left its socket file behind.
-      unlinkSync(path);
-      await listen(server, path).catch((e2: unknown) => Promise.reject(new ControlSocketError(path, (e2 as Error).message, { cause: e2 })));
+      try {
+        unlinkSync(path);
+        await listen(server, path);
+      } catch (e2) {
+        throw new ControlSocketError(path, `cannot replace the stale socket: ${(e2 as Error).message}`, { cause: e2 });
+      }
     }
     chmodSync(path, 0o600);
   } finally {
