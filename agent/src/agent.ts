@@ -4,6 +4,9 @@
  *
  * Invariants:
  * - One cycle at a time: wake-ups during a cycle coalesce into one more cycle.
+ * - One daemon per device: `run` first takes the control socket
+ *   (control-socket.ts), before any ECU or the network is touched, and serves
+ *   `status` and `check` on it; a second `run` gets AgentRunningError.
  * - The primary key is decrypted once, at start; nothing is written to an ECU
  *   or the network before the device is provisioned (root pinned for both
  *   repositories, key present).
@@ -35,6 +38,7 @@ import { SqliteMetadataStore } from './metadata-store.ts';
 import type { MqttChannel } from './mqtt-channel.ts';
 import { Outbox } from './outbox.ts';
 import { ProgressThrottle, progressKey } from './progress-throttle.ts';
+import { ProgressFacts } from './progress-facts.ts';
 import { buildSteps, reportFor, type ProgressEvent, type StoredResult } from './cycle.ts';
 import { Runner, StateStore, crashHookFromEnv, type CycleResult } from './machine/runner.ts';
 import type { FailureRecord, PlannedInstall, State } from './machine/states.ts';
@@ -42,6 +46,7 @@ import { LocalInstallSecondary } from './secondaries/local-install.ts';
 import type { Secondary, SecondaryInfo } from './secondaries/secondary.ts';
 import { writeFileAtomic } from './atomic-file.ts';
 import { Reconnect, type ReconnectOptions } from './reconnect.ts';
+import { controlSocketPath, listenControl, type ControlServer } from './control-socket.ts';
 
 /** After a failed delivery, progress waits this long before it tries again (the cycle's own deliveries do not wait). */
 const PROGRESS_RETRY_MS = 10_000;
@@ -102,7 +107,11 @@ export interface Agent {
   readonly config: AgentConfig;
   provision(): Promise<ProvisionResult>;
   checkOnce(): Promise<CycleOutcome>;
-  /** Runs until `close()`: cycles on MQTT notify and every poll interval. */
+  /**
+   * Runs until `close()`: cycles on MQTT notify and every poll interval, and
+   * answers `status` and `check` on the control socket.
+   * @throws AgentRunningError when another daemon runs for this storage directory.
+   */
   run(): Promise<void>;
   status(): Promise<AgentStatus>;
   close(): Promise<void>;
@@ -158,6 +167,7 @@ export async function createAgent(config: AgentConfig, options: AgentOptions = {
   const imageFetcher = new HttpFetcher(limits);
   const images = new ImageCache(join(config.storageDir, 'images'), imageFetcher, config.imageRepoUrl);
   images.prune(imagesStillNeeded(stateStore.load().state));
+  const facts = new ProgressFacts(images, kv);
 
   const primary = new LocalInstallSecondary({
     ecuSerial: config.ecus.primary.serial,
@@ -249,6 +259,7 @@ export async function createAgent(config: AgentConfig, options: AgentOptions = {
       directorStore,
       imageStore,
       images,
+      facts,
       outbox,
       kv,
       now,
@@ -260,6 +271,7 @@ export async function createAgent(config: AgentConfig, options: AgentOptions = {
       store: stateStore,
       steps,
       ecuCount: ecus.size,
+      measure: (fact, state) => facts.measure(fact, state),
       hooks: {
         onTransition: (from, event, to) =>
           log.info({ from: from.name, event: event.type, to: to.name, cycle: to.cycle.cycleId, ...(event.type === 'failed' && { error: event.error.message, code: (event.error as { code?: string }).code }) }, 'transition'),
@@ -321,7 +333,21 @@ export async function createAgent(config: AgentConfig, options: AgentOptions = {
     return { status: res.status, keyid: s.key.keyid, key: created ? 'created' : 'reused' };
   }
 
+  let control: ControlServer | undefined;
+
   async function run(): Promise<void> {
+    control ??= await listenControl({
+      path: controlSocketPath(config.storageDir),
+      db,
+      handlers: {
+        status,
+        // A cycle that starts after the request: one in flight may predate what the caller expects.
+        check: async () => {
+          await cycling?.catch(() => undefined);
+          return checkOnce();
+        },
+      },
+    });
     if (config.mqttUrl && !mqtt) {
       loadSigner();
       // Loaded only when a broker is configured: it is the largest dependency (idle memory).
@@ -404,6 +430,7 @@ export async function createAgent(config: AgentConfig, options: AgentOptions = {
     if (closed && !db.open) return;
     closed = true;
     wake?.();
+    await control?.close();
     await cycling?.catch(() => undefined);
     await mqtt?.close().catch(() => undefined);
     for (const e of ecus.values()) await e.close().catch(() => undefined);

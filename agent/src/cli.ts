@@ -1,11 +1,16 @@
 /**
  * `upfleet-agent`: provision | run | check --once | status.
- * Exit codes: 0 success (or nothing to do), 1 a failure (one line, typed), 2 bad usage.
+ * Exit codes: 0 success (or nothing to do), 1 a failure (one line, typed), 2 bad usage,
+ * 3 another daemon runs for this device (AgentRunningError from a second `run`).
+ * `status` and `check` ask a running daemon over its control socket
+ * (control-socket.ts), so they never open the serial ports it holds.
  */
 import { parseArgs } from 'node:util';
 import pino from 'pino';
 import { UpfleetError } from '@upfleet/core';
-import { createAgent, type Agent } from './agent.ts';
+import { createAgent, type Agent, type AgentStatus, type CycleOutcome } from './agent.ts';
+import { askDaemon, controlSocketPath, errorAnswer } from './control-socket.ts';
+import { AgentRunningError } from './errors.ts';
 import { flagName, loadConfig, OVERRIDABLE_FIELDS, type AgentConfig } from './config.ts';
 import { ProgressBars } from './progress-bars.ts';
 import packageJson from '../package.json' with { type: 'json' };
@@ -18,6 +23,9 @@ Commands:
   check --once     run one update cycle and exit (0: done or nothing to do; 1: failed, with the reason)
   status           installed image per ECU, pending work, outbox, last result
 
+status and check ask the running daemon (its socket <storageDir>/agent.sock) when there is
+one, and work alone when there is none. One daemon per device: a second run exits with 3.
+
 Options:
   --config FILE    JSON config (default: $UPFLEET_CONFIG or /etc/upfleet/agent.json)
   --json           machine-readable output (check, status, provision)
@@ -25,6 +33,8 @@ Options:
   -h, --help       this help
   -V, --version    print the version
 ${OVERRIDABLE_FIELDS.map((f) => `  --${flagName(f)} VALUE`.padEnd(35) + `overrides "${f}" (env UPFLEET_${f.replace(/[A-Z]/g, (c) => '_' + c).toUpperCase()})`).join('\n')}
+
+Exit codes: 0 done, 1 failed (the typed error on stderr), 2 bad usage, 3 a daemon already runs.
 
 Key passphrase: $UPFLEET_KEY_PASSPHRASE, else the file named by "keyPassphraseFile",
 else $CREDENTIALS_DIRECTORY/upfleet-key-passphrase (systemd LoadCredential=).
@@ -83,20 +93,23 @@ async function main(): Promise<number> {
     const config: AgentConfig = loadConfig({ file, env: process.env, overrides });
     const logger = pino({ name: 'upfleet-agent', level: process.env.UPFLEET_LOG_LEVEL ?? (tty && command !== 'run' ? 'warn' : 'info') }, pino.destination(2));
     const bars = tty ? new ProgressBars(process.stderr) : undefined;
-    agent = await createAgent(config, { logger, ...(bars && { onProgress: (p) => bars.update(p) }), httpOnly: command !== 'run' });
+    const open = async (): Promise<Agent> =>
+      (agent = await createAgent(config, { logger, ...(bars && { onProgress: (p) => bars.update(p) }), httpOnly: command !== 'run' }));
+    // With a daemon running, it answers: it holds the serial ports.
+    const viaDaemon = command === 'status' || command === 'check' ? await askDaemon(controlSocketPath(config.storageDir), command) : undefined;
     switch (command) {
       case 'provision': {
-        const r = await agent.provision();
+        const r = await (await open()).provision();
         process.stdout.write(json ? JSON.stringify(r) + '\n' : `provisioned ${config.deviceId}: ${r.status}, primary key ${r.keyid} (${r.key === 'reused' ? 'existing key reused' : 'new key'})\n`);
         return 0;
       }
       case 'status': {
-        const s = await agent.status();
+        const s = (viaDaemon as AgentStatus | undefined) ?? (await (await open()).status());
         process.stdout.write(json ? JSON.stringify(s) + '\n' : formatStatus(s));
         return 0;
       }
       case 'check': {
-        const out = await agent.checkOnce();
+        const out = (viaDaemon as CycleOutcome | undefined) ?? (await (await open()).checkOnce());
         bars?.finish();
         if (json) process.stdout.write(JSON.stringify(out) + '\n');
         if (out.result === 'failure' || out.result === 'aborted') {
@@ -112,10 +125,11 @@ async function main(): Promise<number> {
         return 0;
       }
       case 'run': {
-        const stop = () => void agent?.close();
+        const running = await open();
+        const stop = () => void running.close();
         process.once('SIGTERM', stop);
         process.once('SIGINT', stop);
-        await agent.run();
+        await running.run();
         return 0;
       }
     }
@@ -124,9 +138,10 @@ async function main(): Promise<number> {
     const err = e as Error;
     const field = (err as { field?: string }).field;
     // --json callers parse stdout: they get the failure there too, as one object.
-    if (json) process.stdout.write(JSON.stringify({ error: { name: err.name, code: (err as { code?: unknown }).code ?? null, message: err.message, ...(field && { field }) } }) + '\n');
+    if (json) process.stdout.write(JSON.stringify(errorAnswer(err)) + '\n');
     process.stderr.write(`upfleet-agent: ${err instanceof UpfleetError ? `${err.name}: ` : ''}${err.message}${field && !err.message.includes(field) ? ` (${field})` : ''}\n`);
-    return 1;
+    if (command === 'run') await agent?.close().catch(() => undefined);
+    return err instanceof AgentRunningError ? 3 : 1;
   } finally {
     if (command !== 'run') await agent?.close().catch(() => undefined);
   }

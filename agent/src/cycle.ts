@@ -47,6 +47,7 @@ import { ImageTooLargeError, InstallError } from './errors.ts';
 import type { ImageCache } from './image-cache.ts';
 import type { SqliteMetadataStore } from './metadata-store.ts';
 import type { Outbox } from './outbox.ts';
+import type { ProgressFacts } from './progress-facts.ts';
 import type { Steps, StepResult } from './machine/runner.ts';
 import type { FailureRecord, PlannedInstall, State } from './machine/states.ts';
 import type { MetadataBundle, Progress, Secondary } from './secondaries/secondary.ts';
@@ -70,6 +71,8 @@ export interface CycleDeps {
   directorStore: SqliteMetadataStore;
   imageStore: SqliteMetadataStore;
   images: ImageCache;
+  /** Records what the ECUs hold while installing (the power-loss progress fact). */
+  facts: ProgressFacts;
   outbox: Outbox;
   kv: KeyValue;
   now: () => Date;
@@ -252,6 +255,7 @@ export function buildSteps(d: CycleDeps): Steps {
     },
 
     async installing(state: State): Promise<StepResult> {
+      const record = d.facts.ecuBytesRecorder(state.cycle.cycleId);
       for (const p of state.cycle.plan) {
         const e = ecu(p.ecuSerial);
         await forEcu(p.ecuSerial, async () => {
@@ -259,7 +263,10 @@ export function buildSteps(d: CycleDeps): Steps {
           await e.putMetadata(bundle(info.verification === 'full'));
           await e.install(
             { name: p.name, length: p.length, hashes: p.hashes, releaseCounter: p.releaseCounter, open: (offset) => d.images.read(p, offset) },
-            (pr: Progress) => d.onProgress({ ecuSerial: pr.ecuSerial, state: 'installing', done: pr.done, total: pr.total }),
+            (pr: Progress) => {
+              record(pr.ecuSerial, pr.done, pr.phase !== 'transfer');
+              d.onProgress({ ecuSerial: pr.ecuSerial, state: 'installing', done: pr.done, total: pr.total });
+            },
           );
         });
       }

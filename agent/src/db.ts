@@ -15,6 +15,7 @@ CREATE TABLE IF NOT EXISTS machine (
   id INTEGER PRIMARY KEY CHECK (id = 1),
   state TEXT NOT NULL,
   resumes INTEGER NOT NULL DEFAULT 0,
+  progress INTEGER,
   updated_at TEXT NOT NULL
 );
 CREATE TABLE IF NOT EXISTS outbox (
@@ -47,6 +48,9 @@ export function openDb(storageDir: string): Db {
   // are read once per cycle, so a large cache buys nothing and stays resident.
   db.pragma('cache_size = -512');
   db.exec(SCHEMA);
+  // Databases made before the power-loss progress mark (machine.progress) gain the column.
+  const machineColumns = db.prepare<[], { name: string }>('PRAGMA table_info(machine)').all();
+  if (!machineColumns.some((c) => c.name === 'progress')) db.exec('ALTER TABLE machine ADD COLUMN progress INTEGER');
   return db;
 }
 

@@ -93,3 +93,38 @@ export class ImageTooLargeError extends RepositoryError {
     super(`${target} is ${length} bytes, the device accepts at most ${limit}`);
   }
 }
+
+/** Another agent daemon runs for this storage directory: its control socket (`socketPath`) answers. */
+export class AgentRunningError extends UpfleetError {
+  override name = 'AgentRunningError';
+  override readonly code = 'AGENT_RUNNING';
+  constructor(readonly socketPath: string) {
+    super(`another upfleet-agent daemon runs for this device: ${socketPath} answers (one agent per device)`);
+  }
+}
+
+/** The daemon's control socket (`socketPath`) cannot be bound or used, or answered nothing usable. */
+export class ControlSocketError extends UpfleetError {
+  override name = 'ControlSocketError';
+  override readonly code = 'CONTROL_SOCKET';
+  constructor(readonly socketPath: string, readonly reason: string, options?: ErrorOptions) {
+    super(`control socket ${socketPath}: ${reason}`, options);
+  }
+}
+
+/**
+ * A command the daemon ran for this process failed there. It keeps the name,
+ * code, message and config field of the daemon's typed error (the class itself
+ * cannot cross the socket), so the CLI reports it as if it had run here.
+ */
+export class DaemonError extends UpfleetError {
+  override name: string;
+  override readonly code: string;
+  readonly field: string | undefined;
+  constructor(remote: { name?: unknown; code?: unknown; message?: unknown; field?: unknown }) {
+    super(typeof remote.message === 'string' ? remote.message : 'the daemon reported an error');
+    this.name = typeof remote.name === 'string' ? remote.name : 'DaemonError';
+    this.code = typeof remote.code === 'string' ? remote.code : 'DAEMON';
+    this.field = typeof remote.field === 'string' ? remote.field : undefined;
+  }
+}

@@ -71,6 +71,16 @@ export class ImageCache {
     return existsSync(p) && statSync(p).size === target.length;
   }
 
+  /** Bytes on disk for `targets`: a verified image's length, or its partial file's size (what a resumed download skips). */
+  heldBytes(targets: readonly ImageTarget[]): number {
+    let held = 0;
+    for (const t of targets) {
+      const partial = this.path(t).replace(/\.image$/, '.partial');
+      held += this.has(t) ? t.length : existsSync(partial) ? Math.min(statSync(partial).size, t.length) : 0;
+    }
+    return held;
+  }
+
   /**
    * Downloads and verifies `target` unless already present; resumes a partial file.
    * @throws LengthOrHashMismatchError, LengthLimitError (remote content);

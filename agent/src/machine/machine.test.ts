@@ -7,7 +7,7 @@ import { DownloadError, LengthOrHashMismatchError } from '@upfleet/core';
 import { openDb } from '../db.ts';
 import { StateLoopError, TransitionError } from '../errors.ts';
 import type { Event } from './events.ts';
-import { Runner, StateStore, type Steps, type StepResult } from './runner.ts';
+import { Runner, StateStore, type MeasureProgress, type Steps, type StepResult } from './runner.ts';
 import { IDLE, STATE_NAMES, type State, type StateName } from './states.ts';
 import { MAX_RESUMES, ON_POWER_LOSS, TABLE, transition } from './transitions.ts';
 
@@ -39,6 +39,14 @@ interface Faults {
   powerLossIn?: StateName;
   noUpdate?: boolean;
 }
+
+/** A runner whose progress facts never grow, unless the test passes a measure. */
+function machineRunner(store: StateStore, s: Steps, measure: MeasureProgress = () => 0): Runner {
+  return new Runner({ store, steps: s, ecuCount: 1, measure });
+}
+
+/** Lets a runner reach its hanging step (the "power loss"). */
+const settle = () => new Promise((r) => setImmediate(r));
 
 function steps(faults: Faults, visited: StateName[]): Steps {
   const make = (name: Exclude<StateName, 'idle'>) => async (): Promise<StepResult> => {
@@ -144,7 +152,7 @@ describe('Runner', () => {
       const db = tempDb();
       const visited: StateName[] = [];
       const store = new StateStore(db);
-      const runner = new Runner({ store, steps: steps(c.faults, visited), ecuCount: 1 });
+      const runner = machineRunner(store, steps(c.faults, visited));
       assert.equal(await runner.runCycle('c1'), c.result);
       assert.deepEqual(visited, c.trace);
       assert.equal(store.load().state.name, 'idle');
@@ -159,11 +167,11 @@ describe('Runner', () => {
         const db = tempDb();
         const store = new StateStore(db);
         const first: StateName[] = [];
-        void new Runner({ store, steps: steps({ powerLossIn: name }, first), ecuCount: 1 }).runCycle('c1');
+        void machineRunner(store, steps({ powerLossIn: name }, first)).runCycle('c1');
         await new Promise((r) => setImmediate(r));
         assert.equal(store.load().state.name, name, 'state persisted before its step');
         const second: StateName[] = [];
-        const result = await new Runner({ store, steps: steps({}, second), ecuCount: 1 }).runCycle('c2');
+        const result = await machineRunner(store, steps({}, second)).runCycle('c2');
         assert.equal(second[0], name, 'the interrupted step runs again');
         assert.equal(store.load().state.name, 'idle');
         assert.equal(store.load().state.cycle.cycleId, 'c1', 'the interrupted cycle completes, no new one starts');
@@ -175,27 +183,157 @@ describe('Runner', () => {
     it('resumes rollingBack', async () => {
       const db = tempDb();
       const store = new StateStore(db);
-      void new Runner({ store, steps: steps({ failIn: { state: 'installing', error: new DownloadError('x') }, powerLossIn: 'rollingBack' }, []), ecuCount: 1 }).runCycle('c1');
+      void machineRunner(store, steps({ failIn: { state: 'installing', error: new DownloadError('x') }, powerLossIn: 'rollingBack' }, [])).runCycle('c1');
       await new Promise((r) => setImmediate(r));
       assert.equal(store.load().state.name, 'rollingBack');
       const second: StateName[] = [];
-      assert.equal(await new Runner({ store, steps: steps({}, second), ecuCount: 1 }).runCycle('c2'), 'failure');
+      assert.equal(await machineRunner(store, steps({}, second)).runCycle('c2'), 'failure');
       assert.deepEqual(second, ['rollingBack', 'reporting']);
     });
 
-    it(`takes the failure edge after ${MAX_RESUMES} interrupted starts in one state`, async () => {
+    /** The steps a failure in `state` leads through (the table's `failed` edges). */
+    const failureEdge = (state: StateName): StateName[] => {
+      const out: StateName[] = [];
+      for (let s = state; ; ) {
+        const to = TABLE.find(([f, e]) => f === s && e === 'failed')?.[2];
+        if (to === undefined || to === 'idle') return out;
+        out.push(to);
+        s = to === 'rollingBack' ? 'rollingBack' : to;
+        if (to === 'reporting') return out;
+      }
+    };
+
+    /** Starts `runs` runs that each lose power in `state`, the fact growing by `growth` per run; then one that may finish. */
+    async function interrupted(state: StateName, runs: number, growth: number) {
       const db = tempDb();
       const store = new StateStore(db);
-      void new Runner({ store, steps: steps({ powerLossIn: 'installing' }, []), ecuCount: 1 }).runCycle('c1');
-      await new Promise((r) => setImmediate(r));
-      for (let i = 0; i < MAX_RESUMES; i++) {
-        void new Runner({ store, steps: steps({ powerLossIn: 'installing' }, []), ecuCount: 1 }).runCycle('c1');
-        await new Promise((r) => setImmediate(r));
+      let fact = 0;
+      const measured: number[] = [];
+      const measure: MeasureProgress = (f, s) => {
+        assert.equal(f, ON_POWER_LOSS[s.name].progress, 'the fact is the one the table names for the stopped state');
+        measured.push(fact);
+        return fact;
+      };
+      void machineRunner(store, steps({ powerLossIn: state }, []), measure).runCycle('c1');
+      await settle();
+      for (let i = 0; i < runs - 1; i++) {
+        fact += growth;
+        void machineRunner(store, steps({ powerLossIn: state }, []), measure).runCycle('c1');
+        await settle();
       }
+      fact += growth;
       const visited: StateName[] = [];
-      assert.equal(await new Runner({ store, steps: steps({}, visited), ecuCount: 1 }).runCycle('c2'), 'failure');
+      const result = await machineRunner(store, steps({}, visited), measure).runCycle('c2');
+      return { result, visited, failure: store.load().state.cycle.failure, measured, close: () => db.close() };
+    }
+
+    for (const state of STATE_NAMES.filter((n) => ON_POWER_LOSS[n].progress !== null)) {
+      const fact = ON_POWER_LOSS[state].progress;
+      it(`finishes after ${3 * MAX_RESUMES} power losses in ${state} when ${fact} grew in each run`, async () => {
+        const r = await interrupted(state, 3 * MAX_RESUMES, 1000);
+        assert.equal(r.result, 'success');
+        assert.equal(r.visited[0], state, 'the step ran again');
+        assert.equal(r.failure, undefined);
+        assert.equal(r.measured.length, 3 * MAX_RESUMES, 'measured at every start');
+        r.close();
+      });
+
+      it(`takes the failure edge after ${MAX_RESUMES} starts in ${state} in a row where ${fact} did not grow`, async () => {
+        const r = await interrupted(state, MAX_RESUMES + 1, 0);
+        assert.equal(r.result, 'failure');
+        assert.deepEqual(r.visited, failureEdge(state), 'no step of the state ran again');
+        assert.equal(r.failure?.code, 'INTERRUPTED');
+        assert.deepEqual(r.failure?.fields, { state, resumes: MAX_RESUMES + 1 });
+        r.close();
+      });
+    }
+
+    it('counts again from the first start without progress: a crash loop after progress still ends', async () => {
+      const db = tempDb();
+      const store = new StateStore(db);
+      let fact = 0;
+      const loseAt = async () => {
+        void machineRunner(store, steps({ powerLossIn: 'downloading' }, []), () => fact).runCycle('c1');
+        await settle();
+      };
+      await loseAt();
+      // Two runs that got further, then the step stops getting anywhere.
+      for (const growth of [500, 500, 0, 0]) {
+        fact += growth;
+        await loseAt();
+      }
+      assert.equal(store.load().resumes, 3, 'the starts since the last progress (the first of them counts too)');
+      assert.equal(store.load().progress, 1000);
+      const visited: StateName[] = [];
+      assert.equal(await machineRunner(store, steps({}, visited), () => fact).runCycle('c2'), 'failure');
+      assert.deepEqual(visited, ['reporting']);
+      assert.equal(store.load().state.cycle.failure?.code, 'INTERRUPTED');
+      db.close();
+    });
+
+    it('does not count a fact that fell back and grew again to its old mark as progress', async () => {
+      const db = tempDb();
+      const store = new StateStore(db);
+      void machineRunner(store, steps({ powerLossIn: 'installing' }, [])).runCycle('c1');
+      await settle();
+      // The fact at each later start: progress to 800, then down and back up to it, never past.
+      for (const fact of [800, 100, 800]) {
+        void machineRunner(store, steps({ powerLossIn: 'installing' }, []), () => fact).runCycle('c1');
+        await settle();
+      }
+      assert.equal(store.load().resumes, 3, '0 -> 800 started the count again; 100 and 800 again did not');
+      assert.equal(store.load().progress, 800);
+      const visited: StateName[] = [];
+      assert.equal(await machineRunner(store, steps({}, visited), () => 800).runCycle('c2'), 'failure');
       assert.deepEqual(visited, ['rollingBack', 'reporting']);
       assert.equal(store.load().state.cycle.failure?.code, 'INTERRUPTED');
+      db.close();
+    });
+
+    it(`counts every start in a state without a progress fact (checkingImages), and never measures`, async () => {
+      const db = tempDb();
+      const store = new StateStore(db);
+      const measure: MeasureProgress = () => assert.fail('checkingImages has no progress fact');
+      for (let i = 0; i <= MAX_RESUMES; i++) {
+        void machineRunner(store, steps({ powerLossIn: 'checkingImages' }, []), measure).runCycle('c1');
+        await settle();
+      }
+      const visited: StateName[] = [];
+      assert.equal(await machineRunner(store, steps({}, visited), measure).runCycle('c2'), 'failure');
+      assert.deepEqual(visited, ['reporting']);
+      assert.equal(store.load().state.cycle.failure?.code, 'INTERRUPTED');
+      db.close();
+    });
+
+    it(`a transition resets the count: ${MAX_RESUMES + 2} power losses in activating, each after one more ECU activated`, async () => {
+      const db = tempDb();
+      const store = new StateStore(db);
+      const plan = Array.from({ length: MAX_RESUMES + 2 }, (_, i) => ({ ...PLAN[0]!, ecuSerial: `ecu-${i}` }));
+      /** Steps for one run: activating activates one ECU, then the power goes (until `last`). */
+      const run = (last: boolean): Steps => {
+        let activatedThisRun = false;
+        return {
+          ...steps({}, []),
+          checkingDirector: async () => ({ event: { type: 'directorUpdated', directorTargetsVersion: 4, plan } }),
+          checkingImages: async () => ({ event: { type: 'targetsMatched', plan } }),
+          activating: async (state: State): Promise<StepResult> => {
+            if (activatedThisRun && !last) return new Promise<StepResult>(() => {});
+            const next = plan.find((p) => !state.cycle.activated.includes(p.ecuSerial));
+            if (!next) return { event: { type: 'activated' } };
+            activatedThisRun = true;
+            return { event: { type: 'ecuActivated', ecuSerial: next.ecuSerial } };
+          },
+        };
+      };
+      for (let i = 0; i < plan.length; i++) {
+        void machineRunner(store, run(false)).runCycle('c1');
+        await settle();
+        assert.equal(store.load().state.cycle.activated.length, i + 1);
+        assert.equal(store.load().resumes, 0, 'ecuActivated saved a new state');
+      }
+      assert.equal(await machineRunner(store, run(true)).runCycle('c2'), 'success');
+      assert.equal(store.load().state.cycle.failure, undefined);
+      db.close();
     });
   });
 
@@ -204,7 +342,7 @@ describe('Runner', () => {
     const store = new StateStore(db);
     const s = steps({}, []);
     const looping = { ...s, activating: async (): Promise<StepResult> => ({ event: { type: 'ecuActivated', ecuSerial: 'again' } }) };
-    await assert.rejects(new Runner({ store, steps: looping, ecuCount: 1 }).runCycle('c'), StateLoopError);
+    await assert.rejects(machineRunner(store, looping).runCycle('c'), StateLoopError);
   });
 
   it('commits a step write in the same transaction as the next state', async () => {
@@ -219,7 +357,7 @@ describe('Runner', () => {
         commit: () => db.prepare('INSERT INTO marks VALUES (?)').run('queued'),
       }),
     };
-    await new Runner({ store, steps: withCommit, ecuCount: 1 }).runCycle('c');
+    await machineRunner(store, withCommit).runCycle('c');
     assert.deepEqual(db.prepare('SELECT state FROM marks').all(), [{ state: 'queued' }]);
   });
 });

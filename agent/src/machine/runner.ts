@@ -6,7 +6,10 @@
  * Invariants:
  * - A state is on disk before any of its step's effects happen.
  * - A start that finds a non-idle state resumes it as ON_POWER_LOSS says;
- *   after MAX_RESUMES starts in one state it takes the failure edge instead.
+ *   after MAX_RESUMES starts in one state without progress (the state's
+ *   progress fact, measured at each start, did not grow) it takes the failure
+ *   edge instead. The count and the last measure live in the machine row and
+ *   are reset by every saved transition.
  * - One cycle takes at most loopLimit() transitions (StateLoopError).
  * - Test hook: with UPFLEET_TEST_CRASH_AT=<state> (honoured only when
  *   NODE_ENV=test or UPFLEET_ENABLE_TEST_HOOKS=1) the process SIGKILLs itself
@@ -16,7 +19,7 @@ import type { Db } from '../db.ts';
 import { StateLoopError } from '../errors.ts';
 import type { Event } from './events.ts';
 import { IDLE, type State, type StateName } from './states.ts';
-import { InterruptedError, loopLimit, MAX_RESUMES, ON_POWER_LOSS, transition, type Effect } from './transitions.ts';
+import { InterruptedError, loopLimit, MAX_RESUMES, ON_POWER_LOSS, transition, type Effect, type ProgressFact } from './transitions.ts';
 
 /** What a step returns: the event it found, and writes to commit in the same transaction as the next state. */
 export interface StepResult {
@@ -28,6 +31,9 @@ export type Step = (state: State) => Promise<StepResult>;
 export type Steps = Readonly<Record<Exclude<StateName, 'idle'>, Step>>;
 
 export type CycleResult = Extract<Effect, { kind: 'cycleDone' }>['result'];
+
+/** Reads a progress fact from what is persisted (image cache, recorded ECU offsets) for the stopped state. */
+export type MeasureProgress = (fact: ProgressFact, state: State) => number;
 
 export interface RunnerHooks {
   onTransition?(from: State, event: Event, to: State): void;
@@ -44,23 +50,23 @@ export function crashHookFromEnv(env: NodeJS.ProcessEnv): string | undefined {
 export class StateStore {
   #load;
   #save;
-  #bumpResumes;
+  #setResumes;
 
   constructor(private readonly db: Db) {
-    this.#load = db.prepare<[], { state: string; resumes: number }>('SELECT state, resumes FROM machine WHERE id = 1');
+    this.#load = db.prepare<[], { state: string; resumes: number; progress: number | null }>('SELECT state, resumes, progress FROM machine WHERE id = 1');
     this.#save = db.prepare<[string, string]>(
-      `INSERT INTO machine (id, state, resumes, updated_at) VALUES (1, ?, 0, ?)
-       ON CONFLICT(id) DO UPDATE SET state = excluded.state, resumes = 0, updated_at = excluded.updated_at`,
+      `INSERT INTO machine (id, state, resumes, progress, updated_at) VALUES (1, ?, 0, NULL, ?)
+       ON CONFLICT(id) DO UPDATE SET state = excluded.state, resumes = 0, progress = NULL, updated_at = excluded.updated_at`,
     );
-    this.#bumpResumes = db.prepare('UPDATE machine SET resumes = resumes + 1 WHERE id = 1');
+    this.#setResumes = db.prepare<[number, number | null]>('UPDATE machine SET resumes = ?, progress = ? WHERE id = 1');
   }
 
-  load(): { state: State; resumes: number } {
+  load(): { state: State; resumes: number; progress: number | null } {
     const row = this.#load.get();
-    return row === undefined ? { state: IDLE, resumes: 0 } : { state: JSON.parse(row.state) as State, resumes: row.resumes };
+    return row === undefined ? { state: IDLE, resumes: 0, progress: null } : { state: JSON.parse(row.state) as State, resumes: row.resumes, progress: row.progress };
   }
 
-  /** Persists `state` and runs `commit` in one transaction. */
+  /** Persists `state` and runs `commit` in one transaction; a new state starts with no resumes counted. */
   save(state: State, commit?: () => void): void {
     this.db.transaction(() => {
       commit?.();
@@ -68,8 +74,21 @@ export class StateStore {
     })();
   }
 
-  countResume(): void {
-    this.#bumpResumes.run();
+  /**
+   * Counts a start in the stored state and returns the starts without progress
+   * so far (this one included). `measured` is the state's progress fact now
+   * (null: the state has none): above the highest mark of earlier starts in
+   * this state, the interrupted run got further, and the count starts again.
+   */
+  countResume(measured: number | null): number {
+    return this.db.transaction(() => {
+      const { resumes, progress } = this.load();
+      const further = measured !== null && (progress === null || measured > progress);
+      const count = further ? 1 : resumes + 1;
+      // The mark is the highest measure seen: a fact that fell back and grew again is not progress until it passes it.
+      this.#setResumes.run(count, further ? measured : progress);
+      return count;
+    })();
   }
 }
 
@@ -78,9 +97,11 @@ export class Runner {
   readonly #steps: Steps;
   readonly #hooks: RunnerHooks;
   readonly #ecuCount: number;
+  readonly #measure: MeasureProgress;
 
-  constructor(options: { store: StateStore; steps: Steps; ecuCount: number; hooks?: RunnerHooks }) {
+  constructor(options: { store: StateStore; steps: Steps; ecuCount: number; measure: MeasureProgress; hooks?: RunnerHooks }) {
     this.#store = options.store;
+    this.#measure = options.measure;
     this.#steps = options.steps;
     this.#ecuCount = options.ecuCount;
     this.#hooks = options.hooks ?? {};
@@ -95,16 +116,16 @@ export class Runner {
    * @throws TransitionError, StateLoopError (bugs); step failures become `failed` events.
    */
   async runCycle(cycleId: string): Promise<CycleResult> {
-    const { state: stored, resumes } = this.#store.load();
-    let state = stored;
+    let { state } = this.#store.load();
     let pending: StepResult;
     if (state.name === 'idle') {
       pending = { event: { type: 'wake', cycleId } };
     } else {
-      this.#store.countResume();
-      const action = resumes + 1 > MAX_RESUMES ? 'rollback' : ON_POWER_LOSS[state.name];
+      const rule = ON_POWER_LOSS[state.name];
+      const resumes = this.#store.countResume(rule.progress === null ? null : this.#measure(rule.progress, state));
+      const action = resumes > MAX_RESUMES ? 'rollback' : rule.action;
       pending = action === 'rollback'
-        ? { event: { type: 'failed', error: new InterruptedError(state.name, resumes + 1) } }
+        ? { event: { type: 'failed', error: new InterruptedError(state.name, resumes) } }
         : await this.#runStep(state);
     }
     const limit = loopLimit(this.#ecuCount);

@@ -38,28 +38,51 @@ export const TABLE: ReadonlyArray<readonly [StateName, EventType, StateName]> = 
 ];
 
 /**
- * What the next start does when it finds the machine stopped in a state:
- * - 'none': nothing to resume;
- * - 'redo': run the state's step again; every step is idempotent (downloads
- *   resume with Range, secondaries resume transfers from their own offset,
- *   activation skips ECUs already recorded as activated);
- * - 'rollback': feed `failed` with an InterruptedError, so the table's failure
- *   edge decides (used where redoing could act on a half-known outcome).
- * After `MAX_RESUMES` starts in the same state (a crash loop), every state
- * takes the 'rollback' path.
+ * A persisted fact that grows while a step gets further, measured at each start
+ * after a power loss (the runner's owner reads it; bigger means further):
+ * - 'imageBytesHeld': bytes of the plan's images in the image cache, verified
+ *   or partial (a download resumes after them with Range);
+ * - 'ecuBytesHeld': bytes each ECU of the plan acknowledged holding (its resume
+ *   offset; a whole image once the ECU installed it), as the installing step
+ *   recorded them while it ran.
  */
-export const ON_POWER_LOSS: Readonly<Record<StateName, 'none' | 'redo' | 'rollback'>> = {
-  idle: 'none',
-  sendingManifest: 'redo',
-  checkingDirector: 'redo',
-  checkingImages: 'redo',
-  downloading: 'redo',
-  installing: 'redo',
-  activating: 'redo',
-  rollingBack: 'redo',
-  reporting: 'redo',
+export type ProgressFact = 'imageBytesHeld' | 'ecuBytesHeld';
+
+/**
+ * What the next start does when it finds the machine stopped in a state:
+ * - action 'none': nothing to resume;
+ * - action 'redo': run the state's step again; every step is idempotent
+ *   (downloads resume with Range, secondaries resume transfers from their own
+ *   offset, activation skips ECUs already recorded as activated);
+ * - action 'rollback': feed `failed` with an InterruptedError, so the table's
+ *   failure edge decides (used where redoing could act on a half-known outcome).
+ * - progress: the fact that shows the interrupted run got further. A start
+ *   after a run that made progress is not counted against MAX_RESUMES, so an
+ *   update finishes under repeated power loss; a state without a fact counts
+ *   every start. Any transition resets the count (activating's progress is its
+ *   own transition, `ecuActivated`).
+ * After MAX_RESUMES starts in the same state without progress (a crash loop),
+ * every state takes the 'rollback' path.
+ */
+export interface PowerLossRule {
+  action: 'none' | 'redo' | 'rollback';
+  progress: ProgressFact | null;
+}
+
+// prettier-ignore
+export const ON_POWER_LOSS: Readonly<Record<StateName, PowerLossRule>> = {
+  idle:             { action: 'none', progress: null },
+  sendingManifest:  { action: 'redo', progress: null },
+  checkingDirector: { action: 'redo', progress: null },
+  checkingImages:   { action: 'redo', progress: null },
+  downloading:      { action: 'redo', progress: 'imageBytesHeld' },
+  installing:       { action: 'redo', progress: 'ecuBytesHeld' },
+  activating:       { action: 'redo', progress: null },
+  rollingBack:      { action: 'redo', progress: null },
+  reporting:        { action: 'redo', progress: null },
 };
 
+/** Starts in one state without progress after which the runner takes the failure edge. */
 export const MAX_RESUMES = 3;
 
 /** Transitions in one cycle beyond which the runner declares a loop. */
@@ -67,12 +90,12 @@ export function loopLimit(ecuCount: number): number {
   return TABLE.length + 2 * ecuCount;
 }
 
-/** The machine stopped in a state (power loss) more often than MAX_RESUMES. */
+/** The machine stopped in a state (power loss) more than MAX_RESUMES times in a row without progress. */
 export class InterruptedError extends UpfleetError {
   override name = 'InterruptedError';
   override readonly code = 'INTERRUPTED';
   constructor(readonly state: StateName, readonly resumes: number) {
-    super(`interrupted in ${state} ${resumes} time(s)`);
+    super(`interrupted in ${state} ${resumes} time(s) without progress`);
   }
 }
 

@@ -1,7 +1,8 @@
 /**
  * Test support for end-to-end runs: the REAL image repository server
  * (image-repo/src/index.ts) and director (director/src/index.ts) on loopback,
- * simulated secondary ECUs (device-sim) behind real pty pairs (socat), an
+ * simulated secondary ECUs (device-sim) behind real pty pairs (socat; paced by
+ * device-sim's link emulator when `baud` is given, as ptys ignore baud rates), an
  * install-handler script for the primary, and an agent config file wired to
  * all of it. `close()` removes everything it started.
  */
@@ -15,6 +16,7 @@ import { initRepository, startImageRepoServer, MemoryKeyring, type ImageRepoServ
 import { createPtyPair, type PtyPair } from '@upfleet/device-sim/src/pty.ts';
 import { SimulatedEcu } from '@upfleet/device-sim/src/ecu/simulated-ecu.ts';
 import { EcuEndpoint } from '@upfleet/device-sim/src/ecu/ecu-endpoint.ts';
+import { servePort } from '@upfleet/device-sim/src/index.ts';
 import { parseConfig, type AgentConfig } from '../config.ts';
 
 export const ADMIN_TOKEN = 'admin-token-agent-tests';
@@ -53,9 +55,11 @@ export interface WorldOptions {
   mqtt?: boolean;
   /** Handler script body for the primary (default: copy the image into slot-<x>). */
   handler?: string;
+  /** Pace every serial line at this rate (default: unpaced, as fast as the pty goes). */
+  baud?: number;
 }
 
-async function serveSecondary(dir: string, o: { serial: string; hardwareId: string; verification: 'partial' | 'full' }, directorRoot: Uint8Array, imageRoot: Uint8Array): Promise<SimSecondary> {
+async function serveSecondary(dir: string, o: { serial: string; hardwareId: string; verification: 'partial' | 'full' }, directorRoot: Uint8Array, imageRoot: Uint8Array, baud?: number): Promise<SimSecondary> {
   const pty = await createPtyPair({ dir: mkdtempSync(join(dir, `pty-${o.serial}-`)) });
   mkdirSync(join(dir, `ecu-${o.serial}`), { recursive: true });
   const sim = new SimulatedEcu({
@@ -68,6 +72,10 @@ async function serveSecondary(dir: string, o: { serial: string; hardwareId: stri
     imageRoot,
     rebootMs: 50,
   });
+  if (baud !== undefined) {
+    const served = await servePort(sim, pty.b, { baud });
+    return { serial: o.serial, hardwareId: o.hardwareId, sim, pty, close: async () => (await served.close(), await pty.close()) };
+  }
   const { SerialPort } = await import('serialport');
   const port = new SerialPort({ path: pty.b, baudRate: 115200, autoOpen: false });
   await new Promise<void>((resolve, reject) => port.open((e) => (e ? reject(e) : resolve())));
@@ -113,7 +121,7 @@ export async function realWorld(options: WorldOptions = {}): Promise<RealWorld> 
 
     const secondaries: SimSecondary[] = [];
     for (const s of options.secondaries ?? []) {
-      const sec = await serveSecondary(dir, s, directorRoot, imageRoot);
+      const sec = await serveSecondary(dir, s, directorRoot, imageRoot, options.baud);
       secondaries.push(sec);
       closers.push(() => sec.close());
     }
@@ -135,7 +143,7 @@ export async function realWorld(options: WorldOptions = {}): Promise<RealWorld> 
       limits: { minBytesPerSecond: 1024, slowWindowSeconds: 5 },
       ecus: {
         primary: { serial: 'primary-1', hardwareId: 'gateway', installCommand: handler, installTimeoutSeconds: 30 },
-        secondaries: secondaries.map((s, i) => ({ serial: s.serial, hardwareId: s.hardwareId, port: s.pty.a, baud: 115200, verification: options.secondaries![i]!.verification })),
+        secondaries: secondaries.map((s, i) => ({ serial: s.serial, hardwareId: s.hardwareId, port: s.pty.a, baud: options.baud ?? 115200, verification: options.secondaries![i]!.verification })),
       },
     };
     const configPath = join(dir, 'agent.json');
