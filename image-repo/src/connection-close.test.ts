@@ -6,7 +6,7 @@
  */
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { connect } from 'node:net';
+import { exchange } from '../../test/support/raw-exchange.ts';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -14,27 +14,6 @@ import { pino } from 'pino';
 import { initRepository } from './operations.ts';
 import { MemoryKeyring } from './online-keys.ts';
 import { startImageRepoServer, type ImageRepoServer } from './server.ts';
-
-/** Writes `head` and `body` then `next` on one connection; resolves with all it read and whether the server closed it. */
-function exchange(url: string, head: string, body: Buffer, next: string, waitMs = 3000): Promise<{ text: string; closed: boolean }> {
-  const { port, hostname } = new URL(url);
-  return new Promise((resolve) => {
-    const socket = connect(Number(port), hostname);
-    let text = '';
-    const done = (closed: boolean) => {
-      clearTimeout(timer);
-      socket.destroy();
-      resolve({ text, closed });
-    };
-    const timer = setTimeout(() => done(false), waitMs);
-    socket.on('data', (d: Buffer) => (text += d.toString('latin1')));
-    socket.on('error', () => undefined); // EPIPE/ECONNRESET while still writing the body: the server closed it
-    socket.on('close', () => done(true));
-    socket.write(head);
-    socket.write(body);
-    socket.write(next);
-  });
-}
 
 const TOKEN = 'close-token';
 const NEXT = 'GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n';

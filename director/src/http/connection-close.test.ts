@@ -6,30 +6,9 @@
  */
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { connect } from 'node:net';
+import { exchange } from '../../../test/support/raw-exchange.ts';
 import { harness, ADMIN_TOKEN, type Harness } from '../testing/harness.ts';
 import { MAX_BODY } from './router.ts';
-
-/** Writes `head` and `body` then `next` on one connection; resolves with all it read and whether the server closed it. */
-function exchange(url: string, head: string, body: Buffer, next: string, waitMs = 3000): Promise<{ text: string; closed: boolean }> {
-  const { port, hostname } = new URL(url);
-  return new Promise((resolve) => {
-    const socket = connect(Number(port), hostname);
-    let text = '';
-    const done = (closed: boolean) => {
-      clearTimeout(timer);
-      socket.destroy();
-      resolve({ text, closed });
-    };
-    const timer = setTimeout(() => done(false), waitMs);
-    socket.on('data', (d: Buffer) => (text += d.toString('latin1')));
-    socket.on('error', () => undefined); // EPIPE/ECONNRESET while still writing the body: the server closed it
-    socket.on('close', () => done(true));
-    socket.write(head);
-    socket.write(body);
-    socket.write(next);
-  });
-}
 
 describe('director: connection after a 413', () => {
   let h: Harness;
