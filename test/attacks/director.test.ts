@@ -5,26 +5,16 @@
  * back), replay (director metadata of another device, an old manifest), and a
  * secondary lying in its version report.
  */
-import { after, before, beforeEach, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes, createHash } from 'node:crypto';
 import { Ed25519Signer, TargetFile, signEcuReport, type SignedEcuReport } from '@upfleet/core';
 import type { Secondary } from '@upfleet/agent';
-import { assign, attackWorld, expectInstalled, expectLogged, expectRefused, freshVehicle, type AttackWorld } from '../support/attack-kit.ts';
+import { assign, attackWorldForFile, expectInstalled, expectLogged, expectRefused, freshVehicle } from '../support/attack-kit.ts';
 import { compromisedDirectorPublish, forgeDelegated, stealSupplierKey } from '../support/forge.ts';
 import { SUPPLIER_ROLE } from '../support/firmware.ts';
 
-let w: AttackWorld;
-before(async () => {
-  w = await attackWorld();
-});
-after(async () => {
-  await w?.close();
-});
-beforeEach(() => {
-  w.imageProxy.clear();
-  w.directorProxy.clear();
-});
+const w = attackWorldForFile();
 
 const sha256 = (b: Uint8Array) => createHash('sha256').update(b).digest('hex');
 

@@ -5,25 +5,15 @@
  * (device tokens are signed on real time) with metadata that outlives the
  * moves, so only the image repository's metadata can expire.
  */
-import { after, afterEach, before, beforeEach, describe, it } from 'node:test';
+import { afterEach, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { assign, attackWorld, expectRefused, freshVehicle, type AttackWorld } from '../support/attack-kit.ts';
+import { assign, attackWorldForFile, expectRefused, freshVehicle } from '../support/attack-kit.ts';
 import { fetchImageMetadata } from '../support/forge.ts';
 
 const DAY = 86400_000;
 
-let w: AttackWorld;
-before(async () => {
-  const year = 365 * 86400;
-  w = await attackWorld({ directorClock: 'real', directorExpiries: { targets: year, snapshot: year, timestamp: year } });
-});
-after(async () => {
-  await w?.close();
-});
-beforeEach(() => {
-  w.imageProxy.clear();
-  w.directorProxy.clear();
-});
+const YEAR = 365 * 86400;
+const w = attackWorldForFile({ directorClock: 'real', directorExpiries: { targets: YEAR, snapshot: YEAR, timestamp: YEAR } });
 afterEach(() => {
   w.stack.clock.reset();
 });

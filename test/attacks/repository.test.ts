@@ -6,23 +6,13 @@
  * refuses with the intended check, that nothing is installed, and that the
  * director records it from the next manifest (see test/support/attack-kit.ts).
  */
-import { after, before, beforeEach, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { Ed25519Signer, Metadata } from '@upfleet/core';
-import { assign, attackWorld, expectInstalled, expectRefused, flipByte, freshVehicle, type AttackWorld } from '../support/attack-kit.ts';
+import { assign, attackWorldForFile, expectInstalled, expectRefused, flipByte, freshVehicle } from '../support/attack-kit.ts';
 import { compromisedDirectorPublish, currentImageState, fetchImageMetadata, forgeRoot, forgeSnapshot, stealImageRepoKeys } from '../support/forge.ts';
 
-let w: AttackWorld;
-before(async () => {
-  w = await attackWorld();
-});
-after(async () => {
-  await w?.close();
-});
-beforeEach(() => {
-  w.imageProxy.clear();
-  w.directorProxy.clear();
-});
+const w = attackWorldForFile();
 
 describe('arbitrary software', () => {
   it('refuses an image with one byte flipped in transit', async () => {

@@ -5,23 +5,13 @@
  * The attacker holds the director's online keys and sits between the agent and
  * both servers.
  */
-import { after, before, beforeEach, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
-import { assign, attackWorld, expectInstalled, expectRefused, freshVehicle, type AttackWorld } from '../support/attack-kit.ts';
+import { assign, attackWorldForFile, expectInstalled, expectRefused, freshVehicle } from '../support/attack-kit.ts';
 import { compromisedDirectorPublish } from '../support/forge.ts';
 
-let w: AttackWorld;
-before(async () => {
-  w = await attackWorld();
-});
-after(async () => {
-  await w?.close();
-});
-beforeEach(() => {
-  w.imageProxy.clear();
-  w.directorProxy.clear();
-});
+const w = attackWorldForFile();
 
 const sha256 = (b: Uint8Array) => createHash('sha256').update(b).digest('hex');
 

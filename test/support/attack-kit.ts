@@ -13,6 +13,7 @@
  *    manifest the director itself refuses, from that manifest (`expectLogged`).
  */
 import assert from 'node:assert/strict';
+import { after, before, beforeEach } from 'node:test';
 import { randomBytes } from 'node:crypto';
 import type { CycleOutcome } from '@upfleet/agent';
 import { Stack, type SecurityEvent, type StackOptions } from './stack.ts';
@@ -50,6 +51,25 @@ export async function attackWorld(options: Pick<StackOptions, 'directorClock' | 
       await stack.close();
     },
   };
+}
+
+/**
+ * One attack world for a test file: started before its tests, both proxies cleared
+ * before each test, closed after them. The handle is filled in when the world starts.
+ */
+export function attackWorldForFile(options: Parameters<typeof attackWorld>[0] = {}): AttackWorld {
+  const handle = {} as AttackWorld;
+  before(async () => {
+    Object.assign(handle, await attackWorld(options));
+  });
+  after(async () => {
+    await handle.close?.();
+  });
+  beforeEach(() => {
+    handle.imageProxy.clear();
+    handle.directorProxy.clear();
+  });
+  return handle;
 }
 
 let counter = 0;
