@@ -5,26 +5,13 @@
  */
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { realWorld, type RealWorld } from './testing/real-world.ts';
+import { runAgentCli } from './testing/agent-cli.ts';
 
-const BIN = fileURLToPath(new URL('../bin/upfleet-agent', import.meta.url));
-
-function agent(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    const env: Record<string, string | undefined> = { ...process.env, UPFLEET_LOG_LEVEL: 'silent' };
-    delete env.UPFLEET_PROVISIONING_TOKEN;
-    const child = spawn(process.execPath, [BIN, ...args], { env, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    child.on('exit', (code) => resolve({ code, stdout, stderr }));
-  });
-}
+/** The CLI with no provisioning token from the environment: only what its config says. */
+const agent = (args: string[]) => runAgentCli(args, { UPFLEET_LOG_LEVEL: 'silent', UPFLEET_PROVISIONING_TOKEN: undefined });
 
 describe('upfleet-agent failure reports', () => {
   let w: RealWorld;

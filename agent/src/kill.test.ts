@@ -7,34 +7,17 @@
  */
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import Database from 'better-sqlite3';
 import { realWorld, type RealWorld } from './testing/real-world.ts';
+import { runAgentCli, startAgentCli } from './testing/agent-cli.ts';
 import type { StateName } from './machine/states.ts';
 
-const BIN = fileURLToPath(new URL('../bin/upfleet-agent', import.meta.url));
-
-interface Run {
-  code: number | null;
-  signal: NodeJS.Signals | null;
-  stderr: string;
-}
-
-function agent(w: RealWorld, args: string[], crashAt?: StateName): Promise<Run> {
-  return new Promise((resolve) => {
-    const child = spawn(process.execPath, [BIN, ...args, '--config', w.configPath], {
-      env: { ...process.env, NODE_ENV: 'test', UPFLEET_LOG_LEVEL: 'warn', ...(crashAt && { UPFLEET_TEST_CRASH_AT: crashAt }) },
-      stdio: ['ignore', 'ignore', 'pipe'],
-    });
-    let stderr = '';
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    child.on('exit', (code, signal) => resolve({ code, signal, stderr }));
-  });
-}
+/** `upfleet-agent ARGS` on the world's config; with `crashAt`, it SIGKILLs itself on entering that state. */
+const agent = (w: RealWorld, args: string[], crashAt?: StateName) =>
+  runAgentCli([...args, '--config', w.configPath], { NODE_ENV: 'test', ...(crashAt && { UPFLEET_TEST_CRASH_AT: crashAt }) });
 
 function storedState(w: RealWorld): string {
   const db = new Database(join(w.config.storageDir, 'agent.db'), { readonly: true });
@@ -121,8 +104,7 @@ describe('kill -9 in every persisted state, then restart', () => {
   it('resumes a serial transfer killed midway from the offset the ECU holds', async () => {
     const names = await assignRelease(1_500_000);
     const sim = w.secondaries[0]!.sim;
-    const child = spawn(process.execPath, [BIN, 'check', '--once', '--config', w.configPath], { env: { ...process.env, UPFLEET_LOG_LEVEL: 'warn' }, stdio: 'ignore' });
-    const exited = new Promise((r) => child.once('exit', r));
+    const { child, exit: exited } = startAgentCli(['check', '--once', '--config', w.configPath]);
     const deadline = Date.now() + 30_000;
     while (sim.store.inactiveLength() < 100_000 || sim.store.inactiveLength() >= 1_400_000) {
       if (Date.now() > deadline) assert.fail(`transfer not observed midway (${sim.store.inactiveLength()} bytes)`);

@@ -11,16 +11,14 @@
  */
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import Database from 'better-sqlite3';
 import { prng } from '@upfleet/core';
 import { realWorld, type RealWorld } from './testing/real-world.ts';
+import { runAgentCli, startAgentCli } from './testing/agent-cli.ts';
 
-const BIN = fileURLToPath(new URL('../bin/upfleet-agent', import.meta.url));
 const KILLS = 20;
 const SEED = Number(process.env.UPFLEET_TEST_SEED ?? 13);
 const BAUD = 460_800;
@@ -28,15 +26,7 @@ const BAUD = 460_800;
 const MIN_PROGRESS = 4096;
 const MAX_DELAY_MS = 250;
 
-function start(w: RealWorld): { child: ChildProcess; exit: Promise<{ code: number | null; signal: NodeJS.Signals | null; stderr: string }> } {
-  const child = spawn(process.execPath, [BIN, 'check', '--once', '--config', w.configPath], {
-    env: { ...process.env, UPFLEET_LOG_LEVEL: 'warn' },
-    stdio: ['ignore', 'ignore', 'pipe'],
-  });
-  let stderr = '';
-  child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
-  return { child, exit: new Promise((resolve) => child.on('exit', (code, signal) => resolve({ code, signal, stderr }))) };
-}
+const start = (w: RealWorld) => startAgentCli(['check', '--once', '--config', w.configPath]);
 
 function agentDb<T>(w: RealWorld, read: (db: Database.Database) => T): T {
   const db = new Database(join(w.config.storageDir, 'agent.db'), { readonly: true });
@@ -54,8 +44,8 @@ describe(`an update under ${KILLS} power losses mid-transfer`, () => {
 
   before(async () => {
     w = await realWorld({ deviceId: 'vehicle-power', secondaries: [{ serial: 'brake-p', hardwareId: 'brake', verification: 'partial' }], baud: BAUD });
-    const provision = spawn(process.execPath, [BIN, 'provision', '--config', w.configPath], { env: { ...process.env, UPFLEET_LOG_LEVEL: 'warn' }, stdio: 'ignore' });
-    assert.equal(await new Promise((r) => provision.on('exit', r)), 0);
+    const provision = await runAgentCli(['provision', '--config', w.configPath]);
+    assert.equal(provision.code, 0, provision.stderr);
   });
   after(async () => {
     await w?.close();

@@ -6,27 +6,12 @@
  */
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { existsSync, readFileSync, renameSync } from 'node:fs';
-import { fileURLToPath } from 'node:url';
 import { readPublicKey } from '@upfleet/core';
 import { realWorld, type RealWorld } from './testing/real-world.ts';
+import { runAgentCli } from './testing/agent-cli.ts';
 
-const BIN = fileURLToPath(new URL('../bin/upfleet-agent', import.meta.url));
-
-function agent(w: RealWorld, args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    const child = spawn(process.execPath, [BIN, ...args, '--config', w.configPath], {
-      env: { ...process.env, UPFLEET_LOG_LEVEL: 'info' },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    child.on('exit', (code) => resolve({ code, stdout, stderr }));
-  });
-}
+const agent = (w: RealWorld, args: string[]) => runAgentCli([...args, '--config', w.configPath], { UPFLEET_LOG_LEVEL: 'info' });
 
 describe('provision keeps the device key', () => {
   let w: RealWorld;

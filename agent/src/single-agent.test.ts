@@ -8,35 +8,15 @@
  */
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync, statSync } from 'node:fs';
 import { createConnection } from 'node:net';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import Database from 'better-sqlite3';
 import { realWorld, type RealWorld } from './testing/real-world.ts';
+import { startAgentCli } from './testing/agent-cli.ts';
 
-const BIN = fileURLToPath(new URL('../bin/upfleet-agent', import.meta.url));
-
-interface Exit {
-  code: number | null;
-  signal: NodeJS.Signals | null;
-  stdout: string;
-  stderr: string;
-}
-
-function cli(w: RealWorld, args: string[]): { child: ChildProcess; exit: Promise<Exit> } {
-  const child = spawn(process.execPath, [BIN, ...args, '--config', w.configPath], {
-    env: { ...process.env, UPFLEET_LOG_LEVEL: 'info' },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  let stdout = '';
-  let stderr = '';
-  child.stdout!.on('data', (d: Buffer) => (stdout += d.toString()));
-  child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
-  return { child, exit: new Promise((resolve) => child.on('exit', (code, signal) => resolve({ code, signal, stdout, stderr }))) };
-}
+const cli = (w: RealWorld, args: string[]) => startAgentCli([...args, '--config', w.configPath], { UPFLEET_LOG_LEVEL: 'info' });
 
 /** One request on the control socket, as any client would send it. */
 function rawAsk(path: string, line: string): Promise<string> {
@@ -68,7 +48,7 @@ interface Status {
 describe('one agent per device', () => {
   let w: RealWorld;
   let sock: string;
-  let daemon: { child: ChildProcess; exit: Promise<Exit> } | undefined;
+  let daemon: ReturnType<typeof cli> | undefined;
 
   before(async () => {
     w = await realWorld({ deviceId: 'vehicle-one', secondaries: [{ serial: 'brake-1', hardwareId: 'brake', verification: 'partial' }] });
