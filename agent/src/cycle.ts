@@ -30,6 +30,7 @@ import {
   isInstalled,
   networkSource,
   pendingEcus,
+  plannedImage,
   signVehicleManifest,
   storeSource,
   verifyPlan,
@@ -49,7 +50,7 @@ import type { SqliteMetadataStore } from './metadata-store.ts';
 import type { Outbox } from './outbox.ts';
 import type { ProgressFacts } from './progress-facts.ts';
 import type { Steps, StepResult } from './machine/runner.ts';
-import type { FailureRecord, PlannedInstall, State } from './machine/states.ts';
+import type { FailureRecord, State } from './machine/states.ts';
 import type { MetadataBundle, Progress, Secondary } from './secondaries/secondary.ts';
 
 /** A progress event for the director and the local display. */
@@ -212,9 +213,7 @@ export function buildSteps(d: CycleDeps): Steps {
       const handled = last && last.result.directorTargetsVersion === director.version && !last.retryable;
       if (pending.size === 0 || handled) return { event: { type: 'noUpdate' } };
       // Not yet a plan: which ECUs the director wants changed, so a refusal can name them.
-      const named: PlannedInstall[] = director.images
-        .filter((i) => pending.has(i.ecuSerial))
-        .map((i) => ({ ecuSerial: i.ecuSerial, hardwareId: i.hardwareId, name: i.name, length: i.target.length, hashes: { ...i.target.hashes }, releaseCounter: i.releaseCounter }));
+      const named = director.images.filter((i) => pending.has(i.ecuSerial)).map((i) => plannedImage(i));
       return { event: { type: 'directorUpdated', directorTargetsVersion: director.version, plan: named } };
     },
 

@@ -12,7 +12,7 @@
  * - The plan is plain JSON, so the primary's state machine persists it as it is.
  */
 import type { TargetFile } from '../metadata/file-info.ts';
-import type { DirectorTargets } from './director-targets.ts';
+import type { DirectorImage, DirectorTargets } from './director-targets.ts';
 import { matchDirectorTarget, TargetMismatchError } from './matching.ts';
 
 /** One ECU's image, as both repositories agreed on it. */
@@ -81,17 +81,22 @@ export async function verifyPlan(input: PlanInput): Promise<VerifiedPlan> {
       throw concerning(e, image.ecuSerial);
     }
     if (isInstalled(ecu.installed, image.target)) continue;
-    installs.push({
-      ecuSerial: image.ecuSerial,
-      hardwareId: ecu.hardwareId,
-      name: image.name,
-      length: image.target.length,
-      hashes: { ...image.target.hashes },
-      releaseCounter: custom.releaseCounter,
-      ...(custom.version !== undefined && { version: custom.version }),
-    });
+    installs.push(plannedImage(image, custom));
   }
   return { directorTargetsVersion: input.director.version, installs };
+}
+
+/** The plan entry for a director image, with the image repository's fields once matched (the director's copy before). */
+export function plannedImage(image: DirectorImage, custom: { releaseCounter: number; version?: string } = image): PlannedImage {
+  return {
+    ecuSerial: image.ecuSerial,
+    hardwareId: image.hardwareId,
+    name: image.name,
+    length: image.target.length,
+    hashes: { ...image.target.hashes },
+    releaseCounter: custom.releaseCounter,
+    ...(custom.version !== undefined && { version: custom.version }),
+  };
 }
 
 function ecuOf(ecus: ReadonlyMap<string, EcuState>, image: { name: string; ecuSerial: string; hardwareId: string }): EcuState {
