@@ -21,8 +21,12 @@ import { SqlStore, type Row, type SqlConnection } from './sql-store.ts';
 
 const MAX_ATTEMPTS = 12;
 const RETRYABLE = new Set(['40001', '40P01']);
-/** Connection exceptions, operator intervention, insufficient resources. */
-const UNAVAILABLE = /^(08|57P|53)/;
+/**
+ * SQLSTATE classes that say the server cannot serve now, not that the request was wrong:
+ * connection exceptions, insufficient resources, a database not accepting connections,
+ * operator intervention, system and internal errors.
+ */
+const UNAVAILABLE = /^(08|53|55|57|58|XX)/;
 const POOL_SIZE = 10;
 
 interface Tx {
@@ -44,7 +48,7 @@ function isTransient(error: unknown): boolean {
   const e = error as { code?: string; message?: string } | undefined;
   if (typeof e?.code === 'string' && UNAVAILABLE.test(e.code)) return true;
   if (typeof e?.code === 'string' && /^E[A-Z]+$/.test(e.code)) return true; // ECONNREFUSED, ECONNRESET...
-  return /Connection terminated|connection timeout|Client has encountered a connection error/i.test(e?.message ?? '');
+  return /Connection terminated|connection timeout|timeout exceeded when trying to connect|Client has encountered a connection error/i.test(e?.message ?? '');
 }
 
 export class PgConnection implements SqlConnection {
