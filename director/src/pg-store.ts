@@ -90,6 +90,10 @@ export class PgConnection implements SqlConnection {
     await (tx ? tx.client : this.#pool).query(sql);
   }
 
+  inTransaction(): boolean {
+    return this.#current() !== undefined;
+  }
+
   async lockRow(table: 'devices' | 'campaigns', id: string): Promise<void> {
     if (!this.#current()) return;
     await this.#query(`SELECT 1 FROM ${table} WHERE id = ? FOR UPDATE`, [id]);

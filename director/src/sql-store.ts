@@ -31,6 +31,8 @@ export interface SqlConnection {
   /** Several statements without parameters (a migration file). */
   exec(sql: string): Promise<void>;
   transaction<T>(fn: () => Promise<T>): Promise<T>;
+  /** Whether the calling async context is inside a transaction of this connection. */
+  inTransaction(): boolean;
   /** Inside a transaction: holds one row of `table` (keyed by `id`) until the end. */
   lockRow(table: 'devices' | 'campaigns', id: string): Promise<void>;
   close(): Promise<void>;
@@ -231,7 +233,9 @@ export class SqlStore implements DirectorStore {
   }
 
   insertEvent(e: Omit<EventRecord, 'id'>): Promise<void> {
-    return this.transaction(async () => {
+    // Atomic on its own; inside a caller's transaction, part of it (no savepoint per event).
+    const atomic = (fn: () => Promise<void>) => (this.db.inTransaction() ? fn() : this.transaction(fn));
+    return atomic(async () => {
       await this.db.run('INSERT INTO events (device_id, ecu_serial, kind, code, detail, at) VALUES (?, ?, ?, ?, ?, ?)', [
         e.deviceId, e.ecuSerial, e.kind, e.code, e.detail, e.at]);
       // Bounded per device: a flood of events costs the device its oldest ones, never the store.

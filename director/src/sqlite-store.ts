@@ -89,6 +89,10 @@ export class SqliteConnection implements SqlConnection {
 
   async lockRow(): Promise<void> {}
 
+  inTransaction(): boolean {
+    return this.#current() !== undefined;
+  }
+
   async transaction<T>(fn: () => Promise<T>): Promise<T> {
     const outer = this.#current();
     if (outer) return this.#savepoint(outer, fn);
