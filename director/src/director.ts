@@ -19,6 +19,7 @@ import { addRoutes } from './http/api.ts';
 import { AdminAccess } from './http/admin-access.ts';
 import { addConsoleRoutes } from './http/console-routes.ts';
 import { ChangeFeed, fleetFingerprints } from './change-feed.ts';
+import { fleetSummary } from './fleet-summary.ts';
 import { DEFAULT_PREFIX, Topics } from './mqtt-topics.ts';
 import { DIRECTOR_USERNAME, startEmbeddedBroker, type EmbeddedBroker } from './mqtt-broker.ts';
 import { MqttBus } from './mqtt-bus.ts';
@@ -96,7 +97,7 @@ export async function startDirector(o: StartOptions): Promise<RunningDirector> {
     ...(o.viewerToken && { viewerToken: o.viewerToken }), ...(o.sessionSeconds !== undefined && { sessionSeconds: o.sessionSeconds }) });
   const feed = new ChangeFeed(() => fleetFingerprints(store), 1000, (err) => log.warn({ err }, 'console change feed read failed'));
   addRoutes(router, services, access);
-  addConsoleRoutes(router, { access, imageRepo, feed, nowSeconds });
+  addConsoleRoutes(router, { access, imageRepo, feed, nowSeconds, fleetSummary: () => fleetSummary(store) });
   const server: Server = createServer((req, res) => void router.handle(req, res));
   server.keepAliveTimeout = 65_000;
   const host = o.host ?? '127.0.0.1';

@@ -1,14 +1,15 @@
 /**
  * The web console's routes: its page and assets (`/`, `/assets/*`), its session
  * (login, the session's CSRF token, logout), and two admin API routes it needs
- * that the CLI may use too: the image repository's listing and the live change
- * stream (Server-Sent Events). Every other console action calls the admin API
+ * that the CLI may use too: the fleet summary, the image repository's listing
+ * and the live change stream (Server-Sent Events). Every other console action calls the admin API
  * routes of api.ts, with the session cookie and the CSRF header.
  */
 import type { ServerResponse } from 'node:http';
 import type { ImageRepository } from '../context.ts';
 import { NotFoundError } from '../errors.ts';
 import { listImages } from '../image-list.ts';
+import type { FleetSummary } from '../fleet-summary.ts';
 import type { ChangeFeed } from '../change-feed.ts';
 import type { AdminAccess } from './admin-access.ts';
 import { ConsoleFiles, SECURITY_HEADERS } from './console-files.ts';
@@ -22,6 +23,7 @@ export interface ConsoleRouteOptions {
   access: AdminAccess;
   imageRepo: ImageRepository;
   feed: ChangeFeed;
+  fleetSummary: () => FleetSummary;
   files?: ConsoleFiles;
   nowSeconds: () => number;
 }
@@ -52,6 +54,11 @@ export function addConsoleRoutes(router: Router, o: ConsoleRouteOptions): void {
     return { status: 204, headers: { 'set-cookie': o.access.logout(req.headers) } };
   });
 
+  router.add('GET', '/api/v1/admin/fleet', (req) => {
+    o.access.authorize(req);
+    noQuery(req);
+    return { status: 200, body: o.fleetSummary() };
+  });
   router.add('GET', '/api/v1/admin/images', async (req) => {
     o.access.authorize(req);
     noQuery(req);
