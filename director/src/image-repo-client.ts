@@ -121,8 +121,13 @@ export class ImageRepoClient implements ImageRepository {
     return (await (await this.#fresh()).findTarget(name, options))?.info;
   }
 
-  /** Every verified target, from a view no older than the cache period. @throws RepositoryError, DownloadError */
+  /**
+   * Every verified target, from a view refreshed now (a listing shows what was just
+   * published; a refresh that finds the timestamp unchanged fetches nothing more).
+   * @throws RepositoryError, DownloadError
+   */
   async listTargets(): Promise<FoundTarget[]> {
+    this.invalidate(); // concurrent listings still share one refresh
     return (await this.#fresh()).listTargets();
   }
 
