@@ -126,7 +126,7 @@ export class AdminAccess {
       return { role: session.role, via: 'session', session };
     }
     const token = bearer(header, 'Bearer');
-    if (!token) throw new UnauthenticatedError('no admin token: send Authorization: Bearer <admin token>, or log in to the console');
+    if (!token) throw new UnauthenticatedError('no admin token: send Authorization: Bearer <admin token>');
     const role = this.#roleOf(token);
     if (!role) throw new ForbiddenError('WRONG_ADMIN_TOKEN', 'the bearer token is not the admin token');
     return { role, via: 'bearer' };
