@@ -107,6 +107,9 @@ describe('web console', () => {
   });
 
   it('logs an operator in with the admin token into an HttpOnly, SameSite=Strict session cookie', async () => {
+    await operator.goto('/');
+    await operator.locator('input[name=token]').waitFor();
+    await screenshot(operator, 'login');
     await login(operator, ADMIN_TOKEN, 'operator');
     const [cookie] = await operator.context().cookies();
     assert.equal(cookie?.name, 'upfleet_session');
@@ -212,6 +215,7 @@ describe('web console', () => {
         await campaignStatus(viewer, 'draft');
         assert.equal(await viewer.getByTestId('campaign-start').isDisabled(), true);
         assert.equal(await viewer.getByTestId('campaign-abort').isDisabled(), true);
+        await screenshot(viewer, 'campaign-viewer');
         await viewer.goto('/#/campaigns');
         assert.equal(await viewer.getByTestId('campaign-form').locator('button[type=submit]').isDisabled(), true);
         assert.equal(await viewer.getByTestId('campaign-form').locator('input[name=name]').isDisabled(), true);
