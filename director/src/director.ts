@@ -18,6 +18,7 @@ import { Router } from './http/router.ts';
 import { addRoutes } from './http/api.ts';
 import { AdminAccess } from './http/admin-access.ts';
 import { addConsoleRoutes } from './http/console-routes.ts';
+import { ConsoleFiles, defaultConsoleDir } from './http/console-files.ts';
 import { ChangeFeed, fleetFingerprints } from './change-feed.ts';
 import { fleetSummary } from './fleet-summary.ts';
 import { DEFAULT_PREFIX, Topics } from './mqtt-topics.ts';
@@ -47,6 +48,8 @@ export interface StartOptions {
   viewerToken?: string;
   /** Lifetime of a web console session (default 12 h). */
   sessionSeconds?: number;
+  /** The built web console (director/console/dist); default: UPFLEET_CONSOLE_DIR, else the one of @upfleet/director. */
+  consoleDir?: string;
   provisioningToken: string;
   onlinePassphrase?: string;
   approval?: 'auto' | 'manual';
@@ -97,7 +100,9 @@ export async function startDirector(o: StartOptions): Promise<RunningDirector> {
     ...(o.viewerToken && { viewerToken: o.viewerToken }), ...(o.sessionSeconds !== undefined && { sessionSeconds: o.sessionSeconds }) });
   const feed = new ChangeFeed(() => fleetFingerprints(store), 1000, (err) => log.warn({ err }, 'console change feed read failed'));
   addRoutes(router, services, access);
-  addConsoleRoutes(router, { access, imageRepo, feed, nowSeconds, fleetSummary: () => fleetSummary(store) });
+  addConsoleRoutes(router, {
+    access, imageRepo, feed, nowSeconds, fleetSummary: () => fleetSummary(store), files: new ConsoleFiles(o.consoleDir ?? defaultConsoleDir()),
+  });
   const server: Server = createServer((req, res) => void router.handle(req, res));
   server.keepAliveTimeout = 65_000;
   const host = o.host ?? '127.0.0.1';

@@ -14,11 +14,26 @@
  * - A missing build is answered with a page that says how to build it.
  */
 import { readFileSync } from 'node:fs';
-import { extname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { createRequire } from 'node:module';
+import { dirname, extname, join } from 'node:path';
 import type { Reply } from './router.ts';
 
-export const CONSOLE_DIST = fileURLToPath(new URL('../../console/dist/', import.meta.url));
+/**
+ * Where the built console is, when startDirector is not told: UPFLEET_CONSOLE_DIR (the
+ * upfleet-director bin sets it to its own checkout's build), else the build of the
+ * @upfleet/director package that resolves from the working directory. Not from this
+ * module's own URL: the CLI launcher bundles this source into a cache directory
+ * (scripts/launch.mjs), where that URL would name the bundle.
+ */
+export function defaultConsoleDir(env: NodeJS.ProcessEnv = process.env): string | undefined {
+  if (env.UPFLEET_CONSOLE_DIR) return env.UPFLEET_CONSOLE_DIR;
+  try {
+    const entry = createRequire(join(process.cwd(), 'noop.js')).resolve('@upfleet/director'); // director/src/index.ts
+    return join(dirname(entry), '..', 'console', 'dist');
+  } catch {
+    return undefined;
+  }
+}
 
 const CONTENT_TYPES: Record<string, string> = {
   '.html': 'text/html; charset=utf-8',
@@ -42,14 +57,15 @@ export const SECURITY_HEADERS: Record<string, string> = {
 
 const NOT_BUILT = `<!doctype html><meta charset="utf-8"><title>Upfleet console not built</title>
 <h1>The web console is not built</h1>
-<p>The director serves the console from <code>director/console/dist</code>, which is missing.
+<p>The director serves the console from <code>director/console/dist</code> (or <code>UPFLEET_CONSOLE_DIR</code>), which is missing.
 Build it from the repository root with <code>npm run build:console</code> (<code>npm ci</code> does it too),
 then reload. The admin API works without it.</p>`;
 
 export class ConsoleFiles {
   readonly #cache = new Map<string, Uint8Array>();
 
-  constructor(private readonly dir = CONSOLE_DIST) {}
+  /** `dir`: the Vite build (director/console/dist); undefined: no build to serve. */
+  constructor(private readonly dir: string | undefined) {}
 
   /** The console page itself (for `/`). */
   index(): Reply {
@@ -69,7 +85,7 @@ export class ConsoleFiles {
 
   #read(name: string, keep = true): Uint8Array | undefined {
     let bytes = this.#cache.get(name);
-    if (bytes) return bytes;
+    if (bytes || this.dir === undefined) return bytes;
     try {
       bytes = new Uint8Array(readFileSync(join(this.dir, name)));
     } catch {

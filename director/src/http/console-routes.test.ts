@@ -167,7 +167,7 @@ describe('ConsoleFiles', () => {
   after(() => rmSync(dir, { recursive: true, force: true }));
 
   it('serves index.html revalidated and hashed assets immutable, each with its content type', () => {
-    const files = new ConsoleFiles(`${dir}/`);
+    const files = new ConsoleFiles(dir);
     const index = files.index();
     assert.equal(index.status, 200);
     assert.ok('bytes' in index);
@@ -181,7 +181,7 @@ describe('ConsoleFiles', () => {
   });
 
   it('serves nothing outside assets/ and no unknown type', () => {
-    const files = new ConsoleFiles(`${dir}/`);
+    const files = new ConsoleFiles(dir);
     for (const name of ['../index.html', '.hidden.js', 'index-AbC123.exe', 'missing.js']) assert.equal(files.asset(name), undefined, name);
   });
 

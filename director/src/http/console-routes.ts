@@ -12,7 +12,7 @@ import { listImages } from '../image-list.ts';
 import type { FleetSummary } from '../fleet-summary.ts';
 import type { ChangeFeed } from '../change-feed.ts';
 import type { AdminAccess } from './admin-access.ts';
-import { ConsoleFiles, SECURITY_HEADERS } from './console-files.ts';
+import { SECURITY_HEADERS, type ConsoleFiles } from './console-files.ts';
 import { parseQuery } from './query.ts';
 import type { Reply, Request, Router } from './router.ts';
 
@@ -24,12 +24,12 @@ export interface ConsoleRouteOptions {
   imageRepo: ImageRepository;
   feed: ChangeFeed;
   fleetSummary: () => FleetSummary;
-  files?: ConsoleFiles;
+  files: ConsoleFiles;
   nowSeconds: () => number;
 }
 
 export function addConsoleRoutes(router: Router, o: ConsoleRouteOptions): void {
-  const files = o.files ?? new ConsoleFiles();
+  const { files } = o;
   const noQuery = (req: Request) => parseQuery(req.query, {});
 
   router.add('GET', '/', () => files.index());
