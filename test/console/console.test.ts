@@ -81,26 +81,27 @@ describe('web console', () => {
 
   const sessionCsrf = (page: Page) => page.evaluate(async () => ((await (await fetch('/api/v1/console/session')).json()) as { csrfToken: string }).csrfToken);
 
+  let launching: Promise<Browser> | undefined;
   before(async () => {
     assert.notEqual(ensureConsoleBuilt({ quiet: true }), 'no-vite', 'Vite is a dev dependency: npm ci installs it');
+    launching = launchChromium(); // starts while the back end does
     stack = await Stack.start({ mqtt: 'none' });
     imageProxy = await new AttackProxy(stack.imageRepo.url).start();
     imageProxy.on('/targets/', { kind: 'trickle', bytesPerSecond: TRICKLE_BYTES_PER_SECOND });
     directorProxy = await new AttackProxy(stack.director.url).start();
-    for (const deviceId of DEVICES) {
-      vehicles.push(await Vehicle.create(stack, { deviceId, imageRepoUrl: imageProxy.url, directorUrl: directorProxy.url, progressIntervalSeconds: 0.25 }));
-    }
+    vehicles.push(...await Promise.all(DEVICES.map((deviceId) =>
+      Vehicle.create(stack, { deviceId, imageRepoUrl: imageProxy.url, directorUrl: directorProxy.url, progressIntervalSeconds: 0.25 }))));
     await cycleAll(); // first manifests: the director knows what every ECU runs
     await stack.addSupplier('acme', ['acme/*'], ['door-ecu']);
     await stack.publish({ name: 'acme/door-1.1.0.bin', data: randomBytes(20_000), hardwareIds: ['door-ecu'], version: '1.1.0', releaseCounter: 1, supplier: 'acme' });
     await stack.publish({ name: 'gateway-2.0.0.bin', data: randomBytes(IMAGE_BYTES), hardwareIds: ['gateway'], version: '2.0.0', releaseCounter: 2 });
     await stack.publish({ name: 'gateway-3.0.0.bin', data: randomBytes(IMAGE_BYTES), hardwareIds: ['gateway'], version: '3.0.0', releaseCounter: 3 });
-    browser = await launchChromium();
+    browser = await launching;
     operator = await newPage(browser, stack.director.url);
   });
   after(async () => {
-    await browser?.close();
-    for (const v of vehicles) await v.close();
+    await (await launching?.catch(() => undefined))?.close();
+    await Promise.all(vehicles.map((v) => v.close()));
     await imageProxy?.close();
     await directorProxy?.close();
     await stack?.close();
