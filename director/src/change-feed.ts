@@ -60,9 +60,11 @@ export class ChangeFeed {
   readonly #listeners = new Set<ChangeListener>();
   #last: Fingerprints | undefined;
   #timer: NodeJS.Timeout | undefined;
+  #reading = false;
 
+  /** `read` may return a promise (an asynchronous store); a tick never overlaps the one before. */
   constructor(
-    private readonly read: () => Fingerprints,
+    private readonly read: () => Fingerprints | Promise<Fingerprints>,
     private readonly intervalMs = 1000,
     private readonly onError: (error: unknown) => void = () => {},
   ) {}
@@ -70,8 +72,9 @@ export class ChangeFeed {
   /** Starts the timer with the first listener. @returns the function that unsubscribes */
   subscribe(listener: ChangeListener): () => void {
     if (this.#listeners.size === 0) {
-      this.#last = this.read();
-      this.#timer = setInterval(() => this.#tick(), this.intervalMs);
+      this.#last = undefined; // the first tick reads the baseline
+      void this.#tick();
+      this.#timer = setInterval(() => void this.#tick(), this.intervalMs);
       this.#timer.unref();
     }
     this.#listeners.add(listener);
@@ -92,14 +95,19 @@ export class ChangeFeed {
     this.#listeners.clear();
   }
 
-  #tick(): void {
+  async #tick(): Promise<void> {
+    if (this.#reading) return;
+    this.#reading = true;
     let next: Fingerprints;
     try {
-      next = this.read();
+      next = await this.read();
     } catch (error) {
       this.onError(error); // a busy or closing store: try again next tick
       return;
+    } finally {
+      this.#reading = false;
     }
+    if (this.#listeners.size === 0) return; // closed meanwhile
     const change = this.#last && diffFingerprints(this.#last, next);
     this.#last = next;
     if (change) for (const l of this.#listeners) l(change);

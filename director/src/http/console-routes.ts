@@ -23,7 +23,7 @@ export interface ConsoleRouteOptions {
   access: AdminAccess;
   imageRepo: ImageRepository;
   feed: ChangeFeed;
-  fleetSummary: () => FleetSummary;
+  fleetSummary: () => FleetSummary | Promise<FleetSummary>;
   files: ConsoleFiles;
   nowSeconds: () => number;
 }
@@ -54,10 +54,10 @@ export function addConsoleRoutes(router: Router, o: ConsoleRouteOptions): void {
     return { status: 204, headers: { 'set-cookie': o.access.logout(req.headers) } };
   });
 
-  router.add('GET', '/api/v1/admin/fleet', (req) => {
+  router.add('GET', '/api/v1/admin/fleet', async (req) => {
     o.access.authorize(req);
     noQuery(req);
-    return { status: 200, body: o.fleetSummary() };
+    return { status: 200, body: await o.fleetSummary() };
   });
   router.add('GET', '/api/v1/admin/images', async (req) => {
     o.access.authorize(req);
