@@ -42,7 +42,7 @@ describe('web console', () => {
   let directorProxy: AttackProxy;
   const vehicles: Vehicle[] = [];
   let browser: Browser;
-  let operator: Page;
+  let operator: Awaited<ReturnType<typeof newPage>>;
 
   /** One update cycle of every vehicle at once. */
   const cycleAll = () => Promise.all(vehicles.map((v) => v.agent!.checkOnce()));
@@ -228,6 +228,7 @@ describe('web console', () => {
         const bearer = await fetch(`${stack.director.url}/api/v1/admin/campaigns/${draft}/start`, { method: 'POST', headers: { authorization: `Bearer ${VIEWER_TOKEN}` } });
         assert.equal(bearer.status, 403);
         assert.equal((await stack.admin('GET', `/campaigns/${draft}`)).json.status, 'draft', 'nothing changed');
+        assert.deepEqual(viewer.problems, []);
       } finally {
         await viewer.context().close();
       }
@@ -243,6 +244,10 @@ describe('web console', () => {
       assert.equal((await stack.admin('GET', `/campaigns/${draft}`)).json.status, 'draft', 'nothing changed');
       const right = await pageFetch(operator, `/api/v1/admin/campaigns/${draft}/abort`, { 'x-upfleet-csrf': await sessionCsrf(operator) });
       assert.equal(right.status, 200, 'the same request with the token goes through');
+    });
+
+    it('ran every page without a script error or a Content-Security-Policy violation', () => {
+      assert.deepEqual(operator.problems, []);
     });
   });
 });

@@ -22,11 +22,19 @@ export async function launchChromium(): Promise<Browser> {
   return chromium.launch({ executablePath: CHROMIUM, headless: true, args: ARGS, timeout: 30_000 });
 }
 
-/** A page in a fresh context (its own cookies), with short default timeouts so a failure is quick. */
-export async function newPage(browser: Browser, baseURL: string): Promise<Page> {
+/**
+ * A page in a fresh context (its own cookies), with short default timeouts so a failure is
+ * quick. `problems` collects uncaught script errors and Content-Security-Policy violations.
+ */
+export async function newPage(browser: Browser, baseURL: string): Promise<Page & { problems: string[] }> {
   const context = await browser.newContext({ baseURL, viewport: { width: 1280, height: 860 }, deviceScaleFactor: 1 });
   context.setDefaultTimeout(15_000);
-  return context.newPage();
+  const page = Object.assign(await context.newPage(), { problems: [] as string[] });
+  page.on('pageerror', (error) => page.problems.push(`uncaught: ${error.message}`));
+  page.on('console', (message) => {
+    if (/Content Security Policy/i.test(message.text())) page.problems.push(`CSP: ${message.text()}`);
+  });
+  return page;
 }
 
 export async function screenshot(page: Page, name: string): Promise<void> {
