@@ -59,6 +59,10 @@ describe('AdminAccess', () => {
       assert.deepEqual(caller, { role: 'operator', via: 'session', session });
     });
 
+    it('marks the cookie Secure when the page came over HTTPS', () => {
+      assert.match(access().login(ADMIN, { secure: true }).setCookie, /; HttpOnly; SameSite=Strict; Max-Age=43200; Secure$/);
+    });
+
     it('is accepted by another instance built from the same tokens (another director process)', () => {
       const { setCookie, session } = access().login(VIEWER);
       assert.deepEqual(access().session({ cookie: cookieOf(setCookie) }), session);

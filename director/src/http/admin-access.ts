@@ -82,17 +82,18 @@ export class AdminAccess {
   }
 
   /**
-   * A new session for whoever holds `token`, and the Set-Cookie header value that carries it.
+   * A new session for whoever holds `token`, and the Set-Cookie header value that carries it
+   * (marked Secure when `secure`: the page came over HTTPS, through a TLS proxy).
    * @throws BadRequestError (no token), UnauthenticatedError (neither the admin nor the viewer token)
    */
-  login(token: unknown): { session: SessionInfo; setCookie: string } {
+  login(token: unknown, { secure = false }: { secure?: boolean } = {}): { session: SessionInfo; setCookie: string } {
     if (typeof token !== 'string' || token.length === 0) throw new BadRequestError('token is required', { field: 'token' });
     const role = this.#roleOf(token);
     if (!role) throw new UnauthenticatedError('the token is neither the admin token nor the viewer token');
     const seconds = this.o.sessionSeconds ?? DEFAULT_SESSION_SECONDS;
     const payload = Buffer.from(JSON.stringify({ role, sid: randomBytes(16).toString('base64url'), exp: this.o.nowSeconds() + seconds })).toString('base64url');
     const value = `${payload}.${this.#mac('session', payload)}`;
-    return { session: this.#info(payload)!, setCookie: cookie(value, seconds) };
+    return { session: this.#info(payload)!, setCookie: cookie(value, seconds, secure) };
   }
 
   /**
@@ -160,8 +161,8 @@ export class AdminAccess {
   }
 }
 
-function cookie(value: string, maxAge: number): string {
-  return `${SESSION_COOKIE}=${value}; Path=/; HttpOnly; SameSite=Strict; Max-Age=${maxAge}`;
+function cookie(value: string, maxAge: number, secure = false): string {
+  return `${SESSION_COOKIE}=${value}; Path=/; HttpOnly; SameSite=Strict; Max-Age=${maxAge}${secure ? '; Secure' : ''}`;
 }
 
 function macEquals(given: string, expected: string): boolean {

@@ -42,7 +42,8 @@ export function addConsoleRoutes(router: Router, o: ConsoleRouteOptions): void {
   router.add('POST', '/api/v1/console/login', async (req) => {
     noQuery(req);
     const body = (await req.json()) as { token?: unknown } | null;
-    const { session, setCookie } = o.access.login(body?.token);
+    // Behind a TLS proxy the cookie must not travel over plain HTTP (Secure only restricts, so the header need not be trusted).
+    const { session, setCookie } = o.access.login(body?.token, { secure: req.headers['x-forwarded-proto'] === 'https' });
     return { status: 200, body: session, headers: { 'set-cookie': setCookie, 'cache-control': 'no-store' } };
   });
   router.add('GET', '/api/v1/console/session', (req) => {
