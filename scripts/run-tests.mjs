@@ -1,11 +1,13 @@
 #!/usr/bin/env node
 // The one test command: makes sure the system tools the tests use are present,
-// type-checks the whole tree, then runs every *.test.ts with node's test runner.
+// and the web console is built from its current sources, type-checks the whole
+// tree, then runs every *.test.ts with node's test runner.
 import { spawnSync } from 'node:child_process';
 import { readdirSync, statSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { ensureSystemTools } from './system-tools.mjs';
+import { ensureConsoleBuilt } from './build-console.mjs';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 const roots = ['core', 'agent', 'director', 'image-repo', 'device-sim', 'test'];
@@ -21,6 +23,7 @@ function findTests(dir, out) {
 }
 
 ensureSystemTools();
+ensureConsoleBuilt({ quiet: true });
 
 const filter = process.argv.slice(2);
 const files = roots
@@ -29,8 +32,10 @@ const files = roots
   .sort();
 
 if (filter.length === 0) {
-  const tsc = spawnSync('npx', ['tsc', '-p', 'tsconfig.json', '--noEmit'], { cwd: root, stdio: 'inherit' });
-  if (tsc.status !== 0) process.exit(tsc.status ?? 1);
+  for (const project of ['tsconfig.json', 'director/console/tsconfig.json']) {
+    const tsc = spawnSync('npx', ['tsc', '-p', project, '--noEmit'], { cwd: root, stdio: 'inherit' });
+    if (tsc.status !== 0) process.exit(tsc.status ?? 1);
+  }
 }
 
 const result = spawnSync(

@@ -1,8 +1,12 @@
 // System packages the tests and the demo use, installed here so that a fresh
-// machine needs no manual step. socat makes the pty pairs of the serial tests.
+// machine needs no manual step. socat makes the pty pairs of the serial tests;
+// chromium runs the web console's browser tests (driven by playwright-core).
 import { spawnSync } from 'node:child_process';
 
-const TOOLS = [{ command: 'socat', debianPackage: 'socat' }];
+const TOOLS = [
+  { command: 'socat', debianPackage: 'socat' },
+  { command: 'chromium', debianPackage: 'chromium' },
+];
 
 function has(command) {
   return spawnSync('sh', ['-c', `command -v ${command}`], { stdio: 'ignore' }).status === 0;

@@ -406,6 +406,24 @@ describe('Updater', () => {
       assert.deepEqual(c.fetcher.metadataRequests.slice(4), ['1.a.json', '1.a-deep.json', '1.b.json']);
     });
 
+    describe('listTargets', () => {
+      it('lists every trusted target once, with the role findTarget answers from, sorted by path', async () => {
+        const c = delegated();
+        const listed = await c.updater().listTargets();
+        assert.deepEqual(listed.map((f) => [f.path, f.role, f.info.length]), [['a/x.bin', 'a-deep', 6], ['top.bin', 'targets', 3]]);
+      });
+
+      it('leaves out a name a delegated role lists outside its delegated paths', async () => {
+        const c = setup((repo) => {
+          repo.delegate('targets', { name: 'a', paths: ['a/*'] });
+          repo.addTarget('a/ok.bin', utf8('ok'), { role: 'a' });
+          repo.addTarget('elsewhere.bin', utf8('not a\'s'), { role: 'a' });
+        });
+        const listed = await c.updater().listTargets();
+        assert.deepEqual(listed.map((f) => f.path), ['a/ok.bin']);
+      });
+    });
+
     describe('after a failed refresh', () => {
       it('throws UsageError instead of searching half-verified metadata', async () => {
         const c = setup();

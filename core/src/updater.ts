@@ -274,6 +274,40 @@ export class Updater {
     return undefined;
   }
 
+  /**
+   * Every target the repository lists, each as `findTarget` finds it (so `role` is
+   * the role that answers for its path, and a name a delegated role lists outside
+   * its paths is not trusted from it), sorted by path. Names are collected from
+   * every role reachable through `roles` delegations (each once, at most
+   * `maxDelegations`); hash-bin (succinct) delegations are searched per name, not
+   * enumerated.
+   * @throws as refresh; UsageError after a failed refresh
+   */
+  async listTargets(): Promise<FoundTarget[]> {
+    if (!this.#refreshed) await this.refresh();
+    if (!this.#trusted?.targets) throw new UsageError('the refresh failed: start again with a new Updater');
+    return this.#flushedAfter(async () => {
+      const maxDelegations = this.#options.maxDelegations ?? 32;
+      const names = new Set<string>();
+      const visited = new Set<string>();
+      const toVisit: Array<[role: string, delegator: string]> = [['targets', 'root']];
+      while (visited.size <= maxDelegations && toVisit.length > 0) {
+        const [role, delegator] = toVisit.shift()!;
+        if (visited.has(role)) continue;
+        visited.add(role);
+        const targets = await this.#loadTargets(role, delegator);
+        for (const name of Object.keys(targets.targets)) names.add(name);
+        for (const child of targets.delegations?.roles ?? []) toVisit.push([child.name, role]);
+      }
+      const found: FoundTarget[] = [];
+      for (const name of [...names].sort()) {
+        const f = await this.#search(name, undefined);
+        if (f) found.push(f);
+      }
+      return found;
+    });
+  }
+
   /** Where a found target is served (consistent snapshots: `<dir/><first hash>.<basename>`). */
   targetUrl(found: FoundTarget, targetBaseUrl = this.#options.targetBaseUrl): string {
     if (targetBaseUrl === undefined) throw new UsageError('no target base URL');

@@ -1,6 +1,7 @@
 /**
- * Who is calling: a device (its signed token), an admin (bearer token) or a
- * provisioning client (the fleet provisioning token). Device tokens that verified
+ * Who is calling: a device (its signed token) or a provisioning client (the
+ * fleet provisioning token); admin callers are checked by http/admin-access.ts
+ * (admin and viewer tokens, console sessions). Device tokens that verified
  * are cached until they expire, so a device reusing its token costs one
  * signature check per token, not per request; the cache is dropped when it grows
  * past its bound. Secrets compare in constant time.
@@ -37,13 +38,6 @@ export class Authenticator {
     private readonly provisioningToken: string,
     private readonly nowSeconds: () => number,
   ) {}
-
-  /** @throws UnauthenticatedError (401: no bearer token), ForbiddenError WRONG_ADMIN_TOKEN (403: another token) */
-  admin(header: string | undefined): void {
-    const token = bearer(header, 'Bearer');
-    if (!token) throw new UnauthenticatedError('no admin token: send Authorization: Bearer <admin token>');
-    if (!secretEquals(token, this.adminToken)) throw new ForbiddenError('WRONG_ADMIN_TOKEN', 'the bearer token is not the admin token');
-  }
 
   isAdminSecret(secret: string): boolean {
     return secretEquals(secret, this.adminToken);

@@ -42,6 +42,8 @@ export interface CampaignDeviceView {
   assignmentId: string | null;
   errorCode: string | null;
   updatedAt: string | null;
+  /** Its ECUs' latest download or install progress on that assignment. */
+  progress: AssignmentRecord['progress'];
 }
 
 /** @throws BadRequestError */
@@ -196,7 +198,7 @@ export class Campaigns {
     return c.devices.map((deviceId, i) => {
       while (wave < c.spec.waves.length - 1 && i >= this.#waveEnd(c, wave)) wave++;
       const a = latest.get(deviceId);
-      return { deviceId, wave: wave + 1, status: a ? a.status : 'waiting', assignmentId: a?.id ?? null, errorCode: a?.errorCode ?? null, updatedAt: a?.updatedAt ?? null };
+      return { deviceId, wave: wave + 1, status: a ? a.status : 'waiting', assignmentId: a?.id ?? null, errorCode: a?.errorCode ?? null, updatedAt: a?.updatedAt ?? null, progress: a?.progress ?? {} };
     });
   }
 

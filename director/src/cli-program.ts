@@ -60,6 +60,7 @@ and DIR/metadata/1.root.json.`,
   --mqtt-prefix PREFIX      topic prefix (default upfleet/v1)
   --no-mqtt                 HTTP only
   --admin-token T           or UPFLEET_ADMIN_TOKEN (required)
+  --viewer-token T          or UPFLEET_VIEWER_TOKEN: a read-only admin token (web console viewer role)
   --provisioning-token T    or UPFLEET_PROVISIONING_TOKEN (required)
   --manual-approval         new devices wait for 'devices approve'
 Online keys: UPFLEET_ONLINE_PASSPHRASE, else DIR/keys/online.passphrase.`,
@@ -200,7 +201,7 @@ async function main(argv: string[], io: CliIo): Promise<void> {
         dir: { type: 'string' }, port: { type: 'string' }, host: { type: 'string' }, 'image-repo': { type: 'string' },
         'image-repo-root': { type: 'string' }, 'mqtt-url': { type: 'string' }, 'mqtt-port': { type: 'string' },
         'mqtt-prefix': { type: 'string' }, 'no-mqtt': { type: 'boolean' }, 'admin-token': { type: 'string' },
-        'provisioning-token': { type: 'string' }, 'manual-approval': { type: 'boolean' },
+        'viewer-token': { type: 'string' }, 'provisioning-token': { type: 'string' }, 'manual-approval': { type: 'boolean' },
         database: { type: 'string' }, processes: { type: 'string' },
       });
       if (values.help) return help(HELP.serve);
@@ -254,6 +255,7 @@ async function main(argv: string[], io: CliIo): Promise<void> {
         ...(values['mqtt-prefix'] && { mqttPrefix: values['mqtt-prefix'] }),
         adminToken: required(values['admin-token'] ?? env.UPFLEET_ADMIN_TOKEN, '--admin-token (or UPFLEET_ADMIN_TOKEN)'),
         provisioningToken: required(values['provisioning-token'] ?? env.UPFLEET_PROVISIONING_TOKEN, '--provisioning-token (or UPFLEET_PROVISIONING_TOKEN)'),
+        ...((values['viewer-token'] ?? env.UPFLEET_VIEWER_TOKEN) && { viewerToken: values['viewer-token'] ?? env.UPFLEET_VIEWER_TOKEN }),
         approval: values['manual-approval'] ? 'manual' : 'auto',
         ...(env.UPFLEET_ONLINE_PASSPHRASE && { onlinePassphrase: env.UPFLEET_ONLINE_PASSPHRASE }),
         ...(env.UPFLEET_LOG_LEVEL && { logLevel: env.UPFLEET_LOG_LEVEL }),

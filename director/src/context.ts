@@ -11,7 +11,7 @@
  */
 import { AsyncLocalStorage } from 'node:async_hooks';
 import type { Logger } from 'pino';
-import type { TargetFile } from '@upfleet/core';
+import type { FoundTarget, TargetFile } from '@upfleet/core';
 import type { DeviceRepository } from './device-repo.ts';
 import type { DirectorStore, RepoState } from './store.ts';
 import type { DirectorMetrics } from './metrics.ts';
@@ -23,6 +23,11 @@ export interface ImageRepository {
    * @throws RepositoryError or DownloadError when the image repository cannot be verified or reached
    */
   findTarget(name: string, hardwareId?: string): Promise<TargetFile | undefined>;
+  /**
+   * Every target the image repository lists, with the role that signed it (core Updater.listTargets).
+   * @throws as findTarget
+   */
+  listTargets(): Promise<FoundTarget[]>;
 }
 
 export type Notifier = (deviceId: string, state: RepoState) => void;

@@ -18,6 +18,11 @@ import { ImageRepoClient } from './image-repo-client.ts';
 import type { ImageRepository } from './context.ts';
 import { Router } from './http/router.ts';
 import { addRoutes } from './http/api.ts';
+import { AdminAccess } from './http/admin-access.ts';
+import { addConsoleRoutes } from './http/console-routes.ts';
+import { ConsoleFiles, defaultConsoleDir } from './http/console-files.ts';
+import { ChangeFeed, fleetFingerprints } from './change-feed.ts';
+import { fleetSummary } from './fleet-summary.ts';
 import { DEFAULT_PREFIX, Topics } from './mqtt-topics.ts';
 import { DIRECTOR_USERNAME, startEmbeddedBroker, type EmbeddedBroker } from './mqtt-broker.ts';
 import { MqttBus } from './mqtt-bus.ts';
@@ -43,6 +48,12 @@ export interface StartOptions {
   /** The director's MQTT client ID; default `defaultMqttClientId(dir, prefix)` (stable across restarts). */
   mqttClientId?: string;
   adminToken: string;
+  /** A read-only admin token (the console's and the API's viewer role); none: no viewer role. */
+  viewerToken?: string;
+  /** Lifetime of a web console session (default 12 h). */
+  sessionSeconds?: number;
+  /** The built web console (director/console/dist); default: UPFLEET_CONSOLE_DIR, else the one of @upfleet/director. */
+  consoleDir?: string;
   provisioningToken: string;
   onlinePassphrase?: string;
   approval?: 'auto' | 'manual';
@@ -97,7 +108,14 @@ export async function startDirector(o: StartOptions): Promise<RunningDirector> {
   const clientId = o.mqttClientId ?? defaultMqttClientId(o.dir, topics.prefix);
 
   const router = new Router(log, services.metrics);
-  addRoutes(router, services);
+  const nowSeconds = () => Math.floor(now().getTime() / 1000);
+  const access = new AdminAccess({ adminToken: o.adminToken, nowSeconds,
+    ...(o.viewerToken && { viewerToken: o.viewerToken }), ...(o.sessionSeconds !== undefined && { sessionSeconds: o.sessionSeconds }) });
+  const feed = new ChangeFeed(() => fleetFingerprints(store), 1000, (err) => log.warn({ err }, 'console change feed read failed'));
+  addRoutes(router, services, access);
+  addConsoleRoutes(router, {
+    access, imageRepo, feed, nowSeconds, fleetSummary: () => fleetSummary(store), files: new ConsoleFiles(o.consoleDir ?? defaultConsoleDir()),
+  });
   const server: Server = createServer((req, res) => void router.handle(req, res));
   server.keepAliveTimeout = 65_000;
   const host = o.host ?? '127.0.0.1';
@@ -150,6 +168,7 @@ export async function startDirector(o: StartOptions): Promise<RunningDirector> {
     url, database: describeDatabase(database), mqttUrl, topics, services,
     async close() {
       services.ctx.notifier = undefined;
+      feed.close();
       await bus?.close();
       await broker?.close();
       server.closeAllConnections();

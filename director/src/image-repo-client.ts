@@ -10,7 +10,7 @@
 import { mkdirSync, openSync, fsyncSync, closeSync, writeSync, renameSync, readFileSync, existsSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
-import { DownloadError, HttpError, LengthLimitError, metadataFileName, TrustedMetadataSet, Updater, type Fetcher, type MetadataStore, type TargetFile } from '@upfleet/core';
+import { DownloadError, HttpError, LengthLimitError, metadataFileName, TrustedMetadataSet, Updater, type Fetcher, type FoundTarget, type MetadataStore, type TargetFile } from '@upfleet/core';
 import type { ImageRepository } from './context.ts';
 
 /** A Fetcher on global fetch(): non-2xx -> HttpError, past the cap -> LengthLimitError. */
@@ -119,6 +119,16 @@ export class ImageRepoClient implements ImageRepository {
     if (found || updater !== cached) return found?.info;
     this.invalidate();
     return (await (await this.#fresh()).findTarget(name, options))?.info;
+  }
+
+  /**
+   * Every verified target, from a view refreshed now (a listing shows what was just
+   * published; a refresh that finds the timestamp unchanged fetches nothing more).
+   * @throws RepositoryError, DownloadError
+   */
+  async listTargets(): Promise<FoundTarget[]> {
+    this.invalidate(); // concurrent listings still share one refresh
+    return (await this.#fresh()).listTargets();
   }
 
   /** Drops the cached view: the next lookup refreshes. */

@@ -37,6 +37,8 @@ import { initDirector, startDirector, type RunningDirector } from '@upfleet/dire
 
 export const PASSPHRASE = 'upfleet-demo-passphrase';
 export const ADMIN_TOKEN = 'upfleet-admin-token';
+/** The director's read-only admin token (the web console's viewer role). */
+export const VIEWER_TOKEN = 'upfleet-viewer-token';
 export const PROVISIONING_TOKEN = 'upfleet-provisioning-token';
 export const UPLOAD_TOKEN = 'upfleet-upload-token';
 
@@ -131,7 +133,7 @@ export class Stack {
       try {
         director = await startDirector({
           dir: directorDir, imageRepoUrl: imageRepo.url, imageRepoRoot: new Uint8Array(readFileSync(join(repoDir, 'metadata', '1.root.json'))),
-          mqtt: options.mqtt ?? 'embedded', adminToken: ADMIN_TOKEN, provisioningToken: PROVISIONING_TOKEN, onlinePassphrase: PASSPHRASE,
+          mqtt: options.mqtt ?? 'embedded', adminToken: ADMIN_TOKEN, viewerToken: VIEWER_TOKEN, provisioningToken: PROVISIONING_TOKEN, onlinePassphrase: PASSPHRASE,
           now: options.directorClock === 'real' ? () => new Date() : clock.now, logger: log,
           ...(options.directorExpiries && { expiries: options.directorExpiries }),
         });

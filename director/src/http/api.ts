@@ -15,6 +15,7 @@ import type { DeviceStatus, EventKind } from '../store.ts';
 import { openApiDocument } from './openapi.ts';
 import { parseQuery, type QueryRule } from './query.ts';
 import type { Router, Request, Reply } from './router.ts';
+import type { AdminAccess } from './admin-access.ts';
 
 const DEVICE_STATUSES: readonly DeviceStatus[] = ['preregistered', 'pending', 'active', 'decommissioned'];
 const EVENT_KINDS: readonly EventKind[] = ['attack', 'manifest_refused', 'installation_failure'];
@@ -56,7 +57,8 @@ function parseAssignmentRequests(json: unknown): AssignmentRequest[] {
   });
 }
 
-export function addRoutes(router: Router, s: DirectorServices): void {
+/** `access` decides who may call the admin routes: bearer tokens (operator, viewer) and console sessions. */
+export function addRoutes(router: Router, s: DirectorServices, access: AdminAccess): void {
   const { auth } = s;
   const device = async (req: Request) => {
     const id = checkId('deviceId', req.params.deviceId);
@@ -65,7 +67,7 @@ export function addRoutes(router: Router, s: DirectorServices): void {
   };
   /** Authorizes an admin request and checks its query against `rules` (no rules: no query parameters). */
   const admin = <S extends Record<string, QueryRule>>(req: Request, rules: S = {} as S) => {
-    auth.admin(req.headers.authorization);
+    access.authorize(req);
     return parseQuery(req.query, rules);
   };
 

@@ -21,7 +21,9 @@ export interface Request {
 
 export type Reply =
   | { status: number; body?: unknown; headers?: Record<string, string> }
-  | { status: number; bytes: Uint8Array; contentType: string; headers?: Record<string, string> };
+  | { status: number; bytes: Uint8Array; contentType: string; headers?: Record<string, string> }
+  /** A response written over time (Server-Sent Events): `stream` gets the response after the head is sent. */
+  | { status: number; stream: (res: ServerResponse) => void; headers: Record<string, string> };
 
 export type Handler = (req: Request) => Reply | Promise<Reply>;
 
@@ -142,6 +144,11 @@ export function errorReply(error: unknown): Reply {
 }
 
 function send(res: ServerResponse, reply: Reply): void {
+  if ('stream' in reply) {
+    res.writeHead(reply.status, reply.headers);
+    reply.stream(res);
+    return;
+  }
   if ('bytes' in reply) {
     res.writeHead(reply.status, { 'content-type': reply.contentType, 'content-length': reply.bytes.byteLength, ...reply.headers });
     res.end(reply.bytes);
