@@ -26,17 +26,17 @@ type Fingerprints = Map<string, string>;
 const KINDS = { d: 'devices', a: 'assignments', c: 'campaigns' } as const;
 
 /** Record key (`d:<id>`, `a:<id>`, `c:<id>`) -> what about it a console shows. */
-export function fleetFingerprints(store: DirectorStore): Fingerprints {
+export async function fleetFingerprints(store: DirectorStore): Promise<Fingerprints> {
   const out: Fingerprints = new Map();
   const assignment = (a: { id: string; status: string; errorCode: string | null; updatedAt: string; progress: unknown }) =>
     out.set(`a:${a.id}`, `${a.status}|${a.errorCode}|${a.updatedAt}|${JSON.stringify(a.progress)}`);
-  for (const d of store.listDevices()) {
+  for (const d of await store.listDevices()) {
     out.set(`d:${d.id}`, `${d.status}|${d.online}|${d.tags.join(',')}|${d.manifestCounter}|${d.updatedAt}`);
-    if (d.status === 'active') for (const a of store.openAssignmentsOf(d.id)) assignment(a);
+    if (d.status === 'active') for (const a of await store.openAssignmentsOf(d.id)) assignment(a);
   }
-  for (const c of store.listCampaigns()) {
+  for (const c of await store.listCampaigns()) {
     out.set(`c:${c.id}`, `${c.status}|${c.wavesLaunched}|${c.updatedAt}`);
-    if (c.status !== 'completed' && c.status !== 'aborted' && c.status !== 'draft') for (const a of store.assignmentsOfCampaign(c.id)) assignment(a);
+    if (c.status !== 'completed' && c.status !== 'aborted' && c.status !== 'draft') for (const a of await store.assignmentsOfCampaign(c.id)) assignment(a);
   }
   return out;
 }
@@ -62,7 +62,7 @@ export class ChangeFeed {
   #timer: NodeJS.Timeout | undefined;
   #reading = false;
 
-  /** `read` may return a promise (an asynchronous store); a tick never overlaps the one before. */
+  /** A tick never overlaps the one before (a read may take longer than the interval). */
   constructor(
     private readonly read: () => Fingerprints | Promise<Fingerprints>,
     private readonly intervalMs = 1000,

@@ -16,28 +16,28 @@ export interface FleetSummary {
   recentEvents: EventRecord[];
 }
 
-export function fleetSummary(store: DirectorStore, limit = 20): FleetSummary {
+export async function fleetSummary(store: DirectorStore, limit = 20): Promise<FleetSummary> {
   const byStatus: Record<DeviceStatus, number> = { preregistered: 0, pending: 0, active: 0, decommissioned: 0 };
   const versions = new Map<string, FleetSummary['versions'][number]>();
   const failures: FleetSummary['recentFailures'] = [];
   const events: EventRecord[] = [];
   let online = 0;
-  const devices = store.listDevices();
+  const devices = await store.listDevices();
   for (const d of devices) {
     byStatus[d.status]++;
     if (d.online) online++;
     if (d.status === 'decommissioned') continue;
-    for (const e of store.ecusOf(d.id)) {
+    for (const e of await store.ecusOf(d.id)) {
       const image = e.installed?.filename ?? null;
       const key = JSON.stringify([e.hardwareId, image, e.releaseCounter]);
       const v = versions.get(key) ?? { hardwareId: e.hardwareId, image, releaseCounter: e.releaseCounter, ecus: 0 };
       v.ecus++;
       versions.set(key, v);
     }
-    for (const a of store.assignmentsOf(d.id)) {
+    for (const a of await store.assignmentsOf(d.id)) {
       if (a.status === 'failed') failures.push({ deviceId: d.id, assignmentId: a.id, campaignId: a.campaignId, errorCode: a.errorCode, errorMessage: a.errorMessage, at: a.updatedAt });
     }
-    events.push(...store.eventsOf(d.id).slice(-Math.min(limit, EVENTS_PER_DEVICE)));
+    events.push(...(await store.eventsOf(d.id)).slice(-Math.min(limit, EVENTS_PER_DEVICE)));
   }
   const newest = <T extends { at: string }>(list: T[]) => list.sort((a, b) => b.at.localeCompare(a.at)).slice(0, limit);
   return {

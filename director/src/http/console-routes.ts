@@ -23,7 +23,7 @@ export interface ConsoleRouteOptions {
   access: AdminAccess;
   imageRepo: ImageRepository;
   feed: ChangeFeed;
-  fleetSummary: () => FleetSummary | Promise<FleetSummary>;
+  fleetSummary: () => Promise<FleetSummary>;
   files: ConsoleFiles;
   nowSeconds: () => number;
 }
