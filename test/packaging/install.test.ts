@@ -17,7 +17,6 @@ import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, realpathSy
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { ensureSystemTools } from '../../scripts/system-tools.mjs';
 import { cliCommand } from '../../scripts/cli-command.ts';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
@@ -112,7 +111,8 @@ async function ok(command: string, args: string[], extraEnv: Record<string, stri
 }
 
 before(async () => {
-  assert.deepEqual(ensureSystemTools({ quiet: true }), [], 'socat is needed for upfleet-sim pty-pair');
+  const tools = (await import('../../scripts/system-tools.mjs' as string)) as { ensureSystemTools(o?: { quiet?: boolean }): string[] };
+  assert.deepEqual(tools.ensureSystemTools({ quiet: true }), [], 'socat is needed for upfleet-sim pty-pair');
   tmp = realpathSync(mkdtempSync(join(tmpdir(), 'upfleet-install-')));
   prefix = join(tmp, 'prefix');
   work = join(tmp, 'work');
