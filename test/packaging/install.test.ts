@@ -151,7 +151,7 @@ describe('npm install -g . (the documented install)', () => {
     }));
   });
 
-  it('runs the READMEs\' commands by their installed names: publish, serve, provision, assign, campaign, update', { timeout: 120_000 }, async () => {
+  it('runs the READMEs\' commands by their installed names: publish, serve, provision, assign, campaign, update', { timeout: 240_000 }, async () => {
     const offline = { UPFLEET_PASSPHRASE: PASSPHRASE };
     const directorKeys = { UPFLEET_PASSPHRASE: PASSPHRASE, UPFLEET_ONLINE_PASSPHRASE: ONLINE_PASSPHRASE };
 
@@ -176,6 +176,8 @@ describe('npm install -g . (the documented install)', () => {
     ]);
     assert.match(JSON.stringify(JSON.parse(remoteStatus)), /acme\/cam-3\.1\.bin/);
     assert.match(localStatus, /gw-2\.1\.0\.bin/);
+    // A new root, published into DIR's own index, which the running server serves at once.
+    await ok('upfleet-repo', ['rotate-key', 'root', '--dir', 'repo'], offline);
 
     // The director (director/README.md, Keys and start-up; CLI).
     const director = start('upfleet-director', ['serve', '--dir', './director-data', '--port', '0', '--image-repo', repoUrl, '--mqtt-port', '0',
@@ -220,6 +222,18 @@ describe('npm install -g . (the documented install)', () => {
     assert.equal(campaign.counts.succeeded, 1, JSON.stringify(campaign));
     assert.deepEqual(readFileSync(join(work, 'slots', 'b')), readFileSync(join(work, 'gw.bin')), 'the install handler wrote the gateway image');
     assert.match(await ok('upfleet-director', ['devices', 'show', 'car-1'], admin), /acme\/cam-3\.1\.bin/);
+    assert.match(await ok('upfleet-director', ['campaign', 'list'], admin), /gateways/);
+    await ok('upfleet-director', ['devices', 'preregister', 'car-2', '--tag', 'lab'], admin);
+    await ok('upfleet-director', ['devices', 'decommission', 'car-2'], admin);
+
+    // The daemon: status is then answered by it over its control socket.
+    const daemon = start('upfleet-agent', ['run', '--config', 'agent.json'], agentEnv);
+    const socket = join(work, 'agent-state', 'agent.sock');
+    for (let i = 0; i < 600 && !existsSync(socket); i++) await new Promise((r) => setTimeout(r, 50));
+    const viaDaemon = JSON.parse(await ok('upfleet-agent', ['status', '--json', '--config', 'agent.json'], agentEnv)) as { ecus: Array<{ serial: string; installed?: { filename: string } | null }> };
+    assert.equal(viaDaemon.ecus.find((e) => e.serial === 'car-1-gw')?.installed?.filename, 'gw-2.1.0.bin');
+    await daemon.stop();
+    assert.equal(daemon.child.exitCode, 0, daemon.out());
 
     // The fleet simulator registers its own vehicle against the same servers.
     const fleet = start('upfleet-sim', ['fleet', '--devices', '1', '--ecus', '1', '--director', directorUrl, '--image-repo', repoUrl,

@@ -15,6 +15,11 @@ import { openApiDocument } from './openapi.ts';
 import { Router } from './router.ts';
 
 const doc = openApiDocument() as Record<string, any>;
+/**
+ * Operations the session below does not call, each with the test that checks its answers
+ * against the document instead (empty: the session calls every operation).
+ */
+const CHECKED_ELSEWHERE: Record<string, string> = {};
 
 describe('director OpenAPI document', () => {
   let h: Harness;
@@ -134,7 +139,7 @@ describe('director OpenAPI document', () => {
     assert.equal((await admin('POST', '/api/v1/admin/devices', { deviceId: 'x'.repeat(1 << 20) })).status, 413);
 
     const called = new Set([...checker.seen].map((s) => s.split(' ').slice(0, 2).join(' ')));
-    assert.deepEqual(operationsOf(doc).filter((o) => !called.has(o)), [], 'operations the session did not call');
+    assert.deepEqual(operationsOf(doc).filter((o) => !called.has(o) && !(o in CHECKED_ELSEWHERE)), [], 'operations the session did not call');
   });
 
   it('serves the document it describes', async () => {

@@ -228,6 +228,8 @@ export function openApiDocument(): Record<string, unknown> {
       '/api/v1/admin/campaigns/{id}/resume': campaignAction('resume', []),
       '/api/v1/admin/campaigns/{id}/abort': campaignAction('abort', []),
 
+      // Console (session, event stream, images listing): its block goes here.
+
       // Operations
       '/api/v1/openapi.json': { get: op('this document', 'none', { ok: ref('OpenApiDocument') }) },
       '/metrics': { get: { summary: 'Prometheus metrics', security: [], responses: { 200: { description: 'text exposition', ...json(ref('Metrics'), 'text/plain') }, ...errorResponses([500]) } } },
