@@ -176,8 +176,6 @@ describe('npm install -g . (the documented install)', () => {
     ]);
     assert.match(JSON.stringify(JSON.parse(remoteStatus)), /acme\/cam-3\.1\.bin/);
     assert.match(localStatus, /gw-2\.1\.0\.bin/);
-    // A new root, published into DIR's own index, which the running server serves at once.
-    await ok('upfleet-repo', ['rotate-key', 'root', '--dir', 'repo'], offline);
 
     // The director (director/README.md, Keys and start-up; CLI).
     const director = start('upfleet-director', ['serve', '--dir', './director-data', '--port', '0', '--image-repo', repoUrl, '--mqtt-port', '0',
@@ -223,8 +221,6 @@ describe('npm install -g . (the documented install)', () => {
     assert.deepEqual(readFileSync(join(work, 'slots', 'b')), readFileSync(join(work, 'gw.bin')), 'the install handler wrote the gateway image');
     assert.match(await ok('upfleet-director', ['devices', 'show', 'car-1'], admin), /acme\/cam-3\.1\.bin/);
     assert.match(await ok('upfleet-director', ['campaign', 'list'], admin), /gateways/);
-    await ok('upfleet-director', ['devices', 'preregister', 'car-2', '--tag', 'lab'], admin);
-    await ok('upfleet-director', ['devices', 'decommission', 'car-2'], admin);
 
     // The daemon: status is then answered by it over its control socket.
     const daemon = start('upfleet-agent', ['run', '--config', 'agent.json'], agentEnv);
