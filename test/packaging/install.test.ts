@@ -226,6 +226,7 @@ describe('npm install -g . (the documented install)', () => {
     const daemon = start('upfleet-agent', ['run', '--config', 'agent.json'], agentEnv);
     const socket = join(work, 'agent-state', 'agent.sock');
     for (let i = 0; i < 600 && !existsSync(socket); i++) await new Promise((r) => setTimeout(r, 50));
+    assert.ok(existsSync(socket), `the daemon made no control socket:\n${daemon.out()}`);
     const viaDaemon = JSON.parse(await ok('upfleet-agent', ['status', '--json', '--config', 'agent.json'], agentEnv)) as { ecus: Array<{ serial: string; installed?: { filename: string } | null }> };
     assert.equal(viaDaemon.ecus.find((e) => e.serial === 'car-1-gw')?.installed?.filename, 'gw-2.1.0.bin');
     await daemon.stop();
