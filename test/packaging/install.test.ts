@@ -110,6 +110,15 @@ async function ok(command: string, args: string[], extraEnv: Record<string, stri
   return r.stdout;
 }
 
+/**
+ * `npm <command> -g <spec>` into the temporary prefix; offline and with a private npm cache,
+ * so it can neither reach a registry nor touch the user's global install.
+ */
+function npmGlobal(command: 'install' | 'uninstall', spec: string): Promise<Exit> {
+  return run('npm', [command, '-g', '--prefix', prefix, '--offline', '--no-audit', '--no-fund', '--cache', join(tmp, 'npm-cache'), spec],
+    { PATH: `${dirname(process.execPath)}:${process.env.PATH}` });
+}
+
 before(async () => {
   const tools = (await import('../../scripts/system-tools.mjs' as string)) as { ensureSystemTools(o?: { quiet?: boolean }): string[] };
   assert.deepEqual(tools.ensureSystemTools({ quiet: true }), [], 'socat is needed for upfleet-sim pty-pair');
@@ -118,10 +127,8 @@ before(async () => {
   work = join(tmp, 'work');
   mkdirSync(work);
   env = userEnv();
-  // The documented `npm install -g .`, into a temporary prefix; offline and with a private
-  // npm cache, so it can neither reach a registry nor touch the user's global install.
-  const install = await run('npm', ['install', '-g', '--prefix', prefix, '--offline', '--no-audit', '--no-fund', '--cache', join(tmp, 'npm-cache'), ROOT],
-    { PATH: `${dirname(process.execPath)}:${process.env.PATH}` });
+  // The documented `npm install -g .`, into a temporary prefix.
+  const install = await npmGlobal('install', ROOT);
   assert.equal(install.code, 0, install.stderr);
 });
 
@@ -237,5 +244,12 @@ describe('npm install -g . (the documented install)', () => {
       '--director-root', 'director-data/metadata/1.root.json', '--prefix', 'sim-car', '--dir', 'fleet-state', '--interval', '1'], { UPFLEET_PROVISIONING_TOKEN: PROVISIONING_TOKEN });
     await fleet.waitFor(/"devices":1/);
     assert.match(await ok('upfleet-director', ['devices', 'show', 'sim-car-1'], admin), /sim-car-1/);
+  });
+
+  it('npm uninstall -g upfleet removes the commands and leaves the checkout', async () => {
+    const r = await npmGlobal('uninstall', 'upfleet');
+    assert.equal(r.code, 0, r.stderr);
+    for (const bin of CLIS) assert.ok(!existsSync(join(prefix, 'bin', bin)), bin);
+    assert.ok(existsSync(join(ROOT, 'package.json')));
   });
 });
