@@ -223,11 +223,16 @@ describe('npm install -g . (the documented install)', () => {
     const created = JSON.parse(await ok('upfleet-director', ['campaign', 'create', '--name', 'gateways', '--image', 'gateway=gw-2.1.0.bin', '--json'], admin)) as { id: string };
     await ok('upfleet-director', ['campaign', 'start', created.id], admin);
     await ok('upfleet-agent', ['check', '--once', '--config', 'agent.json'], agentEnv);
-    const campaign = JSON.parse(await ok('upfleet-director', ['campaign', 'status', created.id, '--json'], admin)) as { counts: Record<string, number> };
-    assert.equal(campaign.counts.succeeded, 1, JSON.stringify(campaign));
+    const [campaignStatus, shown, campaigns] = await Promise.all([
+      ok('upfleet-director', ['campaign', 'status', created.id, '--json'], admin),
+      ok('upfleet-director', ['devices', 'show', 'car-1'], admin),
+      ok('upfleet-director', ['campaign', 'list'], admin),
+    ]);
+    const campaign = JSON.parse(campaignStatus) as { counts: Record<string, number> };
+    assert.equal(campaign.counts.succeeded, 1, campaignStatus);
     assert.deepEqual(readFileSync(join(work, 'slots', 'b')), readFileSync(join(work, 'gw.bin')), 'the install handler wrote the gateway image');
-    assert.match(await ok('upfleet-director', ['devices', 'show', 'car-1'], admin), /acme\/cam-3\.1\.bin/);
-    assert.match(await ok('upfleet-director', ['campaign', 'list'], admin), /gateways/);
+    assert.match(shown, /acme\/cam-3\.1\.bin/);
+    assert.match(campaigns, /gateways/);
 
     // The daemon: status is then answered by it over its control socket.
     const daemon = start('upfleet-agent', ['run', '--config', 'agent.json'], agentEnv);
