@@ -6,8 +6,8 @@
  * a pty pair, an agent that provisions and updates (an assignment, then a campaign), and the
  * fleet simulator.
  *
- * The install is offline and links the checkout (no copy, no native rebuild): it takes about
- * two seconds. The checkout's own node_modules/.bin is not on PATH, so `npx` could not be
+ * The install is offline and links the checkout (no copy, no native rebuild): it takes a few
+ * seconds. The checkout's own node_modules/.bin is not on PATH, so `npx` could not be
  * what finds the commands.
  */
 import { after, before, describe, it } from 'node:test';
