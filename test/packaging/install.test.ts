@@ -72,7 +72,7 @@ function start(command: string, args: string[], extraEnv: Record<string, string>
   const bg: Background = {
     child,
     out: () => stdout,
-    waitFor: async (pattern, ms = 30_000) => {
+    waitFor: async (pattern, ms = 60_000) => {
       const end = Date.now() + ms;
       for (;;) {
         const m = pattern.exec(stdout);
@@ -212,7 +212,7 @@ describe('npm install -g . (the documented install)', () => {
     }));
     const agentEnv = { UPFLEET_KEY_PASSPHRASE: KEY_PASSPHRASE };
     assert.match(await ok('upfleet-agent', ['provision', '--config', 'agent.json'], agentEnv), /provisioned car-1/);
-    await director.waitFor(/"msg":"device registered"/, 5_000);
+    await director.waitFor(/"msg":"device registered"/);
 
     assert.match(await ok('upfleet-director', ['devices', 'list'], admin), /car-1/);
     await ok('upfleet-director', ['assign', 'car-1', '--ecu', 'car-1-cam', '--image', 'acme/cam-3.1.bin'], admin);
