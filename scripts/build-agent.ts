@@ -5,7 +5,7 @@
  *
  * Invariants:
  * - The bundle comes from the TypeScript sources (esbuild), never through tsx, so the
- *   executable runs the same CLI module as `npx upfleet-agent` and nothing else.
+ *   executable runs the same CLI module as `agent/bin/upfleet-agent` and nothing else.
  * - Every native addon loader the bundle reaches (`bindings`, `node-gyp-build`) is replaced
  *   at bundle time by a loader of a file beside the executable; a loader from a package not
  *   listed in ADDONS fails the build, so a new native dependency cannot ship half-packaged.

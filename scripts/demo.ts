@@ -29,6 +29,7 @@ import { formatBytes, formatBytesOf } from '@upfleet/core/format-bytes.ts';
 import { Stack, ADMIN_TOKEN, PASSPHRASE, PROVISIONING_TOKEN, UPLOAD_TOKEN } from '../test/support/stack.ts';
 import { Vehicle, AGENT_PASSPHRASE, type LinkKind } from '../test/support/vehicle.ts';
 import { assignDemoFirmware, DEMO_SECONDARIES, publishDemoFirmware, type Firmware } from '../test/support/firmware.ts';
+import { cliCommand } from './cli-command.ts';
 
 const HELP = `Usage: npm run demo -- [options]
 
@@ -398,8 +399,8 @@ async function main(): Promise<number> {
       say(`  curl -s -H 'authorization: Bearer ${ADMIN_TOKEN}' ${stack.director.url}/api/v1/admin/devices/${deviceId} | head -c 2000`);
       say(`  curl -s ${stack.director.url}/metrics | grep upfleet_director`);
       say(`  curl -s ${stack.imageRepo.url}/api/v1/status`);
-      say(`  UPFLEET_PASSPHRASE=${PASSPHRASE} npx upfleet-repo status --dir ${stack.repoDir}`);
-      say(`  echo new > fw.bin && UPFLEET_PASSPHRASE=${PASSPHRASE} npx upfleet-repo add-target fw.bin --name gateway-2.1.0.bin --hardware-id gateway --version 2.1.0 --release-counter 3 --dir ${stack.repoDir} --remote ${stack.imageRepo.url} --token ${UPLOAD_TOKEN}`);
+      say(`  UPFLEET_PASSPHRASE=${PASSPHRASE} ${cliCommand('upfleet-repo')} status --dir ${stack.repoDir}`);
+      say(`  echo new > fw.bin && UPFLEET_PASSPHRASE=${PASSPHRASE} ${cliCommand('upfleet-repo')} add-target fw.bin --name gateway-2.1.0.bin --hardware-id gateway --version 2.1.0 --release-counter 3 --dir ${stack.repoDir} --remote ${stack.imageRepo.url} --token ${UPLOAD_TOKEN}`);
       say(`  curl -s -X POST -H 'authorization: Bearer ${ADMIN_TOKEN}' -H 'content-type: application/json' ${stack.director.url}/api/v1/admin/devices/${deviceId}/assignments -d '{"ecus":[{"ecuSerial":"${vehicle.primarySerial}","image":"gateway-2.1.0.bin"}]}'`);
       say(`     (the running agent is woken by MQTT and installs it; key passphrase ${AGENT_PASSPHRASE}, config ${vehicle.configPath})`);
       say('Press Ctrl-C to stop.');

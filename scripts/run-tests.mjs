@@ -32,8 +32,9 @@ const files = roots
   .sort();
 
 if (filter.length === 0) {
+  // The checkout's own TypeScript, never `npx tsc` (without it installed, npx would fetch an unrelated package named tsc).
   for (const project of ['tsconfig.json', 'director/console/tsconfig.json']) {
-    const tsc = spawnSync('npx', ['tsc', '-p', project, '--noEmit'], { cwd: root, stdio: 'inherit' });
+    const tsc = spawnSync(process.execPath, [join(root, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', project, '--noEmit'], { cwd: root, stdio: 'inherit' });
     if (tsc.status !== 0) process.exit(tsc.status ?? 1);
   }
 }

@@ -70,6 +70,8 @@ export interface RunningDirector {
   mqttUrl: string | undefined;
   topics: Topics;
   services: DirectorServices;
+  /** Every route the HTTP API serves (the OpenAPI test compares them with the document). */
+  routes(): Array<{ method: string; pattern: string }>;
   close(): Promise<void>;
 }
 
@@ -166,6 +168,7 @@ export async function startDirector(o: StartOptions): Promise<RunningDirector> {
 
   return {
     url, database: describeDatabase(database), mqttUrl, topics, services,
+    routes: () => router.routes(),
     async close() {
       services.ctx.notifier = undefined;
       feed.close();

@@ -6,8 +6,11 @@
  *   PUT  /api/v1/images/<name>        upload an image (bearer token), not yet published
  *   POST /api/v1/publish              { roots?, targets?, delegated? } signed metadata (bearer token)
  *   GET  /api/v1/status               current versions and targets
+ *   GET  /api/v1/openapi.json         the OpenAPI 3.1 description of all of this (openapi.ts)
  *   GET  /metrics, /healthz
  *
+ * The routes are one table (ROUTES): the dispatcher matches requests against it, and the
+ * OpenAPI document must describe exactly these (openapi.test.ts).
  * Reads come from committed SQLite rows and immutable blobs, so a response is
  * always of one published version. Errors are `{ error: { code, message } }`.
  * A timer re-signs timestamp (and snapshot) before they expire.
@@ -29,6 +32,7 @@ import {
   UploadTooLargeError,
 } from './errors.ts';
 import { checkRoleName, checkTargetName } from './names.ts';
+import { openApiDocument } from './openapi.ts';
 import { KeyDirKeyring, onlinePassphrase, type OnlineKeyring } from './online-keys.ts';
 import type { PublishBatch } from './publisher.ts';
 import { RepoStore } from './repo-store.ts';
@@ -216,9 +220,13 @@ class RequestHandler {
   async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const started = process.hrtime.bigint();
     const path = (req.url ?? '/').split('?')[0]!;
-    const route = routeOf(path);
+    const match = matchRoute(path);
+    const route = match?.route.name ?? 'other';
     try {
-      await this.dispatch(req, res, path, route);
+      if (!match) throw new NotFoundError(path);
+      const method = req.method ?? 'GET';
+      if (!(match.route.methods as readonly string[]).includes(method)) throw new MethodNotAllowedError(`${method} ${path}`);
+      await this.dispatch(req, res, match.route.name, match.param === undefined ? '' : decodePath(match.param));
     } catch (error) {
       this.fail(req, res, error);
     } finally {
@@ -229,34 +237,29 @@ class RequestHandler {
     }
   }
 
-  private async dispatch(req: IncomingMessage, res: ServerResponse, path: string, route: string): Promise<void> {
-    const method = req.method ?? 'GET';
-    const read = method === 'GET' || method === 'HEAD';
+  /** Runs a route whose path and method matched; `param` is its path parameter, decoded. */
+  private async dispatch(req: IncomingMessage, res: ServerResponse, route: RouteName, param: string): Promise<void> {
     switch (route) {
       case 'metadata':
-        if (!read) throw new MethodNotAllowedError(`${method} ${path}`);
-        return this.metadata(req, res, decodePath(path.slice('/metadata/'.length)));
+        return this.metadata(req, res, param);
       case 'targets':
-        if (!read) throw new MethodNotAllowedError(`${method} ${path}`);
-        return this.target(req, res, decodePath(path.slice('/targets/'.length)));
+        return this.target(req, res, param);
       case 'images':
-        if (method !== 'PUT') throw new MethodNotAllowedError(`${method} ${path}`);
         this.authenticate(req);
-        return this.uploadImage(req, res, decodePath(path.slice('/api/v1/images/'.length)));
+        return this.uploadImage(req, res, param);
       case 'publish':
-        if (method !== 'POST') throw new MethodNotAllowedError(`${method} ${path}`);
         this.authenticate(req);
         return this.publish(req, res);
       case 'status':
         return sendJson(res, 200, this.status());
+      case 'openapi':
+        return sendJson(res, 200, openApiDocument());
       case 'metrics':
         res.writeHead(200, { 'content-type': this.ctx.registry.contentType });
         res.end(await this.ctx.registry.metrics());
         return;
       case 'healthz':
         return sendJson(res, 200, { ok: true, versions: this.ctx.store.publisher.versions() });
-      default:
-        throw new NotFoundError(path);
     }
   }
 
@@ -398,15 +401,37 @@ class RequestHandler {
   }
 }
 
-function routeOf(path: string): string {
-  if (path.startsWith('/metadata/')) return 'metadata';
-  if (path.startsWith('/targets/')) return 'targets';
-  if (path.startsWith('/api/v1/images/')) return 'images';
-  if (path === '/api/v1/publish') return 'publish';
-  if (path === '/api/v1/status') return 'status';
-  if (path === '/metrics') return 'metrics';
-  if (path === '/healthz') return 'healthz';
-  return 'other';
+/**
+ * Every route of the server: its name (the `route` label of the metrics), methods and path.
+ * A `{param}` is one path segment, except a route's trailing parameter marked `rest`, which
+ * takes the rest of the path: target names have `/` in them.
+ */
+export const ROUTES = [
+  { name: 'metadata', methods: ['GET', 'HEAD'], path: '/metadata/{file}' },
+  { name: 'targets', methods: ['GET', 'HEAD'], path: '/targets/{target}', rest: true },
+  { name: 'images', methods: ['PUT'], path: '/api/v1/images/{name}', rest: true },
+  { name: 'publish', methods: ['POST'], path: '/api/v1/publish' },
+  { name: 'status', methods: ['GET'], path: '/api/v1/status' },
+  { name: 'openapi', methods: ['GET'], path: '/api/v1/openapi.json' },
+  { name: 'metrics', methods: ['GET'], path: '/metrics' },
+  { name: 'healthz', methods: ['GET'], path: '/healthz' },
+] as const satisfies ReadonlyArray<{ name: string; methods: readonly string[]; path: string; rest?: boolean }>;
+
+type Route = (typeof ROUTES)[number];
+type RouteName = Route['name'];
+
+const ROUTE_PATTERNS = ROUTES.map((route) => {
+  const src = route.path.replace(/[.*+?^$()|[\]\\]/g, '\\$&').replace(/\{\w+\}/, 'rest' in route ? '(.+)' : '([^/]+)');
+  return { route: route as Route, regex: new RegExp(`^${src}$`) };
+});
+
+/** The route serving a path, and its raw (still percent-encoded) parameter. */
+function matchRoute(path: string): { route: Route; param: string | undefined } | undefined {
+  for (const { route, regex } of ROUTE_PATTERNS) {
+    const m = regex.exec(path);
+    if (m) return { route, param: m[1] };
+  }
+  return undefined;
 }
 
 function decodePath(raw: string): string {

@@ -42,7 +42,10 @@ describe('npm run demo', () => {
   });
 
   it('--keep-running prints nothing for polls that change nothing, and the steps of a new update', { timeout: 120_000 }, async () => {
-    const child = spawn(process.execPath, ['--import', 'tsx', DEMO, '--keep-running', '--link', 'emulated'], { stdio: ['ignore', 'pipe', 'pipe'], cwd: ROOT });
+    // A user's PATH: without the checkout's node_modules/.bin, where `npm run` would find the workspace bins.
+    const userPath = (process.env.PATH ?? '').split(':').filter((d) => !d.startsWith(ROOT)).join(':');
+    const env = { ...process.env, PATH: userPath };
+    const child = spawn(process.execPath, ['--import', 'tsx', DEMO, '--keep-running', '--link', 'emulated'], { stdio: ['ignore', 'pipe', 'pipe'], cwd: ROOT, env });
     let out = '';
     child.stdout.on('data', (d: Buffer) => (out += d.toString()));
     const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
@@ -61,9 +64,10 @@ describe('npm run demo', () => {
       await new Promise((r) => setTimeout(r, 6_500));
       assert.equal(out.slice(quietFrom), '', 'no output while nothing changes');
 
-      // The commands the demo suggests: publish a new gateway image and assign it.
-      const publish = /^ {2}(echo new > fw\.bin && .*)$/m.exec(out)![1]!.replace('npx upfleet-repo', `${JSON.stringify(process.execPath)} ${join(ROOT, 'image-repo', 'bin', 'upfleet-repo')}`);
-      await new Promise<void>((resolve, reject) => execFile('sh', ['-c', publish], { cwd: work }, (e, _o, err) => (e ? reject(new Error(err)) : resolve())));
+      // The commands the demo suggests, pasted as printed into a shell outside the checkout: publish a new gateway image and assign it.
+      assert.doesNotMatch(out, /\bnpx\b/, 'npx outside the checkout would ask the registry for an unscoped package');
+      const publish = /^ {2}(echo new > fw\.bin && .*)$/m.exec(out)![1]!;
+      await new Promise<void>((resolve, reject) => execFile('sh', ['-c', publish], { cwd: work, env }, (e, _o, err) => (e ? reject(new Error(err)) : resolve())));
       const assign = /Bearer ([^']+)'.* (http:\S+\/assignments) -d '([^']+)'/.exec(out)!;
       const r = await fetch(assign[2]!, { method: 'POST', headers: { authorization: `Bearer ${assign[1]}`, 'content-type': 'application/json' }, body: assign[3] });
       assert.equal(r.status, 201, await r.text());

@@ -4,7 +4,7 @@
  * The build goes to a temp dir; its folder is copied to an empty "device" dir under the temp
  * root, with no node_modules in any parent, and run with a PATH that holds only a shell and
  * a few tools (no `node`) and with NODE_* variables cleared. Results are compared with the
- * same commands run through `node agent/bin/upfleet-agent` (the npx path), since both run the
+ * same commands run through `node agent/bin/upfleet-agent` (the command of the checkout), since both run the
  * same CLI module.
  */
 import { after, before, describe, it } from 'node:test';
@@ -42,7 +42,7 @@ function runPackaged(args: string[], env: Record<string, string> = {}): SpawnSyn
   });
 }
 
-/** Runs the same command the way `npx upfleet-agent` does. */
+/** Runs the same command the way `agent/bin/upfleet-agent` does. */
 function runNpx(args: string[], env: Record<string, string> = {}): SpawnSyncReturns<string> {
   return spawnSync(process.execPath, [join(root, 'agent/bin/upfleet-agent'), ...args], {
     cwd: device, encoding: 'utf8', timeout: 30_000,
@@ -110,7 +110,7 @@ describe('the packaged executable, alone', () => {
     config = writeConfig(mkdtempSync(join(tmp, 'alone-')), {});
   });
 
-  it('prints the same --help as npx upfleet-agent', () => {
+  it('prints the same --help as agent/bin/upfleet-agent', () => {
     const packaged = runPackaged(['--help']);
     assert.equal(packaged.status, 0, packaged.stderr);
     assert.equal(packaged.stderr, '', 'no warning from Node about the single executable');
@@ -118,13 +118,13 @@ describe('the packaged executable, alone', () => {
     assert.equal(packaged.stdout, runNpx(['--help']).stdout);
   });
 
-  it('refuses bad arguments with exit code 2, as npx upfleet-agent does', () => {
+  it('refuses bad arguments with exit code 2, as agent/bin/upfleet-agent does', () => {
     const packaged = runPackaged(['status', '--no-such-flag']);
     assert.equal(packaged.status, 2);
     assert.equal(packaged.stderr, runNpx(['status', '--no-such-flag']).stderr);
   });
 
-  it('reports status on a fresh storage dir, honouring config file, env and flags like npx upfleet-agent', () => {
+  it('reports status on a fresh storage dir, honouring config file, env and flags like agent/bin/upfleet-agent', () => {
     const storageA = join(tmp, 'alone-storage-packaged');
     const storageB = join(tmp, 'alone-storage-npx');
     const env = { UPFLEET_DEVICE_ID: 'from-env' };

@@ -66,6 +66,11 @@ export class Router {
     this.#routes.push({ method, pattern, regex: new RegExp(`^${src}$`), names, handler });
   }
 
+  /** The registered routes in order (the OpenAPI document must describe exactly these). */
+  routes(): Array<{ method: string; pattern: string }> {
+    return this.#routes.map(({ method, pattern }) => ({ method, pattern }));
+  }
+
   async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const started = process.hrtime.bigint();
     const url = new URL(req.url ?? '/', 'http://director');

@@ -153,7 +153,7 @@ export interface Harness {
   dir: string;
   imageRepo: ImageRepoServer;
   director: RunningDirector;
-  api(method: string, path: string, body?: unknown, headers?: Record<string, string>): Promise<{ status: number; body: any }>;
+  api(method: string, path: string, body?: unknown, headers?: Record<string, string>): Promise<{ status: number; body: any; headers?: Headers }>;
   admin(method: string, path: string, body?: unknown): Promise<{ status: number; body: any }>;
   register(device: SimDevice, tags?: string[]): Promise<void>;
   send(device: SimDevice, manifest: SignedVehicleManifest): Promise<{ status: number; body: any }>;
@@ -196,7 +196,7 @@ export async function harness(options: Partial<StartOptions> = {}): Promise<Harn
         ...(body !== undefined && { body: typeof body === 'string' ? body : JSON.stringify(body) }),
       });
       const text = await res.text();
-      return { status: res.status, body: text ? JSON.parse(text) : undefined };
+      return { status: res.status, body: text ? JSON.parse(text) : undefined, headers: res.headers };
     },
     admin: (method, path, body) => h.api(method, path, body, { authorization: `Bearer ${ADMIN_TOKEN}` }),
     async register(device, tags = []) {
