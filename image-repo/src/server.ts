@@ -144,6 +144,10 @@ export async function startImageRepoServer(options: ImageRepoServerOptions): Pro
 
   const handler = new RequestHandler({ store, log, metrics, registry, tokenDigest, limits, now, afterPublish: syncExport });
   const server: Server = createServer((req, res) => void handler.handle(req, res));
+  // Node's default (5 s) closes idle keep-alive sockets while agents that poll every few seconds
+  // reuse them: the request written into a socket the server is closing fails with "socket hang
+  // up". Idle sockets live 65 s (as the director's, and above common proxies' 60 s).
+  server.keepAliveTimeout = 65_000;
   const host = options.host ?? '127.0.0.1';
   try {
     await new Promise<void>((resolve, reject) => {
