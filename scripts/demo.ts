@@ -25,6 +25,7 @@ import { pino, type Logger } from 'pino';
 import type { ChannelOptions } from '@upfleet/device-sim/src/index.ts';
 import { createPtyPair } from '@upfleet/device-sim/src/index.ts';
 import type { ProgressEvent } from '@upfleet/agent';
+import { rtoForLine, windowForLine } from '@upfleet/agent/secondaries/serial-secondary.ts';
 import { formatBytes, formatBytesOf } from '@upfleet/core/format-bytes.ts';
 import { Stack, ADMIN_TOKEN, PASSPHRASE, PROVISIONING_TOKEN, UPLOAD_TOKEN } from '../test/support/stack.ts';
 import { Vehicle, AGENT_PASSPHRASE, type LinkKind } from '../test/support/vehicle.ts';
@@ -319,6 +320,8 @@ async function main(): Promise<number> {
     let view: ProgressView | undefined;
     const vehicle = await Vehicle.create(stack, {
       deviceId, secondaries: DEMO_SECONDARIES(deviceId), link, baud: BAUD, ...(args.fault && { fault: args.fault }), mqtt: true,
+      // The agent's own window and RTO for the line (the test default of 300 ms is too eager on a loaded machine).
+      serial: { maxWindow: windowForLine(BAUD), rtoMs: rtoForLine(BAUD, undefined, windowForLine(BAUD)) },
       logger: transitionLogger((to) => view?.onStep(to)), onProgress: (p) => view?.onProgress(p),
     });
     closers.push(() => vehicle.close());

@@ -17,6 +17,12 @@
  *   waits on the director and on disk as much as on this CPU), then all run
  *   concurrently: a cycle at start, on each MQTT notify when `mqttUrl` is
  *   given, and every `pollIntervalSeconds`.
+ * - At most `linkConcurrency` ECUs of the whole fleet talk on their links at
+ *   once (metadata, image transfer, activation; `PacedSecondary`): the
+ *   simulated ECUs share this process's CPU, which real ECUs never do, and
+ *   200 of them verifying and flashing at the same moment starved each
+ *   other's replies past the link's retransmission budget. The links use the
+ *   agent's own window and RTO for their line rate (windowForLine, rtoForLine).
  * - Each primary key file is written here, encrypted with a cheap scrypt cost
  *   (2^10): simulated keys are throw-away, and two derivations at the default
  *   cost (encrypt, then decrypt at start) took 0.5 s of CPU per vehicle on a
@@ -55,6 +61,8 @@ export interface FleetOptions {
   pollIntervalSeconds?: number;
   /** Vehicles provisioned at once (default 4). */
   provisionConcurrency?: number;
+  /** ECUs of the fleet on their links at once (default 8). */
+  linkConcurrency?: number;
   logger?: Logger;
 }
 
@@ -73,6 +81,91 @@ export interface Fleet {
 }
 
 const PASSPHRASE = 'fleet-simulator-key-passphrase';
+
+/** A count of free slots; `acquire` waits for one. */
+class Slots {
+  #free: number;
+  #waiting: Array<() => void> = [];
+  constructor(n: number) {
+    this.#free = n;
+  }
+  async acquire(): Promise<void> {
+    if (this.#free > 0) {
+      this.#free--;
+      return;
+    }
+    await new Promise<void>((r) => this.#waiting.push(r));
+  }
+  release(): void {
+    const next = this.#waiting.shift();
+    if (next) next();
+    else this.#free++;
+  }
+}
+
+/**
+ * A secondary that holds one of the fleet's link slots while it works: from
+ * putMetadata to the end of install (the agent sends them back to back), and
+ * for activate and abort.
+ */
+class PacedSecondary implements Secondary {
+  #held = false;
+  constructor(private readonly inner: Secondary, private readonly slots: Slots) {}
+  get ecuSerial(): string {
+    return this.inner.ecuSerial;
+  }
+  info() {
+    return this.inner.info();
+  }
+  versionReport(nonce: string) {
+    return this.inner.versionReport(nonce);
+  }
+  async putMetadata(bundle: Parameters<Secondary['putMetadata']>[0]): Promise<void> {
+    await this.#hold();
+    try {
+      await this.inner.putMetadata(bundle);
+    } catch (e) {
+      this.#release();
+      throw e;
+    }
+  }
+  async install(...args: Parameters<Secondary['install']>): Promise<void> {
+    await this.#hold();
+    try {
+      await this.inner.install(...args);
+    } finally {
+      this.#release();
+    }
+  }
+  activate(): Promise<void> {
+    return this.#within(() => this.inner.activate());
+  }
+  abort(): Promise<void> {
+    return this.#within(() => this.inner.abort());
+  }
+  close(): Promise<void> {
+    this.#release();
+    return this.inner.close();
+  }
+  async #within(work: () => Promise<void>): Promise<void> {
+    await this.#hold();
+    try {
+      await work();
+    } finally {
+      this.#release();
+    }
+  }
+  async #hold(): Promise<void> {
+    if (this.#held) return;
+    await this.slots.acquire();
+    this.#held = true;
+  }
+  #release(): void {
+    if (!this.#held) return;
+    this.#held = false;
+    this.slots.release();
+  }
+}
 
 /** Simulated device keys: see the module invariants. */
 const SIMULATED_KEY_SCRYPT_N = 1 << 10;
@@ -112,7 +205,11 @@ export async function startFleet(o: FleetOptions): Promise<Fleet> {
     await Promise.all(running.map((r) => r.catch(() => undefined)));
     for (const l of links) await l.close();
   };
-  const { SerialSecondary } = await import('@upfleet/agent/secondaries/serial-secondary.ts');
+  const { SerialSecondary, rtoForLine, windowForLine } = await import('@upfleet/agent/secondaries/serial-secondary.ts');
+  const baud = o.baud ?? 115200;
+  const maxWindow = windowForLine(baud);
+  const rtoMs = rtoForLine(baud, undefined, maxWindow);
+  const linkSlots = new Slots(o.linkConcurrency ?? 8);
   const provisioned: Array<SimVehicle | undefined> = [];
   try {
     await forEachLimited(o.devices, o.provisionConcurrency ?? 4, async (i) => {
@@ -129,10 +226,10 @@ export async function startFleet(o: FleetOptions): Promise<Fleet> {
           signer: Ed25519Signer.generate(), verification: k === 0 ? 'full' : 'partial',
           directorRoot: o.directorRoot, imageRoot: o.imageRoot, rebootMs: 20,
         });
-        const link = connectInProcess(ecu, { baud: o.baud ?? 115200, seed: n * 100 + k, ...o.fault });
+        const link = connectInProcess(ecu, { baud, seed: n * 100 + k, ...o.fault });
         links.push(link);
         ecus.push(ecu);
-        drivers.push(new SerialSecondary(link.primary, { ecuSerial: ecu.ecuSerial, rtoMs: 300, reconnectMs: 3000 }));
+        drivers.push(new PacedSecondary(new SerialSecondary(link.primary, { ecuSerial: ecu.ecuSerial, rtoMs, maxWindow, reconnectMs: 3000 }), linkSlots));
       }
       const config = parseConfig({
         deviceId, directorUrl: o.directorUrl, imageRepoUrl: o.imageRepoUrl, ...(o.mqttUrl && { mqttUrl: o.mqttUrl }),
@@ -141,7 +238,7 @@ export async function startFleet(o: FleetOptions): Promise<Fleet> {
         limits: { minBytesPerSecond: 0 },
         ecus: {
           primary: { serial: `${deviceId}-gw`, hardwareId: hw.primary, installCommand: handler, installTimeoutSeconds: 30 },
-          secondaries: ecus.map((e) => ({ serial: e.ecuSerial, hardwareId: e.options.hardwareId, port: '/dev/null', verification: e.options.verification, baud: o.baud ?? 115200 })),
+          secondaries: ecus.map((e) => ({ serial: e.ecuSerial, hardwareId: e.options.hardwareId, port: '/dev/null', verification: e.options.verification, baud })),
         },
       });
       mkdirSync(join(vdir, 'var'), { recursive: true, mode: 0o700 });
