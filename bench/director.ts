@@ -124,7 +124,7 @@ try {
     let n = 0;
     for (const batch of batches) {
       const t0 = performance.now();
-      for (const { d, bytes } of batch) services.manifests.ingest(d.id, bytes, 'function', true);
+      for (const { d, bytes } of batch) await services.manifests.ingest(d.id, bytes, 'function', true);
       const t1 = performance.now();
       for (let i = 0; i < batch.length * VERIFIES_PER_MANIFEST; i++) if (!signer.key.verify(sig, message)) throw new Error('verify failed');
       verifyMs += performance.now() - t1;

@@ -111,8 +111,8 @@ describe(`an update under ${KILLS} power losses mid-transfer`, () => {
     assert.equal(sha256(new Uint8Array(readFileSync(join(w.dir, `slot-${JSON.parse(readFileSync(join(w.config.storageDir, 'primary', 'slots.json'), 'utf8')).active}`)))), sha256(gateway));
     // No report lost, none sent twice: the director accepted counters 1..N once each, and nothing waits.
     const store = w.director.services.store;
-    const counters = store.manifestsOf('vehicle-power', 1_000_000).map((m) => m.counter).sort((a, b) => a - b);
-    assert.deepEqual(counters, Array.from({ length: store.getDevice('vehicle-power')!.manifestCounter }, (_, i) => i + 1));
+    const counters = (await store.manifestsOf('vehicle-power', 1_000_000)).map((m) => m.counter).sort((a, b) => a - b);
+    assert.deepEqual(counters, Array.from({ length: (await store.getDevice('vehicle-power'))!.manifestCounter }, (_, i) => i + 1));
     assert.equal(agentDb(w, (db) => (db.prepare('SELECT count(*) AS n FROM outbox').get() as { n: number }).n), 0);
   });
 });

@@ -62,7 +62,7 @@ export class Assignments {
    */
   async resolve(deviceId: string, requests: AssignmentRequest[]): Promise<AssignmentItem[]> {
     if (requests.length === 0) throw new BadRequestError('an assignment needs at least one ECU');
-    const ecus = this.ctx.store.ecusOf(deviceId);
+    const ecus = await this.ctx.store.ecusOf(deviceId);
     const seen = new Set<string>();
     const items: AssignmentItem[] = [];
     for (const r of requests) {
@@ -102,45 +102,46 @@ export class Assignments {
    * Creates an assignment from checked items (inside the caller's commit or its own).
    * @throws ForbiddenError (device not active), ConflictError (an ECU left the device meanwhile)
    */
-  insert(deviceId: string, items: AssignmentItem[], campaignId: string | null = null, status: AssignmentStatus = 'pending', error?: { code: string; message: string }): AssignmentRecord {
-    return this.ctx.commit(() => {
-      this.inventory.requireActive(deviceId);
-      const serials = new Set(this.ctx.store.ecusOf(deviceId).map((e) => e.serial));
+  insert(deviceId: string, items: AssignmentItem[], campaignId: string | null = null, status: AssignmentStatus = 'pending', error?: { code: string; message: string }): Promise<AssignmentRecord> {
+    return this.ctx.commit(async () => {
+      await this.ctx.store.lockDevice(deviceId);
+      await this.inventory.requireActive(deviceId);
+      const serials = new Set((await this.ctx.store.ecusOf(deviceId)).map((e) => e.serial));
       for (const item of items) {
         if (!serials.has(item.ecuSerial)) throw new ConflictError('ECU_GONE', `ECU ${item.ecuSerial} is no longer on ${deviceId}`, { ecuSerial: item.ecuSerial });
       }
-      if (isOpen(status)) for (const item of items) this.cancelOpen(deviceId, 'SUPERSEDED', item.ecuSerial);
+      if (isOpen(status)) for (const item of items) await this.cancelOpen(deviceId, 'SUPERSEDED', item.ecuSerial);
       const now = this.ctx.nowIso();
       const a: AssignmentRecord = {
         id: randomUUID(), deviceId, campaignId, status, items, targetsVersion: 0,
         errorCode: error?.code ?? null, errorMessage: error?.message ?? null, createdAt: now, updatedAt: now, progress: {},
       };
-      this.ctx.store.insertAssignment(a);
+      await this.ctx.store.insertAssignment(a);
       this.ctx.metrics.assignments.inc({ status });
-      const state = this.sync(deviceId);
-      const targetsVersion = state?.targetsVersion ?? this.ctx.store.getRepoState(deviceId)?.targetsVersion ?? 0;
-      this.ctx.store.updateAssignment(a.id, { targetsVersion });
+      const state = await this.sync(deviceId);
+      const targetsVersion = state?.targetsVersion ?? (await this.ctx.store.getRepoState(deviceId))?.targetsVersion ?? 0;
+      await this.ctx.store.updateAssignment(a.id, { targetsVersion });
       return { ...a, targetsVersion };
     });
   }
 
   /** Checks against the image repository, then creates. */
   async create(deviceId: string, requests: AssignmentRequest[]): Promise<AssignmentRecord> {
-    this.inventory.requireActive(deviceId);
+    await this.inventory.requireActive(deviceId);
     return this.insert(deviceId, await this.resolve(deviceId, requests));
   }
 
   /** @throws NotFoundError */
-  get(id: string): AssignmentRecord {
-    const a = this.ctx.store.getAssignment(id);
+  async get(id: string): Promise<AssignmentRecord> {
+    const a = await this.ctx.store.getAssignment(id);
     if (!a) throw new NotFoundError('assignment', id);
     return a;
   }
 
   /** Moves an assignment to a new status (forward only; terminal states stay). Returns whether it moved. */
-  setStatus(a: AssignmentRecord, status: AssignmentStatus, error?: { code: string; message: string }): boolean {
+  async setStatus(a: AssignmentRecord, status: AssignmentStatus, error?: { code: string; message: string }): Promise<boolean> {
     if (!isOpen(a.status) || ORDER[status] <= ORDER[a.status]) return false;
-    this.ctx.store.updateAssignment(a.id, { status, errorCode: error?.code ?? null, errorMessage: error?.message ?? null, updatedAt: this.ctx.nowIso() });
+    await this.ctx.store.updateAssignment(a.id, { status, errorCode: error?.code ?? null, errorMessage: error?.message ?? null, updatedAt: this.ctx.nowIso() });
     a.status = status;
     this.ctx.metrics.assignments.inc({ status });
     this.ctx.log.info({ assignment: a.id, deviceId: a.deviceId, status, error }, 'assignment status');
@@ -148,27 +149,27 @@ export class Assignments {
   }
 
   /** Keeps an ECU's latest progress on an assignment (one entry per ECU, the newest wins). Call inside a commit. */
-  recordProgress(a: AssignmentRecord, ecuSerial: string, p: Omit<EcuProgress, 'at'>): void {
+  async recordProgress(a: AssignmentRecord, ecuSerial: string, p: Omit<EcuProgress, 'at'>): Promise<void> {
     // A computed key is an own property, also for a serial like "__proto__".
     a.progress = { ...a.progress, [ecuSerial]: { ...p, at: this.ctx.nowIso() } };
-    this.ctx.store.updateAssignment(a.id, { progress: a.progress });
+    await this.ctx.store.updateAssignment(a.id, { progress: a.progress });
   }
 
   /** Cancels the open assignments of a device (only those naming `ecuSerial`, when given). Call inside a commit. */
-  cancelOpen(deviceId: string, code: string, ecuSerial?: string): AssignmentRecord[] {
-    const cancelled = this.ctx.store.openAssignmentsOf(deviceId).filter(
+  async cancelOpen(deviceId: string, code: string, ecuSerial?: string): Promise<AssignmentRecord[]> {
+    const cancelled = (await this.ctx.store.openAssignmentsOf(deviceId)).filter(
       (a) => ecuSerial === undefined || a.items.some((i) => i.ecuSerial === ecuSerial),
     );
-    for (const a of cancelled) this.setStatus(a, 'cancelled', { code, message: `cancelled: ${code}` });
-    if (cancelled.length > 0) this.sync(deviceId);
+    for (const a of cancelled) await this.setStatus(a, 'cancelled', { code, message: `cancelled: ${code}` });
+    if (cancelled.length > 0) await this.sync(deviceId);
     return cancelled;
   }
 
   /** What the device's targets should list now. */
-  targetsFor(deviceId: string): Record<string, TargetFile> {
-    const assignments = this.ctx.store.assignmentsOf(deviceId);
+  async targetsFor(deviceId: string): Promise<Record<string, TargetFile>> {
+    const assignments = await this.ctx.store.assignmentsOf(deviceId);
     const targets: Record<string, TargetFile> = Object.create(null); // image names come from operators
-    for (const ecu of this.ctx.store.ecusOf(deviceId)) {
+    for (const ecu of await this.ctx.store.ecusOf(deviceId)) {
       const latest = assignments.findLast((a) => a.items.some((i) => i.ecuSerial === ecu.serial));
       if (!latest || latest.status === 'failed' || latest.status === 'cancelled') continue;
       const item = latest.items.find((i) => i.ecuSerial === ecu.serial)!;
@@ -181,12 +182,13 @@ export class Assignments {
   }
 
   /** Re-signs the device's targets if what they should list changed; queues a notify. Call inside a commit. */
-  sync(deviceId: string) {
-    const wanted = this.targetsFor(deviceId);
-    const current = this.ctx.repo.currentTargets(deviceId);
+  async sync(deviceId: string) {
+    await this.ctx.store.lockDevice(deviceId);
+    const wanted = await this.targetsFor(deviceId);
+    const current = await this.ctx.repo.currentTargets(deviceId);
     const asJson = (t: Record<string, TargetFile>) => canonicalString(Object.fromEntries(Object.entries(t).map(([n, f]) => [n, f.toJSON()])));
-    if (this.ctx.store.getRepoState(deviceId) && asJson(wanted) === asJson(current.signed.targets)) return undefined;
-    const state = this.ctx.repo.publish(deviceId, wanted);
+    if ((await this.ctx.store.getRepoState(deviceId)) && asJson(wanted) === asJson(current.signed.targets)) return undefined;
+    const state = await this.ctx.repo.publish(deviceId, wanted);
     this.ctx.metrics.metadataPublished.inc();
     this.ctx.queueNotify(deviceId, state);
     return state;

@@ -60,13 +60,13 @@ export class Authenticator {
    * The device a token proves, checked against the device's current primary key.
    * @throws UnauthenticatedError
    */
-  deviceToken(token: string): string {
+  async deviceToken(token: string): Promise<string> {
     const now = this.nowSeconds();
     const cached = this.#verified.get(token);
-    if (cached && cached.expires >= now - 30 && this.#primaryKey(cached.deviceId)?.json === cached.keyJson) return cached.deviceId;
+    if (cached && cached.expires >= now - 30 && (await this.#primaryKey(cached.deviceId))?.json === cached.keyJson) return cached.deviceId;
     const parsed = parseDeviceToken(token);
     if (!parsed) throw new UnauthenticatedError('malformed device token');
-    const primary = this.#primaryKey(parsed.deviceId);
+    const primary = await this.#primaryKey(parsed.deviceId);
     if (!primary) throw new UnauthenticatedError('unknown device');
     const why = checkDeviceToken(parsed, primary.key, now);
     if (why) throw new UnauthenticatedError(why);
@@ -79,17 +79,17 @@ export class Authenticator {
    * Authenticates the request's device and checks it is `deviceId`.
    * @throws UnauthenticatedError, ForbiddenError (another device's data)
    */
-  device(header: string | undefined, deviceId: string): void {
+  async device(header: string | undefined, deviceId: string): Promise<void> {
     const token = bearer(header, 'UpfleetDevice');
     if (!token) throw new UnauthenticatedError('UpfleetDevice token required');
-    const caller = this.deviceToken(token);
+    const caller = await this.deviceToken(token);
     if (caller !== deviceId) throw new ForbiddenError('OTHER_DEVICE', `device ${caller} may not access ${deviceId}`, { caller, deviceId });
   }
 
   #keyCache = new Map<string, { json: string; key: Key }>();
 
-  #primaryKey(deviceId: string): { json: string; key: Key } | undefined {
-    const primary = this.store.ecusOf(deviceId).find((e) => e.primary);
+  async #primaryKey(deviceId: string): Promise<{ json: string; key: Key } | undefined> {
+    const primary = (await this.store.ecusOf(deviceId)).find((e) => e.primary);
     if (!primary) return undefined;
     const json = JSON.stringify(primary.publicKey);
     let entry = this.#keyCache.get(deviceId);

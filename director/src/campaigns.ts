@@ -81,19 +81,21 @@ export class Campaigns {
     await this.#resolve(spec);
     const now = this.ctx.nowIso();
     const c: CampaignRecord = { id: randomUUID(), status: 'draft', spec, devices: [], wavesLaunched: 0, reason: null, createdAt: now, updatedAt: now };
-    this.ctx.commit(() => this.ctx.store.insertCampaign(c));
+    await this.ctx.commit(() => this.ctx.store.insertCampaign(c));
     return c;
   }
 
   /** @throws NotFoundError */
-  get(id: string): CampaignRecord {
-    const c = this.ctx.store.getCampaign(id);
+  async get(id: string): Promise<CampaignRecord> {
+    const c = await this.ctx.store.getCampaign(id);
     if (!c) throw new NotFoundError('campaign', id);
     return c;
   }
 
-  list(): CampaignStatusView[] {
-    return this.ctx.store.listCampaigns().map((c) => this.status(c.id));
+  async list(): Promise<CampaignStatusView[]> {
+    const views: CampaignStatusView[] = [];
+    for (const c of await this.ctx.store.listCampaigns()) views.push(await this.status(c.id));
+    return views;
   }
 
   /**
@@ -101,22 +103,24 @@ export class Campaigns {
    * @throws ConflictError unless draft, AssignmentRefusedError when the image repository lacks an image
    */
   async start(id: string): Promise<CampaignStatusView> {
-    const c = this.get(id);
+    const c = await this.get(id);
     if (c.status !== 'draft') throw new ConflictError('BAD_STATE', `campaign ${id} is ${c.status}`, { status: c.status });
     // Again: the image repository may have changed since create.
     const resolved = await this.#resolve(c.spec);
-    this.ctx.commit(() => {
-      const fresh = this.get(id);
+    await this.ctx.commit(async () => {
+      await this.ctx.store.lockCampaign(id);
+      const fresh = await this.get(id);
       if (fresh.status !== 'draft') throw new ConflictError('BAD_STATE', `campaign ${id} is ${fresh.status}`, { status: fresh.status });
       const hw = new Set(resolved.map((r) => r.hardwareId));
-      const group = this.ctx.store.listDevices({ status: 'active' })
-        .filter((d) => c.spec.tags.every((t) => d.tags.includes(t)))
-        .filter((d) => this.ctx.store.ecusOf(d.id).some((e) => hw.has(e.hardwareId)))
-        .map((d) => d.id)
-        .sort((a, b) => this.#rank(id, a).localeCompare(this.#rank(id, b)));
+      const group: string[] = [];
+      for (const d of await this.ctx.store.listDevices({ status: 'active' })) {
+        if (!c.spec.tags.every((t) => d.tags.includes(t))) continue;
+        if ((await this.ctx.store.ecusOf(d.id)).some((e) => hw.has(e.hardwareId))) group.push(d.id);
+      }
+      group.sort((a, b) => this.#rank(id, a).localeCompare(this.#rank(id, b)));
       this.#resolved.set(id, resolved);
-      this.ctx.store.updateCampaign(id, { status: 'running', devices: group, spec: { ...fresh.spec, resolved }, updatedAt: this.ctx.nowIso() });
-      this.#advance(id);
+      await this.ctx.store.updateCampaign(id, { status: 'running', devices: group, spec: { ...fresh.spec, resolved }, updatedAt: this.ctx.nowIso() });
+      await this.#advance(id);
     });
     return this.status(id);
   }
@@ -135,41 +139,47 @@ export class Campaigns {
   }
 
   /** @throws ConflictError unless running */
-  pause(id: string): CampaignStatusView {
+  pause(id: string): Promise<CampaignStatusView> {
     return this.#transition(id, ['running'], 'paused');
   }
 
   /** Resumes a paused campaign, or overrides the gate of a halted one (launches the next wave). */
-  resume(id: string): CampaignStatusView {
-    this.ctx.commit(() => {
-      const c = this.get(id);
+  async resume(id: string): Promise<CampaignStatusView> {
+    await this.ctx.commit(async () => {
+      await this.ctx.store.lockCampaign(id);
+      const c = await this.get(id);
       if (c.status !== 'paused' && c.status !== 'halted') throw new ConflictError('BAD_STATE', `campaign ${id} is ${c.status}`, { status: c.status });
-      this.ctx.store.updateCampaign(id, { status: 'running', reason: null, updatedAt: this.ctx.nowIso() });
-      if (c.status === 'halted') this.#launchNext(this.get(id));
-      this.#advance(id);
+      await this.ctx.store.updateCampaign(id, { status: 'running', reason: null, updatedAt: this.ctx.nowIso() });
+      if (c.status === 'halted') await this.#launchNext(await this.get(id));
+      await this.#advance(id);
     });
     return this.status(id);
   }
 
   /** Aborts: no more waves, pending assignments cancelled. */
-  abort(id: string): CampaignStatusView {
-    this.ctx.commit(() => {
-      const c = this.get(id);
+  async abort(id: string): Promise<CampaignStatusView> {
+    await this.ctx.commit(async () => {
+      await this.ctx.store.lockCampaign(id);
+      const c = await this.get(id);
       if (c.status === 'completed' || c.status === 'aborted') throw new ConflictError('BAD_STATE', `campaign ${id} is ${c.status}`, { status: c.status });
-      this.ctx.store.updateCampaign(id, { status: 'aborted', reason: 'aborted by an admin', updatedAt: this.ctx.nowIso() });
+      await this.ctx.store.updateCampaign(id, { status: 'aborted', reason: 'aborted by an admin', updatedAt: this.ctx.nowIso() });
       const devices = new Set<string>();
-      for (const a of this.ctx.store.assignmentsOfCampaign(id)) {
-        if (a.status === 'pending' && this.assignments.setStatus(a, 'cancelled', { code: 'CAMPAIGN_ABORTED', message: 'campaign aborted' })) devices.add(a.deviceId);
+      for (const a of await this.ctx.store.assignmentsOfCampaign(id)) {
+        if (a.status !== 'pending') continue;
+        // Under the device's lock, and read again: a manifest of the device may have moved it on meanwhile.
+        await this.ctx.store.lockDevice(a.deviceId);
+        const fresh = await this.ctx.store.getAssignment(a.id);
+        if (fresh && (await this.assignments.setStatus(fresh, 'cancelled', { code: 'CAMPAIGN_ABORTED', message: 'campaign aborted' }))) devices.add(a.deviceId);
       }
-      for (const d of devices) this.assignments.sync(d);
+      for (const d of devices) await this.assignments.sync(d);
     });
     return this.status(id);
   }
 
-  status(id: string): CampaignStatusView {
-    const c = this.get(id);
+  async status(id: string): Promise<CampaignStatusView> {
+    const c = await this.get(id);
     const counts: CampaignStatusView['counts'] = { waiting: 0, pending: 0, downloading: 0, installing: 0, succeeded: 0, failed: 0, cancelled: 0 };
-    const latest = this.#latestByDevice(id);
+    const latest = await this.#latestByDevice(id);
     for (const d of c.devices) {
       const a = latest.get(d);
       counts[a ? a.status : 'waiting']++;
@@ -178,10 +188,10 @@ export class Campaigns {
   }
 
   /** Per device of the group, in rollout order: its wave and its latest assignment of this campaign. @throws NotFoundError */
-  devices(id: string): CampaignDeviceView[] {
-    const c = this.get(id);
+  async devices(id: string): Promise<CampaignDeviceView[]> {
+    const c = await this.get(id);
     const latest = new Map<string, AssignmentRecord>();
-    for (const a of this.ctx.store.assignmentsOfCampaign(id)) latest.set(a.deviceId, a);
+    for (const a of await this.ctx.store.assignmentsOfCampaign(id)) latest.set(a.deviceId, a);
     let wave = 0;
     return c.devices.map((deviceId, i) => {
       while (wave < c.spec.waves.length - 1 && i >= this.#waveEnd(c, wave)) wave++;
@@ -191,15 +201,16 @@ export class Campaigns {
   }
 
   /** Re-evaluates gates after assignment changes (called inside the manifest commit). */
-  onAssignmentsChanged(ids: Set<string>): void {
-    for (const id of ids) this.#advance(id);
+  async onAssignmentsChanged(ids: Set<string>): Promise<void> {
+    for (const id of ids) await this.#advance(id);
   }
 
-  #transition(id: string, from: CampaignRecord['status'][], to: CampaignRecord['status']): CampaignStatusView {
-    this.ctx.commit(() => {
-      const c = this.get(id);
+  async #transition(id: string, from: CampaignRecord['status'][], to: CampaignRecord['status']): Promise<CampaignStatusView> {
+    await this.ctx.commit(async () => {
+      await this.ctx.store.lockCampaign(id);
+      const c = await this.get(id);
       if (!from.includes(c.status)) throw new ConflictError('BAD_STATE', `campaign ${id} is ${c.status}`, { status: c.status });
-      this.ctx.store.updateCampaign(id, { status: to, updatedAt: this.ctx.nowIso() });
+      await this.ctx.store.updateCampaign(id, { status: to, updatedAt: this.ctx.nowIso() });
     });
     return this.status(id);
   }
@@ -208,39 +219,46 @@ export class Campaigns {
     return createHash('sha256').update(`${campaignId}/${deviceId}`).digest('hex');
   }
 
-  #latestByDevice(id: string) {
+  async #latestByDevice(id: string) {
     const latest = new Map<string, { status: AssignmentStatus }>();
-    for (const a of this.ctx.store.assignmentsOfCampaign(id)) latest.set(a.deviceId, a);
+    for (const a of await this.ctx.store.assignmentsOfCampaign(id)) latest.set(a.deviceId, a);
     return latest;
   }
 
-  /** Launches waves while the gate allows; completes or halts. Inside a commit. */
-  #advance(id: string): void {
+  /**
+   * Launches waves while the gate allows; completes or halts. Inside a commit, under the
+   * campaign's lock: of two processes settling the last devices of a wave at once, the
+   * second waits for the first, then sees both settled and launches the next wave.
+   */
+  async #advance(id: string): Promise<void> {
+    await this.ctx.store.lockCampaign(id);
     for (;;) {
-      const c = this.get(id);
+      const c = await this.get(id);
       if (c.status !== 'running') return;
       if (c.wavesLaunched === 0) {
-        this.#launchNext(c);
+        await this.#launchNext(c);
         continue;
       }
       const launched = c.devices.slice(0, this.#waveEnd(c, c.wavesLaunched - 1));
-      const latest = this.#latestByDevice(id);
+      const latest = await this.#latestByDevice(id);
+      if (launched.some((d) => isOpen(latest.get(d)?.status ?? 'failed'))) return;
       // A launched device with no assignment left the fleet before its wave: it counts as not succeeded.
-      const waiting = (d: string) => !latest.get(d) && this.ctx.store.getDevice(d)?.status === 'active';
-      if (launched.some((d) => waiting(d) || isOpen(latest.get(d)?.status ?? 'failed'))) return;
+      for (const d of launched) {
+        if (!latest.get(d) && (await this.ctx.store.getDevice(d))?.status === 'active') return;
+      }
       const succeeded = launched.filter((d) => latest.get(d)?.status === 'succeeded').length;
       const ratio = launched.length === 0 ? 1 : succeeded / launched.length;
       const now = this.ctx.nowIso();
       if (c.wavesLaunched >= c.spec.waves.length) {
-        this.ctx.store.updateCampaign(id, { status: 'completed', reason: `success ratio ${ratio.toFixed(3)}`, updatedAt: now });
+        await this.ctx.store.updateCampaign(id, { status: 'completed', reason: `success ratio ${ratio.toFixed(3)}`, updatedAt: now });
         return;
       }
       if (ratio < c.spec.successThreshold) {
-        this.ctx.store.updateCampaign(id, { status: 'halted', reason: `wave ${c.wavesLaunched} success ratio ${ratio.toFixed(3)} below ${c.spec.successThreshold}`, updatedAt: now });
+        await this.ctx.store.updateCampaign(id, { status: 'halted', reason: `wave ${c.wavesLaunched} success ratio ${ratio.toFixed(3)} below ${c.spec.successThreshold}`, updatedAt: now });
         this.ctx.log.warn({ campaign: id, ratio }, 'campaign halted by its gate');
         return;
       }
-      this.#launchNext(c);
+      await this.#launchNext(c);
     }
   }
 
@@ -248,19 +266,20 @@ export class Campaigns {
     return Math.min(c.devices.length, Math.ceil((c.spec.waves[wave]! * c.devices.length) / 100));
   }
 
-  #launchNext(c: CampaignRecord): void {
+  async #launchNext(c: CampaignRecord): Promise<void> {
     if (c.wavesLaunched >= c.spec.waves.length) return;
     const from = c.wavesLaunched === 0 ? 0 : this.#waveEnd(c, c.wavesLaunched - 1);
     const to = this.#waveEnd(c, c.wavesLaunched);
-    this.ctx.store.updateCampaign(c.id, { wavesLaunched: c.wavesLaunched + 1, updatedAt: this.ctx.nowIso() });
+    await this.ctx.store.updateCampaign(c.id, { wavesLaunched: c.wavesLaunched + 1, updatedAt: this.ctx.nowIso() });
     this.ctx.log.info({ campaign: c.id, wave: c.wavesLaunched + 1, devices: to - from }, 'campaign wave launched');
-    for (const deviceId of c.devices.slice(from, to)) this.#assignDevice(c.id, deviceId);
+    for (const deviceId of c.devices.slice(from, to)) await this.#assignDevice(c.id, deviceId);
   }
 
-  #assignDevice(campaignId: string, deviceId: string): void {
-    const resolved = this.#resolvedImages(campaignId);
-    const device = this.ctx.store.getDevice(deviceId);
-    const ecus = this.ctx.store.ecusOf(deviceId);
+  async #assignDevice(campaignId: string, deviceId: string): Promise<void> {
+    const resolved = await this.#resolvedImages(campaignId);
+    await this.ctx.store.lockDevice(deviceId);
+    const device = await this.ctx.store.getDevice(deviceId);
+    const ecus = await this.ctx.store.ecusOf(deviceId);
     const items: AssignmentItem[] = [];
     try {
       if (device?.status !== 'active') return;
@@ -272,17 +291,17 @@ export class Campaigns {
       }
     } catch (error) {
       if (!(error instanceof AssignmentRefusedError)) throw error;
-      this.assignments.insert(deviceId, items, campaignId, 'failed', { code: `ASSIGNMENT_REFUSED:${error.field}`, message: error.message });
+      await this.assignments.insert(deviceId, items, campaignId, 'failed', { code: `ASSIGNMENT_REFUSED:${error.field}`, message: error.message });
       return;
     }
     const done = items.every((i) => runsImage(ecus.find((e) => e.serial === i.ecuSerial)!.installed, i));
-    this.assignments.insert(deviceId, items, campaignId, done ? 'succeeded' : 'pending');
+    await this.assignments.insert(deviceId, items, campaignId, done ? 'succeeded' : 'pending');
   }
 
-  #resolvedImages(id: string): ResolvedImage[] {
+  async #resolvedImages(id: string): Promise<ResolvedImage[]> {
     let r = this.#resolved.get(id);
     if (!r) {
-      r = this.get(id).spec.resolved ?? [];
+      r = (await this.get(id)).spec.resolved ?? [];
       this.#resolved.set(id, r);
     }
     return r;

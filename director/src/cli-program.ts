@@ -8,9 +8,13 @@
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { readFileSync } from 'node:fs';
 import { UpfleetError } from '@upfleet/core';
-import { initDirector, startDirector } from './director.ts';
+import cluster from 'node:cluster';
+import { pino } from 'pino';
+import { defaultMqttClientId, initDirector, startDirector } from './director.ts';
+import { reportStarted, startCluster, workerIndex } from './cluster.ts';
+import { defaultDatabase, describeDatabase, openStore } from './open-store.ts';
 import { DirectorError, DirectorUnreachableError } from './errors.ts';
-import { Topics } from './mqtt-topics.ts';
+import { DEFAULT_PREFIX, Topics } from './mqtt-topics.ts';
 import packageJson from '../package.json' with { type: 'json' };
 
 type Env = Record<string, string | undefined>;
@@ -45,6 +49,11 @@ and DIR/metadata/1.root.json.`,
   serve: `upfleet-director serve --dir DIR --port P --image-repo URL [options]
 
   --host H                  listen address (default 127.0.0.1)
+  --database DB             a SQLite file path or a postgres://user@host:port/db URL
+                            (or UPFLEET_DIRECTOR_DATABASE; default DIR/director.db);
+                            the schema is migrated at start
+  --processes N             N director processes sharing the port and the database
+                            (Node cluster; N > 1 needs --mqtt-url or --no-mqtt)
   --image-repo-root FILE    the image repository root.json to trust (default: trust on first use)
   --mqtt-url URL            an external MQTT 5 broker (default: the embedded broker)
   --mqtt-port P             port of the embedded broker (default 1883, often Mosquitto's; 0 = any)
@@ -192,9 +201,16 @@ async function main(argv: string[], io: CliIo): Promise<void> {
         'image-repo-root': { type: 'string' }, 'mqtt-url': { type: 'string' }, 'mqtt-port': { type: 'string' },
         'mqtt-prefix': { type: 'string' }, 'no-mqtt': { type: 'boolean' }, 'admin-token': { type: 'string' },
         'provisioning-token': { type: 'string' }, 'manual-approval': { type: 'boolean' },
+        database: { type: 'string' }, processes: { type: 'string' },
       });
       if (values.help) return help(HELP.serve);
       expectPositionals(positionals, 0, 'serve takes options only');
+      const processes = positiveInt(values.processes, '--processes') ?? 1;
+      if (processes > 1 && !values['mqtt-url'] && !values['no-mqtt']) {
+        throw new CliUsageError('--processes above 1 needs --mqtt-url (an external MQTT 5 broker: the processes share its messages with $share subscriptions) or --no-mqtt; the embedded broker lives in one process');
+      }
+      const database = values.database ?? env.UPFLEET_DIRECTOR_DATABASE;
+      if (database === '') throw new CliUsageError('--database is empty: give a SQLite file path or a postgres:// URL');
       const port = portNumber(required(values.port, '--port'), '--port');
       const mqttPort = values['mqtt-port'] !== undefined ? portNumber(values['mqtt-port'], '--mqtt-port') : 1883;
       const imageRepoUrl = httpUrl(required(values['image-repo'], '--image-repo'), '--image-repo');
@@ -206,8 +222,32 @@ async function main(argv: string[], io: CliIo): Promise<void> {
         }
       }
       const imageRepoRoot = values['image-repo-root'] !== undefined ? readInput(values['image-repo-root'], '--image-repo-root') : undefined;
+      const dir = required(values.dir, '--dir');
+      const logLevel = env.UPFLEET_LOG_LEVEL ?? 'info';
+      if (processes > 1 && cluster.isPrimary) {
+        const log = pino({ name: 'upfleet-director', level: logLevel });
+        const running = await startCluster({
+          processes, log,
+          async prepare() {
+            await (await openStore(database ?? defaultDatabase(dir))).close();
+            log.info({ database: describeDatabase(database ?? defaultDatabase(dir)) }, 'database migrated');
+          },
+        });
+        const stop = () => void running.close().then(() => process.exit(0));
+        process.once('SIGINT', stop);
+        process.once('SIGTERM', stop);
+        return;
+      }
+      const worker = workerIndex();
+      const prefix = values['mqtt-prefix'] ?? DEFAULT_PREFIX;
       const director = await startDirector({
-        dir: required(values.dir, '--dir'), port, ...(values.host && { host: values.host }),
+        dir, port, ...(values.host && { host: values.host }),
+        ...(database !== undefined && { database }),
+        ...(worker !== undefined && {
+          // Its own MQTT session per worker index, kept across restarts of that worker.
+          mqttClientId: `${defaultMqttClientId(dir, prefix)}_w${worker}`,
+          logger: pino({ name: 'upfleet-director', level: logLevel }).child({ worker }),
+        }),
         imageRepoUrl, ...(imageRepoRoot && { imageRepoRoot }),
         mqtt: values['no-mqtt'] ? 'none' : values['mqtt-url'] ? { url: values['mqtt-url'] } : 'embedded',
         mqttPort,
@@ -218,6 +258,7 @@ async function main(argv: string[], io: CliIo): Promise<void> {
         ...(env.UPFLEET_ONLINE_PASSPHRASE && { onlinePassphrase: env.UPFLEET_ONLINE_PASSPHRASE }),
         ...(env.UPFLEET_LOG_LEVEL && { logLevel: env.UPFLEET_LOG_LEVEL }),
       });
+      if (worker !== undefined) reportStarted(director.url);
       const stop = () => void director.close().then(() => process.exit(0));
       process.once('SIGINT', stop);
       process.once('SIGTERM', stop);

@@ -84,6 +84,9 @@ describe('upfleet-director CLI', () => {
       [['serve', '--dir', dir, '--port', '0', '--image-repo', repo.url, '--mqtt-port', 'abc'], /--mqtt-port must be a port number/],
       [['serve', '--dir', dir, '--port', '70000', '--image-repo', repo.url], /--port must be a port number/],
       [['serve', '--dir', dir, '--port', '0', '--image-repo', repo.url, '--mqtt-prefix', 'up/#'], /--mqtt-prefix: bad MQTT topic prefix "up\/#"/],
+      [['serve', '--dir', dir, '--port', '0', '--image-repo', repo.url, '--processes', '3'], /--processes above 1 needs --mqtt-url .* or --no-mqtt; the embedded broker lives in one process/],
+      [['serve', '--dir', dir, '--port', '0', '--image-repo', repo.url, '--no-mqtt', '--processes', '0'], /--processes must be a positive integer/],
+      [['serve', '--dir', dir, '--port', '0', '--image-repo', repo.url, '--no-mqtt', '--database', ''], /--database is empty/],
     ];
     for (const [args, message] of cases) {
       const bad = await cli(args);
@@ -105,6 +108,13 @@ describe('upfleet-director CLI', () => {
     assert.equal(malformed.status, 1);
     assert.match(malformed.stderr, /^upfleet-director: MalformedMetadataError /);
     assert.equal(existsSync(join(dir, 'image-repo', 'root.json')), false);
+    const mysql = await cli([...serve, '--database', 'mysql://root@127.0.0.1/x']);
+    assert.equal(mysql.status, 1);
+    assert.match(mysql.stderr, /^upfleet-director: DatabaseConfigError BAD_DATABASE: unsupported database URL mysql:\/\/root@127\.0\.0\.1\/x: give a SQLite file path or a postgres:\/\/ URL\n$/);
+    const unreachable = await cli([...serve], { UPFLEET_DIRECTOR_DATABASE: 'postgres://postgres:secret@127.0.0.1:1/none' });
+    assert.equal(unreachable.status, 1);
+    assert.match(unreachable.stderr, /^upfleet-director: StoreUnavailableError STORE_UNAVAILABLE: the director database \(postgres\) is unavailable: .*ECONNREFUSED/);
+    assert.doesNotMatch(unreachable.stderr, /secret/);
     const never = await cli(['serve', '--dir', join(dir, 'not-initialised'), '--port', '0', '--no-mqtt', '--image-repo', repo.url]);
     assert.equal(never.status, 1);
     assert.match(never.stderr, /no root metadata in .*: run upfleet-director init/);

@@ -4,8 +4,12 @@
  * `commit(fn)` runs fn in one store transaction, then sends the notifications
  * fn queued, so a device is never told about metadata that was rolled back.
  * Nested commits (a campaign wave creating assignments) are savepoints of the
- * outermost one, and only the outermost sends.
+ * outermost one, and only the outermost sends. Commits run concurrently (each
+ * request, each MQTT message): the queue belongs to the async context of its
+ * outermost commit, and is emptied whenever the store runs fn again (a retried
+ * transaction queues afresh).
  */
+import { AsyncLocalStorage } from 'node:async_hooks';
 import type { Logger } from 'pino';
 import type { TargetFile } from '@upfleet/core';
 import type { DeviceRepository } from './device-repo.ts';
@@ -24,8 +28,13 @@ export interface ImageRepository {
 export type Notifier = (deviceId: string, state: RepoState) => void;
 
 export class Context {
-  #queued = new Map<string, RepoState>();
-  #depth = 0;
+  /** The notifications queued by the outermost commit of this async context. */
+  readonly #commits = new AsyncLocalStorage<{ queued: Map<string, RepoState>; open: boolean }>();
+
+  #current() {
+    const c = this.#commits.getStore();
+    return c?.open ? c : undefined;
+  }
 
   constructor(
     readonly store: DirectorStore,
@@ -43,25 +52,25 @@ export class Context {
 
   /** Queues a notification, sent when the surrounding commit succeeds. */
   queueNotify(deviceId: string, state: RepoState): void {
-    this.#queued.set(deviceId, state);
+    const c = this.#current();
+    if (!c) throw new Error('queueNotify outside a commit');
+    c.queued.set(deviceId, state);
   }
 
   /** Runs fn in a transaction; nested commits join the outermost, which alone sends notifications. */
-  commit<T>(fn: () => T): T {
-    this.#depth++;
+  async commit<T>(fn: () => Promise<T>): Promise<T> {
     let result: T;
+    if (this.#current()) return this.store.transaction(fn);
+    const c = { queued: new Map<string, RepoState>(), open: true };
     try {
-      result = this.store.transaction(fn);
-    } catch (error) {
-      if (this.#depth === 1) this.#queued.clear();
-      throw error;
+      result = await this.#commits.run(c, () => this.store.transaction(async () => {
+        c.queued.clear();
+        return fn();
+      }));
     } finally {
-      this.#depth--;
+      c.open = false;
     }
-    if (this.#depth > 0) return result;
-    const queued = [...this.#queued];
-    this.#queued.clear();
-    for (const [deviceId, state] of queued) this.notifier?.(deviceId, state);
+    for (const [deviceId, state] of c.queued) this.notifier?.(deviceId, state);
     return result;
   }
 }

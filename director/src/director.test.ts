@@ -197,11 +197,11 @@ describe('director over HTTP', () => {
       const d = new SimDevice('meta-upgrade');
       await h.register(d);
       const store = h.director.services.store;
-      const state = store.getRepoState(d.id)!;
+      const state = (await store.getRepoState(d.id))!;
       const name = `${state.snapshotVersion}.snapshot.json`;
-      const old = JSON.parse(Buffer.from(store.getMetadataFile(d.id, name)!).toString());
+      const old = JSON.parse(Buffer.from((await store.getMetadataFile(d.id, name))!).toString());
       delete old.signed.deviceId; // as an older director wrote it
-      store.putMetadataFile(d.id, name, utf8(JSON.stringify(old)));
+      await store.putMetadataFile(d.id, name, utf8(JSON.stringify(old)));
       const timestamp = JSON.parse(Buffer.from((await fetchMetadata(h, d, 'timestamp.json')).bytes).toString()).signed;
       assert.equal(timestamp.meta['snapshot.json'].version, state.snapshotVersion + 1);
       assert.equal(timestamp.deviceId, d.id);
@@ -209,7 +209,7 @@ describe('director over HTTP', () => {
       assert.equal(snapshot.deviceId, d.id);
       assert.equal((await verifiedTargets(h, d)).version, state.targetsVersion, 'the chain verifies; targets unchanged');
       await fetchMetadata(h, d, 'timestamp.json');
-      assert.equal(store.getRepoState(d.id)!.snapshotVersion, state.snapshotVersion + 1, 'done once');
+      assert.equal((await store.getRepoState(d.id))!.snapshotVersion, state.snapshotVersion + 1, 'done once');
     });
 
     it('re-signs roles past half their lifetime when the timestamp is fetched', async () => {
@@ -253,7 +253,7 @@ describe('director over HTTP', () => {
         now += REPORT_WINDOW_MS + 3600_000;
         for (let i = 0; i < 20; i++) assert.equal((await m.send(d, d.manifest())).status, 200, 'fresh reports pass after the move');
         const oldReport = old.signed.ecuVersionReports[brake.serial]!;
-        const memory = m.director.services.store.getDevice(d.id)!.recentNonces[brake.serial]!;
+        const memory = (await m.director.services.store.getDevice(d.id))!.recentNonces[brake.serial]!;
         assert.ok(!memory.seen.some(([n]) => n === oldReport.signed.nonce), 'the old nonce is no longer remembered');
         const r = await m.send(d, d.manifest({ reports: { [brake.serial]: oldReport } }));
         assert.equal(r.status, 422);
@@ -445,18 +445,18 @@ describe('director over HTTP', () => {
       assert.deepEqual((await h.send(d, d.manifest({ installationResult: bad }))).body.changed, [{ id: b.id, status: 'failed' }]);
     });
 
-    it('keeps the newest events per device, and only its own', () => {
+    it('keeps the newest events per device, and only its own', async () => {
       const store = h.director.services.store;
       const at = new Date().toISOString();
-      store.transaction(() => {
-        for (let i = 0; i < EVENTS_PER_DEVICE + 5; i++) store.insertEvent({ deviceId: 'bound-a', ecuSerial: null, kind: 'manifest_refused', code: 'MANIFEST_REPLAY', detail: `#${i}`, at });
-        store.insertEvent({ deviceId: 'bound-b', ecuSerial: null, kind: 'attack', code: 'ATTACK_DETECTED', detail: 'b', at });
+      await store.transaction(async () => {
+        for (let i = 0; i < EVENTS_PER_DEVICE + 5; i++) await store.insertEvent({ deviceId: 'bound-a', ecuSerial: null, kind: 'manifest_refused', code: 'MANIFEST_REPLAY', detail: `#${i}`, at });
+        await store.insertEvent({ deviceId: 'bound-b', ecuSerial: null, kind: 'attack', code: 'ATTACK_DETECTED', detail: 'b', at });
       });
-      const a = store.eventsOf('bound-a');
+      const a = await store.eventsOf('bound-a');
       assert.equal(a.length, EVENTS_PER_DEVICE);
       assert.equal(a[0]!.detail, '#5', 'the oldest five went');
       assert.equal(a.at(-1)!.detail, `#${EVENTS_PER_DEVICE + 4}`);
-      assert.deepEqual(store.eventsOf('bound-b').map((e) => e.detail), ['b']);
+      assert.deepEqual((await store.eventsOf('bound-b')).map((e) => e.detail), ['b']);
     });
 
     it('fails an assignment when an ECU runs an image that is neither old nor assigned', async () => {
@@ -538,7 +538,7 @@ describe('director over HTTP', () => {
       it('records nothing for a sender the channel did not authenticate', async () => {
         const manifests = h.director.services.manifests;
         const bytes = utf8(JSON.stringify(d.manifest({ counter: 1 })));
-        assert.throws(() => manifests.ingest(d.id, bytes, 'mqtt', false), { code: 'MANIFEST_REPLAY' });
+        await assert.rejects(manifests.ingest(d.id, bytes, 'mqtt', false), { code: 'MANIFEST_REPLAY' });
         const r = await h.api('POST', `/api/v1/devices/${d.id}/manifest`, d.manifest({ counter: 1 }), { authorization: 'UpfleetDevice nope' });
         assert.equal(r.status, 401);
         const other = new SimDevice('atk-other');
@@ -546,8 +546,8 @@ describe('director over HTTP', () => {
         // Another device's valid token on this device's URL: 403, and nothing in this device's log.
         assert.equal((await h.api('POST', `/api/v1/devices/${d.id}/manifest`, d.manifest({ counter: 1 }), other.headers())).status, 403);
         await unchanged();
-        assert.throws(() => manifests.ingest('atk-nobody', bytes, 'function', true), { code: 'DEVICE_MISMATCH' });
-        assert.deepEqual(h.director.services.store.eventsOf('atk-nobody'), [], 'no log for a device that does not exist');
+        await assert.rejects(manifests.ingest('atk-nobody', bytes, 'function', true), { code: 'DEVICE_MISMATCH' });
+        assert.deepEqual(await h.director.services.store.eventsOf('atk-nobody'), [], 'no log for a device that does not exist');
       });
 
       it('an unknown ECU and a missing ECU', async () => {

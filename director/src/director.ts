@@ -1,15 +1,17 @@
 /**
- * Starting and stopping a director: keys from DIR, the SQLite store
- * (DIR/director.db), the image repository client, the HTTP server, and MQTT
- * (the embedded broker, an external broker, or none). Everything durable is in
- * DIR, so a director restarted on the same DIR continues where it stopped.
+ * Starting and stopping a director: keys from DIR, the store (SQLite at
+ * DIR/director.db by default, or the `database` given: a SQLite file or a
+ * postgres:// URL, migrated at start), the image repository client, the HTTP
+ * server, and MQTT (the embedded broker, an external broker, or none).
+ * Everything durable is in DIR and the database, so a director restarted on
+ * them continues where it stopped.
  */
 import { createServer, type Server } from 'node:http';
 import { join, resolve } from 'node:path';
 import { createHash } from 'node:crypto';
 import { pino, type Logger } from 'pino';
 import { checkSignersMatchRoot, initKeys, loadOnlineSigners, loadRoots, onlinePassphraseFor, type InitOptions, type InitResult } from './key-store.ts';
-import { SqliteStore } from './sqlite-store.ts';
+import { defaultDatabase, describeDatabase, openStore } from './open-store.ts';
 import { DirectorServices } from './services.ts';
 import { DEFAULT_EXPIRIES, type Expiries } from './device-repo.ts';
 import { ImageRepoClient } from './image-repo-client.ts';
@@ -25,6 +27,8 @@ const inUse = (error: unknown) => (error as NodeJS.ErrnoException | undefined)?.
 
 export interface StartOptions {
   dir: string;
+  /** A SQLite file path or a postgres:// URL (default DIR/director.db). */
+  database?: string;
   port?: number;
   host?: string;
   imageRepoUrl: string;
@@ -36,7 +40,7 @@ export interface StartOptions {
   mqtt?: 'embedded' | 'none' | { url: string; username?: string; password?: string; sessionExpirySeconds?: number };
   mqttPort?: number;
   mqttPrefix?: string;
-  /** The director's MQTT client ID; default derived from DIR and the prefix (stable across restarts). */
+  /** The director's MQTT client ID; default `defaultMqttClientId(dir, prefix)` (stable across restarts). */
   mqttClientId?: string;
   adminToken: string;
   provisioningToken: string;
@@ -50,6 +54,8 @@ export interface StartOptions {
 
 export interface RunningDirector {
   url: string;
+  /** The database in use, without a password. */
+  database: string;
   mqttUrl: string | undefined;
   topics: Topics;
   services: DirectorServices;
@@ -60,8 +66,14 @@ export async function initDirector(options: InitOptions): Promise<InitResult> {
   return initKeys(options);
 }
 
+/** The MQTT client ID of a director on DIR with this topic prefix: the same at every start, so the broker keeps its session. */
+export function defaultMqttClientId(dir: string, prefix: string): string {
+  return `_director_${createHash('sha256').update(`${resolve(dir)}|${prefix}`).digest('hex').slice(0, 16)}`;
+}
+
 /**
  * @throws KeyFileError (keys), UsageError (no init), MalformedMetadataError / UnsignedMetadataError (imageRepoRoot),
+ * DatabaseConfigError / StoreUnavailableError (the database),
  * PortInUseError (the HTTP or embedded MQTT port is taken), Error (other listen or broker failures)
  */
 export async function startDirector(o: StartOptions): Promise<RunningDirector> {
@@ -75,13 +87,14 @@ export async function startDirector(o: StartOptions): Promise<RunningDirector> {
   const imageRepo = o.imageRepo ?? new ImageRepoClient({
     url: o.imageRepoUrl, storeDir: join(o.dir, 'image-repo'), ...(o.imageRepoRoot && { root: o.imageRepoRoot }), now, log,
   });
-  const store = new SqliteStore(join(o.dir, 'director.db'));
+  const database = o.database ?? defaultDatabase(o.dir);
+  const store = await openStore(database);
   const services = new DirectorServices({
     store, signers, roots, imageRepo, expiries: { ...DEFAULT_EXPIRIES, ...o.expiries }, approval: o.approval ?? 'auto',
     adminToken: o.adminToken, provisioningToken: o.provisioningToken, now, log,
   });
   const topics = new Topics(o.mqttPrefix ?? DEFAULT_PREFIX);
-  const clientId = o.mqttClientId ?? `_director_${createHash('sha256').update(`${resolve(o.dir)}|${topics.prefix}`).digest('hex').slice(0, 16)}`;
+  const clientId = o.mqttClientId ?? defaultMqttClientId(o.dir, topics.prefix);
 
   const router = new Router(log, services.metrics);
   addRoutes(router, services);
@@ -94,7 +107,7 @@ export async function startDirector(o: StartOptions): Promise<RunningDirector> {
       server.listen(o.port ?? 0, host, () => resolve());
     });
   } catch (error) {
-    store.close();
+    await store.close();
     if (inUse(error)) throw new PortInUseError('the director HTTP API', host, o.port ?? 0, '--port', 'choose another with --port P (0 = any free port)', { cause: error });
     throw error;
   }
@@ -109,7 +122,7 @@ export async function startDirector(o: StartOptions): Promise<RunningDirector> {
     if (mqtt === 'embedded') {
       broker = await startEmbeddedBroker({
         port: o.mqttPort ?? 0, host, topics, auth: services.auth, log,
-        deviceActive: (id) => store.getDevice(id)?.status === 'active',
+        deviceActive: async (id) => (await store.getDevice(id))?.status === 'active',
       });
       mqttUrl = broker.url;
       bus = await MqttBus.start({ url: broker.url, topics, services, log, protocolVersion: 4, devicesAuthenticated: true, clientId, username: DIRECTOR_USERNAME, password: o.adminToken });
@@ -122,7 +135,7 @@ export async function startDirector(o: StartOptions): Promise<RunningDirector> {
   } catch (error) {
     await broker?.close();
     await new Promise((r) => server.close(r));
-    store.close();
+    await store.close();
     if (inUse(error) && mqtt === 'embedded') {
       throw new PortInUseError('the embedded MQTT broker', host, o.mqttPort ?? 0, '--mqtt-port',
         'another MQTT broker (Mosquitto?) may run there: choose another port with --mqtt-port P (0 = any free port), or use that broker with --mqtt-url, or --no-mqtt',
@@ -131,17 +144,17 @@ export async function startDirector(o: StartOptions): Promise<RunningDirector> {
     throw error;
   }
   if (bus) services.ctx.notifier = (deviceId, state) => bus.notify(deviceId, state);
-  log.info({ url, mqttUrl, prefix: topics.prefix }, 'director started');
+  log.info({ url, mqttUrl, prefix: topics.prefix, database: describeDatabase(database) }, 'director started');
 
   return {
-    url, mqttUrl, topics, services,
+    url, database: describeDatabase(database), mqttUrl, topics, services,
     async close() {
       services.ctx.notifier = undefined;
       await bus?.close();
       await broker?.close();
       server.closeAllConnections();
       await new Promise((r) => server.close(r));
-      store.close();
+      await store.close();
       log.info({ url }, 'director stopped');
     },
   };

@@ -107,3 +107,22 @@ export class AssignmentRefusedError extends DirectorError {
       { deviceId, ecuSerial, image, field }, options);
   }
 }
+
+/**
+ * The database cannot be reached, or stayed busy (locked by other writers, or
+ * losing every retry of a conflicting transaction) past its deadline. Nothing
+ * of the failed change was stored: the caller may try again (HTTP 503; an MQTT
+ * message is left unacknowledged so the broker delivers it again).
+ */
+export class StoreUnavailableError extends DirectorError {
+  override name = 'StoreUnavailableError';
+  constructor(readonly store: 'sqlite' | 'postgres', detail: string, options?: ErrorOptions) {
+    super(503, 'STORE_UNAVAILABLE', `the director database (${store}) is unavailable: ${detail}`, { store }, options);
+  }
+}
+
+/** A --database value that names neither a SQLite file nor a postgres:// URL, or a database whose schema is newer than this director. */
+export class DatabaseConfigError extends UpfleetError {
+  override name = 'DatabaseConfigError';
+  override readonly code = 'BAD_DATABASE';
+}

@@ -90,20 +90,22 @@ export class Inventory {
    * Registers a device (provisioning).
    * @throws ConflictError (registered differently, ECU serial taken), ForbiddenError (decommissioned)
    */
-  register(reg: Registration): { device: DeviceRecord; created: boolean } {
-    const result = this.#register(reg);
+  async register(reg: Registration): Promise<{ device: DeviceRecord; created: boolean }> {
+    const result = await this.#register(reg);
     if (result.created) {
       this.ctx.log.info({ deviceId: reg.deviceId, status: result.device.status, ecus: 1 + reg.secondaries.length, tags: result.device.tags }, 'device registered');
     }
     return result;
   }
 
-  #register(reg: Registration): { device: DeviceRecord; created: boolean } {
-    return this.ctx.commit(() => {
+  #register(reg: Registration): Promise<{ device: DeviceRecord; created: boolean }> {
+    return this.ctx.commit(async () => {
       const { store } = this.ctx;
-      const existing = store.getDevice(reg.deviceId);
+      // A registration racing this one in another process inserts first: then this transaction runs again and finds it.
+      await store.lockDevice(reg.deviceId);
+      const existing = await store.getDevice(reg.deviceId);
       if (existing?.status === 'decommissioned') throw new ForbiddenError('DEVICE_DECOMMISSIONED', `${reg.deviceId} is decommissioned`, { deviceId: reg.deviceId });
-      const ecus = existing ? store.ecusOf(reg.deviceId) : [];
+      const ecus = existing ? await store.ecusOf(reg.deviceId) : [];
       if (existing && ecus.length > 0) {
         if (!sameEcus(ecus, reg)) {
           throw new ConflictError('ALREADY_REGISTERED', `${reg.deviceId} is registered with other ECUs or keys; an admin must replace ECUs`, { deviceId: reg.deviceId });
@@ -111,55 +113,57 @@ export class Inventory {
         return { device: existing, created: false };
       }
       for (const e of [reg.primary, ...reg.secondaries]) {
-        if (store.getEcu(e.ecuSerial)) throw new ConflictError('ECU_TAKEN', `ECU ${e.ecuSerial} belongs to another device`, { ecuSerial: e.ecuSerial });
+        if (await store.getEcu(e.ecuSerial)) throw new ConflictError('ECU_TAKEN', `ECU ${e.ecuSerial} belongs to another device`, { ecuSerial: e.ecuSerial });
       }
       const now = this.ctx.nowIso();
       const status = existing?.status === 'preregistered' || this.approval === 'auto' ? 'active' : 'pending';
       if (existing) {
-        store.updateDevice(reg.deviceId, { status, tags: [...new Set([...existing.tags, ...reg.tags])].sort(), updatedAt: now });
+        await store.updateDevice(reg.deviceId, { status, tags: [...new Set([...existing.tags, ...reg.tags])].sort(), updatedAt: now });
       } else {
-        store.insertDevice({ id: reg.deviceId, status, tags: reg.tags, manifestCounter: -1, recentNonces: {}, online: false, lastSeen: null, createdAt: now, updatedAt: now });
+        await store.insertDevice({ id: reg.deviceId, status, tags: reg.tags, manifestCounter: -1, recentNonces: {}, online: false, lastSeen: null, createdAt: now, updatedAt: now });
       }
-      [reg.primary, ...reg.secondaries].forEach((e, i) =>
-        store.insertEcu({
+      for (const [i, e] of [reg.primary, ...reg.secondaries].entries()) {
+        await store.insertEcu({
           serial: e.ecuSerial, deviceId: reg.deviceId, hardwareId: e.hardwareId, publicKey: e.publicKey.toJSON(),
           primary: i === 0, installed: null, releaseCounter: 0,
-        }),
-      );
-      this.ctx.repo.publish(reg.deviceId, {});
-      return { device: store.getDevice(reg.deviceId)!, created: true };
+        });
+      }
+      await this.ctx.repo.publish(reg.deviceId, {});
+      return { device: (await store.getDevice(reg.deviceId))!, created: true };
     });
   }
 
   /** @throws ConflictError when the device exists */
-  preregister(deviceId: string, tags: string[]): DeviceRecord {
+  async preregister(deviceId: string, tags: string[]): Promise<DeviceRecord> {
     checkId('deviceId', deviceId);
-    return this.ctx.commit(() => {
-      if (this.ctx.store.getDevice(deviceId)) throw new ConflictError('DEVICE_EXISTS', `${deviceId} exists`, { deviceId });
+    return this.ctx.commit(async () => {
+      if (await this.ctx.store.getDevice(deviceId)) throw new ConflictError('DEVICE_EXISTS', `${deviceId} exists`, { deviceId });
       const now = this.ctx.nowIso();
       const device: DeviceRecord = { id: deviceId, status: 'preregistered', tags, manifestCounter: -1, recentNonces: {}, online: false, lastSeen: null, createdAt: now, updatedAt: now };
-      this.ctx.store.insertDevice(device);
+      await this.ctx.store.insertDevice(device);
       return device;
     });
   }
 
   /** @throws NotFoundError, ConflictError unless the device is pending */
-  approve(deviceId: string): DeviceRecord {
-    return this.ctx.commit(() => {
-      const device = this.get(deviceId);
+  approve(deviceId: string): Promise<DeviceRecord> {
+    return this.ctx.commit(async () => {
+      await this.ctx.store.lockDevice(deviceId);
+      const device = await this.get(deviceId);
       if (device.status === 'active') return device;
       if (device.status !== 'pending') throw new ConflictError('BAD_STATE', `${deviceId} is ${device.status}, not pending`, { deviceId, status: device.status });
-      this.ctx.store.updateDevice(deviceId, { status: 'active', updatedAt: this.ctx.nowIso() });
+      await this.ctx.store.updateDevice(deviceId, { status: 'active', updatedAt: this.ctx.nowIso() });
       return this.get(deviceId);
     });
   }
 
   /** Decommissions a device and cancels its open assignments. @throws NotFoundError */
-  decommission(deviceId: string): DeviceRecord {
-    return this.ctx.commit(() => {
-      this.get(deviceId);
-      this.ctx.store.updateDevice(deviceId, { status: 'decommissioned', updatedAt: this.ctx.nowIso() });
-      this.assignments.cancelOpen(deviceId, 'DEVICE_DECOMMISSIONED');
+  decommission(deviceId: string): Promise<DeviceRecord> {
+    return this.ctx.commit(async () => {
+      await this.ctx.store.lockDevice(deviceId);
+      await this.get(deviceId);
+      await this.ctx.store.updateDevice(deviceId, { status: 'decommissioned', updatedAt: this.ctx.nowIso() });
+      await this.assignments.cancelOpen(deviceId, 'DEVICE_DECOMMISSIONED');
       return this.get(deviceId);
     });
   }
@@ -168,36 +172,37 @@ export class Inventory {
    * Replaces an ECU (new hardware, new key): open assignments on it are cancelled.
    * @throws NotFoundError, ConflictError (the new serial is taken)
    */
-  replaceEcu(deviceId: string, oldSerial: string, replacement: EcuRegistration): EcuRecord {
-    return this.ctx.commit(() => {
-      this.get(deviceId);
-      const old = this.ctx.store.getEcu(oldSerial);
+  replaceEcu(deviceId: string, oldSerial: string, replacement: EcuRegistration): Promise<EcuRecord> {
+    return this.ctx.commit(async () => {
+      await this.ctx.store.lockDevice(deviceId);
+      await this.get(deviceId);
+      const old = await this.ctx.store.getEcu(oldSerial);
       if (!old || old.deviceId !== deviceId) throw new NotFoundError('ECU', `${deviceId}/${oldSerial}`);
-      if (replacement.ecuSerial !== oldSerial && this.ctx.store.getEcu(replacement.ecuSerial)) {
+      if (replacement.ecuSerial !== oldSerial && (await this.ctx.store.getEcu(replacement.ecuSerial))) {
         throw new ConflictError('ECU_TAKEN', `ECU ${replacement.ecuSerial} exists`, { ecuSerial: replacement.ecuSerial });
       }
-      this.assignments.cancelOpen(deviceId, 'ECU_REPLACED', oldSerial);
-      this.ctx.store.deleteEcu(oldSerial);
+      await this.assignments.cancelOpen(deviceId, 'ECU_REPLACED', oldSerial);
+      await this.ctx.store.deleteEcu(oldSerial);
       const ecu: EcuRecord = {
         serial: replacement.ecuSerial, deviceId, hardwareId: replacement.hardwareId, publicKey: replacement.publicKey.toJSON(),
         primary: old.primary, installed: null, releaseCounter: 0,
       };
-      this.ctx.store.insertEcu(ecu);
-      this.ctx.store.updateDevice(deviceId, { updatedAt: this.ctx.nowIso() });
+      await this.ctx.store.insertEcu(ecu);
+      await this.ctx.store.updateDevice(deviceId, { updatedAt: this.ctx.nowIso() });
       return ecu;
     });
   }
 
   /** @throws NotFoundError */
-  get(deviceId: string): DeviceRecord {
-    const device = this.ctx.store.getDevice(deviceId);
+  async get(deviceId: string): Promise<DeviceRecord> {
+    const device = await this.ctx.store.getDevice(deviceId);
     if (!device) throw new NotFoundError('device', deviceId);
     return device;
   }
 
   /** The device, checked to be active. @throws NotFoundError, ForbiddenError */
-  requireActive(deviceId: string): DeviceRecord {
-    const device = this.get(deviceId);
+  async requireActive(deviceId: string): Promise<DeviceRecord> {
+    const device = await this.get(deviceId);
     if (device.status !== 'active') {
       throw new ForbiddenError(device.status === 'decommissioned' ? 'DEVICE_DECOMMISSIONED' : 'DEVICE_NOT_APPROVED', `${deviceId} is ${device.status}`, { deviceId, status: device.status });
     }

@@ -11,8 +11,10 @@
  * a nonce not seen from that ECU within the window).
  * Then: installed images, history, security events (deduplicated), assignment
  * outcomes (a retryable failure, core RETRYABLE_RESULT_CODES, leaves the
- * assignment open: the device tries again), campaign progress. Signature verification is synchronous and happens
- * before the commit, so a burst of manifests verifies without holding the store.
+ * assignment open: the device tries again), campaign progress. Signature verification happens
+ * before the commit, so a burst of manifests verifies without holding the store; the commit
+ * takes the device's row lock first, so concurrent manifests of one device (several
+ * director processes) are recorded one after the other.
  * A refusal is recorded as a `manifest_refused` security event of the device
  * only when the sender is authenticated as that device (a device token, or the
  * embedded broker's per-device rule), so nobody else can fill its log; a copy
@@ -75,7 +77,7 @@ function resultKind(code: string): EventKind {
 export class Manifests {
   readonly keys = new KeyCache();
   /** Called with the campaign IDs whose assignments changed (set by the wiring). */
-  onCampaignChange: (campaignIds: Set<string>) => void = () => {};
+  onCampaignChange: (campaignIds: Set<string>) => Promise<void> = async () => {};
 
   constructor(
     private readonly ctx: Context,
@@ -89,11 +91,11 @@ export class Manifests {
    * security event of the device; otherwise it is only counted).
    * @throws ManifestRejectedError, ForbiddenError, NotFoundError
    */
-  ingest(deviceId: string, bytes: Uint8Array, via: Via, authenticated: boolean): IngestResult {
+  async ingest(deviceId: string, bytes: Uint8Array, via: Via, authenticated: boolean): Promise<IngestResult> {
     try {
       const manifest = this.#parse(deviceId, bytes);
-      const ecus = this.#verify(deviceId, manifest);
-      const result = this.ctx.commit(() => this.#record(deviceId, manifest, ecus, via, digestOf(bytes)));
+      const ecus = await this.#verify(deviceId, manifest);
+      const result = await this.ctx.commit(() => this.#record(deviceId, manifest, ecus, via, digestOf(bytes)));
       this.ctx.metrics.manifestsAccepted.inc({ via });
       this.ctx.log.info({ deviceId, via, counter: result.counter, changed: result.changed }, 'manifest accepted');
       return result;
@@ -101,24 +103,24 @@ export class Manifests {
       const code = error instanceof ManifestRejectedError || error instanceof ForbiddenError || error instanceof NotFoundError ? error.code : 'ERROR';
       this.ctx.metrics.manifestsRejected.inc({ via, code });
       this.ctx.log.warn({ deviceId, via, code, err: error }, 'manifest refused');
-      if (error instanceof ManifestRejectedError && authenticated) this.#recordRefusal(deviceId, error, bytes, via);
+      if (error instanceof ManifestRejectedError && authenticated) await this.#recordRefusal(deviceId, error, bytes, via);
       throw error;
     }
   }
 
   /** A refused manifest as a security event of the device, unless it is a retransmission of the last accepted one. */
-  #recordRefusal(deviceId: string, error: ManifestRejectedError, bytes: Uint8Array, via: Via): void {
-    this.ctx.commit(() => {
+  async #recordRefusal(deviceId: string, error: ManifestRejectedError, bytes: Uint8Array, via: Via): Promise<void> {
+    await this.ctx.commit(async () => {
       const { store } = this.ctx;
-      const device = store.getDevice(deviceId);
+      const device = await store.getDevice(deviceId);
       if (!device) return;
       if (error.code === 'MANIFEST_REPLAY' && error.fields.counter === device.manifestCounter) {
-        const last = store.manifestsOf(deviceId, 1)[0];
+        const last = (await store.manifestsOf(deviceId, 1))[0];
         if (last && last.counter === device.manifestCounter && last.summary.digest === digestOf(bytes)) return;
       }
       const ecuSerial = typeof error.fields.ecuSerial === 'string' ? error.fields.ecuSerial : null;
       const detail = `${error.message} (via ${via})`;
-      store.insertEvent({ deviceId, ecuSerial, kind: 'manifest_refused', code: error.code, detail: detail.slice(0, DETAIL_LIMIT), at: this.ctx.nowIso() });
+      await store.insertEvent({ deviceId, ecuSerial, kind: 'manifest_refused', code: error.code, detail: detail.slice(0, DETAIL_LIMIT), at: this.ctx.nowIso() });
     });
   }
 
@@ -134,13 +136,13 @@ export class Manifests {
   }
 
   /** Every check; returns the inventory ECUs keyed by serial. */
-  #verify(deviceId: string, m: SignedVehicleManifest): Map<string, EcuRecord> {
+  async #verify(deviceId: string, m: SignedVehicleManifest): Promise<Map<string, EcuRecord>> {
     const s = m.signed;
     if (s.deviceId !== deviceId) {
       throw new ManifestRejectedError(deviceId, 'DEVICE_MISMATCH', `it names device ${s.deviceId}`, { manifestDeviceId: s.deviceId }, 403);
     }
-    const device = this.inventory.requireActive(deviceId);
-    const ecus = new Map(this.ctx.store.ecusOf(deviceId).map((e) => [e.serial, e]));
+    const device = await this.inventory.requireActive(deviceId);
+    const ecus = new Map((await this.ctx.store.ecusOf(deviceId)).map((e) => [e.serial, e]));
     const primary = [...ecus.values()].find((e) => e.primary);
     if (!primary || s.primaryEcuSerial !== primary.serial) {
       throw new ManifestRejectedError(deviceId, 'PRIMARY_MISMATCH', `primary ${s.primaryEcuSerial} is not the inventory primary`, { ecuSerial: s.primaryEcuSerial });
@@ -177,12 +179,13 @@ export class Manifests {
     return ecus;
   }
 
-  #record(deviceId: string, m: SignedVehicleManifest, ecus: Map<string, EcuRecord>, via: Via, digest: string): IngestResult {
+  async #record(deviceId: string, m: SignedVehicleManifest, ecus: Map<string, EcuRecord>, via: Via, digest: string): Promise<IngestResult> {
     const { store } = this.ctx;
     const s = m.signed;
     const now = this.ctx.nowIso();
-    // Re-check inside the transaction: another manifest may have been accepted since #verify.
-    const device = store.getDevice(deviceId)!;
+    // Re-check inside the transaction, under the device's lock: another manifest may have been accepted since #verify.
+    await store.lockDevice(deviceId);
+    const device = (await store.getDevice(deviceId))!;
     if (s.counter <= device.manifestCounter) {
       throw new ManifestRejectedError(deviceId, 'MANIFEST_REPLAY', `counter ${s.counter} is not above ${device.manifestCounter}`,
         { counter: s.counter, lastCounter: device.manifestCounter }, 409);
@@ -202,22 +205,22 @@ export class Manifests {
       // The inventory shows what the ECU reports (signed by its own key), not the highest it ever
       // reported: an operator must see an ECU whose counter went down.
       if (JSON.stringify(ecu.installed) !== JSON.stringify(r.installedImage) || r.releaseCounter !== ecu.releaseCounter) {
-        store.updateEcu(serial, { installed: r.installedImage, releaseCounter: r.releaseCounter });
+        await store.updateEcu(serial, { installed: r.installedImage, releaseCounter: r.releaseCounter });
       }
-      if (r.attacksDetected !== '') this.#event(deviceId, serial, 'attack', 'ATTACK_DETECTED', r.attacksDetected, now);
+      if (r.attacksDetected !== '') await this.#event(deviceId, serial, 'attack', 'ATTACK_DETECTED', r.attacksDetected, now);
     }
-    store.updateDevice(deviceId, { manifestCounter: s.counter, recentNonces, lastSeen: now, updatedAt: now });
+    await store.updateDevice(deviceId, { manifestCounter: s.counter, recentNonces, lastSeen: now, updatedAt: now });
     const ir = s.installationResult;
     if (ir) {
       for (const e of ir.ecus) {
         if (e.success) continue;
-        this.#event(deviceId, e.ecuSerial, resultKind(e.code), e.code, `targets v${ir.directorTargetsVersion}: ${e.filename ?? ''} ${e.description}`.trim(), now);
+        await this.#event(deviceId, e.ecuSerial, resultKind(e.code), e.code, `targets v${ir.directorTargetsVersion}: ${e.filename ?? ''} ${e.description}`.trim(), now);
       }
       if (!ir.success && ir.ecus.length === 0) {
-        this.#event(deviceId, null, resultKind(ir.code), ir.code, `targets v${ir.directorTargetsVersion}: ${ir.description}`, now);
+        await this.#event(deviceId, null, resultKind(ir.code), ir.code, `targets v${ir.directorTargetsVersion}: ${ir.description}`, now);
       }
     }
-    store.insertManifest({
+    await store.insertManifest({
       deviceId, counter: s.counter, receivedAt: now, via,
       summary: {
         digest,
@@ -225,34 +228,34 @@ export class Manifests {
         ...(ir && { installationResult: ir }),
       },
     });
-    const changed = this.#settleAssignments(deviceId, m, ecus);
+    const changed = await this.#settleAssignments(deviceId, m, ecus);
     return { deviceId, counter: s.counter, changed };
   }
 
   /** Records a security event unless the same one is on record (devices repeat their last result). */
-  #event(deviceId: string, ecuSerial: string | null, kind: EventKind, code: string, detail: string, at: string): void {
-    const known = this.ctx.store.eventsOf(deviceId).some((e) => e.ecuSerial === ecuSerial && e.code === code && e.detail === detail);
+  async #event(deviceId: string, ecuSerial: string | null, kind: EventKind, code: string, detail: string, at: string): Promise<void> {
+    const known = (await this.ctx.store.eventsOf(deviceId)).some((e) => e.ecuSerial === ecuSerial && e.code === code && e.detail === detail);
     if (known) return;
-    this.ctx.store.insertEvent({ deviceId, ecuSerial, kind, code, detail, at });
+    await this.ctx.store.insertEvent({ deviceId, ecuSerial, kind, code, detail, at });
     if (kind === 'attack') this.ctx.metrics.attacks.inc({ code });
   }
 
   /** Completes or fails open assignments from what the manifest says. */
-  #settleAssignments(deviceId: string, m: SignedVehicleManifest, before: Map<string, EcuRecord>): IngestResult['changed'] {
+  async #settleAssignments(deviceId: string, m: SignedVehicleManifest, before: Map<string, EcuRecord>): Promise<IngestResult['changed']> {
     const s = m.signed;
     const ir = s.installationResult;
     const changed: IngestResult['changed'] = [];
     const campaigns = new Set<string>();
-    for (const a of this.ctx.store.openAssignmentsOf(deviceId)) {
+    for (const a of await this.ctx.store.openAssignmentsOf(deviceId)) {
       const finishedOlderTargets = ir !== undefined && ir.directorTargetsVersion < a.targetsVersion;
       const outcome = this.#outcome(a, m, finishedOlderTargets ? undefined : ir, before, finishedOlderTargets);
-      if (outcome && this.assignments.setStatus(a, outcome.status, outcome.error)) {
+      if (outcome && (await this.assignments.setStatus(a, outcome.status, outcome.error))) {
         changed.push({ id: a.id, status: a.status });
         if (a.campaignId) campaigns.add(a.campaignId);
       }
     }
-    if (changed.some((c) => c.status === 'failed')) this.assignments.sync(deviceId);
-    if (campaigns.size > 0) this.onCampaignChange(campaigns);
+    if (changed.some((c) => c.status === 'failed')) await this.assignments.sync(deviceId);
+    if (campaigns.size > 0) await this.onCampaignChange(campaigns);
     return changed;
   }
 

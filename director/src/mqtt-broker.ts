@@ -37,7 +37,7 @@ export interface BrokerOptions {
   topics: Topics;
   auth: Authenticator;
   /** Whether a device may connect now (active: not pending approval, not decommissioned). */
-  deviceActive: (deviceId: string) => boolean;
+  deviceActive: (deviceId: string) => Promise<boolean>;
   log: Logger;
 }
 
@@ -52,22 +52,22 @@ export async function startEmbeddedBroker(options: BrokerOptions): Promise<Embed
         identities.set(client, { director: true });
         return done(null, true);
       }
-      try {
-        const deviceId = auth.deviceToken(secret);
+      void (async () => {
+        const deviceId = await auth.deviceToken(secret);
         if (deviceId !== username || client.id !== deviceId) {
           return done(Object.assign(new Error('username and clientId must be the token device ID'), { returnCode: 4 }), false);
         }
-        if (!options.deviceActive(deviceId)) return done(Object.assign(new Error(`${deviceId} is not active`), { returnCode: 5 }), false);
+        if (!(await options.deviceActive(deviceId))) return done(Object.assign(new Error(`${deviceId} is not active`), { returnCode: 5 }), false);
         const will = (client as unknown as { _will?: { topic?: string } })._will;
         if (will && will.topic !== topics.device(deviceId, 'status')) {
           return done(Object.assign(new Error('a device Will must be its own status topic'), { returnCode: 5 }), false);
         }
         identities.set(client, { director: false, deviceId });
         return done(null, true);
-      } catch (error) {
+      })().catch((error) => {
         log.warn({ clientId: client.id, err: error }, 'MQTT authentication refused');
-        return done(Object.assign(new Error('not authorized'), { returnCode: 5 }), false);
-      }
+        done(Object.assign(new Error('not authorized'), { returnCode: 5 }), false);
+      });
     },
     authorizePublish(client, packet, done) {
       const id = client && identities.get(client);

@@ -7,11 +7,17 @@
  * the client opens (reconnects included). The session is persistent under a
  * stable client ID, so manifests sent while the director restarts wait in the
  * broker instead of being lost.
+ * A message is acknowledged (PUBACK) only once what it carries is committed
+ * (or refused for good): mqtt.js sends the PUBACK when `handleMessage` calls
+ * back, and takes the next message of this connection after that. When the
+ * store is unavailable the message stays unacknowledged and the client
+ * reconnects, so the broker delivers it again; a director killed mid-message
+ * leaves it unacknowledged in its session the same way.
  */
 import { connect, type IClientOptions, type MqttClient } from 'mqtt';
 import type { Logger } from 'pino';
 import { UpfleetError } from '@upfleet/core';
-import { DirectorError } from './errors.ts';
+import { DirectorError, StoreUnavailableError } from './errors.ts';
 import type { DirectorServices } from './services.ts';
 import type { Topics } from './mqtt-topics.ts';
 import type { RepoState } from './store.ts';
@@ -66,7 +72,17 @@ export class MqttBus {
     client.on('connect', () => noDelay(client));
     // Handlers go on before the CONNACK: a resumed session delivers queued messages at once.
     const bus = new MqttBus(client, options);
-    client.on('message', (topic, payload) => bus.#onMessage(topic, payload));
+    client.handleMessage = (packet, callback) => {
+      bus.#onMessage(packet.topic, Buffer.isBuffer(packet.payload) ? packet.payload : Buffer.from(packet.payload)).then(
+        () => callback(),
+        (error: Error) => {
+          // Not acknowledged: after a reconnect the broker delivers it again (the session is persistent).
+          options.log.error({ topic: packet.topic, err: error }, 'MQTT message not processed; reconnecting for redelivery');
+          callback(error);
+          bus.#reconnect();
+        },
+      );
+    };
     await new Promise<void>((resolve, reject) => {
       const onError = (e: Error) => {
         client.end(true);
@@ -93,10 +109,23 @@ export class MqttBus {
   }
 
   async close(): Promise<void> {
+    this.#closing = true;
     await this.client.endAsync();
   }
 
-  #onMessage(topic: string, payload: Buffer): void {
+  #closing = false;
+  #reconnecting = false;
+
+  /** Drops the connection once; mqtt.js reconnects after its reconnect period and the session resumes. */
+  #reconnect(): void {
+    if (this.#closing || this.#reconnecting) return;
+    this.#reconnecting = true;
+    this.client.once('connect', () => (this.#reconnecting = false));
+    this.client.stream?.destroy();
+  }
+
+  /** Handles one message; rejects (leaving it unacknowledged) only when the store is unavailable. */
+  async #onMessage(topic: string, payload: Buffer): Promise<void> {
     const { topics, services, log } = this.options;
     const parsed = topics.parse(topic);
     if (!parsed) return;
@@ -104,15 +133,16 @@ export class MqttBus {
     const bytes = new Uint8Array(payload.buffer, payload.byteOffset, payload.byteLength);
     try {
       if (kind === 'manifest') {
-        const result = services.manifests.ingest(deviceId, bytes, 'mqtt', this.options.devicesAuthenticated);
+        const result = await services.manifests.ingest(deviceId, bytes, 'mqtt', this.options.devicesAuthenticated);
         this.#ack(deviceId, { counter: result.counter, accepted: true });
       } else if (kind === 'progress') {
-        services.progress(deviceId, JSON.parse(payload.toString('utf8')));
+        await services.progress(deviceId, JSON.parse(payload.toString('utf8')));
       } else if (kind === 'status') {
         const text = payload.toString('utf8');
-        if (text === 'online' || text === 'offline') services.setOnline(deviceId, text === 'online');
+        if (text === 'online' || text === 'offline') await services.setOnline(deviceId, text === 'online');
       }
     } catch (error) {
+      if (error instanceof StoreUnavailableError) throw error;
       if (kind === 'manifest') {
         const e = error instanceof DirectorError ? error : undefined;
         this.#ack(deviceId, {

@@ -93,12 +93,12 @@ export class DirectorServices {
     this.auth = new Authenticator(o.store, o.adminToken, o.provisioningToken, () => Math.floor(o.now().getTime() / 1000));
   }
 
-  /** The device's timestamp, re-signed first when a role nears expiry. */
-  metadataTimestamp(deviceId: string): Uint8Array | undefined {
-    this.ctx.commit(() => {
-      const state = this.repo.refresh(deviceId);
+  /** The device's timestamp, re-signed first when a role nears expiry (a transaction only then). */
+  async metadataTimestamp(deviceId: string): Promise<Uint8Array | undefined> {
+    if (await this.repo.needsRefresh(deviceId)) {
+      const state = await this.ctx.commit(() => this.repo.refresh(deviceId));
       if (state) this.metrics.metadataPublished.inc();
-    });
+    }
     return this.store.getMetadataFile(deviceId, 'timestamp.json');
   }
 
@@ -107,38 +107,40 @@ export class DirectorServices {
    * forward to the event's phase, and an ECU's counts become its latest progress.
    * @throws BadRequestError, ForbiddenError, NotFoundError
    */
-  progress(deviceId: string, json: unknown): void {
+  async progress(deviceId: string, json: unknown): Promise<void> {
     const event = parseProgress(json);
-    this.inventory.requireActive(deviceId);
+    await this.inventory.requireActive(deviceId);
     const { ecuSerial, state, done, total } = event;
-    this.ctx.commit(() => {
-      for (const a of this.store.openAssignmentsOf(deviceId)) {
+    await this.ctx.commit(async () => {
+      await this.store.lockDevice(deviceId);
+      for (const a of await this.store.openAssignmentsOf(deviceId)) {
         if (ecuSerial !== undefined && !a.items.some((i) => i.ecuSerial === ecuSerial)) continue;
-        this.assignments.setStatus(a, state);
-        if (ecuSerial !== undefined && done !== undefined && total !== undefined) this.assignments.recordProgress(a, ecuSerial, { phase: state, done, total });
+        await this.assignments.setStatus(a, state);
+        if (ecuSerial !== undefined && done !== undefined && total !== undefined) await this.assignments.recordProgress(a, ecuSerial, { phase: state, done, total });
       }
     });
   }
 
   /** Marks a device online/offline from its MQTT status. */
-  setOnline(deviceId: string, online: boolean): void {
-    const device = this.store.getDevice(deviceId);
+  async setOnline(deviceId: string, online: boolean): Promise<void> {
+    const device = await this.store.getDevice(deviceId);
     if (!device || device.online === online) return;
-    this.ctx.commit(() => this.store.updateDevice(deviceId, { online, lastSeen: this.ctx.nowIso(), updatedAt: this.ctx.nowIso() }));
-    this.metrics.devicesOnline.set(this.store.listDevices().filter((d) => d.online).length);
+    await this.ctx.commit(() => this.store.updateDevice(deviceId, { online, lastSeen: this.ctx.nowIso(), updatedAt: this.ctx.nowIso() }));
+    this.metrics.devicesOnline.set((await this.store.listDevices()).filter((d) => d.online).length);
   }
 
   /** Everything an admin sees about one device. @throws NotFoundError */
-  deviceView(deviceId: string) {
-    const device = this.inventory.get(deviceId);
-    const state = this.store.getRepoState(deviceId);
+  async deviceView(deviceId: string) {
+    const device = await this.inventory.get(deviceId);
+    const state = await this.store.getRepoState(deviceId);
+    const targetsBytes = state && (await this.store.getMetadataFile(deviceId, `${state.targetsVersion}.targets.json`));
     return {
       ...publicDevice(device),
-      ecus: this.store.ecusOf(deviceId),
-      assignments: this.store.assignmentsOf(deviceId),
-      events: this.store.eventsOf(deviceId),
+      ecus: await this.store.ecusOf(deviceId),
+      assignments: await this.store.assignmentsOf(deviceId),
+      events: await this.store.eventsOf(deviceId),
       metadata: state ?? null,
-      targets: state ? Metadata.fromBytes(this.store.getMetadataFile(deviceId, `${state.targetsVersion}.targets.json`)!, 'targets').signed.toJSON().targets : {},
+      targets: targetsBytes ? Metadata.fromBytes(targetsBytes, 'targets').signed.toJSON().targets : {},
     };
   }
 }

@@ -1,8 +1,20 @@
 /**
  * The director's persistence interface and its records. Services call only
- * this interface; `SqliteStore` implements it on better-sqlite3. The interface
- * is synchronous (better-sqlite3 is), and every multi-step change runs inside
- * `transaction(fn)`, so a crash leaves either all of a change or none of it.
+ * this interface; `SqlStore` (sql-store.ts) implements it over SQLite
+ * (sqlite-store.ts, the embedded default) and PostgreSQL (pg-store.ts).
+ * Invariants:
+ * - Every method is asynchronous. Every multi-step change runs inside
+ *   `transaction(fn)`: fn is async and its store calls join the transaction
+ *   (the stores follow the async context, so callers pass no handle); a crash
+ *   or a throw leaves either all of a change or none of it.
+ * - A transaction inside a transaction is a savepoint of the outer one; callers
+ *   run nested transactions one at a time.
+ * - Several processes may share one database. A change that reads and then
+ *   writes a device's rows first takes `lockDevice` (a campaign's: `lockCampaign`),
+ *   so two processes never both build on the same version. A transaction that
+ *   loses a race with another (a serialization failure or a deadlock)
+ *   is run again from the start: fn may run more than once, and must keep its
+ *   effects outside the store for after the commit.
  */
 import type { InstalledImage } from '@upfleet/core';
 import type { ReportMemory } from './report-memory.ts';
@@ -150,45 +162,51 @@ export interface CampaignRecord {
   updatedAt: string;
 }
 
+
 export interface DirectorStore {
-  transaction<T>(fn: () => T): T;
-  close(): void;
+  /** Runs fn atomically (see the module comment). @throws StoreUnavailableError when the database cannot be reached or stays busy */
+  transaction<T>(fn: () => Promise<T>): Promise<T>;
+  close(): Promise<void>;
+  /** Inside a transaction: holds the device's row until the end, so concurrent changes to the device wait. */
+  lockDevice(id: string): Promise<void>;
+  /** Inside a transaction: holds the campaign's row until the end. */
+  lockCampaign(id: string): Promise<void>;
 
-  getDevice(id: string): DeviceRecord | undefined;
-  listDevices(filter?: { status?: DeviceStatus }): DeviceRecord[];
-  insertDevice(device: DeviceRecord): void;
-  updateDevice(id: string, fields: Partial<Omit<DeviceRecord, 'id' | 'createdAt'>>): void;
+  getDevice(id: string): Promise<DeviceRecord | undefined>;
+  listDevices(filter?: { status?: DeviceStatus }): Promise<DeviceRecord[]>;
+  insertDevice(device: DeviceRecord): Promise<void>;
+  updateDevice(id: string, fields: Partial<Omit<DeviceRecord, 'id' | 'createdAt'>>): Promise<void>;
 
-  getEcu(serial: string): EcuRecord | undefined;
-  ecusOf(deviceId: string): EcuRecord[];
-  insertEcu(ecu: EcuRecord): void;
-  updateEcu(serial: string, fields: Partial<Omit<EcuRecord, 'serial' | 'deviceId'>>): void;
-  deleteEcu(serial: string): void;
+  getEcu(serial: string): Promise<EcuRecord | undefined>;
+  ecusOf(deviceId: string): Promise<EcuRecord[]>;
+  insertEcu(ecu: EcuRecord): Promise<void>;
+  updateEcu(serial: string, fields: Partial<Omit<EcuRecord, 'serial' | 'deviceId'>>): Promise<void>;
+  deleteEcu(serial: string): Promise<void>;
 
-  insertAssignment(a: AssignmentRecord): void;
-  updateAssignment(id: string, fields: Partial<Pick<AssignmentRecord, 'status' | 'errorCode' | 'errorMessage' | 'updatedAt' | 'targetsVersion' | 'progress'>>): void;
-  getAssignment(id: string): AssignmentRecord | undefined;
-  assignmentsOf(deviceId: string): AssignmentRecord[];
-  assignmentsOfCampaign(campaignId: string): AssignmentRecord[];
+  insertAssignment(a: AssignmentRecord): Promise<void>;
+  updateAssignment(id: string, fields: Partial<Pick<AssignmentRecord, 'status' | 'errorCode' | 'errorMessage' | 'updatedAt' | 'targetsVersion' | 'progress'>>): Promise<void>;
+  getAssignment(id: string): Promise<AssignmentRecord | undefined>;
+  assignmentsOf(deviceId: string): Promise<AssignmentRecord[]>;
+  assignmentsOfCampaign(campaignId: string): Promise<AssignmentRecord[]>;
   /** The device's pending, downloading and installing assignments, oldest first. */
-  openAssignmentsOf(deviceId: string): AssignmentRecord[];
+  openAssignmentsOf(deviceId: string): Promise<AssignmentRecord[]>;
 
   /** Appends a security event, then drops the device's oldest beyond EVENTS_PER_DEVICE. */
-  insertEvent(e: Omit<EventRecord, 'id'>): void;
+  insertEvent(e: Omit<EventRecord, 'id'>): Promise<void>;
   /** The device's security events, oldest first (at most EVENTS_PER_DEVICE). */
-  eventsOf(deviceId: string): EventRecord[];
-  insertManifest(m: Omit<ManifestRecord, 'id'>): void;
-  manifestsOf(deviceId: string, limit: number): ManifestRecord[];
+  eventsOf(deviceId: string): Promise<EventRecord[]>;
+  insertManifest(m: Omit<ManifestRecord, 'id'>): Promise<void>;
+  manifestsOf(deviceId: string, limit: number): Promise<ManifestRecord[]>;
 
-  getRepoState(deviceId: string): RepoState | undefined;
-  putRepoState(state: RepoState): void;
+  getRepoState(deviceId: string): Promise<RepoState | undefined>;
+  putRepoState(state: RepoState): Promise<void>;
   /** name: `N.targets.json`, `N.snapshot.json`, `timestamp.json`. */
-  putMetadataFile(deviceId: string, name: string, bytes: Uint8Array): void;
-  getMetadataFile(deviceId: string, name: string): Uint8Array | undefined;
-  deleteMetadataFile(deviceId: string, name: string): void;
+  putMetadataFile(deviceId: string, name: string, bytes: Uint8Array): Promise<void>;
+  getMetadataFile(deviceId: string, name: string): Promise<Uint8Array | undefined>;
+  deleteMetadataFile(deviceId: string, name: string): Promise<void>;
 
-  insertCampaign(c: CampaignRecord): void;
-  updateCampaign(id: string, fields: Partial<Pick<CampaignRecord, 'status' | 'spec' | 'devices' | 'wavesLaunched' | 'reason' | 'updatedAt'>>): void;
-  getCampaign(id: string): CampaignRecord | undefined;
-  listCampaigns(): CampaignRecord[];
+  insertCampaign(c: CampaignRecord): Promise<void>;
+  updateCampaign(id: string, fields: Partial<Pick<CampaignRecord, 'status' | 'spec' | 'devices' | 'wavesLaunched' | 'reason' | 'updatedAt'>>): Promise<void>;
+  getCampaign(id: string): Promise<CampaignRecord | undefined>;
+  listCampaigns(): Promise<CampaignRecord[]>;
 }

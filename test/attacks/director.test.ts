@@ -25,7 +25,7 @@ describe('delegation abuse', () => {
     const info = new TargetFile(evil.length, { sha256: sha256(evil) }, { hardwareIds: [hardwareId], releaseCounter: 9, version: '9.9.9' });
     const forged = await forgeDelegated(w.stack, SUPPLIER_ROLE, [stealSupplierKey(w.supplierKeyFile)], { [name]: info });
     for (const [path, body] of Object.entries(forged)) w.imageProxy.on(path, { kind: 'serve', body });
-    compromisedDirectorPublish(w.stack, deviceId, { [name]: { ecuSerial, hardwareId, length: evil.length, hashes: { sha256: sha256(evil) } } });
+    await compromisedDirectorPublish(w.stack, deviceId, { [name]: { ecuSerial, hardwareId, length: evil.length, hashes: { sha256: sha256(evil) } } });
   }
 
   it('ignores a target a supplier signed outside its delegated paths', async () => {
@@ -46,7 +46,7 @@ describe('director compromise', () => {
   it('refuses an image the image repository does not have', async () => {
     const v = await freshVehicle(w);
     const evil = randomBytes(5000);
-    compromisedDirectorPublish(w.stack, v.deviceId, {
+    await compromisedDirectorPublish(w.stack, v.deviceId, {
       'gateway-6.6.6.bin': { ecuSerial: v.primarySerial, hardwareId: 'gateway', length: evil.length, hashes: { sha256: sha256(evil) } },
     });
     await expectRefused(w, v, { code: 'TARGET_MISMATCH', field: 'missing', ecuSerial: v.primarySerial, resultCode: 'ARBITRARY_SOFTWARE' });
@@ -56,7 +56,7 @@ describe('director compromise', () => {
   it('refuses an image with a hash other than the image repository lists', async () => {
     const v = await freshVehicle(w);
     const gw = w.v2.byEcu(v)[v.primarySerial]!;
-    compromisedDirectorPublish(w.stack, v.deviceId, {
+    await compromisedDirectorPublish(w.stack, v.deviceId, {
       [gw.name]: { ecuSerial: v.primarySerial, hardwareId: 'gateway', length: gw.length, hashes: { sha256: sha256(randomBytes(32)) } },
     });
     await expectRefused(w, v, { code: 'TARGET_MISMATCH', field: 'hashes', ecuSerial: v.primarySerial, resultCode: 'ARBITRARY_SOFTWARE' });
@@ -66,7 +66,7 @@ describe('director compromise', () => {
     const v = await freshVehicle(w);
     const gw = w.v2.byEcu(v)[v.primarySerial]!;
     const door = `${v.deviceId}-door`;
-    compromisedDirectorPublish(w.stack, v.deviceId, {
+    await compromisedDirectorPublish(w.stack, v.deviceId, {
       [gw.name]: { ecuSerial: door, hardwareId: 'door-ecu', length: gw.length, hashes: { sha256: gw.sha256 } },
     });
     await expectRefused(w, v, { code: 'TARGET_MISMATCH', field: 'hardwareId', ecuSerial: door, resultCode: 'WRONG_HARDWARE' });
@@ -82,9 +82,15 @@ describe('replay', () => {
     const b = await freshVehicle(w);
     const store = w.stack.director.services.store;
     // Every director file B asks for is answered with A's file of the same name (same director keys).
+    const state = (await store.getRepoState(a.deviceId))!;
+    const names = ['timestamp.json', ...Array.from({ length: Math.max(state.targetsVersion, state.snapshotVersion) }, (_, i) => [`${i + 1}.snapshot.json`, `${i + 1}.targets.json`]).flat()];
+    const filesOfA = new Map<string, Uint8Array>();
+    for (const name of names) {
+      const bytes = await store.getMetadataFile(a.deviceId, name);
+      if (bytes) filesOfA.set(name, bytes);
+    }
     w.directorProxy.on(new RegExp(`/devices/${b.deviceId}/metadata/(timestamp|\\d+\\.snapshot|\\d+\\.targets)\\.json$`), (req) => {
-      const name = req.path.split('/').pop()!;
-      const body = store.getMetadataFile(a.deviceId, name);
+      const body = filesOfA.get(req.path.split('/').pop()!);
       return body ? { kind: 'serve', body } : undefined;
     });
     await expectRefused(w, b, { code: 'DEVICE_MISMATCH', resultCode: 'DEVICE_MISMATCH' });

@@ -66,7 +66,7 @@ describe('rollback', () => {
   it('refuses director metadata older than the one it trusts', async () => {
     const v = await freshVehicle(w);
     await v.agent!.checkOnce();
-    const old = w.stack.director.services.store.getMetadataFile(v.deviceId, 'timestamp.json')!;
+    const old = (await w.stack.director.services.store.getMetadataFile(v.deviceId, 'timestamp.json'))!;
     await assign(w, v, w.v1, ['door-ecu']);
     await expectInstalled(v);
     await assign(w, v, w.v2, ['door-ecu']);
@@ -80,7 +80,7 @@ describe('rollback', () => {
     await expectInstalled(v);
     // The director will not assign a downgrade; a compromised one signs it anyway.
     const gw1 = w.v1.byEcu(v)[v.primarySerial]!;
-    compromisedDirectorPublish(w.stack, v.deviceId, {
+    await compromisedDirectorPublish(w.stack, v.deviceId, {
       [gw1.name]: { ecuSerial: v.primarySerial, hardwareId: 'gateway', length: gw1.length, hashes: { sha256: gw1.sha256 }, releaseCounter: gw1.releaseCounter },
     });
     await expectRefused(w, v, { code: 'TARGET_MISMATCH', field: 'releaseCounter', ecuSerial: v.primarySerial, resultCode: 'IMAGE_ROLLBACK' });

@@ -22,13 +22,13 @@ describe('one verified plan per cycle (finding 1)', () => {
     const evil = randomBytes(gw.length);
     const store = w.stack.director.services.store;
     // Answer 1, signed with the director's online keys: the real gateway name, evil bytes.
-    compromisedDirectorPublish(w.stack, v.deviceId, {
+    await compromisedDirectorPublish(w.stack, v.deviceId, {
       [gw.name]: { ecuSerial: v.primarySerial, hardwareId: 'gateway', length: evil.length, hashes: { sha256: sha256(evil) }, releaseCounter: gw.releaseCounter },
     });
-    const state = store.getRepoState(v.deviceId)!;
+    const state = (await store.getRepoState(v.deviceId))!;
     const evilFiles = new Map<string, Uint8Array>();
     for (const name of ['timestamp.json', `${state.snapshotVersion}.snapshot.json`, `${state.targetsVersion}.targets.json`]) {
-      evilFiles.set(name, store.getMetadataFile(v.deviceId, name)!);
+      evilFiles.set(name, (await store.getMetadataFile(v.deviceId, name))!);
     }
     // Answer 2, later and higher: the honest assignment the image repository backs.
     await assign(w, v, w.v2, ['gateway']);
@@ -63,7 +63,7 @@ describe('release counters on partial-verification ECUs (finding 3)', () => {
 
     // The director (online key) assigns the older door image, which the image repository still lists.
     const old = w.v1.byEcu(v)[door]!;
-    compromisedDirectorPublish(w.stack, v.deviceId, {
+    await compromisedDirectorPublish(w.stack, v.deviceId, {
       [old.name]: { ecuSerial: door, hardwareId: 'door-ecu', length: old.length, hashes: { sha256: old.sha256 }, releaseCounter: old.releaseCounter },
     });
     await expectRefused(w, v, { code: 'TARGET_MISMATCH', field: 'releaseCounter', ecuSerial: door, resultCode: 'IMAGE_ROLLBACK' });

@@ -100,14 +100,14 @@ export async function forgeRoot(stack: Stack, signers: Signer[], mutate: (root: 
  * A compromised director: signs new targets for `deviceId` with its real online
  * keys, bypassing every assignment check.
  */
-export function compromisedDirectorPublish(
+export async function compromisedDirectorPublish(
   stack: Stack, deviceId: string,
   targets: Record<string, { ecuSerial: string; hardwareId: string; length: number; hashes: Record<string, string>; releaseCounter?: number }>,
-): void {
+): Promise<unknown> {
   const files: Record<string, TargetFile> = {};
   for (const [name, t] of Object.entries(targets)) {
     files[name] = new TargetFile(t.length, { ...t.hashes }, { ecuIdentifiers: { [t.ecuSerial]: { hardwareId: t.hardwareId } }, releaseCounter: t.releaseCounter ?? 0 });
   }
   const services = stack.director.services;
-  services.store.transaction(() => services.repo.publish(deviceId, files));
+  return services.store.transaction(() => services.repo.publish(deviceId, files));
 }

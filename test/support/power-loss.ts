@@ -193,9 +193,9 @@ export async function runPowerLoss(o: PowerLossOptions): Promise<PowerLossResult
     if (last.code !== 0) result.violations.push(`final run exited ${last.code}: ${last.stderr.trim()}`);
     const outbox = await outboxCounts(vehicle);
     if (outbox.waiting !== 0 || outbox.rejected !== 0) result.violations.push(`outbox at the end: ${outbox.waiting} waiting, ${outbox.rejected} refused by the director`);
-    const manifests = stack.director.services.store.manifestsOf(vehicle.deviceId, 1_000_000);
+    const manifests = await stack.director.services.store.manifestsOf(vehicle.deviceId, 1_000_000);
     const counters = manifests.map((m) => m.counter).sort((a, b) => a - b);
-    const device = stack.director.services.store.getDevice(vehicle.deviceId)!;
+    const device = (await stack.director.services.store.getDevice(vehicle.deviceId))!;
     result.manifests = counters.length;
     const expected = Array.from({ length: device.manifestCounter }, (_, i) => i + 1);
     if (JSON.stringify(counters) !== JSON.stringify(expected)) {

@@ -58,9 +58,9 @@ function parseAssignmentRequests(json: unknown): AssignmentRequest[] {
 
 export function addRoutes(router: Router, s: DirectorServices): void {
   const { auth } = s;
-  const device = (req: Request) => {
+  const device = async (req: Request) => {
     const id = checkId('deviceId', req.params.deviceId);
-    auth.device(req.headers.authorization, id);
+    await auth.device(req.headers.authorization, id);
     return id;
   };
   /** Authorizes an admin request and checks its query against `rules` (no rules: no query parameters). */
@@ -73,101 +73,101 @@ export function addRoutes(router: Router, s: DirectorServices): void {
   router.add('POST', '/api/v1/devices/{deviceId}/register', async (req) => {
     auth.provisioning(req.headers.authorization);
     const reg = parseRegistration(req.params.deviceId!, await req.json());
-    const { device: d, created } = s.inventory.register(reg);
+    const { device: d, created } = await s.inventory.register(reg);
     return ok({ deviceId: d.id, status: d.status, rootVersion: s.roots.latestVersion }, created ? 201 : 200);
   });
-  router.add('GET', '/api/v1/devices/{deviceId}/metadata/{file}', (req) => {
-    const id = device(req);
-    s.inventory.requireActive(id);
+  router.add('GET', '/api/v1/devices/{deviceId}/metadata/{file}', async (req) => {
+    const id = await device(req);
+    await s.inventory.requireActive(id);
     const m = METADATA_FILE.exec(req.params.file!);
     if (!m) throw new NotFoundError('metadata file', req.params.file!);
     let bytes: Uint8Array | undefined;
     if (m[2] === 'root') bytes = s.roots.get(Number(m[1]));
     else if (m[3] === 'root') bytes = s.roots.get(s.roots.latestVersion);
-    else if (m[3] === 'timestamp') bytes = s.metadataTimestamp(id);
-    else bytes = s.store.getMetadataFile(id, req.params.file!);
+    else if (m[3] === 'timestamp') bytes = await s.metadataTimestamp(id);
+    else bytes = await s.store.getMetadataFile(id, req.params.file!);
     if (!bytes) throw new NotFoundError('metadata file', req.params.file!);
     return { status: 200, bytes, contentType: 'application/json', headers: { 'cache-control': 'no-store' } };
   });
   router.add('POST', '/api/v1/devices/{deviceId}/manifest', async (req) => {
-    const id = device(req);
-    const result = s.manifests.ingest(id, await req.body(), 'http', true);
+    const id = await device(req);
+    const result = await s.manifests.ingest(id, await req.body(), 'http', true);
     return ok({ accepted: true, counter: result.counter, changed: result.changed });
   });
   router.add('POST', '/api/v1/devices/{deviceId}/progress', async (req) => {
-    const id = device(req);
-    s.progress(id, await req.json());
+    const id = await device(req);
+    await s.progress(id, await req.json());
     return { status: 204 };
   });
 
   // Admin API
-  router.add('GET', '/api/v1/admin/devices', (req) => {
+  router.add('GET', '/api/v1/admin/devices', async (req) => {
     const { status } = admin(req, { status: { type: 'enum', values: DEVICE_STATUSES } });
-    return ok({ devices: s.store.listDevices(status ? { status: status as DeviceStatus } : {}).map(publicDevice) });
+    return ok({ devices: (await s.store.listDevices(status ? { status: status as DeviceStatus } : {})).map(publicDevice) });
   });
   router.add('POST', '/api/v1/admin/devices', async (req) => {
     admin(req);
     const body = (await req.json()) as Record<string, unknown>;
-    return ok(publicDevice(s.inventory.preregister(checkId('deviceId', body.deviceId), parseTags(body.tags))), 201);
+    return ok(publicDevice(await s.inventory.preregister(checkId('deviceId', body.deviceId), parseTags(body.tags))), 201);
   });
-  router.add('GET', '/api/v1/admin/devices/{deviceId}', (req) => {
+  router.add('GET', '/api/v1/admin/devices/{deviceId}', async (req) => {
     admin(req);
-    return ok(s.deviceView(req.params.deviceId!));
+    return ok(await s.deviceView(req.params.deviceId!));
   });
-  router.add('POST', '/api/v1/admin/devices/{deviceId}/approve', (req) => {
+  router.add('POST', '/api/v1/admin/devices/{deviceId}/approve', async (req) => {
     admin(req);
-    return ok(publicDevice(s.inventory.approve(req.params.deviceId!)));
+    return ok(publicDevice(await s.inventory.approve(req.params.deviceId!)));
   });
-  router.add('POST', '/api/v1/admin/devices/{deviceId}/decommission', (req) => {
+  router.add('POST', '/api/v1/admin/devices/{deviceId}/decommission', async (req) => {
     admin(req);
-    return ok(publicDevice(s.inventory.decommission(req.params.deviceId!)));
+    return ok(publicDevice(await s.inventory.decommission(req.params.deviceId!)));
   });
   router.add('POST', '/api/v1/admin/devices/{deviceId}/ecus/{ecuSerial}/replace', async (req) => {
     admin(req);
     const body = (await req.json()) as Record<string, unknown>;
-    return ok(s.inventory.replaceEcu(req.params.deviceId!, req.params.ecuSerial!, {
+    return ok(await s.inventory.replaceEcu(req.params.deviceId!, req.params.ecuSerial!, {
       ecuSerial: checkId('ecuSerial', body.ecuSerial ?? req.params.ecuSerial),
       hardwareId: checkId('hardwareId', body.hardwareId),
       publicKey: parseKey(body.publicKey, 'publicKey'),
     }));
   });
-  router.add('GET', '/api/v1/admin/devices/{deviceId}/manifests', (req) => {
+  router.add('GET', '/api/v1/admin/devices/{deviceId}/manifests', async (req) => {
     const { limit } = admin(req, { limit: { type: 'integer', min: 1, max: 1000, default: 100 } });
-    s.inventory.get(req.params.deviceId!);
-    return ok({ manifests: s.store.manifestsOf(req.params.deviceId!, limit) });
+    await s.inventory.get(req.params.deviceId!);
+    return ok({ manifests: await s.store.manifestsOf(req.params.deviceId!, limit) });
   });
-  router.add('GET', '/api/v1/admin/devices/{deviceId}/events', (req) => {
+  router.add('GET', '/api/v1/admin/devices/{deviceId}/events', async (req) => {
     const { kind } = admin(req, { kind: { type: 'enum', values: EVENT_KINDS } });
-    s.inventory.get(req.params.deviceId!);
-    const events = s.store.eventsOf(req.params.deviceId!).filter((e) => kind === undefined || e.kind === kind);
+    await s.inventory.get(req.params.deviceId!);
+    const events = (await s.store.eventsOf(req.params.deviceId!)).filter((e) => kind === undefined || e.kind === kind);
     return ok({ events });
   });
-  router.add('GET', '/api/v1/admin/devices/{deviceId}/assignments', (req) => {
+  router.add('GET', '/api/v1/admin/devices/{deviceId}/assignments', async (req) => {
     admin(req);
-    s.inventory.get(req.params.deviceId!);
-    return ok({ assignments: s.store.assignmentsOf(req.params.deviceId!) });
+    await s.inventory.get(req.params.deviceId!);
+    return ok({ assignments: await s.store.assignmentsOf(req.params.deviceId!) });
   });
   router.add('POST', '/api/v1/admin/devices/{deviceId}/assignments', async (req) => {
     admin(req);
     const requests = parseAssignmentRequests(await req.json());
     return ok(await s.assignments.create(req.params.deviceId!, requests), 201);
   });
-  router.add('GET', '/api/v1/admin/assignments/{id}', (req) => {
+  router.add('GET', '/api/v1/admin/assignments/{id}', async (req) => {
     admin(req);
-    return ok(s.assignments.get(req.params.id!));
+    return ok(await s.assignments.get(req.params.id!));
   });
-  router.add('GET', '/api/v1/admin/campaigns', (req) => {
+  router.add('GET', '/api/v1/admin/campaigns', async (req) => {
     admin(req);
-    return ok({ campaigns: s.campaigns.list() });
+    return ok({ campaigns: await s.campaigns.list() });
   });
   router.add('POST', '/api/v1/admin/campaigns', async (req) => {
     admin(req);
     const c = await s.campaigns.create(parseCampaignSpec(await req.json()));
-    return ok(s.campaigns.status(c.id), 201);
+    return ok(await s.campaigns.status(c.id), 201);
   });
-  router.add('GET', '/api/v1/admin/campaigns/{id}', (req) => {
+  router.add('GET', '/api/v1/admin/campaigns/{id}', async (req) => {
     admin(req);
-    return ok({ ...s.campaigns.status(req.params.id!), deviceStatus: s.campaigns.devices(req.params.id!) });
+    return ok({ ...(await s.campaigns.status(req.params.id!)), deviceStatus: await s.campaigns.devices(req.params.id!) });
   });
   for (const action of ['start', 'pause', 'resume', 'abort'] as const) {
     router.add('POST', `/api/v1/admin/campaigns/{id}/${action}`, async (req) => {

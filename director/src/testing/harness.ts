@@ -168,7 +168,7 @@ let initialised: Promise<string> | undefined;
  * initDirector (each init costs four scrypt key encryptions; the harnesses of one
  * process may share keys, never a database).
  */
-async function directorDir(): Promise<string> {
+export async function directorDir(): Promise<string> {
   initialised ??= (async () => {
     const template = mkdtempSync(join(tmpdir(), 'upfleet-director-template-'));
     process.once('exit', () => rmSync(template, { recursive: true, force: true }));

@@ -1,0 +1,299 @@
+/**
+ * DirectorStore over SQL, shared by the SQLite and PostgreSQL stores: the
+ * queries, the row mapping and the column encoders live here once; a
+ * `SqlConnection` supplies the dialect's transactions, locks and placeholders.
+ * Invariants:
+ * - Records with nested shapes (tags, keys, items, specs) are JSON text columns
+ *   on both databases, so a record reads back the same from either.
+ * - Queries use `?` placeholders; the PostgreSQL connection numbers them.
+ * - Booleans are JS booleans here; the SQLite connection binds them as 0/1.
+ */
+import {
+  EVENTS_PER_DEVICE,
+  type AssignmentRecord,
+  type CampaignRecord,
+  type DeviceRecord,
+  type DeviceStatus,
+  type DirectorStore,
+  type EcuRecord,
+  type EventRecord,
+  type ManifestRecord,
+  type RepoState,
+} from './store.ts';
+
+export type Row = Record<string, unknown>;
+
+/** One database: queries that join the async context's transaction, when there is one. */
+export interface SqlConnection {
+  readonly dialect: 'sqlite' | 'postgres';
+  all(sql: string, params?: unknown[]): Promise<Row[]>;
+  run(sql: string, params?: unknown[]): Promise<void>;
+  /** Several statements without parameters (a migration file). */
+  exec(sql: string): Promise<void>;
+  transaction<T>(fn: () => Promise<T>): Promise<T>;
+  /** Inside a transaction: holds one row of `table` (keyed by `id`) until the end. */
+  lockRow(table: 'devices' | 'campaigns', id: string): Promise<void>;
+  close(): Promise<void>;
+}
+
+const json = (v: unknown) => JSON.stringify(v);
+const same = (v: unknown) => v;
+const parse = (v: unknown) => JSON.parse(v as string);
+const text = (v: unknown) => (v as string | null) ?? null;
+
+const deviceFrom = (r: Row): DeviceRecord => ({
+  id: r.id as string,
+  status: r.status as DeviceStatus,
+  tags: parse(r.tags),
+  manifestCounter: Number(r.manifest_counter),
+  recentNonces: parse(r.recent_nonces),
+  online: Boolean(r.online),
+  lastSeen: text(r.last_seen),
+  createdAt: r.created_at as string,
+  updatedAt: r.updated_at as string,
+});
+
+const ecuFrom = (r: Row): EcuRecord => ({
+  serial: r.serial as string,
+  deviceId: r.device_id as string,
+  hardwareId: r.hardware_id as string,
+  publicKey: parse(r.public_key),
+  primary: Boolean(r.is_primary),
+  installed: r.installed === null ? null : parse(r.installed),
+  releaseCounter: Number(r.release_counter),
+});
+
+const assignmentFrom = (r: Row): AssignmentRecord => ({
+  id: r.id as string,
+  deviceId: r.device_id as string,
+  campaignId: text(r.campaign_id),
+  status: r.status as AssignmentRecord['status'],
+  items: parse(r.items),
+  targetsVersion: Number(r.targets_version),
+  errorCode: text(r.error_code),
+  errorMessage: text(r.error_message),
+  createdAt: r.created_at as string,
+  updatedAt: r.updated_at as string,
+  progress: parse(r.progress),
+});
+
+const campaignFrom = (r: Row): CampaignRecord => ({
+  id: r.id as string,
+  status: r.status as CampaignRecord['status'],
+  spec: parse(r.spec),
+  devices: parse(r.devices),
+  wavesLaunched: Number(r.waves_launched),
+  reason: text(r.reason),
+  createdAt: r.created_at as string,
+  updatedAt: r.updated_at as string,
+});
+
+const eventFrom = (r: Row): EventRecord => ({
+  id: Number(r.id), deviceId: r.device_id as string, ecuSerial: text(r.ecu_serial),
+  kind: r.kind as EventRecord['kind'], code: r.code as string, detail: r.detail as string, at: r.at as string,
+});
+
+const manifestFrom = (r: Row): ManifestRecord => ({
+  id: Number(r.id), deviceId: r.device_id as string, counter: Number(r.counter), receivedAt: r.received_at as string,
+  via: r.via as ManifestRecord['via'], summary: parse(r.summary),
+});
+
+const repoStateFrom = (r: Row): RepoState => ({
+  deviceId: r.device_id as string, targetsVersion: Number(r.targets_version), targetsExpires: r.targets_expires as string,
+  snapshotVersion: Number(r.snapshot_version), snapshotExpires: r.snapshot_expires as string,
+  timestampVersion: Number(r.timestamp_version), timestampExpires: r.timestamp_expires as string,
+});
+
+/** Column name and encoder for each updatable field of a record type. */
+type Columns = Record<string, [string, (v: unknown) => unknown]>;
+
+const DEVICE_COLUMNS: Columns = {
+  status: ['status', same], tags: ['tags', json], manifestCounter: ['manifest_counter', same], recentNonces: ['recent_nonces', json],
+  online: ['online', same], lastSeen: ['last_seen', same], updatedAt: ['updated_at', same],
+};
+const ECU_COLUMNS: Columns = {
+  hardwareId: ['hardware_id', same], publicKey: ['public_key', json], primary: ['is_primary', same],
+  installed: ['installed', (v) => (v === null ? null : JSON.stringify(v))], releaseCounter: ['release_counter', same],
+};
+const ASSIGNMENT_COLUMNS: Columns = {
+  status: ['status', same], errorCode: ['error_code', same], errorMessage: ['error_message', same],
+  updatedAt: ['updated_at', same], targetsVersion: ['targets_version', same], progress: ['progress', json],
+};
+const CAMPAIGN_COLUMNS: Columns = {
+  status: ['status', same], spec: ['spec', json], devices: ['devices', json], wavesLaunched: ['waves_launched', same],
+  reason: ['reason', same], updatedAt: ['updated_at', same],
+};
+
+const OPEN = "('pending', 'downloading', 'installing')";
+
+export class SqlStore implements DirectorStore {
+  constructor(protected readonly db: SqlConnection) {}
+
+  async #one<T>(sql: string, params: unknown[], from: (r: Row) => T): Promise<T | undefined> {
+    const [r] = await this.db.all(sql, params);
+    return r && from(r);
+  }
+
+  async #many<T>(sql: string, params: unknown[], from: (r: Row) => T): Promise<T[]> {
+    return (await this.db.all(sql, params)).map(from);
+  }
+
+  async #update(table: string, keyColumn: string, key: string, columns: Columns, fields: Record<string, unknown>): Promise<void> {
+    const entries = Object.entries(fields).filter(([k, v]) => v !== undefined && columns[k]);
+    if (entries.length === 0) return;
+    const sets = entries.map(([k]) => `${columns[k]![0]} = ?`).join(', ');
+    await this.db.run(`UPDATE ${table} SET ${sets} WHERE ${keyColumn} = ?`, [...entries.map(([k, v]) => columns[k]![1](v)), key]);
+  }
+
+  transaction<T>(fn: () => Promise<T>): Promise<T> {
+    return this.db.transaction(fn);
+  }
+
+  close(): Promise<void> {
+    return this.db.close();
+  }
+
+  lockDevice(id: string): Promise<void> {
+    return this.db.lockRow('devices', id);
+  }
+
+  lockCampaign(id: string): Promise<void> {
+    return this.db.lockRow('campaigns', id);
+  }
+
+  getDevice(id: string): Promise<DeviceRecord | undefined> {
+    return this.#one('SELECT * FROM devices WHERE id = ?', [id], deviceFrom);
+  }
+
+  listDevices(filter: { status?: DeviceStatus } = {}): Promise<DeviceRecord[]> {
+    return filter.status
+      ? this.#many('SELECT * FROM devices WHERE status = ? ORDER BY id', [filter.status], deviceFrom)
+      : this.#many('SELECT * FROM devices ORDER BY id', [], deviceFrom);
+  }
+
+  insertDevice(d: DeviceRecord): Promise<void> {
+    return this.db.run('INSERT INTO devices (id, status, tags, manifest_counter, recent_nonces, online, last_seen, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)', [
+      d.id, d.status, json(d.tags), d.manifestCounter, json(d.recentNonces), d.online, d.lastSeen, d.createdAt, d.updatedAt]);
+  }
+
+  updateDevice(id: string, fields: Partial<DeviceRecord>): Promise<void> {
+    return this.#update('devices', 'id', id, DEVICE_COLUMNS, fields);
+  }
+
+  getEcu(serial: string): Promise<EcuRecord | undefined> {
+    return this.#one('SELECT * FROM ecus WHERE serial = ?', [serial], ecuFrom);
+  }
+
+  ecusOf(deviceId: string): Promise<EcuRecord[]> {
+    return this.#many('SELECT * FROM ecus WHERE device_id = ? ORDER BY is_primary DESC, serial', [deviceId], ecuFrom);
+  }
+
+  insertEcu(e: EcuRecord): Promise<void> {
+    return this.db.run('INSERT INTO ecus (serial, device_id, hardware_id, public_key, is_primary, installed, release_counter) VALUES (?, ?, ?, ?, ?, ?, ?)', [
+      e.serial, e.deviceId, e.hardwareId, json(e.publicKey), e.primary, e.installed === null ? null : json(e.installed), e.releaseCounter]);
+  }
+
+  updateEcu(serial: string, fields: Partial<EcuRecord>): Promise<void> {
+    return this.#update('ecus', 'serial', serial, ECU_COLUMNS, fields);
+  }
+
+  deleteEcu(serial: string): Promise<void> {
+    return this.db.run('DELETE FROM ecus WHERE serial = ?', [serial]);
+  }
+
+  insertAssignment(a: AssignmentRecord): Promise<void> {
+    const columns = 'id, device_id, campaign_id, status, items, targets_version, error_code, error_message, created_at, updated_at, progress';
+    const values = [a.id, a.deviceId, a.campaignId, a.status, json(a.items), a.targetsVersion, a.errorCode, a.errorMessage, a.createdAt, a.updatedAt, json(a.progress)];
+    // PostgreSQL numbers assignments with an identity column; SQLite takes the next under its write lock.
+    return this.db.dialect === 'postgres'
+      ? this.db.run(`INSERT INTO assignments (${columns}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`, values)
+      : this.db.run(`INSERT INTO assignments (${columns}, seq) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, (SELECT COALESCE(MAX(seq), 0) + 1 FROM assignments))`, values);
+  }
+
+  updateAssignment(id: string, fields: Partial<AssignmentRecord>): Promise<void> {
+    return this.#update('assignments', 'id', id, ASSIGNMENT_COLUMNS, fields);
+  }
+
+  getAssignment(id: string): Promise<AssignmentRecord | undefined> {
+    return this.#one('SELECT * FROM assignments WHERE id = ?', [id], assignmentFrom);
+  }
+
+  assignmentsOf(deviceId: string): Promise<AssignmentRecord[]> {
+    return this.#many('SELECT * FROM assignments WHERE device_id = ? ORDER BY seq', [deviceId], assignmentFrom);
+  }
+
+  openAssignmentsOf(deviceId: string): Promise<AssignmentRecord[]> {
+    return this.#many(`SELECT * FROM assignments WHERE device_id = ? AND status IN ${OPEN} ORDER BY seq`, [deviceId], assignmentFrom);
+  }
+
+  assignmentsOfCampaign(campaignId: string): Promise<AssignmentRecord[]> {
+    return this.#many('SELECT * FROM assignments WHERE campaign_id = ? ORDER BY seq', [campaignId], assignmentFrom);
+  }
+
+  insertEvent(e: Omit<EventRecord, 'id'>): Promise<void> {
+    return this.transaction(async () => {
+      await this.db.run('INSERT INTO events (device_id, ecu_serial, kind, code, detail, at) VALUES (?, ?, ?, ?, ?, ?)', [
+        e.deviceId, e.ecuSerial, e.kind, e.code, e.detail, e.at]);
+      // Bounded per device: a flood of events costs the device its oldest ones, never the store.
+      await this.db.run(`DELETE FROM events WHERE device_id = ? AND id <= (
+        SELECT id FROM events WHERE device_id = ? ORDER BY id DESC LIMIT 1 OFFSET ?)`, [e.deviceId, e.deviceId, EVENTS_PER_DEVICE]);
+    });
+  }
+
+  eventsOf(deviceId: string): Promise<EventRecord[]> {
+    return this.#many('SELECT * FROM events WHERE device_id = ? ORDER BY id', [deviceId], eventFrom);
+  }
+
+  insertManifest(m: Omit<ManifestRecord, 'id'>): Promise<void> {
+    return this.db.run('INSERT INTO manifests (device_id, counter, received_at, via, summary) VALUES (?, ?, ?, ?, ?)', [
+      m.deviceId, m.counter, m.receivedAt, m.via, json(m.summary)]);
+  }
+
+  manifestsOf(deviceId: string, limit: number): Promise<ManifestRecord[]> {
+    return this.#many('SELECT * FROM manifests WHERE device_id = ? ORDER BY id DESC LIMIT ?', [deviceId, limit], manifestFrom);
+  }
+
+  getRepoState(deviceId: string): Promise<RepoState | undefined> {
+    return this.#one('SELECT * FROM repo_state WHERE device_id = ?', [deviceId], repoStateFrom);
+  }
+
+  putRepoState(s: RepoState): Promise<void> {
+    return this.db.run(`INSERT INTO repo_state (device_id, targets_version, targets_expires, snapshot_version, snapshot_expires, timestamp_version, timestamp_expires)
+      VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (device_id) DO UPDATE SET targets_version = excluded.targets_version,
+      targets_expires = excluded.targets_expires, snapshot_version = excluded.snapshot_version, snapshot_expires = excluded.snapshot_expires,
+      timestamp_version = excluded.timestamp_version, timestamp_expires = excluded.timestamp_expires`, [
+      s.deviceId, s.targetsVersion, s.targetsExpires, s.snapshotVersion, s.snapshotExpires, s.timestampVersion, s.timestampExpires]);
+  }
+
+  putMetadataFile(deviceId: string, name: string, bytes: Uint8Array): Promise<void> {
+    return this.db.run('INSERT INTO metadata_files (device_id, name, bytes) VALUES (?, ?, ?) ON CONFLICT (device_id, name) DO UPDATE SET bytes = excluded.bytes', [
+      deviceId, name, Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength)]);
+  }
+
+  async getMetadataFile(deviceId: string, name: string): Promise<Uint8Array | undefined> {
+    const [r] = await this.db.all('SELECT bytes FROM metadata_files WHERE device_id = ? AND name = ?', [deviceId, name]);
+    const b = r?.bytes as Buffer | undefined;
+    return b && new Uint8Array(b.buffer, b.byteOffset, b.byteLength);
+  }
+
+  deleteMetadataFile(deviceId: string, name: string): Promise<void> {
+    return this.db.run('DELETE FROM metadata_files WHERE device_id = ? AND name = ?', [deviceId, name]);
+  }
+
+  insertCampaign(c: CampaignRecord): Promise<void> {
+    return this.db.run('INSERT INTO campaigns (id, status, spec, devices, waves_launched, reason, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)', [
+      c.id, c.status, json(c.spec), json(c.devices), c.wavesLaunched, c.reason, c.createdAt, c.updatedAt]);
+  }
+
+  updateCampaign(id: string, fields: Partial<CampaignRecord>): Promise<void> {
+    return this.#update('campaigns', 'id', id, CAMPAIGN_COLUMNS, fields);
+  }
+
+  getCampaign(id: string): Promise<CampaignRecord | undefined> {
+    return this.#one('SELECT * FROM campaigns WHERE id = ?', [id], campaignFrom);
+  }
+
+  listCampaigns(): Promise<CampaignRecord[]> {
+    return this.#many('SELECT * FROM campaigns ORDER BY created_at, id', [], campaignFrom);
+  }
+}
