@@ -98,9 +98,24 @@ async function main(setup: WorkerSetup): Promise<void> {
     });
   };
 
-  await Promise.all(vehicles.map((v) => limiter.run(() => v.register(setup.provisioningToken))));
-  await Promise.all(vehicles.map((v) => limiter.run(() => connect(v))));
-  await Promise.all(vehicles.map((v) => limiter.run(() => v.cycle())));
+  // Set-up work is retried as a device would (registration is idempotent at the director),
+  // with fewer requests in flight than cycles: it comes all at once, not in waves.
+  const setupLimiter = new Limiter(Math.max(1, Math.ceil(setup.concurrency / 4)));
+  const retried = (what: string, v: LightVehicle, work: () => Promise<unknown>) => setupLimiter.run(async () => {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        await work();
+        return;
+      } catch (e) {
+        if (attempt >= 10) throw e;
+        process.stderr.write(`${v.deviceId}: ${what} attempt ${attempt}: ${(e as Error).message}\n`);
+        await new Promise((r) => setTimeout(r, 1000 * attempt));
+      }
+    }
+  });
+  await Promise.all(vehicles.map((v) => retried('register', v, () => v.register(setup.provisioningToken))));
+  await Promise.all(vehicles.map((v) => retried('connect', v, () => connect(v))));
+  await Promise.all(vehicles.map((v) => retried('first cycle', v, () => v.cycle())));
   started = true;
   send({ type: 'ready' });
 
@@ -110,12 +125,18 @@ async function main(setup: WorkerSetup): Promise<void> {
       clientId: `${setup.mqttPrefix.replace(/\//g, '-')}-${v.deviceId}`, username: v.deviceId, password: v.token(),
       clean: true, reconnectPeriod: 2000, connectTimeout: 30_000, protocolVersion: 5,
     });
-    clients.push(client);
     client.on('message', () => started && cycle(v));
-    await new Promise<void>((resolve, reject) => {
-      client.once('connect', () => client.subscribe(topic, { qos: 1 }, (err) => (err ? reject(err) : resolve())));
-      client.once('error', reject);
-    });
+    try {
+      await new Promise<void>((resolve, reject) => {
+        client.once('connect', () => client.subscribe(topic, { qos: 1 }, (err) => (err ? reject(err) : resolve())));
+        client.once('error', reject);
+        setTimeout(() => reject(new Error('no MQTT connection in 60 s')), 60_000).unref();
+      });
+    } catch (e) {
+      client.end(true);
+      throw e;
+    }
+    clients.push(client);
     // A reconnect re-subscribes (clean session) and runs a cycle: a notify may have gone by.
     client.on('connect', () => client.subscribe(topic, { qos: 1 }, () => started && cycle(v)));
   }

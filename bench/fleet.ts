@@ -52,7 +52,7 @@ const HELP = `Usage: npm run bench:fleet -- [options]
   --waves LIST       campaign waves, cumulative percentages (default 1,10,50,100)
   --threshold R      success gate between waves (default 0.9)
   --concurrency C    cycles in flight per worker (default 48)
-  --timeout S        give up after S seconds (default 300 + 0.2 s per vehicle)
+  --timeout S        give up after S seconds (default 300 + 1 s per vehicle)
 `;
 
 const ADMIN_TOKEN = 'bench-admin-token';
@@ -90,7 +90,7 @@ function options() {
   if (store !== 'sqlite' && store !== 'postgres') throw new BenchFailure('--store is sqlite or postgres');
   const waves = (v.waves ?? '1,10,50,100').split(',').map(Number);
   const threshold = Number(v.threshold ?? 0.9);
-  const timeoutS = v.timeout === undefined ? 300 + 0.2 * vehicles : Number(v.timeout);
+  const timeoutS = v.timeout === undefined ? 300 + vehicles : Number(v.timeout);
   if (!(timeoutS > 0)) throw new BenchFailure('--timeout must be a positive number of seconds');
   return {
     vehicles, store, waves, threshold, timeoutS,

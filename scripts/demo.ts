@@ -19,6 +19,7 @@
  */
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
+import { availableParallelism } from 'node:os';
 import { parseArgs } from 'node:util';
 import { Writable } from 'node:stream';
 import { pino, type Logger } from 'pino';
@@ -33,11 +34,12 @@ import { assignDemoFirmware, DEMO_SECONDARIES, publishDemoFirmware, type Firmwar
 
 const BAUD = 115200;
 /**
- * The default --timeout: 50 s for the demo vehicle, plus what each fleet vehicle
+ * The default --timeout: 120 s for the demo vehicle (start-up and publishing take a
+ * good part of it on a loaded machine), plus what each fleet vehicle
  * adds on a loaded 2-core machine (provisioning, assignment, its update), so
  * --vehicles 200 does not fail on the timeout of one vehicle.
  */
-const BASE_TIMEOUT_S = 50;
+const BASE_TIMEOUT_S = 120;
 const PER_VEHICLE_S = 1.5;
 function defaultTimeoutS(vehicles: number): number {
   return Math.round(BASE_TIMEOUT_S + PER_VEHICLE_S * (vehicles - 1));
@@ -333,8 +335,10 @@ async function main(): Promise<number> {
     for (const f of fw.images) say(`  ${f.name.padEnd(26)} ${formatBytes(f.length).padStart(9)}  hardware ${f.hardwareId.padEnd(10)} signed by ${f.signedBy === 'targets' ? 'the targets key' : `supplier role "${f.signedBy}"`}`);
 
     if (args.vehicles > 1) {
-      const { startFleet } = await import('../device-sim/src/fleet.ts');
-      fleet = await startFleet({
+      const { startFleetProcesses } = await import('../device-sim/src/fleet-processes.ts');
+      fleet = await startFleetProcesses({
+        // In their own processes: the director and the image repository here keep an event loop of their own.
+        processes: Math.min(availableParallelism(), args.vehicles - 1),
         devices: args.vehicles - 1, ecus: 2, directorUrl: stack.director.url, imageRepoUrl: stack.imageRepo.url,
         directorRoot: stack.directorRootBytes, imageRoot: stack.imageRootBytes, provisioningToken: PROVISIONING_TOKEN,
         dir: join(stack.dir, 'fleet'), baud: BAUD, ...(args.fault && { fault: args.fault }),
@@ -342,7 +346,7 @@ async function main(): Promise<number> {
         ...(stack.director.mqttUrl && { mqttUrl: stack.director.mqttUrl }), pollIntervalSeconds: FLEET_POLL_S,
       });
       closers.push(() => fleet!.close());
-      say(`fleet simulator: ${args.vehicles - 1} more vehicle(s), 2 secondaries each, distinct keys`);
+      say(`fleet simulator: ${args.vehicles - 1} more vehicle(s) in ${Math.min(availableParallelism(), args.vehicles - 1)} process(es), 2 secondaries each, distinct keys`);
     }
 
     const before = vehicle.installed();

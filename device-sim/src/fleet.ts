@@ -52,8 +52,9 @@ export interface FleetOptions {
   provisioningToken: string;
   /** Where every vehicle's state lives. */
   dir: string;
-  /** Device IDs are `<prefix>-<n>` (default `sim-car`). */
+  /** Device IDs are `<prefix>-<n>` (default `sim-car`), n counting from `firstNumber` (default 1). */
   prefix?: string;
+  firstNumber?: number;
   baud?: number;
   fault?: ChannelOptions;
   /** Hardware IDs: the primary's, and the secondaries' in turn (default gateway; ecu-1..K). */
@@ -213,7 +214,7 @@ export async function startFleet(o: FleetOptions): Promise<Fleet> {
   const provisioned: Array<SimVehicle | undefined> = [];
   try {
     await forEachLimited(o.devices, o.provisionConcurrency ?? 4, async (i) => {
-      const n = i + 1;
+      const n = (o.firstNumber ?? 1) + i;
       const deviceId = `${prefix}-${n}`;
       const vdir = join(o.dir, deviceId);
       const ecus: SimulatedEcu[] = [];
