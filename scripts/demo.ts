@@ -19,17 +19,36 @@
  */
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
+import { availableParallelism } from 'node:os';
 import { parseArgs } from 'node:util';
 import { Writable } from 'node:stream';
 import { pino, type Logger } from 'pino';
 import type { ChannelOptions } from '@upfleet/device-sim/src/index.ts';
 import { createPtyPair } from '@upfleet/device-sim/src/index.ts';
 import type { ProgressEvent } from '@upfleet/agent';
+import { rtoForLine, windowForLine } from '@upfleet/agent/secondaries/serial-secondary.ts';
 import { formatBytes, formatBytesOf } from '@upfleet/core/format-bytes.ts';
 import { Stack, ADMIN_TOKEN, PASSPHRASE, PROVISIONING_TOKEN, UPLOAD_TOKEN } from '../test/support/stack.ts';
 import { Vehicle, AGENT_PASSPHRASE, type LinkKind } from '../test/support/vehicle.ts';
 import { assignDemoFirmware, DEMO_SECONDARIES, publishDemoFirmware, type Firmware } from '../test/support/firmware.ts';
 import { cliCommand } from './cli-command.ts';
+
+const BAUD = 115200;
+/**
+ * The default --timeout: 120 s for the demo vehicle (start-up and publishing take a
+ * good part of it on a loaded machine), plus what each fleet vehicle
+ * adds on a loaded 2-core machine (provisioning, assignment, its update), so
+ * --vehicles 200 does not fail on the timeout of one vehicle.
+ */
+const BASE_TIMEOUT_S = 120;
+const PER_VEHICLE_S = 1.5;
+function defaultTimeoutS(vehicles: number): number {
+  return Math.round(BASE_TIMEOUT_S + PER_VEHICLE_S * (vehicles - 1));
+}
+/** Fleet vehicles are woken by MQTT; polling is only the fallback, and 200 vehicles polling every 2 s would swamp the director. */
+const FLEET_POLL_S = 60;
+/** Fleet assignments in flight at once: each is an admin call plus an image repository check. */
+const ASSIGN_CONCURRENCY = 8;
 
 const HELP = `Usage: npm run demo -- [options]
 
@@ -42,11 +61,11 @@ Options:
   --keep-running     keep everything up afterwards and print commands to try
   --fault SPEC       serial link faults, e.g. ber=1e-5 or ber=1e-5,drop=1e-4,latency=5
   --link KIND        auto (default: pty pairs when socat works, else the emulator), pty, emulated
-  --timeout S        give up after S seconds (default 50)
+  --timeout S        give up after S seconds (default ${defaultTimeoutS(1)} for one vehicle, plus
+                     ${PER_VEHICLE_S} s per extra vehicle: ${defaultTimeoutS(200)} for --vehicles 200)
   -h, --help         this help
 `;
 
-const BAUD = 115200;
 
 interface Args {
   vehicles: number;
@@ -90,7 +109,7 @@ function parse(argv: string[]): Args | 'help' {
   if (v.help) return 'help';
   const vehicles = v.vehicles === undefined ? 1 : Number(v.vehicles);
   if (!Number.isSafeInteger(vehicles) || vehicles < 1 || vehicles > 1000) throw new UsageProblem('--vehicles must be an integer from 1 to 1000');
-  const timeoutS = v.timeout === undefined ? 50 : Number(v.timeout);
+  const timeoutS = v.timeout === undefined ? defaultTimeoutS(vehicles) : Number(v.timeout);
   if (!Number.isFinite(timeoutS) || timeoutS <= 0) throw new UsageProblem('--timeout must be a positive number of seconds');
   const link = v.link ?? 'auto';
   if (link !== 'auto' && link !== 'pty' && link !== 'emulated') throw new UsageProblem('--link is auto, pty or emulated');
@@ -247,13 +266,29 @@ function expectedVersion(f: Firmware | undefined): string {
   return f ? `${f.version} (release ${f.releaseCounter})` : '-';
 }
 
-async function waitFor<T>(what: string, deadline: number, probe: () => Promise<T | undefined>): Promise<T> {
+/** What every timeout failure says: how long it waited, and the option that gives it longer. */
+function timeoutAdvice(args: Args): string {
+  return `the demo's --timeout of ${args.timeoutS} s ran out (raise it, e.g. --timeout ${Math.ceil(args.timeoutS * 2)}; the default grows with --vehicles)`;
+}
+
+async function waitFor<T>(what: string, deadline: number, advice: string, probe: () => Promise<T | undefined>): Promise<T> {
   for (;;) {
     const v = await probe();
     if (v !== undefined) return v;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}: ${advice}`);
     await new Promise((r) => setTimeout(r, 200));
   }
+}
+
+/** Runs `work` on every item, at most `limit` at a time; the first failure rejects once the started ones settle. */
+async function eachLimited<T>(items: T[], limit: number, work: (item: T) => Promise<void>): Promise<void> {
+  let next = 0;
+  let failure: unknown;
+  const lane = async () => {
+    while (next < items.length && failure === undefined) await work(items[next++]!).catch((e: unknown) => void (failure ??= e));
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, lane));
+  if (failure !== undefined) throw failure;
 }
 
 async function main(): Promise<number> {
@@ -288,26 +323,31 @@ async function main(): Promise<number> {
     let view: ProgressView | undefined;
     const vehicle = await Vehicle.create(stack, {
       deviceId, secondaries: DEMO_SECONDARIES(deviceId), link, baud: BAUD, ...(args.fault && { fault: args.fault }), mqtt: true,
+      // The agent's own window and RTO for the line (the test default of 300 ms is too eager on a loaded machine).
+      serial: { maxWindow: windowForLine(BAUD), rtoMs: rtoForLine(BAUD, undefined, windowForLine(BAUD)) },
       logger: transitionLogger((to) => view?.onStep(to)), onProgress: (p) => view?.onProgress(p),
     });
     closers.push(() => vehicle.close());
     say(`vehicle ${deviceId}: primary ${vehicle.primarySerial} (gateway) + ${vehicle.ecus.map((e) => `${e.spec.serial} (${e.spec.hardwareId}, ${e.spec.verification} verification)`).join(' + ')}; provisioned and registered`);
 
-    let fleet: { close(): Promise<void>; done(): Promise<{ ok: number; failed: string[] }> } | undefined;
+    let fleet: { close(): Promise<void>; done(timeoutMs?: number): Promise<{ ok: number; failed: string[] }> } | undefined;
     say('publishing firmware with upfleet-repo ...');
     const fw = await publishDemoFirmware(stack);
     for (const f of fw.images) say(`  ${f.name.padEnd(26)} ${formatBytes(f.length).padStart(9)}  hardware ${f.hardwareId.padEnd(10)} signed by ${f.signedBy === 'targets' ? 'the targets key' : `supplier role "${f.signedBy}"`}`);
 
     if (args.vehicles > 1) {
-      const { startFleet } = await import('../device-sim/src/fleet.ts');
-      fleet = await startFleet({
+      const { startFleetProcesses } = await import('../device-sim/src/fleet-processes.ts');
+      fleet = await startFleetProcesses({
+        // In their own processes: the director and the image repository here keep an event loop of their own.
+        processes: Math.min(availableParallelism(), args.vehicles - 1),
         devices: args.vehicles - 1, ecus: 2, directorUrl: stack.director.url, imageRepoUrl: stack.imageRepo.url,
         directorRoot: stack.directorRootBytes, imageRoot: stack.imageRootBytes, provisioningToken: PROVISIONING_TOKEN,
         dir: join(stack.dir, 'fleet'), baud: BAUD, ...(args.fault && { fault: args.fault }),
         hardwareIds: { primary: 'gateway', secondaries: ['brake-ecu', 'door-ecu'] },
+        ...(stack.director.mqttUrl && { mqttUrl: stack.director.mqttUrl }), pollIntervalSeconds: FLEET_POLL_S,
       });
       closers.push(() => fleet!.close());
-      say(`fleet simulator: ${args.vehicles - 1} more vehicle(s), 2 secondaries each, distinct keys`);
+      say(`fleet simulator: ${args.vehicles - 1} more vehicle(s) in ${Math.min(availableParallelism(), args.vehicles - 1)} process(es), 2 secondaries each, distinct keys`);
     }
 
     const before = vehicle.installed();
@@ -327,17 +367,17 @@ async function main(): Promise<number> {
     if (fleet) {
       const ids = (await stack.admin('GET', '/devices')).json as Array<{ id: string }> | { devices: Array<{ id: string }> };
       const list = Array.isArray(ids) ? ids : ids.devices;
-      for (const d of list) {
-        if (d.id === deviceId) continue;
+      await eachLimited(list.filter((d) => d.id !== deviceId), ASSIGN_CONCURRENCY, async (d) => {
         const dv = await stack.device(d.id);
         await stack.assign(d.id, dv.ecus.map((e: { serial: string; hardwareId: string }) => ({ ecuSerial: e.serial, image: fw.images.find((i) => i.hardwareId === e.hardwareId)!.name })));
-      }
+      });
+      say(`director: ${list.length - 1} more assignment(s), one per fleet vehicle; MQTT notify sent to each`);
     }
     say('');
     view = new ProgressView(progressRows, performance.now());
     const updateStart = performance.now();
     const running = vehicle.agent!.run();
-    const done = await waitFor('the assignment to finish', deadline, async () => {
+    const done = await waitFor('the assignment to finish', deadline, timeoutAdvice(args), async () => {
       const a = (await stack.admin('GET', `/assignments/${assignment.id}`)).json as { status: string; errorCode?: string; errorMessage?: string };
       return a.status === 'succeeded' || a.status === 'failed' || a.status === 'cancelled' ? a : undefined;
     }).catch((e: Error) => ({ status: 'timeout', errorMessage: e.message, errorCode: 'TIMEOUT' }));
@@ -378,9 +418,9 @@ async function main(): Promise<number> {
     for (const e of events) say(`director event: ${e.kind} ${e.code} ${e.detail}`);
 
     if (fleet) {
-      const f = await fleet.done();
-      say(`fleet simulator: ${f.ok} of ${args.vehicles - 1} vehicle(s) updated${f.failed.length ? `; failed: ${f.failed.join(', ')}` : ''}`);
-      if (f.failed.length > 0) reasons.push(`${f.failed.length} fleet vehicle(s) failed`);
+      const f = await fleet.done(Math.max(0, deadline - Date.now()));
+      say(`fleet simulator: ${f.ok} of ${args.vehicles - 1} vehicle(s) updated${f.failed.length ? `; not updated: ${f.failed.slice(0, 20).join(', ')}${f.failed.length > 20 ? ', ...' : ''}` : ''}`);
+      if (f.failed.length > 0) reasons.push(`${f.failed.length} fleet vehicle(s) not updated${Date.now() >= deadline ? `: ${timeoutAdvice(args)}` : ''}`);
     }
 
     if (reasons.length === 0) {

@@ -1,16 +1,27 @@
 // System packages the tests and the demo use, installed here so that a fresh
 // machine needs no manual step. socat makes the pty pairs of the serial tests;
-// chromium runs the web console's browser tests (driven by playwright-core).
+// nginx serves an exported image repository as plain files
+// (test/e2e/static-image-repo.test.ts); chromium runs the web console's browser
+// tests (driven by playwright-core). Debian installs nginx in /usr/sbin,
+// which a non-root PATH may lack, hence the extra directories looked in.
 import { spawnSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
 
 const TOOLS = [
   { command: 'socat', debianPackage: 'socat' },
+  { command: 'nginx', debianPackage: 'nginx' },
   { command: 'chromium', debianPackage: 'chromium' },
 ];
+const SBIN = ['/usr/sbin', '/sbin', '/usr/local/sbin'];
 
-function has(command) {
-  return spawnSync('sh', ['-c', `command -v ${command}`], { stdio: 'ignore' }).status === 0;
+/** The absolute path of `command`, or undefined when it is not installed. */
+export function toolPath(command) {
+  const found = spawnSync('sh', ['-c', `command -v ${command}`], { encoding: 'utf8' });
+  if (found.status === 0 && found.stdout.trim()) return found.stdout.trim();
+  return SBIN.map((d) => `${d}/${command}`).find((p) => existsSync(p));
 }
+
+const has = (command) => toolPath(command) !== undefined;
 
 /** Installs missing tools with apt-get when running as root; returns the names still missing. */
 export function ensureSystemTools({ quiet = false } = {}) {
@@ -19,10 +30,12 @@ export function ensureSystemTools({ quiet = false } = {}) {
     const pkgs = missing.map((t) => t.debianPackage);
     if (!quiet) console.error(`installing system packages: ${pkgs.join(' ')}`);
     const opts = { stdio: quiet ? 'ignore' : ['ignore', 'ignore', 'inherit'], env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' } };
-    spawnSync('apt-get', ['install', '-y', '--no-install-recommends', ...pkgs], opts);
+    // Another apt-get (a parallel test run) may hold the dpkg lock for a while: wait for it.
+    const apt = (...args) => spawnSync('apt-get', ['-o', 'DPkg::Lock::Timeout=300', ...args], opts);
+    apt('install', '-y', '--no-install-recommends', ...pkgs);
     if (missing.some((t) => !has(t.command))) {
-      spawnSync('apt-get', ['update'], opts);
-      spawnSync('apt-get', ['install', '-y', '--no-install-recommends', ...pkgs], opts);
+      apt('update');
+      apt('install', '-y', '--no-install-recommends', ...pkgs);
     }
   }
   return TOOLS.filter((t) => !has(t.command)).map((t) => t.command);

@@ -24,16 +24,21 @@ function deriveKey(passphrase: string, salt: Buffer, params: { N: number; r: num
   return scryptSync(passphrase, salt, 32, { ...params, maxmem: 256 * params.N * params.r });
 }
 
-/** Encrypts a signer's seed; the public key stays readable in the file. */
-export function encryptKeyFile(signer: Ed25519Signer, passphrase: string): Uint8Array {
+/**
+ * Encrypts a signer's seed; the public key stays readable in the file.
+ * `scryptN` lowers the key derivation cost (default 2^15, about 0.1-0.3 s here) for
+ * simulators that make thousands of throw-away device keys; real keys keep the default.
+ */
+export function encryptKeyFile(signer: Ed25519Signer, passphrase: string, options: { scryptN?: number } = {}): Uint8Array {
   const salt = randomBytes(16);
   const iv = randomBytes(12);
-  const cipher = createCipheriv('aes-256-gcm', deriveKey(passphrase, salt, SCRYPT), iv);
+  const params = { ...SCRYPT, ...(options.scryptN !== undefined && { N: options.scryptN }) };
+  const cipher = createCipheriv('aes-256-gcm', deriveKey(passphrase, salt, params), iv);
   const ciphertext = Buffer.concat([cipher.update(signer.seed), cipher.final()]);
   const file: EncryptedKeyFile = {
     format: FORMAT,
     key: signer.key.toJSON(),
-    kdf: { name: 'scrypt', salt: salt.toString('base64'), ...SCRYPT },
+    kdf: { name: 'scrypt', salt: salt.toString('base64'), ...params },
     cipher: { name: 'aes-256-gcm', iv: iv.toString('base64'), tag: cipher.getAuthTag().toString('base64') },
     ciphertext: ciphertext.toString('base64'),
   };

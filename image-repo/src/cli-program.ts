@@ -28,6 +28,10 @@ import {
   type RepoStatus,
 } from './operations.ts';
 import { startImageRepoServer } from './server.ts';
+import { exportStaticTree } from './static-export.ts';
+import { IndexDb } from './index-db.ts';
+import { BlobStore } from './blob-store.ts';
+import { Workspace } from './workspace.ts';
 import { ProgressLine, type ImageProgress } from './image-progress.ts';
 import packageJson from '../package.json' with { type: 'json' };
 
@@ -266,10 +270,12 @@ ${DIR_HELP}
   --timestamp-expiry SECS  timestamp validity (default from DIR/upfleet-repo.json: 1 day)
   --snapshot-expiry SECS   snapshot validity (default 7 days)
   --max-upload-bytes N     image upload limit (default 1 GiB)
+  --export OUT             also keep the published tree as plain files in OUT (see export), after every
+                           publish and on the expiry timer, for nginx, a CDN or an object store
   --log-level L            pino level (default info)`,
     options: {
       ...COMMON,
-      port: { type: 'string' }, host: { type: 'string' }, token: { type: 'string' },
+      port: { type: 'string' }, host: { type: 'string' }, token: { type: 'string' }, export: { type: 'string' },
       'timestamp-expiry': { type: 'string' }, 'snapshot-expiry': { type: 'string' }, 'max-upload-bytes': { type: 'string' }, 'log-level': { type: 'string' },
     },
     positionals: 0,
@@ -283,6 +289,7 @@ ${DIR_HELP}
         timestampExpiry: optInt(v, 'timestamp-expiry'), snapshotExpiry: optInt(v, 'snapshot-expiry'),
         maxUploadBytes: optInt(v, 'max-upload-bytes'), logLevel: v['log-level'] as string | undefined,
         pauseBeforeCommitMs: pause > 0 ? pause : undefined,
+        exportDir: v.export as string | undefined,
       });
       await new Promise<void>((resolve) => {
         const stop = () => void server.close().then(resolve);
@@ -292,6 +299,34 @@ ${DIR_HELP}
       return undefined;
     },
   },
+};
+
+COMMANDS.export = {
+  usage: `upfleet-repo export --dir DIR --out OUT
+Writes the published repository of DIR's index as plain files: OUT/metadata/ (N.root.json, root.json,
+timestamp.json, N.snapshot.json, N.<role>.json) and OUT/targets/<dir/><sha256|sha512>.<base> (images
+hard-linked from the blob store when OUT is on the same file system), the paths every TUF client asks
+for. Serve OUT with any web server (metadata/timestamp.json and root.json must not be cached long).
+Running it again adds only what is new and replaces timestamp.json last. It needs no key: timestamp
+re-signing stays with serve, whose --export OUT keeps OUT current by itself.
+${DIR_HELP}
+  --out OUT            the directory to write (created if missing)
+  --json               print the result as JSON`,
+  options: { ...COMMON, out: { type: 'string' } },
+  positionals: 0,
+  async run(v, _p, env) {
+    const out = v.out as string | undefined;
+    if (!out) throw new UsageError('export needs --out OUT');
+    const workspace = new Workspace(dirOf(v, env));
+    workspace.settings();
+    const db = new IndexDb(workspace.indexFile);
+    try {
+      return { out, ...exportStaticTree(db, new BlobStore(workspace.blobsDir), out) };
+    } finally {
+      db.close();
+    }
+  },
+  print: (r) => `${r.out}: ${r.written} file(s) written; timestamp version ${r.timestampVersion}`,
 };
 
 const MAIN_USAGE = `upfleet-repo: the Upfleet image repository (offline signing tool and server)
@@ -307,6 +342,7 @@ Commands:
   status          show versions, keys, delegations and targets
   migrate-keys    split an old directory's keys into keys/offline/ and keys/online/
   serve           serve the repository over HTTP
+  export          write the published repository as plain files for any web server
 
 Run upfleet-repo COMMAND --help for the options of a command; upfleet-repo --version prints the version.
 Offline passphrase (root, targets, supplier keys): $UPFLEET_PASSPHRASE or a prompt.

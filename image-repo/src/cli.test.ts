@@ -107,7 +107,7 @@ describe('upfleet-repo CLI', () => {
     assert.match(ok(mainHelp).stdout, /Commands:/);
     assert.equal(badChild.code, 2, badChild.stderr);
     assert.equal(badChild.stderr, 'upfleet-repo init: --root-keys must be a non-negative integer\n');
-    const commands = ['init', 'keygen', 'add-target', 'remove-target', 'delegate', 'sign-delegated', 'rotate-key', 'status', 'migrate-keys', 'serve'];
+    const commands = ['init', 'keygen', 'add-target', 'remove-target', 'delegate', 'sign-delegated', 'rotate-key', 'status', 'migrate-keys', 'serve', 'export'];
     const helps = await Promise.all(commands.map((c) => cli([c, '--help'])));
     commands.forEach((c, i) => assert.match(ok(helps[i]!).stdout, new RegExp(`upfleet-repo ${c}`)));
     const bad = await Promise.all([

@@ -90,6 +90,21 @@ export class IndexDb {
     return this.#roles.all();
   }
 
+  /** Names of every published metadata file (`1.root.json`, `7.snapshot.json`, ...). */
+  fileNames(): string[] {
+    return this.db.prepare<[], { name: string }>('SELECT name FROM files ORDER BY name').all().map((r) => r.name);
+  }
+
+  /** Every (name, hash) pair committed metadata ever made downloadable. */
+  publishedTargets(): Array<BlobInfo & { name: string }> {
+    return this.db.prepare<[], BlobInfo & { name: string }>('SELECT name, sha256, sha512, length FROM published_targets ORDER BY name').all();
+  }
+
+  /** Runs `fn` in one read transaction: every statement in it sees the same commit. */
+  readTransaction<T>(fn: () => T): T {
+    return this.db.transaction(fn).deferred();
+  }
+
   image(sha256: string): BlobInfo | undefined {
     return this.#image.get(sha256);
   }

@@ -13,7 +13,10 @@
  * OpenAPI document must describe exactly these (openapi.test.ts).
  * Reads come from committed SQLite rows and immutable blobs, so a response is
  * always of one published version. Errors are `{ error: { code, message } }`.
- * A timer re-signs timestamp (and snapshot) before they expire.
+ * A timer re-signs timestamp (and snapshot) before they expire. With
+ * `exportDir`, the same tree is kept as plain files there for a stock web
+ * server or CDN (static-export.ts): after every publish and on every tick of
+ * that timer (which also picks up publishes into DIR's index by a local CLI).
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { createHash, timingSafeEqual } from 'node:crypto';
@@ -36,6 +39,7 @@ import { openApiDocument } from './openapi.ts';
 import { KeyDirKeyring, onlinePassphrase, type OnlineKeyring } from './online-keys.ts';
 import type { PublishBatch } from './publisher.ts';
 import { RepoStore } from './repo-store.ts';
+import { exportStaticTree } from './static-export.ts';
 import { Workspace } from './workspace.ts';
 
 export interface ImageRepoServerOptions {
@@ -62,6 +66,8 @@ export interface ImageRepoServerOptions {
   /** Fault injection for crash tests: block inside the publish transaction before COMMIT. */
   pauseBeforeCommitMs?: number;
   now?: () => Date;
+  /** Keep the published tree as plain files in this directory (`serve --export DIR`). */
+  exportDir?: string;
 }
 
 export interface ImageRepoServer {
@@ -69,7 +75,7 @@ export interface ImageRepoServer {
   port: number;
   store: RepoStore;
   registry: Registry;
-  /** Runs the expiry check now (the timer calls this). */
+  /** Runs the expiry check (and the export, with `exportDir`) now; the timer calls this. */
   refresh(): void;
   close(): Promise<void>;
 }
@@ -117,6 +123,15 @@ export async function startImageRepoServer(options: ImageRepoServerOptions): Pro
   const tokenDigest = sha256(options.token);
   const limits = { upload: options.maxUploadBytes ?? DEFAULT_MAX_UPLOAD, metadata: options.maxMetadataBytes ?? DEFAULT_MAX_METADATA };
 
+  const exportDir = options.exportDir;
+  const syncExport = exportDir === undefined ? () => undefined : (): void => {
+    try {
+      const r = exportStaticTree(store.db, store.blobs, exportDir);
+      if (r.written > 0) log.info({ exportDir, written: r.written, timestamp: r.timestampVersion }, 'static tree exported');
+    } catch (error) {
+      log.error({ err: error, exportDir }, 'static export failed');
+    }
+  };
   const refresh = (): void => {
     try {
       const result = store.publisher.refreshExpiring(now());
@@ -124,14 +139,19 @@ export async function startImageRepoServer(options: ImageRepoServerOptions): Pro
     } catch (error) {
       log.error({ err: error }, 'expiry refresh failed');
     }
+    syncExport();
   };
   refresh();
   const interval = options.refreshIntervalMs ?? Math.min((timestampExpiry * 1000) / 4, 60_000);
   const timer = setInterval(refresh, Math.max(interval, 50));
   timer.unref();
 
-  const handler = new RequestHandler({ store, log, metrics, registry, tokenDigest, limits, now });
+  const handler = new RequestHandler({ store, log, metrics, registry, tokenDigest, limits, now, afterPublish: syncExport });
   const server: Server = createServer((req, res) => void handler.handle(req, res));
+  // Node's default (5 s) closes idle keep-alive sockets while agents that poll every few seconds
+  // reuse them: the request written into a socket the server is closing fails with "socket hang
+  // up". Idle sockets live 65 s (as the director's, and above common proxies' 60 s).
+  server.keepAliveTimeout = 65_000;
   const host = options.host ?? '127.0.0.1';
   try {
     await new Promise<void>((resolve, reject) => {
@@ -212,6 +232,7 @@ interface HandlerContext {
   tokenDigest: Buffer;
   limits: { upload: number; metadata: number };
   now: () => Date;
+  afterPublish: () => void;
 }
 
 class RequestHandler {
@@ -363,6 +384,7 @@ class RequestHandler {
       this.ctx.metrics.publishes.inc({ result: 'ok' });
       for (const w of result.warnings) this.ctx.log.warn({ warning: w }, 'delegated role needs re-signing');
       this.ctx.log.info({ versions: result.versions }, 'published');
+      this.ctx.afterPublish();
       sendJson(res, 200, result);
     } catch (error) {
       this.ctx.metrics.publishes.inc({ result: 'rejected' });

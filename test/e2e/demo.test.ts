@@ -84,6 +84,7 @@ describe('npm run demo', () => {
     const r = await demo(['--timeout', '0.2', '--link', 'emulated']);
     assert.equal(r.code, 1);
     assert.match(r.out, /FAILED:\n\s+- assignment timeout/);
+    assert.match(r.out, /the demo's --timeout of 0\.2 s ran out \(raise it, e\.g\. --timeout 1;/, 'the failure names the option to raise');
   });
 
   it('exits 2 on bad options', async () => {

@@ -2,7 +2,10 @@
  * The fleet simulator against the real director and image repository: several
  * vehicles in one process (agent logic + simulated ECUs each, distinct keys)
  * register, take an assignment each and install it; and its CLI
- * (`upfleet-sim fleet`) starts vehicles that register with the director.
+ * (`upfleet-sim fleet`) starts vehicles that register with the director; the
+ * same fleet spread over two child processes (what the demo runs); and light
+ * simulated vehicles (bench:fleet's) that verify, install and report through
+ * the real servers.
  */
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
@@ -10,8 +13,11 @@ import { spawn } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Stack, PROVISIONING_TOKEN } from '../support/stack.ts';
-import { publishDemoFirmware } from '../support/firmware.ts';
+import { publishDemoFirmware, SUPPLIER_ROLE } from '../support/firmware.ts';
 import { startFleet, type Fleet } from '../../device-sim/src/fleet.ts';
+import { startFleetProcesses } from '../../device-sim/src/fleet-processes.ts';
+import { LightVehicle } from '../../device-sim/src/light-vehicle.ts';
+import { createLightHttp } from '../../device-sim/src/light-http.ts';
 
 const SIM_BIN = join(import.meta.dirname, '..', '..', 'device-sim', 'bin', 'upfleet-sim');
 
@@ -25,6 +31,14 @@ describe('fleet simulator', () => {
     await fleet?.close();
     await stack?.close();
   });
+  /** Whether an earlier test made the brake supplier's delegation (each test also runs alone). */
+  const hasSupplier = () => {
+    try {
+      return stack.supplierKeyFiles(SUPPLIER_ROLE).length > 0;
+    } catch {
+      return false;
+    }
+  };
 
   it('runs three vehicles that each install their assignment', async () => {
     const fw = await publishDemoFirmware(stack, { sizes: { gateway: 8000, brake: 3000, door: 2000 } });
@@ -73,6 +87,48 @@ describe('fleet simulator', () => {
     } finally {
       child.kill('SIGTERM');
       await new Promise((r) => child.once('exit', r));
+    }
+  });
+
+  it('a fleet spread over two processes numbers its vehicles as one process would, and installs', async () => {
+    const fw = await publishDemoFirmware(stack, { sizes: { gateway: 4000, brake: 2000, door: 1000 }, version: '3.0.0', releaseCounter: 3, delegated: hasSupplier() });
+    const procs = await startFleetProcesses({
+      processes: 2, devices: 2, ecus: 1, prefix: 'proc-car', directorUrl: stack.director.url, imageRepoUrl: stack.imageRepo.url, mqttUrl: stack.director.mqttUrl!,
+      directorRoot: stack.directorRootBytes, imageRoot: stack.imageRootBytes, provisioningToken: PROVISIONING_TOKEN,
+      dir: join(stack.dir, 'proc-fleet'), baud: 460800, hardwareIds: { primary: 'gateway', secondaries: ['door-ecu'] },
+    });
+    try {
+      for (const id of ['proc-car-1', 'proc-car-2']) {
+        const view = await stack.device(id);
+        await stack.assign(id, view.ecus.map((e: { serial: string; hardwareId: string }) => ({ ecuSerial: e.serial, image: fw.images.find((i) => i.hardwareId === e.hardwareId)!.name })));
+      }
+      assert.deepEqual(await procs.done(60_000), { ok: 2, failed: [] });
+    } finally {
+      await procs.close();
+    }
+  });
+
+  it('light vehicles register, verify both repositories, install and have their result manifest accepted', async () => {
+    const fw = await publishDemoFirmware(stack, { sizes: { gateway: 3000, brake: 2000, door: 1000 }, version: '4.0.0', releaseCounter: 4, delegated: hasSupplier() });
+    const http = createLightHttp({ maxSockets: 4 });
+    try {
+      const v = new LightVehicle({
+        deviceId: 'light-car-1', directorUrl: stack.director.url, imageRepoUrl: stack.imageRepo.url, directorRoot: stack.directorRootBytes,
+        imageRoot: stack.imageRootBytes, hardwareIds: { primary: 'gateway', secondaries: ['brake-ecu', 'door-ecu'] }, http,
+      });
+      await v.register(PROVISIONING_TOKEN);
+      assert.deepEqual(await v.cycle(), { kind: 'noUpdate' });
+      const view = await stack.device(v.deviceId);
+      assert.equal(new Set(view.ecus.map((e: { publicKey: unknown }) => JSON.stringify(e.publicKey))).size, 3, 'every ECU has its own key');
+      await stack.assign(v.deviceId, view.ecus.map((e: { serial: string; hardwareId: string }) => ({ ecuSerial: e.serial, image: fw.images.find((i) => i.hardwareId === e.hardwareId)!.name })));
+      const out = await v.cycle();
+      assert.equal(out.kind, 'updated');
+      const after = await stack.device(v.deviceId);
+      assert.deepEqual(after.assignments.map((a: { status: string }) => a.status), ['succeeded']);
+      for (const e of after.ecus) assert.equal(e.installed?.hashes.sha256, fw.images.find((i) => i.hardwareId === e.hardwareId)!.sha256, e.serial);
+      assert.deepEqual(after.events, []);
+    } finally {
+      http.close();
     }
   });
 

@@ -71,6 +71,8 @@ export interface StackOptions {
   directorClock?: 'stack' | 'real';
   /** Director metadata lifetimes in seconds (targets, snapshot, timestamp). */
   directorExpiries?: { targets?: number; snapshot?: number; timestamp?: number };
+  /** The image repository server also keeps its published tree as plain files here (`serve --export`). */
+  imageRepoExportDir?: string;
 }
 
 export interface PublishSpec {
@@ -127,6 +129,7 @@ export class Stack {
       });
       const imageRepo = await startImageRepoServer({
         dir: repoDir, token: UPLOAD_TOKEN, keyring: new MemoryKeyring([repo.signers.snapshot, repo.signers.timestamp]), logger: log, now: clock.now,
+        ...(options.imageRepoExportDir && { exportDir: options.imageRepoExportDir }),
       });
       await initDirector({ dir: directorDir, passphrase: PASSPHRASE, onlinePassphrase: PASSPHRASE });
       let director: RunningDirector;
@@ -245,16 +248,12 @@ export class Stack {
 
   /** A counter from the director's /metrics, summed over label sets matching `labels`. */
   async metric(name: string, labels: Record<string, string> = {}): Promise<number> {
-    const text = await (await fetch(`${this.director.url}/metrics`)).text();
-    let sum = 0;
-    for (const line of text.split('\n')) {
-      if (!line.startsWith(name)) continue;
-      const m = /^(\w+)(\{[^}]*\})?\s+([0-9.e+-]+)$/.exec(line);
-      if (!m || m[1] !== name) continue;
-      const l = m[2] ?? '';
-      if (Object.entries(labels).every(([k, v]) => l.includes(`${k}="${v}"`))) sum += Number(m[3]);
-    }
-    return sum;
+    return sumMetric(await (await fetch(`${this.director.url}/metrics`)).text(), name, labels);
+  }
+
+  /** A counter from the image repository's /metrics, summed over label sets matching `labels`. */
+  async imageRepoMetric(name: string, labels: Record<string, string> = {}): Promise<number> {
+    return sumMetric(await (await fetch(`${this.imageRepo.url}/metrics`)).text(), name, labels);
   }
 
   async close(): Promise<void> {
@@ -262,4 +261,17 @@ export class Stack {
     await this.imageRepo.close().catch(() => undefined);
     if (!process.env.KEEP) rmSync(this.dir, { recursive: true, force: true });
   }
+}
+
+/** A metric in Prometheus text, summed over the label sets that match `labels`. */
+function sumMetric(text: string, name: string, labels: Record<string, string>): number {
+  let sum = 0;
+  for (const line of text.split('\n')) {
+    if (!line.startsWith(name)) continue;
+    const m = /^(\w+)(\{[^}]*\})?\s+([0-9.e+-]+)$/.exec(line);
+    if (!m || m[1] !== name) continue;
+    const l = m[2] ?? '';
+    if (Object.entries(labels).every(([k, v]) => l.includes(`${k}="${v}"`))) sum += Number(m[3]);
+  }
+  return sum;
 }

@@ -12,6 +12,11 @@
  *   show, including time spent queued behind the window on a slow line, with Karn's
  *   rule (no samples from resent chunks or from chunks held behind a gap);
  *   `rtoMs` is its floor (8 x rtoMs its ceiling) and the request RTO.
+ * - Each retransmission doubles the wait for that request or chunk (RFC 6298 5.5),
+ *   up to the 8 x rtoMs ceiling: an ECU (or a primary) slowed by CPU load, e.g. an
+ *   ECU running its full verification on a busy machine, gets
+ *   rtoMs x (1 + 2 + 4 + 8 + 8) = 23 x rtoMs to answer before the link gives up
+ *   after the default 5 sends, instead of 5 x rtoMs.
  * - In TRANSFER, at most `windowSize` chunks are unacknowledged; each keeps its
  *   frame bytes until a cumulative ack covers it, so a NAK or a timeout resends
  *   exactly that frame. Chunks are sent in order and all but the last are
@@ -219,7 +224,8 @@ export class PrimarySession extends LinkSession<PrimaryState> {
     }
     oldest.attempts++;
     this.stats.retransmits++;
-    const rto = this.#pending ? this.options.rtoMs : this.dataRtoMs;
+    const base = this.#pending ? this.options.rtoMs : this.dataRtoMs;
+    const rto = Math.min(8 * this.options.rtoMs, base * 2 ** (oldest.attempts - 1));
     for (const d of overdue) d.deadline = now + rto;
     this.queue(oldest.bytes);
     return this.takeOutgoing();

@@ -89,16 +89,31 @@ describe('requests', () => {
     assert.throws(() => p.send({ type: 'MetadataEnd' }, 0), LocalProtocolError);
     assert.equal(p.state, 'AWAIT_REPLY');
   });
-  it('without an answer the request times out after maxAttempts sends, then stays in ERROR', () => {
+  it('without an answer the request times out after maxAttempts sends, each wait twice the last, then stays in ERROR', () => {
     const { p } = handshake({ rtoMs: 10, maxAttempts: 3 });
     p.send({ type: 'InfoRequest' }, 0);
     assert.equal(p.deadline(), 10);
     assert.equal(p.timeout(5).length, 0);
     assert.ok(p.timeout(10).length > 0);
-    assert.ok(p.timeout(20).length > 0);
-    assert.throws(() => p.timeout(30), (e: unknown) => e instanceof LinkTimeoutError && e.attempts === 3 && e.waitingFor === 'InfoRequest');
+    assert.equal(p.deadline(), 30);
+    assert.equal(p.timeout(29).length, 0);
+    assert.ok(p.timeout(30).length > 0);
+    assert.equal(p.deadline(), 70);
+    assert.throws(() => p.timeout(70), (e: unknown) => e instanceof LinkTimeoutError && e.attempts === 3 && e.waitingFor === 'InfoRequest');
     assert.equal(p.state, 'ERROR');
     assert.throws(() => p.nextEvent(), LinkTimeoutError);
+  });
+  it('the backed-off wait stops growing at 8 x rtoMs', () => {
+    const { p } = handshake({ rtoMs: 10, maxAttempts: 9 });
+    p.send({ type: 'InfoRequest' }, 0);
+    let now = 0;
+    const waits: number[] = [];
+    for (let i = 0; i < 6; i++) {
+      now = p.deadline()!;
+      p.timeout(now);
+      waits.push(p.deadline()! - now);
+    }
+    assert.deepEqual(waits, [20, 40, 80, 80, 80, 80]);
   });
   it('an ECU that restarted answers HELLO_REQUIRED', () => {
     const { p } = handshake();
