@@ -19,12 +19,15 @@
  *                     growth: an estimate of the daemon's peak while downloading;
  *   ratioToHashLimit: download-and-verify throughput (sha256+sha512, length, write to
  *                     a partial file, fsync, rename) divided by the throughput of hashing
- *                     the same file from page cache with the same algorithms, measured
- *                     in the same process right after (the best the download can do);
- *                     the top-level figure downloads into tmpfs (/dev/shm) to measure the
- *                     network-and-verify path, `onDisk` the same into the temp directory
- *                     (bounded by the disk's write speed and the final fsync).
- * Prints one JSON line: {"bench":"agent",...}. Goals: idle <= 60 MB, peak <= 100 MB, ratio >= 0.7.
+ *                     the same file from page cache with the same algorithms one after
+ *                     the other on one thread, measured in the same process right after
+ *                     (the download hashes each algorithm on its own worker thread, so on
+ *                     two free cores it can exceed 1); the top-level figure downloads into
+ *                     tmpfs (/dev/shm) to measure the network-and-verify path,
+ *                     onDiskRatioToHashLimit the same into the temp directory (bounded by
+ *                     the disk's write speed and the final fsync).
+ * Prints one JSON line: {"bench":"agent",...}. Goals: idle <= 55 MB, peak <= 100 MB,
+ * ratio >= 0.8 (tmpfs) and >= 0.7 (disk).
  */
 import { spawn } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
@@ -201,7 +204,8 @@ process.stdout.write(
     hashFromPageCacheMBps: round(inMemory.hashMBps),
     ratioToHashLimit: round(inMemory.downloadMBps / inMemory.hashMBps),
     repeats: REPEATS,
-    onDisk: { downloadMBps: round(onDisk.downloadMBps), hashFromPageCacheMBps: round(onDisk.hashMBps), ratioToHashLimit: round(onDisk.downloadMBps / onDisk.hashMBps) },
-    goals: { idleRssMb: 60, peakRssMb: 100, ratioToHashLimit: 0.7 },
+    onDisk: { downloadMBps: round(onDisk.downloadMBps), hashFromPageCacheMBps: round(onDisk.hashMBps) },
+    onDiskRatioToHashLimit: round(onDisk.downloadMBps / onDisk.hashMBps),
+    goals: { idleRssMb: 55, peakRssMb: 100, ratioToHashLimit: 0.8, onDiskRatioToHashLimit: 0.7 },
   }) + '\n',
 );
