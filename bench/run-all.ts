@@ -50,7 +50,7 @@ const GOALS: Record<string, Goal[]> = {
   ],
 };
 
-const BENCHES = ['verify', 'serial', 'director', 'agent'];
+const BENCHES = ['verify', 'serial', 'director', 'agent', 'conformance'];
 
 const { values } = parseArgs({ options: { only: { type: 'string' }, soak: { type: 'boolean' }, timeout: { type: 'string' }, help: { type: 'boolean', short: 'h' } } });
 if (values.help) {
