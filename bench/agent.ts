@@ -7,6 +7,10 @@
  *                     idleRssBreakdownMb splits it into anonymous memory (heap, malloc) and
  *                     file-backed pages (the executable's code and read-only data actually
  *                     touched, the SQLite addon, libc: clean pages the kernel can reclaim);
+ *                     idlePssMb its proportional set size (smaps_rollup: shared pages
+ *                     counted in part); bareNodeIdle the RSS and PSS of a bare `node -e`
+ *                     process kept alive by a timer, measured in the same run: the floor any
+ *                     Node daemon starts from (idleRssOverBareNodeMb is what the agent adds);
  *                     idleRssMbViaTsx is the same daemon started through tsx, for comparison;
  *   peakRssMb:        peak RSS (VmHWM, reset just before the download starts) of a process
  *                     downloading a 256 MiB and a 1 GiB image with the agent's ImageCache
@@ -19,12 +23,15 @@
  *                     growth: an estimate of the daemon's peak while downloading;
  *   ratioToHashLimit: download-and-verify throughput (sha256+sha512, length, write to
  *                     a partial file, fsync, rename) divided by the throughput of hashing
- *                     the same file from page cache with the same algorithms, measured
- *                     in the same process right after (the best the download can do);
- *                     the top-level figure downloads into tmpfs (/dev/shm) to measure the
- *                     network-and-verify path, `onDisk` the same into the temp directory
- *                     (bounded by the disk's write speed and the final fsync).
- * Prints one JSON line: {"bench":"agent",...}. Goals: idle <= 60 MB, peak <= 100 MB, ratio >= 0.7.
+ *                     the same file from page cache with the same algorithms one after
+ *                     the other on one thread, measured in the same process right after
+ *                     (the download hashes each algorithm on its own worker thread, so on
+ *                     two free cores it can exceed 1); the top-level figure downloads into
+ *                     tmpfs (/dev/shm) to measure the network-and-verify path,
+ *                     onDiskRatioToHashLimit the same into the temp directory (bounded by
+ *                     the disk's write speed and the final fsync).
+ * Prints one JSON line: {"bench":"agent",...}. Goals: idle <= 55 MB, peak <= 100 MB,
+ * ratio >= 0.8 (tmpfs) and >= 0.7 (disk).
  */
 import { spawn } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
@@ -109,7 +116,25 @@ async function downloadCase(child: string, server: { url: string }, blocks: numb
   return figures;
 }
 
-interface Rss { rss: number; anon: number; file: number }
+interface Rss { rss: number; anon: number; file: number; pss: number }
+
+/** VmRSS (with its anonymous and file-backed parts) and PSS (smaps_rollup) of a live process, in MB. */
+function memoryOf(pid: number): Rss {
+  const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+  const kB = (text: string, field: string) => Number(new RegExp(`${field}:\\s+(\\d+) kB`).exec(text)?.[1] ?? NaN) / 1024;
+  const rollup = existsSync(`/proc/${pid}/smaps_rollup`) ? readFileSync(`/proc/${pid}/smaps_rollup`, 'utf8') : '';
+  return { rss: kB(status, 'VmRSS'), anon: kB(status, 'RssAnon'), file: kB(status, 'RssFile'), pss: kB(rollup, 'Pss') };
+}
+
+/** The same figures for a bare `node -e` process kept alive by a timer: the floor any Node daemon starts from. */
+async function bareNodeIdle(): Promise<Rss> {
+  const child = spawn(process.execPath, ['-e', 'setInterval(() => {}, 1 << 30)'], { stdio: 'ignore' });
+  await new Promise((r) => setTimeout(r, 3000));
+  const m = memoryOf(child.pid!);
+  child.kill('SIGTERM');
+  await new Promise((r) => child.once('exit', r));
+  return m;
+}
 
 /** RSS of an idle daemon; `command` is the agent executable and its leading arguments. */
 async function idleRss(command: string[], deviceId: string): Promise<Rss> {
@@ -132,11 +157,10 @@ async function idleRss(command: string[], deviceId: string): Promise<Rss> {
       child.on('exit', (code) => reject(new Error(`agent exited ${code}: ${log}`)));
     });
     await new Promise((r) => setTimeout(r, 3000));
-    const status = readFileSync(`/proc/${child.pid}/status`, 'utf8');
+    const m = memoryOf(child.pid!);
     child.kill('SIGTERM');
     await new Promise((r) => child.once('exit', r));
-    const kB = (field: string) => Number(new RegExp(`${field}:\\s+(\\d+) kB`).exec(status)![1]) / 1024;
-    return { rss: kB('VmRSS'), anon: kB('RssAnon'), file: kB('RssFile') };
+    return m;
   } finally {
     await w.close();
   }
@@ -145,44 +169,50 @@ async function idleRss(command: string[], deviceId: string): Promise<Rss> {
 const REPEATS = Number(process.env.BENCH_AGENT_REPEATS ?? 3);
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 const sizes = (process.env.BENCH_AGENT_SIZES_MIB ?? '256,1024').split(',').map(Number);
-const images = new Map(sizes.map((n) => [`/targets/${hashesOf(n).sha256}.bench-${n}.img`, n]));
-const server = await serveGenerated(images);
-const childDir = mkdtempSync(join(tmpdir(), 'upfleet-bench-child-'));
-const child = await bundleChild(childDir);
 const peaks: Record<string, number> = {};
 const before: Record<string, number> = {};
 const growth: Record<string, number> = {};
 let onDisk = { downloadMBps: 0, hashMBps: 0 };
 let inMemory = { downloadMBps: 0, hashMBps: 0 };
-try {
-  for (const n of sizes) {
-    const r = await downloadCase(child, server, n);
-    peaks[`${n}MiB`] = Math.round(r.peakDownloadMb * 10) / 10;
-    before[`${n}MiB`] = Math.round(r.rssBeforeMb * 10) / 10;
-    growth[`${n}MiB`] = Math.round((r.peakDownloadMb - r.rssBeforeMb) * 10) / 10;
-    if (n === Math.max(...sizes)) onDisk = r;
+// BENCH_AGENT_SKIP_DOWNLOAD=1 / BENCH_AGENT_SKIP_IDLE=1 measure one half only.
+if (process.env.BENCH_AGENT_SKIP_DOWNLOAD !== '1') {
+  const images = new Map(sizes.map((n) => [`/targets/${hashesOf(n).sha256}.bench-${n}.img`, n]));
+  const server = await serveGenerated(images);
+  const childDir = mkdtempSync(join(tmpdir(), 'upfleet-bench-child-'));
+  try {
+    const child = await bundleChild(childDir);
+    for (const n of sizes) {
+      const r = await downloadCase(child, server, n);
+      peaks[`${n}MiB`] = Math.round(r.peakDownloadMb * 10) / 10;
+      before[`${n}MiB`] = Math.round(r.rssBeforeMb * 10) / 10;
+      growth[`${n}MiB`] = Math.round((r.peakDownloadMb - r.rssBeforeMb) * 10) / 10;
+      if (n === Math.max(...sizes)) onDisk = r;
+    }
+    // The same download into tmpfs: the network-and-verify path without the disk's write speed.
+    // Repeated, each run measuring both rates back to back; the ratio of the medians.
+    if (existsSync('/dev/shm')) {
+      const runs: DownloadFigures[] = [];
+      for (let i = 0; i < REPEATS; i++) runs.push(await downloadCase(child, server, Math.max(...sizes), '/dev/shm'));
+      inMemory = { downloadMBps: median(runs.map((r) => r.downloadMBps)), hashMBps: median(runs.map((r) => r.hashMBps)) };
+    }
+  } finally {
+    server.close();
+    rmSync(childDir, { recursive: true, force: true });
   }
-  // The same download into tmpfs: the network-and-verify path without the disk's write speed.
-  // Repeated, each run measuring both rates back to back; the ratio of the medians.
-  if (existsSync('/dev/shm')) {
-    const runs: DownloadFigures[] = [];
-    for (let i = 0; i < REPEATS; i++) runs.push(await downloadCase(child, server, Math.max(...sizes), '/dev/shm'));
-    inMemory = { downloadMBps: median(runs.map((r) => r.downloadMBps)), hashMBps: median(runs.map((r) => r.hashMBps)) };
-  }
-} finally {
-  server.close();
-  rmSync(childDir, { recursive: true, force: true });
 }
 // The shipped form (npm run build:agent: esbuild bundle in a Node single executable), and via tsx.
 const buildDir = mkdtempSync(join(tmpdir(), 'upfleet-bench-build-'));
-let idle: Rss = { rss: NaN, anon: NaN, file: NaN };
-let idleTsx: Rss = { rss: NaN, anon: NaN, file: NaN };
+const none: Rss = { rss: NaN, anon: NaN, file: NaN, pss: NaN };
+let idle = none;
+let idleTsx = none;
+let bare = none;
 
 if (process.env.BENCH_AGENT_SKIP_IDLE !== '1') try {
   const built = spawn(process.execPath, ['--import', 'tsx', 'scripts/build-agent.ts', '--out', join(buildDir, 'out')], { cwd: root, stdio: 'ignore' });
   if ((await new Promise((r) => built.on('exit', r))) !== 0) throw new Error('build:agent failed');
   idle = await idleRss([join(buildDir, 'out', 'upfleet-agent')], 'bench-idle-sea');
   idleTsx = await idleRss([process.execPath, `${root}agent/bin/upfleet-agent`], 'bench-idle-tsx');
+  bare = await bareNodeIdle();
 } finally {
   rmSync(buildDir, { recursive: true, force: true });
 }
@@ -192,7 +222,10 @@ process.stdout.write(
     bench: 'agent',
     idleRssMb: round(idle.rss),
     idleRssBreakdownMb: { anon: round(idle.anon), file: round(idle.file) },
+    idlePssMb: round(idle.pss),
     idleRssMbViaTsx: round(idleTsx.rss),
+    bareNodeIdle: { rssMb: round(bare.rss), pssMb: round(bare.pss) },
+    idleRssOverBareNodeMb: round(idle.rss - bare.rss),
     peakRssMb: peaks,
     rssBeforeDownloadMb: before,
     downloadGrowthMb: growth,
@@ -201,7 +234,8 @@ process.stdout.write(
     hashFromPageCacheMBps: round(inMemory.hashMBps),
     ratioToHashLimit: round(inMemory.downloadMBps / inMemory.hashMBps),
     repeats: REPEATS,
-    onDisk: { downloadMBps: round(onDisk.downloadMBps), hashFromPageCacheMBps: round(onDisk.hashMBps), ratioToHashLimit: round(onDisk.downloadMBps / onDisk.hashMBps) },
-    goals: { idleRssMb: 60, peakRssMb: 100, ratioToHashLimit: 0.7 },
+    onDisk: { downloadMBps: round(onDisk.downloadMBps), hashFromPageCacheMBps: round(onDisk.hashMBps) },
+    onDiskRatioToHashLimit: round(onDisk.downloadMBps / onDisk.hashMBps),
+    goals: { idleRssMb: 55, peakRssMb: 100, ratioToHashLimit: 0.8, onDiskRatioToHashLimit: 0.7 },
   }) + '\n',
 );

@@ -17,6 +17,7 @@
  */
 import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
+import { loadavg } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 
@@ -49,7 +50,7 @@ const GOALS: Record<string, Goal[]> = {
   ],
 };
 
-const BENCHES = ['verify', 'serial', 'director', 'agent'];
+const BENCHES = ['verify', 'serial', 'director', 'agent', 'conformance'];
 
 const { values } = parseArgs({ options: { only: { type: 'string' }, soak: { type: 'boolean' }, timeout: { type: 'string' }, help: { type: 'boolean', short: 'h' } } });
 if (values.help) {
@@ -103,6 +104,7 @@ function format(v: unknown): string {
   return String(v);
 }
 
+const loadAtStart = loadavg().map((x) => x.toFixed(2)).join(' ');
 const rows: string[][] = [];
 const notes: string[] = [];
 let missed = 0;
@@ -168,5 +170,7 @@ console.log('\n' + line(header));
 console.log(widths.map((w) => '-'.repeat(w)).join('  '));
 for (const r of rows) console.log(line(r));
 if (notes.length > 0) console.log('\nOther figures:\n' + notes.map((n) => `  ${n}`).join('\n'));
+// Figures are only comparable on a quiet machine (load under 0.5 at the start).
+console.log(`\nload average (1, 5, 15 min): ${loadAtStart} at the start, ${loadavg().map((x) => x.toFixed(2)).join(' ')} at the end`);
 console.log(missed === 0 ? '\nall goals met' : `\n${missed} goal(s) missed or benchmark(s) failed`);
 process.exitCode = missed === 0 ? 0 : 1;

@@ -7,11 +7,16 @@
  *   targets-10000:   one targets role listing 10,000 targets;
  *   delegations-50:  50 delegated roles (paths `*`, 20 targets each), the target in
  *                    the last one, so every role is fetched and verified.
+ *   fanout-500:      the same with 500 roles under targets (5 targets each);
+ *   chain-500:       500 roles in a chain (targets -> r0 -> r1 -> ... -> r499), each
+ *                    delegating `*` to the next, the target in the last.
+ * The 500-role cases raise both clients' delegation cap to 512.
  * Prints one JSON line per case: {"bench":"verify","case",...,"ratioVsTufJs"},
- * where ratioVsTufJs = tuf-js median time / upfleet median time.
+ * where ratioVsTufJs = tuf-js median time / upfleet median time (goal: 5 for the
+ * delegation cases, 3 for targets-10000), with the 1-minute load average at the end.
  */
 import { mkdtempSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Updater as TufJsUpdater } from 'tuf-js';
 import { RepositoryBuilder } from '../core/src/repository.ts';
@@ -23,7 +28,6 @@ import { DirectoryMetadataStore } from '../agent/src/tuf/directory-store.ts';
 import { serveFiles } from '../test/interop/static-server.ts';
 
 const ITERATIONS = process.env.BENCH_ITERATIONS === undefined ? undefined : Number(process.env.BENCH_ITERATIONS);
-const MAX_DELEGATIONS = 64;
 
 interface Case {
   name: string;
@@ -33,6 +37,10 @@ interface Case {
   iterations: number;
   /** An untimed first run per client (pointless when one run takes a minute). */
   warmUp: boolean;
+  /** Both clients' cap on the roles one search visits. */
+  maxDelegations: number;
+  /** The least ratioVsTufJs wanted (run-all's default for verify when absent). */
+  goal?: number;
 }
 
 function targetsCase(): Case {
@@ -42,16 +50,28 @@ function targetsCase(): Case {
       custom: { hardwareIds: [`ecu-${i % 50}`], releaseCounter: i, version: `1.0.${i}` },
     });
   }
-  return { name: 'targets-10000', repo, target: 'images/ecu-49/firmware-9999.bin', iterations: ITERATIONS ?? 3, warmUp: false };
+  return { name: 'targets-10000', repo, target: 'images/ecu-49/firmware-9999.bin', iterations: ITERATIONS ?? 3, warmUp: false, maxDelegations: 64 };
 }
 
-function delegationsCase(): Case {
+function fanOutCase(name: string, roles: number, targetsPerRole: number, iterations: number): Case {
   const repo = new RepositoryBuilder({ now: new Date() });
-  for (let r = 0; r < 50; r++) {
+  for (let r = 0; r < roles; r++) {
     repo.delegate('targets', { name: `supplier-${r}`, paths: ['*'] });
-    for (let i = 0; i < 20; i++) repo.addTarget(`s${r}-image-${i}.bin`, utf8(`supplier ${r} image ${i}`), { role: `supplier-${r}` });
+    for (let i = 0; i < targetsPerRole; i++) repo.addTarget(`s${r}-image-${i}.bin`, utf8(`supplier ${r} image ${i}`), { role: `supplier-${r}` });
   }
-  return { name: 'delegations-50', repo, target: 's49-image-19.bin', iterations: ITERATIONS ?? 7, warmUp: true };
+  const target = `s${roles - 1}-image-${targetsPerRole - 1}.bin`;
+  return { name, repo, target, iterations: ITERATIONS ?? iterations, warmUp: true, maxDelegations: roles <= 50 ? 64 : 512, goal: 5 };
+}
+
+function chainCase(): Case {
+  const repo = new RepositoryBuilder({ now: new Date() });
+  let parent = 'targets';
+  for (let r = 0; r < 500; r++) {
+    repo.delegate(parent, { name: `r${r}`, paths: ['*'] });
+    parent = `r${r}`;
+  }
+  repo.addTarget('deep.bin', utf8('at the end of the chain'), { role: parent });
+  return { name: 'chain-500', repo, target: 'deep.bin', iterations: ITERATIONS ?? 3, warmUp: true, maxDelegations: 512, goal: 5 };
 }
 
 function median(xs: number[]): number {
@@ -80,7 +100,7 @@ async function run(c: Case): Promise<void> {
       fetcher: new HttpFetcher(DEFAULT_LIMITS),
       store: new DirectoryMetadataStore(dir),
       now: new Date(),
-      maxDelegations: MAX_DELEGATIONS,
+      maxDelegations: c.maxDelegations,
     });
     await updater.refresh();
     const found = await updater.findTarget(c.target);
@@ -95,7 +115,7 @@ async function run(c: Case): Promise<void> {
     const updater = new TufJsUpdater({
       metadataDir: dir,
       metadataBaseUrl: `${server.url}metadata`,
-      config: { maxDelegations: MAX_DELEGATIONS },
+      config: { maxDelegations: c.maxDelegations },
     });
     await updater.refresh();
     const info = await updater.getTargetInfo(c.target);
@@ -125,6 +145,8 @@ async function run(c: Case): Promise<void> {
         upfleetMs: Number(upfleetMs.toFixed(1)),
         tufJsMs: Number(tufJsMs.toFixed(1)),
         ratioVsTufJs: Number((tufJsMs / upfleetMs).toFixed(2)),
+        ...(c.goal !== undefined && { goals: { ratioVsTufJs: c.goal } }),
+        loadAvg1m: Number(loadavg()[0]!.toFixed(2)),
       }),
     );
   } finally {
@@ -135,6 +157,12 @@ async function run(c: Case): Promise<void> {
 
 // BENCH_CASES=delegations-50 (comma-separated) runs a subset.
 const only = process.env.BENCH_CASES?.split(',');
-for (const [name, make] of [['targets-10000', targetsCase], ['delegations-50', delegationsCase]] as const) {
+const cases: Array<[string, () => Case]> = [
+  ['targets-10000', targetsCase],
+  ['delegations-50', () => fanOutCase('delegations-50', 50, 20, 7)],
+  ['fanout-500', () => fanOutCase('fanout-500', 500, 5, 3)],
+  ['chain-500', chainCase],
+];
+for (const [name, make] of cases) {
   if (!only || only.includes(name)) await run(make());
 }

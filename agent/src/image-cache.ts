@@ -16,11 +16,12 @@
  *   file, so the retry resumes.
  */
 import { closeSync, createReadStream, existsSync, fsyncSync, mkdirSync, openSync, readdirSync, renameSync, rmSync, statSync } from 'node:fs';
-import { open, type FileHandle } from 'node:fs/promises';
+import { open } from 'node:fs/promises';
 import { join } from 'node:path';
-import { DownloadError, LengthLimitError, LengthOrHashMismatchError, MultiHasher, isSupportedHash, type HashAlgorithm } from '@upfleet/core';
+import { DownloadError, LengthLimitError, LengthOrHashMismatchError, isSupportedHash, type HashAlgorithm } from '@upfleet/core';
 import type { HttpFetcher } from './fetcher.ts';
 import { ReceiveBufferReleaser } from './gc-pressure.ts';
+import { ImageSink } from './image-sink.ts';
 
 export interface ImageTarget {
   name: string;
@@ -119,16 +120,21 @@ export class ImageCache {
     const res = offset < target.length ? await this.fetcher.stream({ url, offset, maxLength: target.length }) : undefined;
     // The server ignored Range and sends the whole image: start over.
     if (res && res.start !== offset) offset = 0;
-    const hasher = new MultiHasher(algorithms(target));
-    if (offset > 0) {
-      const releaser = new ReceiveBufferReleaser(RELEASE_EVERY);
-      for await (const chunk of createReadStream(partial, { start: 0, end: offset - 1, highWaterMark: 1 << 20 })) {
-        hasher.update(chunk as Buffer);
-        releaser.received((chunk as Buffer).byteLength);
+    const sink = new ImageSink(algorithms(target), target.length);
+    try {
+      if (offset > 0) {
+        const releaser = new ReceiveBufferReleaser(RELEASE_EVERY);
+        for await (const chunk of createReadStream(partial, { start: 0, end: offset - 1, highWaterMark: 1 << 20 })) {
+          await sink.push(chunk as Buffer);
+          releaser.received((chunk as Buffer).byteLength);
+        }
+        await sink.flush();
       }
+      await this.#receive(target, partial, url, offset, res, sink, onProgress);
+      this.#check(target, partial, await sink.digestHex());
+    } finally {
+      await sink.close();
     }
-    await this.#receive(target, partial, url, offset, res, hasher, onProgress);
-    this.#check(target, partial, hasher.digestHex());
   }
 
   async #receive(
@@ -137,14 +143,14 @@ export class ImageCache {
     url: string,
     offset: number,
     res: { body: AsyncIterable<Uint8Array> } | undefined,
-    hasher: MultiHasher,
+    sink: ImageSink,
     onProgress?: (done: number, total: number) => void,
   ): Promise<void> {
     const file = await open(partial, offset === 0 ? 'w' : 'r+');
-    // Writes are batched (1 MiB) and run on the thread pool while the main thread
-    // hashes the next bytes; two fixed batch buffers, whatever the image size.
-    // On any failure the bytes received so far are still written, so a retry resumes after them.
-    const writer = new BatchWriter(file, offset);
+    // Batches are written on the thread pool and hashed on workers while this thread
+    // receives the next bytes (image-sink.ts). On any failure the bytes written so far
+    // stay, so a retry resumes after them.
+    sink.writeTo(file, offset);
     // Bounds the dead socket buffers awaiting collection (see gc-pressure.ts).
     const releaser = new ReceiveBufferReleaser(RELEASE_EVERY);
     let done = offset;
@@ -152,15 +158,14 @@ export class ImageCache {
       if (res) {
         for await (const chunk of res.body) {
           if (done + chunk.byteLength > target.length) throw new LengthLimitError(url, target.length, done + chunk.byteLength);
-          hasher.update(chunk);
-          await writer.push(chunk);
+          await sink.push(chunk);
           done += chunk.byteLength;
           releaser.received(chunk.byteLength);
           onProgress?.(done, target.length);
         }
       }
     } finally {
-      await writer.flush().finally(() => file.truncate(done).then(() => file.sync())).finally(() => file.close());
+      await sink.flush().finally(() => file.truncate(sink.written).then(() => file.sync())).finally(() => file.close());
     }
     if (done !== target.length) throw new DownloadError(`${url}: ${done} of ${target.length} bytes`);
   }
@@ -213,66 +218,8 @@ export class ImageCache {
   }
 }
 
-const BATCH = 1 << 20;
 /** Bytes received between two young-generation collections. */
 const RELEASE_EVERY = 4 << 20;
-
-/**
- * Sequential writes at increasing positions through two fixed 1 MiB buffers:
- * received bytes are copied into one while the other is written (on the thread
- * pool), so memory stays at 2 MiB whatever the image size, and the socket's
- * buffers die young instead of living on in a pending batch (which would get
- * them promoted to V8's old generation and kept until a full collection).
- */
-class BatchWriter {
-  #filling = Buffer.allocUnsafeSlow(BATCH);
-  #spare = Buffer.allocUnsafeSlow(BATCH);
-  #size = 0;
-  #inFlight: Promise<unknown> = Promise.resolve();
-
-  constructor(
-    private readonly file: FileHandle,
-    private position: number,
-  ) {}
-
-  async push(chunk: Uint8Array): Promise<void> {
-    let from = 0;
-    while (from < chunk.byteLength) {
-      const n = Math.min(chunk.byteLength - from, BATCH - this.#size);
-      this.#filling.set(chunk.subarray(from, from + n), this.#size);
-      this.#size += n;
-      from += n;
-      if (this.#size === BATCH) await this.#start();
-    }
-  }
-
-  async flush(): Promise<void> {
-    if (this.#size > 0) await this.#start();
-    await this.#inFlight;
-  }
-
-  async #start(): Promise<void> {
-    // The spare buffer is free again only once its write is done.
-    await this.#inFlight;
-    const buffer = this.#filling;
-    const size = this.#size;
-    const at = this.position;
-    this.position += size;
-    this.#filling = this.#spare;
-    this.#spare = buffer;
-    this.#size = 0;
-    this.#inFlight = writeFully(this.file, buffer.subarray(0, size), at);
-  }
-}
-
-/** write() until every byte is out (a short write is rare on regular files). */
-async function writeFully(file: FileHandle, bytes: Buffer, at: number): Promise<void> {
-  let done = 0;
-  while (done < bytes.byteLength) {
-    const { bytesWritten } = await file.write(bytes, done, bytes.byteLength - done, at + done);
-    done += bytesWritten;
-  }
-}
 
 function readdir(dir: string): string[] {
   return existsSync(dir) ? readdirSync(dir) : [];

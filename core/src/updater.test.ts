@@ -14,6 +14,7 @@ import type { Timestamp } from './metadata/timestamp.ts';
 import {
   BadVersionError,
   ExpiredMetadataError,
+  HttpError,
   LengthLimitError,
   LengthOrHashMismatchError,
   UnlistedRoleError,
@@ -373,13 +374,16 @@ describe('Updater', () => {
       assert.equal(found?.role, 'targets');
     });
 
-    it('searches depth first in listed order and persists the roles it loaded', async () => {
+    it('searches depth first in listed order and trusts and persists only the roles it reached', async () => {
       const c = delegated();
-      const found = await c.updater().findTarget('a/x.bin');
+      const updater = c.updater();
+      const found = await updater.findTarget('a/x.bin');
       assert.equal(found?.role, 'a-deep');
-      assert.deepEqual(c.fetcher.metadataRequests.slice(4), ['1.a.json', '1.a-deep.json']);
-      assert.ok(c.store.files.has('a-deep.json'));
+      assert.ok(c.store.files.has('a.json') && c.store.files.has('a-deep.json'));
+      // b was fetched ahead (it was next on the stack), but the search ended before it.
+      assert.ok(c.fetcher.metadataRequests.includes('1.b.json'));
       assert.ok(!c.store.files.has('b.json'));
+      assert.equal(updater.trustedSet.get('b'), undefined);
     });
 
     it('asks for durable writes of the trust state only (root, timestamp, snapshot), not of targets roles', async () => {
@@ -403,7 +407,76 @@ describe('Updater', () => {
     it('returns undefined for a target no role lists, after visiting each matching role once', async () => {
       const c = delegated();
       assert.equal(await c.updater().findTarget('a/none.bin'), undefined);
-      assert.deepEqual(c.fetcher.metadataRequests.slice(4), ['1.a.json', '1.a-deep.json', '1.b.json']);
+      assert.deepEqual(c.fetcher.metadataRequests.slice(4).sort(), ['1.a-deep.json', '1.a.json', '1.b.json']);
+    });
+
+    describe('fetching ahead of the search', () => {
+      /** Serves `role` signed by a key no delegator lists. */
+      function forge(c: Client, role: string): void {
+        serveResigned(c, `metadata/1.${role}.json`, role, () => {}, [Ed25519Signer.generate()]);
+        c.repo.snapshot.meta[`${role}.json`] = new MetaFile(1);
+        c.repo.touch('snapshot');
+        c.repo.commit();
+      }
+
+      it('ignores a fetched-ahead role with a bad signature that the search never reaches', async () => {
+        const c = delegated();
+        forge(c, 'b');
+        const updater = c.updater();
+        assert.equal((await updater.findTarget('a/x.bin'))?.role, 'a-deep');
+        assert.ok(c.fetcher.metadataRequests.includes('1.b.json'));
+        assert.equal(updater.trustedSet.get('b'), undefined);
+        assert.ok(!c.store.files.has('b.json'));
+      });
+
+      it('ignores a fetched-ahead role the source cannot give when the search never reaches it', async () => {
+        const c = delegated();
+        c.fetcher.missing.add('metadata/1.b.json');
+        assert.equal((await c.updater().findTarget('a/x.bin'))?.role, 'a-deep');
+        assert.ok(c.fetcher.metadataRequests.includes('1.b.json'));
+      });
+
+      it('refuses a fetched-ahead role with a bad signature once the search reaches it, fetching it once', async () => {
+        const c = delegated();
+        forge(c, 'b');
+        await assertRejectsWith(() => c.updater().findTarget('a/none.bin'), UnsignedMetadataError, { role: 'b' });
+        assert.equal(c.fetcher.metadataRequests.filter((r) => r === '1.b.json').length, 1);
+        assert.ok(!c.store.files.has('b.json'));
+      });
+
+      it('reports the failed fetch of a fetched-ahead role once the search reaches it', async () => {
+        const c = delegated();
+        c.fetcher.missing.add('metadata/1.b.json');
+        await assertRejectsWith(() => c.updater().findTarget('a/none.bin'), HttpError, { status: 404 });
+      });
+
+      it('verifies a fetched-ahead role against the delegator the search reached it through', async () => {
+        // b and c both delegate "shared" with different keys; the copy served is signed by c's key only.
+        const c = setup((repo) => {
+          repo.delegate('targets', { name: 'b', paths: ['x/*'] });
+          repo.delegate('targets', { name: 'c', paths: ['x/*'] });
+          repo.delegate('c', { name: 'shared', paths: ['x/*'] });
+          repo.addTarget('x/1', utf8('1'), { role: 'shared' });
+          const cKey = repo.signersOf('shared')[0]!.key;
+          const bKey = Ed25519Signer.generate().key;
+          repo.targetsOf('b').delegations = new Delegations({ [bKey.keyid]: bKey }, [new DelegatedRole('shared', [bKey.keyid], 1, false, ['x/*'])]);
+          assert.notEqual(cKey.keyid, bKey.keyid);
+        });
+        const updater = c.updater();
+        await assertRejectsWith(() => updater.findTarget('x/1'), UnsignedMetadataError, { role: 'shared' });
+        assert.ok(!updater.trustedSet.isTrustedVia('shared', 'b'));
+        assert.ok(!c.store.files.has('shared.json'));
+      });
+
+      it('fetches only roles the snapshot lists', async () => {
+        const c = delegated();
+        serveResigned(c, 'metadata/1.snapshot.json', 'snapshot', (md) => delete (md.signed as Snapshot).meta['b.json']);
+        serveResigned(c, 'metadata/timestamp.json', 'timestamp', (md) => {
+          (md.signed as Timestamp).snapshotMeta = new MetaFile(1);
+        });
+        assert.equal((await c.updater().findTarget('a/x.bin'))?.role, 'a-deep');
+        assert.ok(!c.fetcher.metadataRequests.some((r) => r.includes('b.json')));
+      });
     });
 
     describe('listTargets', () => {
@@ -499,6 +572,8 @@ describe('Updater', () => {
           repo.addTarget('t', utf8('t'), { role: 'r3' });
         });
         assert.equal(await c.updater({ maxDelegations: 2 }).findTarget('t'), undefined);
+        // Not even fetched ahead: the cap bounds what is fetched, not only what is trusted.
+        assert.deepEqual(c.fetcher.metadataRequests.filter((r) => /^1\.r\d\.json$/.test(r)).sort(), ['1.r0.json', '1.r1.json']);
         assert.equal((await c.updater().findTarget('t'))?.role, 'r3');
       });
     });

@@ -20,6 +20,14 @@
  * - 5.3.11: a new root that changes the timestamp or snapshot keys deletes the
  *   stored timestamp and snapshot before it is itself persisted (fast-forward recovery).
  * - One refresh per Updater; `findTarget` refreshes first if needed.
+ * - The target search fetches ahead: the next roles on its stack (at most
+ *   PREFETCH_WINDOW, never more than the delegation cap lets it visit, and only
+ *   roles the snapshot lists) are fetched in parallel. Fetching early is not
+ *   trusting early: fetched bytes are held, unparsed, until the search reaches the
+ *   role through its delegator, and are then verified exactly as if fetched then
+ *   (against that delegator's keys and threshold and the snapshot's version and
+ *   hashes). A held copy the search never reaches is dropped unread, and a failed
+ *   early fetch is reported only if the search reaches that role.
  * - A target's bytes are returned only after their length and every listed hash
  *   (all of a known algorithm) match.
  */
@@ -27,7 +35,7 @@ import { TrustedMetadataSet, DEFAULT_MAX_LENGTH } from './trusted-set.ts';
 import type { AnySigned } from './metadata/envelope.ts';
 import type { Root } from './metadata/root.ts';
 import type { Targets } from './metadata/targets.ts';
-import type { TargetFile } from './metadata/file-info.ts';
+import type { MetaFile, TargetFile } from './metadata/file-info.ts';
 import type { RoleType } from './metadata/signed.ts';
 import { EqualVersionError, HttpError, IncompleteBundleError, MetadataTooLargeError, RepositoryError, UnlistedRoleError, UsageError } from './errors.ts';
 
@@ -127,6 +135,19 @@ export function storeSource(repo: string, store: MetadataStore): RoleSource {
  */
 const DURABLE_ROLES: ReadonlySet<string> = new Set(['root', 'timestamp', 'snapshot']);
 
+/** Most roles the target search fetches ahead of the one it is verifying. */
+const PREFETCH_WINDOW = 16;
+
+/**
+ * A targets role fetched ahead of the search, not yet trusted: the stored copy if
+ * there is one (verified first, as always), else the source's answer, whose
+ * failure is held until the search asks for it.
+ */
+interface Prefetched {
+  local: Uint8Array | undefined;
+  remote: Promise<Uint8Array> | undefined;
+}
+
 export interface UpdaterOptions {
   /** Where new metadata comes from; by default the network at metadataBaseUrl through fetcher. */
   source?: RoleSource;
@@ -175,6 +196,7 @@ export class Updater {
   #trusted: TrustedMetadataSet | undefined;
   #refreshed = false;
   #writes = new Map<string, Promise<void>>();
+  #prefetched = new Map<string, Promise<Prefetched>>();
 
   constructor(options: UpdaterOptions) {
     this.#options = options;
@@ -270,6 +292,7 @@ export class Updater {
         }
       }
       toVisit.push(...children.reverse());
+      this.#prefetchAhead(toVisit, visited, maxDelegations + 1 - visited.size);
     }
     return undefined;
   }
@@ -306,6 +329,30 @@ export class Updater {
       }
       return found;
     });
+  }
+
+  /**
+   * Starts fetching the roles the search will visit next (the top of its stack,
+   * skipping roles already visited), at most PREFETCH_WINDOW and `remaining` of them.
+   * Roles the snapshot does not list are left for the search to refuse.
+   */
+  #prefetchAhead(toVisit: ReadonlyArray<[role: string, delegator: string]>, visited: ReadonlySet<string>, remaining: number): void {
+    const trusted = this.#trusted!;
+    const window = Math.min(PREFETCH_WINDOW, remaining);
+    const ahead = new Set<string>();
+    for (let i = toVisit.length - 1; i >= 0 && ahead.size < window; i--) {
+      const [role, delegator] = toVisit[i]!;
+      if (visited.has(role) || ahead.has(role)) continue;
+      ahead.add(role);
+      if (this.#prefetched.has(role) || trusted.isTrustedVia(role, delegator)) continue;
+      const meta = trusted.snapshot!.meta[`${role}.json`];
+      if (!meta) continue;
+      const prefetched = this.#options.store.read(metadataFileName(role)).then((local) => ({
+        local,
+        remote: local ? undefined : quietly(this.#fetchRole(role, meta)),
+      }));
+      this.#prefetched.set(role, quietly(prefetched));
+    }
   }
 
   /** Where a found target is served (consistent snapshots: `<dir/><first hash>.<basename>`). */
@@ -385,27 +432,42 @@ export class Updater {
     this.#persist('snapshot', bytes);
   }
 
-  /** 5.6/5.7: a targets role, trusted via this delegator already, or local, or remote. */
+  /**
+   * 5.6/5.7: a targets role, trusted via this delegator already, or local, or remote
+   * (fetched now, or earlier by #prefetchAhead: verified the same way either way).
+   */
   async #loadTargets(role: string, delegator: string): Promise<Targets> {
     const trusted = this.#trusted!;
     if (trusted.isTrustedVia(role, delegator)) return trusted.get(role) as Targets;
-    const local = await this.#tryLocal(role, (bytes) => trusted.updateDelegatedTargets(bytes, role, delegator));
-    if (local) return local;
+    const prefetched = this.#prefetched.get(role);
+    this.#prefetched.delete(role);
+    const { local, remote } = prefetched ? await prefetched : { local: await this.#options.store.read(metadataFileName(role)), remote: undefined };
+    const verified = local && this.#tryVerify(() => trusted.updateDelegatedTargets(local, role, delegator));
+    if (verified) return verified;
     const meta = trusted.snapshot!.meta[`${role}.json`];
     if (!meta) throw new UnlistedRoleError(role); // 5.6.1, before fetching anything
-    const bytes = await this.#source.role(role, this.#versionFor(meta.version), meta.length ?? this.#maxLength.targets);
+    const bytes = await (remote ?? this.#fetchRole(role, meta));
     const targets = trusted.updateDelegatedTargets(bytes, role, delegator);
     this.#accept(role, targets);
     this.#persist(role, bytes);
     return targets;
   }
 
+  /** A targets role's bytes from the source, at the version and within the length the snapshot lists. */
+  #fetchRole(role: string, meta: MetaFile): Promise<Uint8Array> {
+    return this.#source.role(role, this.#versionFor(meta.version), meta.length ?? this.#maxLength.targets);
+  }
+
   /** Runs `update` on the stored copy of `role`; a missing or refused copy gives undefined. */
   async #tryLocal<T>(role: string, update: (bytes: Uint8Array) => T): Promise<T | undefined> {
     const bytes = await this.#options.store.read(metadataFileName(role));
-    if (!bytes) return undefined;
+    return bytes && this.#tryVerify(() => update(bytes));
+  }
+
+  /** `update`'s result, or undefined if it refuses the bytes (a RepositoryError). */
+  #tryVerify<T>(update: () => T): T | undefined {
     try {
-      return update(bytes);
+      return update();
     } catch (e) {
       if (e instanceof RepositoryError) return undefined;
       throw e;
@@ -460,6 +522,12 @@ function rolesRekeyed(previous: Root, next: Root, roles: ReadonlyArray<'timestam
     const keys = (r: typeof a, root: Root) => r.keyids.map((id) => JSON.stringify(root.keys[id] ?? id)).sort().join();
     return a.threshold !== b.threshold || keys(a, previous) !== keys(b, next);
   });
+}
+
+/** `promise`, with its rejection marked handled: whoever awaits it later still sees it. */
+function quietly<T>(promise: Promise<T>): Promise<T> {
+  promise.catch(() => {});
+  return promise;
 }
 
 function withSlash(url: string): string {

@@ -15,13 +15,15 @@ export class SimulatorFetcher implements Fetcher {
   readonly requests: string[] = [];
   /** Files served instead of (or in addition to) the builder's: repository path -> bytes. */
   readonly overrides = new Map<string, Uint8Array>();
+  /** Repository paths answered with a 404 even if the builder has them. */
+  readonly missing = new Set<string>();
 
   constructor(readonly repo: RepositoryBuilder) {}
 
   async fetch(url: string, maxLength: number): Promise<Uint8Array> {
     this.requests.push(url);
     const path = decodeURIComponent(url.replace('https://repo.test/', ''));
-    const bytes = this.overrides.get(path) ?? this.repo.files.get(path);
+    const bytes = this.missing.has(path) ? undefined : (this.overrides.get(path) ?? this.repo.files.get(path));
     if (!bytes) throw new HttpError(url, 404);
     if (bytes.byteLength > maxLength) throw new LengthLimitError(url, maxLength, bytes.byteLength);
     return bytes;
