@@ -43,6 +43,7 @@ import { buildSteps, reportFor, type ProgressEvent, type StoredResult } from './
 import { Runner, StateStore, crashHookFromEnv, type CycleResult } from './machine/runner.ts';
 import type { FailureRecord, PlannedInstall, State } from './machine/states.ts';
 import { LocalInstallSecondary } from './secondaries/local-install.ts';
+import { RaucPrimary } from './secondaries/rauc-primary.ts';
 import type { Secondary, SecondaryInfo } from './secondaries/secondary.ts';
 import { writeFileAtomic } from './atomic-file.ts';
 import { Reconnect, type ReconnectOptions } from './reconnect.ts';
@@ -169,14 +170,16 @@ export async function createAgent(config: AgentConfig, options: AgentOptions = {
   images.prune(imagesStillNeeded(stateStore.load().state));
   const facts = new ProgressFacts(images, kv);
 
-  const primary = new LocalInstallSecondary({
-    ecuSerial: config.ecus.primary.serial,
-    hardwareId: config.ecus.primary.hardwareId,
-    installCommand: config.ecus.primary.installCommand,
-    timeoutSeconds: config.ecus.primary.installTimeoutSeconds,
+  const primary = primaryInstaller({
+    config,
     signer: lazySigner,
-    dir: join(config.storageDir, 'primary'),
     now,
+    env,
+    log,
+    // The default health check of a new slot: the director answers this device.
+    directorReachable: async () => {
+      await directorFetcher.fetch(`${director.deviceBase}/metadata/timestamp.json`, limits.maxMetadataBytes);
+    },
   });
   const secondaries = options.secondaries ?? (await serialDrivers(config));
   const ecus = new Map<string, Secondary>([[primary.ecuSerial, primary]]);
@@ -187,6 +190,9 @@ export async function createAgent(config: AgentConfig, options: AgentOptions = {
   }
 
   let mqtt: MqttChannel | undefined;
+  let stopped!: () => void;
+  /** Resolves on close: the run loop stops even when a cycle never settles (a restart is under way). */
+  const stopping = new Promise<'stopped'>((resolve) => (stopped = () => resolve('stopped')));
   let wake: (() => void) | undefined;
   let wakeRequested = false;
   let closed = false;
@@ -372,7 +378,8 @@ export async function createAgent(config: AgentConfig, options: AgentOptions = {
       wakeRequested = false;
       let waitMs = config.pollIntervalSeconds * 1000;
       try {
-        const outcome = await checkOnce();
+        const outcome = await Promise.race([checkOnce(), stopping]);
+        if (outcome === 'stopped') break;
         log.info({ result: outcome.result, failure: outcome.failure?.message, undelivered: outcome.undelivered }, 'cycle done');
         const unreachable = directorUnreachable(outcome);
         if (unreachable) waitMs = Math.min(waitMs, directorLink.failed(unreachable));
@@ -429,15 +436,53 @@ export async function createAgent(config: AgentConfig, options: AgentOptions = {
   async function close(): Promise<void> {
     if (closed && !db.open) return;
     closed = true;
+    stopped();
     wake?.();
     await control?.close();
-    await cycling?.catch(() => undefined);
+    // A cycle waiting for the machine to restart never ends in this boot: do not wait for it.
+    const restarting = primary instanceof RaucPrimary ? primary.rebootRequested : new Promise<void>(() => undefined);
+    await Promise.race([cycling?.catch(() => undefined), restarting]);
     await mqtt?.close().catch(() => undefined);
     for (const e of ecus.values()) await e.close().catch(() => undefined);
     db.close();
   }
 
   return { config, provision, checkOnce, run, status, close };
+}
+
+/** Reads this boot's ID; UPFLEET_TEST_BOOT_ID replaces it in test mode (a simulated restart). */
+export function bootIdReader(env: NodeJS.ProcessEnv): () => string {
+  const hooks = env.NODE_ENV === 'test' || env.UPFLEET_ENABLE_TEST_HOOKS === '1';
+  if (hooks && env.UPFLEET_TEST_BOOT_ID) return () => env.UPFLEET_TEST_BOOT_ID!;
+  return () => readFileSync('/proc/sys/kernel/random/boot_id', 'utf8').trim();
+}
+
+/** The primary's own installer, as configured (config.ts PrimaryInstaller). */
+function primaryInstaller(o: {
+  config: AgentConfig;
+  signer: Signer;
+  now: () => Date;
+  env: NodeJS.ProcessEnv;
+  log: Logger;
+  directorReachable: () => Promise<void>;
+}): LocalInstallSecondary | RaucPrimary {
+  const { serial, hardwareId, installer } = o.config.ecus.primary;
+  const dir = join(o.config.storageDir, 'primary');
+  if (installer.type === 'handler') {
+    return new LocalInstallSecondary({ ecuSerial: serial, hardwareId, installCommand: installer.command, timeoutSeconds: installer.timeoutSeconds, signer: o.signer, dir, now: o.now });
+  }
+  return new RaucPrimary({
+    ecuSerial: serial,
+    hardwareId,
+    installer,
+    signer: o.signer,
+    dir,
+    directorReachable: o.directorReachable,
+    bootId: bootIdReader(o.env),
+    log: (msg, fields) => o.log.info({ ecuSerial: serial, ...fields }, msg),
+    env: o.env,
+    now: o.now,
+  });
 }
 
 /**
