@@ -1,8 +1,15 @@
 // System packages the tests and the demo use, installed here so that a fresh
-// machine needs no manual step. socat makes the pty pairs of the serial tests.
+// machine needs no manual step. socat makes the pty pairs of the serial tests; rauc (with
+// mksquashfs, dbus-daemon and openssl) runs the RAUC installer's tests for real.
 import { spawnSync } from 'node:child_process';
 
-const TOOLS = [{ command: 'socat', debianPackage: 'socat' }];
+const TOOLS = [
+  { command: 'socat', debianPackage: 'socat' },
+  { command: 'rauc', debianPackage: 'rauc' },
+  { command: 'mksquashfs', debianPackage: 'squashfs-tools' },
+  { command: 'dbus-daemon', debianPackage: 'dbus-daemon' },
+  { command: 'openssl', debianPackage: 'openssl' },
+];
 
 function has(command) {
   return spawnSync('sh', ['-c', `command -v ${command}`], { stdio: 'ignore' }).status === 0;
