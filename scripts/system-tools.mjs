@@ -1,6 +1,7 @@
 // System packages the tests and the demo use, installed here so that a fresh
 // machine needs no manual step. socat makes the pty pairs of the serial tests; rauc (with
-// mksquashfs, dbus-daemon and openssl) runs the RAUC installer's tests for real.
+// mksquashfs, dbus-daemon and openssl) runs the RAUC installer's tests for real; the
+// Type=notify test runs systemd-notify against a python3 receiver.
 import { spawnSync } from 'node:child_process';
 
 const TOOLS = [
@@ -9,6 +10,9 @@ const TOOLS = [
   { command: 'mksquashfs', debianPackage: 'squashfs-tools' },
   { command: 'dbus-daemon', debianPackage: 'dbus-daemon' },
   { command: 'openssl', debianPackage: 'openssl' },
+  // systemd-notify and a stand-in for the manager's notify socket (Node cannot receive Unix datagrams).
+  { command: 'systemd-notify', debianPackage: 'systemd' },
+  { command: 'python3', debianPackage: 'python3-minimal' },
 ];
 
 function has(command) {

@@ -48,6 +48,7 @@ import type { Secondary, SecondaryInfo } from './secondaries/secondary.ts';
 import { writeFileAtomic } from './atomic-file.ts';
 import { Reconnect, type ReconnectOptions } from './reconnect.ts';
 import { controlSocketPath, listenControl, type ControlServer } from './control-socket.ts';
+import { Liveness, serviceNotifier } from './systemd-notify.ts';
 
 /** After a failed delivery, progress waits this long before it tries again (the cycle's own deliveries do not wait). */
 const PROGRESS_RETRY_MS = 10_000;
@@ -233,10 +234,14 @@ export async function createAgent(config: AgentConfig, options: AgentOptions = {
     return flushing;
   };
 
+  // The systemd watchdog is fed only while the run loop is healthy (systemd-notify.ts).
+  const liveness = new Liveness(stallLimitMs(config), Date.now());
+
   // Progress reaches the director while the transfer runs: rate-limited, coalesced in
   // the outbox, sent in the background. Nothing here may fail or hold up the update.
   const throttle = new ProgressThrottle(config.progressIntervalSeconds * 1000);
   const onProgress = (p: ProgressEvent): void => {
+    liveness.beat(Date.now());
     options.onProgress?.(p);
     if (!throttle.admit(p, Date.now())) return;
     try {
@@ -279,8 +284,10 @@ export async function createAgent(config: AgentConfig, options: AgentOptions = {
       ecuCount: ecus.size,
       measure: (fact, state) => facts.measure(fact, state),
       hooks: {
-        onTransition: (from, event, to) =>
-          log.info({ from: from.name, event: event.type, to: to.name, cycle: to.cycle.cycleId, ...(event.type === 'failed' && { error: event.error.message, code: (event.error as { code?: string }).code }) }, 'transition'),
+        onTransition: (from, event, to) => {
+          liveness.beat(Date.now());
+          log.info({ from: from.name, event: event.type, to: to.name, cycle: to.cycle.cycleId, ...(event.type === 'failed' && { error: event.error.message, code: (event.error as { code?: string }).code }) }, 'transition');
+        },
         ...(crashHookFromEnv(env) !== undefined && { crashAt: crashHookFromEnv(env)! }),
       },
     });
@@ -340,6 +347,8 @@ export async function createAgent(config: AgentConfig, options: AgentOptions = {
   }
 
   let control: ControlServer | undefined;
+  const notifier = serviceNotifier({ env, pid: process.pid, warn: (msg, fields) => log.warn(fields, msg) });
+  let watchdog: NodeJS.Timeout | undefined;
 
   async function run(): Promise<void> {
     control ??= await listenControl({
@@ -372,11 +381,22 @@ export async function createAgent(config: AgentConfig, options: AgentOptions = {
         ...(options.reconnect && { reconnect: options.reconnect }),
       });
     }
+    if (notifier?.watchdogIntervalMs !== undefined && !watchdog) {
+      let stalled = false;
+      watchdog = setInterval(() => {
+        const healthy = liveness.healthy(Date.now());
+        if (healthy) notifier.watchdog();
+        else if (!stalled) log.error({ stallLimitMs: stallLimitMs(config) }, 'the update cycle shows no activity: the systemd watchdog is no longer fed');
+        stalled = !healthy;
+      }, notifier.watchdogIntervalMs);
+    }
+    notifier?.ready('serving');
     // A cycle that cannot reach the director is retried with backoff, never later than the next poll.
     const directorLink = new Reconnect({ link: 'director', log, ...options.reconnect });
     while (!closed) {
       wakeRequested = false;
       let waitMs = config.pollIntervalSeconds * 1000;
+      liveness.busy(Date.now());
       try {
         const outcome = await Promise.race([checkOnce(), stopping]);
         if (outcome === 'stopped') break;
@@ -387,6 +407,7 @@ export async function createAgent(config: AgentConfig, options: AgentOptions = {
       } catch (e) {
         log.error({ error: (e as Error).message, code: (e as { code?: string }).code }, 'cycle failed');
       }
+      liveness.idle();
       if (closed) break;
       // Idle until the next cycle: give back the pages SQLite cached during this one.
       db.pragma('shrink_memory');
@@ -436,6 +457,8 @@ export async function createAgent(config: AgentConfig, options: AgentOptions = {
   async function close(): Promise<void> {
     if (closed && !db.open) return;
     closed = true;
+    if (watchdog) clearInterval(watchdog);
+    if (control) notifier?.stopping();
     stopped();
     wake?.();
     await control?.close();
@@ -445,9 +468,21 @@ export async function createAgent(config: AgentConfig, options: AgentOptions = {
     await mqtt?.close().catch(() => undefined);
     for (const e of ecus.values()) await e.close().catch(() => undefined);
     db.close();
+    await notifier?.flush();
   }
 
   return { config, provision, checkOnce, run, status, close };
+}
+
+/**
+ * How long a cycle may show no activity (no transition, no progress) before
+ * the watchdog stops being fed: twice the longest single wait the config
+ * allows (an install command, a restart, a request), plus a minute.
+ */
+export function stallLimitMs(config: AgentConfig): number {
+  const i = config.ecus.primary.installer;
+  const longest = Math.max(i.timeoutSeconds, i.type === 'rauc' ? i.rebootTimeoutSeconds : 0, config.limits.requestTimeoutSeconds);
+  return (2 * longest + 60) * 1000;
 }
 
 /** Reads this boot's ID; UPFLEET_TEST_BOOT_ID replaces it in test mode (a simulated restart). */
