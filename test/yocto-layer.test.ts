@@ -239,3 +239,22 @@ print(json.dumps({"target": t, "errors": errors}))`);
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test('the upfleet-agent wrapper passes the first-boot device ID and primary serial, and what the caller set wins', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'upfleet-wrapper-'));
+  try {
+    const wrapper = read('recipes-upfleet', 'upfleet-agent', 'files', 'upfleet-agent.sh')
+      .replaceAll('/var/lib/upfleet/device.env', join(dir, 'device.env'))
+      .replace('exec @NODE@ @MAIN@ "$@"', 'exec env');
+    writeFileSync(join(dir, 'wrapper.sh'), wrapper);
+    writeFileSync(join(dir, 'device.env'), 'UPFLEET_DEVICE_ID=abc\nUPFLEET_PRIMARY_SERIAL=abc-primary\n');
+    const envOf = (env: Record<string, string>) => {
+      const r = spawnSync('sh', [join(dir, 'wrapper.sh')], { env: { PATH: process.env.PATH!, ...env }, encoding: 'utf8' });
+      return Object.fromEntries(r.stdout.split('\n').filter((l) => l.startsWith('UPFLEET_')).map((l) => l.split('=') as [string, string]));
+    };
+    assert.deepEqual(envOf({}), { UPFLEET_DEVICE_ID: 'abc', UPFLEET_PRIMARY_SERIAL: 'abc-primary' });
+    assert.deepEqual(envOf({ UPFLEET_PRIMARY_SERIAL: 'gw-9' }), { UPFLEET_DEVICE_ID: 'abc', UPFLEET_PRIMARY_SERIAL: 'gw-9' });
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
