@@ -87,6 +87,25 @@ export class RaucClient {
     await this.#run(['install', bundle], 'install');
   }
 
+  /**
+   * RAUC's current operation (`idle`, `installing`), read from its D-Bus service
+   * with busctl: an install started by an earlier agent process may still run.
+   * @throws InstallError
+   */
+  async operation(): Promise<string> {
+    const env = this.o.env ?? process.env;
+    const bus = env.DBUS_STARTER_BUS_TYPE === 'session' ? '--user' : '--system';
+    const args = [bus, '--json=short', 'get-property', 'de.pengutronix.rauc', '/', 'de.pengutronix.rauc.Installer', 'Operation'];
+    const out = await runCommand('busctl', args, { ecuSerial: this.o.ecuSerial, phase: 'rauc operation', timeoutSeconds: this.o.timeoutSeconds, captureStdout: true, label: 'busctl', env });
+    try {
+      const data = (JSON.parse(out) as { data?: unknown }).data;
+      if (typeof data === 'string') return data;
+    } catch {
+      // reported below
+    }
+    throw new InstallError(this.o.ecuSerial, 'rauc operation', `unexpected answer: ${out.slice(0, 200)}`);
+  }
+
   /** `rauc status mark-<state> <slot>`; slot is a slot name, `booted` or `other`. @throws InstallError */
   async mark(state: 'good' | 'bad' | 'active', slot: string): Promise<void> {
     await this.#run(['status', `mark-${state}`, slot], `mark-${state}`);

@@ -141,6 +141,22 @@ describe('RaucPrimary with the real rauc', { skip }, () => {
     assert.equal((await after.info()).installed?.filename, 'gateway-1.raucb');
   });
 
+  it('waits for an install an earlier agent process left running in the RAUC service, then installs its own', async () => {
+    const earlier = join(dir, 'earlier.raucb');
+    writeFileSync(earlier, system.bundle('3.5.0', randomBytes(3_500_000)));
+    const { spawn } = await import('node:child_process');
+    const left = spawn('rauc', ['install', earlier], { env: system.env, stdio: 'ignore' });
+    const leftDone = new Promise((r) => left.once('exit', r));
+    while (system.operation() === 'idle' && left.exitCode === null) await new Promise((r) => setTimeout(r, 20));
+    const mine = randomBytes(100_000);
+    const p = primary();
+    await p.install(imageOf(system.bundle('3.6.0', mine), 'gateway-36.raucb', 5, join(dir, 'v36.raucb')));
+    await leftDone;
+    assert.deepEqual(system.slotBytes('A', mine.length), mine, 'the agent installed after the earlier install, not beside it');
+    await p.abort();
+    assert.equal(system.bootloader().primary, 'B', 'abandoned: the running slot is primary again');
+  });
+
   it('hands rauc nothing whose hashes do not match, and leaves the slots alone', async () => {
     const p = primary();
     const before = system.slotBytes('A', 4096);

@@ -90,6 +90,9 @@ export interface RaucPrimaryOptions {
   now?: () => Date;
 }
 
+/** How often a busy RAUC service is asked again. */
+const IDLE_POLL_MS = 500;
+
 /** How often the default health check asks the director while it has not answered. */
 const HEALTH_RETRY_MS = 5000;
 
@@ -202,6 +205,7 @@ export class RaucPrimary implements Secondary {
       this.#save(s);
       const bundle = await this.#bundleFile(image, onProgress);
       onProgress?.({ ecuSerial: this.ecuSerial, phase: 'flash', done: 0, total: image.length });
+      await this.#untilIdle();
       await this.#rauc.install(bundle);
       const after = await this.#rauc.status();
       if (after.bootPrimary === null || after.bootPrimary === booted) {
@@ -285,9 +289,21 @@ export class RaucPrimary implements Secondary {
       }
       return this.#restart(`back into slot ${p.bootedBefore}`);
     }
-    await this.#restorePrimary(status);
+    // An install an earlier agent process started may still run: its end switches the primary.
+    await this.#untilIdle();
+    await this.#restorePrimary(await this.#rauc.status());
     this.#save({ ...s, pending: undefined });
     rmSync(this.#staged, { force: true });
+  }
+
+  /** Waits while RAUC runs an operation (an install started before this process). @throws InstallError */
+  async #untilIdle(): Promise<void> {
+    const deadline = Date.now() + this.#o.installer.timeoutSeconds * 1000;
+    for (let op = await this.#rauc.operation(); op !== 'idle'; op = await this.#rauc.operation()) {
+      if (Date.now() > deadline) throw new InstallError(this.ecuSerial, 'install', `RAUC is still busy (${op}) after ${this.#o.installer.timeoutSeconds} s`);
+      this.#o.log?.('waiting for RAUC to finish', { operation: op });
+      await new Promise((r) => setTimeout(r, IDLE_POLL_MS));
+    }
   }
 
   /** After an install that did not stay: the running slot is the bootloader's primary again. */

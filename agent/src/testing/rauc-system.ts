@@ -26,7 +26,7 @@ import { join } from 'node:path';
 
 type BootName = 'A' | 'B';
 
-const TOOLS = ['rauc', 'mksquashfs', 'dbus-daemon', 'openssl'];
+const TOOLS = ['rauc', 'mksquashfs', 'dbus-daemon', 'openssl', 'busctl'];
 
 /** Why the real rauc cannot run on this machine (undefined: it can). */
 export function raucUnavailable(): string | undefined {
@@ -160,6 +160,11 @@ bootname=B
       rmSync(content, { recursive: true, force: true });
       rmSync(out, { force: true });
     }
+  }
+
+  /** RAUC's current operation (idle, installing), as its D-Bus service reports it. */
+  operation(): string {
+    return (JSON.parse(run('busctl', ['--user', '--json=short', 'get-property', 'de.pengutronix.rauc', '/', 'de.pengutronix.rauc.Installer', 'Operation'], this.env)) as { data: string }).data;
   }
 
   /** `rauc status` as JSON (through the service). */
