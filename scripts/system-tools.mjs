@@ -3,12 +3,21 @@
 // nginx serves an exported image repository as plain files
 // (test/e2e/static-image-repo.test.ts); chromium runs the web console's browser
 // tests (driven by playwright-core). Debian installs nginx in /usr/sbin,
-// which a non-root PATH may lack, hence the extra directories looked in.
+// which a non-root PATH may lack, hence the extra directories looked in. rauc (with
+// mksquashfs, dbus-daemon and openssl) runs the RAUC installer's tests for real; the
+// Type=notify test runs systemd-notify against a python3 receiver.
 import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 
 const TOOLS = [
   { command: 'socat', debianPackage: 'socat' },
+  { command: 'rauc', debianPackage: 'rauc' },
+  { command: 'mksquashfs', debianPackage: 'squashfs-tools' },
+  { command: 'dbus-daemon', debianPackage: 'dbus-daemon' },
+  { command: 'openssl', debianPackage: 'openssl' },
+  // systemd-notify and a stand-in for the manager's notify socket (Node cannot receive Unix datagrams).
+  { command: 'systemd-notify', debianPackage: 'systemd' },
+  { command: 'python3', debianPackage: 'python3-minimal' },
   { command: 'nginx', debianPackage: 'nginx' },
   { command: 'chromium', debianPackage: 'chromium' },
 ];
