@@ -43,7 +43,9 @@ install -m 0644 "$guest/upfleet-reboot.path" "$guest/upfleet-reboot.service" "$g
   "$guest/upfleet-vm-shell.service" "$root/etc/systemd/system/"
 install -m 0644 "$guest/agent.json" "$root/etc/upfleet/agent.json"
 install -m 0644 "$guest/system.conf" "$root/etc/rauc/system.conf"
-install -m 0644 "$guest/rauc-upfleet.conf" "$root/etc/dbus-1/system.d/rauc-upfleet.conf"
+install -m 0644 "$guest/rauc-dbus.conf" "$root/etc/dbus-1/system.d/de.pengutronix.rauc.conf"
+install -m 0644 "$guest/rauc.service" "$root/etc/systemd/system/rauc.service"
+install -D -m 0644 "$guest/de.pengutronix.rauc.service" "$root/usr/share/dbus-1/system-services/de.pengutronix.rauc.service"
 install -m 0644 "$guest/fstab" "$root/etc/fstab"
 install -m 0644 "$guest/10-vm.network" "$root/etc/systemd/network/10-vm.network"
 echo upfleet-vm > "$root/etc/hostname"
@@ -80,7 +82,8 @@ rootfs_image() { # version health(good|bad) file
     install -m 0755 "$guest/health-check" "$root/usr/libexec/upfleet/health-check"
   fi
   rm -f "$3"
-  mkfs.ext4 -q -F -L rootfs -d "$root" "$3" "${image_mb}M"
+  truncate -s "${image_mb}M" "$3"
+  mkfs.ext4 -q -F -L rootfs -d "$root" "$3"
 }
 
 bundle() { # version health name
@@ -89,7 +92,8 @@ bundle() { # version health name
   rootfs_image "$1" "$2" "$dir/rootfs.ext4"
   printf '[update]\ncompatible=upfleet-vm\nversion=%s\n\n[bundle]\nformat=verity\n\n[image.rootfs]\nfilename=rootfs.ext4\n' "$1" > "$dir/manifest.raucm"
   rm -f "$out/$3"
-  rauc bundle --cert="$work/cert.pem" --key="$work/key.pem" --mksquashfs-args="-comp zstd -Xcompression-level 3" "$dir" "$out/$3" >/dev/null
+  rauc bundle --cert="$work/cert.pem" --key="$work/key.pem" --mksquashfs-args="-comp zstd -Xcompression-level 3" "$dir" "$out/$3" 2>&1 >/dev/null \
+    | { grep -v 'No keyring given' || true; } >&2
 }
 
 # --- the disk ---------------------------------------------------------------------
@@ -121,7 +125,8 @@ cp /usr/lib/grub/i386-pc/*.mod /usr/lib/grub/i386-pc/*.lst "$bootfs/grub/i386-pc
 install -m 0644 "$guest/grub.cfg" "$bootfs/grub/grub.cfg"
 grub-editenv "$bootfs/grub/grubenv" create
 grub-editenv "$bootfs/grub/grubenv" set ORDER="A B" A_OK=1 A_TRY=0 B_OK=0 B_TRY=0
-mkfs.ext2 -q -F -L boot -d "$bootfs" "$work/boot.ext2" "${boot_mb}M"
+truncate -s "${boot_mb}M" "$work/boot.ext2"
+mkfs.ext2 -q -F -L boot -d "$bootfs" "$work/boot.ext2"
 dd if="$work/boot.ext2" of="$disk" bs=1M seek=$(( p1 / mib )) conv=notrunc,sparse status=none
 
 rootfs_image 1.0.0 good "$work/rootfs.ext4"

@@ -26,6 +26,9 @@ import { join } from 'node:path';
 import { ensureVmImage, type VmImage } from '../../scripts/vm/image.ts';
 import { GatewayWorld, GUEST_CONFIG } from './gateway-world.ts';
 
+// Interrupted: exit, so that the 'exit' handlers power the VM off and stop the ECU.
+for (const signal of ['SIGINT', 'SIGTERM'] as const) process.once(signal, () => process.exit(130));
+
 const t0 = performance.now();
 const elapsed = () => ((performance.now() - t0) / 1000).toFixed(0).padStart(5);
 const log = (line: string) => process.stderr.write(`[vm ${elapsed()} s] ${line}\n`);

@@ -75,6 +75,7 @@ export class GatewayWorld {
       const ecu = spawn(process.execPath, [join(REPO, 'device-sim', 'bin', 'upfleet-sim'), 'ecu', '--port', pty.b, '--config', join(ecuDir, 'ecu.json')], {
         stdio: ['ignore', 'pipe', 'pipe'],
       });
+      process.on('exit', () => ecu.kill('SIGKILL'));
       const ecuLog = join(dir, 'ecu.log');
       ecu.stdout!.on('data', (d: Buffer) => writeFileSync(ecuLog, d, { flag: 'a' }));
       ecu.stderr!.on('data', (d: Buffer) => writeFileSync(ecuLog, d, { flag: 'a' }));

@@ -55,6 +55,12 @@ export class VmError extends Error {
   override name = 'VmError';
 }
 
+/** qemu processes of this test process: killed when it exits, however it exits. */
+const live = new Set<ChildProcess>();
+process.on('exit', () => {
+  for (const child of live) child.kill('SIGKILL');
+});
+
 const READY = /^@@UPFLEET-READY (\S*) (\S+)$/;
 const END = /^@@UPFLEET-END (\d+) (\d+)$/;
 
@@ -90,7 +96,8 @@ export class QemuVm {
     this.#child = spawn('qemu-system-x86_64', args, { stdio: ['pipe', 'pipe', 'pipe'] });
     this.#child.stdout!.on('data', (d: Buffer) => this.#onConsole(d));
     this.#child.stderr!.on('data', (d: Buffer) => this.#console.write(`[qemu] ${d.toString()}`));
-    this.#exited = new Promise((resolve) => this.#child.once('exit', () => resolve()));
+    live.add(this.#child);
+    this.#exited = new Promise((resolve) => this.#child.once('exit', () => (live.delete(this.#child), resolve())));
   }
 
   /** Starts qemu (power-on) and connects the command channel. */
