@@ -1,5 +1,7 @@
 // System packages the tests and the demo use, installed here so that a fresh
-// machine needs no manual step. socat makes the pty pairs of the serial tests.
+// machine needs no manual step. socat makes the pty pairs of the serial tests; rauc (with
+// mksquashfs, dbus-daemon and openssl) runs the RAUC installer's tests for real; the
+// Type=notify test runs systemd-notify against a python3 receiver.
 // The optional `vm` set is what `npm run test:vm` needs (scripts/vm/, docs/vm-test.md):
 // the emulator, the Debian image builder, GRUB's BIOS modules and tools, RAUC (bundles
 // are made on the host), and the file system and partition tools that build the disk
@@ -7,8 +9,19 @@
 import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 
+const BASE = [
+  { command: 'socat', debianPackage: 'socat' },
+  { command: 'rauc', debianPackage: 'rauc' },
+  { command: 'mksquashfs', debianPackage: 'squashfs-tools' },
+  { command: 'dbus-daemon', debianPackage: 'dbus-daemon' },
+  { command: 'openssl', debianPackage: 'openssl' },
+  // systemd-notify and a stand-in for the manager's notify socket (Node cannot receive Unix datagrams).
+  { command: 'systemd-notify', debianPackage: 'systemd' },
+  { command: 'python3', debianPackage: 'python3-minimal' },
+];
+
 const SETS = {
-  base: [{ command: 'socat', debianPackage: 'socat' }],
+  base: BASE,
   vm: [
     { command: 'socat', debianPackage: 'socat' },
     { command: 'qemu-system-x86_64', debianPackage: 'qemu-system-x86' },

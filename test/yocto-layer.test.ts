@@ -42,17 +42,25 @@ test('layer.conf declares current release series and depends on meta-oe', () => 
   assert.ok(depends.includes('openembedded-layer'), 'LAYERDEPENDS_upfleet must name openembedded-layer (nodejs)');
 });
 
-test('the agent recipe inherits systemd and useradd, ships both units and runs on the target nodejs', () => {
+test('the agent recipe inherits systemd and useradd, ships its units and runs on the target nodejs', () => {
   const recipe = read('recipes-upfleet', 'upfleet-agent', 'upfleet-agent_0.1.0.bb');
   const inherits = recipe.match(/^inherit\s+(.+)$/m)?.[1]?.split(/\s+/) ?? [];
   assert.ok(inherits.includes('systemd') && inherits.includes('useradd'), `inherit ${inherits.join(' ')}`);
-  assert.deepEqual(bbVar(recipe, 'SYSTEMD_SERVICE:${PN}')?.split(/\s+/).sort(), ['upfleet-agent.service', 'upfleet-provision.service']);
+  assert.deepEqual(bbVar(recipe, 'SYSTEMD_SERVICE:${PN}')?.split(/\s+/).sort(), ['upfleet-agent.service', 'upfleet-provision.service', 'upfleet-reboot.path']);
   assert.ok(bbVar(recipe, 'RDEPENDS:${PN}')?.split(/\s+/).includes('nodejs'));
   assert.match(bbVar(recipe, 'USERADD_PARAM:${PN}') ?? '', /^--system\b.*\bupfleet$/);
 });
 
 test('upfleet-agent.service runs the agent sandboxed, as upfleet, with serial access', () => {
   const unit = unitSettings(read('recipes-upfleet', 'upfleet-agent', 'files', 'upfleet-agent.service'));
+  assert.deepEqual(unit.get('Type'), ['notify'], 'READY=1 and the watchdog (agent/src/systemd-notify.ts)');
+  assert.deepEqual(unit.get('NotifyAccess'), ['all'], 'systemd-notify is a child of the agent');
+  assert.match(unit.get('WatchdogSec')?.[0] ?? '', /^\d+s$/);
+  assert.deepEqual(unit.get('DevicePolicy'), ['closed'], 'serial ports come from the 50-serial-ports.conf drop-in');
+  assert.deepEqual(unit.get('SystemCallFilter'), ['@system-service', '~@privileged @resources']);
+  assert.deepEqual(unit.get('RestrictAddressFamilies'), ['AF_UNIX AF_INET AF_INET6']);
+  assert.ok(unit.get('MemoryMax') && unit.get('MemoryHigh'), 'memory limits');
+  assert.deepEqual(unit.get('RuntimeDirectory'), ['upfleet'], 'the restart request of the RAUC installer');
   assert.match(unit.get('ExecStart')?.[0] ?? '', /\/upfleet-agent run --config \/etc\/upfleet\/agent\.json$/);
   assert.deepEqual(unit.get('Restart'), ['on-failure']);
   assert.deepEqual(unit.get('User'), ['upfleet']);
@@ -90,7 +98,7 @@ test('the default agent.json has the agent config shape and the layer paths', ()
     imageRepoRoot: '/etc/upfleet/image-repo-root.json',
   });
   const ecus = config.ecus as { primary: Record<string, unknown>; secondaries: unknown };
-  assert.deepEqual(Object.keys(ecus.primary).sort(), ['hardwareId', 'installCommand', 'serial']);
+  assert.deepEqual(Object.keys(ecus.primary).sort(), ['hardwareId', 'installer', 'serial']);
   assert.ok(Array.isArray(ecus.secondaries));
 });
 
@@ -133,7 +141,7 @@ test('first boot gives each device its ID and primary serial, which the agent co
       directorUrl: 'http://127.0.0.1:8080',
       imageRepoUrl: 'http://127.0.0.1:8081',
       mqttUrl: undefined,
-      ecus: { primary: { ...template.ecus.primary, hardwareId: 'gateway', installCommand: '/usr/sbin/install-image' },
+      ecus: { primary: { ...template.ecus.primary, hardwareId: 'gateway', installer: { type: 'rauc' } },
         secondaries: [{ serial: 'brake-7', hardwareId: 'brake', port: '/dev/ttyS1', baud: 115200, verification: 'partial' }] },
     };
     const configFile = join(dir, 'agent.json');
@@ -157,6 +165,95 @@ test('first boot gives each device its ID and primary serial, which the agent co
 
     const provision = unitSettings(read('recipes-upfleet', 'upfleet-agent', 'files', 'upfleet-provision.service'));
     assert.ok(provision.get('EnvironmentFile')?.includes('-/var/lib/upfleet/device.env'), 'provisioning must see the IDs first boot made');
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+/** Runs a Python snippet with the layer's lib/ on the path; its stdout parsed as JSON. */
+function layerPython(code: string): any {
+  const r = spawnSync('python3', ['-c', `import json, sys\nsys.path.insert(0, ${JSON.stringify(join(layer, 'lib'))})\n${code}`], { encoding: 'utf8' });
+  assert.equal(r.status, 0, r.stderr);
+  return JSON.parse(r.stdout);
+}
+
+const hasPython = spawnSync('sh', ['-c', 'command -v python3'], { stdio: 'ignore' }).status === 0;
+
+test('the config generator writes a RAUC installer the agent accepts, and a drop-in allowing only the serial ports', { skip: !hasPython && 'no python3' }, () => {
+  const template = read('recipes-upfleet', 'upfleet-agent', 'files', 'agent.json');
+  const out = layerPython(`
+from upfleet import agentconfig as a
+t = json.loads(${JSON.stringify(template)})
+v = {"UPFLEET_DIRECTOR_URL": "https://director.example", "UPFLEET_IMAGE_REPO_URL": "https://images.example",
+     "UPFLEET_PRIMARY_HARDWARE_ID": "gateway", "UPFLEET_PRIMARY_INSTALLER": "rauc",
+     "UPFLEET_RAUC_REBOOT_COMMAND": "touch /run/upfleet/reboot-request",
+     "UPFLEET_SECONDARIES": "brake-1,brake,/dev/ttyS1 cam-1,camera,/dev/ttyUSB0,57600,full"}
+cfg = a.build(t, v)
+errors = []
+for bad in ({"UPFLEET_PRIMARY_INSTALLER": "mender"}, {"UPFLEET_PRIMARY_INSTALLER": "handler"}):
+    try:
+        a.build(t, {**v, **bad})
+    except a.ConfigError as e:
+        errors.append(str(e))
+print(json.dumps({"cfg": cfg, "dropin": a.serial_dropin(cfg), "errors": errors,
+                  "mount": a.data_mount("/dev/disk/by-partlabel/data", "ext4")}))`);
+  const dir = mkdtempSync(join(tmpdir(), 'upfleet-agentconfig-'));
+  try {
+    const file = join(dir, 'agent.json');
+    writeFileSync(file, JSON.stringify(out.cfg));
+    const loaded = loadConfig({ file, env: { UPFLEET_DEVICE_ID: 'dev-1', UPFLEET_PRIMARY_SERIAL: 'gw-1' } });
+    assert.deepEqual(loaded.ecus.primary.installer, { type: 'rauc', rebootCommand: 'touch /run/upfleet/reboot-request', timeoutSeconds: 1800, rebootTimeoutSeconds: 600 });
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+  assert.deepEqual(out.dropin.trim().split('\n').filter((l: string) => l.startsWith('DeviceAllow=')), ['DeviceAllow=/dev/ttyS1 rw', 'DeviceAllow=/dev/ttyUSB0 rw']);
+  assert.match(out.errors[0], /UPFLEET_PRIMARY_INSTALLER='mender'/);
+  assert.match(out.errors[1], /UPFLEET_PRIMARY_INSTALL_COMMAND is not set/);
+  assert.match(out.mount, /^Where=\/var\/lib\/upfleet$/m, 'the data partition at the state directory the units require');
+  const reboot = unitSettings(read('recipes-upfleet', 'upfleet-agent', 'files', 'upfleet-reboot.path'));
+  assert.deepEqual(reboot.get('PathExists'), ['/run/upfleet/reboot-request'], 'the rebootCommand the generator writes');
+});
+
+test('a RAUC bundle is described as the Upfleet target the agent matches (hardware ID, SemVer version, release counter, hashes)', { skip: !hasPython && 'no python3' }, () => {
+  const dir = mkdtempSync(join(tmpdir(), 'upfleet-bundletarget-'));
+  try {
+    const bundle = join(dir, 'gw.raucb');
+    writeFileSync(bundle, 'not really a bundle, but bytes to hash');
+    const out = layerPython(`
+from upfleet import bundletarget as b
+t = b.describe(${JSON.stringify(bundle)}, "gw-bundle-qemux86-64-1.2.0.raucb", "gateway", "1.2.0", "7")
+errors = []
+for args in (("gw", "gateway", "1.2", "7"), ("gw", "gateway", "1.2.0", "seven"), ("gw", "", "1.2.0", "7")):
+    try:
+        b.describe(${JSON.stringify(bundle)}, *args)
+    except b.ConfigError as e:
+        errors.append(str(e))
+print(json.dumps({"target": t, "errors": errors}))`);
+    assert.deepEqual(out.target.custom, { hardwareIds: ['gateway'], releaseCounter: 7, version: '1.2.0' });
+    assert.equal(out.target.length, 38);
+    assert.match(out.target.hashes.sha256, /^[0-9a-f]{64}$/);
+    assert.match(out.target.hashes.sha512, /^[0-9a-f]{128}$/);
+    assert.deepEqual(out.target.publish.slice(0, 3), ['upfleet-repo', 'add-target', bundle]);
+    assert.deepEqual(out.errors.map((e: string) => e.split('=')[0]!.split(' ')[0]), ['UPFLEET_TARGET_VERSION', 'UPFLEET_RELEASE_COUNTER', 'UPFLEET_TARGET_HARDWARE_ID']);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('the upfleet-agent wrapper passes the first-boot device ID and primary serial, and what the caller set wins', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'upfleet-wrapper-'));
+  try {
+    const wrapper = read('recipes-upfleet', 'upfleet-agent', 'files', 'upfleet-agent.sh')
+      .replaceAll('/var/lib/upfleet/device.env', join(dir, 'device.env'))
+      .replace('exec @NODE@ @MAIN@ "$@"', 'exec env');
+    writeFileSync(join(dir, 'wrapper.sh'), wrapper);
+    writeFileSync(join(dir, 'device.env'), 'UPFLEET_DEVICE_ID=abc\nUPFLEET_PRIMARY_SERIAL=abc-primary\n');
+    const envOf = (env: Record<string, string>) => {
+      const r = spawnSync('sh', [join(dir, 'wrapper.sh')], { env: { PATH: process.env.PATH!, ...env }, encoding: 'utf8' });
+      return Object.fromEntries(r.stdout.split('\n').filter((l) => l.startsWith('UPFLEET_')).map((l) => l.split('=') as [string, string]));
+    };
+    assert.deepEqual(envOf({}), { UPFLEET_DEVICE_ID: 'abc', UPFLEET_PRIMARY_SERIAL: 'abc-primary' });
+    assert.deepEqual(envOf({ UPFLEET_PRIMARY_SERIAL: 'gw-9' }), { UPFLEET_DEVICE_ID: 'abc', UPFLEET_PRIMARY_SERIAL: 'gw-9' });
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

@@ -43,10 +43,12 @@ import { buildSteps, reportFor, type ProgressEvent, type StoredResult } from './
 import { Runner, StateStore, crashHookFromEnv, type CycleResult } from './machine/runner.ts';
 import type { FailureRecord, PlannedInstall, State } from './machine/states.ts';
 import { LocalInstallSecondary } from './secondaries/local-install.ts';
+import { RaucPrimary } from './secondaries/rauc-primary.ts';
 import type { Secondary, SecondaryInfo } from './secondaries/secondary.ts';
 import { writeFileAtomic } from './atomic-file.ts';
 import { Reconnect, type ReconnectOptions } from './reconnect.ts';
 import { controlSocketPath, listenControl, type ControlServer } from './control-socket.ts';
+import { Liveness, serviceNotifier } from './systemd-notify.ts';
 
 /** After a failed delivery, progress waits this long before it tries again (the cycle's own deliveries do not wait). */
 const PROGRESS_RETRY_MS = 10_000;
@@ -169,14 +171,16 @@ export async function createAgent(config: AgentConfig, options: AgentOptions = {
   images.prune(imagesStillNeeded(stateStore.load().state));
   const facts = new ProgressFacts(images, kv);
 
-  const primary = new LocalInstallSecondary({
-    ecuSerial: config.ecus.primary.serial,
-    hardwareId: config.ecus.primary.hardwareId,
-    installCommand: config.ecus.primary.installCommand,
-    timeoutSeconds: config.ecus.primary.installTimeoutSeconds,
+  const primary = primaryInstaller({
+    config,
     signer: lazySigner,
-    dir: join(config.storageDir, 'primary'),
     now,
+    env,
+    log,
+    // The default health check of a new slot: the director answers this device.
+    directorReachable: async () => {
+      await directorFetcher.fetch(`${director.deviceBase}/metadata/timestamp.json`, limits.maxMetadataBytes);
+    },
   });
   const secondaries = options.secondaries ?? (await serialDrivers(config));
   const ecus = new Map<string, Secondary>([[primary.ecuSerial, primary]]);
@@ -187,6 +191,9 @@ export async function createAgent(config: AgentConfig, options: AgentOptions = {
   }
 
   let mqtt: MqttChannel | undefined;
+  let stopped!: () => void;
+  /** Resolves on close: the run loop stops even when a cycle never settles (a restart is under way). */
+  const stopping = new Promise<'stopped'>((resolve) => (stopped = () => resolve('stopped')));
   let wake: (() => void) | undefined;
   let wakeRequested = false;
   let closed = false;
@@ -227,10 +234,14 @@ export async function createAgent(config: AgentConfig, options: AgentOptions = {
     return flushing;
   };
 
+  // The systemd watchdog is fed only while the run loop is healthy (systemd-notify.ts).
+  const liveness = new Liveness(stallLimitMs(config), Date.now());
+
   // Progress reaches the director while the transfer runs: rate-limited, coalesced in
   // the outbox, sent in the background. Nothing here may fail or hold up the update.
   const throttle = new ProgressThrottle(config.progressIntervalSeconds * 1000);
   const onProgress = (p: ProgressEvent): void => {
+    liveness.beat(Date.now());
     options.onProgress?.(p);
     if (!throttle.admit(p, Date.now())) return;
     try {
@@ -273,8 +284,10 @@ export async function createAgent(config: AgentConfig, options: AgentOptions = {
       ecuCount: ecus.size,
       measure: (fact, state) => facts.measure(fact, state),
       hooks: {
-        onTransition: (from, event, to) =>
-          log.info({ from: from.name, event: event.type, to: to.name, cycle: to.cycle.cycleId, ...(event.type === 'failed' && { error: event.error.message, code: (event.error as { code?: string }).code }) }, 'transition'),
+        onTransition: (from, event, to) => {
+          liveness.beat(Date.now());
+          log.info({ from: from.name, event: event.type, to: to.name, cycle: to.cycle.cycleId, ...(event.type === 'failed' && { error: event.error.message, code: (event.error as { code?: string }).code }) }, 'transition');
+        },
         ...(crashHookFromEnv(env) !== undefined && { crashAt: crashHookFromEnv(env)! }),
       },
     });
@@ -334,6 +347,8 @@ export async function createAgent(config: AgentConfig, options: AgentOptions = {
   }
 
   let control: ControlServer | undefined;
+  const notifier = serviceNotifier({ env, pid: process.pid, warn: (msg, fields) => log.warn(fields, msg) });
+  let watchdog: NodeJS.Timeout | undefined;
 
   async function run(): Promise<void> {
     control ??= await listenControl({
@@ -366,13 +381,25 @@ export async function createAgent(config: AgentConfig, options: AgentOptions = {
         ...(options.reconnect && { reconnect: options.reconnect }),
       });
     }
+    if (notifier?.watchdogIntervalMs !== undefined && !watchdog) {
+      let stalled = false;
+      watchdog = setInterval(() => {
+        const healthy = liveness.healthy(Date.now());
+        if (healthy) notifier.watchdog();
+        else if (!stalled) log.error({ stallLimitMs: stallLimitMs(config) }, 'the update cycle shows no activity: the systemd watchdog is no longer fed');
+        stalled = !healthy;
+      }, notifier.watchdogIntervalMs);
+    }
+    notifier?.ready('serving');
     // A cycle that cannot reach the director is retried with backoff, never later than the next poll.
     const directorLink = new Reconnect({ link: 'director', log, ...options.reconnect });
     while (!closed) {
       wakeRequested = false;
       let waitMs = config.pollIntervalSeconds * 1000;
+      liveness.busy(Date.now());
       try {
-        const outcome = await checkOnce();
+        const outcome = await Promise.race([checkOnce(), stopping]);
+        if (outcome === 'stopped') break;
         log.info({ result: outcome.result, failure: outcome.failure?.message, undelivered: outcome.undelivered }, 'cycle done');
         const unreachable = directorUnreachable(outcome);
         if (unreachable) waitMs = Math.min(waitMs, directorLink.failed(unreachable));
@@ -380,6 +407,7 @@ export async function createAgent(config: AgentConfig, options: AgentOptions = {
       } catch (e) {
         log.error({ error: (e as Error).message, code: (e as { code?: string }).code }, 'cycle failed');
       }
+      liveness.idle();
       if (closed) break;
       // Idle until the next cycle: give back the pages SQLite cached during this one.
       db.pragma('shrink_memory');
@@ -429,15 +457,67 @@ export async function createAgent(config: AgentConfig, options: AgentOptions = {
   async function close(): Promise<void> {
     if (closed && !db.open) return;
     closed = true;
+    if (watchdog) clearInterval(watchdog);
+    if (control) notifier?.stopping();
+    stopped();
     wake?.();
     await control?.close();
-    await cycling?.catch(() => undefined);
+    // A cycle waiting for the machine to restart never ends in this boot: do not wait for it.
+    const restarting = primary instanceof RaucPrimary ? primary.rebootRequested : new Promise<void>(() => undefined);
+    await Promise.race([cycling?.catch(() => undefined), restarting]);
     await mqtt?.close().catch(() => undefined);
     for (const e of ecus.values()) await e.close().catch(() => undefined);
     db.close();
+    await notifier?.flush();
   }
 
   return { config, provision, checkOnce, run, status, close };
+}
+
+/**
+ * How long a cycle may show no activity (no transition, no progress) before
+ * the watchdog stops being fed: twice the longest single wait the config
+ * allows (an install command, a restart, a request), plus a minute.
+ */
+export function stallLimitMs(config: AgentConfig): number {
+  const i = config.ecus.primary.installer;
+  const longest = Math.max(i.timeoutSeconds, i.type === 'rauc' ? i.rebootTimeoutSeconds : 0, config.limits.requestTimeoutSeconds);
+  return (2 * longest + 60) * 1000;
+}
+
+/** Reads this boot's ID; UPFLEET_TEST_BOOT_ID replaces it in test mode (a simulated restart). */
+export function bootIdReader(env: NodeJS.ProcessEnv): () => string {
+  const hooks = env.NODE_ENV === 'test' || env.UPFLEET_ENABLE_TEST_HOOKS === '1';
+  if (hooks && env.UPFLEET_TEST_BOOT_ID) return () => env.UPFLEET_TEST_BOOT_ID!;
+  return () => readFileSync('/proc/sys/kernel/random/boot_id', 'utf8').trim();
+}
+
+/** The primary's own installer, as configured (config.ts PrimaryInstaller). */
+function primaryInstaller(o: {
+  config: AgentConfig;
+  signer: Signer;
+  now: () => Date;
+  env: NodeJS.ProcessEnv;
+  log: Logger;
+  directorReachable: () => Promise<void>;
+}): LocalInstallSecondary | RaucPrimary {
+  const { serial, hardwareId, installer } = o.config.ecus.primary;
+  const dir = join(o.config.storageDir, 'primary');
+  if (installer.type === 'handler') {
+    return new LocalInstallSecondary({ ecuSerial: serial, hardwareId, installCommand: installer.command, timeoutSeconds: installer.timeoutSeconds, signer: o.signer, dir, now: o.now });
+  }
+  return new RaucPrimary({
+    ecuSerial: serial,
+    hardwareId,
+    installer,
+    signer: o.signer,
+    dir,
+    directorReachable: o.directorReachable,
+    bootId: bootIdReader(o.env),
+    log: (msg, fields) => o.log.info({ ecuSerial: serial, ...fields }, msg),
+    env: o.env,
+    now: o.now,
+  });
 }
 
 /**

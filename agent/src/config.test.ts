@@ -26,6 +26,13 @@ const valid = () => ({
   },
 });
 
+/** Replaces the short handler form with an `installer` object. */
+function withInstaller(c: ReturnType<typeof valid>, installer: unknown): void {
+  const primary = c.ecus.primary as Record<string, unknown>;
+  delete primary.installCommand;
+  primary.installer = installer;
+}
+
 function field(fn: () => unknown): string {
   try {
     fn();
@@ -42,8 +49,18 @@ describe('parseConfig', () => {
     assert.equal(c.imageRepoUrl, 'http://127.0.0.1:8081');
     assert.equal(c.mqttTopicPrefix, 'upfleet/v1');
     assert.equal(c.limits.downloadAttempts, 5);
-    assert.equal(c.ecus.primary.installTimeoutSeconds, 600);
+    assert.deepEqual(c.ecus.primary.installer, { type: 'handler', command: '/usr/bin/install-image', timeoutSeconds: 600 });
     assert.equal(c.ecus.secondaries[0]!.verification, 'full');
+  });
+
+  it('takes a RAUC installer with its defaults, or a handler in the long form', () => {
+    const c = valid();
+    withInstaller(c, { type: 'rauc' });
+    assert.deepEqual(parseConfig(c).ecus.primary.installer, { type: 'rauc', rebootCommand: 'systemctl reboot', timeoutSeconds: 1800, rebootTimeoutSeconds: 600 });
+    withInstaller(c, { type: 'rauc', rebootCommand: 'touch /run/reboot', healthCheck: '/usr/bin/healthy', timeoutSeconds: 60, rebootTimeoutSeconds: 30 });
+    assert.deepEqual(parseConfig(c).ecus.primary.installer, { type: 'rauc', rebootCommand: 'touch /run/reboot', healthCheck: '/usr/bin/healthy', timeoutSeconds: 60, rebootTimeoutSeconds: 30 });
+    withInstaller(c, { type: 'handler', command: '/usr/bin/swupdate-handler' });
+    assert.deepEqual(parseConfig(c).ecus.primary.installer, { type: 'handler', command: '/usr/bin/swupdate-handler', timeoutSeconds: 600 });
   });
 
   it('keeps its state in /var/lib/upfleet (the data partition) and the key under it, unless told otherwise', () => {
@@ -66,7 +83,14 @@ describe('parseConfig', () => {
     ['a string poll interval', (c) => ((c as Record<string, unknown>).pollIntervalSeconds = '60'), 'pollIntervalSeconds'],
     ['a bad baud rate', (c) => ((c.ecus.secondaries[0] as Record<string, unknown>).baud = 12.5), 'ecus.secondaries[0].baud'],
     ['an unknown verification mode', (c) => ((c.ecus.secondaries[0] as Record<string, unknown>).verification = 'some'), 'ecus.secondaries[0].verification'],
-    ['no install command', (c) => delete (c.ecus.primary as Partial<typeof c.ecus.primary>).installCommand, 'ecus.primary.installCommand'],
+    ['no installer at all', (c) => delete (c.ecus.primary as Partial<typeof c.ecus.primary>).installCommand, 'ecus.primary.installer'],
+    ['both an installer and an install command', (c) => ((c.ecus.primary as Record<string, unknown>).installer = { type: 'rauc' }), 'ecus.primary.installCommand'],
+    ['an unknown installer type', (c) => withInstaller(c, { type: 'swupdate' }), 'ecus.primary.installer.type'],
+    ['an installer that is not an object', (c) => withInstaller(c, 'rauc'), 'ecus.primary.installer'],
+    ['a handler installer without its command', (c) => withInstaller(c, { type: 'handler' }), 'ecus.primary.installer.command'],
+    ['a rauc installer with a handler setting', (c) => withInstaller(c, { type: 'rauc', command: '/bin/x' }), 'ecus.primary.installer.command'],
+    ['an empty reboot command', (c) => withInstaller(c, { type: 'rauc', rebootCommand: '' }), 'ecus.primary.installer.rebootCommand'],
+    ['a zero rauc timeout', (c) => withInstaller(c, { type: 'rauc', timeoutSeconds: 0 }), 'ecus.primary.installer.timeoutSeconds'],
     ['a missing provisioning root', (c) => delete (c.provisioning as Partial<typeof c.provisioning>).imageRepoRoot, 'provisioning.imageRepoRoot'],
     ['a duplicate ECU serial', (c) => (c.ecus.secondaries[0]!.serial = 'gw-1'), 'ecus'],
     ['a device ID unfit for a topic', (c) => (c.deviceId = 'a/b'), 'deviceId'],

@@ -8,13 +8,35 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { ConfigError } from './errors.ts';
 
+/** The generic install handler (docs/install-handlers.md): one command run per phase. */
+export interface HandlerInstaller {
+  type: 'handler';
+  /** Run with phase install|activate|health|commit|rollback (env UPFLEET_PHASE) and the image path. */
+  command: string;
+  /** Seconds the handler may run per phase. */
+  timeoutSeconds: number;
+}
+
+/** RAUC (A/B): the image is a RAUC bundle, installed with `rauc install` into the other slot. */
+export interface RaucInstaller {
+  type: 'rauc';
+  /** Run (through /bin/sh) to restart into the new slot. */
+  rebootCommand: string;
+  /** Run after the restart in the new slot; exit 0 = healthy. Absent: healthy once the director answers. */
+  healthCheck?: string;
+  /** Seconds `rauc install`, the health check and each other rauc call may take. */
+  timeoutSeconds: number;
+  /** Seconds to wait for the restart the reboot command asked for before giving up (and rolling back). */
+  rebootTimeoutSeconds: number;
+}
+
+export type PrimaryInstaller = HandlerInstaller | RaucInstaller;
+
 export interface PrimaryEcuConfig {
   serial: string;
   hardwareId: string;
-  /** Run with phase install|health|commit|rollback (env UPFLEET_PHASE) and the image path. */
-  installCommand: string;
-  /** Seconds the install handler may run per phase. */
-  installTimeoutSeconds: number;
+  /** How the primary installs its own image (`installer` in the file; `installCommand` is the handler's short form). */
+  installer: PrimaryInstaller;
 }
 
 export interface SecondaryEcuConfig {
@@ -160,13 +182,37 @@ function parseLimits(raw: unknown): Limits {
   };
 }
 
+const INSTALLER_TYPES = ['handler', 'rauc'] as const;
+
+function parseInstaller(raw: unknown): PrimaryInstaller {
+  const p = 'ecus.primary.installer.';
+  if (!isObject(raw)) throw new ConfigError('ecus.primary.installer', 'must be an object');
+  if (!INSTALLER_TYPES.includes(raw.type as never)) throw new ConfigError(`${p}type`, `must be one of ${INSTALLER_TYPES.map((t) => `"${t}"`).join(', ')}`);
+  const allowed = raw.type === 'rauc' ? ['type', 'rebootCommand', 'healthCheck', 'timeoutSeconds', 'rebootTimeoutSeconds'] : ['type', 'command', 'timeoutSeconds'];
+  const unknown = Object.keys(raw).find((k) => !allowed.includes(k));
+  if (unknown !== undefined) throw new ConfigError(`${p}${unknown}`, `is not a setting of the "${raw.type as string}" installer (it takes ${allowed.join(', ')})`);
+  if (raw.type === 'handler') return { type: 'handler', command: str(raw, 'command', p), timeoutSeconds: num(raw, 'timeoutSeconds', p, 1, 600) };
+  const healthCheck = optStr(raw, 'healthCheck', p);
+  return {
+    type: 'rauc',
+    rebootCommand: optStr(raw, 'rebootCommand', p) ?? 'systemctl reboot',
+    ...(healthCheck !== undefined && { healthCheck }),
+    timeoutSeconds: num(raw, 'timeoutSeconds', p, 1, 1800),
+    rebootTimeoutSeconds: num(raw, 'rebootTimeoutSeconds', p, 1, 600),
+  };
+}
+
 function parsePrimary(raw: Raw): PrimaryEcuConfig {
   const p = 'ecus.primary.';
+  const short = raw.installCommand !== undefined || raw.installTimeoutSeconds !== undefined;
+  if (short && raw.installer !== undefined) throw new ConfigError(`${p}installCommand`, 'give either "installer" or "installCommand", not both');
+  if (!short && raw.installer === undefined) throw new ConfigError(`${p}installer`, 'is required (e.g. { "type": "rauc" }), or "installCommand" for an install handler');
   return {
     serial: str(raw, 'serial', p),
     hardwareId: str(raw, 'hardwareId', p),
-    installCommand: str(raw, 'installCommand', p),
-    installTimeoutSeconds: num(raw, 'installTimeoutSeconds', p, 1, 600),
+    installer: short
+      ? { type: 'handler', command: str(raw, 'installCommand', p), timeoutSeconds: num(raw, 'installTimeoutSeconds', p, 1, 600) }
+      : parseInstaller(raw.installer),
   };
 }
 

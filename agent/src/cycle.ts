@@ -44,7 +44,7 @@ import {
 } from '@upfleet/core';
 import type { AgentConfig } from './config.ts';
 import type { KeyValue } from './db.ts';
-import { ImageTooLargeError, InstallError } from './errors.ts';
+import { ImageTooLargeError, InstallError, ROLLBACK_RESULT_CODES } from './errors.ts';
 import type { ImageCache } from './image-cache.ts';
 import type { SqliteMetadataStore } from './metadata-store.ts';
 import type { Outbox } from './outbox.ts';
@@ -107,11 +107,13 @@ const attackOf = (f: FailureRecord) => attackCodeFor({ code: f.code, fields: f.f
  * which the director shares). Every Uptane/TUF attack carries its own code (core
  * attackCodeFor: METADATA_ROLLBACK, FREEZE, MIX_AND_MATCH, ENDLESS_DATA...), so
  * the director's security event log says which one; slow retrieval is retried
- * (a bad link looks the same).
+ * (a bad link looks the same); a primary that runs its old image again after an
+ * activation reports why (HEALTH_CHECK_FAILED, BOOT_FALLBACK).
  */
 const REPORT_RULES: ReadonlyArray<{ when: (f: FailureRecord) => boolean; code: (f: FailureRecord) => string }> = [
   { when: (f) => attackOf(f) !== undefined, code: (f) => attackOf(f)! },
   { when: (f) => f.code === 'DOWNLOAD' || f.code === 'HTTP', code: () => 'DOWNLOAD_FAILED' },
+  { when: (f) => ROLLBACK_RESULT_CODES.includes(f.code), code: (f) => f.code },
   { when: () => true, code: () => 'INSTALL_FAILED' },
 ];
 
@@ -261,7 +263,7 @@ export function buildSteps(d: CycleDeps): Steps {
           const info = await e.info();
           await e.putMetadata(bundle(info.verification === 'full'));
           await e.install(
-            { name: p.name, length: p.length, hashes: p.hashes, releaseCounter: p.releaseCounter, open: (offset) => d.images.read(p, offset) },
+            { name: p.name, length: p.length, hashes: p.hashes, releaseCounter: p.releaseCounter, open: (offset) => d.images.read(p, offset), localPath: d.images.path(p) },
             (pr: Progress) => {
               record(pr.ecuSerial, pr.done, pr.phase !== 'transfer');
               d.onProgress({ ecuSerial: pr.ecuSerial, state: 'installing', done: pr.done, total: pr.total });

@@ -33,6 +33,35 @@ export class InstallError extends UpfleetError {
 }
 
 /**
+ * The primary's new slot failed its health check after the restart into it;
+ * the installer marks it bad and restarts into `fallbackSlot`, which still runs
+ * the old image (result code HEALTH_CHECK_FAILED).
+ */
+export class HealthCheckError extends UpfleetError {
+  override name = 'HealthCheckError';
+  override readonly code = 'HEALTH_CHECK_FAILED';
+  constructor(readonly ecuSerial: string, readonly slot: string, readonly fallbackSlot: string, reason: string, options?: ErrorOptions) {
+    super(`ECU ${ecuSerial}: slot ${slot} is not healthy (${reason}); rolling back to ${fallbackSlot}`, options);
+  }
+}
+
+/**
+ * After the restart into `slot`, the machine came up in `bootedSlot` instead:
+ * the bootloader fell back on its own (the new slot did not boot). The old
+ * image still runs (result code BOOT_FALLBACK).
+ */
+export class BootFallbackError extends UpfleetError {
+  override name = 'BootFallbackError';
+  override readonly code = 'BOOT_FALLBACK';
+  constructor(readonly ecuSerial: string, readonly slot: string, readonly bootedSlot: string) {
+    super(`ECU ${ecuSerial}: installed into slot ${slot}, but the bootloader started ${bootedSlot} (the new slot did not boot)`);
+  }
+}
+
+/** Failures after which the primary runs its old image again: reported with their own code (not INSTALL_FAILED). */
+export const ROLLBACK_RESULT_CODES: readonly string[] = ['HEALTH_CHECK_FAILED', 'BOOT_FALLBACK'];
+
+/**
  * The director refused a request (registration, manifest) for a reason other than transport.
  * `errorCode` and `errorMessage` come from its `{ error: { code, message } }` answer, when it is one.
  */

@@ -38,8 +38,10 @@ describe('kill -9 in every persisted state, then restart', () => {
       secondaries: [{ serial: 'brake-k', hardwareId: 'brake', verification: 'partial' }],
       handler: '', // replaced below: needs w.dir
     });
+    const installer = w.config.ecus.primary.installer;
+    assert.equal(installer.type, 'handler');
     writeFileSync(
-      w.config.ecus.primary.installCommand,
+      installer.command,
       `#!/bin/sh\n[ "$UPFLEET_PHASE" != health ] || [ ! -e "${w.dir}/FAIL_HEALTH" ]\n`,
     );
     const p = await agent(w, ['provision']);

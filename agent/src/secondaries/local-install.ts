@@ -21,25 +21,13 @@
  *   already staged, re-hashing them first.
  * - Version reports are signed with the primary key and carry the caller's nonce.
  */
-import { spawn } from 'node:child_process';
-import { createReadStream, existsSync, mkdirSync, readFileSync, rmSync, statSync } from 'node:fs';
-import { open } from 'node:fs/promises';
+import { existsSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
-import {
-  LengthOrHashMismatchError,
-  digestHex,
-  MultiHasher,
-  isSupportedHash,
-  signEcuReport,
-  type HashAlgorithm,
-  type InstalledImage,
-  type Signer,
-  type SignedEcuReport,
-} from '@upfleet/core';
+import { signEcuReport, type InstalledImage, type Signer, type SignedEcuReport } from '@upfleet/core';
 import { InstallError } from '../errors.ts';
 import { writeFileAtomic } from '../atomic-file.ts';
 import type { ImageToInstall, MetadataBundle, Progress, Secondary, SecondaryInfo } from './secondary.ts';
-import { ReceiveBufferReleaser } from '../gc-pressure.ts';
+import { NO_IMAGE, installedImage, runShell, stageImage } from './image-file.ts';
 
 type Slot = 'a' | 'b';
 
@@ -139,7 +127,7 @@ export class LocalInstallSecondary implements Secondary {
   /** Stages (verified copy) then runs the `install` phase for the inactive slot. @throws LengthOrHashMismatchError, InstallError */
   async install(image: ImageToInstall, onProgress?: (p: Progress) => void): Promise<void> {
     let s = this.#load();
-    const target = { filename: image.name, length: image.length, hashes: image.hashes };
+    const target = installedImage(image);
     const same = s.pending && JSON.stringify(s.pending.image) === JSON.stringify(target);
     if (!same) {
       rmSync(this.#staged, { force: true });
@@ -147,51 +135,12 @@ export class LocalInstallSecondary implements Secondary {
       this.#save(s);
     }
     if (s.pending!.phase === 'staging') {
-      await this.#stage(image, onProgress);
+      await stageImage(image, this.#staged, this.ecuSerial, onProgress);
       await this.#run('install', inactive(s.active), image.name);
       s = { ...s, pending: { ...s.pending!, phase: 'installed' } };
       this.#save(s);
     }
     onProgress?.({ ecuSerial: this.ecuSerial, phase: 'flash', done: image.length, total: image.length });
-  }
-
-  async #stage(image: ImageToInstall, onProgress?: (p: Progress) => void): Promise<void> {
-    const algs = Object.keys(image.hashes).filter(isSupportedHash) as HashAlgorithm[];
-    if (algs.length === 0) throw new LengthOrHashMismatchError(image.name, 'hashes', 'sha256/sha512', Object.keys(image.hashes).join(','));
-    const hasher = new MultiHasher(algs);
-    let offset = existsSync(this.#staged) ? Math.min(statSync(this.#staged).size, image.length) : 0;
-    // Each read hands out a fresh buffer: collect them as we go (see gc-pressure.ts).
-    const releaser = new ReceiveBufferReleaser(4 << 20);
-    if (offset > 0) {
-      for await (const c of createReadStream(this.#staged, { end: offset - 1 })) {
-        hasher.update(c as Buffer);
-        releaser.received((c as Buffer).byteLength);
-      }
-    }
-    const file = await open(this.#staged, offset > 0 ? 'r+' : 'w');
-    try {
-      let done = offset;
-      for await (const chunk of image.open(offset)) {
-        if (done + chunk.byteLength > image.length) throw new LengthOrHashMismatchError(image.name, 'length', image.length, done + chunk.byteLength);
-        hasher.update(chunk);
-        releaser.received(chunk.byteLength);
-        await file.write(chunk, 0, chunk.byteLength, done);
-        done += chunk.byteLength;
-        onProgress?.({ ecuSerial: this.ecuSerial, phase: 'transfer', done, total: image.length });
-      }
-      await file.truncate(done);
-      await file.sync();
-      if (done !== image.length) throw new LengthOrHashMismatchError(image.name, 'length', image.length, done);
-    } finally {
-      await file.close();
-    }
-    const actual = hasher.digestHex();
-    for (const a of algs) {
-      if (actual[a] !== image.hashes[a]!.toLowerCase()) {
-        rmSync(this.#staged, { force: true });
-        throw new LengthOrHashMismatchError(image.name, a, image.hashes[a]!, actual[a]!);
-      }
-    }
   }
 
   /** activate -> health -> commit; a failed health check rolls back. @throws InstallError */
@@ -239,26 +188,9 @@ export class LocalInstallSecondary implements Secondary {
       UPFLEET_ECU_SERIAL: this.ecuSerial,
       UPFLEET_TARGET_NAME: targetName,
     };
-    return new Promise((resolve, reject) => {
-      const child = spawn('/bin/sh', ['-c', `${this.#o.installCommand} "$1"`, 'upfleet', this.#staged], { env, stdio: ['ignore', 'ignore', 'pipe'] });
-      let stderr = '';
-      child.stderr.on('data', (d: Buffer) => (stderr = (stderr + d.toString()).slice(-500)));
-      const timer = setTimeout(() => child.kill('SIGKILL'), this.#o.timeoutSeconds * 1000);
-      child.once('error', (e) => {
-        clearTimeout(timer);
-        reject(new InstallError(this.ecuSerial, phase, e.message, { cause: e }));
-      });
-      child.once('close', (code, signal) => {
-        clearTimeout(timer);
-        if (code === 0) resolve();
-        else reject(new InstallError(this.ecuSerial, phase, `handler exited with ${signal ?? code}${stderr ? `: ${stderr.trim()}` : ''}`));
-      });
-    });
+    return runShell(this.#o.installCommand, [this.#staged], { ecuSerial: this.ecuSerial, phase, timeoutSeconds: this.#o.timeoutSeconds, env, label: 'handler' }).then(() => undefined);
   }
 }
-
-/** What an ECU with no image from the repositories reports: the empty image (a report must list a hash). */
-const NO_IMAGE: InstalledImage = { filename: '', length: 0, hashes: { sha256: digestHex('sha256', new Uint8Array(0)) } };
 
 function inactive(slot: Slot): Slot {
   return slot === 'a' ? 'b' : 'a';

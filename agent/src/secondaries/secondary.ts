@@ -30,6 +30,12 @@ export interface ImageToInstall {
   releaseCounter: number;
   /** Bytes from `offset` to the end of the image. */
   open(offset: number): AsyncIterable<Uint8Array>;
+  /**
+   * The verified image file in the agent's cache, for an installer that hands
+   * a file to a local program (rauc): it uses the file in place after checking
+   * it again (image-file.ts verifyImageFile) instead of copying it.
+   */
+  localPath?: string;
 }
 
 /**

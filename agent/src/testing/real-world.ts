@@ -57,6 +57,8 @@ export interface WorldOptions {
   handler?: string;
   /** Pace every serial line at this rate (default: unpaced, as fast as the pty goes). */
   baud?: number;
+  /** The primary's `installer` (default: the handler script). */
+  primaryInstaller?: Record<string, unknown>;
 }
 
 async function serveSecondary(dir: string, o: { serial: string; hardwareId: string; verification: 'partial' | 'full' }, directorRoot: Uint8Array, imageRoot: Uint8Array, baud?: number): Promise<SimSecondary> {
@@ -142,7 +144,9 @@ export async function realWorld(options: WorldOptions = {}): Promise<RealWorld> 
       provisioning: { directorRoot: join(dir, 'director-root.json'), imageRepoRoot: join(dir, 'image-root.json'), token: PROVISIONING_TOKEN },
       limits: { minBytesPerSecond: 1024, slowWindowSeconds: 5 },
       ecus: {
-        primary: { serial: 'primary-1', hardwareId: 'gateway', installCommand: handler, installTimeoutSeconds: 30 },
+        primary: options.primaryInstaller
+          ? { serial: 'primary-1', hardwareId: 'gateway', installer: options.primaryInstaller }
+          : { serial: 'primary-1', hardwareId: 'gateway', installCommand: handler, installTimeoutSeconds: 30 },
         secondaries: secondaries.map((s, i) => ({ serial: s.serial, hardwareId: s.hardwareId, port: s.pty.a, baud: options.baud ?? 115200, verification: options.secondaries![i]!.verification })),
       },
     };

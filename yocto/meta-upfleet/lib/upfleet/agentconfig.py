@@ -85,6 +85,62 @@ def parse_secondaries(text):
     return out
 
 
+INSTALLERS = ("rauc", "handler")
+
+
+def _installer(values):
+    """ecus.primary.installer: RAUC, or an install handler (docs/install-handlers.md)."""
+    kind = values.get("UPFLEET_PRIMARY_INSTALLER") or "handler"
+    if kind not in INSTALLERS:
+        raise ConfigError("UPFLEET_PRIMARY_INSTALLER=%r: expected one of %s" % (kind, ", ".join(INSTALLERS)))
+    if kind == "rauc":
+        installer = {"type": "rauc",
+                     "rebootCommand": _required(values, "UPFLEET_RAUC_REBOOT_COMMAND",
+                                                "the command that restarts the machine into the new slot")}
+        if values.get("UPFLEET_RAUC_HEALTH_CHECK"):
+            installer["healthCheck"] = values["UPFLEET_RAUC_HEALTH_CHECK"]
+        if values.get("UPFLEET_PRIMARY_INSTALL_TIMEOUT"):
+            installer["timeoutSeconds"] = _positive(values, "UPFLEET_PRIMARY_INSTALL_TIMEOUT", "1800")
+        return installer
+    installer = {"type": "handler", "command": _required(
+        values, "UPFLEET_PRIMARY_INSTALL_COMMAND",
+        "the command that installs an image on the primary (run with UPFLEET_PHASE="
+        "install|activate|health|commit|rollback and the image path), or set "
+        "UPFLEET_PRIMARY_INSTALLER = \"rauc\"")}
+    if values.get("UPFLEET_PRIMARY_INSTALL_TIMEOUT"):
+        installer["timeoutSeconds"] = _positive(values, "UPFLEET_PRIMARY_INSTALL_TIMEOUT", "600")
+    return installer
+
+
+def serial_dropin(cfg):
+    """upfleet-agent.service.d/50-serial-ports.conf: the unit's DevicePolicy=closed
+    allows the configured secondaries' serial ports, and nothing else."""
+    lines = ["# Written by upfleet-agent-config from UPFLEET_SECONDARIES.", "[Service]"]
+    for port in sorted({s["port"] for s in cfg["ecus"]["secondaries"]}):
+        lines.append("DeviceAllow=%s rw" % port)
+    return "\n".join(lines) + "\n"
+
+
+def data_mount(device, fstype):
+    """var-lib-upfleet.mount: the data partition that both A/B slots share, at the
+    agent's state directory (the units' RequiresMountsFor= pulls it in)."""
+    if not device.startswith("/dev/"):
+        raise ConfigError("UPFLEET_DATA_DEVICE=%r: expected a /dev path, e.g. /dev/disk/by-partlabel/data" % device)
+    if not re.match(r"^[a-z0-9]+$", fstype or ""):
+        raise ConfigError("UPFLEET_DATA_FSTYPE=%r: expected a file system type such as ext4" % fstype)
+    return ("# Written by upfleet-agent-config from UPFLEET_DATA_DEVICE.\n"
+            "[Unit]\n"
+            "Description=Upfleet data partition (agent state, RAUC status), shared by both slots\n"
+            "Before=local-fs.target\n\n"
+            "[Mount]\n"
+            "What=%s\n"
+            "Where=/var/lib/upfleet\n"
+            "Type=%s\n"
+            "Options=defaults,noatime\n\n"
+            "[Install]\n"
+            "WantedBy=local-fs.target\n" % (device, fstype))
+
+
 def build(template, values):
     """The agent configuration: `template` (the layer's agent.json) with the
     UPFLEET_* values applied. `values` maps variable name -> string. The
@@ -120,12 +176,9 @@ def build(template, values):
     # Empty: each device derives its own at first boot (UPFLEET_PRIMARY_SERIAL in device.env).
     primary["serial"] = values.get("UPFLEET_PRIMARY_SERIAL") or ""
     primary["hardwareId"] = _required(values, "UPFLEET_PRIMARY_HARDWARE_ID", "the primary ECU's hardware ID")
-    primary["installCommand"] = _required(
-        values, "UPFLEET_PRIMARY_INSTALL_COMMAND",
-        "the command that installs an image on the primary (run with UPFLEET_PHASE="
-        "install|health|commit|rollback and the image path)")
-    if values.get("UPFLEET_PRIMARY_INSTALL_TIMEOUT"):
-        primary["installTimeoutSeconds"] = _positive(values, "UPFLEET_PRIMARY_INSTALL_TIMEOUT", "600")
+    primary.pop("installCommand", None)
+    primary.pop("installTimeoutSeconds", None)
+    primary["installer"] = _installer(values)
 
     cfg["ecus"]["secondaries"] = parse_secondaries(values.get("UPFLEET_SECONDARIES"))
     serials = [s for s in [primary["serial"]] if s] + [s["serial"] for s in cfg["ecus"]["secondaries"]]

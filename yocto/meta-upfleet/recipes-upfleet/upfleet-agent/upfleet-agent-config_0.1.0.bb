@@ -19,8 +19,21 @@ UPFLEET_POLL_INTERVAL ?= "300"
 UPFLEET_DEVICE_ID ?= ""
 UPFLEET_PRIMARY_SERIAL ?= ""
 UPFLEET_PRIMARY_HARDWARE_ID ?= "${MACHINE}"
+# How the primary installs its own image: "rauc" (A/B bundles through RAUC's
+# service; the default with meta-rauc's "rauc" distro feature) or "handler"
+# (UPFLEET_PRIMARY_INSTALL_COMMAND, docs/install-handlers.md).
+UPFLEET_PRIMARY_INSTALLER ?= "${@bb.utils.contains('DISTRO_FEATURES', 'rauc', 'rauc', 'handler', d)}"
 UPFLEET_PRIMARY_INSTALL_COMMAND ?= ""
 UPFLEET_PRIMARY_INSTALL_TIMEOUT ?= ""
+# RAUC: the agent runs unprivileged; upfleet-reboot.path restarts the machine
+# when this file appears. Empty health check: healthy once the director answers.
+UPFLEET_RAUC_REBOOT_COMMAND ?= "touch /run/upfleet/reboot-request"
+UPFLEET_RAUC_HEALTH_CHECK ?= ""
+# The data partition both slots share, mounted at /var/lib/upfleet (agent
+# state, device key, RAUC's data-directory). Empty: the image provides the
+# mount some other way (fstab, wic), or there is no A/B.
+UPFLEET_DATA_DEVICE ?= ""
+UPFLEET_DATA_FSTYPE ?= "ext4"
 # Space-separated serial,hardwareId,port[,baud[,verification]]
 UPFLEET_SECONDARIES ?= ""
 # Made at first boot next to the key; empty leaves it out of agent.json (then
@@ -78,7 +91,10 @@ python upfleet_write_config() {
         "UPFLEET_DEVICE_ID": d.getVar("UPFLEET_DEVICE_ID"),
         "UPFLEET_PRIMARY_SERIAL": d.getVar("UPFLEET_PRIMARY_SERIAL"),
         "UPFLEET_PRIMARY_HARDWARE_ID": d.getVar("UPFLEET_PRIMARY_HARDWARE_ID"),
+        "UPFLEET_PRIMARY_INSTALLER": d.getVar("UPFLEET_PRIMARY_INSTALLER"),
         "UPFLEET_PRIMARY_INSTALL_COMMAND": d.getVar("UPFLEET_PRIMARY_INSTALL_COMMAND"),
+        "UPFLEET_RAUC_REBOOT_COMMAND": d.getVar("UPFLEET_RAUC_REBOOT_COMMAND"),
+        "UPFLEET_RAUC_HEALTH_CHECK": d.getVar("UPFLEET_RAUC_HEALTH_CHECK"),
         "UPFLEET_PRIMARY_INSTALL_TIMEOUT": d.getVar("UPFLEET_PRIMARY_INSTALL_TIMEOUT"),
         "UPFLEET_KEY_PASSPHRASE_FILE": d.getVar("UPFLEET_KEY_PASSPHRASE_FILE"),
         "UPFLEET_SECONDARIES": d.getVar("UPFLEET_SECONDARIES"),
@@ -89,6 +105,11 @@ python upfleet_write_config() {
         config = agentconfig.build(template, values)
         with open(os.path.join(out, "agent.json"), "w") as f:
             f.write(agentconfig.dumps(config))
+        with open(os.path.join(out, "50-serial-ports.conf"), "w") as f:
+            f.write(agentconfig.serial_dropin(config))
+        if d.getVar("UPFLEET_DATA_DEVICE"):
+            with open(os.path.join(out, "var-lib-upfleet.mount"), "w") as f:
+                f.write(agentconfig.data_mount(d.getVar("UPFLEET_DATA_DEVICE"), d.getVar("UPFLEET_DATA_FSTYPE")))
 
         try:
             roots = agentconfig.collect_roots(d.getVar("UPFLEET_DIRECTOR_ROOT"),
@@ -125,7 +146,12 @@ do_install() {
     if [ -f ${B}/etc/provisioning.env ]; then
         install -m 0600 ${B}/etc/provisioning.env ${D}${sysconfdir}/upfleet/provisioning.env
     fi
+    install -D -m 0644 ${B}/etc/50-serial-ports.conf \
+        ${D}${systemd_system_unitdir}/upfleet-agent.service.d/50-serial-ports.conf
+    if [ -f ${B}/etc/var-lib-upfleet.mount ]; then
+        install -D -m 0644 ${B}/etc/var-lib-upfleet.mount ${D}${systemd_system_unitdir}/var-lib-upfleet.mount
+    fi
 }
 
-FILES:${PN} = "${sysconfdir}/upfleet"
+FILES:${PN} = "${sysconfdir}/upfleet ${systemd_system_unitdir}"
 CONFFILES:${PN} = "${sysconfdir}/upfleet/agent.json"

@@ -36,6 +36,8 @@ SRC_URI = "${UPFLEET_SRC_URI};name=upfleet;destsuffix=upfleet \
            file://upfleet-firstboot.sh \
            file://upfleet-agent.service \
            file://upfleet-provision.service \
+           file://upfleet-reboot.path \
+           file://upfleet-reboot.service \
            file://70-upfleet-serial.rules \
           "
 require upfleet-agent-npm.inc
@@ -85,7 +87,7 @@ USERADD_PACKAGES = "${PN}"
 USERADD_PARAM:${PN} = "--system --user-group --home-dir ${localstatedir}/lib/upfleet \
                        --no-create-home --shell ${base_sbindir}/nologin upfleet"
 
-SYSTEMD_SERVICE:${PN} = "upfleet-agent.service upfleet-provision.service"
+SYSTEMD_SERVICE:${PN} = "upfleet-agent.service upfleet-provision.service upfleet-reboot.path"
 SYSTEMD_AUTO_ENABLE = "enable"
 
 def upfleet_fetched_npm(d):
@@ -237,7 +239,7 @@ do_install() {
     install -D -m 0755 ${UPFLEET_UNPACKDIR}/upfleet-firstboot.sh ${D}${libexecdir}/upfleet/firstboot
 
     install -d ${D}${systemd_system_unitdir}
-    for unit in upfleet-agent.service upfleet-provision.service; do
+    for unit in upfleet-agent.service upfleet-provision.service upfleet-reboot.path upfleet-reboot.service; do
         sed -e 's,@BINDIR@,${bindir},g' -e 's,@LIBEXECDIR@,${libexecdir},g' \
             ${UPFLEET_UNPACKDIR}/$unit > ${D}${systemd_system_unitdir}/$unit
         chmod 0644 ${D}${systemd_system_unitdir}/$unit
