@@ -33,17 +33,19 @@ install -d "$root/opt/upfleet" "$root/usr/libexec/upfleet" "$root/etc/upfleet" \
   "$root/boot/grub-env" "$root/var/lib/upfleet" "$root/etc/rauc" "$root/etc/systemd/network"
 cp "$agent"/* "$root/opt/upfleet/"
 ln -sf /opt/upfleet/upfleet-agent "$root/usr/bin/upfleet-agent"
-for unit in upfleet-agent.service upfleet-provision.service; do
+for unit in upfleet-agent.service upfleet-provision.service upfleet-reboot.path upfleet-reboot.service; do
   sed -e 's|@BINDIR@|/usr/bin|g' -e 's|@LIBEXECDIR@|/usr/libexec|g' "$yfiles/$unit" > "$root/etc/systemd/system/$unit"
 done
 install -m 0755 "$yfiles/upfleet-firstboot.sh" "$root/usr/libexec/upfleet/firstboot"
 install -m 0644 "$yfiles/70-upfleet-serial.rules" "$root/etc/udev/rules.d/70-upfleet-serial.rules"
-install -m 0755 "$guest/install-rauc" "$guest/health-check" "$guest/boot-ok" "$guest/vm-shell" "$root/usr/libexec/upfleet/"
-install -m 0644 "$guest/upfleet-reboot.path" "$guest/upfleet-reboot.service" "$guest/upfleet-boot-ok.service" \
-  "$guest/upfleet-vm-shell.service" "$root/etc/systemd/system/"
+install -m 0644 "$guest/50-serial-ports.conf" -D "$root/etc/systemd/system/upfleet-agent.service.d/50-serial-ports.conf"
+install -m 0755 "$guest/health-check" "$guest/boot-ok" "$guest/vm-shell" "$root/usr/libexec/upfleet/"
+install -m 0644 "$guest/upfleet-boot-ok.service" "$guest/upfleet-vm-shell.service" "$root/etc/systemd/system/"
 install -m 0644 "$guest/agent.json" "$root/etc/upfleet/agent.json"
 install -m 0644 "$guest/system.conf" "$root/etc/rauc/system.conf"
 install -m 0644 "$guest/rauc-dbus.conf" "$root/etc/dbus-1/system.d/de.pengutronix.rauc.conf"
+install -m 0644 "$repo/yocto/meta-upfleet/dynamic-layers/rauc/recipes-upfleet/upfleet-rauc/files/upfleet-rauc-dbus.conf" \
+  "$root/etc/dbus-1/system.d/upfleet-rauc.conf"
 install -m 0644 "$guest/rauc.service" "$root/etc/systemd/system/rauc.service"
 install -D -m 0644 "$guest/de.pengutronix.rauc.service" "$root/usr/share/dbus-1/system-services/de.pengutronix.rauc.service"
 install -m 0644 "$guest/fstab" "$root/etc/fstab"
