@@ -25,6 +25,7 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { ensureVmImage, type VmImage } from '../../scripts/vm/image.ts';
 import { GatewayWorld, GUEST_CONFIG } from './gateway-world.ts';
+import type { Boot } from './qemu-vm.ts';
 
 // Interrupted: exit, so that the 'exit' handlers power the VM off and stop the ECU.
 for (const signal of ['SIGINT', 'SIGTERM'] as const) process.once(signal, () => process.exit(130));
@@ -50,7 +51,7 @@ async function waitFor<T>(what: string, probe: () => Promise<T | undefined>, tim
 
 interface Figures {
   buildSeconds: VmImage['built'];
-  boots: Array<{ slot: string; seconds: number; guestUptimeSeconds: number }>;
+  boots: Boot[];
   agentIdleRssKiB?: number;
   stateDirKiB?: number;
   stateDirDetail?: string;

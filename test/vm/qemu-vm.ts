@@ -42,6 +42,8 @@ export interface Boot {
   slot: string;
   /** From power-on or reset to READY. */
   seconds: number;
+  /** From power-on or reset to GRUB's "booting slot" line (firmware and GRUB start). */
+  toGrubSeconds: number | null;
   /** The guest's own uptime at READY (kernel start to READY). */
   guestUptimeSeconds: number;
 }
@@ -71,6 +73,7 @@ export class QemuVm {
   readonly #console: WriteStream;
   readonly #exited: Promise<void>;
   #resetAt = performance.now();
+  #grubAt: number | null = null;
   #cmd: Socket | undefined;
   #cmdBuffer = '';
   #outLines: string[] = [];
@@ -115,11 +118,14 @@ export class QemuVm {
     this.#console.write(d);
     // The reset of a reboot starts the next boot's clock.
     const text = this.#consoleTail + d.toString('latin1');
+    this.#consoleTail = text.slice(-64);
     if (/reboot: Restarting system/.test(text)) {
       this.#resetAt = performance.now();
+      this.#grubAt = null;
       this.#consoleTail = '';
-    } else {
-      this.#consoleTail = text.slice(-64);
+    } else if (this.#grubAt === null && /upfleet-grub: booting/.test(text)) {
+      this.#grubAt = performance.now();
+      this.#consoleTail = '';
     }
   }
 
@@ -150,9 +156,14 @@ export class QemuVm {
       this.#cmdBuffer = this.#cmdBuffer.slice(nl + 1);
       const ready = READY.exec(line);
       if (ready) {
-        const boot = { slot: ready[1]!, seconds: (performance.now() - this.#resetAt) / 1000, guestUptimeSeconds: Number(ready[2]) };
+        const boot = {
+          slot: ready[1]!,
+          seconds: (performance.now() - this.#resetAt) / 1000,
+          toGrubSeconds: this.#grubAt === null ? null : (this.#grubAt - this.#resetAt) / 1000,
+          guestUptimeSeconds: Number(ready[2]),
+        };
         this.boots.push(boot);
-        this.#log(`boot ${this.boots.length}: slot ${boot.slot} ready after ${boot.seconds.toFixed(1)} s (guest uptime ${boot.guestUptimeSeconds.toFixed(1)} s)`);
+        this.#log(`boot ${this.boots.length}: slot ${boot.slot} ready after ${boot.seconds.toFixed(1)} s (GRUB after ${boot.toGrubSeconds?.toFixed(1) ?? '?'} s, guest uptime at READY ${boot.guestUptimeSeconds.toFixed(1)} s)`);
         // A command sent to the previous boot gets no answer.
         this.#pending = undefined;
         this.#outLines = [];
