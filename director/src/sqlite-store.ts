@@ -38,8 +38,9 @@ export class SqliteConnection implements SqlConnection {
   readonly #db: Database.Database;
   readonly #stmts = new Map<string, Database.Statement>();
   readonly #context = new AsyncLocalStorage<Tx>();
-  /** The tail of the queue of transactions and lone statements. */
+  /** The tail of the queue of transactions and lone statements, and how many are in it. */
   #queue: Promise<unknown> = Promise.resolve();
+  #queued = 0;
 
   constructor(path: string) {
     this.#db = new Database(path, { timeout: STATEMENT_BUSY_MS });
@@ -64,14 +65,16 @@ export class SqliteConnection implements SqlConnection {
 
   /** Runs fn after everything queued before it, alone on the connection. */
   #exclusive<T>(fn: () => Promise<T> | T): Promise<T> {
-    const run = this.#queue.then(() => fn());
+    this.#queued++;
+    const run = this.#queue.then(() => fn()).finally(() => this.#queued--);
     this.#queue = run.catch(() => undefined);
     return run;
   }
 
   async all(sql: string, params: unknown[] = []): Promise<Row[]> {
     const query = () => this.#stmt(sql).all(...bind(params)) as Row[];
-    return this.#current() ? query() : this.#exclusive(query);
+    // A read needs a turn only while a transaction is open (it must not see uncommitted rows).
+    return this.#current() || this.#queued === 0 ? query() : this.#exclusive(query);
   }
 
   async run(sql: string, params: unknown[] = []): Promise<void> {
