@@ -132,6 +132,10 @@ export async function startImageRepoServer(options: ImageRepoServerOptions): Pro
 
   const handler = new RequestHandler({ store, log, metrics, registry, tokenDigest, limits, now });
   const server: Server = createServer((req, res) => void handler.handle(req, res));
+  // Longer than a client's idle keep-alive (Node's agent: 5 s, the server's default too): the client
+  // drops an idle socket first, never reusing one the server is closing (ECONNRESET on a publish
+  // after a slow signing step). The director does the same.
+  server.keepAliveTimeout = 65_000;
   const host = options.host ?? '127.0.0.1';
   try {
     await new Promise<void>((resolve, reject) => {
