@@ -468,6 +468,12 @@ describe('Updater', () => {
         assert.ok(!c.store.files.has('shared.json'));
       });
 
+      it('with prefetch 0, requests each role only when the search reaches it, in search order', async () => {
+        const c = delegated();
+        assert.equal((await c.updater({ prefetch: 0 }).findTarget('a/x.bin'))?.role, 'a-deep');
+        assert.deepEqual(c.fetcher.metadataRequests.slice(4), ['1.a.json', '1.a-deep.json']);
+      });
+
       it('fetches only roles the snapshot lists', async () => {
         const c = delegated();
         serveResigned(c, 'metadata/1.snapshot.json', 'snapshot', (md) => delete (md.signed as Snapshot).meta['b.json']);

@@ -21,7 +21,7 @@
  *   stored timestamp and snapshot before it is itself persisted (fast-forward recovery).
  * - One refresh per Updater; `findTarget` refreshes first if needed.
  * - The target search fetches ahead: the next roles on its stack (at most
- *   PREFETCH_WINDOW, never more than the delegation cap lets it visit, and only
+ *   `prefetch`, by default PREFETCH_WINDOW, never more than the delegation cap lets it visit, and only
  *   roles the snapshot lists) are fetched in parallel. Fetching early is not
  *   trusting early: fetched bytes are held, unparsed, until the search reaches the
  *   role through its delegator, and are then verified exactly as if fetched then
@@ -135,8 +135,8 @@ export function storeSource(repo: string, store: MetadataStore): RoleSource {
  */
 const DURABLE_ROLES: ReadonlySet<string> = new Set(['root', 'timestamp', 'snapshot']);
 
-/** Most roles the target search fetches ahead of the one it is verifying. */
-const PREFETCH_WINDOW = 16;
+/** Most roles the target search fetches ahead of the one it is verifying, by default. */
+export const PREFETCH_WINDOW = 16;
 
 /**
  * A targets role fetched ahead of the search, not yet trusted: the stored copy if
@@ -169,6 +169,12 @@ export interface UpdaterOptions {
   maxRootRotations?: number;
   /** Most targets roles visited in one target search (python-tuf: 32). */
   maxDelegations?: number;
+  /**
+   * Most roles the target search fetches ahead of the one it verifies (default
+   * PREFETCH_WINDOW). 0 fetches each role only when the search reaches it, so the
+   * requests follow the search order exactly (the TUF conformance suite asserts that order).
+   */
+  prefetch?: number;
   maxLength?: Partial<Record<RoleType, number>>;
 }
 
@@ -338,7 +344,7 @@ export class Updater {
    */
   #prefetchAhead(toVisit: ReadonlyArray<[role: string, delegator: string]>, visited: ReadonlySet<string>, remaining: number): void {
     const trusted = this.#trusted!;
-    const window = Math.min(PREFETCH_WINDOW, remaining);
+    const window = Math.min(this.#options.prefetch ?? PREFETCH_WINDOW, remaining);
     const ahead = new Set<string>();
     for (let i = toVisit.length - 1; i >= 0 && ahead.size < window; i--) {
       const [role, delegator] = toVisit[i]!;

@@ -65,6 +65,8 @@ async function main(argv: string[]): Promise<void> {
     fetcher: new HttpFetcher(DEFAULT_LIMITS),
     store,
     now: new Date(),
+    // The suite asserts the order in which the delegation search requests roles: no fetching ahead.
+    prefetch: 0,
   });
   if (command === 'refresh') {
     await updater.refresh();
