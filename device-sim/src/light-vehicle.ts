@@ -97,6 +97,8 @@ export class LightVehicle {
   readonly #now: () => Date;
   #counter = 0;
   #lastResult: InstallationResult | undefined;
+  /** Images installed whose result manifest has not been answered yet. */
+  #unreported: string[] | undefined;
   #token = { value: '', expires: 0 };
   /** The director answers a device's metadata to that device's token only. */
   readonly #directorFetcher: Fetcher = { fetch: (url, maxLength) => this.#o.http.get(url, maxLength, this.#auth()) };
@@ -146,6 +148,10 @@ export class LightVehicle {
    */
   async cycle(): Promise<CycleOutcome> {
     await this.#sendManifest();
+    // A result manifest whose answer was lost: the director has it now.
+    const unreported = this.#unreported;
+    this.#unreported = undefined;
+    if (unreported) return { kind: 'updated', installed: unreported, at: Date.now() };
     const director = await this.#refreshDirector();
     const states = this.#ecuStates();
     if (pendingEcus(director, states).length === 0) return { kind: 'noUpdate' };
@@ -166,7 +172,9 @@ export class LightVehicle {
       directorTargetsVersion: director.version, success: true, code: 'OK', description: `installed ${installs.map((p) => p.name).join(', ')}`,
       ecus: installs.map((p) => ({ ecuSerial: p.ecuSerial, success: true, code: 'OK', description: 'installed', filename: p.name })),
     };
+    this.#unreported = installs.map((p) => p.name);
     await this.#sendManifest();
+    this.#unreported = undefined;
     return { kind: 'updated', installed: installs.map((p) => p.name), at: Date.now() };
   }
 
