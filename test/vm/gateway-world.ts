@@ -116,7 +116,10 @@ export class GatewayWorld {
 
   async close(): Promise<void> {
     if (this.vm?.running) await this.vm.powerCut();
+    // Its output goes to a file in this.dir: wait until its pipes are closed before removing the directory.
+    const ecuClosed = this.ecu.exitCode !== null || this.ecu.signalCode !== null ? Promise.resolve() : new Promise((r) => this.ecu.once('close', r));
     this.ecu.kill('SIGTERM');
+    await ecuClosed;
     await this.pty.close().catch(() => undefined);
     await this.stack.close();
     if (!process.env.KEEP) rmSync(this.dir, { recursive: true, force: true });
