@@ -19,8 +19,11 @@ import {
   MultiHasher,
   digestHex,
   isSupportedHash,
+  signEcuReport,
   type HashAlgorithm,
   type InstalledImage,
+  type SignedEcuReport,
+  type Signer,
 } from '@upfleet/core';
 import { InstallError } from '../errors.ts';
 import { ReceiveBufferReleaser } from '../gc-pressure.ts';
@@ -28,6 +31,35 @@ import type { ImageToInstall, Progress } from './secondary.ts';
 
 /** What an ECU with no image from the repositories reports: the empty image (a report must list a hash). */
 export const NO_IMAGE: InstalledImage = { filename: '', length: 0, hashes: { sha256: digestHex('sha256', new Uint8Array(0)) } };
+
+/** What a primary-side installer keeps about itself between reports. */
+export interface ReportedState {
+  releaseCounter: number;
+  attacksDetected: string;
+  latestVerifiedTime: string;
+}
+
+/** The signed version report of an installer on the primary (its installed image, or NO_IMAGE). */
+export function primaryReport(
+  ecu: { ecuSerial: string; hardwareId: string; signer: Signer; now: Date },
+  state: ReportedState,
+  installed: InstalledImage | null | undefined,
+  nonce: string,
+): SignedEcuReport {
+  return signEcuReport(
+    {
+      ecuSerial: ecu.ecuSerial,
+      hardwareId: ecu.hardwareId,
+      installedImage: installed ?? NO_IMAGE,
+      releaseCounter: state.releaseCounter,
+      nonce,
+      attacksDetected: state.attacksDetected,
+      latestVerifiedTime: state.latestVerifiedTime || ecu.now.toISOString(),
+      timestamp: ecu.now.toISOString(),
+    },
+    ecu.signer,
+  );
+}
 
 /** The image as an ECU reports it once installed. */
 export function installedImage(image: ImageToInstall): InstalledImage {

@@ -23,11 +23,11 @@
  */
 import { existsSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
-import { signEcuReport, type InstalledImage, type Signer, type SignedEcuReport } from '@upfleet/core';
+import type { InstalledImage, Signer, SignedEcuReport } from '@upfleet/core';
 import { InstallError } from '../errors.ts';
 import { writeFileAtomic } from '../atomic-file.ts';
 import type { ImageToInstall, MetadataBundle, Progress, Secondary, SecondaryInfo } from './secondary.ts';
-import { NO_IMAGE, installedImage, runShell, stageImage } from './image-file.ts';
+import { installedImage, primaryReport, runShell, stageImage } from './image-file.ts';
 
 type Slot = 'a' | 'b';
 
@@ -100,19 +100,8 @@ export class LocalInstallSecondary implements Secondary {
 
   async versionReport(nonce: string): Promise<SignedEcuReport> {
     const s = this.#load();
-    return signEcuReport(
-      {
-        ecuSerial: this.ecuSerial,
-        hardwareId: this.#o.hardwareId,
-        installedImage: s.installed ?? NO_IMAGE,
-        releaseCounter: s.releaseCounter,
-        nonce,
-        attacksDetected: s.attacksDetected,
-        latestVerifiedTime: s.latestVerifiedTime || this.#now().toISOString(),
-        timestamp: this.#now().toISOString(),
-      },
-      this.#o.signer,
-    );
+    const ecu = { ecuSerial: this.ecuSerial, hardwareId: this.#o.hardwareId, signer: this.#o.signer, now: this.#now() };
+    return primaryReport(ecu, s, s.installed, nonce);
   }
 
   /**

@@ -36,11 +36,11 @@
  */
 import { existsSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
-import { signEcuReport, type InstalledImage, type Signer, type SignedEcuReport } from '@upfleet/core';
+import type { InstalledImage, Signer, SignedEcuReport } from '@upfleet/core';
 import type { RaucInstaller } from '../config.ts';
 import { BootFallbackError, HealthCheckError, InstallError } from '../errors.ts';
 import { writeFileAtomic } from '../atomic-file.ts';
-import { NO_IMAGE, installedImage, runShell, stageImage, verifyImageFile } from './image-file.ts';
+import { installedImage, primaryReport, runShell, stageImage, verifyImageFile } from './image-file.ts';
 import { RaucClient, type RaucStatus } from './rauc-client.ts';
 import type { ImageToInstall, MetadataBundle, Progress, Secondary, SecondaryInfo } from './secondary.ts';
 
@@ -172,19 +172,8 @@ export class RaucPrimary implements Secondary {
 
   async versionReport(nonce: string): Promise<SignedEcuReport> {
     const s = this.#load();
-    return signEcuReport(
-      {
-        ecuSerial: this.ecuSerial,
-        hardwareId: this.#o.hardwareId,
-        installedImage: (await this.#installed(s))?.image ?? NO_IMAGE,
-        releaseCounter: s.releaseCounter,
-        nonce,
-        attacksDetected: s.attacksDetected,
-        latestVerifiedTime: s.latestVerifiedTime || this.#now().toISOString(),
-        timestamp: this.#now().toISOString(),
-      },
-      this.#o.signer,
-    );
+    const ecu = { ecuSerial: this.ecuSerial, hardwareId: this.#o.hardwareId, signer: this.#o.signer, now: this.#now() };
+    return primaryReport(ecu, s, (await this.#installed(s))?.image, nonce);
   }
 
   /** The primary verified both repositories itself: nothing here reads the bundle. */
