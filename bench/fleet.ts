@@ -34,7 +34,6 @@
 import { fork, spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer, type AddressInfo } from 'node:net';
 import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -43,6 +42,7 @@ import { addTarget, initRepository } from '@upfleet/image-repo';
 import { startServe, killServe } from '../image-repo/src/testing/serve-child.ts';
 import { initDirector } from '@upfleet/director';
 import type { WorkerReport, WorkerSetup } from './fleet-worker.ts';
+import { freePort } from '../test/support/nginx.ts';
 
 const HELP = `Usage: npm run bench:fleet -- [options]
   --vehicles N       simulated vehicles (default 10000)
@@ -146,14 +146,6 @@ function peakRssMb(pid: number): number {
 }
 
 // ------------------------------------------------------------------ servers
-
-async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as AddressInfo;
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  return port;
-}
 
 async function waitHealthy(url: string, child: ChildProcess, stderr: () => string): Promise<void> {
   for (let i = 0; i < 600; i++) {
