@@ -27,7 +27,7 @@ import {
 } from '@upfleet/core';
 import { InstallError } from '../errors.ts';
 import { ReceiveBufferReleaser } from '../gc-pressure.ts';
-import type { ImageToInstall, Progress } from './secondary.ts';
+import type { ImageToInstall, Progress, SecondaryInfo } from './secondary.ts';
 
 /** What an ECU with no image from the repositories reports: the empty image (a report must list a hash). */
 export const NO_IMAGE: InstalledImage = { filename: '', length: 0, hashes: { sha256: digestHex('sha256', new Uint8Array(0)) } };
@@ -59,6 +59,22 @@ export function primaryReport(
     },
     ecu.signer,
   );
+}
+
+/** What an installer on the primary tells the agent about itself (it verifies in full: the primary verified both repositories). */
+export function primaryInfo(
+  ecu: { ecuSerial: string; hardwareId: string; signer: Signer },
+  state: ReportedState,
+  installed: InstalledImage | null | undefined,
+): SecondaryInfo {
+  return {
+    ecuSerial: ecu.ecuSerial,
+    hardwareId: ecu.hardwareId,
+    publicKey: ecu.signer.key,
+    verification: 'full',
+    installed: installed ?? null,
+    releaseCounter: state.releaseCounter,
+  };
 }
 
 /** The image as an ECU reports it once installed. */

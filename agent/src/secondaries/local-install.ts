@@ -27,7 +27,7 @@ import type { InstalledImage, Signer, SignedEcuReport } from '@upfleet/core';
 import { InstallError } from '../errors.ts';
 import { writeFileAtomic } from '../atomic-file.ts';
 import type { ImageToInstall, MetadataBundle, Progress, Secondary, SecondaryInfo } from './secondary.ts';
-import { installedImage, primaryReport, runShell, stageImage } from './image-file.ts';
+import { installedImage, primaryInfo, primaryReport, runShell, stageImage } from './image-file.ts';
 
 type Slot = 'a' | 'b';
 
@@ -88,14 +88,7 @@ export class LocalInstallSecondary implements Secondary {
 
   async info(): Promise<SecondaryInfo> {
     const s = this.#load();
-    return {
-      ecuSerial: this.ecuSerial,
-      hardwareId: this.#o.hardwareId,
-      publicKey: this.#o.signer.key,
-      verification: 'full',
-      installed: s.installed,
-      releaseCounter: s.releaseCounter,
-    };
+    return primaryInfo({ ecuSerial: this.ecuSerial, hardwareId: this.#o.hardwareId, signer: this.#o.signer }, s, s.installed);
   }
 
   async versionReport(nonce: string): Promise<SignedEcuReport> {

@@ -40,7 +40,7 @@ import type { InstalledImage, Signer, SignedEcuReport } from '@upfleet/core';
 import type { RaucInstaller } from '../config.ts';
 import { BootFallbackError, HealthCheckError, InstallError } from '../errors.ts';
 import { writeFileAtomic } from '../atomic-file.ts';
-import { installedImage, primaryReport, runShell, stageImage, verifyImageFile } from './image-file.ts';
+import { installedImage, primaryInfo, primaryReport, runShell, stageImage, verifyImageFile } from './image-file.ts';
 import { RaucClient, type RaucStatus } from './rauc-client.ts';
 import type { ImageToInstall, MetadataBundle, Progress, Secondary, SecondaryInfo } from './secondary.ts';
 
@@ -160,14 +160,7 @@ export class RaucPrimary implements Secondary {
 
   async info(): Promise<SecondaryInfo> {
     const s = this.#load();
-    return {
-      ecuSerial: this.ecuSerial,
-      hardwareId: this.#o.hardwareId,
-      publicKey: this.#o.signer.key,
-      verification: 'full',
-      installed: (await this.#installed(s))?.image ?? null,
-      releaseCounter: s.releaseCounter,
-    };
+    return primaryInfo({ ecuSerial: this.ecuSerial, hardwareId: this.#o.hardwareId, signer: this.#o.signer }, s, (await this.#installed(s))?.image);
   }
 
   async versionReport(nonce: string): Promise<SignedEcuReport> {
