@@ -14,14 +14,18 @@
  *   assignments still pending (in-flight installs finish) and launches nothing more.
  * - A device that cannot take the image (release counter, hardware) gets a failed
  *   assignment with the refusal code; one that already runs it, a succeeded one.
+ * - The gate, run for every manifest that settles one of the campaign's assignments,
+ *   reads the campaign without its group and the store's counters of its assignments
+ *   by status: its cost does not grow with the group (one assignment per device and
+ *   campaign, so the counts are the devices' statuses).
  */
 import { createHash, randomUUID } from 'node:crypto';
 import { TargetFile } from '@upfleet/core';
 import { AssignmentRefusedError, BadRequestError, ConflictError, NotFoundError } from './errors.ts';
 import type { Context } from './context.ts';
-import { isOpen, runsImage, type Assignments } from './assignments.ts';
+import { runsImage, type Assignments } from './assignments.ts';
 import { parseTags } from './inventory.ts';
-import type { AssignmentItem, AssignmentRecord, AssignmentStatus, CampaignRecord, CampaignSpec } from './store.ts';
+import { ACTIVE_STATUSES, type AssignmentItem, type AssignmentRecord, type AssignmentStatus, type CampaignRecord, type CampaignSpec } from './store.ts';
 
 export const DEFAULT_WAVES = [1, 10, 50, 100];
 export const DEFAULT_SUCCESS_THRESHOLD = 0.9;
@@ -115,9 +119,8 @@ export class Campaigns {
       if (fresh.status !== 'draft') throw new ConflictError('BAD_STATE', `campaign ${id} is ${fresh.status}`, { status: fresh.status });
       const hw = new Set(resolved.map((r) => r.hardwareId));
       const group: string[] = [];
-      for (const d of await this.ctx.store.listDevices({ status: 'active' })) {
-        if (!c.spec.tags.every((t) => d.tags.includes(t))) continue;
-        if ((await this.ctx.store.ecusOf(d.id)).some((e) => hw.has(e.hardwareId))) group.push(d.id);
+      for (const d of await this.ctx.store.devicesWithHardware('active', [...hw])) {
+        if (c.spec.tags.every((t) => d.tags.includes(t))) group.push(d.id);
       }
       group.sort((a, b) => this.#rank(id, a).localeCompare(this.#rank(id, b)));
       this.#resolved.set(id, resolved);
@@ -152,7 +155,7 @@ export class Campaigns {
       const c = await this.get(id);
       if (c.status !== 'paused' && c.status !== 'halted') throw new ConflictError('BAD_STATE', `campaign ${id} is ${c.status}`, { status: c.status });
       await this.ctx.store.updateCampaign(id, { status: 'running', reason: null, updatedAt: this.ctx.nowIso() });
-      if (c.status === 'halted') await this.#launchNext(await this.get(id));
+      if (c.status === 'halted') await this.#launchNext(id);
       await this.#advance(id);
     });
     return this.status(id);
@@ -181,11 +184,9 @@ export class Campaigns {
   async status(id: string): Promise<CampaignStatusView> {
     const c = await this.get(id);
     const counts: CampaignStatusView['counts'] = { waiting: 0, pending: 0, downloading: 0, installing: 0, succeeded: 0, failed: 0, cancelled: 0 };
-    const latest = await this.#latestByDevice(id);
-    for (const d of c.devices) {
-      const a = latest.get(d);
-      counts[a ? a.status : 'waiting']++;
-    }
+    Object.assign(counts, await this.ctx.store.campaignCounts(id));
+    const assigned = Object.values(counts).reduce((n, k) => n + k, 0);
+    counts.waiting = Math.max(0, c.devices.length - assigned);
     return { ...c, counts, currentWave: c.wavesLaunched, totalWaves: c.spec.waves.length };
   }
 
@@ -235,21 +236,21 @@ export class Campaigns {
   async #advance(id: string): Promise<void> {
     await this.ctx.store.lockCampaign(id);
     for (;;) {
-      const c = await this.get(id);
-      if (c.status !== 'running') return;
+      const c = await this.ctx.store.getCampaignState(id);
+      if (c?.status !== 'running') return;
       if (c.wavesLaunched === 0) {
-        await this.#launchNext(c);
+        await this.#launchNext(c.id);
         continue;
       }
-      const launched = c.devices.slice(0, this.#waveEnd(c, c.wavesLaunched - 1));
-      const latest = await this.#latestByDevice(id);
-      if (launched.some((d) => isOpen(latest.get(d)?.status ?? 'failed'))) return;
+      const launched = this.#waveEnd(c, c.wavesLaunched - 1);
+      const counts = await this.ctx.store.campaignCounts(id);
+      if (ACTIVE_STATUSES.some((s) => (counts[s] ?? 0) > 0)) return;
+      const assigned = Object.values(counts).reduce((n, k) => n + k, 0);
       // A launched device with no assignment left the fleet before its wave: it counts as not succeeded.
-      for (const d of launched) {
-        if (!latest.get(d) && (await this.ctx.store.getDevice(d))?.status === 'active') return;
-      }
-      const succeeded = launched.filter((d) => latest.get(d)?.status === 'succeeded').length;
-      const ratio = launched.length === 0 ? 1 : succeeded / launched.length;
+      // Looked for only once the wave is settled, and only when some launched device has none.
+      if (assigned < launched && (await this.#unassignedActive(id, launched))) return;
+      const succeeded = counts.succeeded ?? 0;
+      const ratio = launched === 0 ? 1 : succeeded / launched;
       const now = this.ctx.nowIso();
       if (c.wavesLaunched >= c.spec.waves.length) {
         await this.ctx.store.updateCampaign(id, { status: 'completed', reason: `success ratio ${ratio.toFixed(3)}`, updatedAt: now });
@@ -260,15 +261,28 @@ export class Campaigns {
         this.ctx.log.warn({ campaign: id, ratio }, 'campaign halted by its gate');
         return;
       }
-      await this.#launchNext(c);
+      await this.#launchNext(c.id);
     }
   }
 
-  #waveEnd(c: CampaignRecord, wave: number): number {
-    return Math.min(c.devices.length, Math.ceil((c.spec.waves[wave]! * c.devices.length) / 100));
+  /** Whether a launched device of the campaign has no assignment of it and is active. */
+  async #unassignedActive(id: string, launched: number): Promise<boolean> {
+    const c = await this.get(id);
+    const latest = await this.#latestByDevice(id);
+    for (const d of c.devices.slice(0, launched)) {
+      if (!latest.get(d) && (await this.ctx.store.getDevice(d))?.status === 'active') return true;
+    }
+    return false;
   }
 
-  async #launchNext(c: CampaignRecord): Promise<void> {
+  #waveEnd(c: Pick<CampaignRecord, 'spec'> & ({ devices: string[] } | { groupSize: number }), wave: number): number {
+    const size = 'devices' in c ? c.devices.length : c.groupSize;
+    return Math.min(size, Math.ceil((c.spec.waves[wave]! * size) / 100));
+  }
+
+  /** Launches the next wave: reads the group once per wave. */
+  async #launchNext(id: string): Promise<void> {
+    const c = await this.get(id);
     if (c.wavesLaunched >= c.spec.waves.length) return;
     const from = c.wavesLaunched === 0 ? 0 : this.#waveEnd(c, c.wavesLaunched - 1);
     const to = this.#waveEnd(c, c.wavesLaunched);

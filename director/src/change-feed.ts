@@ -2,18 +2,16 @@
  * Changes to devices, assignments and campaigns, for the console's live updates
  * (GET /api/v1/admin/events/stream). Several director processes may write to one
  * store, so changes are derived from the store, never from this process's own
- * events: while anyone listens, one timer per process reads a fingerprint of
- * every watched record (`fleetFingerprints`, the feed's only store read) about
- * once a second, and tells each listener which records changed, appeared or
- * disappeared since the previous read.
+ * events: while anyone listens, one timer per process asks the store about once a
+ * second for the rows written since its previous read (`DirectorStore.changesSince`,
+ * the feed's only store read: an index range over each table's change stamp), and
+ * tells each listener their IDs. A tick's cost follows what changed, not the fleet.
  *
- * Watched: every device (status, online, tags, manifest counter, last update),
- * every campaign (status, waves, last update), the open assignments of active
- * devices and every assignment of a campaign that is not over (status, error,
- * per-ECU progress). An assignment that closes drops out of the open set, so
- * its disappearance is a change too.
+ * The first read only takes the cursor. A row the store names again with the same
+ * stamp (PostgreSQL re-reads the rows of transactions that were running at the
+ * previous read) is not reported twice.
  */
-import type { DirectorStore } from './store.ts';
+import type { ChangeBatch } from './store.ts';
 
 export interface FleetChange {
   devices: string[];
@@ -21,50 +19,28 @@ export interface FleetChange {
   campaigns: string[];
 }
 
-type Fingerprints = Map<string, string>;
-
-const KINDS = { d: 'devices', a: 'assignments', c: 'campaigns' } as const;
-
-/** Record key (`d:<id>`, `a:<id>`, `c:<id>`) -> what about it a console shows. */
-export async function fleetFingerprints(store: DirectorStore): Promise<Fingerprints> {
-  const out: Fingerprints = new Map();
-  const assignment = (a: { id: string; status: string; errorCode: string | null; updatedAt: string; progress: unknown }) =>
-    out.set(`a:${a.id}`, `${a.status}|${a.errorCode}|${a.updatedAt}|${JSON.stringify(a.progress)}`);
-  for (const d of await store.listDevices()) {
-    out.set(`d:${d.id}`, `${d.status}|${d.online}|${d.tags.join(',')}|${d.manifestCounter}|${d.updatedAt}`);
-    if (d.status === 'active') for (const a of await store.openAssignmentsOf(d.id)) assignment(a);
-  }
-  for (const c of await store.listCampaigns()) {
-    out.set(`c:${c.id}`, `${c.status}|${c.wavesLaunched}|${c.updatedAt}`);
-    if (c.status !== 'completed' && c.status !== 'aborted' && c.status !== 'draft') for (const a of await store.assignmentsOfCampaign(c.id)) assignment(a);
-  }
-  return out;
+/** The IDs of a batch by kind, leaving out rows `seen` (kind, ID and stamp) at the previous read; undefined when none are left. */
+export function changeOf(batch: ChangeBatch, seen: ReadonlySet<string>): FleetChange | undefined {
+  const ids = { devices: new Set<string>(), assignments: new Set<string>(), campaigns: new Set<string>() };
+  for (const c of batch.changes) if (!seen.has(stampKey(c))) ids[c.kind].add(c.id);
+  if (ids.devices.size + ids.assignments.size + ids.campaigns.size === 0) return undefined;
+  return { devices: [...ids.devices], assignments: [...ids.assignments], campaigns: [...ids.campaigns] };
 }
 
-/** What differs between two fingerprint maps, or undefined when nothing does. */
-export function diffFingerprints(before: Fingerprints, after: Fingerprints): FleetChange | undefined {
-  const change: FleetChange = { devices: [], assignments: [], campaigns: [] };
-  let any = false;
-  const note = (key: string) => {
-    change[KINDS[key[0] as keyof typeof KINDS]].push(key.slice(2));
-    any = true;
-  };
-  for (const [key, value] of after) if (before.get(key) !== value) note(key);
-  for (const key of before.keys()) if (!after.has(key)) note(key);
-  return any ? change : undefined;
-}
+const stampKey = (c: ChangeBatch['changes'][number]) => `${c.kind}:${c.stamp}:${c.id}`;
 
 export type ChangeListener = (change: FleetChange) => void;
 
 export class ChangeFeed {
   readonly #listeners = new Set<ChangeListener>();
-  #last: Fingerprints | undefined;
+  #cursor: string | undefined;
+  #seen = new Set<string>();
   #timer: NodeJS.Timeout | undefined;
   #reading = false;
 
   /** A tick never overlaps the one before (a read may take longer than the interval). */
   constructor(
-    private readonly read: () => Fingerprints | Promise<Fingerprints>,
+    private readonly read: (cursor: string | undefined) => ChangeBatch | Promise<ChangeBatch>,
     private readonly intervalMs = 1000,
     private readonly onError: (error: unknown) => void = () => {},
   ) {}
@@ -72,7 +48,7 @@ export class ChangeFeed {
   /** Starts the timer with the first listener. @returns the function that unsubscribes */
   subscribe(listener: ChangeListener): () => void {
     if (this.#listeners.size === 0) {
-      this.#last = undefined; // the first tick reads the baseline
+      this.#reset(); // the first tick reads the cursor
       void this.#tick();
       this.#timer = setInterval(() => void this.#tick(), this.intervalMs);
       this.#timer.unref();
@@ -91,25 +67,32 @@ export class ChangeFeed {
   close(): void {
     clearInterval(this.#timer);
     this.#timer = undefined;
-    this.#last = undefined;
+    this.#reset();
     this.#listeners.clear();
+  }
+
+  #reset(): void {
+    this.#cursor = undefined;
+    this.#seen = new Set();
   }
 
   async #tick(): Promise<void> {
     if (this.#reading) return;
     this.#reading = true;
-    let next: Fingerprints;
+    const first = this.#cursor === undefined;
+    let batch: ChangeBatch;
     try {
-      next = await this.read();
+      batch = await this.read(this.#cursor);
     } catch (error) {
-      this.onError(error); // a busy or closing store: try again next tick
+      this.onError(error); // a busy or closing store: try again next tick, from the same cursor
       return;
     } finally {
       this.#reading = false;
     }
     if (this.#listeners.size === 0) return; // closed meanwhile
-    const change = this.#last && diffFingerprints(this.#last, next);
-    this.#last = next;
+    const change = first ? undefined : changeOf(batch, this.#seen);
+    this.#cursor = batch.cursor;
+    this.#seen = new Set(batch.changes.map(stampKey));
     if (change) for (const l of this.#listeners) l(change);
   }
 }

@@ -21,7 +21,7 @@ import { addRoutes } from './http/api.ts';
 import { AdminAccess } from './http/admin-access.ts';
 import { addConsoleRoutes } from './http/console-routes.ts';
 import { ConsoleFiles, defaultConsoleDir } from './http/console-files.ts';
-import { ChangeFeed, fleetFingerprints } from './change-feed.ts';
+import { ChangeFeed } from './change-feed.ts';
 import { fleetSummary } from './fleet-summary.ts';
 import { DEFAULT_PREFIX, Topics } from './mqtt-topics.ts';
 import { DIRECTOR_USERNAME, startEmbeddedBroker, type EmbeddedBroker } from './mqtt-broker.ts';
@@ -113,7 +113,7 @@ export async function startDirector(o: StartOptions): Promise<RunningDirector> {
   const nowSeconds = () => Math.floor(now().getTime() / 1000);
   const access = new AdminAccess({ adminToken: o.adminToken, nowSeconds,
     ...(o.viewerToken && { viewerToken: o.viewerToken }), ...(o.sessionSeconds !== undefined && { sessionSeconds: o.sessionSeconds }) });
-  const feed = new ChangeFeed(() => fleetFingerprints(store), 1000, (err) => log.warn({ err }, 'console change feed read failed'));
+  const feed = new ChangeFeed((cursor) => store.changesSince(cursor), 1000, (err) => log.warn({ err }, 'console change feed read failed'));
   addRoutes(router, services, access);
   addConsoleRoutes(router, {
     access, imageRepo, feed, nowSeconds, fleetSummary: () => fleetSummary(store), files: new ConsoleFiles(o.consoleDir ?? defaultConsoleDir()),

@@ -9,7 +9,15 @@ export class DirectorMetrics {
   readonly assignments = new Counter({ name: 'upfleet_director_assignments_total', help: 'Assignment state changes', labelNames: ['status'], registers: [this.registry] });
   readonly metadataPublished = new Counter({ name: 'upfleet_director_metadata_published_total', help: 'Per-device targets versions signed', registers: [this.registry] });
   readonly httpRequests = new Histogram({ name: 'upfleet_director_http_request_seconds', help: 'HTTP request duration', labelNames: ['method', 'route', 'status'], buckets: [0.001, 0.005, 0.02, 0.1, 0.5, 2], registers: [this.registry] });
-  readonly devicesOnline = new Gauge({ name: 'upfleet_director_devices_online', help: 'Devices whose MQTT status is online', registers: [this.registry] });
+  /** What the online gauge reads at each scrape (set by the services, which own the store). */
+  countOnline: () => Promise<number> = async () => 0;
+  readonly devicesOnline: Gauge = new Gauge({
+    name: 'upfleet_director_devices_online', help: 'Devices whose MQTT status is online', registers: [this.registry],
+    collect: async () => {
+      // A store that cannot answer now leaves the last count rather than failing the scrape.
+      await this.countOnline().then((n) => this.devicesOnline.set(n), () => {});
+    },
+  });
 
   constructor() {
     collectDefaultMetrics({ register: this.registry });

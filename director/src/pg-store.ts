@@ -11,6 +11,14 @@
  *   back and run again from the start, up to MAX_ATTEMPTS.
  * - A lost connection, a server shutting down or retries running out surface as
  *   StoreUnavailableError; nothing of the change was committed.
+ * - A busy pool queues: a caller waits for a pooled connection as long as the
+ *   connections in use keep finishing work (one released within each
+ *   ACQUIRE_PROGRESS_MS). Only a new connection that cannot be opened within
+ *   CONNECT_TIMEOUT_MS, or a full pool on which nothing finishes for ACQUIRE_PROGRESS_MS,
+ *   is an outage (StoreUnavailableError).
+ * - `lockRow` also takes a transaction-scoped advisory lock on the row's key, so it
+ *   holds a key whose row does not exist yet: two processes registering one device
+ *   take turns instead of both inserting it.
  * - BIGINT columns read as JS numbers (counters and versions stay below 2^53).
  */
 import { AsyncLocalStorage } from 'node:async_hooks';
@@ -27,7 +35,13 @@ const RETRYABLE = new Set(['40001', '40P01']);
  * operator intervention, system and internal errors.
  */
 const UNAVAILABLE = /^(08|53|55|57|58|XX)/;
+/** Per process: 3 processes use 30 of PostgreSQL's default 100 connections, with room for admin tools. */
 const POOL_SIZE = 10;
+/** Opening one connection; also how long a queued caller waits before checking that the pool is making progress. */
+const CONNECT_TIMEOUT_MS = 10_000;
+const ACQUIRE_PROGRESS_MS = CONNECT_TIMEOUT_MS;
+/** pg-pool's message when a connect (a new connection, or a wait in its queue) times out. */
+const ACQUIRE_TIMEOUT = /timeout exceeded when trying to connect/i;
 
 interface Tx {
   client: pg.PoolClient;
@@ -55,11 +69,49 @@ export class PgConnection implements SqlConnection {
   readonly dialect = 'postgres';
   readonly #pool: pg.Pool;
   readonly #context = new AsyncLocalStorage<Tx>();
+  readonly #poolSize: number;
+  /** Connections given back to the pool so far: a queued caller's evidence that the pool is busy, not stuck. */
+  #released = 0;
 
   constructor(url: string, poolSize = POOL_SIZE) {
-    this.#pool = new pg.Pool({ connectionString: url, max: poolSize, types: TYPES, connectionTimeoutMillis: 10_000 });
+    this.#poolSize = poolSize;
+    this.#pool = new pg.Pool({ connectionString: url, max: poolSize, types: TYPES, connectionTimeoutMillis: CONNECT_TIMEOUT_MS });
     // An idle connection the server closed: the pool drops it; the next query opens another.
     this.#pool.on('error', () => {});
+    this.#pool.on('release', () => this.#released++);
+  }
+
+  /**
+   * A pooled connection; queues while the pool is busy (see the module comment).
+   * @throws StoreUnavailableError
+   */
+  async #acquire(): Promise<pg.PoolClient> {
+    for (;;) {
+      const releasedBefore = this.#released;
+      try {
+        return await this.#pool.connect();
+      } catch (error) {
+        const queued = ACQUIRE_TIMEOUT.test((error as Error).message) && this.#pool.totalCount >= this.#poolSize;
+        if (queued && this.#released > releasedBefore) continue; // busy, and moving: keep our place in line
+        throw new StoreUnavailableError('postgres', queued ? `no pooled connection finished any work for ${ACQUIRE_PROGRESS_MS} ms` : (error as Error).message, { cause: error });
+      }
+    }
+  }
+
+  /** fn on the transaction's connection, or on a pooled one for this call. */
+  async #onClient<T>(fn: (client: pg.PoolClient) => Promise<T>): Promise<T> {
+    const tx = this.#current();
+    if (tx) return fn(tx.client);
+    const client = await this.#acquire();
+    let broken: Error | undefined;
+    try {
+      return await fn(client);
+    } catch (error) {
+      if (isTransient(error)) broken = error as Error;
+      throw error;
+    } finally {
+      client.release(broken);
+    }
   }
 
   #current(): Tx | undefined {
@@ -70,8 +122,9 @@ export class PgConnection implements SqlConnection {
   async #query(sql: string, params: unknown[]): Promise<pg.QueryResult> {
     const tx = this.#current();
     try {
-      return await (tx ? tx.client : this.#pool).query(numbered(sql), params);
+      return await this.#onClient((client) => client.query(numbered(sql), params));
     } catch (error) {
+      if (error instanceof StoreUnavailableError) throw error;
       if (!tx && isTransient(error)) throw new StoreUnavailableError('postgres', (error as Error).message, { cause: error });
       throw error;
     }
@@ -86,8 +139,7 @@ export class PgConnection implements SqlConnection {
   }
 
   async exec(sql: string): Promise<void> {
-    const tx = this.#current();
-    await (tx ? tx.client : this.#pool).query(sql);
+    await this.#onClient((client) => client.query(sql));
   }
 
   inTransaction(): boolean {
@@ -96,6 +148,7 @@ export class PgConnection implements SqlConnection {
 
   async lockRow(table: 'devices' | 'campaigns', id: string): Promise<void> {
     if (!this.#current()) return;
+    await this.#query(`SELECT pg_advisory_xact_lock(hashtextextended(?, 0))`, [`${table}/${id}`]);
     await this.#query(`SELECT 1 FROM ${table} WHERE id = ? FOR UPDATE`, [id]);
   }
 
@@ -103,12 +156,7 @@ export class PgConnection implements SqlConnection {
     const outer = this.#current();
     if (outer) return this.#savepoint(outer, fn);
     for (let attempt = 1; ; attempt++) {
-      let client: pg.PoolClient;
-      try {
-        client = await this.#pool.connect();
-      } catch (error) {
-        throw new StoreUnavailableError('postgres', (error as Error).message, { cause: error });
-      }
+      const client = await this.#acquire();
       const tx: Tx = { client, open: true, savepoints: 0 };
       let broken: Error | undefined;
       try {

@@ -90,6 +90,8 @@ export class DirectorServices {
     this.manifests = new Manifests(this.ctx, this.inventory, this.assignments);
     this.campaigns = new Campaigns(this.ctx, this.assignments);
     this.manifests.onCampaignChange = (ids) => this.campaigns.onAssignmentsChanged(ids);
+    // Counted when scraped (one aggregate query), not on every status message.
+    this.metrics.countOnline = async () => (await o.store.countDevices()).online;
     this.auth = new Authenticator(o.store, o.adminToken, o.provisioningToken, () => Math.floor(o.now().getTime() / 1000));
   }
 
@@ -126,7 +128,6 @@ export class DirectorServices {
     const device = await this.store.getDevice(deviceId);
     if (!device || device.online === online) return;
     await this.ctx.commit(() => this.store.updateDevice(deviceId, { online, lastSeen: this.ctx.nowIso(), updatedAt: this.ctx.nowIso() }));
-    this.metrics.devicesOnline.set((await this.store.listDevices()).filter((d) => d.online).length);
   }
 
   /** Everything an admin sees about one device. @throws NotFoundError */

@@ -7,10 +7,20 @@
  *   on both databases, so a record reads back the same from either.
  * - Queries use `?` placeholders; the PostgreSQL connection numbers them.
  * - Booleans are JS booleans here; the SQLite connection binds them as 0/1.
+ * - Nothing a manifest, a progress event or a status message causes reads rows in
+ *   proportion to the fleet (issue 12): a campaign's assignments are counted by
+ *   status in `campaign_counts`, kept here in the transaction of every assignment
+ *   write; every write to a device, assignment or campaign stamps its row's
+ *   `change_seq`, so the change feed reads only what changed.
  */
 import {
   EVENTS_PER_DEVICE,
   type AssignmentRecord,
+  type AssignmentStatus,
+  type CampaignState,
+  type ChangeBatch,
+  type DeviceCounts,
+  type EcuVersionCount,
   type CampaignRecord,
   type DeviceRecord,
   type DeviceStatus,
@@ -90,6 +100,17 @@ const campaignFrom = (r: Row): CampaignRecord => ({
   updatedAt: r.updated_at as string,
 });
 
+const campaignStateFrom = (r: Row): CampaignState => ({
+  id: r.id as string,
+  status: r.status as CampaignRecord['status'],
+  spec: parse(r.spec),
+  groupSize: Number(r.group_size),
+  wavesLaunched: Number(r.waves_launched),
+  reason: text(r.reason),
+  createdAt: r.created_at as string,
+  updatedAt: r.updated_at as string,
+});
+
 const eventFrom = (r: Row): EventRecord => ({
   id: Number(r.id), deviceId: r.device_id as string, ecuSerial: text(r.ecu_serial),
   kind: r.kind as EventRecord['kind'], code: r.code as string, detail: r.detail as string, at: r.at as string,
@@ -123,8 +144,12 @@ const ASSIGNMENT_COLUMNS: Columns = {
 };
 const CAMPAIGN_COLUMNS: Columns = {
   status: ['status', same], spec: ['spec', json], devices: ['devices', json], wavesLaunched: ['waves_launched', same],
-  reason: ['reason', same], updatedAt: ['updated_at', same],
+  reason: ['reason', same], updatedAt: ['updated_at', same], groupSize: ['group_size', same],
 };
+
+/** The tables whose rows carry a change stamp, as the change feed names them. */
+const STAMPED = ['devices', 'assignments', 'campaigns'] as const;
+type Stamped = (typeof STAMPED)[number];
 
 const OPEN = "('pending', 'downloading', 'installing')";
 
@@ -143,8 +168,23 @@ export class SqlStore implements DirectorStore {
   async #update(table: string, keyColumn: string, key: string, columns: Columns, fields: Record<string, unknown>): Promise<void> {
     const entries = Object.entries(fields).filter(([k, v]) => v !== undefined && columns[k]);
     if (entries.length === 0) return;
-    const sets = entries.map(([k]) => `${columns[k]![0]} = ?`).join(', ');
-    await this.db.run(`UPDATE ${table} SET ${sets} WHERE ${keyColumn} = ?`, [...entries.map(([k, v]) => columns[k]![1](v)), key]);
+    const sets = entries.map(([k]) => `${columns[k]![0]} = ?`);
+    if ((STAMPED as readonly string[]).includes(table)) sets.push(`change_seq = ${this.#stamp(table as Stamped)}`);
+    await this.db.run(`UPDATE ${table} SET ${sets.join(', ')} WHERE ${keyColumn} = ?`, [...entries.map(([k, v]) => columns[k]![1](v)), key]);
+  }
+
+  /**
+   * The change stamp of a row written now. SQLite: the table's highest plus one, taken
+   * under the write lock that orders every transaction, so stamps follow commit order
+   * (an index keeps MAX cheap). PostgreSQL: the writing transaction's ID (see changesSince).
+   */
+  #stamp(table: Stamped): string {
+    return this.db.dialect === 'postgres' ? 'pg_current_xact_id()' : `(SELECT COALESCE(MAX(change_seq), 0) + 1 FROM ${table})`;
+  }
+
+  /** fn atomically: on its own, or as part of the caller's transaction (no savepoint). */
+  #atomic<T>(fn: () => Promise<T>): Promise<T> {
+    return this.db.inTransaction() ? fn() : this.transaction(fn);
   }
 
   transaction<T>(fn: () => Promise<T>): Promise<T> {
@@ -173,8 +213,36 @@ export class SqlStore implements DirectorStore {
       : this.#many('SELECT * FROM devices ORDER BY id', [], deviceFrom);
   }
 
+  devicesWithHardware(status: DeviceStatus, hardwareIds: string[]): Promise<DeviceRecord[]> {
+    if (hardwareIds.length === 0) return Promise.resolve([]);
+    const list = hardwareIds.map(() => '?').join(', ');
+    return this.#many(`SELECT * FROM devices WHERE status = ? AND id IN (SELECT device_id FROM ecus WHERE hardware_id IN (${list})) ORDER BY id`,
+      [status, ...hardwareIds], deviceFrom);
+  }
+
+  async countDevices(): Promise<DeviceCounts> {
+    const counts: DeviceCounts = { total: 0, online: 0, byStatus: { preregistered: 0, pending: 0, active: 0, decommissioned: 0 } };
+    for (const r of await this.db.all('SELECT status, online, COUNT(*) AS n FROM devices GROUP BY status, online')) {
+      const n = Number(r.n);
+      counts.total += n;
+      counts.byStatus[r.status as DeviceStatus] += n;
+      if (r.online) counts.online += n;
+    }
+    return counts;
+  }
+
+  async ecuVersions(): Promise<EcuVersionCount[]> {
+    const image = this.db.dialect === 'postgres' ? "(e.installed::json ->> 'filename')" : "json_extract(e.installed, '$.filename')";
+    const rows = await this.db.all(`SELECT e.hardware_id, ${image} AS image, e.release_counter, COUNT(*) AS n FROM ecus e
+      JOIN devices d ON d.id = e.device_id WHERE d.status <> 'decommissioned' GROUP BY e.hardware_id, ${image}, e.release_counter`);
+    return rows
+      .map((r) => ({ hardwareId: r.hardware_id as string, image: text(r.image), releaseCounter: Number(r.release_counter), ecus: Number(r.n) }))
+      .sort((a, b) => a.hardwareId.localeCompare(b.hardwareId) || b.ecus - a.ecus);
+  }
+
   insertDevice(d: DeviceRecord): Promise<void> {
-    return this.db.run('INSERT INTO devices (id, status, tags, manifest_counter, recent_nonces, online, last_seen, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)', [
+    return this.db.run(`INSERT INTO devices (id, status, tags, manifest_counter, recent_nonces, online, last_seen, created_at, updated_at, change_seq)
+      VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ${this.#stamp('devices')})`, [
       d.id, d.status, json(d.tags), d.manifestCounter, json(d.recentNonces), d.online, d.lastSeen, d.createdAt, d.updatedAt]);
   }
 
@@ -204,16 +272,30 @@ export class SqlStore implements DirectorStore {
   }
 
   insertAssignment(a: AssignmentRecord): Promise<void> {
-    const columns = 'id, device_id, campaign_id, status, items, targets_version, error_code, error_message, created_at, updated_at, progress';
+    const columns = 'id, device_id, campaign_id, status, items, targets_version, error_code, error_message, created_at, updated_at, progress, change_seq';
     const values = [a.id, a.deviceId, a.campaignId, a.status, json(a.items), a.targetsVersion, a.errorCode, a.errorMessage, a.createdAt, a.updatedAt, json(a.progress)];
-    // PostgreSQL numbers assignments with an identity column; SQLite takes the next under its write lock.
-    return this.db.dialect === 'postgres'
-      ? this.db.run(`INSERT INTO assignments (${columns}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`, values)
-      : this.db.run(`INSERT INTO assignments (${columns}, seq) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, (SELECT COALESCE(MAX(seq), 0) + 1 FROM assignments))`, values);
+    const stamp = this.#stamp('assignments');
+    return this.#atomic(async () => {
+      // PostgreSQL numbers assignments with an identity column; SQLite takes the next under its write lock.
+      await (this.db.dialect === 'postgres'
+        ? this.db.run(`INSERT INTO assignments (${columns}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ${stamp})`, values)
+        : this.db.run(`INSERT INTO assignments (${columns}, seq) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ${stamp}, (SELECT COALESCE(MAX(seq), 0) + 1 FROM assignments))`, values));
+      if (a.campaignId !== null) {
+        await this.db.run(`INSERT INTO campaign_counts (campaign_id, status, n) VALUES (?, ?, 1)
+          ON CONFLICT (campaign_id, status) DO UPDATE SET n = campaign_counts.n + 1`, [a.campaignId, a.status]);
+      }
+    });
   }
 
   updateAssignment(id: string, fields: Partial<AssignmentRecord>): Promise<void> {
-    return this.#update('assignments', 'id', id, ASSIGNMENT_COLUMNS, fields);
+    if (fields.status === undefined) return this.#update('assignments', 'id', id, ASSIGNMENT_COLUMNS, fields);
+    // The campaign's counters move with the status: one down from the old, one up to the new.
+    return this.#atomic(async () => {
+      await this.db.run('UPDATE campaign_counts SET n = n - 1 WHERE (campaign_id, status) IN (SELECT campaign_id, status FROM assignments WHERE id = ?)', [id]);
+      await this.#update('assignments', 'id', id, ASSIGNMENT_COLUMNS, fields);
+      await this.db.run(`INSERT INTO campaign_counts (campaign_id, status, n) SELECT campaign_id, status, 1 FROM assignments WHERE id = ? AND campaign_id IS NOT NULL
+        ON CONFLICT (campaign_id, status) DO UPDATE SET n = campaign_counts.n + 1`, [id]);
+    });
   }
 
   getAssignment(id: string): Promise<AssignmentRecord | undefined> {
@@ -232,10 +314,19 @@ export class SqlStore implements DirectorStore {
     return this.#many('SELECT * FROM assignments WHERE campaign_id = ? ORDER BY seq', [campaignId], assignmentFrom);
   }
 
+  async campaignCounts(campaignId: string): Promise<Partial<Record<AssignmentStatus, number>>> {
+    const rows = await this.db.all('SELECT status, n FROM campaign_counts WHERE campaign_id = ? AND n <> 0', [campaignId]);
+    return Object.fromEntries(rows.map((r) => [r.status as AssignmentStatus, Number(r.n)]));
+  }
+
+  recentFailures(limit: number): Promise<AssignmentRecord[]> {
+    return this.#many(`SELECT a.* FROM assignments a JOIN devices d ON d.id = a.device_id
+      WHERE a.status = 'failed' AND d.status <> 'decommissioned' ORDER BY a.updated_at DESC, a.seq DESC LIMIT ?`, [limit], assignmentFrom);
+  }
+
   insertEvent(e: Omit<EventRecord, 'id'>): Promise<void> {
     // Atomic on its own; inside a caller's transaction, part of it (no savepoint per event).
-    const atomic = (fn: () => Promise<void>) => (this.db.inTransaction() ? fn() : this.transaction(fn));
-    return atomic(async () => {
+    return this.#atomic(async () => {
       await this.db.run('INSERT INTO events (device_id, ecu_serial, kind, code, detail, at) VALUES (?, ?, ?, ?, ?, ?)', [
         e.deviceId, e.ecuSerial, e.kind, e.code, e.detail, e.at]);
       // Bounded per device: a flood of events costs the device its oldest ones, never the store.
@@ -246,6 +337,11 @@ export class SqlStore implements DirectorStore {
 
   eventsOf(deviceId: string): Promise<EventRecord[]> {
     return this.#many('SELECT * FROM events WHERE device_id = ? ORDER BY id', [deviceId], eventFrom);
+  }
+
+  recentEvents(limit: number): Promise<EventRecord[]> {
+    return this.#many(`SELECT e.* FROM events e JOIN devices d ON d.id = e.device_id
+      WHERE d.status <> 'decommissioned' ORDER BY e.at DESC, e.id DESC LIMIT ?`, [limit], eventFrom);
   }
 
   insertManifest(m: Omit<ManifestRecord, 'id'>): Promise<void> {
@@ -285,12 +381,17 @@ export class SqlStore implements DirectorStore {
   }
 
   insertCampaign(c: CampaignRecord): Promise<void> {
-    return this.db.run('INSERT INTO campaigns (id, status, spec, devices, waves_launched, reason, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)', [
-      c.id, c.status, json(c.spec), json(c.devices), c.wavesLaunched, c.reason, c.createdAt, c.updatedAt]);
+    return this.db.run(`INSERT INTO campaigns (id, status, spec, devices, waves_launched, reason, created_at, updated_at, group_size, change_seq)
+      VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ${this.#stamp('campaigns')})`, [
+      c.id, c.status, json(c.spec), json(c.devices), c.wavesLaunched, c.reason, c.createdAt, c.updatedAt, c.devices.length]);
   }
 
   updateCampaign(id: string, fields: Partial<CampaignRecord>): Promise<void> {
-    return this.#update('campaigns', 'id', id, CAMPAIGN_COLUMNS, fields);
+    return this.#update('campaigns', 'id', id, CAMPAIGN_COLUMNS, { ...fields, ...(fields.devices && { groupSize: fields.devices.length }) });
+  }
+
+  getCampaignState(id: string): Promise<CampaignState | undefined> {
+    return this.#one('SELECT id, status, spec, group_size, waves_launched, reason, created_at, updated_at FROM campaigns WHERE id = ?', [id], campaignStateFrom);
   }
 
   getCampaign(id: string): Promise<CampaignRecord | undefined> {
@@ -299,5 +400,40 @@ export class SqlStore implements DirectorStore {
 
   listCampaigns(): Promise<CampaignRecord[]> {
     return this.#many('SELECT * FROM campaigns ORDER BY created_at, id', [], campaignFrom);
+  }
+
+  async changesSince(cursor: string | undefined): Promise<ChangeBatch> {
+    return this.db.dialect === 'postgres' ? this.#changesSincePg(cursor) : this.#changesSinceSqlite(cursor);
+  }
+
+  /** Cursor: the highest stamp seen per table, `devices,assignments,campaigns`. */
+  async #changesSinceSqlite(cursor: string | undefined): Promise<ChangeBatch> {
+    if (cursor === undefined) {
+      const [r] = await this.db.all(`SELECT ${STAMPED.map((t) => `(SELECT COALESCE(MAX(change_seq), 0) FROM ${t}) AS ${t}`).join(', ')}`);
+      return { cursor: STAMPED.map((t) => Number(r![t])).join(','), changes: [] };
+    }
+    const since = cursor.split(',').map(Number);
+    const rows = await this.db.all(STAMPED.map((t) => `SELECT '${t}' AS kind, id, change_seq FROM ${t} WHERE change_seq > ?`).join(' UNION ALL '), since);
+    const highest = [...since];
+    const changes = rows.map((r) => {
+      const i = STAMPED.indexOf(r.kind as Stamped);
+      highest[i] = Math.max(highest[i]!, Number(r.change_seq));
+      return { kind: r.kind as Stamped, id: r.id as string, stamp: String(r.change_seq) };
+    });
+    return { cursor: highest.join(','), changes };
+  }
+
+  /**
+   * Cursor: the oldest transaction still running at the previous call (pg_snapshot_xmin).
+   * Every transaction older than that had finished, so what it wrote was read then; rows
+   * of younger ones are read (again) now. Read first, so the rows come from a later snapshot.
+   */
+  async #changesSincePg(cursor: string | undefined): Promise<ChangeBatch> {
+    const [h] = await this.db.all('SELECT pg_snapshot_xmin(pg_current_snapshot())::text AS horizon');
+    const next = h!.horizon as string;
+    if (cursor === undefined) return { cursor: next, changes: [] };
+    const rows = await this.db.all(STAMPED.map((t) => `SELECT '${t}' AS kind, id, change_seq::text AS stamp FROM ${t} WHERE change_seq >= ?::xid8`).join(' UNION ALL '),
+      STAMPED.map(() => cursor));
+    return { cursor: next, changes: rows.map((r) => ({ kind: r.kind as Stamped, id: r.id as string, stamp: r.stamp as string })) };
   }
 }

@@ -268,5 +268,135 @@ export function storeContract(name: string, open: () => Promise<StoreUnderTest>)
         assert.equal((await s.getCampaign('c1'))!.reason, 'locked');
       });
     });
+
+    describe('aggregates that do not grow with the fleet', () => {
+      it('counts a campaign\'s assignments by status in the transaction of every write, and ignores those of no campaign', async () => {
+        await s.insertAssignment(assignment('fs-a1', 'fs-dev1', { campaignId: 'fs-camp' }));
+        await s.insertAssignment(assignment('fs-a2', 'fs-dev2', { campaignId: 'fs-camp' }));
+        await s.insertAssignment(assignment('fs-a3', 'fs-dev3', { campaignId: 'fs-camp', status: 'failed' }));
+        await s.insertAssignment(assignment('fs-a4', 'fs-dev3'));
+        assert.deepEqual(await s.campaignCounts('fs-camp'), { pending: 2, failed: 1 });
+        await s.updateAssignment('fs-a1', { status: 'downloading' });
+        await s.updateAssignment('fs-a1', { progress: {} });
+        await s.updateAssignment('fs-a4', { status: 'succeeded' });
+        assert.deepEqual(await s.campaignCounts('fs-camp'), { pending: 1, downloading: 1, failed: 1 });
+        await assert.rejects(s.transaction(async () => {
+          await s.updateAssignment('fs-a2', { status: 'succeeded' });
+          throw new Error('rolled back');
+        }));
+        assert.deepEqual(await s.campaignCounts('fs-camp'), { pending: 1, downloading: 1, failed: 1 }, 'a rollback takes the counts back too');
+        await s.updateAssignment('fs-a2', { status: 'succeeded' });
+        await s.updateAssignment('fs-a1', { status: 'succeeded' });
+        assert.deepEqual(await s.campaignCounts('fs-camp'), { succeeded: 2, failed: 1 });
+        assert.deepEqual(await s.campaignCounts('fs-none'), {});
+      });
+
+      it('reads a campaign without its group, with the group\'s size', async () => {
+        await s.insertCampaign(campaign('fs-c', { devices: ['x', 'y', 'z'] }));
+        const { devices: _d, ...rest } = campaign('fs-c');
+        assert.deepEqual(await s.getCampaignState('fs-c'), { ...rest, groupSize: 3 });
+        await s.updateCampaign('fs-c', { devices: ['x'], status: 'running' });
+        assert.deepEqual(await s.getCampaignState('fs-c'), { ...rest, status: 'running', groupSize: 1 });
+        assert.equal(await s.getCampaignState('fs-none'), undefined);
+      });
+
+      it('counts devices by status and online, and lists devices by hardware', async () => {
+        const before = await s.countDevices();
+        await s.insertDevice(device('fs-d1', { online: true }));
+        await s.insertDevice(device('fs-d2', { status: 'pending' }));
+        await s.insertDevice(device('fs-d3', { status: 'decommissioned', online: true }));
+        const after = await s.countDevices();
+        assert.equal(after.total - before.total, 3);
+        assert.equal(after.online - before.online, 2);
+        assert.deepEqual(Object.fromEntries(Object.entries(after.byStatus).map(([k, n]) => [k, n - before.byStatus[k as keyof typeof before.byStatus]])),
+          { preregistered: 0, pending: 1, active: 1, decommissioned: 1 });
+        await s.insertEcu({ ...ecu('fs-d1-x', 'fs-d1', true), hardwareId: 'fs-hw' });
+        await s.insertEcu({ ...ecu('fs-d1-y', 'fs-d1', false), hardwareId: 'fs-hw2' });
+        await s.insertEcu({ ...ecu('fs-d2-x', 'fs-d2', true), hardwareId: 'fs-hw' });
+        assert.deepEqual((await s.devicesWithHardware('active', ['fs-hw', 'fs-hw2'])).map((d) => d.id), ['fs-d1'], 'each device once');
+        assert.deepEqual((await s.devicesWithHardware('pending', ['fs-hw'])).map((d) => d.id), ['fs-d2']);
+        assert.deepEqual(await s.devicesWithHardware('active', []), []);
+      });
+
+      it('counts ECUs by hardware ID and installed image, leaving decommissioned devices out', async () => {
+        const installed = (filename: string) => ({ filename, length: 1, hashes: { sha256: 'ab'.repeat(32) } });
+        await s.insertEcu({ ...ecu('fs-d3-x', 'fs-d3', true), hardwareId: 'fs-hw' });
+        await s.updateEcu('fs-d1-x', { installed: installed('v2.bin'), releaseCounter: 2 });
+        await s.updateEcu('fs-d2-x', { installed: installed('v2.bin'), releaseCounter: 2 });
+        const versions = (await s.ecuVersions()).filter((v) => v.hardwareId.startsWith('fs-'));
+        assert.deepEqual(versions, [
+          { hardwareId: 'fs-hw', image: 'v2.bin', releaseCounter: 2, ecus: 2 },
+          { hardwareId: 'fs-hw2', image: null, releaseCounter: 0, ecus: 1 },
+        ]);
+      });
+
+      it('lists the newest failures and security events of devices not decommissioned', async () => {
+        const late = (n: number) => `2099-01-01T00:00:0${n}.000Z`;
+        await s.insertAssignment(assignment('fs-f1', 'fs-d1', { status: 'failed', updatedAt: late(1) }));
+        await s.insertAssignment(assignment('fs-f2', 'fs-d3', { status: 'failed', updatedAt: late(3) }));
+        await s.insertAssignment(assignment('fs-f3', 'fs-d2', { status: 'failed', updatedAt: late(2) }));
+        assert.deepEqual((await s.recentFailures(2)).map((a) => a.id), ['fs-f3', 'fs-f1']);
+        await s.insertEvent({ deviceId: 'fs-d1', ecuSerial: null, kind: 'attack', code: 'X', detail: 'one', at: late(1) });
+        await s.insertEvent({ deviceId: 'fs-d3', ecuSerial: null, kind: 'attack', code: 'X', detail: 'gone', at: late(3) });
+        await s.insertEvent({ deviceId: 'fs-d2', ecuSerial: null, kind: 'attack', code: 'X', detail: 'two', at: late(2) });
+        assert.deepEqual((await s.recentEvents(2)).map((e) => e.detail), ['two', 'one']);
+      });
+
+      it('names the devices, assignments and campaigns written since a cursor, committed ones only', async () => {
+        const start = await s.changesSince(undefined);
+        assert.deepEqual(start.changes, [], 'without a cursor: only the cursor');
+        await s.insertDevice(device('fs-ch1'));
+        await s.updateDevice('fs-d1', { online: false });
+        await s.updateAssignment('fs-f1', { progress: {} });
+        await s.updateCampaign('fs-c', { reason: 'r' });
+        await s.updateEcu('fs-d1-x', { releaseCounter: 3 }); // not a watched table
+        const other = await t.openAnother();
+        let release!: () => void;
+        let written!: () => void;
+        const wrote = new Promise<void>((r) => (written = r));
+        const open = other.transaction(async () => {
+          await other.insertDevice(device('fs-uncommitted'));
+          written();
+          await new Promise<void>((r) => (release = r));
+        });
+        try {
+          await wrote;
+          const first = await s.changesSince(start.cursor);
+          const named = (b: typeof first, kind: string) => new Set(b.changes.filter((c) => c.kind === kind).map((c) => c.id));
+          for (const id of ['fs-ch1', 'fs-d1']) assert.ok(named(first, 'devices').has(id), id);
+          assert.ok(named(first, 'assignments').has('fs-f1'));
+          assert.ok(named(first, 'campaigns').has('fs-c'));
+          assert.ok(!named(first, 'devices').has('fs-uncommitted'), 'not before its commit');
+          release();
+          await open;
+          const second = await s.changesSince(first.cursor);
+          assert.ok(named(second, 'devices').has('fs-uncommitted'), 'read once committed, although written before the previous read');
+          const third = await s.changesSince(second.cursor);
+          const stamps = new Set(second.changes.map((c) => `${c.kind}:${c.id}:${c.stamp}`));
+          for (const c of third.changes) assert.ok(stamps.has(`${c.kind}:${c.id}:${c.stamp}`), `nothing new is named: ${JSON.stringify(c)}`);
+        } finally {
+          release?.();
+          await open.catch(() => {});
+          await other.close();
+        }
+      });
+
+      it('holds a device\'s ID under lockDevice before its row exists: two registrations take turns', async () => {
+        const other = await t.openAnother();
+        try {
+          const register = (store: DirectorStore) => store.transaction(async () => {
+            await store.lockDevice('fs-race');
+            if (await store.getDevice('fs-race')) return false;
+            await new Promise((r) => setTimeout(r, 20)); // let the other in, if it can
+            await store.insertDevice(device('fs-race'));
+            return true;
+          });
+          const created = await Promise.all([register(s), register(other)]);
+          assert.deepEqual(created.sort(), [false, true]);
+        } finally {
+          await other.close();
+        }
+      });
+    });
   });
 }

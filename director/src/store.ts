@@ -162,18 +162,57 @@ export interface CampaignRecord {
   updatedAt: string;
 }
 
+/** A campaign without its group's list (which grows with the fleet): what the wave gate reads. */
+export interface CampaignState extends Omit<CampaignRecord, 'devices'> {
+  /** Number of devices in the group (`devices.length`). */
+  groupSize: number;
+}
+
+/** Devices counted by status and by MQTT status. */
+export interface DeviceCounts {
+  total: number;
+  online: number;
+  byStatus: Record<DeviceStatus, number>;
+}
+
+/** Per hardware ID and installed image (null: nothing reported yet), the ECUs of devices not decommissioned. */
+export interface EcuVersionCount {
+  hardwareId: string;
+  image: string | null;
+  releaseCounter: number;
+  ecus: number;
+}
+
+/**
+ * The records written since a cursor, by ID. `cursor` is opaque: pass it to the next call.
+ * A record may be named again by the next call although unchanged (PostgreSQL reads
+ * from the oldest transaction still running); `stamps` tell such repeats apart.
+ */
+export interface ChangeBatch {
+  cursor: string;
+  changes: Array<{ kind: 'devices' | 'assignments' | 'campaigns'; id: string; stamp: string }>;
+}
 
 export interface DirectorStore {
   /** Runs fn atomically (see the module comment). @throws StoreUnavailableError when the database cannot be reached or stays busy */
   transaction<T>(fn: () => Promise<T>): Promise<T>;
   close(): Promise<void>;
-  /** Inside a transaction: holds the device's row until the end, so concurrent changes to the device wait. */
+  /**
+   * Inside a transaction: holds the device (its row, and its ID even before the row exists)
+   * until the end, so concurrent changes to the device, its registration included, wait.
+   */
   lockDevice(id: string): Promise<void>;
   /** Inside a transaction: holds the campaign's row until the end. */
   lockCampaign(id: string): Promise<void>;
 
   getDevice(id: string): Promise<DeviceRecord | undefined>;
   listDevices(filter?: { status?: DeviceStatus }): Promise<DeviceRecord[]>;
+  /** Devices with `status` and at least one ECU of one of `hardwareIds`, by ID. */
+  devicesWithHardware(status: DeviceStatus, hardwareIds: string[]): Promise<DeviceRecord[]>;
+  /** One aggregate query (an index scan, no device rows sent). */
+  countDevices(): Promise<DeviceCounts>;
+  /** By hardware ID, then most ECUs first. */
+  ecuVersions(): Promise<EcuVersionCount[]>;
   insertDevice(device: DeviceRecord): Promise<void>;
   updateDevice(id: string, fields: Partial<Omit<DeviceRecord, 'id' | 'createdAt'>>): Promise<void>;
 
@@ -188,6 +227,13 @@ export interface DirectorStore {
   getAssignment(id: string): Promise<AssignmentRecord | undefined>;
   assignmentsOf(deviceId: string): Promise<AssignmentRecord[]>;
   assignmentsOfCampaign(campaignId: string): Promise<AssignmentRecord[]>;
+  /**
+   * The campaign's assignments by status, from counters the store keeps in the same
+   * transaction as every assignment write (statuses with none are absent).
+   */
+  campaignCounts(campaignId: string): Promise<Partial<Record<AssignmentStatus, number>>>;
+  /** Failed assignments of devices not decommissioned, newest first. */
+  recentFailures(limit: number): Promise<AssignmentRecord[]>;
   /** The device's pending, downloading and installing assignments, oldest first. */
   openAssignmentsOf(deviceId: string): Promise<AssignmentRecord[]>;
 
@@ -195,6 +241,8 @@ export interface DirectorStore {
   insertEvent(e: Omit<EventRecord, 'id'>): Promise<void>;
   /** The device's security events, oldest first (at most EVENTS_PER_DEVICE). */
   eventsOf(deviceId: string): Promise<EventRecord[]>;
+  /** Security events of devices not decommissioned, newest first. */
+  recentEvents(limit: number): Promise<EventRecord[]>;
   insertManifest(m: Omit<ManifestRecord, 'id'>): Promise<void>;
   manifestsOf(deviceId: string, limit: number): Promise<ManifestRecord[]>;
 
@@ -208,5 +256,12 @@ export interface DirectorStore {
   insertCampaign(c: CampaignRecord): Promise<void>;
   updateCampaign(id: string, fields: Partial<Pick<CampaignRecord, 'status' | 'spec' | 'devices' | 'wavesLaunched' | 'reason' | 'updatedAt'>>): Promise<void>;
   getCampaign(id: string): Promise<CampaignRecord | undefined>;
+  getCampaignState(id: string): Promise<CampaignState | undefined>;
   listCampaigns(): Promise<CampaignRecord[]>;
+
+  /**
+   * Devices, assignments and campaigns written since `cursor` (committed ones only);
+   * without a cursor, none: only the cursor of now.
+   */
+  changesSince(cursor: string | undefined): Promise<ChangeBatch>;
 }
