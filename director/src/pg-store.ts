@@ -19,6 +19,10 @@
  * - `lockRow` also takes a transaction-scoped advisory lock on the row's key, so it
  *   holds a key whose row does not exist yet: two processes registering one device
  *   take turns instead of both inserting it.
+ * - A transaction that fails on a unique key (23505) is run once more: under READ
+ *   COMMITTED it may have lost a race with a concurrent insert of the same key (two
+ *   devices registering one ECU serial), and its second run sees the committed row
+ *   and answers as the rules say (a typed conflict). A second failure is rethrown.
  * - BIGINT columns read as JS numbers (counters and versions stay below 2^53).
  */
 import { AsyncLocalStorage } from 'node:async_hooks';
@@ -29,6 +33,7 @@ import { SqlStore, type Row, type SqlConnection } from './sql-store.ts';
 
 const MAX_ATTEMPTS = 12;
 const RETRYABLE = new Set(['40001', '40P01']);
+const UNIQUE_VIOLATION = '23505';
 /**
  * SQLSTATE classes that say the server cannot serve now, not that the request was wrong:
  * connection exceptions, insufficient resources, a database not accepting connections,
@@ -155,6 +160,7 @@ export class PgConnection implements SqlConnection {
   async transaction<T>(fn: () => Promise<T>): Promise<T> {
     const outer = this.#current();
     if (outer) return this.#savepoint(outer, fn);
+    let uniqueRetried = false;
     for (let attempt = 1; ; attempt++) {
       const client = await this.#acquire();
       const tx: Tx = { client, open: true, savepoints: 0 };
@@ -168,6 +174,10 @@ export class PgConnection implements SqlConnection {
         tx.open = false;
         await client.query('ROLLBACK').catch((e: Error) => (broken = e));
         const code = (error as { code?: string }).code;
+        if (code === UNIQUE_VIOLATION && !uniqueRetried) {
+          uniqueRetried = true;
+          continue;
+        }
         if (code !== undefined && RETRYABLE.has(code) && attempt < MAX_ATTEMPTS) {
           await new Promise((r) => setTimeout(r, Math.random() * 5 * attempt));
           continue;

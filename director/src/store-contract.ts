@@ -397,6 +397,25 @@ export function storeContract(name: string, open: () => Promise<StoreUnderTest>)
           await other.close();
         }
       });
+
+      it('runs a transaction again after it lost a race on a unique key, so it sees the winner\'s row', async () => {
+        const other = await t.openAnother();
+        try {
+          await s.insertDevice(device('fs-ecu-a'));
+          await s.insertDevice(device('fs-ecu-b'));
+          const claim = (store: DirectorStore, owner: string) => store.transaction(async () => {
+            await store.lockDevice(owner);
+            if (await store.getEcu('fs-shared-serial')) return 'taken';
+            await new Promise((r) => setTimeout(r, 20)); // let the other in, if it can
+            await store.insertEcu(ecu('fs-shared-serial', owner, true));
+            return 'claimed';
+          });
+          const outcomes = await Promise.all([claim(s, 'fs-ecu-a'), claim(other, 'fs-ecu-b')]);
+          assert.deepEqual(outcomes.sort(), ['claimed', 'taken']);
+        } finally {
+          await other.close();
+        }
+      });
     });
   });
 }
