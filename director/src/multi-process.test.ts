@@ -5,6 +5,10 @@
  * - Concurrent assignments and manifests of one device, spread over the
  *   processes, keep its targets versions strictly increasing (no version signed
  *   twice) and count every accepted manifest once.
+ * - Registrations of one device (and of one ECU serial by two devices) sent at once
+ *   and spread over the processes answer as one process would, never 500: the same
+ *   registration is created once (201) and otherwise idempotent (200), another one
+ *   for the device or its ECU is a typed 409.
  * - A worker killed with SIGKILL mid-campaign, while vehicles send manifests over
  *   MQTT and HTTP, loses nothing: every manifest a vehicle saw delivered is
  *   recorded exactly once, no assignment stays open, the campaign completes.
@@ -13,7 +17,7 @@ import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { connect, type MqttClient } from 'mqtt';
-import { SimDevice } from './testing/harness.ts';
+import { PROVISIONING_TOKEN, SimDevice } from './testing/harness.ts';
 import { createTestDatabase, type TestDatabase } from './testing/postgres.ts';
 import { concurrentChanges, startCluster, type Cluster } from './testing/cluster.ts';
 
@@ -33,6 +37,30 @@ describe('several director processes on PostgreSQL and Mosquitto', () => {
   });
 
   it('keeps each device targets versions strictly increasing under concurrent assignments and manifests', () => concurrentChanges(c, 'pg'));
+
+  it('answers registrations of one device racing over the processes as one process would, never 500', async () => {
+    const { call } = c;
+    const provisioning = { authorization: `Bearer ${PROVISIONING_TOKEN}` };
+    const register = (id: string, body: unknown) => call('POST', `/api/v1/devices/${id}/register`, body, provisioning);
+    // Eight at once per case: eight connections, which the cluster hands to its workers in turn.
+    const same = new SimDevice('race-same');
+    const sameAnswers = await Promise.all(Array.from({ length: 8 }, () => register(same.id, same.registration())));
+    assert.deepEqual(sameAnswers.map((r) => r.status).sort(), [200, 200, 200, 200, 200, 200, 200, 201], JSON.stringify(sameAnswers.map((r) => r.body)));
+
+    const keys = Array.from({ length: 8 }, () => new SimDevice('race-keys'));
+    const keyAnswers = await Promise.all(keys.map((d) => register(d.id, d.registration())));
+    assert.deepEqual(keyAnswers.map((r) => r.status).sort(), [201, 409, 409, 409, 409, 409, 409, 409], JSON.stringify(keyAnswers.map((r) => r.body)));
+    assert.ok(keyAnswers.filter((r) => r.status === 409).every((r) => r.body.error.code === 'ALREADY_REGISTERED'));
+
+    const owners = Array.from({ length: 8 }, (_, i) => new SimDevice(`race-ecu-${i}`));
+    const shared = owners[0]!.registration() as { primary: { ecuSerial: string } };
+    const ecuAnswers = await Promise.all(owners.map((d) => {
+      const body = d.registration() as { primary: { ecuSerial: string } };
+      return register(d.id, { ...body, primary: { ...body.primary, ecuSerial: shared.primary.ecuSerial } });
+    }));
+    assert.deepEqual(ecuAnswers.map((r) => r.status).sort(), [201, 409, 409, 409, 409, 409, 409, 409], JSON.stringify(ecuAnswers.map((r) => r.body)));
+    assert.ok(ecuAnswers.filter((r) => r.status === 409).every((r) => r.body.error.code === 'ECU_TAKEN'));
+  });
 
   it('loses nothing when a worker is killed with SIGKILL mid-campaign', async () => {
     const vehicles = Array.from({ length: 8 }, (_, i) => ({ device: new SimDevice(`kill-${i}`), via: i % 2 ? 'mqtt' as const : 'http' as const, delivered: [] as number[] }));
