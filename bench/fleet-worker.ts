@@ -145,9 +145,10 @@ async function main(setup: WorkerSetup): Promise<void> {
     if (updated.length > 0) send({ type: 'updated', done: updated.splice(0) });
   }, 500);
   const poll = setInterval(() => {
-    // Each tick polls the vehicles whose jittered slot it is: all of them once per pollSeconds.
+    // Each tick polls the vehicles whose slot it is (every pollSeconds-th, visited directly, not
+    // by scanning the fleet): all of them once per pollSeconds.
     const slot = Math.floor(Date.now() / 1000) % setup.pollSeconds;
-    vehicles.forEach((v, i) => i % setup.pollSeconds === slot && cycle(v));
+    for (let i = slot; i < vehicles.length; i += setup.pollSeconds) cycle(vehicles[i]!);
   }, 1000);
 
   process.on('message', (m: { type: string; images?: Record<string, { name: string; sha256: string }> }) => {
