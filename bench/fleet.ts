@@ -302,8 +302,9 @@ async function main(): Promise<number> {
     log(`campaign ${campaign.id} started: waves ${o.waves.join(',')}%, gate ${o.threshold}`);
     let status: any;
     for (;;) {
-      // This campaign only (its counts come from the director's counters), once a second: nothing here grows with the fleet but the group list.
-      status = await admin(directorUrl, 'GET', `/campaigns/${campaign.id}`);
+      // The campaign list, not GET /campaigns/{id}: the list's counts come from the director's
+      // counters, while the single view adds every device's assignment (a read of the whole group).
+      status = (await admin(directorUrl, 'GET', '/campaigns')).campaigns.find((c: { id: string }) => c.id === campaign.id);
       const settled = (status.counts.succeeded ?? 0) + (status.counts.failed ?? 0) + (status.counts.cancelled ?? 0);
       if ((settled >= o.vehicles && updatedIds.size >= o.vehicles) || status.status === 'halted' || status.status === 'aborted') break;
       if (Date.now() > deadline) throw new BenchFailure(`campaign at wave ${status.currentWave}/${status.totalWaves}, ${JSON.stringify(status.counts)}, ${updatedIds.size} vehicles updated: ${timeoutAdvice}`);
