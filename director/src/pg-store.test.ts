@@ -47,3 +47,38 @@ describe('PgStore migrations', () => {
     await assert.rejects(PgStore.open('postgres://postgres@127.0.0.1:1/none'), { name: 'StoreUnavailableError', code: 'STORE_UNAVAILABLE' });
   });
 });
+
+describe('PgStore connection pool', () => {
+  let db: TestDatabase;
+  before(async () => (db = await createTestDatabase('pool')));
+  after(() => db.drop());
+
+  const sleep = (store: PgStore, seconds: number) => store.transaction(async () => {
+    await store.getDevice('none'); // takes the connection
+    await new Promise((r) => setTimeout(r, seconds * 1000));
+  });
+
+  it('queues callers while the pool is busy and moving, well past the connect timeout', async () => {
+    const store = await PgStore.open(db.url, 2, 300);
+    try {
+      // 40 transactions of 50 ms on 2 connections: the last waits about a second, three times the timeout.
+      const started = Date.now();
+      await Promise.all(Array.from({ length: 40 }, () => sleep(store, 0.05)));
+      assert.ok(Date.now() - started > 600, 'the queue was longer than the connect timeout');
+    } finally {
+      await store.close();
+    }
+  });
+
+  it('is unavailable when nothing in a full pool finishes for the connect timeout', async () => {
+    const store = await PgStore.open(db.url, 1, 300);
+    try {
+      const stuck = sleep(store, 1.5);
+      await new Promise((r) => setTimeout(r, 50));
+      await assert.rejects(store.getDevice('x'), { name: 'StoreUnavailableError', code: 'STORE_UNAVAILABLE', message: /no pooled connection finished any work for 300 ms/ });
+      await stuck;
+    } finally {
+      await store.close();
+    }
+  });
+});

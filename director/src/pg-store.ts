@@ -44,7 +44,6 @@ const UNAVAILABLE = /^(08|53|55|57|58|XX)/;
 const POOL_SIZE = 10;
 /** Opening one connection; also how long a queued caller waits before checking that the pool is making progress. */
 const CONNECT_TIMEOUT_MS = 10_000;
-const ACQUIRE_PROGRESS_MS = CONNECT_TIMEOUT_MS;
 /** pg-pool's message when a connect (a new connection, or a wait in its queue) times out. */
 const ACQUIRE_TIMEOUT = /timeout exceeded when trying to connect/i;
 
@@ -75,12 +74,14 @@ export class PgConnection implements SqlConnection {
   readonly #pool: pg.Pool;
   readonly #context = new AsyncLocalStorage<Tx>();
   readonly #poolSize: number;
+  readonly #connectTimeoutMs: number;
   /** Connections given back to the pool so far: a queued caller's evidence that the pool is busy, not stuck. */
   #released = 0;
 
-  constructor(url: string, poolSize = POOL_SIZE) {
+  constructor(url: string, poolSize = POOL_SIZE, connectTimeoutMs = CONNECT_TIMEOUT_MS) {
     this.#poolSize = poolSize;
-    this.#pool = new pg.Pool({ connectionString: url, max: poolSize, types: TYPES, connectionTimeoutMillis: CONNECT_TIMEOUT_MS });
+    this.#connectTimeoutMs = connectTimeoutMs;
+    this.#pool = new pg.Pool({ connectionString: url, max: poolSize, types: TYPES, connectionTimeoutMillis: connectTimeoutMs });
     // An idle connection the server closed: the pool drops it; the next query opens another.
     this.#pool.on('error', () => {});
     this.#pool.on('release', () => this.#released++);
@@ -98,7 +99,7 @@ export class PgConnection implements SqlConnection {
       } catch (error) {
         const queued = ACQUIRE_TIMEOUT.test((error as Error).message) && this.#pool.totalCount >= this.#poolSize;
         if (queued && this.#released > releasedBefore) continue; // busy, and moving: keep our place in line
-        throw new StoreUnavailableError('postgres', queued ? `no pooled connection finished any work for ${ACQUIRE_PROGRESS_MS} ms` : (error as Error).message, { cause: error });
+        throw new StoreUnavailableError('postgres', queued ? `no pooled connection finished any work for ${this.#connectTimeoutMs} ms` : (error as Error).message, { cause: error });
       }
     }
   }
@@ -219,8 +220,8 @@ export class PgStore extends SqlStore {
    * Connects to `url` (postgres://...) and migrates the database.
    * @throws StoreUnavailableError (unreachable), DatabaseConfigError (schema newer than this director)
    */
-  static async open(url: string, poolSize?: number): Promise<PgStore> {
-    const db = new PgConnection(url, poolSize);
+  static async open(url: string, poolSize?: number, connectTimeoutMs?: number): Promise<PgStore> {
+    const db = new PgConnection(url, poolSize, connectTimeoutMs);
     try {
       await migrate(db);
     } catch (error) {

@@ -277,7 +277,7 @@ const CONSOLE_PATHS = {
   '/api/v1/admin/fleet': { get: { summary: 'the fleet at a glance: devices by status and online, versions per hardware ID, recent failures and security events', security: readBy, responses: { 200: { description: 'the summary', ...json(ref('FleetSummary')) }, ...consoleError([400, 401, 403]) } } },
   '/api/v1/admin/images': { get: { summary: 'what the image repository lists, verified: hardware IDs, versions, release counters and the signing role', security: readBy, responses: { 200: { description: 'the images, by name', ...json({ type: 'object', required: ['images'], properties: { images: { type: 'array', items: ref('Image') } } }) }, ...consoleError([400, 401, 403, 502]) } } },
   '/api/v1/admin/events/stream': { get: {
-    summary: 'Server-Sent Events: `ready` on connect, then `change` (data: FleetChange) whenever devices, open assignments or running campaigns change in the store (read about once a second, so changes written by any director process are seen); ends when a console session expires',
+    summary: 'Server-Sent Events: `ready` on connect, then `change` (data: FleetChange) whenever devices, assignments or campaigns are written in the store (read about once a second, so changes written by any director process are seen); ends when a console session expires',
     security: readBy,
     responses: { 200: { description: 'an event stream', content: { 'text/event-stream': { schema: { type: 'string' }, example: 'event: change\ndata: {"devices":[],"assignments":["..."],"campaigns":[]}\n\n' } } }, ...consoleError([400, 401, 403]) },
   } },
