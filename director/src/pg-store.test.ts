@@ -7,8 +7,8 @@ import assert from 'node:assert/strict';
 import pg from 'pg';
 import { PgStore } from './pg-store.ts';
 import { readMigrations } from './migrations.ts';
-import { storeContract } from './store-contract.ts';
-import { createTestDatabase, type TestDatabase } from './testing/postgres.ts';
+import { device, storeContract } from './store-contract.ts';
+import { createTestDatabase, TEST_POSTGRES, type TestDatabase } from './testing/postgres.ts';
 
 storeContract('PostgreSQL', async () => {
   const db = await createTestDatabase('contract');
@@ -78,6 +78,31 @@ describe('PgStore connection pool', () => {
       await assert.rejects(store.getDevice('x'), { name: 'StoreUnavailableError', code: 'STORE_UNAVAILABLE', message: /no pooled connection finished any work for 300 ms/ });
       await stuck;
     } finally {
+      await store.close();
+    }
+  });
+});
+
+describe('PgStore change feed cursor', () => {
+  let db: TestDatabase;
+  before(async () => (db = await createTestDatabase('cursor')));
+  after(() => db.drop());
+
+  it('is not held back by a transaction running in another database on the server', async () => {
+    const store = await PgStore.open(db.url);
+    const elsewhere = new pg.Client(TEST_POSTGRES);
+    await elsewhere.connect();
+    try {
+      await elsewhere.query('BEGIN');
+      await elsewhere.query('SELECT pg_current_xact_id()'); // an old transaction ID, still running
+      const start = await store.changesSince(undefined);
+      await store.insertDevice(device('cursor-1'));
+      const first = await store.changesSince(start.cursor);
+      assert.deepEqual(first.changes.map((c) => c.id), ['cursor-1']);
+      assert.deepEqual((await store.changesSince(first.cursor)).changes, [], 'nothing is read again');
+    } finally {
+      await elsewhere.query('ROLLBACK');
+      await elsewhere.end();
       await store.close();
     }
   });

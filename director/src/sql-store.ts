@@ -424,12 +424,18 @@ export class SqlStore implements DirectorStore {
   }
 
   /**
-   * Cursor: the oldest transaction still running at the previous call (pg_snapshot_xmin).
-   * Every transaction older than that had finished, so what it wrote was read then; rows
-   * of younger ones are read (again) now. Read first, so the rows come from a later snapshot.
+   * Cursor: the oldest transaction of this database still running at the previous call
+   * (else the next transaction ID then). Every older one had finished, so what it wrote was
+   * read then; rows of younger ones are read (again) now. Transactions of other databases
+   * on the server never write here, so they do not hold the cursor back (which
+   * pg_snapshot_xmin, server-wide, would). Taken first, so the rows come from a later snapshot.
    */
   async #changesSincePg(cursor: string | undefined): Promise<ChangeBatch> {
-    const [h] = await this.db.all('SELECT pg_snapshot_xmin(pg_current_snapshot())::text AS horizon');
+    const [h] = await this.db.all(`WITH s AS (SELECT pg_current_snapshot() AS snap),
+      here AS (SELECT l.transactionid::text::bigint AS xid32 FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
+        WHERE l.locktype = 'transactionid' AND l.mode = 'ExclusiveLock' AND l.granted AND a.datname = current_database())
+      SELECT COALESCE((SELECT min(x) FROM pg_snapshot_xip(s.snap) x WHERE x::text::bigint % 4294967296 IN (SELECT xid32 FROM here)),
+        pg_snapshot_xmax(s.snap))::text AS horizon FROM s`);
     const next = h!.horizon as string;
     if (cursor === undefined) return { cursor: next, changes: [] };
     const rows = await this.db.all(STAMPED.map((t) => `SELECT '${t}' AS kind, id, change_seq::text AS stamp FROM ${t} WHERE change_seq >= ?::xid8`).join(' UNION ALL '),

@@ -6,8 +6,8 @@ INSERT INTO campaign_counts (campaign_id, status, n)
 ALTER TABLE campaigns ADD COLUMN group_size BIGINT NOT NULL DEFAULT 0;
 UPDATE campaigns SET group_size = json_array_length(devices::json);
 -- The transaction that last wrote each row. Transaction IDs are not handed out in commit
--- order, so the change feed reads from the oldest transaction still running at its previous
--- read (pg_snapshot_xmin), never from the highest ID it saw.
+-- order, so the change feed reads from the oldest transaction of this database still running
+-- at its previous read, never from the highest ID it saw (sql-store.ts changesSince).
 ALTER TABLE devices ADD COLUMN change_seq xid8 NOT NULL DEFAULT pg_current_xact_id();
 ALTER TABLE assignments ADD COLUMN change_seq xid8 NOT NULL DEFAULT pg_current_xact_id();
 ALTER TABLE campaigns ADD COLUMN change_seq xid8 NOT NULL DEFAULT pg_current_xact_id();
