@@ -103,26 +103,33 @@ export class Assignments {
    * @throws ForbiddenError (device not active), ConflictError (an ECU left the device meanwhile)
    */
   insert(deviceId: string, items: AssignmentItem[], campaignId: string | null = null, status: AssignmentStatus = 'pending', error?: { code: string; message: string }): Promise<AssignmentRecord> {
-    return this.ctx.commit(async () => {
-      await this.ctx.store.lockDevice(deviceId);
-      await this.inventory.requireActive(deviceId);
-      const serials = new Set((await this.ctx.store.ecusOf(deviceId)).map((e) => e.serial));
-      for (const item of items) {
-        if (!serials.has(item.ecuSerial)) throw new ConflictError('ECU_GONE', `ECU ${item.ecuSerial} is no longer on ${deviceId}`, { ecuSerial: item.ecuSerial });
-      }
-      if (isOpen(status)) for (const item of items) await this.cancelOpen(deviceId, 'SUPERSEDED', item.ecuSerial);
-      const now = this.ctx.nowIso();
-      const a: AssignmentRecord = {
-        id: randomUUID(), deviceId, campaignId, status, items, targetsVersion: 0,
-        errorCode: error?.code ?? null, errorMessage: error?.message ?? null, createdAt: now, updatedAt: now, progress: {},
-      };
-      await this.ctx.store.insertAssignment(a);
-      this.ctx.metrics.assignments.inc({ status });
-      const state = await this.sync(deviceId);
-      const targetsVersion = state?.targetsVersion ?? (await this.ctx.store.getRepoState(deviceId))?.targetsVersion ?? 0;
-      await this.ctx.store.updateAssignment(a.id, { targetsVersion });
-      return { ...a, targetsVersion };
-    });
+    return this.ctx.commit(() => this.insertInCommit(deviceId, items, campaignId, status, error));
+  }
+
+  /**
+   * As insert, as part of the caller's commit without a savepoint of its own: a campaign
+   * wave creates thousands in one transaction, and PostgreSQL slows every session once a
+   * transaction holds more than 64 subtransactions. An error aborts the caller's commit.
+   */
+  async insertInCommit(deviceId: string, items: AssignmentItem[], campaignId: string | null = null, status: AssignmentStatus = 'pending', error?: { code: string; message: string }): Promise<AssignmentRecord> {
+    await this.ctx.store.lockDevice(deviceId);
+    await this.inventory.requireActive(deviceId);
+    const serials = new Set((await this.ctx.store.ecusOf(deviceId)).map((e) => e.serial));
+    for (const item of items) {
+      if (!serials.has(item.ecuSerial)) throw new ConflictError('ECU_GONE', `ECU ${item.ecuSerial} is no longer on ${deviceId}`, { ecuSerial: item.ecuSerial });
+    }
+    if (isOpen(status)) for (const item of items) await this.cancelOpen(deviceId, 'SUPERSEDED', item.ecuSerial);
+    const now = this.ctx.nowIso();
+    const a: AssignmentRecord = {
+      id: randomUUID(), deviceId, campaignId, status, items, targetsVersion: 0,
+      errorCode: error?.code ?? null, errorMessage: error?.message ?? null, createdAt: now, updatedAt: now, progress: {},
+    };
+    await this.ctx.store.insertAssignment(a);
+    this.ctx.metrics.assignments.inc({ status });
+    const state = await this.sync(deviceId);
+    const targetsVersion = state?.targetsVersion ?? (await this.ctx.store.getRepoState(deviceId))?.targetsVersion ?? 0;
+    await this.ctx.store.updateAssignment(a.id, { targetsVersion });
+    return { ...a, targetsVersion };
   }
 
   /** Checks against the image repository, then creates. */

@@ -307,11 +307,11 @@ export class Campaigns {
       }
     } catch (error) {
       if (!(error instanceof AssignmentRefusedError)) throw error;
-      await this.assignments.insert(deviceId, items, campaignId, 'failed', { code: `ASSIGNMENT_REFUSED:${error.field}`, message: error.message });
+      await this.assignments.insertInCommit(deviceId, items, campaignId, 'failed', { code: `ASSIGNMENT_REFUSED:${error.field}`, message: error.message });
       return;
     }
     const done = items.every((i) => runsImage(ecus.find((e) => e.serial === i.ecuSerial)!.installed, i));
-    await this.assignments.insert(deviceId, items, campaignId, done ? 'succeeded' : 'pending');
+    await this.assignments.insertInCommit(deviceId, items, campaignId, done ? 'succeeded' : 'pending');
   }
 
   async #resolvedImages(id: string): Promise<ResolvedImage[]> {

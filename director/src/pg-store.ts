@@ -16,9 +16,9 @@
  *   ACQUIRE_PROGRESS_MS). Only a new connection that cannot be opened within
  *   CONNECT_TIMEOUT_MS, or a full pool on which nothing finishes for ACQUIRE_PROGRESS_MS,
  *   is an outage (StoreUnavailableError).
- * - `lockRow` also takes a transaction-scoped advisory lock on the row's key, so it
- *   holds a key whose row does not exist yet: two processes registering one device
- *   take turns instead of both inserting it.
+ * - `lockRow` of a row that does not exist yet takes a transaction-scoped advisory lock
+ *   on its key instead: two processes registering one device take turns instead of
+ *   both inserting it.
  * - A transaction that fails on a unique key (23505) is run once more: under READ
  *   COMMITTED it may have lost a race with a concurrent insert of the same key (two
  *   devices registering one ECU serial), and its second run sees the committed row
@@ -154,8 +154,13 @@ export class PgConnection implements SqlConnection {
 
   async lockRow(table: 'devices' | 'campaigns', id: string): Promise<void> {
     if (!this.#current()) return;
+    const lockRow = () => this.#query(`SELECT 1 FROM ${table} WHERE id = ? FOR UPDATE`, [id]);
+    if ((await lockRow()).rowCount! > 0) return;
+    // No row yet: the key's advisory lock, then the row again (whoever held the key may have inserted it).
+    // Only then: advisory locks take slots of the server's shared lock table, row locks do not,
+    // and a campaign wave locks thousands of existing devices in one transaction.
     await this.#query(`SELECT pg_advisory_xact_lock(hashtextextended(?, 0))`, [`${table}/${id}`]);
-    await this.#query(`SELECT 1 FROM ${table} WHERE id = ? FOR UPDATE`, [id]);
+    await lockRow();
   }
 
   async transaction<T>(fn: () => Promise<T>): Promise<T> {
