@@ -4,8 +4,12 @@
  * the old bytes or the new ones, never a torn file.
  * Names are single path segments (the updater's `<quoted role>.json`); anything
  * that could leave the directory is refused. Temp files never end in `.json`.
+ * Reads are synchronous: a metadata file is small (a missing one answers in
+ * microseconds), and an asynchronous read would queue in libuv's thread pool behind
+ * the writes in flight while the updater waits on it to decide what to fetch.
  */
-import { open, readFile, rename, unlink, writeFile } from 'node:fs/promises';
+import { readFileSync } from 'node:fs';
+import { open, rename, unlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { UsageError } from '@upfleet/core/errors.ts';
 import type { MetadataStore } from '@upfleet/core/updater.ts';
@@ -16,7 +20,7 @@ export class DirectoryMetadataStore implements MetadataStore {
   /** @throws UsageError for a name that is not a plain file name; fs errors other than ENOENT. */
   async read(name: string): Promise<Uint8Array | undefined> {
     try {
-      return new Uint8Array(await readFile(this.#path(name)));
+      return new Uint8Array(readFileSync(this.#path(name)));
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
       throw e;
