@@ -12,6 +12,10 @@
  *   chain-500:       500 roles in a chain (targets -> r0 -> r1 -> ... -> r499), each
  *                    delegating `*` to the next, the target in the last.
  * The 500-role cases raise both clients' delegation cap to 512.
+ * Both clients persist what they accept into directories under BENCH_VERIFY_DIR (default:
+ * the OS temp directory). Creating a file costs each client the same there; on a shared
+ * machine whose disk is busy that cost swings with other processes' I/O, and a tmpfs
+ * (BENCH_VERIFY_DIR=/dev/shm) keeps it out of the comparison.
  *
  * The two clients run in pairs, one right after the other, the order swapped from one
  * pair to the next, so a change of load on a shared machine hits both sides of a
@@ -89,7 +93,7 @@ async function run(c: Case): Promise<void> {
   const files = c.repo.commit();
   const server = await serveFiles(files);
   const root = files.get('metadata/1.root.json')!;
-  const work = mkdtempSync(join(tmpdir(), 'upfleet-bench-verify-'));
+  const work = mkdtempSync(join(process.env.BENCH_VERIFY_DIR ?? tmpdir(), 'upfleet-bench-verify-'));
   let n = 0;
   const freshDir = (): string => {
     const dir = join(work, String(n++));
@@ -166,6 +170,7 @@ async function run(c: Case): Promise<void> {
         ratioMin: ratio(Math.min(...ratios)),
         ratioMax: ratio(Math.max(...ratios)),
         ...(c.goal !== undefined && { goals: { ratioVsTufJs: c.goal } }),
+        metadataDir: process.env.BENCH_VERIFY_DIR ?? tmpdir(),
         loadAvgStart: Number(loadAvgStart.toFixed(2)),
         loadAvg1m: Number(loadavg()[0]!.toFixed(2)),
       }),

