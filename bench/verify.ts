@@ -22,7 +22,10 @@
  * pair alike. Each pair gives a ratio (tuf-js time / upfleet time); the line reports
  * their median as ratioVsTufJs (goal: 5 for the delegation cases, 3 for
  * targets-10000), their min and max, each client's median time, and the 1-minute
- * load average before (loadAvgStart) and after (loadAvg1m) the case.
+ * load average before (loadAvgStart) and after (loadAvg1m) the case. The same for the
+ * CPU time the process spent during each run (cpuRatioVsTufJs, upfleetCpuMs, ...: every
+ * thread, the loopback server's share included), which a busy machine disturbs far less
+ * than it does wall time.
  * Prints one JSON line per case: {"bench":"verify","case",...,"ratioVsTufJs",...}.
  */
 import { mkdtempSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
@@ -84,6 +87,11 @@ function chainCase(): Case {
   return { name: 'chain-500', repo, target: 'deep.bin', iterations: ITERATIONS ?? 5, warmUp: true, maxDelegations: 512, goal: 5 };
 }
 
+interface Sample {
+  ms: number;
+  cpuMs: number;
+}
+
 function median(xs: number[]): number {
   const s = [...xs].sort((a, b) => a - b);
   return s[Math.floor(s.length / 2)]!;
@@ -102,48 +110,56 @@ async function run(c: Case): Promise<void> {
     return dir;
   };
 
-  const upfleet = async (): Promise<number> => {
-    const dir = freshDir();
+  /** Wall time and CPU time (every thread of the process: client, loopback server, thread pool) of `work`. */
+  const timed = async (work: () => Promise<void>): Promise<Sample> => {
     const t0 = performance.now();
-    const updater = new Updater({
-      metadataBaseUrl: `${server.url}metadata/`,
-      fetcher: new HttpFetcher(DEFAULT_LIMITS),
-      store: new DirectoryMetadataStore(dir),
-      now: new Date(),
-      maxDelegations: c.maxDelegations,
-    });
-    await updater.refresh();
-    const found = await updater.findTarget(c.target);
-    const ms = performance.now() - t0;
-    if (!found) throw new Error(`upfleet did not find ${c.target}`);
-    return ms;
+    const cpu0 = process.cpuUsage();
+    await work();
+    const cpu = process.cpuUsage(cpu0);
+    return { ms: performance.now() - t0, cpuMs: (cpu.user + cpu.system) / 1000 };
   };
 
-  const tufJs = async (): Promise<number> => {
+  const upfleet = (): Promise<Sample> => {
     const dir = freshDir();
-    const t0 = performance.now();
-    const updater = new TufJsUpdater({
-      metadataDir: dir,
-      metadataBaseUrl: `${server.url}metadata`,
-      config: { maxDelegations: c.maxDelegations },
+    return timed(async () => {
+      const updater = new Updater({
+        metadataBaseUrl: `${server.url}metadata/`,
+        fetcher: new HttpFetcher(DEFAULT_LIMITS),
+        store: new DirectoryMetadataStore(dir),
+        now: new Date(),
+        maxDelegations: c.maxDelegations,
+      });
+      await updater.refresh();
+      const found = await updater.findTarget(c.target);
+      if (!found) throw new Error(`upfleet did not find ${c.target}`);
     });
-    await updater.refresh();
-    const info = await updater.getTargetInfo(c.target);
-    const ms = performance.now() - t0;
-    if (!info) throw new Error(`tuf-js did not find ${c.target}`);
-    return ms;
+  };
+
+  const tufJs = (): Promise<Sample> => {
+    const dir = freshDir();
+    return timed(async () => {
+      const updater = new TufJsUpdater({
+        metadataDir: dir,
+        metadataBaseUrl: `${server.url}metadata`,
+        config: { maxDelegations: c.maxDelegations },
+      });
+      await updater.refresh();
+      const info = await updater.getTargetInfo(c.target);
+      if (!info) throw new Error(`tuf-js did not find ${c.target}`);
+    });
   };
 
   try {
     await upfleet(); // warm-up (JIT, connections)
     if (c.warmUp) await tufJs();
     const loadAvgStart = loadavg()[0]!;
-    const ours: number[] = [];
-    const theirs: number[] = [];
+    const ours: Sample[] = [];
+    const theirs: Sample[] = [];
     const ratios: number[] = [];
+    const cpuRatios: number[] = [];
     for (let i = 0; i < c.iterations; i++) {
-      let mine: number;
-      let baseline: number;
+      let mine: Sample;
+      let baseline: Sample;
       if (i % 2 === 0) {
         mine = await upfleet();
         baseline = await tufJs();
@@ -153,7 +169,8 @@ async function run(c: Case): Promise<void> {
       }
       ours.push(mine);
       theirs.push(baseline);
-      ratios.push(baseline / mine);
+      ratios.push(baseline.ms / mine.ms);
+      cpuRatios.push(baseline.cpuMs / mine.cpuMs);
     }
     const targetsBytes = c.repo.bytes('targets').byteLength;
     const ms = (x: number) => Number(x.toFixed(1));
@@ -164,11 +181,16 @@ async function run(c: Case): Promise<void> {
         case: c.name,
         iterations: c.iterations,
         targetsJsonBytes: targetsBytes,
-        upfleetMs: ms(median(ours)),
-        tufJsMs: ms(median(theirs)),
+        upfleetMs: ms(median(ours.map((x) => x.ms))),
+        tufJsMs: ms(median(theirs.map((x) => x.ms))),
         ratioVsTufJs: ratio(median(ratios)),
         ratioMin: ratio(Math.min(...ratios)),
         ratioMax: ratio(Math.max(...ratios)),
+        upfleetCpuMs: ms(median(ours.map((x) => x.cpuMs))),
+        tufJsCpuMs: ms(median(theirs.map((x) => x.cpuMs))),
+        cpuRatioVsTufJs: ratio(median(cpuRatios)),
+        cpuRatioMin: ratio(Math.min(...cpuRatios)),
+        cpuRatioMax: ratio(Math.max(...cpuRatios)),
         ...(c.goal !== undefined && { goals: { ratioVsTufJs: c.goal } }),
         metadataDir: process.env.BENCH_VERIFY_DIR ?? tmpdir(),
         loadAvgStart: Number(loadAvgStart.toFixed(2)),
