@@ -4,9 +4,11 @@
  * the old bytes or the new ones, never a torn file.
  * Names are single path segments (the updater's `<quoted role>.json`); anything
  * that could leave the directory is refused. Temp files never end in `.json`.
- * Reads are synchronous: a metadata file is small (a missing one answers in
- * microseconds), and an asynchronous read would queue in libuv's thread pool behind
- * the writes in flight while the updater waits on it to decide what to fetch.
+ * Reads are synchronous: a metadata file is small (a missing one answers in tens of
+ * microseconds on a quiet disk), and an asynchronous read would queue in libuv's
+ * thread pool behind the writes in flight while the updater waits on it to decide
+ * what to fetch. Only the conformance CLI and the benchmarks use this store; the
+ * agent daemon keeps its metadata in SQLite.
  */
 import { readFileSync, rename as renameCallback, writeFile as writeFileCallback } from 'node:fs';
 import { open, unlink } from 'node:fs/promises';
