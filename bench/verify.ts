@@ -1,7 +1,8 @@
 /**
  * bench:verify — a cold full refresh plus one target lookup, upfleet's Updater
  * against tuf-js's, in the same run, both over loopback HTTP from the same
- * static server and each with a fresh metadata directory per iteration.
+ * static server (keep-alive, as the image repository's) and each with a fresh
+ * metadata directory per iteration.
  *
  * Cases:
  *   targets-10000:   one targets role listing 10,000 targets;
@@ -11,9 +12,21 @@
  *   chain-500:       500 roles in a chain (targets -> r0 -> r1 -> ... -> r499), each
  *                    delegating `*` to the next, the target in the last.
  * The 500-role cases raise both clients' delegation cap to 512.
- * Prints one JSON line per case: {"bench":"verify","case",...,"ratioVsTufJs"},
- * where ratioVsTufJs = tuf-js median time / upfleet median time (goal: 5 for the
- * delegation cases, 3 for targets-10000), with the 1-minute load average at the end.
+ * Both clients persist what they accept into directories under BENCH_VERIFY_DIR (default:
+ * the OS temp directory). Creating a file costs each client the same there; on a shared
+ * machine whose disk is busy that cost swings with other processes' I/O, and a tmpfs
+ * (BENCH_VERIFY_DIR=/dev/shm) keeps it out of the comparison.
+ *
+ * The two clients run in pairs, one right after the other, the order swapped from one
+ * pair to the next, so a change of load on a shared machine hits both sides of a
+ * pair alike. Each pair gives a ratio (tuf-js time / upfleet time); the line reports
+ * their median as ratioVsTufJs (goal: 5 for the delegation cases, 3 for
+ * targets-10000), their min and max, each client's median time, and the 1-minute
+ * load average before (loadAvgStart) and after (loadAvg1m) the case. The same for the
+ * CPU time the process spent during each run (cpuRatioVsTufJs, upfleetCpuMs, ...: every
+ * thread, the loopback server's share included), which a busy machine disturbs far less
+ * than it does wall time.
+ * Prints one JSON line per case: {"bench":"verify","case",...,"ratioVsTufJs",...}.
  */
 import { mkdtempSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
@@ -71,7 +84,12 @@ function chainCase(): Case {
     parent = `r${r}`;
   }
   repo.addTarget('deep.bin', utf8('at the end of the chain'), { role: parent });
-  return { name: 'chain-500', repo, target: 'deep.bin', iterations: ITERATIONS ?? 3, warmUp: true, maxDelegations: 512, goal: 5 };
+  return { name: 'chain-500', repo, target: 'deep.bin', iterations: ITERATIONS ?? 5, warmUp: true, maxDelegations: 512, goal: 5 };
+}
+
+interface Sample {
+  ms: number;
+  cpuMs: number;
 }
 
 function median(xs: number[]): number {
@@ -83,7 +101,7 @@ async function run(c: Case): Promise<void> {
   const files = c.repo.commit();
   const server = await serveFiles(files);
   const root = files.get('metadata/1.root.json')!;
-  const work = mkdtempSync(join(tmpdir(), 'upfleet-bench-verify-'));
+  const work = mkdtempSync(join(process.env.BENCH_VERIFY_DIR ?? tmpdir(), 'upfleet-bench-verify-'));
   let n = 0;
   const freshDir = (): string => {
     const dir = join(work, String(n++));
@@ -92,60 +110,90 @@ async function run(c: Case): Promise<void> {
     return dir;
   };
 
-  const upfleet = async (): Promise<number> => {
-    const dir = freshDir();
+  /** Wall time and CPU time (every thread of the process: client, loopback server, thread pool) of `work`. */
+  const timed = async (work: () => Promise<void>): Promise<Sample> => {
     const t0 = performance.now();
-    const updater = new Updater({
-      metadataBaseUrl: `${server.url}metadata/`,
-      fetcher: new HttpFetcher(DEFAULT_LIMITS),
-      store: new DirectoryMetadataStore(dir),
-      now: new Date(),
-      maxDelegations: c.maxDelegations,
-    });
-    await updater.refresh();
-    const found = await updater.findTarget(c.target);
-    const ms = performance.now() - t0;
-    if (!found) throw new Error(`upfleet did not find ${c.target}`);
-    return ms;
+    const cpu0 = process.cpuUsage();
+    await work();
+    const cpu = process.cpuUsage(cpu0);
+    return { ms: performance.now() - t0, cpuMs: (cpu.user + cpu.system) / 1000 };
   };
 
-  const tufJs = async (): Promise<number> => {
+  const upfleet = (): Promise<Sample> => {
     const dir = freshDir();
-    const t0 = performance.now();
-    const updater = new TufJsUpdater({
-      metadataDir: dir,
-      metadataBaseUrl: `${server.url}metadata`,
-      config: { maxDelegations: c.maxDelegations },
+    return timed(async () => {
+      const updater = new Updater({
+        metadataBaseUrl: `${server.url}metadata/`,
+        fetcher: new HttpFetcher(DEFAULT_LIMITS),
+        store: new DirectoryMetadataStore(dir),
+        now: new Date(),
+        maxDelegations: c.maxDelegations,
+      });
+      await updater.refresh();
+      const found = await updater.findTarget(c.target);
+      if (!found) throw new Error(`upfleet did not find ${c.target}`);
     });
-    await updater.refresh();
-    const info = await updater.getTargetInfo(c.target);
-    const ms = performance.now() - t0;
-    if (!info) throw new Error(`tuf-js did not find ${c.target}`);
-    return ms;
+  };
+
+  const tufJs = (): Promise<Sample> => {
+    const dir = freshDir();
+    return timed(async () => {
+      const updater = new TufJsUpdater({
+        metadataDir: dir,
+        metadataBaseUrl: `${server.url}metadata`,
+        config: { maxDelegations: c.maxDelegations },
+      });
+      await updater.refresh();
+      const info = await updater.getTargetInfo(c.target);
+      if (!info) throw new Error(`tuf-js did not find ${c.target}`);
+    });
   };
 
   try {
     await upfleet(); // warm-up (JIT, connections)
     if (c.warmUp) await tufJs();
-    const ours: number[] = [];
-    const theirs: number[] = [];
+    const loadAvgStart = loadavg()[0]!;
+    const ours: Sample[] = [];
+    const theirs: Sample[] = [];
+    const ratios: number[] = [];
+    const cpuRatios: number[] = [];
     for (let i = 0; i < c.iterations; i++) {
-      ours.push(await upfleet());
-      theirs.push(await tufJs());
+      let mine: Sample;
+      let baseline: Sample;
+      if (i % 2 === 0) {
+        mine = await upfleet();
+        baseline = await tufJs();
+      } else {
+        baseline = await tufJs();
+        mine = await upfleet();
+      }
+      ours.push(mine);
+      theirs.push(baseline);
+      ratios.push(baseline.ms / mine.ms);
+      cpuRatios.push(baseline.cpuMs / mine.cpuMs);
     }
-    const upfleetMs = median(ours);
-    const tufJsMs = median(theirs);
     const targetsBytes = c.repo.bytes('targets').byteLength;
+    const ms = (x: number) => Number(x.toFixed(1));
+    const ratio = (x: number) => Number(x.toFixed(2));
     console.log(
       JSON.stringify({
         bench: 'verify',
         case: c.name,
         iterations: c.iterations,
         targetsJsonBytes: targetsBytes,
-        upfleetMs: Number(upfleetMs.toFixed(1)),
-        tufJsMs: Number(tufJsMs.toFixed(1)),
-        ratioVsTufJs: Number((tufJsMs / upfleetMs).toFixed(2)),
+        upfleetMs: ms(median(ours.map((x) => x.ms))),
+        tufJsMs: ms(median(theirs.map((x) => x.ms))),
+        ratioVsTufJs: ratio(median(ratios)),
+        ratioMin: ratio(Math.min(...ratios)),
+        ratioMax: ratio(Math.max(...ratios)),
+        upfleetCpuMs: ms(median(ours.map((x) => x.cpuMs))),
+        tufJsCpuMs: ms(median(theirs.map((x) => x.cpuMs))),
+        cpuRatioVsTufJs: ratio(median(cpuRatios)),
+        cpuRatioMin: ratio(Math.min(...cpuRatios)),
+        cpuRatioMax: ratio(Math.max(...cpuRatios)),
         ...(c.goal !== undefined && { goals: { ratioVsTufJs: c.goal } }),
+        metadataDir: process.env.BENCH_VERIFY_DIR ?? tmpdir(),
+        loadAvgStart: Number(loadAvgStart.toFixed(2)),
         loadAvg1m: Number(loadavg()[0]!.toFixed(2)),
       }),
     );
@@ -159,8 +207,8 @@ async function run(c: Case): Promise<void> {
 const only = process.env.BENCH_CASES?.split(',');
 const cases: Array<[string, () => Case]> = [
   ['targets-10000', targetsCase],
-  ['delegations-50', () => fanOutCase('delegations-50', 50, 20, 7)],
-  ['fanout-500', () => fanOutCase('fanout-500', 500, 5, 3)],
+  ['delegations-50', () => fanOutCase('delegations-50', 50, 20, 9)],
+  ['fanout-500', () => fanOutCase('fanout-500', 500, 5, 5)],
   ['chain-500', chainCase],
 ];
 for (const [name, make] of cases) {

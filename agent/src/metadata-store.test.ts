@@ -68,4 +68,48 @@ describe('SqliteMetadataStore', () => {
       assert.deepEqual(ecuStore.files.get('root.json'), pinnedRoot);
     });
   });
+
+  describe('for a write the updater marks durable: false (a targets role)', () => {
+    const FULL = 2;
+
+    it('commits it (another connection reads the bytes) and leaves the connection at synchronous=FULL', () => {
+      const db = openDb(join(dir, 'c'));
+      const store = new SqliteMetadataStore(db, 'image');
+      store.writeSync('supplier.json', utf8('cached role'), { durable: false });
+      assert.equal(db.pragma('synchronous', { simple: true }), FULL);
+      const other = new SqliteMetadataStore(openDb(join(dir, 'c')), 'image');
+      assert.deepEqual(other.readSync('supplier.json'), utf8('cached role'));
+    });
+
+    it('leaves the connection at synchronous=FULL when the write fails', () => {
+      const db = openDb(join(dir, 'd'));
+      db.exec("CREATE TRIGGER refuse BEFORE INSERT ON metadata WHEN NEW.name = 'refused.json' BEGIN SELECT RAISE(ABORT, 'refused'); END");
+      const store = new SqliteMetadataStore(db, 'image');
+      assert.throws(() => store.writeSync('refused.json', utf8('x'), { durable: false }), /refused/);
+      assert.equal(db.pragma('synchronous', { simple: true }), FULL);
+      assert.equal(store.readSync('refused.json'), undefined);
+    });
+
+    it('gets it from the updater for delegated roles only: root, timestamp and snapshot stay durable', async () => {
+      const repo = new RepositoryBuilder({ now: NOW });
+      repo.delegate('targets', { name: 'supplier', paths: ['*'] });
+      repo.addTarget('fw.bin', utf8('firmware'), { role: 'supplier' });
+      repo.commit();
+      const store = new SqliteMetadataStore(openDb(join(dir, 'e')), 'image');
+      store.writeSync('root.json', repo.bytes('root'));
+      const writes: Array<[string, boolean]> = [];
+      const recording = {
+        read: (name: string) => store.read(name),
+        remove: (name: string) => store.remove(name),
+        writeAtomic: (name: string, bytes: Uint8Array, options?: { durable: boolean }) => {
+          writes.push([name, options?.durable ?? true]);
+          return store.writeAtomic(name, bytes, options);
+        },
+      };
+      const found = await new Updater({ metadataBaseUrl: METADATA_URL, fetcher: new SimulatorFetcher(repo), store: recording, now: NOW }).findTarget('fw.bin');
+      assert.equal(found?.role, 'supplier');
+      assert.deepEqual(writes.sort(), [['snapshot.json', true], ['supplier.json', false], ['targets.json', false], ['timestamp.json', true]]);
+      assert.deepEqual(store.readSync('supplier.json'), repo.bytes('supplier'));
+    });
+  });
 });

@@ -16,8 +16,17 @@ const ESCAPE_ALL = /["\\]/g;
 /** String.prototype.isWellFormed (ES2024, in Node 20): false when a surrogate is unpaired. */
 const isWellFormed = (String.prototype as unknown as { isWellFormed(this: string): boolean }).isWellFormed;
 
-function encodeString(s: string, path: string): string {
-  if (!isWellFormed.call(s)) throw new CanonicalJsonError(path, 'a string with a lone surrogate has no UTF-8 encoding');
+/**
+ * Why a value cannot be encoded; each level it passes through adds its segment,
+ * so the path is only built when something fails (most calls never do).
+ */
+class Refusal {
+  readonly segments: string[] = [];
+  constructor(readonly reason: string) {}
+}
+
+function encodeString(s: string): string {
+  if (!isWellFormed.call(s)) throw new Refusal('a string with a lone surrogate has no UTF-8 encoding');
   return NEEDS_ESCAPE.test(s) ? `"${s.replace(ESCAPE_ALL, '\\$&')}"` : `"${s}"`;
 }
 
@@ -53,52 +62,69 @@ function sortedKeys(obj: object): string[] {
   return keys.some((k) => SURROGATE.test(k)) ? keys.sort(compareCodePoints) : keys;
 }
 
-function encodeValue(value: unknown, path: string, seen: Set<object>): string {
+function encodeValue(value: unknown, seen: Set<object>): string {
   switch (typeof value) {
     case 'string':
-      return encodeString(value, path);
+      return encodeString(value);
     case 'boolean':
       return value ? 'true' : 'false';
     case 'number':
-      if (!Number.isSafeInteger(value)) throw new CanonicalJsonError(path, `${value} is not a safe integer`);
+      if (!Number.isSafeInteger(value)) throw new Refusal(`${value} is not a safe integer`);
       return value === 0 ? '0' : String(value);
     case 'object': {
       if (value === null) return 'null';
-      if (seen.has(value)) throw new CanonicalJsonError(path, 'cycle');
+      if (seen.has(value)) throw new Refusal('cycle');
       seen.add(value);
       let out: string;
       if (Array.isArray(value)) {
         out = '[';
         for (let i = 0; i < value.length; i++) {
           if (i > 0) out += ',';
-          out += encodeValue(value[i], `${path}[${i}]`, seen);
+          out += within(i, value[i], seen);
         }
         out += ']';
       } else {
         const obj = value as Record<string, unknown>;
-        const keys = sortedKeys(obj);
         out = '{';
         let first = true;
-        for (const key of keys) {
-          const v = obj[key];
-          if (v === undefined) throw new CanonicalJsonError(`${path}.${key}`, 'undefined');
+        for (const key of sortedKeys(obj)) {
           if (!first) out += ',';
           first = false;
-          out += encodeString(key, `${path}.${key}`) + ':' + encodeValue(v, `${path}.${key}`, seen);
+          out += within(key, key, seen, true) + ':' + within(key, obj[key], seen);
         }
         out += '}';
       }
       seen.delete(value);
       return out;
     }
+    case 'undefined':
+      throw new Refusal('undefined');
     default:
-      throw new CanonicalJsonError(path, `cannot encode a ${typeof value}`);
+      throw new Refusal(`cannot encode a ${typeof value}`);
+  }
+}
+
+/**
+ * encodeValue (or encodeString, for a key) of the member at `at` (an array index
+ * or an object key), adding it to the path of a refusal from inside.
+ */
+function within(at: number | string, value: unknown, seen: Set<object>, isKey = false): string {
+  try {
+    return isKey ? encodeString(value as string) : encodeValue(value, seen);
+  } catch (e) {
+    if (e instanceof Refusal) e.segments.push(typeof at === 'number' ? `[${at}]` : `.${at}`);
+    throw e;
   }
 }
 
 /** Canonical JSON text. @throws CanonicalJsonError for values it cannot encode. */
 export function canonicalString(value: unknown): string {
-  return encodeValue(value, '$', new Set());
+  try {
+    return encodeValue(value, new Set());
+  } catch (e) {
+    if (e instanceof Refusal) throw new CanonicalJsonError(`$${e.segments.reverse().join('')}`, e.reason);
+    throw e;
+  }
 }
 
 /** Canonical JSON as UTF-8 bytes, the input to signing. @throws CanonicalJsonError */

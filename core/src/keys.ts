@@ -53,12 +53,13 @@ export interface Ed25519Provider {
 const PKCS8_ED25519_PREFIX = Buffer.from('302e020100300506032b657004220420', 'hex');
 const SPKI_ED25519_PREFIX = Buffer.from('302a300506032b6570032100', 'hex');
 
-const nodeKeyCache = new Map<string, KeyObject>();
-function nodePublicKey(publicKey: Uint8Array): KeyObject {
+/** Public key (hex) -> its KeyObject, or null for a key strict verification refuses (isWeakPublicKey). */
+const nodeKeyCache = new Map<string, KeyObject | null>();
+function nodePublicKey(publicKey: Uint8Array): KeyObject | null {
   const id = toHex(publicKey);
   let key = nodeKeyCache.get(id);
-  if (!key) {
-    key = createPublicKey({ key: Buffer.concat([SPKI_ED25519_PREFIX, publicKey]), format: 'der', type: 'spki' });
+  if (key === undefined) {
+    key = isWeakPublicKey(publicKey) ? null : createPublicKey({ key: Buffer.concat([SPKI_ED25519_PREFIX, publicKey]), format: 'der', type: 'spki' });
     if (nodeKeyCache.size > 10_000) nodeKeyCache.clear();
     nodeKeyCache.set(id, key);
   }
@@ -107,9 +108,9 @@ export const nodeEd25519: Ed25519Provider = {
   },
   verify(publicKey, signature, message) {
     if (publicKey.byteLength !== 32 || signature.byteLength !== 64) return false;
-    if (isWeakPublicKey(publicKey)) return false;
     try {
-      return nodeVerify(null, message, nodePublicKey(publicKey), signature);
+      const key = nodePublicKey(publicKey);
+      return key !== null && nodeVerify(null, message, key, signature);
     } catch {
       return false;
     }

@@ -34,7 +34,11 @@ export async function serveFiles(files: Map<string, Uint8Array>): Promise<Static
     res.writeHead(200, { 'content-length': body.byteLength, 'content-type': 'application/octet-stream' });
     res.end(body);
   });
-  server.keepAliveTimeout = 1000;
+  // As the image repository's server: idle sockets live 65 s. A server that announces
+  // `Keep-Alive: timeout=1` gets no reuse at all from Node's agent (it keeps a socket only
+  // a second less than the announced timeout), so every request would open a connection.
+  // close() ends open connections itself.
+  server.keepAliveTimeout = 65_000;
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   const { port } = server.address() as AddressInfo;
   return {

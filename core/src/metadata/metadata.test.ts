@@ -225,6 +225,16 @@ describe('Metadata', () => {
       }
     });
 
+    it('follows a changed expires (the parsed instant is kept only for the text it came from)', () => {
+      const md = Metadata.fromBytes(signedBytes(targetsJson()), 'targets');
+      const now = new Date('2029-06-01T00:00:00Z');
+      assert.equal(md.signed.isExpired(now), false);
+      md.signed.expires = '2029-05-31T23:59:59Z';
+      assert.equal(md.signed.isExpired(now), true);
+      md.signed.expires = '2030-01-01T00:00:00Z';
+      assert.equal(md.signed.isExpired(now), false);
+    });
+
     it('counts an expires set to something that is not a valid instant as expired', () => {
       const md = Metadata.fromBytes(signedBytes(targetsJson()), 'targets');
       for (const expires of ['never', '2030-02-30T00:00:00Z']) {

@@ -79,9 +79,13 @@ export abstract class Signed {
    * now < expires); an `expires` that is not a valid instant counts as expired.
    */
   isExpired(now: Date): boolean {
-    const expires = parseExpires(this.expires);
+    // Parsed once per `expires` value: the trusted set asks again for every role it updates.
+    if (this.#parsedExpires?.text !== this.expires) this.#parsedExpires = { text: this.expires, instant: parseExpires(this.expires) };
+    const expires = this.#parsedExpires.instant;
     return expires === undefined || now.getTime() >= expires;
   }
+
+  #parsedExpires: { text: string; instant: number | undefined } | undefined;
 
   protected commonJSON(): JsonObject {
     return { _type: this.type, spec_version: this.specVersion, version: this.version, expires: this.expires };
