@@ -1,0 +1,93 @@
+/**
+ * Group commit: several changes in one store transaction, each still atomic in
+ * effect. A change runs in its own savepoint of the shared transaction, so one
+ * that throws a typed refusal (an UpfleetError: a replay found under the lock, a
+ * stale nonce) is rolled back alone and the others commit. Every caller learns
+ * its outcome only after the transaction committed (or failed): nothing is
+ * acknowledged before it is durable. When the shared transaction itself fails
+ * (the store, or an untyped error that may have broken it), each change of the
+ * batch runs again in a transaction of its own, so one bad change never takes
+ * the others down.
+ * Changes run in the order they were submitted; a batch starts GATHER_MS after
+ * its first change was queued, and while one batch
+ * commits, the next one gathers.
+ */
+import { UpfleetError } from '@upfleet/core';
+
+/** How long the first change of a batch waits for others. */
+const GATHER_MS = 2;
+
+type Commit = <T>(fn: () => Promise<T>) => Promise<T>;
+
+interface Item {
+  fn: () => Promise<unknown>;
+  resolve: (v: unknown) => void;
+  reject: (e: unknown) => void;
+}
+
+type Outcome = { ok: true; value: unknown } | { ok: false; error: unknown };
+
+export class GroupCommit {
+  #queue: Item[] = [];
+  #draining = false;
+
+  /** `commit` runs fn in a transaction, and nested calls in savepoints of it (Context.commit). */
+  constructor(private readonly commit: Commit, private readonly maxBatch = 64) {}
+
+  /** Runs fn in the next batch's transaction; settles once that transaction has committed. */
+  run<T>(fn: () => Promise<T>): Promise<T> {
+    return new Promise<T>((resolve, reject) => {
+      this.#queue.push({ fn, resolve: resolve as (v: unknown) => void, reject });
+      if (!this.#draining) {
+        this.#draining = true;
+        // A moment to gather: each commit costs a WAL write, far more than the wait.
+        setTimeout(() => void this.#drain(), GATHER_MS);
+      }
+    });
+  }
+
+  async #drain(): Promise<void> {
+    try {
+      while (this.#queue.length > 0) {
+        const batch = this.#queue.splice(0, this.maxBatch);
+        let outcomes: Outcome[];
+        try {
+          outcomes = batch.length === 1 ? [await this.#alone(batch[0]!)] : await this.commit(() => this.#together(batch));
+        } catch {
+          outcomes = [];
+          for (const item of batch) outcomes.push(await this.#alone(item));
+        }
+        outcomes.forEach((o, i) => (o.ok ? batch[i]!.resolve(o.value) : batch[i]!.reject(o.error)));
+      }
+    } finally {
+      this.#draining = false;
+    }
+  }
+
+  /** The batch in the current transaction, each change in a savepoint; an untyped error fails the whole transaction. */
+  async #together(batch: Item[]): Promise<Outcome[]> {
+    const outcomes: Outcome[] = [];
+    for (const item of batch) {
+      try {
+        outcomes.push({ ok: true, value: await this.commit(item.fn) });
+      } catch (error) {
+        if (!(error instanceof UpfleetError) || isStoreFailure(error)) throw error;
+        outcomes.push({ ok: false, error });
+      }
+    }
+    return outcomes;
+  }
+
+  async #alone(item: Item): Promise<Outcome> {
+    try {
+      return { ok: true, value: await this.commit(item.fn) };
+    } catch (error) {
+      return { ok: false, error };
+    }
+  }
+}
+
+/** A failure of the database rather than a refusal of the change: the transaction may be broken. */
+function isStoreFailure(error: UpfleetError): boolean {
+  return error.code === 'STORE_UNAVAILABLE';
+}
