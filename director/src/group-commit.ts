@@ -8,14 +8,11 @@
  * (the store, or an untyped error that may have broken it), each change of the
  * batch runs again in a transaction of its own, so one bad change never takes
  * the others down.
- * Changes run in the order they were submitted; a batch starts GATHER_MS after
- * its first change was queued, and while one batch
+ * Changes run in the order they were submitted; a batch starts after the I/O of
+ * the event loop turn that queued its first change, and while one batch
  * commits, the next one gathers.
  */
 import { UpfleetError } from '@upfleet/core';
-
-/** How long the first change of a batch waits for others. */
-const GATHER_MS = 2;
 
 type Commit = <T>(fn: () => Promise<T>) => Promise<T>;
 
@@ -40,8 +37,10 @@ export class GroupCommit {
       this.#queue.push({ fn, resolve: resolve as (v: unknown) => void, reject });
       if (!this.#draining) {
         this.#draining = true;
-        // A moment to gather: each commit costs a WAL write, far more than the wait.
-        setTimeout(() => void this.#drain(), GATHER_MS);
+        // After the I/O of this event loop turn: changes that became ready together (answers of
+        // several verify workers, several requests) commit together. No timer: under load a timer
+        // fires late and every caller waits for it.
+        setImmediate(() => void this.#drain());
       }
     });
   }
