@@ -8,9 +8,10 @@
  * (the store, or an untyped error that may have broken it), each change of the
  * batch runs again in a transaction of its own, so one bad change never takes
  * the others down.
- * Changes run in the order they were submitted; a batch starts after the I/O of
- * the event loop turn that queued its first change, and while one batch
- * commits, the next one gathers.
+ * Changes run in the order they were submitted. A batch starts once nothing
+ * more is on its way (`pending`, the manifests still being verified), or it is
+ * full, or maxWaitMs after its first change; while one batch commits, the next
+ * one gathers.
  */
 import { UpfleetError } from '@upfleet/core';
 
@@ -24,31 +25,56 @@ interface Item {
 
 type Outcome = { ok: true; value: unknown } | { ok: false; error: unknown };
 
+export interface GroupCommitOptions {
+  /** Changes at most per transaction. */
+  maxBatch?: number;
+  /** How many more changes are on their way (manifests still being verified): the batch waits for them... */
+  pending?: () => number;
+  /** ...but never longer than this after its first change. */
+  maxWaitMs?: number;
+}
+
 export class GroupCommit {
   #queue: Item[] = [];
   #draining = false;
+  #timer: NodeJS.Timeout | undefined;
+  readonly #maxBatch: number;
+  readonly #pending: () => number;
+  readonly #maxWaitMs: number;
 
   /** `commit` runs fn in a transaction, and nested calls in savepoints of it (Context.commit). */
-  constructor(private readonly commit: Commit, private readonly maxBatch = 64) {}
+  constructor(private readonly commit: Commit, options: GroupCommitOptions = {}) {
+    this.#maxBatch = options.maxBatch ?? 64;
+    this.#pending = options.pending ?? (() => 0);
+    this.#maxWaitMs = options.maxWaitMs ?? 4;
+  }
 
   /** Runs fn in the next batch's transaction; settles once that transaction has committed. */
   run<T>(fn: () => Promise<T>): Promise<T> {
     return new Promise<T>((resolve, reject) => {
       this.#queue.push({ fn, resolve: resolve as (v: unknown) => void, reject });
-      if (!this.#draining) {
-        this.#draining = true;
-        // After the I/O of this event loop turn: changes that became ready together (answers of
-        // several verify workers, several requests) commit together. No timer: under load a timer
-        // fires late and every caller waits for it.
-        setImmediate(() => void this.#drain());
+      if (this.#draining) return; // the running drain takes it after the current batch
+      if (this.#queue.length >= this.#maxBatch || this.#pending() === 0) {
+        this.#start();
+      } else {
+        this.#timer ??= setTimeout(() => this.#start(), this.#maxWaitMs);
       }
     });
+  }
+
+  /** Starts draining after the I/O of this event loop turn (changes ready together commit together). */
+  #start(): void {
+    clearTimeout(this.#timer);
+    this.#timer = undefined;
+    if (this.#draining) return;
+    this.#draining = true;
+    setImmediate(() => void this.#drain());
   }
 
   async #drain(): Promise<void> {
     try {
       while (this.#queue.length > 0) {
-        const batch = this.#queue.splice(0, this.maxBatch);
+        const batch = this.#queue.splice(0, this.#maxBatch);
         let outcomes: Outcome[];
         try {
           outcomes = batch.length === 1 ? [await this.#alone(batch[0]!)] : await this.commit(() => this.#together(batch));

@@ -55,14 +55,15 @@ export class Manifests {
   /** Called with the campaign IDs whose assignments changed (set by the wiring). */
   onCampaignChange: (campaignIds: Set<string>) => Promise<void> = async () => {};
   /** Checks signatures (manifest-checks.ts); inline until the wiring starts a pool of workers. */
-  verifier: Pick<VerifyPool, 'check'> = VerifyPool.inline();
+  verifier: Pick<VerifyPool, 'check' | 'queued'> = VerifyPool.inline();
   readonly #commits: GroupCommit;
 
   constructor(
     private readonly ctx: Context,
     private readonly assignments: Assignments,
   ) {
-    this.#commits = new GroupCommit((fn) => ctx.commit(fn));
+    // A batch waits for the manifests still being verified (they would commit next anyway).
+    this.#commits = new GroupCommit((fn) => ctx.commit(fn), { pending: () => this.verifier.queued });
   }
 
   /**

@@ -84,6 +84,11 @@ export class VerifyPool {
     return pool;
   }
 
+  /** Workers alive now (one that died while loading is replaced a second later). */
+  get workers(): number {
+    return this.#slots.length;
+  }
+
   /** Jobs waiting or running now. */
   get queued(): number {
     return this.#count;
