@@ -110,7 +110,8 @@ export class VerifyPool {
     if (this.#count >= this.#maxQueued) return Promise.reject(new VerifierUnavailableError('busy', `${this.#count} manifests are being verified`));
     this.#count++;
     return new Promise<CheckedManifest>((resolve, reject) => {
-      const own = bytes.slice();
+      // A copy of exactly these bytes (Buffer#slice would be a view of its whole pool).
+      const own = new Uint8Array(bytes);
       const job: Job = { id: this.#nextId++, deviceId, bytes: own, view };
       this.#waiting.push({ job, attempts: 0, resolve, reject });
       this.#dispatch();
