@@ -19,11 +19,16 @@
  * - mqtt-mosquitto / mqtt-embedded: devices publish (QoS 1) to the machine's
  *   Mosquitto at 127.0.0.1:1883 / the director's embedded broker, each waiting
  *   for the director's ack before its next manifest; client in a worker thread.
+ * Each line also gives CPU time per manifest (main thread; whole process, the
+ * load generator and the MQTT client connections included), which depends
+ * far less on a busy machine than the rates do; the in-process line turns it
+ * into the ratio two idle cores would give (projectedRatioOnIdle2Cores).
  * Options: --devices N (100), --per-device N (20), --only in-process,http,mqtt-mosquitto,mqtt-embedded,
  * --verify-workers N (default: the director's, the machine's cores; 0 = verify on the main thread)
  */
 import { createServer } from 'node:http';
 import { loadavg } from 'node:os';
+import { readFileSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { parseArgs } from 'node:util';
 import { Ed25519Signer, utf8 } from '@upfleet/core';
@@ -93,6 +98,24 @@ async function bareHttpRate(perDevice: Load): Promise<number> {
 
 const round = (n: number, digits = 3) => Number(n.toFixed(digits));
 
+/**
+ * CPU time (µs) of the main thread (Linux: /proc/self/task/<pid>/stat, 10 ms ticks) and of the
+ * whole process (every thread: verify workers, load generator, libuv, GC). Unlike rates, these
+ * barely depend on what else the machine runs.
+ */
+function cpu(): { main: number; process: number } {
+  const fields = readFileSync(`/proc/self/task/${process.pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+  const ticks = Number(fields[11]) + Number(fields[12]); // utime + stime
+  const u = process.cpuUsage();
+  return { main: ticks * 10_000, process: u.user + u.system };
+}
+
+/** CPU per manifest in a case: main thread and whole process, µs. */
+function cpuPerManifest(before: ReturnType<typeof cpu>, manifests: number) {
+  const after = cpu();
+  return { mainThreadCpuUsPerManifest: Math.round((after.main - before.main) / manifests), processCpuUsPerManifest: Math.round((after.process - before.process) / manifests) };
+}
+
 function line(mode: keyof typeof GOALS, manifests: number, seconds: number, verifiesPerSecond: number, workers: number, extra: Record<string, unknown> = {}) {
   const manifestsPerSecond = manifests / seconds;
   const ratioToVerifyLimit = round((manifestsPerSecond * VERIFIES_PER_MANIFEST) / verifiesPerSecond);
@@ -127,19 +150,35 @@ if (ONLY.has('in-process')) {
     const sig = signer.sign(message);
     let ingestMs = 0;
     let verifyMs = 0;
+    let ingestMain = 0;
+    let ingestProcess = 0;
+    let verifyMain = 0;
     let verifies = 0;
     let n = 0;
     for (const batch of batches) {
+      const c0 = cpu();
       const t0 = performance.now();
       await Promise.all(batch.map(({ d, bytes }) => services.manifests.ingest(d.id, bytes, 'function', true)));
       const t1 = performance.now();
+      const c1 = cpu();
       for (let i = 0; i < batch.length * VERIFIES_PER_MANIFEST; i++) if (!signer.key.verify(sig, message)) throw new Error('verify failed');
       verifyMs += performance.now() - t1;
+      const c2 = cpu();
+      ingestMain += c1.main - c0.main;
+      ingestProcess += c1.process - c0.process;
+      verifyMain += c2.process - c1.process; // one thread runs then
       ingestMs += t1 - t0;
       verifies += batch.length * VERIFIES_PER_MANIFEST;
       n += batch.length;
     }
-    line('in-process', n, ingestMs / 1000, verifies / (verifyMs / 1000), (services.manifests.verifier as { size?: number }).size ?? 0);
+    const verifyCpu = (verifyMain / n);
+    const main = ingestMain / n;
+    const all = ingestProcess / n;
+    line('in-process', n, ingestMs / 1000, verifies / (verifyMs / 1000), (services.manifests.verifier as { size?: number }).size ?? 0, {
+      mainThreadCpuUsPerManifest: Math.round(main), processCpuUsPerManifest: Math.round(all), verifyCpuUsPerManifest: Math.round(verifyCpu),
+      // On 2 idle cores: the main thread is one serial stage; everything the process does shares the 2 cores.
+      projectedRatioOnIdle2Cores: round(verifyCpu / Math.max(main, all / 2)),
+    });
   });
 }
 
@@ -148,10 +187,12 @@ if (ONLY.has('http')) {
     const { perDevice } = await prepare(h, 'http');
     const bare = await bareHttpRate(perDevice);
     const before = verifyRate();
+    const c0 = cpu();
     const { sent, failures, seconds } = await runClient(HTTP_CLIENT, { url: h.director.url, perDevice, concurrency: HTTP_CONCURRENCY });
+    const used = cpuPerManifest(c0, sent);
     if (failures > 0) throw new Error(`${failures} manifests refused over HTTP`);
     line('http', sent, seconds, (before + verifyRate()) / 2, (h.director.services.manifests.verifier as { size?: number }).size ?? 0,
-      { bareHttpRequestsPerSecond: Math.round(bare), ratioToBareHttp: round(sent / seconds / bare) });
+      { bareHttpRequestsPerSecond: Math.round(bare), ratioToBareHttp: round(sent / seconds / bare), ...used });
   });
 }
 
@@ -162,8 +203,10 @@ for (const mode of ['mqtt-mosquitto', 'mqtt-embedded'] as const) {
   await withDirector({ mqtt: embedded ? 'embedded' : { url: MOSQUITTO, sessionExpirySeconds: 30 }, mqttPrefix: prefix }, async (h) => {
     const { perDevice } = await prepare(h, embedded ? 'emb' : 'mos');
     const before = verifyRate();
+    const c0 = cpu();
     const { sent, failures, seconds } = await runClient(MQTT_CLIENT, { url: embedded ? h.director.mqttUrl : MOSQUITTO, prefix, perDevice, auth: embedded });
+    const used = cpuPerManifest(c0, sent);
     if (failures > 0) throw new Error(`${failures} manifests refused over MQTT (${mode})`);
-    line(mode, sent, seconds, (before + verifyRate()) / 2, (h.director.services.manifests.verifier as { size?: number }).size ?? 0);
+    line(mode, sent, seconds, (before + verifyRate()) / 2, (h.director.services.manifests.verifier as { size?: number }).size ?? 0, used);
   });
 }

@@ -16,8 +16,20 @@ const ESCAPE_ALL = /["\\]/g;
 /** String.prototype.isWellFormed (ES2024, in Node 20): false when a surrogate is unpaired. */
 const isWellFormed = (String.prototype as unknown as { isWellFormed(this: string): boolean }).isWellFormed;
 
-function encodeString(s: string, path: string): string {
-  if (!isWellFormed.call(s)) throw new CanonicalJsonError(path, 'a string with a lone surrogate has no UTF-8 encoding');
+/**
+ * Where the encoder is: keys and indexes from the root. The error path text is built
+ * from it only when something is refused, not for every value encoded.
+ */
+type At = Array<string | number>;
+
+function pathText(at: At): string {
+  let out = '$';
+  for (const step of at) out += typeof step === 'number' ? `[${step}]` : `.${step}`;
+  return out;
+}
+
+function encodeString(s: string, at: At): string {
+  if (!isWellFormed.call(s)) throw new CanonicalJsonError(pathText(at), 'a string with a lone surrogate has no UTF-8 encoding');
   return NEEDS_ESCAPE.test(s) ? `"${s.replace(ESCAPE_ALL, '\\$&')}"` : `"${s}"`;
 }
 
@@ -53,25 +65,27 @@ function sortedKeys(obj: object): string[] {
   return keys.some((k) => SURROGATE.test(k)) ? keys.sort(compareCodePoints) : keys;
 }
 
-function encodeValue(value: unknown, path: string, seen: Set<object>): string {
+function encodeValue(value: unknown, at: At, seen: Set<object>): string {
   switch (typeof value) {
     case 'string':
-      return encodeString(value, path);
+      return encodeString(value, at);
     case 'boolean':
       return value ? 'true' : 'false';
     case 'number':
-      if (!Number.isSafeInteger(value)) throw new CanonicalJsonError(path, `${value} is not a safe integer`);
+      if (!Number.isSafeInteger(value)) throw new CanonicalJsonError(pathText(at), `${value} is not a safe integer`);
       return value === 0 ? '0' : String(value);
     case 'object': {
       if (value === null) return 'null';
-      if (seen.has(value)) throw new CanonicalJsonError(path, 'cycle');
+      if (seen.has(value)) throw new CanonicalJsonError(pathText(at), 'cycle');
       seen.add(value);
       let out: string;
       if (Array.isArray(value)) {
         out = '[';
         for (let i = 0; i < value.length; i++) {
           if (i > 0) out += ',';
-          out += encodeValue(value[i], `${path}[${i}]`, seen);
+          at.push(i);
+          out += encodeValue(value[i], at, seen);
+          at.pop();
         }
         out += ']';
       } else {
@@ -81,10 +95,12 @@ function encodeValue(value: unknown, path: string, seen: Set<object>): string {
         let first = true;
         for (const key of keys) {
           const v = obj[key];
-          if (v === undefined) throw new CanonicalJsonError(`${path}.${key}`, 'undefined');
+          at.push(key);
+          if (v === undefined) throw new CanonicalJsonError(pathText(at), 'undefined');
           if (!first) out += ',';
           first = false;
-          out += encodeString(key, `${path}.${key}`) + ':' + encodeValue(v, `${path}.${key}`, seen);
+          out += encodeString(key, at) + ':' + encodeValue(v, at, seen);
+          at.pop();
         }
         out += '}';
       }
@@ -92,13 +108,13 @@ function encodeValue(value: unknown, path: string, seen: Set<object>): string {
       return out;
     }
     default:
-      throw new CanonicalJsonError(path, `cannot encode a ${typeof value}`);
+      throw new CanonicalJsonError(pathText(at), `cannot encode a ${typeof value}`);
   }
 }
 
 /** Canonical JSON text. @throws CanonicalJsonError for values it cannot encode. */
 export function canonicalString(value: unknown): string {
-  return encodeValue(value, '$', new Set());
+  return encodeValue(value, [], new Set());
 }
 
 /** Canonical JSON as UTF-8 bytes, the input to signing. @throws CanonicalJsonError */
