@@ -183,9 +183,10 @@ export class MqttBus {
 
   /** A manifest: admitted when a slot is free, processed concurrently, acknowledged after its commit. */
   async #onManifest(packet: IPublishPacket, callback: (error?: Error) => void): Promise<void> {
+    // The connection it came on, taken before any wait: a reconnect meanwhile must not get its PUBACK.
+    const stream = this.client.stream;
     while (this.#inFlight >= MANIFESTS_IN_FLIGHT) await new Promise<void>((r) => this.#slotFreed.push(r));
     this.#inFlight++;
-    const stream = this.client.stream;
     const { messageId, qos } = packet;
     // QoS 0 has no PUBACK to defer.
     callback(qos > 0 ? DEFER_ACK : undefined);
