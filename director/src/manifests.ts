@@ -25,8 +25,7 @@
 import { RETRYABLE_RESULT_CODES, isAttackResultCode, type SignedVehicleManifest } from '@upfleet/core';
 import { ForbiddenError, ManifestRejectedError, NotFoundError } from './errors.ts';
 import type { Context } from './context.ts';
-import type { Assignments } from './assignments.ts';
-import { runsImage, sameImage } from './assignments.ts';
+import { runsImage, sameImage, type Assignments } from './assignments.ts';
 import type { AssignmentRecord, EcuRecord, EventKind } from './store.ts';
 import { checkReport, readMemory, rememberReport, type ReportMemory } from './report-memory.ts';
 import { checkCounter, digestOf } from './manifest-checks.ts';

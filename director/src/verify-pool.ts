@@ -28,7 +28,7 @@ export interface VerifyPoolOptions {
 }
 
 /** Jobs a worker holds at once: enough that it never idles waiting for the main thread. */
-const PER_WORKER = 8;
+const PER_WORKER = 16;
 const DEFAULT_MAX_QUEUED = 1024;
 /** Imported by package name at run time, so the bundle (scripts/launch.mjs) keeps it a file of its own. */
 const THREAD_MODULE = ['@upfleet', 'director', 'verify-thread.mjs'].join('/');
@@ -114,7 +114,7 @@ export class VerifyPool {
       const own = new Uint8Array(bytes);
       const job: Job = { id: this.#nextId++, deviceId, bytes: own, view };
       this.#waiting.push({ job, attempts: 0, resolve, reject });
-      this.#dispatch();
+      this.#dispatchSoon();
     });
   }
 
@@ -129,7 +129,8 @@ export class VerifyPool {
     const slots = this.#slots;
     this.#slots = [];
     await Promise.all(slots.map((s) => s.worker.terminate()));
-    for (const p of this.#waiting.splice(0)) this.#settle(p, () => p.reject(new VerifierUnavailableError('crashed', 'the verify pool closed')));
+    const unanswered = [...this.#waiting.splice(0), ...slots.flatMap((s) => [...s.held.values()])];
+    for (const p of unanswered) this.#settle(() => p.reject(new VerifierUnavailableError('crashed', 'the verify pool closed')));
   }
 
   #spawn(): Slot {
@@ -140,15 +141,17 @@ export class VerifyPool {
     let failed!: (e: Error) => void;
     const slot: Slot = { worker, held: new Map(), isReady: false, ready: new Promise<void>((res, rej) => ((ready = res), (failed = rej))) };
     slot.ready.catch(() => {});
-    worker.on('message', (m: Answer | { ready: true }) => {
-      if ('ready' in m) {
+    worker.on('message', (m: Answer[] | { ready: true }) => {
+      if (!Array.isArray(m)) {
         slot.isReady = true;
         return ready();
       }
-      const p = slot.held.get(m.id);
-      if (!p) return;
-      slot.held.delete(m.id);
-      this.#settle(p, () => (m.ok ? p.resolve(m.checked) : p.reject(fromWire(m.error))));
+      for (const a of m) {
+        const p = slot.held.get(a.id);
+        if (!p) continue;
+        slot.held.delete(a.id);
+        this.#settle(() => (a.ok ? p.resolve(a.checked) : p.reject(fromWire(a.error))));
+      }
       this.#dispatch();
     });
     worker.on('error', (e) => failed(e));
@@ -180,7 +183,7 @@ export class VerifyPool {
     for (const p of orphans) {
       p.attempts++;
       if (p.attempts >= 2) {
-        this.#settle(p, () => p.reject(new VerifierUnavailableError('crashed', `the verify worker died twice while checking it (exit ${code})`)));
+        this.#settle(() => p.reject(new VerifierUnavailableError('crashed', `the verify worker died twice while checking it (exit ${code})`)));
       } else {
         this.#waiting.unshift(p);
       }
@@ -188,21 +191,40 @@ export class VerifyPool {
     this.#dispatch();
   }
 
-  #settle(p: Pending, fn: () => void): void {
+  #settle(fn: () => void): void {
     this.#count--;
     fn();
   }
 
-  /** Hands waiting jobs to the least busy workers, up to PER_WORKER each. */
+  #dispatchQueued = false;
+
+  /** Dispatches once the current turn's jobs are all queued, so they travel together. */
+  #dispatchSoon(): void {
+    if (this.#dispatchQueued) return;
+    this.#dispatchQueued = true;
+    queueMicrotask(() => {
+      this.#dispatchQueued = false;
+      this.#dispatch();
+    });
+  }
+
+  /**
+   * Hands waiting jobs to the least busy workers, up to PER_WORKER each, in one message per
+   * worker: every message wakes a thread, which costs about as much as a check's parsing.
+   */
   #dispatch(): void {
+    const batches = new Map<Slot, Job[]>();
     while (this.#waiting.length > 0) {
       let best: Slot | undefined;
       for (const s of this.#slots) if (s.held.size < PER_WORKER && (!best || s.held.size < best.held.size)) best = s;
-      if (!best) return;
+      if (!best) break;
       const p = this.#waiting.shift()!;
       best.held.set(p.job.id, p);
-      // Copied, not transferred: the bytes stay here for a retry if this worker dies.
-      best.worker.postMessage(p.job);
+      let batch = batches.get(best);
+      if (!batch) batches.set(best, (batch = []));
+      batch.push(p.job);
     }
+    // Copied, not transferred: the bytes stay here for a retry if the worker dies.
+    for (const [slot, jobs] of batches) slot.worker.postMessage(jobs);
   }
 }
