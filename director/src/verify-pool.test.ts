@@ -14,6 +14,7 @@ import { deviceClient, type DeviceClient } from './testing/mqtt-device.ts';
 import { ManifestRejectedError, VerifierUnavailableError } from './errors.ts';
 import { VerifyPool } from './verify-pool.ts';
 import { GroupCommit } from './group-commit.ts';
+import type { DirectorStore } from './store.ts';
 
 const MOSQUITTO = 'mqtt://127.0.0.1:1883';
 
@@ -26,6 +27,18 @@ function hostile(d: SimDevice, accepted: SignedVehicleManifest): Array<[name: st
   const tampered: SignedVehicleManifest = JSON.parse(JSON.stringify(d.manifest()));
   tampered.signed.ecuVersionReports[brake.serial]!.signed.installedImage!.filename = 'evil.bin';
   return [['bad ECU signature', badEcu], ['bad vehicle signature', badVehicle], ['replay', accepted], ['tampered', tampered]];
+}
+
+/** Counts the store's outermost transactions (not their savepoints) until stop(). */
+function countTransactions(store: DirectorStore) {
+  const transaction = store.transaction.bind(store);
+  const db = (store as unknown as { db: { inTransaction(): boolean } }).db;
+  const counter = { count: 0, stop: () => void (store.transaction = transaction) };
+  store.transaction = (fn) => {
+    if (!db.inTransaction()) counter.count++;
+    return transaction(fn);
+  };
+  return counter;
 }
 
 /** What an admin sees of the device, but its security event log. */
@@ -120,16 +133,12 @@ describe('ingestion through the verify pool', () => {
   });
 
   it('commits the good manifests of a batch that holds a bad one', async () => {
+    // Inline checks: all seven reach the commit in one turn, so they are one batch by construction
+    // (through the pool, answers arrive in whatever order and time the workers take).
     const devices = Array.from({ length: 6 }, (_, i) => new SimDevice(`batch-${i}`, ['gw', 'brake']));
-    for (const d of devices) await pooled.register(d);
-    const { store } = pooled.director.services;
-    let transactions = 0;
-    const transaction = store.transaction.bind(store);
-    const db = (store as unknown as { db: { inTransaction(): boolean } }).db;
-    store.transaction = (fn) => {
-      if (!db.inTransaction()) transactions++; // outermost only, not the savepoints
-      return transaction(fn);
-    };
+    for (const d of devices) await inline.register(d);
+    const { store, manifests } = inline.director.services;
+    const transactions = countTransactions(store);
     try {
       const bad = devices[0]!;
       const good = bad.manifest();
@@ -137,38 +146,59 @@ describe('ingestion through the verify pool', () => {
       // refused inside it (STALE_NONCE), in the same batch as its predecessor.
       const again = bad.manifest({ reports: good.signed.ecuVersionReports });
       const sends = [good, again, ...devices.slice(1).map((d) => d.manifest())].map((m) =>
-        pooled.director.services.manifests.ingest(m.signed.deviceId, utf8(JSON.stringify(m)), 'function', true).then(() => 'ok', (e) => (e as ManifestRejectedError).code));
+        manifests.ingest(m.signed.deviceId, utf8(JSON.stringify(m)), 'function', true).then(() => 'ok', (e) => (e as ManifestRejectedError).code));
       assert.deepEqual(await Promise.all(sends), ['ok', 'STALE_NONCE', 'ok', 'ok', 'ok', 'ok', 'ok']);
-      // At most: one batch before the last answer, one after it, and the refusal's own record.
-      assert.ok(transactions <= 3, `7 manifests share transactions (${transactions} outermost, the refusal's record included)`);
+      assert.equal(transactions.count, 2, 'one transaction for the seven, one for the refusal\'s security event');
     } finally {
-      store.transaction = transaction;
+      transactions.stop();
     }
     assert.equal((await store.getDevice('batch-0'))!.manifestCounter, 1, 'only the first of batch-0');
+    assert.deepEqual((await store.eventsOf('batch-0')).map((e) => e.code), ['STALE_NONCE']);
     for (const d of devices.slice(1)) assert.equal((await store.manifestsOf(d.id, 10)).length, 1);
   });
 
-  it('rolls back a change refused inside a batch alone, and runs a batch again change by change after an untyped failure', async () => {
+  it('rolls back a change refused inside a batch alone (its notifications too), and runs a batch again change by change after an untyped failure', async () => {
     const { ctx, store } = pooled.director.services;
     const commits = new GroupCommit((fn) => ctx.commit(fn));
     const event = (deviceId: string, code: string) => store.insertEvent({ deviceId, ecuSerial: null, kind: 'attack', code, detail: code, at: ctx.nowIso() });
     const d = new SimDevice('gc-1', ['gw']);
     await pooled.register(d);
-    const results = await Promise.allSettled([
-      commits.run(() => event(d.id, 'A')),
-      commits.run(async () => {
-        await event(d.id, 'REFUSED');
-        throw new ManifestRejectedError(d.id, 'STALE_NONCE', 'refused after a write');
-      }),
-      commits.run(() => event(d.id, 'B')),
-      commits.run(async () => {
-        await event(d.id, 'BROKEN');
-        throw new TypeError('a bug');
-      }),
-      commits.run(() => event(d.id, 'C')),
-    ]);
-    assert.deepEqual(results.map((r) => r.status), ['fulfilled', 'rejected', 'fulfilled', 'rejected', 'fulfilled']);
+    const notified: string[] = [];
+    const notifier = ctx.notifier;
+    ctx.notifier = (deviceId) => notified.push(deviceId);
+    const state = (await store.getRepoState(d.id))!;
+    const transactions = countTransactions(store);
+    try {
+      // A typed refusal after a write: rolled back alone, in the one shared transaction.
+      const refused = await Promise.allSettled([
+        commits.run(async () => {
+          await event(d.id, 'A');
+          ctx.queueNotify('told-a', state);
+        }),
+        commits.run(async () => {
+          await event(d.id, 'REFUSED');
+          ctx.queueNotify('told-refused', state);
+          throw new ManifestRejectedError(d.id, 'STALE_NONCE', 'refused after a write');
+        }),
+        commits.run(() => event(d.id, 'B')),
+      ]);
+      assert.deepEqual(refused.map((r) => r.status), ['fulfilled', 'rejected', 'fulfilled']);
+      assert.equal(transactions.count, 1);
+      // An untyped failure may have broken the transaction: each change runs again alone.
+      const broken = await Promise.allSettled([
+        commits.run(async () => {
+          await event(d.id, 'BROKEN');
+          throw new TypeError('a bug');
+        }),
+        commits.run(() => event(d.id, 'C')),
+      ]);
+      assert.deepEqual(broken.map((r) => r.status), ['rejected', 'fulfilled']);
+    } finally {
+      transactions.stop();
+      ctx.notifier = notifier;
+    }
     assert.deepEqual((await store.eventsOf(d.id)).map((e) => e.code), ['A', 'B', 'C']);
+    assert.deepEqual(notified, ['told-a'], 'a rolled-back change tells nobody');
   });
 });
 
