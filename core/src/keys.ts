@@ -207,7 +207,8 @@ export class Key {
     for (const [k, v] of Object.entries(keyval)) {
       if (typeof v !== 'string') throw new MalformedMetadataError(`${path}.keyval.${k}`, 'not a string');
     }
-    const key = new Key(keytype, scheme, keyval as Record<string, string>, rest);
+    // Copies: the caller's JSON may change later, this key (and its cached keyid) may not.
+    const key = new Key(keytype, scheme, { ...(keyval as Record<string, string>) }, structuredClone(rest));
     if (key.isSupported) key.#decode(`${path}.keyval.public`);
     return key;
   }
@@ -257,10 +258,16 @@ export class Key {
     return { keytype: this.keytype, scheme: this.scheme, keyval: { ...this.keyval }, ...this.unrecognizedFields };
   }
 
-  /** sha256 of the canonical key, the keyid a repository assigns to it. */
+  /**
+   * sha256 of the canonical key, the keyid a repository assigns to it. Computed once: a Key
+   * does not change (readonly fields; fromJSON copies what it keeps), and every signature
+   * check of a document asks for it.
+   */
   get keyid(): string {
-    return digestHex('sha256', canonicalize(this.toJSON()));
+    this.#keyid ??= digestHex('sha256', canonicalize(this.toJSON()));
+    return this.#keyid;
   }
+  #keyid: string | undefined;
 
   /** Whether this key can verify at all here (known keytype and scheme). */
   get isSupported(): boolean {

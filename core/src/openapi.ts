@@ -27,6 +27,7 @@ const ERROR_STATUSES: Record<number, string> = {
   422: 'well-formed but refused by a rule',
   500: 'internal error (INTERNAL); logged by the server',
   502: 'the image repository answered with something the director refuses (its error code)',
+  503: 'unavailable for now, nothing was stored: try again (STORE_UNAVAILABLE, and for manifests VERIFIER_BUSY, VERIFIER_UNAVAILABLE)',
 };
 
 /** `{ status: Error response }` for each status. */

@@ -59,6 +59,8 @@ and DIR/metadata/1.root.json.`,
   --mqtt-port P             port of the embedded broker (default 1883, often Mosquitto's; 0 = any)
   --mqtt-prefix PREFIX      topic prefix (default upfleet/v1)
   --no-mqtt                 HTTP only
+  --verify-workers N        worker threads verifying manifest signatures (default: the
+                            machine's cores; 0 = on the main thread)
   --admin-token T           or UPFLEET_ADMIN_TOKEN (required)
   --viewer-token T          or UPFLEET_VIEWER_TOKEN: a read-only admin token (web console viewer role)
   --provisioning-token T    or UPFLEET_PROVISIONING_TOKEN (required)
@@ -96,6 +98,11 @@ function expectPositionals(positionals: string[], count: number, what: string): 
 function positiveInt(value: string | undefined, name: string): number | undefined {
   if (value === undefined) return undefined;
   if (!/^\d+$/.test(value) || Number(value) < 1) throw new CliUsageError(`${name} must be a positive integer`);
+  return Number(value);
+}
+
+function wholeNumber(value: string, name: string): number {
+  if (!/^\d+$/.test(value) || Number(value) > 256) throw new CliUsageError(`${name} must be a whole number up to 256`);
   return Number(value);
 }
 
@@ -202,7 +209,7 @@ async function main(argv: string[], io: CliIo): Promise<void> {
         'image-repo-root': { type: 'string' }, 'mqtt-url': { type: 'string' }, 'mqtt-port': { type: 'string' },
         'mqtt-prefix': { type: 'string' }, 'no-mqtt': { type: 'boolean' }, 'admin-token': { type: 'string' },
         'viewer-token': { type: 'string' }, 'provisioning-token': { type: 'string' }, 'manual-approval': { type: 'boolean' },
-        database: { type: 'string' }, processes: { type: 'string' },
+        database: { type: 'string' }, processes: { type: 'string' }, 'verify-workers': { type: 'string' },
       });
       if (values.help) return help(HELP.serve);
       expectPositionals(positionals, 0, 'serve takes options only');
@@ -213,6 +220,7 @@ async function main(argv: string[], io: CliIo): Promise<void> {
       const database = values.database ?? env.UPFLEET_DIRECTOR_DATABASE;
       if (database === '') throw new CliUsageError('--database is empty: give a SQLite file path or a postgres:// URL');
       const port = portNumber(required(values.port, '--port'), '--port');
+      const verifyWorkers = values['verify-workers'] === undefined ? undefined : wholeNumber(values['verify-workers'], '--verify-workers');
       const mqttPort = values['mqtt-port'] !== undefined ? portNumber(values['mqtt-port'], '--mqtt-port') : 1883;
       const imageRepoUrl = httpUrl(required(values['image-repo'], '--image-repo'), '--image-repo');
       if (values['mqtt-prefix'] !== undefined) {
@@ -251,7 +259,7 @@ async function main(argv: string[], io: CliIo): Promise<void> {
         }),
         imageRepoUrl, ...(imageRepoRoot && { imageRepoRoot }),
         mqtt: values['no-mqtt'] ? 'none' : values['mqtt-url'] ? { url: values['mqtt-url'] } : 'embedded',
-        mqttPort,
+        mqttPort, ...(verifyWorkers !== undefined && { verifyWorkers }),
         ...(values['mqtt-prefix'] && { mqttPrefix: values['mqtt-prefix'] }),
         adminToken: required(values['admin-token'] ?? env.UPFLEET_ADMIN_TOKEN, '--admin-token (or UPFLEET_ADMIN_TOKEN)'),
         provisioningToken: required(values['provisioning-token'] ?? env.UPFLEET_PROVISIONING_TOKEN, '--provisioning-token (or UPFLEET_PROVISIONING_TOKEN)'),

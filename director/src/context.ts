@@ -3,8 +3,9 @@
  * image repository, the clock, the logger and metrics, and the notifier.
  * `commit(fn)` runs fn in one store transaction, then sends the notifications
  * fn queued, so a device is never told about metadata that was rolled back.
- * Nested commits (a campaign wave creating assignments) are savepoints of the
- * outermost one, and only the outermost sends. Commits run concurrently (each
+ * Nested commits (a campaign wave creating assignments, each manifest of a group
+ * commit) are savepoints of the outermost one, and only the outermost sends; a
+ * nested commit that throws takes back the notifications it queued. Commits run concurrently (each
  * request, each MQTT message): the queue belongs to the async context of its
  * outermost commit, and is emptied whenever the store runs fn again (a retried
  * transaction queues afresh).
@@ -65,7 +66,18 @@ export class Context {
   /** Runs fn in a transaction; nested commits join the outermost, which alone sends notifications. */
   async commit<T>(fn: () => Promise<T>): Promise<T> {
     let result: T;
-    if (this.#current()) return this.store.transaction(fn);
+    const outer = this.#current();
+    if (outer) {
+      // A savepoint: when it rolls back, so do the notifications it queued.
+      const before = new Map(outer.queued);
+      try {
+        return await this.store.transaction(fn);
+      } catch (error) {
+        outer.queued.clear();
+        for (const [deviceId, state] of before) outer.queued.set(deviceId, state);
+        throw error;
+      }
+    }
     const c = { queued: new Map<string, RepoState>(), open: true };
     try {
       result = await this.#commits.run(c, () => this.store.transaction(async () => {

@@ -26,6 +26,7 @@ import { fleetSummary } from './fleet-summary.ts';
 import { DEFAULT_PREFIX, Topics } from './mqtt-topics.ts';
 import { DIRECTOR_USERNAME, startEmbeddedBroker, type EmbeddedBroker } from './mqtt-broker.ts';
 import { MqttBus } from './mqtt-bus.ts';
+import { VerifyPool } from './verify-pool.ts';
 import { PortInUseError } from './errors.ts';
 
 const inUse = (error: unknown) => (error as NodeJS.ErrnoException | undefined)?.code === 'EADDRINUSE';
@@ -61,6 +62,8 @@ export interface StartOptions {
   now?: () => Date;
   logger?: Logger;
   logLevel?: string;
+  /** Worker threads that verify manifests (verify-pool.ts); 0: verify on the main thread. Default: the machine's cores. */
+  verifyWorkers?: number;
 }
 
 export interface RunningDirector {
@@ -102,10 +105,18 @@ export async function startDirector(o: StartOptions): Promise<RunningDirector> {
   });
   const database = o.database ?? defaultDatabase(o.dir);
   const store = await openStore(database);
+  let verifier: VerifyPool;
+  try {
+    verifier = await VerifyPool.start(o.verifyWorkers !== undefined ? { size: o.verifyWorkers } : {});
+  } catch (error) {
+    await store.close();
+    throw error;
+  }
   const services = new DirectorServices({
     store, signers, roots, imageRepo, expiries: { ...DEFAULT_EXPIRIES, ...o.expiries }, approval: o.approval ?? 'auto',
     adminToken: o.adminToken, provisioningToken: o.provisioningToken, now, log,
   });
+  services.manifests.verifier = verifier;
   const topics = new Topics(o.mqttPrefix ?? DEFAULT_PREFIX);
   const clientId = o.mqttClientId ?? defaultMqttClientId(o.dir, topics.prefix);
 
@@ -128,6 +139,7 @@ export async function startDirector(o: StartOptions): Promise<RunningDirector> {
     });
   } catch (error) {
     await store.close();
+    await verifier.close();
     if (inUse(error)) throw new PortInUseError('the director HTTP API', host, o.port ?? 0, '--port', 'choose another with --port P (0 = any free port)', { cause: error });
     throw error;
   }
@@ -156,6 +168,7 @@ export async function startDirector(o: StartOptions): Promise<RunningDirector> {
     await broker?.close();
     await new Promise((r) => server.close(r));
     await store.close();
+    await verifier.close();
     if (inUse(error) && mqtt === 'embedded') {
       throw new PortInUseError('the embedded MQTT broker', host, o.mqttPort ?? 0, '--mqtt-port',
         'another MQTT broker (Mosquitto?) may run there: choose another port with --mqtt-port P (0 = any free port), or use that broker with --mqtt-url, or --no-mqtt',
@@ -177,6 +190,7 @@ export async function startDirector(o: StartOptions): Promise<RunningDirector> {
       server.closeAllConnections();
       await new Promise((r) => server.close(r));
       await store.close();
+      await verifier.close();
       log.info({ url }, 'director stopped');
     },
   };

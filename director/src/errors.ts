@@ -126,3 +126,15 @@ export class DatabaseConfigError extends UpfleetError {
   override name = 'DatabaseConfigError';
   override readonly code = 'BAD_DATABASE';
 }
+
+/**
+ * The verify pool cannot check a manifest now: its queue is full (back-pressure), or the
+ * worker checking it died twice. Nothing was stored; the device may send it again (HTTP 503;
+ * an MQTT message is left unacknowledged so the broker delivers it again).
+ */
+export class VerifierUnavailableError extends DirectorError {
+  override name = 'VerifierUnavailableError';
+  constructor(reason: 'busy' | 'crashed', detail: string, options?: ErrorOptions) {
+    super(503, reason === 'busy' ? 'VERIFIER_BUSY' : 'VERIFIER_UNAVAILABLE', `manifest verification is unavailable: ${detail}`, { reason }, options);
+  }
+}

@@ -13,6 +13,7 @@ import { checkId } from './ids.ts';
 import type { Context } from './context.ts';
 import type { DeviceRecord, EcuRecord } from './store.ts';
 import type { Assignments } from './assignments.ts';
+import { requireActiveDevice } from './manifest-checks.ts';
 
 export interface EcuRegistration {
   ecuSerial: string;
@@ -202,10 +203,7 @@ export class Inventory {
 
   /** The device, checked to be active. @throws NotFoundError, ForbiddenError */
   async requireActive(deviceId: string): Promise<DeviceRecord> {
-    const device = await this.get(deviceId);
-    if (device.status !== 'active') {
-      throw new ForbiddenError(device.status === 'decommissioned' ? 'DEVICE_DECOMMISSIONED' : 'DEVICE_NOT_APPROVED', `${deviceId} is ${device.status}`, { deviceId, status: device.status });
-    }
-    return device;
+    return requireActiveDevice(deviceId, await this.ctx.store.getDevice(deviceId));
   }
+
 }

@@ -1,52 +1,42 @@
 /**
  * Manifest ingestion (Uptane 5.4.2.1): everything a manifest must pass before
  * it changes anything, then, in one commit, what it records.
- * Checks, in order (each refusal is a ManifestRejectedError and changes nothing):
- * parse; the manifest's deviceId is the authenticated device; the device is
- * active; the primary serial is the inventory's; the primary's signature; the
- * counter exceeds the last accepted one; exactly the inventory's ECUs; each
- * report's hardware ID and signature by that ECU's key; then, inside the
- * commit against the stored memory, each report's freshness (report-memory.ts:
+ * Checks, in order (each refusal is a typed error and changes nothing): one
+ * store read (store ingestionView: the device, its ECUs and keys), then the
+ * rules of manifest-checks.ts (parse, device, primary, signatures, counter,
+ * ECUs), run by the verify pool (verify-pool.ts: worker threads, or inline);
+ * then, inside the commit against the stored memory, each report's freshness (report-memory.ts:
  * signed within the window of the director's clock and of the manifest's time,
  * a nonce not seen from that ECU within the window).
  * Then: installed images, history, security events (deduplicated), assignment
  * outcomes (a retryable failure, core RETRYABLE_RESULT_CODES, leaves the
  * assignment open: the device tries again), campaign progress. Signature verification happens
- * before the commit, so a burst of manifests verifies without holding the store; the commit
- * takes the device's row lock first, so concurrent manifests of one device (several
- * director processes) are recorded one after the other.
+ * before the commit, so a burst of manifests verifies without holding the store. Commits are
+ * grouped (group-commit.ts): manifests verified meanwhile share one transaction, each in its own
+ * savepoint, and each caller hears only after that transaction committed. Each takes the
+ * device's row lock first, so concurrent manifests of one device (several director processes)
+ * are recorded one after the other.
  * A refusal is recorded as a `manifest_refused` security event of the device
  * only when the sender is authenticated as that device (a device token, or the
  * embedded broker's per-device rule), so nobody else can fill its log; a copy
  * of the manifest accepted last is a retransmission (lost response, MQTT
  * redelivery), refused but not recorded.
  */
-import { createHash } from 'node:crypto';
-import {
-  BadDocumentSignatureError,
-  RETRYABLE_RESULT_CODES,
-  Key,
-  MalformedMetadataError,
-  isAttackResultCode,
-  parseVehicleManifest,
-  verifyEcuReport,
-  verifyVehicleManifest,
-  type SignedVehicleManifest,
-} from '@upfleet/core';
-import { parseJsonBytes } from '@upfleet/core/uptane/signed-document.ts';
+import { RETRYABLE_RESULT_CODES, isAttackResultCode, type SignedVehicleManifest } from '@upfleet/core';
 import { ForbiddenError, ManifestRejectedError, NotFoundError } from './errors.ts';
 import type { Context } from './context.ts';
-import type { Inventory } from './inventory.ts';
 import { runsImage, sameImage, type Assignments } from './assignments.ts';
 import type { AssignmentRecord, EcuRecord, EventKind } from './store.ts';
 import { checkReport, readMemory, rememberReport, type ReportMemory } from './report-memory.ts';
+import { checkCounter, digestOf } from './manifest-checks.ts';
+import { GroupCommit } from './group-commit.ts';
+import { VerifyPool } from './verify-pool.ts';
 
 export type Via = 'http' | 'mqtt' | 'function';
 /** Longest `detail` of a recorded refusal (the error message, cut). */
 const DETAIL_LIMIT = 300;
 const RETRYABLE_CODES: ReadonlySet<string> = new Set(RETRYABLE_RESULT_CODES);
-
-const digestOf = (bytes: Uint8Array) => createHash('sha256').update(bytes).digest('hex');
+type Signed = SignedVehicleManifest['signed'];
 
 export interface IngestResult {
   deviceId: string;
@@ -55,47 +45,40 @@ export interface IngestResult {
   changed: Array<{ id: string; status: string }>;
 }
 
-/** Key objects by ECU serial, rebuilt when the stored key changes (replacement). */
-class KeyCache {
-  #keys = new Map<string, { json: string; key: Key }>();
-  get(ecu: EcuRecord): Key {
-    const json = JSON.stringify(ecu.publicKey);
-    let entry = this.#keys.get(ecu.serial);
-    if (!entry || entry.json !== json) {
-      entry = { json, key: Key.fromJSON(ecu.publicKey) };
-      this.#keys.set(ecu.serial, entry);
-    }
-    return entry.key;
-  }
-}
-
 /** A failed installation result is an attack when its code names one (core attack-codes.ts: METADATA_ROLLBACK, FREEZE...). */
 function resultKind(code: string): EventKind {
   return isAttackResultCode(code) ? 'attack' : 'installation_failure';
 }
 
 export class Manifests {
-  readonly keys = new KeyCache();
   /** Called with the campaign IDs whose assignments changed (set by the wiring). */
   onCampaignChange: (campaignIds: Set<string>) => Promise<void> = async () => {};
+  /** Checks signatures (manifest-checks.ts); inline until the wiring starts a pool of workers. */
+  verifier: Pick<VerifyPool, 'check' | 'queued'> = VerifyPool.inline();
+  readonly #commits: GroupCommit;
 
   constructor(
     private readonly ctx: Context,
-    private readonly inventory: Inventory,
     private readonly assignments: Assignments,
-  ) {}
+  ) {
+    // A batch waits for the manifests still being verified (they would commit next anyway).
+    this.#commits = new GroupCommit((fn) => ctx.commit(fn), { pending: () => this.verifier.queued });
+  }
 
   /**
    * Verifies and records a manifest sent by `deviceId`. `authenticated`: the
    * channel proved the sender is `deviceId` (then a refusal is recorded as a
-   * security event of the device; otherwise it is only counted).
-   * @throws ManifestRejectedError, ForbiddenError, NotFoundError
+   * security event of the device; otherwise it is only counted). Resolves once
+   * the manifest's transaction has committed (several manifests may share one).
+   * @throws ManifestRejectedError, ForbiddenError, NotFoundError, VerifierUnavailableError, StoreUnavailableError
    */
   async ingest(deviceId: string, bytes: Uint8Array, via: Via, authenticated: boolean): Promise<IngestResult> {
     try {
-      const manifest = this.#parse(deviceId, bytes);
-      const ecus = await this.#verify(deviceId, manifest);
-      const result = await this.ctx.commit(() => this.#record(deviceId, manifest, ecus, via, digestOf(bytes)));
+      // One read for every check before the commit; the checks themselves may run on a worker.
+      const view = await this.ctx.store.ingestionView(deviceId);
+      const { signed, digest } = await this.verifier.check(deviceId, bytes, view);
+      const ecus = new Map(view.ecus.map((e) => [e.serial, e]));
+      const result = await this.#commits.run(() => this.#record(deviceId, signed, ecus, via, digest));
       this.ctx.metrics.manifestsAccepted.inc({ via });
       this.ctx.log.info({ deviceId, via, counter: result.counter, changed: result.changed }, 'manifest accepted');
       return result;
@@ -124,72 +107,13 @@ export class Manifests {
     });
   }
 
-  #parse(deviceId: string, bytes: Uint8Array): SignedVehicleManifest {
-    try {
-      return parseVehicleManifest(parseJsonBytes(bytes, 'manifest'));
-    } catch (cause) {
-      if (cause instanceof MalformedMetadataError) {
-        throw new ManifestRejectedError(deviceId, 'MALFORMED_MANIFEST', cause.message, { path: cause.path }, 400, { cause });
-      }
-      throw cause;
-    }
-  }
-
-  /** Every check; returns the inventory ECUs keyed by serial. */
-  async #verify(deviceId: string, m: SignedVehicleManifest): Promise<Map<string, EcuRecord>> {
-    const s = m.signed;
-    if (s.deviceId !== deviceId) {
-      throw new ManifestRejectedError(deviceId, 'DEVICE_MISMATCH', `it names device ${s.deviceId}`, { manifestDeviceId: s.deviceId }, 403);
-    }
-    const device = await this.inventory.requireActive(deviceId);
-    const ecus = new Map((await this.ctx.store.ecusOf(deviceId)).map((e) => [e.serial, e]));
-    const primary = [...ecus.values()].find((e) => e.primary);
-    if (!primary || s.primaryEcuSerial !== primary.serial) {
-      throw new ManifestRejectedError(deviceId, 'PRIMARY_MISMATCH', `primary ${s.primaryEcuSerial} is not the inventory primary`, { ecuSerial: s.primaryEcuSerial });
-    }
-    try {
-      verifyVehicleManifest(m, this.keys.get(primary));
-    } catch (cause) {
-      if (cause instanceof BadDocumentSignatureError) throw new ManifestRejectedError(deviceId, 'BAD_SIGNATURE', cause.message, {}, 422, { cause });
-      throw cause;
-    }
-    if (s.counter <= device.manifestCounter) {
-      throw new ManifestRejectedError(deviceId, 'MANIFEST_REPLAY', `counter ${s.counter} is not above ${device.manifestCounter}`,
-        { counter: s.counter, lastCounter: device.manifestCounter }, 409);
-    }
-    for (const serial of Object.keys(s.ecuVersionReports)) {
-      if (!ecus.has(serial)) throw new ManifestRejectedError(deviceId, 'UNKNOWN_ECU', `ECU ${serial} is not in the inventory`, { ecuSerial: serial });
-    }
-    for (const [serial, ecu] of ecus) {
-      const report = s.ecuVersionReports[serial];
-      if (!report) throw new ManifestRejectedError(deviceId, 'MISSING_ECU', `no report from ECU ${serial}`, { ecuSerial: serial });
-      if (report.signed.hardwareId !== ecu.hardwareId) {
-        throw new ManifestRejectedError(deviceId, 'HARDWARE_MISMATCH', `ECU ${serial} reports hardware ${report.signed.hardwareId}, inventory has ${ecu.hardwareId}`,
-          { ecuSerial: serial });
-      }
-      try {
-        verifyEcuReport(report, this.keys.get(ecu));
-      } catch (cause) {
-        if (cause instanceof BadDocumentSignatureError) {
-          throw new ManifestRejectedError(deviceId, 'BAD_ECU_SIGNATURE', cause.message, { ecuSerial: serial }, 422, { cause });
-        }
-        throw cause;
-      }
-    }
-    return ecus;
-  }
-
-  async #record(deviceId: string, m: SignedVehicleManifest, ecus: Map<string, EcuRecord>, via: Via, digest: string): Promise<IngestResult> {
+  async #record(deviceId: string, s: Signed, ecus: Map<string, EcuRecord>, via: Via, digest: string): Promise<IngestResult> {
     const { store } = this.ctx;
-    const s = m.signed;
     const now = this.ctx.nowIso();
-    // Re-check inside the transaction, under the device's lock: another manifest may have been accepted since #verify.
+    // Re-check inside the transaction, under the device's lock: another manifest may have been accepted since the checks.
     await store.lockDevice(deviceId);
     const device = (await store.getDevice(deviceId))!;
-    if (s.counter <= device.manifestCounter) {
-      throw new ManifestRejectedError(deviceId, 'MANIFEST_REPLAY', `counter ${s.counter} is not above ${device.manifestCounter}`,
-        { counter: s.counter, lastCounter: device.manifestCounter }, 409);
-    }
+    checkCounter(deviceId, s.counter, device.manifestCounter);
     // Checked here, against the memory this transaction will write, so two manifests cannot both pass with one report.
     const nowMs = this.ctx.now().getTime();
     const recentNonces: Record<string, ReportMemory> = {};
@@ -228,7 +152,7 @@ export class Manifests {
         ...(ir && { installationResult: ir }),
       },
     });
-    const changed = await this.#settleAssignments(deviceId, m, ecus);
+    const changed = await this.#settleAssignments(deviceId, s, ecus);
     return { deviceId, counter: s.counter, changed };
   }
 
@@ -241,14 +165,13 @@ export class Manifests {
   }
 
   /** Completes or fails open assignments from what the manifest says. */
-  async #settleAssignments(deviceId: string, m: SignedVehicleManifest, before: Map<string, EcuRecord>): Promise<IngestResult['changed']> {
-    const s = m.signed;
+  async #settleAssignments(deviceId: string, s: Signed, before: Map<string, EcuRecord>): Promise<IngestResult['changed']> {
     const ir = s.installationResult;
     const changed: IngestResult['changed'] = [];
     const campaigns = new Set<string>();
     for (const a of await this.ctx.store.openAssignmentsOf(deviceId)) {
       const finishedOlderTargets = ir !== undefined && ir.directorTargetsVersion < a.targetsVersion;
-      const outcome = this.#outcome(a, m, finishedOlderTargets ? undefined : ir, before, finishedOlderTargets);
+      const outcome = this.#outcome(a, s, finishedOlderTargets ? undefined : ir, before, finishedOlderTargets);
       if (outcome && (await this.assignments.setStatus(a, outcome.status, outcome.error))) {
         changed.push({ id: a.id, status: a.status });
         if (a.campaignId) campaigns.add(a.campaignId);
@@ -261,12 +184,12 @@ export class Manifests {
 
   #outcome(
     a: AssignmentRecord,
-    m: SignedVehicleManifest,
-    ir: NonNullable<SignedVehicleManifest['signed']['installationResult']> | undefined,
+    s: Signed,
+    ir: NonNullable<Signed['installationResult']> | undefined,
     before: Map<string, EcuRecord>,
     finishedOlderTargets: boolean,
   ): { status: 'succeeded' | 'failed'; error?: { code: string; message: string } } | undefined {
-    const reports = m.signed.ecuVersionReports;
+    const reports = s.ecuVersionReports;
     // A retryable failure (its cause, the result's code, is a transport failure or slow
     // retrieval) is tried again by the device's next cycle: the event is on record, the
     // assignment stays open, and a later manifest settles it.

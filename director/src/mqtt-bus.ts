@@ -8,16 +8,23 @@
  * stable client ID, so manifests sent while the director restarts wait in the
  * broker instead of being lost.
  * A message is acknowledged (PUBACK) only once what it carries is committed
- * (or refused for good): mqtt.js sends the PUBACK when `handleMessage` calls
- * back, and takes the next message of this connection after that. When the
- * store is unavailable the message stays unacknowledged and the client
- * reconnects, so the broker delivers it again; a director killed mid-message
- * leaves it unacknowledged in its session the same way.
+ * (or refused for good). Progress and status run one at a time: mqtt.js sends
+ * the PUBACK when `handleMessage` calls back, and takes the next message of
+ * this connection after that. Manifests run concurrently (up to
+ * MANIFESTS_IN_FLIGHT; beyond that the bus stops reading the connection), in
+ * arrival order per device, so verification uses the verify pool's workers and
+ * commits group: `handleMessage` calls back at once with a marker that tells
+ * mqtt.js to send no PUBACK (`deferAck`), and the bus sends the PUBACK itself
+ * after the commit, on the connection the message came on, never on a later one
+ * (a redelivery after a reconnect has its own). When the store or the verifier is
+ * unavailable the message stays unacknowledged and the client reconnects, so the
+ * broker delivers it again; a director killed mid-message leaves it
+ * unacknowledged in its session the same way.
  */
-import { connect, type IClientOptions, type MqttClient } from 'mqtt';
+import { connect, type IClientOptions, type IPublishPacket, type MqttClient } from 'mqtt';
 import type { Logger } from 'pino';
 import { UpfleetError } from '@upfleet/core';
-import { DirectorError, StoreUnavailableError } from './errors.ts';
+import { DirectorError, StoreUnavailableError, VerifierUnavailableError } from './errors.ts';
 import type { DirectorServices } from './services.ts';
 import type { Topics } from './mqtt-topics.ts';
 import type { RepoState } from './store.ts';
@@ -44,6 +51,18 @@ export interface MqttBusOptions {
 
 /** Default for how long the broker keeps a stopped director's session and its queued messages. */
 const SESSION_EXPIRY_S = 86_400;
+/** Manifests being verified or committed at once per connection (external brokers cap it lower: Mosquitto at 20). */
+const MANIFESTS_IN_FLIGHT = 64;
+
+/**
+ * Passed to mqtt.js's handleMessage callback: its QoS 1 handler then sends no PUBACK and
+ * takes the next packet (handlers/publish.js: an error skips the PUBACK; the work loop
+ * ignores it). The bus acknowledges the message itself once it is committed.
+ */
+const DEFER_ACK = new Error('PUBACK deferred until the manifest is committed');
+
+/** Errors after which a message must stay unacknowledged, so the broker delivers it again. */
+const retryLater = (error: unknown) => error instanceof StoreUnavailableError || error instanceof VerifierUnavailableError;
 
 function noDelay(client: MqttClient): void {
   (client.stream as { setNoDelay?: (on: boolean) => void } | undefined)?.setNoDelay?.(true);
@@ -73,6 +92,7 @@ export class MqttBus {
     // Handlers go on before the CONNACK: a resumed session delivers queued messages at once.
     const bus = new MqttBus(client, options);
     client.handleMessage = (packet, callback) => {
+      if (options.topics.parse(packet.topic)?.kind === 'manifest') return void bus.#onManifest(packet, callback);
       bus.#onMessage(packet.topic, Buffer.isBuffer(packet.payload) ? packet.payload : Buffer.from(packet.payload)).then(
         () => callback(),
         (error: Error) => {
@@ -142,7 +162,7 @@ export class MqttBus {
         if (text === 'online' || text === 'offline') await services.setOnline(deviceId, text === 'online');
       }
     } catch (error) {
-      if (error instanceof StoreUnavailableError) throw error;
+      if (retryLater(error)) throw error;
       if (kind === 'manifest') {
         const e = error instanceof DirectorError ? error : undefined;
         this.#ack(deviceId, {
@@ -154,6 +174,46 @@ export class MqttBus {
         log.warn({ deviceId, kind, err: error }, 'MQTT message refused');
       }
     }
+  }
+
+  #inFlight = 0;
+  #slotFreed: Array<() => void> = [];
+  /** The tail of each device's manifests, so they are ingested in arrival order. */
+  #deviceTails = new Map<string, Promise<void>>();
+
+  /** A manifest: admitted when a slot is free, processed concurrently, acknowledged after its commit. */
+  async #onManifest(packet: IPublishPacket, callback: (error?: Error) => void): Promise<void> {
+    // The connection it came on, taken before any wait: a reconnect meanwhile must not get its PUBACK.
+    const stream = this.client.stream;
+    while (this.#inFlight >= MANIFESTS_IN_FLIGHT) await new Promise<void>((r) => this.#slotFreed.push(r));
+    this.#inFlight++;
+    const { messageId, qos } = packet;
+    // QoS 0 has no PUBACK to defer.
+    callback(qos > 0 ? DEFER_ACK : undefined);
+    const deviceId = this.options.topics.parse(packet.topic)!.deviceId;
+    const payload = Buffer.isBuffer(packet.payload) ? packet.payload : Buffer.from(packet.payload);
+    const previous = this.#deviceTails.get(deviceId) ?? Promise.resolve();
+    const done = previous.then(() => this.#onMessage(packet.topic, payload)).then(
+      () => {
+        if (qos > 0 && messageId !== undefined) this.#puback(stream, messageId);
+      },
+      (error: Error) => {
+        this.options.log.error({ topic: packet.topic, err: error }, 'MQTT message not processed; reconnecting for redelivery');
+        this.#reconnect();
+      },
+    );
+    this.#deviceTails.set(deviceId, done);
+    await done;
+    if (this.#deviceTails.get(deviceId) === done) this.#deviceTails.delete(deviceId);
+    this.#inFlight--;
+    this.#slotFreed.shift()?.();
+  }
+
+  /** PUBACK on the connection the message came on; after a reconnect the broker redelivers instead. */
+  #puback(stream: MqttClient['stream'], messageId: number): void {
+    if (this.client.stream !== stream || !this.client.connected) return;
+    const send = (this.client as unknown as { _sendPacket(p: object, cb?: () => void, cbStorePut?: () => void, noStore?: boolean): void })._sendPacket;
+    send.call(this.client, { cmd: 'puback', messageId, ...(this.options.protocolVersion === 5 && { reasonCode: 0 }) }, undefined, undefined, true);
   }
 
   #ack(deviceId: string, body: Record<string, unknown>): void {

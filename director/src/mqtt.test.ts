@@ -7,58 +7,16 @@
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { connect, type MqttClient } from 'mqtt';
+import type { MqttClient } from 'mqtt';
 import { pino } from 'pino';
 import { utf8 } from '@upfleet/core';
 import { harness, ADMIN_TOKEN, PROVISIONING_TOKEN, SimDevice, type Harness } from './testing/harness.ts';
+import { deviceClient, type DeviceClient } from './testing/mqtt-device.ts';
 import { startDirector, type RunningDirector, type StartOptions } from './director.ts';
 
 const MOSQUITTO = 'mqtt://127.0.0.1:1883';
 /** The shared broker forgets these tests' director sessions soon after they end. */
 const MOSQUITTO_MQTT = { url: MOSQUITTO, sessionExpirySeconds: 30 };
-
-interface DeviceClient {
-  client: MqttClient;
-  messages: Array<{ topic: string; payload: string }>;
-  next(kind: string, timeoutMs?: number): Promise<any>;
-}
-
-async function deviceClient(url: string, prefix: string, d: SimDevice, options: { auth?: boolean; clientId?: string; password?: string; willTopic?: string } = {}): Promise<DeviceClient> {
-  const root = `${prefix}/devices/${d.id}`;
-  const client = connect(url, {
-    protocolVersion: 4, clientId: options.clientId ?? d.id, clean: true, reconnectPeriod: 0, connectTimeout: 5000,
-    ...(options.auth !== false && { username: d.id, password: options.password ?? d.token() }),
-    will: { topic: options.willTopic ?? `${root}/status`, payload: Buffer.from('offline'), qos: 1, retain: true },
-  });
-  (client.stream as { setNoDelay?: (b: boolean) => void }).setNoDelay?.(true);
-  await new Promise<void>((resolve, reject) => {
-    client.once('connect', () => resolve());
-    client.once('error', reject);
-    client.once('close', () => reject(new Error('closed before connect')));
-  });
-  const messages: DeviceClient['messages'] = [];
-  const waiters: Array<() => void> = [];
-  client.on('message', (topic, payload) => {
-    messages.push({ topic, payload: payload.toString() });
-    waiters.splice(0).forEach((w) => w());
-  });
-  await client.subscribeAsync([`${root}/notify`, `${root}/ack`], { qos: 1 });
-  return {
-    client, messages,
-    async next(kind, timeoutMs = 5000) {
-      const deadline = Date.now() + timeoutMs;
-      for (;;) {
-        const i = messages.findIndex((m) => m.topic === `${root}/${kind}`);
-        if (i >= 0) return JSON.parse(messages.splice(i, 1)[0]!.payload);
-        if (Date.now() > deadline) throw new Error(`no ${kind} message for ${d.id}`);
-        await new Promise<void>((r) => {
-          waiters.push(r);
-          setTimeout(r, 50);
-        });
-      }
-    },
-  };
-}
 
 async function eventually(check: () => Promise<boolean>, what: string, timeoutMs = 5000): Promise<void> {
   const deadline = Date.now() + timeoutMs;

@@ -87,7 +87,7 @@ export class DirectorServices {
     this.inventory = new Inventory(this.ctx, o.approval);
     this.assignments = new Assignments(this.ctx, this.inventory);
     this.inventory.assignments = this.assignments;
-    this.manifests = new Manifests(this.ctx, this.inventory, this.assignments);
+    this.manifests = new Manifests(this.ctx, this.assignments);
     this.campaigns = new Campaigns(this.ctx, this.assignments);
     this.manifests.onCampaignChange = (ids) => this.campaigns.onAssignmentsChanged(ids);
     // Counted when scraped (one aggregate query), not on every status message.

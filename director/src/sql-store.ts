@@ -27,6 +27,7 @@ import {
   type DirectorStore,
   type EcuRecord,
   type EventRecord,
+  type IngestionView,
   type ManifestRecord,
   type RepoState,
 } from './store.ts';
@@ -248,6 +249,17 @@ export class SqlStore implements DirectorStore {
 
   updateDevice(id: string, fields: Partial<DeviceRecord>): Promise<void> {
     return this.#update('devices', 'id', id, DEVICE_COLUMNS, fields);
+  }
+
+  async ingestionView(deviceId: string): Promise<IngestionView> {
+    const rows = await this.db.all(`SELECT d.id, d.status, d.manifest_counter, e.serial, e.device_id, e.hardware_id, e.public_key, e.is_primary,
+      e.installed, e.release_counter FROM devices d LEFT JOIN ecus e ON e.device_id = d.id WHERE d.id = ? ORDER BY e.is_primary DESC, e.serial`, [deviceId]);
+    const [first] = rows;
+    if (!first) return { device: undefined, ecus: [] };
+    return {
+      device: { id: first.id as string, status: first.status as DeviceStatus, manifestCounter: Number(first.manifest_counter) },
+      ecus: rows.filter((r) => r.serial !== null).map(ecuFrom),
+    };
   }
 
   getEcu(serial: string): Promise<EcuRecord | undefined> {

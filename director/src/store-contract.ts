@@ -94,6 +94,18 @@ export function storeContract(name: string, open: () => Promise<StoreUnderTest>)
         assert.deepEqual(await s.ecusOf('nobody'), []);
         await assert.rejects(s.insertEcu(ecu('orphan', 'no-such-device', false)), 'an ECU belongs to a device');
       });
+
+      it('reads what manifest checks need in one view: status, counter, the ECUs primary first', async () => {
+        await s.insertDevice(device('view-dev', { manifestCounter: 7, status: 'decommissioned' }));
+        assert.deepEqual(await s.ingestionView('view-dev'), { device: { id: 'view-dev', status: 'decommissioned', manifestCounter: 7 }, ecus: [] }, 'a device without ECUs');
+        await s.insertEcu(ecu('view-dev-brake', 'view-dev', false));
+        await s.insertEcu(ecu('view-dev-primary', 'view-dev', true));
+        const view = await s.ingestionView('view-dev');
+        assert.deepEqual(view.device, { id: 'view-dev', status: 'decommissioned', manifestCounter: 7 });
+        assert.deepEqual(view.ecus, await s.ecusOf('view-dev'));
+        assert.equal(view.ecus[0]!.serial, 'view-dev-primary');
+        assert.deepEqual(await s.ingestionView('nobody'), { device: undefined, ecus: [] });
+      });
     });
 
     describe('assignments', () => {

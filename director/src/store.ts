@@ -21,6 +21,12 @@ import type { ReportMemory } from './report-memory.ts';
 
 export type DeviceStatus = 'pending' | 'preregistered' | 'active' | 'decommissioned';
 
+/** A device as manifest checks see it (manifest-checks.ts). */
+export interface IngestionView {
+  device: Pick<DeviceRecord, 'id' | 'status' | 'manifestCounter'> | undefined;
+  ecus: EcuRecord[];
+}
+
 export interface DeviceRecord {
   id: string;
   status: DeviceStatus;
@@ -215,6 +221,12 @@ export interface DirectorStore {
   ecuVersions(): Promise<EcuVersionCount[]>;
   insertDevice(device: DeviceRecord): Promise<void>;
   updateDevice(id: string, fields: Partial<Omit<DeviceRecord, 'id' | 'createdAt'>>): Promise<void>;
+
+  /**
+   * What manifest checks read, in one query: the device's status and counter (undefined when
+   * unknown) and its ECUs with their keys, the primary first.
+   */
+  ingestionView(deviceId: string): Promise<IngestionView>;
 
   getEcu(serial: string): Promise<EcuRecord | undefined>;
   ecusOf(deviceId: string): Promise<EcuRecord[]>;

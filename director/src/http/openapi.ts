@@ -187,8 +187,8 @@ export function openApiDocument(): Record<string, unknown> {
         params: [deviceId, { name: 'file', in: 'path', required: true, schema: { type: 'string', pattern: '^([0-9]+\\.(root|snapshot|targets)|root|timestamp)\\.json$' } }],
         ok: ref('SignedMetadata'), errors: [400, 404],
       }) },
-      '/api/v1/devices/{deviceId}/manifest': { post: op('upload a signed vehicle version manifest (409 MANIFEST_REPLAY carries lastCounter; 422 names the rule)', 'device', {
-        params: [deviceId], body: ref('VehicleManifest'), ok: ref('ManifestAccepted'), errors: [404, 409, 422],
+      '/api/v1/devices/{deviceId}/manifest': { post: op('upload a signed vehicle version manifest (409 MANIFEST_REPLAY carries lastCounter; 422 names the rule; 503 when the verify workers are saturated or failing, or the database is unavailable: send it again)', 'device', {
+        params: [deviceId], body: ref('VehicleManifest'), ok: ref('ManifestAccepted'), errors: [404, 409, 422, 503],
       }) },
       '/api/v1/devices/{deviceId}/progress': { post: op('report download/install progress', 'device', { params: [deviceId], body: ref('Progress'), status: '204', errors: [404] }) },
 

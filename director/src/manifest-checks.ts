@@ -1,0 +1,124 @@
+/**
+ * The manifest rules that need no store writes (Uptane 5.4.2.1), in one place:
+ * the director runs them on the main thread (verify pool of size 0) or in a
+ * verify worker (verify-thread.ts), never a copy of them. Checks, in order
+ * (each refusal is a typed error and changes nothing): parse; the manifest's
+ * deviceId is the authenticated device; the device is active; the primary
+ * serial is the inventory's; the primary's signature; the counter exceeds the
+ * last accepted one; exactly the inventory's ECUs; each report's hardware ID
+ * and signature by that ECU's key. Signatures go through core
+ * (verifyVehicleManifest, verifyEcuReport). What needs the stored nonce memory
+ * (freshness) is checked later, inside the commit (manifests.ts).
+ */
+import { createHash } from 'node:crypto';
+import {
+  BadDocumentSignatureError,
+  Key,
+  MalformedMetadataError,
+  parseVehicleManifest,
+  verifyEcuReport,
+  verifyVehicleManifest,
+  type SignedVehicleManifest,
+} from '@upfleet/core';
+import { parseJsonBytes } from '@upfleet/core/uptane/signed-document.ts';
+import { ForbiddenError, ManifestRejectedError, NotFoundError } from './errors.ts';
+import type { DeviceRecord, EcuRecord, IngestionView } from './store.ts';
+
+export type { IngestionView };
+
+/** A manifest that passed every check: what it signs, and the sha256 of its bytes. */
+export interface CheckedManifest {
+  signed: SignedVehicleManifest['signed'];
+  digest: string;
+}
+
+/** The device, if it may send manifests now. @throws NotFoundError, ForbiddenError (Inventory.requireActive's rule) */
+export function requireActiveDevice<D extends Pick<DeviceRecord, 'status'>>(deviceId: string, device: D | undefined): D {
+  if (!device) throw new NotFoundError('device', deviceId);
+  if (device.status !== 'active') {
+    throw new ForbiddenError(device.status === 'decommissioned' ? 'DEVICE_DECOMMISSIONED' : 'DEVICE_NOT_APPROVED', `${deviceId} is ${device.status}`, { deviceId, status: device.status });
+  }
+  return device;
+}
+
+/** Key objects by ECU serial, rebuilt when the stored key changes (replacement). */
+export class KeyCache {
+  #keys = new Map<string, { json: string; key: Key }>();
+  get(ecu: EcuRecord): Key {
+    const json = JSON.stringify(ecu.publicKey);
+    let entry = this.#keys.get(ecu.serial);
+    if (!entry || entry.json !== json) {
+      entry = { json, key: Key.fromJSON(ecu.publicKey) };
+      if (this.#keys.size >= 100_000) this.#keys.clear();
+      this.#keys.set(ecu.serial, entry);
+    }
+    return entry.key;
+  }
+}
+
+/** @throws ManifestRejectedError MALFORMED_MANIFEST */
+export function parseManifest(deviceId: string, bytes: Uint8Array): SignedVehicleManifest {
+  try {
+    return parseVehicleManifest(parseJsonBytes(bytes, 'manifest'));
+  } catch (cause) {
+    if (cause instanceof MalformedMetadataError) {
+      throw new ManifestRejectedError(deviceId, 'MALFORMED_MANIFEST', cause.message, { path: cause.path }, 400, { cause });
+    }
+    throw cause;
+  }
+}
+
+const replay = (deviceId: string, counter: number, last: number) =>
+  new ManifestRejectedError(deviceId, 'MANIFEST_REPLAY', `counter ${counter} is not above ${last}`, { counter, lastCounter: last }, 409);
+
+/** The counter rule, also re-checked inside the commit against the row it writes. @throws ManifestRejectedError MANIFEST_REPLAY */
+export function checkCounter(deviceId: string, counter: number, lastCounter: number): void {
+  if (counter <= lastCounter) throw replay(deviceId, counter, lastCounter);
+}
+
+/**
+ * Parses `bytes` and runs every check above against `view`.
+ * @throws ManifestRejectedError, ForbiddenError, NotFoundError
+ */
+export function checkManifest(deviceId: string, bytes: Uint8Array, view: IngestionView, keys: KeyCache): CheckedManifest {
+  const m = parseManifest(deviceId, bytes);
+  const s = m.signed;
+  if (s.deviceId !== deviceId) {
+    throw new ManifestRejectedError(deviceId, 'DEVICE_MISMATCH', `it names device ${s.deviceId}`, { manifestDeviceId: s.deviceId }, 403);
+  }
+  const device = requireActiveDevice(deviceId, view.device);
+  const ecus = new Map(view.ecus.map((e) => [e.serial, e]));
+  const primary = view.ecus.find((e) => e.primary);
+  if (!primary || s.primaryEcuSerial !== primary.serial) {
+    throw new ManifestRejectedError(deviceId, 'PRIMARY_MISMATCH', `primary ${s.primaryEcuSerial} is not the inventory primary`, { ecuSerial: s.primaryEcuSerial });
+  }
+  try {
+    verifyVehicleManifest(m, keys.get(primary));
+  } catch (cause) {
+    if (cause instanceof BadDocumentSignatureError) throw new ManifestRejectedError(deviceId, 'BAD_SIGNATURE', cause.message, {}, 422, { cause });
+    throw cause;
+  }
+  checkCounter(deviceId, s.counter, device.manifestCounter);
+  for (const serial of Object.keys(s.ecuVersionReports)) {
+    if (!ecus.has(serial)) throw new ManifestRejectedError(deviceId, 'UNKNOWN_ECU', `ECU ${serial} is not in the inventory`, { ecuSerial: serial });
+  }
+  for (const [serial, ecu] of ecus) {
+    const report = s.ecuVersionReports[serial];
+    if (!report) throw new ManifestRejectedError(deviceId, 'MISSING_ECU', `no report from ECU ${serial}`, { ecuSerial: serial });
+    if (report.signed.hardwareId !== ecu.hardwareId) {
+      throw new ManifestRejectedError(deviceId, 'HARDWARE_MISMATCH', `ECU ${serial} reports hardware ${report.signed.hardwareId}, inventory has ${ecu.hardwareId}`,
+        { ecuSerial: serial });
+    }
+    try {
+      verifyEcuReport(report, keys.get(ecu));
+    } catch (cause) {
+      if (cause instanceof BadDocumentSignatureError) {
+        throw new ManifestRejectedError(deviceId, 'BAD_ECU_SIGNATURE', cause.message, { ecuSerial: serial }, 422, { cause });
+      }
+      throw cause;
+    }
+  }
+  return { signed: s, digest: digestOf(bytes) };
+}
+
+export const digestOf = (bytes: Uint8Array) => createHash('sha256').update(bytes).digest('hex');
