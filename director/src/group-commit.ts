@@ -26,7 +26,10 @@ interface Item {
 type Outcome = { ok: true; value: unknown } | { ok: false; error: unknown };
 
 export interface GroupCommitOptions {
-  /** Changes at most per transaction. */
+  /**
+   * Changes at most per transaction (default 32: each is a savepoint, and PostgreSQL
+   * slows every session down once one transaction holds more than 64 subtransactions).
+   */
   maxBatch?: number;
   /** How many more changes are on their way (manifests still being verified): the batch waits for them... */
   pending?: () => number;
@@ -44,7 +47,7 @@ export class GroupCommit {
 
   /** `commit` runs fn in a transaction, and nested calls in savepoints of it (Context.commit). */
   constructor(private readonly commit: Commit, options: GroupCommitOptions = {}) {
-    this.#maxBatch = options.maxBatch ?? 64;
+    this.#maxBatch = options.maxBatch ?? 32;
     this.#pending = options.pending ?? (() => 0);
     this.#maxWaitMs = options.maxWaitMs ?? 4;
   }
