@@ -91,9 +91,13 @@ async function bundleChild(dir: string): Promise<string> {
   return outfile;
 }
 
+/** BENCH_AGENT_CPU_PROF=<dir>: each download child writes a V8 CPU profile there (node --cpu-prof; workers too). */
+const cpuProf = process.env.BENCH_AGENT_CPU_PROF;
+
 function runChild(args: string[]): Promise<string> {
+  const flags = cpuProf ? ['--cpu-prof', `--cpu-prof-dir=${cpuProf}`] : [];
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, args, { cwd: root, stdio: ['ignore', 'pipe', 'inherit'] });
+    const child = spawn(process.execPath, [...flags, ...args], { cwd: root, stdio: ['ignore', 'pipe', 'inherit'] });
     let out = '';
     child.stdout.on('data', (d: Buffer) => (out += d.toString()));
     child.on('exit', (code) => (code === 0 ? resolve(out) : reject(new Error(`${args.join(' ')} exited ${code}`))));

@@ -26,7 +26,7 @@ import type { FileHandle } from 'node:fs/promises';
 import type { HashAlgorithm } from '@upfleet/core';
 import { WorkerHash } from './hash-worker.ts';
 
-const BATCH = 1 << 20;
+const BATCH = 4 << 20;
 const BUFFERS = 4;
 const SYNC_EVERY = 64 << 20;
 /** Below this many bytes an image is hashed on the receiving thread. */
@@ -57,7 +57,8 @@ class InThreadHash implements BatchHash {
 }
 
 export class ImageSink {
-  readonly #views: Uint8Array[];
+  /** Buffer views of the shared batch buffers (Buffer for its native `fill`, see `push`). */
+  readonly #views: Buffer[];
   readonly #hashes: Array<[HashAlgorithm, BatchHash]>;
   readonly #free: number[];
   /** Batches handed out and not yet done, oldest first. */
@@ -76,7 +77,7 @@ export class ImageSink {
   /** `expectedBytes` (the image's length) picks worker or in-thread hashing. */
   constructor(algorithms: readonly HashAlgorithm[], expectedBytes: number) {
     const buffers = Array.from({ length: BUFFERS }, () => new SharedArrayBuffer(BATCH));
-    this.#views = buffers.map((b) => new Uint8Array(b));
+    this.#views = buffers.map((b) => Buffer.from(b));
     this.#free = [...this.#views.keys()].reverse();
     const parallel = expectedBytes >= PARALLEL_MIN;
     this.#hashes = algorithms.map((a) => [a, parallel ? new WorkerHash(a, buffers) : new InThreadHash(a, this.#views)]);
@@ -104,7 +105,11 @@ export class ImageSink {
     while (from < chunk.byteLength) {
       if (this.#current === undefined) this.#current = await this.#acquire();
       const n = Math.min(chunk.byteLength - from, BATCH - this.#size);
-      this.#views[this.#current]!.set(chunk.subarray(from, from + n), this.#size);
+      // Buffer#fill with a value as long as the range is one native memcpy. TypedArray#set and
+      // Buffer#copy into a SharedArrayBuffer copy with relaxed atomics, byte by byte when source
+      // and target offsets differ modulo 8 (as they do after any odd-sized chunk): about ten
+      // times slower, measured at over a CPU second per GiB.
+      this.#views[this.#current]!.fill(chunk.subarray(from, from + n), this.#size, this.#size + n);
       this.#size += n;
       from += n;
       this.#pushed += n;
