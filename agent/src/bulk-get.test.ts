@@ -1,7 +1,12 @@
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
+import { spawn, spawnSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import http from 'node:http';
+import https from 'node:https';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import net, { type AddressInfo } from 'node:net';
 import { HttpFetcher, type StreamRequest } from './fetcher.ts';
 import { DEFAULT_LIMITS } from './config.ts';
@@ -125,5 +130,37 @@ describe('HttpFetcher.stream with bulk (bulk-get.ts)', () => {
   it('refuses a header value that would split the request, before connecting', async () => {
     const fetcher = new HttpFetcher(DEFAULT_LIMITS, () => ({ 'x-token': 'a\r\nX-Evil: 1' }));
     await assert.rejects(hashOf({ url: `${base}/image`, maxLength: body.length }, fetcher), DownloadError);
+  });
+
+  it('over https: verifies the server certificate, and reads the body once it is trusted', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'upfleet-bulk-tls-'));
+    const made = spawnSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-days', '1',
+      '-keyout', join(dir, 'key.pem'), '-out', join(dir, 'cert.pem'), '-subj', '/CN=localhost', '-addext', 'subjectAltName=DNS:localhost']);
+    assert.equal(made.status, 0, String(made.stderr));
+    const tlsServer = https.createServer({ key: readFileSync(join(dir, 'key.pem')), cert: readFileSync(join(dir, 'cert.pem')) },
+      (_req, res) => res.writeHead(200, { 'content-length': body.length }).end(body));
+    await new Promise<void>((r) => tlsServer.listen(0, '127.0.0.1', r));
+    const url = `https://localhost:${(tlsServer.address() as AddressInfo).port}/image`;
+    try {
+      await assert.rejects(hashOf({ url, maxLength: body.length }), (e: unknown) => e instanceof DownloadError && /self[- ]signed/i.test(String((e as Error).message)));
+      // Trusted through NODE_EXTRA_CA_CERTS, read only at start: a child process (asynchronous: this process serves it).
+      const child = spawn(process.execPath, ['--import', 'tsx', '--input-type=module', '--eval', `
+        const { HttpFetcher } = await import(${JSON.stringify(new URL('./fetcher.ts', import.meta.url).href)});
+        const { DEFAULT_LIMITS } = await import(${JSON.stringify(new URL('./config.ts', import.meta.url).href)});
+        const { createHash } = await import('node:crypto');
+        const res = await new HttpFetcher(DEFAULT_LIMITS).stream({ url: ${JSON.stringify(url)}, maxLength: ${body.length}, bulk: true });
+        const h = createHash('sha256');
+        for await (const chunk of res.body) h.update(chunk);
+        console.log(h.digest('hex'));`], { env: { ...process.env, NODE_EXTRA_CA_CERTS: join(dir, 'cert.pem') } });
+      let out = '';
+      let err = '';
+      child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+      child.stderr.on('data', (d: Buffer) => (err += d.toString()));
+      await new Promise((r) => child.on('exit', r));
+      assert.equal(out.trim(), sha(body), err);
+    } finally {
+      tlsServer.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });

@@ -21,7 +21,7 @@
  */
 import { maxHeaderSize, validateHeaderName, validateHeaderValue } from 'node:http';
 import net from 'node:net';
-import tls from 'node:tls';
+import type * as Tls from 'node:tls';
 import { DownloadError } from '@upfleet/core';
 
 const READ_BUFFER = 1 << 20;
@@ -42,14 +42,16 @@ export interface BulkResponse {
  * @throws DownloadError for a malformed or oversized head, a connection closed before
  *   it; the socket's own error (refused, reset, a guard's) as is.
  */
-export function bulkGet(url: URL, headers: Record<string, string>, onSocket: (socket: net.Socket) => void): Promise<BulkResponse | undefined> {
+export async function bulkGet(url: URL, headers: Record<string, string>, onSocket: (socket: net.Socket) => void): Promise<BulkResponse | undefined> {
   const lines = [`GET ${url.pathname}${url.search} HTTP/1.1`, `Host: ${url.host}`, 'Connection: close'];
   for (const [name, value] of Object.entries(headers)) {
     validateHeaderName(name);
     validateHeaderValue(name, value);
     lines.push(`${name}: ${value}`);
   }
-  const connection = new BulkConnection(url);
+  // node:tls loads on the first https URL (see fetcher.ts).
+  const tls = url.protocol === 'https:' ? (await import('node:tls')).default : undefined;
+  const connection = new BulkConnection(url, tls);
   onSocket(connection.socket);
   connection.socket.write(`${lines.join('\r\n')}\r\n\r\n`);
   return connection.head;
@@ -66,14 +68,17 @@ class BulkConnection {
   /** Body bytes still to come. */
   remaining = 0;
 
-  constructor(private readonly url: URL) {
+  constructor(
+    private readonly url: URL,
+    tls: typeof Tls | undefined,
+  ) {
     this.head = new Promise((resolve, reject) => (this.#settleHead = { resolve, reject }));
     const buffer = Buffer.allocUnsafe(READ_BUFFER);
     const onread = { buffer, callback: (n: number) => this.#onRead(buffer, n) };
     const host = url.hostname.replace(/^\[(.*)\]$/, '$1');
-    this.socket = url.protocol === 'https:'
+    this.socket = tls
       // @types/node leaves `onread` out of tls.connect's options; Node passes it on to the socket.
-      ? tls.connect({ host, port: Number(url.port || 443), servername: net.isIP(host) ? undefined : host, onread } as tls.ConnectionOptions)
+      ? tls.connect({ host, port: Number(url.port || 443), servername: net.isIP(host) ? undefined : host, onread } as Tls.ConnectionOptions)
       : net.connect({ host, port: Number(url.port || 80), onread });
     this.socket.on('error', (e) => this.#fail(e));
     this.socket.on('close', () => {

@@ -27,7 +27,7 @@
  *   read (no Content-Length framing) is requested again through node:http.
  */
 import http from 'node:http';
-import https from 'node:https';
+import type { Agent as HttpsAgent } from 'node:https';
 import { DeadlineExceededError, DownloadError, HttpError, LengthLimitError, SlowRetrievalError } from '@upfleet/core';
 import { bulkGet } from './bulk-get.ts';
 import type { Limits } from './config.ts';
@@ -79,7 +79,9 @@ export interface StreamResponse {
 
 const MAX_TIMER_MS = 2 ** 31 - 1;
 
-const agents = { http: new http.Agent({ keepAlive: true }), https: new https.Agent({ keepAlive: true }) };
+const httpAgent = new http.Agent({ keepAlive: true });
+let httpsAgent: HttpsAgent | undefined;
+
 
 /**
  * One guarded HTTP request: resolves with the status and a capped body stream.
@@ -142,8 +144,16 @@ async function bulkStart(url: URL, headers: Record<string, string>, guard: Reque
 }
 
 async function nodeHttpStart(url: URL, req: ExchangeRequest, headers: Record<string, string>, guard: RequestGuard): Promise<ResponseStart> {
-  const tls = url.protocol === 'https:';
-  const request = (tls ? https : http).request(url, { method: req.method, headers, agent: tls ? agents.https : agents.http });
+  // node:https (and node:tls under it) loads on the first https URL: about 1 MB of idle RSS
+  // for a device whose repositories are plain http (behind a TLS-terminating gateway).
+  let request: http.ClientRequest;
+  if (url.protocol === 'https:') {
+    const https = (await import('node:https')).default;
+    httpsAgent ??= new https.Agent({ keepAlive: true });
+    request = https.request(url, { method: req.method, headers, agent: httpsAgent });
+  } else {
+    request = http.request(url, { method: req.method, headers, agent: httpAgent });
+  }
   guard.cancels(request);
   const res = await new Promise<http.IncomingMessage>((resolve, reject) => {
     request.once('response', resolve);

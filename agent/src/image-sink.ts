@@ -19,7 +19,11 @@
  *   `flush`, and by `digestHex`.
  * - Every SYNC_EVERY bytes written, the file is synced in the background (one sync
  *   at a time, beside the next writes), so the caller's final sync only flushes the
- *   tail instead of the whole image, and dirty pages never pile up in memory.
+ *   tail instead of the whole image, and dirty pages never pile up in memory. Each
+ *   sync is a device cache flush: 256 MiB between them (not 64) measured 130-140
+ *   instead of 77-84 MB/s to disk in bench:agent (2 runs each, load average 8-9).
+ * - Bytes are copied into the shared batches with Buffer#fill, one native memcpy
+ *   (see `push`).
  */
 import { createHash } from 'node:crypto';
 import type { FileHandle } from 'node:fs/promises';
@@ -28,7 +32,7 @@ import { WorkerHash } from './hash-worker.ts';
 
 const BATCH = 4 << 20;
 const BUFFERS = 4;
-const SYNC_EVERY = 64 << 20;
+const SYNC_EVERY = 256 << 20;
 /** Below this many bytes an image is hashed on the receiving thread. */
 export const PARALLEL_MIN = 16 << 20;
 
