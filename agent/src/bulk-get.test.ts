@@ -132,7 +132,7 @@ describe('HttpFetcher.stream with bulk (bulk-get.ts)', () => {
     await assert.rejects(hashOf({ url: `${base}/image`, maxLength: body.length }, fetcher), DownloadError);
   });
 
-  it('over https: verifies the server certificate, and reads the body once it is trusted', async () => {
+  it('over https (through node:http): verifies the server certificate, and reads the body once it is trusted', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'upfleet-bulk-tls-'));
     const made = spawnSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-days', '1',
       '-keyout', join(dir, 'key.pem'), '-out', join(dir, 'cert.pem'), '-subj', '/CN=localhost', '-addext', 'subjectAltName=DNS:localhost']);

@@ -1,5 +1,5 @@
 /**
- * A GET whose body is large (an image), on its own connection: the socket reads
+ * A plain-http GET whose body is large (an image), on its own connection: the socket reads
  * (`onread`) straight into one reused 1 MiB buffer, so the body reaches the
  * caller in chunks of up to 1 MiB with no buffer allocated per read and no copy
  * by node:http's parser. On loopback this costs the receiving thread about a
@@ -18,10 +18,12 @@
  *   false (the caller reports it, as for node:http).
  * - The head is at most node:http's maxHeaderSize bytes; outgoing header names
  *   and values pass node:http's own validators before anything is sent.
+ * - http: only. Over TLS, Node's TLSWrap hands every record it decrypts from one socket
+ *   read to the read callback in a loop, into the same buffer, whatever a pause asks: a
+ *   chunk still held would be overwritten. https bodies go through node:http.
  */
 import { maxHeaderSize, validateHeaderName, validateHeaderValue } from 'node:http';
 import net from 'node:net';
-import type * as Tls from 'node:tls';
 import { DownloadError } from '@upfleet/core';
 
 const READ_BUFFER = 1 << 20;
@@ -36,22 +38,21 @@ export interface BulkResponse {
 }
 
 /**
- * Sends `GET url` on a new connection and resolves with the response head, or with
+ * Sends `GET url` (http:) on a new connection and resolves with the response head, or with
  * `undefined` (connection closed) when the response is not framed by Content-Length.
  * `onSocket` receives the socket at once, so the caller's guards can destroy it.
  * @throws DownloadError for a malformed or oversized head, a connection closed before
  *   it; the socket's own error (refused, reset, a guard's) as is.
  */
 export async function bulkGet(url: URL, headers: Record<string, string>, onSocket: (socket: net.Socket) => void): Promise<BulkResponse | undefined> {
+  if (url.protocol !== 'http:') throw new DownloadError(`${url.href}: bulk-get reads plain http only`);
   const lines = [`GET ${url.pathname}${url.search} HTTP/1.1`, `Host: ${url.host}`, 'Connection: close'];
   for (const [name, value] of Object.entries(headers)) {
     validateHeaderName(name);
     validateHeaderValue(name, value);
     lines.push(`${name}: ${value}`);
   }
-  // node:tls loads on the first https URL (see fetcher.ts).
-  const tls = url.protocol === 'https:' ? (await import('node:tls')).default : undefined;
-  const connection = new BulkConnection(url, tls);
+  const connection = new BulkConnection(url);
   onSocket(connection.socket);
   connection.socket.write(`${lines.join('\r\n')}\r\n\r\n`);
   return connection.head;
@@ -68,18 +69,12 @@ class BulkConnection {
   /** Body bytes still to come. */
   remaining = 0;
 
-  constructor(
-    private readonly url: URL,
-    tls: typeof Tls | undefined,
-  ) {
+  constructor(private readonly url: URL) {
     this.head = new Promise((resolve, reject) => (this.#settleHead = { resolve, reject }));
     const buffer = Buffer.allocUnsafe(READ_BUFFER);
     const onread = { buffer, callback: (n: number) => this.#onRead(buffer, n) };
     const host = url.hostname.replace(/^\[(.*)\]$/, '$1');
-    this.socket = tls
-      // @types/node leaves `onread` out of tls.connect's options; Node passes it on to the socket.
-      ? tls.connect({ host, port: Number(url.port || 443), servername: net.isIP(host) ? undefined : host, onread } as Tls.ConnectionOptions)
-      : net.connect({ host, port: Number(url.port || 80), onread });
+    this.socket = net.connect({ host, port: Number(url.port || 80), onread });
     this.socket.on('error', (e) => this.#fail(e));
     this.socket.on('close', () => {
       if (this.#headDone) this.body.end();

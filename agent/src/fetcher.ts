@@ -22,9 +22,10 @@
  *   non-2xx GET); remote content problems are the caller's to judge.
  * - When a guard fires, the socket is destroyed and the timers stop: nothing
  *   keeps reading in the background.
- * - A `bulk` GET (an image) reads its body on its own connection into one reused
- *   buffer (bulk-get.ts), under the same guards; a response that path does not
- *   read (no Content-Length framing) is requested again through node:http.
+ * - A `bulk` GET (an image) over plain http reads its body on its own connection
+ *   into one reused buffer (bulk-get.ts), under the same guards; a response that
+ *   path does not read (no Content-Length framing) is requested again through
+ *   node:http, as is every https GET.
  */
 import http from 'node:http';
 import type { Agent as HttpsAgent } from 'node:https';
@@ -64,8 +65,8 @@ export interface StreamRequest {
   offset?: number;
   maxLength: number;
   /**
-   * A large body (an image): read on its own connection into one reused buffer
-   * (bulk-get.ts). Each chunk is valid only until the next one is requested.
+   * A large body (an image): over plain http, read on its own connection into one
+   * reused buffer (bulk-get.ts). Each chunk is valid only until the next one is requested.
    */
   bulk?: boolean;
 }
@@ -102,7 +103,8 @@ export async function exchange(req: ExchangeRequest, limits: TransportLimits): P
   const guard = new RequestGuard(req.url, limits, req.deadlineMs);
   let res: ResponseStart;
   try {
-    res = (req.bulk && req.method === 'GET' ? await bulkStart(url, headers, guard) : undefined) ?? (await nodeHttpStart(url, req, headers, guard));
+    const bulk = req.bulk && req.method === 'GET' && url.protocol === 'http:';
+    res = (bulk ? await bulkStart(url, headers, guard) : undefined) ?? (await nodeHttpStart(url, req, headers, guard));
   } catch (cause) {
     guard.stop();
     throw guard.error ?? (cause instanceof DownloadError ? cause : new DownloadError(`${req.method} ${req.url}: ${(cause as Error).message}`, { cause }));
