@@ -19,9 +19,7 @@
  *   `flush`, and by `digestHex`.
  * - Every SYNC_EVERY bytes written, the file is synced in the background (one sync
  *   at a time, beside the next writes), so the caller's final sync only flushes the
- *   tail instead of the whole image, and dirty pages never pile up in memory. Each
- *   sync is a device cache flush: 256 MiB between them (not 64) measured 130-140
- *   instead of 77-84 MB/s to disk in bench:agent (2 runs each, load average 8-9).
+ *   tail instead of the whole image, and dirty pages never pile up in memory.
  * - Bytes are copied into the shared batches with Buffer#fill, one native memcpy
  *   (see `push`).
  */
@@ -30,9 +28,13 @@ import type { FileHandle } from 'node:fs/promises';
 import type { HashAlgorithm } from '@upfleet/core';
 import { WorkerHash } from './hash-worker.ts';
 
+/**
+ * 4 MiB, not 1: each batch costs every worker two cross-thread wake-ups, and with 1 MiB
+ * the sha512 worker spent a fifth of the download in postMessage (CPU profile, load 13).
+ */
 const BATCH = 4 << 20;
 const BUFFERS = 4;
-const SYNC_EVERY = 256 << 20;
+const SYNC_EVERY = 64 << 20;
 /** Below this many bytes an image is hashed on the receiving thread. */
 export const PARALLEL_MIN = 16 << 20;
 
