@@ -1,10 +1,15 @@
 /**
  * Where a downloaded image's bytes go: copied into a few fixed batch buffers;
  * each full batch is written to the partial file (on the thread pool) and
- * hashed with every listed algorithm (each on its own worker thread) at the
- * same time, while the receiving thread fills the next batch. The receiving
- * thread only parses HTTP and copies, so the download keeps up with the
- * slowest single hash instead of the sum of them.
+ * hashed with every listed algorithm at the same time, while the receiving
+ * thread fills the next batch. With two algorithms the receiving thread hashes
+ * the cheaper one itself (sha256: hardware instructions on x64 and most ARMv8)
+ * and a worker thread the other, so the download keeps up with the slowest
+ * single hash instead of the sum of them; a lone algorithm goes to a worker.
+ * Why not a worker each: on a loaded 2-core machine the second worker made the
+ * sha512 worker spend a third of the download waiting for the CPU after each
+ * hand-back (CPU profile, bench:agent), and every worker is a V8 isolate of
+ * several MB.
  *
  * Invariants:
  * - Memory is BUFFERS x BATCH bytes whatever the image size: `push` waits while
@@ -62,6 +67,13 @@ class InThreadHash implements BatchHash {
   async close(): Promise<void> {}
 }
 
+/** Relative cost per byte: sha256 has hardware instructions on x64 (SHA-NI) and ARMv8 crypto extensions, sha512 rarely. */
+const COST: Record<HashAlgorithm, number> = { sha256: 1, sha512: 2 };
+
+function cheapest(algorithms: readonly HashAlgorithm[]): HashAlgorithm {
+  return [...algorithms].sort((a, b) => COST[a] - COST[b])[0]!;
+}
+
 export class ImageSink {
   /** Buffer views of the shared batch buffers (Buffer for its native `fill`, see `push`). */
   readonly #views: Buffer[];
@@ -86,7 +98,8 @@ export class ImageSink {
     this.#views = buffers.map((b) => Buffer.from(b));
     this.#free = [...this.#views.keys()].reverse();
     const parallel = expectedBytes >= PARALLEL_MIN;
-    this.#hashes = algorithms.map((a) => [a, parallel ? new WorkerHash(a, buffers) : new InThreadHash(a, this.#views)]);
+    const here = parallel && algorithms.length > 1 ? cheapest(algorithms) : undefined;
+    this.#hashes = algorithms.map((a) => [a, parallel && a !== here ? new WorkerHash(a, buffers) : new InThreadHash(a, this.#views)]);
   }
 
   /** Bytes pushed so far. */
