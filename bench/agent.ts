@@ -32,8 +32,9 @@
  *                     a partial file, fsync, rename) divided by the throughput of hashing
  *                     the same file from page cache with the same algorithms one after
  *                     the other on one thread, measured in the same process right after
- *                     (the download hashes each algorithm on its own worker thread, so with
- *                     free cores it can exceed 1); the top-level figure downloads into
+ *                     (the download hashes sha512 on a worker thread beside the receiving
+ *                     thread, which hashes sha256, so with free cores it can exceed 1);
+ *                     the top-level figure downloads into
  *                     tmpfs (/dev/shm) to measure the network-and-verify path,
  *                     onDiskRatioToHashLimit the same into the temp directory (bounded by
  *                     the disk's write speed and the final fsync: onDisk.diskWriteMBps is
