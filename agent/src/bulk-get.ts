@@ -96,6 +96,10 @@ class BulkConnection {
     }
     this.#headDone = true;
     this.#headParts = [];
+    if (end > maxHeaderSize) {
+      this.#fail(new DownloadError(`GET ${this.url.href}: response head over ${maxHeaderSize} bytes`));
+      return false;
+    }
     let response: BulkResponse | undefined;
     try {
       response = this.#parseHead(sofar.subarray(0, end).toString('latin1'));
