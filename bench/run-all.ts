@@ -43,8 +43,8 @@ const GOALS: Record<string, Goal[]> = {
     { field: 'integrity', limit: true },
   ],
   agent: [
-    { field: 'idleRssMb', limit: 60 },
-    { field: 'ratioToHashLimit', limit: 0.7 },
+    { field: 'idleRssMb', limit: 55 },
+    { field: 'ratioToHashLimit', limit: 0.8 },
   ],
 };
 

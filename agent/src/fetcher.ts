@@ -22,11 +22,17 @@
  *   non-2xx GET); remote content problems are the caller's to judge.
  * - When a guard fires, the socket is destroyed and the timers stop: nothing
  *   keeps reading in the background.
+ * - A `bulk` GET (an image) over plain http reads its body on its own connection
+ *   into one reused buffer (bulk-get.ts), under the same guards; a response that
+ *   path does not read (no Content-Length framing) is requested again through
+ *   node:http, as is every https GET.
  */
 import http from 'node:http';
-import https from 'node:https';
+import type { Agent as HttpsAgent } from 'node:https';
 import { DeadlineExceededError, DownloadError, HttpError, LengthLimitError, SlowRetrievalError } from '@upfleet/core';
+import { bulkGet } from './bulk-get.ts';
 import type { Limits } from './config.ts';
+import { RELEASE_EVERY_BYTES, ReceiveBufferReleaser } from './gc-pressure.ts';
 
 export type TransportLimits = Pick<Limits, 'minBytesPerSecond' | 'slowWindowSeconds' | 'requestTimeoutSeconds' | 'maxResponseBytes'>;
 
@@ -41,6 +47,8 @@ export interface ExchangeRequest {
   maxLength: number;
   /** Time allowed for the whole exchange, from the request to the last body byte. */
   deadlineMs: number;
+  /** A large GET body: see StreamRequest.bulk. */
+  bulk?: boolean;
 }
 
 export interface ExchangeResponse {
@@ -56,6 +64,11 @@ export interface StreamRequest {
   /** Request bytes from this offset on (Range); the response says whether the server honoured it. */
   offset?: number;
   maxLength: number;
+  /**
+   * A large body (an image): over plain http, read on its own connection into one
+   * reused buffer (bulk-get.ts). Each chunk is valid only until the next one is requested.
+   */
+  bulk?: boolean;
 }
 
 export interface StreamResponse {
@@ -67,7 +80,9 @@ export interface StreamResponse {
 
 const MAX_TIMER_MS = 2 ** 31 - 1;
 
-const agents = { http: new http.Agent({ keepAlive: true }), https: new https.Agent({ keepAlive: true }) };
+const httpAgent = new http.Agent({ keepAlive: true });
+let httpsAgent: HttpsAgent | undefined;
+
 
 /**
  * One guarded HTTP request: resolves with the status and a capped body stream.
@@ -83,39 +98,73 @@ export async function exchange(req: ExchangeRequest, limits: TransportLimits): P
     throw new DownloadError(`${req.url}: not a URL`, { cause });
   }
   if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new DownloadError(`${req.url}: not an http(s) URL`);
-  const tls = url.protocol === 'https:';
   const headers: Record<string, string> = { ...req.headers };
   if (req.body !== undefined) headers['content-length'] = String(Buffer.byteLength(req.body));
-  const request = (tls ? https : http).request(url, { method: req.method, headers, agent: tls ? agents.https : agents.http });
-  const guard = new RequestGuard(req.url, limits, req.deadlineMs, request);
-  let res: http.IncomingMessage;
+  const guard = new RequestGuard(req.url, limits, req.deadlineMs);
+  let res: ResponseStart;
   try {
-    res = await new Promise<http.IncomingMessage>((resolve, reject) => {
-      request.once('response', resolve);
-      request.once('error', reject);
-      request.end(req.body);
-    });
+    const bulk = req.bulk && req.method === 'GET' && url.protocol === 'http:';
+    res = (bulk ? await bulkStart(url, headers, guard) : undefined) ?? (await nodeHttpStart(url, req, headers, guard));
   } catch (cause) {
     guard.stop();
-    throw guard.error ?? new DownloadError(`${req.method} ${req.url}: ${(cause as Error).message}`, { cause });
+    throw guard.error ?? (cause instanceof DownloadError ? cause : new DownloadError(`${req.method} ${req.url}: ${(cause as Error).message}`, { cause }));
   }
-  // Later failures surface on the response stream; this keeps a second request error from going unhandled.
-  request.on('error', () => undefined);
   const declared = Number(res.headers['content-length']);
   if (Number.isFinite(declared) && declared > req.maxLength) {
     guard.stop();
-    res.destroy();
+    res.body.destroy();
     throw new LengthLimitError(req.url, req.maxLength, declared);
   }
   return {
-    status: res.statusCode ?? 0,
+    status: res.status,
     headers: res.headers,
-    body: guarded(res, req, guard),
+    body: guarded(res.body, req, guard, res.releaser),
     discard: () => {
       guard.stop();
-      res.destroy();
+      res.body.destroy();
     },
   };
+}
+
+/** What a body is read from: node:http's IncomingMessage or bulk-get's BulkBody. */
+interface BodySource extends AsyncIterable<Uint8Array> {
+  /** The whole body arrived. */
+  readonly complete: boolean;
+  destroy(): void;
+}
+
+interface ResponseStart {
+  status: number;
+  headers: http.IncomingHttpHeaders;
+  body: BodySource;
+  /** For a body read in fresh buffers (node:http): bounds the dead ones awaiting collection (gc-pressure.ts). */
+  releaser?: ReceiveBufferReleaser;
+}
+
+async function bulkStart(url: URL, headers: Record<string, string>, guard: RequestGuard): Promise<ResponseStart | undefined> {
+  return bulkGet(url, headers, (socket) => guard.cancels(socket));
+}
+
+async function nodeHttpStart(url: URL, req: ExchangeRequest, headers: Record<string, string>, guard: RequestGuard): Promise<ResponseStart> {
+  // node:https (and node:tls under it) loads on the first https URL: about 1 MB of idle RSS
+  // for a device whose repositories are plain http (behind a TLS-terminating gateway).
+  let request: http.ClientRequest;
+  if (url.protocol === 'https:') {
+    const https = (await import('node:https')).default;
+    httpsAgent ??= new https.Agent({ keepAlive: true });
+    request = https.request(url, { method: req.method, headers, agent: httpsAgent });
+  } else {
+    request = http.request(url, { method: req.method, headers, agent: httpAgent });
+  }
+  guard.cancels(request);
+  const res = await new Promise<http.IncomingMessage>((resolve, reject) => {
+    request.once('response', resolve);
+    request.once('error', reject);
+    request.end(req.body);
+  });
+  // Later failures surface on the response stream; this keeps a second request error from going unhandled.
+  request.on('error', () => undefined);
+  return { status: res.statusCode ?? 0, headers: res.headers, body: res, releaser: new ReceiveBufferReleaser(RELEASE_EVERY_BYTES) };
 }
 
 /** Reads a guarded body to the end. */
@@ -150,7 +199,7 @@ export class HttpFetcher {
     const headers: Record<string, string> = { ...this.headers(req.url) };
     if (req.offset) headers.range = `bytes=${req.offset}-`;
     const res = await exchange(
-      { method: 'GET', url: req.url, headers, maxLength: req.maxLength, deadlineMs: this.#deadlineMs(req.maxLength) },
+      { method: 'GET', url: req.url, headers, maxLength: req.maxLength, deadlineMs: this.#deadlineMs(req.maxLength), bulk: req.bulk },
       this.limits,
     );
     if (res.status < 200 || res.status > 299) {
@@ -193,10 +242,11 @@ export class HttpFetcher {
   }
 }
 
-async function* guarded(res: http.IncomingMessage, req: ExchangeRequest, guard: RequestGuard): AsyncIterable<Uint8Array> {
+async function* guarded(res: BodySource, req: ExchangeRequest, guard: RequestGuard, releaser?: ReceiveBufferReleaser): AsyncIterable<Uint8Array> {
   try {
-    for await (const chunk of res as AsyncIterable<Buffer>) {
+    for await (const chunk of res) {
       guard.count(chunk.byteLength);
+      releaser?.received(chunk.byteLength);
       if (guard.received > req.maxLength) throw new LengthLimitError(req.url, req.maxLength, guard.received);
       yield chunk;
     }
@@ -222,12 +272,13 @@ class RequestGuard {
   #windowBytes = 0;
   #window: NodeJS.Timeout | undefined;
   #deadline: NodeJS.Timeout | undefined;
+  /** The connections a firing guard destroys. */
+  readonly #connections: Array<{ destroy(error?: Error): unknown }> = [];
 
   constructor(
     private readonly url: string,
     limits: TransportLimits,
     deadlineMs: number,
-    private readonly request: http.ClientRequest,
   ) {
     if (limits.minBytesPerSecond > 0) {
       this.#window = setInterval(() => {
@@ -240,6 +291,12 @@ class RequestGuard {
     // setTimeout holds at most 2^31-1 ms (24.8 days; an 8 GiB image at 1 KiB/s needs more): past it, a retry resumes.
     this.#deadline = setTimeout(() => this.#fail(new DeadlineExceededError(this.url, deadlineMs, this.received)), Math.min(deadlineMs, MAX_TIMER_MS));
     this.#deadline.unref();
+  }
+
+  /** From now on a firing guard destroys `connection` too (with its error). */
+  cancels(connection: { destroy(error?: Error): unknown }): void {
+    this.#connections.push(connection);
+    if (this.error) connection.destroy(this.error);
   }
 
   count(n: number): void {
@@ -256,6 +313,6 @@ class RequestGuard {
   #fail(error: SlowRetrievalError): void {
     this.error = error;
     this.stop();
-    this.request.destroy(error);
+    for (const c of this.#connections) c.destroy(error);
   }
 }

@@ -21,6 +21,9 @@ import { runInNewContext } from 'node:vm';
 
 type GcFunction = (options: { type: 'minor'; execution: 'sync' }) => void;
 
+/** Bytes received between two young-generation collections, for a download or copy. */
+export const RELEASE_EVERY_BYTES = 4 << 20;
+
 let cached: GcFunction | null | undefined;
 
 /** V8's gc function, exposed in a fresh context (the global one is not touched). */

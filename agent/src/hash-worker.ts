@@ -1,7 +1,7 @@
 /**
  * One hash algorithm computed on its own worker thread over shared batch buffers,
- * so a download's sha256 and sha512 run side by side, off the thread that
- * receives the bytes.
+ * so a download's sha512 runs beside the thread that receives the bytes (and
+ * hashes sha256, image-sink.ts).
  *
  * Invariants:
  * - The worker reads the buffers in place (SharedArrayBuffer): no copy per batch.

@@ -20,7 +20,7 @@ import { open } from 'node:fs/promises';
 import { join } from 'node:path';
 import { DownloadError, LengthLimitError, LengthOrHashMismatchError, isSupportedHash, type HashAlgorithm } from '@upfleet/core';
 import type { HttpFetcher } from './fetcher.ts';
-import { ReceiveBufferReleaser } from './gc-pressure.ts';
+import { RELEASE_EVERY_BYTES, ReceiveBufferReleaser } from './gc-pressure.ts';
 import { ImageSink } from './image-sink.ts';
 
 export interface ImageTarget {
@@ -117,13 +117,13 @@ export class ImageCache {
     let offset = existsSync(partial) ? statSync(partial).size : 0;
     if (offset > target.length) offset = 0;
     const url = targetUrl(this.baseUrl, target);
-    const res = offset < target.length ? await this.fetcher.stream({ url, offset, maxLength: target.length }) : undefined;
+    const res = offset < target.length ? await this.fetcher.stream({ url, offset, maxLength: target.length, bulk: true }) : undefined;
     // The server ignored Range and sends the whole image: start over.
     if (res && res.start !== offset) offset = 0;
     const sink = new ImageSink(algorithms(target), target.length);
     try {
       if (offset > 0) {
-        const releaser = new ReceiveBufferReleaser(RELEASE_EVERY);
+        const releaser = new ReceiveBufferReleaser(RELEASE_EVERY_BYTES);
         for await (const chunk of createReadStream(partial, { start: 0, end: offset - 1, highWaterMark: 1 << 20 })) {
           await sink.push(chunk as Buffer);
           releaser.received((chunk as Buffer).byteLength);
@@ -151,8 +151,6 @@ export class ImageCache {
     // receives the next bytes (image-sink.ts). On any failure the bytes written so far
     // stay, so a retry resumes after them.
     sink.writeTo(file, offset);
-    // Bounds the dead socket buffers awaiting collection (see gc-pressure.ts).
-    const releaser = new ReceiveBufferReleaser(RELEASE_EVERY);
     let done = offset;
     try {
       if (res) {
@@ -160,7 +158,6 @@ export class ImageCache {
           if (done + chunk.byteLength > target.length) throw new LengthLimitError(url, target.length, done + chunk.byteLength);
           await sink.push(chunk);
           done += chunk.byteLength;
-          releaser.received(chunk.byteLength);
           onProgress?.(done, target.length);
         }
       }
@@ -217,9 +214,6 @@ export class ImageCache {
     for (const entry of readdir(this.dir)) if (!names.has(join(this.dir, entry))) rmSync(join(this.dir, entry), { force: true });
   }
 }
-
-/** Bytes received between two young-generation collections. */
-const RELEASE_EVERY = 4 << 20;
 
 function readdir(dir: string): string[] {
   return existsSync(dir) ? readdirSync(dir) : [];

@@ -20,7 +20,7 @@ async function pushUneven(sink: ImageSink, data: Uint8Array): Promise<void> {
 const hex = (alg: string, data: Uint8Array) => createHash(alg).update(data).digest('hex');
 
 describe('ImageSink', () => {
-  for (const [mode, expectedBytes] of [['on worker threads', PARALLEL_MIN], ['on the receiving thread', 1]] as const) {
+  for (const [mode, expectedBytes] of [['sha512 on a worker thread, sha256 on the receiving one', PARALLEL_MIN], ['both on the receiving thread', 1]] as const) {
     it(`writes and hashes every byte in order, ${mode}`, async () => {
       const dir = mkdtempSync(join(tmpdir(), 'upfleet-sink-'));
       const data = randomBytes((5 << 20) + 12_345);

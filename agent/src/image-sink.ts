@@ -1,10 +1,15 @@
 /**
  * Where a downloaded image's bytes go: copied into a few fixed batch buffers;
  * each full batch is written to the partial file (on the thread pool) and
- * hashed with every listed algorithm (each on its own worker thread) at the
- * same time, while the receiving thread fills the next batch. The receiving
- * thread only parses HTTP and copies, so the download keeps up with the
- * slowest single hash instead of the sum of them.
+ * hashed with every listed algorithm at the same time, while the receiving
+ * thread fills the next batch. With two algorithms the receiving thread hashes
+ * the cheaper one itself (sha256: hardware instructions on x64 and most ARMv8)
+ * and a worker thread the other, so the download keeps up with the slowest
+ * single hash instead of the sum of them; a lone algorithm goes to a worker.
+ * Why not a worker each: on a loaded 2-core machine the second worker made the
+ * sha512 worker spend a third of the download waiting for the CPU after each
+ * hand-back (CPU profile, bench:agent), and every worker is a V8 isolate of
+ * several MB.
  *
  * Invariants:
  * - Memory is BUFFERS x BATCH bytes whatever the image size: `push` waits while
@@ -20,13 +25,19 @@
  * - Every SYNC_EVERY bytes written, the file is synced in the background (one sync
  *   at a time, beside the next writes), so the caller's final sync only flushes the
  *   tail instead of the whole image, and dirty pages never pile up in memory.
+ * - Bytes are copied into the shared batches with Buffer#fill, one native memcpy
+ *   (see `push`).
  */
 import { createHash } from 'node:crypto';
 import type { FileHandle } from 'node:fs/promises';
 import type { HashAlgorithm } from '@upfleet/core';
 import { WorkerHash } from './hash-worker.ts';
 
-const BATCH = 1 << 20;
+/**
+ * 4 MiB, not 1: each batch costs every worker two cross-thread wake-ups, and with 1 MiB
+ * the sha512 worker spent a fifth of the download in postMessage (CPU profile, load 13).
+ */
+const BATCH = 4 << 20;
 const BUFFERS = 4;
 const SYNC_EVERY = 64 << 20;
 /** Below this many bytes an image is hashed on the receiving thread. */
@@ -56,8 +67,16 @@ class InThreadHash implements BatchHash {
   async close(): Promise<void> {}
 }
 
+/** Relative cost per byte: sha256 has hardware instructions on x64 (SHA-NI) and ARMv8 crypto extensions, sha512 rarely. */
+const COST: Record<HashAlgorithm, number> = { sha256: 1, sha512: 2 };
+
+function cheapest(algorithms: readonly HashAlgorithm[]): HashAlgorithm {
+  return [...algorithms].sort((a, b) => COST[a] - COST[b])[0]!;
+}
+
 export class ImageSink {
-  readonly #views: Uint8Array[];
+  /** Buffer views of the shared batch buffers (Buffer for its native `fill`, see `push`). */
+  readonly #views: Buffer[];
   readonly #hashes: Array<[HashAlgorithm, BatchHash]>;
   readonly #free: number[];
   /** Batches handed out and not yet done, oldest first. */
@@ -76,10 +95,11 @@ export class ImageSink {
   /** `expectedBytes` (the image's length) picks worker or in-thread hashing. */
   constructor(algorithms: readonly HashAlgorithm[], expectedBytes: number) {
     const buffers = Array.from({ length: BUFFERS }, () => new SharedArrayBuffer(BATCH));
-    this.#views = buffers.map((b) => new Uint8Array(b));
+    this.#views = buffers.map((b) => Buffer.from(b));
     this.#free = [...this.#views.keys()].reverse();
     const parallel = expectedBytes >= PARALLEL_MIN;
-    this.#hashes = algorithms.map((a) => [a, parallel ? new WorkerHash(a, buffers) : new InThreadHash(a, this.#views)]);
+    const here = parallel && algorithms.length > 1 ? cheapest(algorithms) : undefined;
+    this.#hashes = algorithms.map((a) => [a, parallel && a !== here ? new WorkerHash(a, buffers) : new InThreadHash(a, this.#views)]);
   }
 
   /** Bytes pushed so far. */
@@ -104,7 +124,11 @@ export class ImageSink {
     while (from < chunk.byteLength) {
       if (this.#current === undefined) this.#current = await this.#acquire();
       const n = Math.min(chunk.byteLength - from, BATCH - this.#size);
-      this.#views[this.#current]!.set(chunk.subarray(from, from + n), this.#size);
+      // Buffer#fill with a value as long as the range is one native memcpy. TypedArray#set and
+      // Buffer#copy into a SharedArrayBuffer copy with relaxed atomics, byte by byte when source
+      // and target offsets differ modulo 8 (as they do after any odd-sized chunk): about ten
+      // times slower, measured at over a CPU second per GiB.
+      this.#views[this.#current]!.fill(chunk.subarray(from, from + n), this.#size, this.#size + n);
       this.#size += n;
       from += n;
       this.#pushed += n;

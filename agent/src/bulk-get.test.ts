@@ -1,0 +1,168 @@
+import { describe, it, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn, spawnSync } from 'node:child_process';
+import { createHash, randomBytes } from 'node:crypto';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import http from 'node:http';
+import https from 'node:https';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import net, { type AddressInfo } from 'node:net';
+import { HttpFetcher, type StreamRequest } from './fetcher.ts';
+import { DEFAULT_LIMITS } from './config.ts';
+import { DownloadError, HttpError, LengthLimitError, SlowRetrievalError } from '@upfleet/core/errors.ts';
+
+const body = randomBytes((5 << 20) + 333);
+const sha = (b: Uint8Array) => createHash('sha256').update(b).digest('hex');
+
+/** Reads a bulk body the way the image download does: each chunk used before the next is asked for. */
+async function hashOf(req: StreamRequest, fetcher = new HttpFetcher(DEFAULT_LIMITS)): Promise<{ sha: string; bytes: number; start: number }> {
+  const res = await fetcher.stream({ ...req, bulk: true });
+  const h = createHash('sha256');
+  let bytes = 0;
+  for await (const chunk of res.body) {
+    h.update(chunk);
+    bytes += chunk.byteLength;
+  }
+  return { sha: h.digest('hex'), bytes, start: res.start };
+}
+
+/** A TCP server that answers every connection with `answer` (raw bytes), then closes or stays open. */
+async function rawServer(answer: Buffer, close = true): Promise<{ url: string; server: net.Server }> {
+  const server = net.createServer((socket) => {
+    socket.once('data', () => (close ? socket.end(answer) : socket.write(answer)));
+    socket.on('error', () => undefined);
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}/x`, server };
+}
+
+describe('HttpFetcher.stream with bulk (bulk-get.ts)', () => {
+  let server: http.Server;
+  let base: string;
+  const seen: string[] = [];
+
+  before(async () => {
+    server = http.createServer((req, res) => {
+      seen.push(String(req.headers['x-token']));
+      const from = Number(/^bytes=(\d+)-$/.exec(req.headers.range ?? '')?.[1] ?? 0);
+      switch (req.url) {
+        case '/image':
+          res.writeHead(from ? 206 : 200, { 'content-length': body.length - from }).end(body.subarray(from));
+          return;
+        case '/chunked': // no Content-Length: node:http reads it instead
+          res.writeHead(200);
+          res.write(body.subarray(0, 1000));
+          setTimeout(() => res.end(body.subarray(1000)), 5);
+          return;
+        case '/reset':
+          res.writeHead(200, { 'content-length': body.length });
+          res.write(body.subarray(0, 70_000));
+          setTimeout(() => res.socket?.destroy(), 20);
+          return;
+        case '/slow':
+          res.writeHead(200, { 'content-length': body.length });
+          res.write(body.subarray(0, 10));
+          return;
+        default:
+          res.writeHead(404).end();
+      }
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  });
+
+  after(async () => {
+    server.closeAllConnections();
+    await new Promise((resolve) => server.close(resolve));
+  });
+
+  it('delivers every byte in order, with the caller headers, from an offset too', async () => {
+    const fetcher = new HttpFetcher(DEFAULT_LIMITS, () => ({ 'x-token': 'abc' }));
+    assert.deepEqual(await hashOf({ url: `${base}/image`, maxLength: body.length }, fetcher), { sha: sha(body), bytes: body.length, start: 0 });
+    assert.equal(seen.at(-1), 'abc');
+    assert.deepEqual(await hashOf({ url: `${base}/image`, offset: 4097, maxLength: body.length }), { sha: sha(body.subarray(4097)), bytes: body.length - 4097, start: 4097 });
+  });
+
+  it('reads a response without Content-Length through node:http', async () => {
+    assert.deepEqual(await hashOf({ url: `${base}/chunked`, maxLength: body.length }), { sha: sha(body), bytes: body.length, start: 0 });
+  });
+
+  it('throws HttpError on a non-2xx status, LengthLimitError on a declared length over the cap', async () => {
+    await assert.rejects(hashOf({ url: `${base}/missing`, maxLength: 10 }), (e: unknown) => e instanceof HttpError && e.status === 404);
+    await assert.rejects(hashOf({ url: `${base}/image`, maxLength: body.length - 1 }), (e: unknown) => e instanceof LengthLimitError && e.received === body.length);
+  });
+
+  it('throws DownloadError when the connection drops mid-body', async () => {
+    await assert.rejects(hashOf({ url: `${base}/reset`, maxLength: body.length }), (e: unknown) => e instanceof DownloadError && !(e instanceof HttpError));
+  });
+
+  it('throws SlowRetrievalError when the body stalls', async () => {
+    const fetcher = new HttpFetcher({ ...DEFAULT_LIMITS, minBytesPerSecond: 1000, slowWindowSeconds: 0.2 });
+    await assert.rejects(hashOf({ url: `${base}/slow`, maxLength: body.length }, fetcher), SlowRetrievalError);
+  });
+
+  it('refuses bytes past the Content-Length, a malformed head, conflicting lengths', async () => {
+    for (const [answer, pattern] of [
+      ['HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nabcdef', /past the Content-Length|more body bytes/],
+      ['HTTP/1.1 2OO OK\r\nContent-Length: 3\r\n\r\nabc', /malformed status line/],
+      ['HTTP/1.1 200 OK\r\nBad Header: 1\r\nContent-Length: 3\r\n\r\nabc', /malformed response header/],
+      ['HTTP/1.1 200 OK\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\nabcd', /conflicting Content-Length/],
+    ] as const) {
+      const raw = await rawServer(Buffer.from(answer, 'latin1'));
+      try {
+        await assert.rejects(hashOf({ url: raw.url, maxLength: 100 }), (e: unknown) => e instanceof DownloadError && pattern.test(e.message), answer);
+      } finally {
+        raw.server.close();
+      }
+    }
+  });
+
+  it('refuses a head larger than node:http allows, unfinished or whole', async () => {
+    for (const end of ['\r\n', 'Content-Length: 3\r\n\r\nabc']) {
+      const raw = await rawServer(Buffer.from(`HTTP/1.1 200 OK\r\nX-Big: ${'a'.repeat(http.maxHeaderSize + 10)}\r\n${end}`), false);
+      try {
+        await assert.rejects(hashOf({ url: raw.url, maxLength: 100 }), (e: unknown) => e instanceof DownloadError && /response head over/.test(e.message), end);
+      } finally {
+        raw.server.close();
+      }
+    }
+  });
+
+  it('refuses a header value that would split the request, before connecting', async () => {
+    const fetcher = new HttpFetcher(DEFAULT_LIMITS, () => ({ 'x-token': 'a\r\nX-Evil: 1' }));
+    await assert.rejects(hashOf({ url: `${base}/image`, maxLength: body.length }, fetcher), DownloadError);
+  });
+
+  it('over https (through node:http): verifies the server certificate, and reads the body once it is trusted', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'upfleet-bulk-tls-'));
+    const made = spawnSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-days', '1',
+      '-keyout', join(dir, 'key.pem'), '-out', join(dir, 'cert.pem'), '-subj', '/CN=localhost', '-addext', 'subjectAltName=DNS:localhost']);
+    assert.equal(made.status, 0, String(made.stderr));
+    const tlsServer = https.createServer({ key: readFileSync(join(dir, 'key.pem')), cert: readFileSync(join(dir, 'cert.pem')) },
+      (_req, res) => res.writeHead(200, { 'content-length': body.length }).end(body));
+    await new Promise<void>((r) => tlsServer.listen(0, '127.0.0.1', r));
+    const url = `https://localhost:${(tlsServer.address() as AddressInfo).port}/image`;
+    try {
+      await assert.rejects(hashOf({ url, maxLength: body.length }), (e: unknown) => e instanceof DownloadError && /self[- ]signed/i.test(String((e as Error).message)));
+      // Trusted through NODE_EXTRA_CA_CERTS, read only at start: a child process (asynchronous: this process serves it).
+      const child = spawn(process.execPath, ['--import', 'tsx', '--input-type=module', '--eval', `
+        const { HttpFetcher } = await import(${JSON.stringify(new URL('./fetcher.ts', import.meta.url).href)});
+        const { DEFAULT_LIMITS } = await import(${JSON.stringify(new URL('./config.ts', import.meta.url).href)});
+        const { createHash } = await import('node:crypto');
+        const res = await new HttpFetcher(DEFAULT_LIMITS).stream({ url: ${JSON.stringify(url)}, maxLength: ${body.length}, bulk: true });
+        const h = createHash('sha256');
+        for await (const chunk of res.body) h.update(chunk);
+        console.log(h.digest('hex'));`], { env: { ...process.env, NODE_EXTRA_CA_CERTS: join(dir, 'cert.pem') } });
+      let out = '';
+      let err = '';
+      child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+      child.stderr.on('data', (d: Buffer) => (err += d.toString()));
+      await new Promise((r) => child.on('exit', r));
+      assert.equal(out.trim(), sha(body), err);
+    } finally {
+      tlsServer.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
