@@ -46,7 +46,7 @@ function assignment(id: string, deviceId: string, fields: Partial<AssignmentReco
 
 function campaign(id: string, fields: Partial<CampaignRecord> = {}): CampaignRecord {
   return {
-    id, status: 'draft', devices: [], wavesLaunched: 0, reason: null, createdAt: T0, updatedAt: T0,
+    id, status: 'draft', devices: [], wavesLaunched: 0, launchedCount: 0, reason: null, createdAt: T0, updatedAt: T0,
     spec: { name: `c-${id}`, images: [{ hardwareId: 'brake', image: 'brake-2.bin' }], tags: ['eu'], waves: [50, 100], successThreshold: 0.9 },
     ...fields,
   };
@@ -170,6 +170,28 @@ export function storeContract(name: string, open: () => Promise<StoreUnderTest>)
         assert.deepEqual(await s.getCampaign('c2'), campaign('c2', { createdAt: '2026-02-01T00:00:00.000Z', status: 'running', devices: ['x', 'y'], wavesLaunched: 1, reason: 'r', updatedAt: 'u' }));
         assert.deepEqual((await s.listCampaigns()).map((c) => c.id), ['c1', 'c2']);
         assert.equal(await s.getCampaign('nope'), undefined);
+      });
+
+      it('keeps the count of devices launched, and lists the running campaigns without their groups', async () => {
+        await s.insertCampaign(campaign('launch-1', { status: 'running', devices: ['l1', 'l2', 'l3'], wavesLaunched: 1, launchedCount: 2 }));
+        await s.insertCampaign(campaign('launch-2', { status: 'paused', devices: ['l4'], wavesLaunched: 1 }));
+        assert.equal((await s.getCampaign('launch-1'))!.launchedCount, 2);
+        await s.updateCampaign('launch-1', { launchedCount: 3 });
+        await s.updateCampaign('launch-2', { launchedCount: 1 });
+        const { devices: _devices, ...state } = campaign('launch-1', { status: 'running', wavesLaunched: 1, launchedCount: 3 });
+        assert.deepEqual(await s.getCampaignState('launch-1'), { ...state, groupSize: 3 });
+        assert.equal((await s.getCampaignState('launch-2'))!.launchedCount, 1);
+        const running = (await s.runningCampaigns()).filter((c) => c.id.startsWith('launch-'));
+        assert.deepEqual(running, [{ ...state, groupSize: 3 }], 'running ones only, without the group');
+      });
+
+      it("tells whether a device has an assignment of a campaign", async () => {
+        await s.insertDevice(device('hca-dev'));
+        await s.insertAssignment(assignment('hca-a1', 'hca-dev', { campaignId: 'hca-camp' }));
+        await s.insertAssignment(assignment('hca-a2', 'hca-dev'));
+        assert.equal(await s.hasCampaignAssignment('hca-camp', 'hca-dev'), true);
+        assert.equal(await s.hasCampaignAssignment('hca-other', 'hca-dev'), false);
+        assert.equal(await s.hasCampaignAssignment('hca-camp', 'dev-b'), false);
       });
     });
 
