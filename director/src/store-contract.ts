@@ -52,6 +52,30 @@ function campaign(id: string, fields: Partial<CampaignRecord> = {}): CampaignRec
   };
 }
 
+/**
+ * Campaigns as a director before chunked launches left them (each wave launched whole), and
+ * the count of launched devices the launch migration must give them: the end of their latest
+ * wave, ceil(waves[k] * group / 100), as campaigns.ts computes it.
+ */
+export const WHOLE_WAVE_CAMPAIGNS: Array<{ id: string; waves: number[]; group: number; wavesLaunched: number; launchedCount: number }> = [
+  { id: 'whole-a', waves: [33.3, 100], group: 7, wavesLaunched: 1, launchedCount: 3 },
+  { id: 'whole-b', waves: [50, 100], group: 4, wavesLaunched: 1, launchedCount: 2 },
+  { id: 'whole-c', waves: [1, 10, 50, 100], group: 250, wavesLaunched: 2, launchedCount: 25 },
+  { id: 'whole-d', waves: [1, 100], group: 30, wavesLaunched: 1, launchedCount: 1 },
+  { id: 'whole-e', waves: [0.5, 100], group: 3, wavesLaunched: 2, launchedCount: 3 },
+  { id: 'whole-f', waves: [50, 100], group: 9, wavesLaunched: 0, launchedCount: 0 },
+];
+
+/** An INSERT of WHOLE_WAVE_CAMPAIGNS into the campaigns table as it was before the launch migration. */
+export function wholeWaveCampaignsSql(): string {
+  return WHOLE_WAVE_CAMPAIGNS.map((c) => {
+    const devices = JSON.stringify(Array.from({ length: c.group }, (_, i) => `${c.id}-${i}`));
+    const spec = JSON.stringify({ name: c.id, images: [], tags: [], waves: c.waves, successThreshold: 0.9 });
+    return `INSERT INTO campaigns (id, status, spec, devices, waves_launched, reason, created_at, updated_at, group_size)
+      VALUES ('${c.id}', '${c.wavesLaunched ? 'running' : 'draft'}', '${spec}', '${devices}', ${c.wavesLaunched}, NULL, '${T0}', '${T0}', ${c.group});`;
+  }).join('\n');
+}
+
 export function storeContract(name: string, open: () => Promise<StoreUnderTest>): void {
   describe(`DirectorStore contract: ${name}`, () => {
     let t: StoreUnderTest;
