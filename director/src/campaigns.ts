@@ -99,6 +99,8 @@ export class Campaigns {
   /** Launches running in this process, by campaign; `again`: asked for once more meanwhile. */
   readonly #launches = new Map<string, { again: boolean; done: Promise<void> }>();
   #sweep: NodeJS.Timeout | undefined;
+  /** The sweep's read in progress. */
+  #sweeping: Promise<void> | undefined;
   #closed = false;
 
   constructor(
@@ -249,20 +251,19 @@ export class Campaigns {
    * `intervalMs`: one indexed read of the running campaigns each time.
    */
   startLaunchSweep(intervalMs = LAUNCH_SWEEP_MS): void {
-    let sweeping = false;
     const sweep = async () => {
-      if (sweeping || this.#closed) return;
-      sweeping = true;
       try {
         for (const c of await this.ctx.store.runningCampaigns()) if (this.#launchIncomplete(c)) this.#launch(c.id);
       } catch (err) {
         this.ctx.log.warn({ err }, 'campaign launch sweep failed; trying again later');
-      } finally {
-        sweeping = false;
       }
     };
-    void sweep();
-    this.#sweep = setInterval(() => void sweep(), intervalMs);
+    const tick = () => {
+      if (this.#sweeping || this.#closed) return;
+      this.#sweeping = sweep().finally(() => (this.#sweeping = undefined));
+    };
+    tick();
+    this.#sweep = setInterval(tick, intervalMs);
     this.#sweep.unref();
   }
 
@@ -275,6 +276,7 @@ export class Campaigns {
   async close(): Promise<void> {
     this.#closed = true;
     clearInterval(this.#sweep);
+    await this.#sweeping;
     await this.launchesIdle();
   }
 
