@@ -236,6 +236,9 @@ describe('campaign waves launched in chunks', () => {
       if (a.campaignId !== null) tx.getStore()!.n++;
       return insertAssignment.call(store, a);
     };
+    // What the MQTT bus would be told (this director runs without MQTT): devices, after each commit.
+    const notified: string[] = [];
+    s.ctx.notifier = (deviceId) => notified.push(deviceId);
     try {
       const id = await create('chunks', [25, 100]);
       await start(id);
@@ -252,9 +255,11 @@ describe('campaign waves launched in chunks', () => {
       assert.deepEqual((await assignmentsOf(id, devices)).map((as) => as.length), devices.map(() => 1), 'every device assigned exactly once');
       const c = (await h.admin('GET', `/api/v1/admin/campaigns/${id}`)).body;
       assert.deepEqual([c.currentWave, c.launchedCount, c.counts.succeeded, c.counts.pending, c.counts.waiting], [2, 8, 2, 6, 0]);
-      // The devices launched after the commit were told: their targets name the image.
+      // Every device was told of its new targets, those launched after the opening commit too.
       for (const d of devices) assert.ok((await h.admin('GET', `/api/v1/admin/devices/${d.id}`)).body.targets['brake-9.bin'], d.id);
+      assert.deepEqual(devices.filter((d) => !notified.includes(d.id)).map((d) => d.id), []);
     } finally {
+      s.ctx.notifier = undefined;
       delete (store as Partial<typeof store>).transaction;
       delete (store as Partial<typeof store>).insertAssignment;
     }
