@@ -1,10 +1,12 @@
 /**
  * Campaigns over the admin HTTP API, with devices reporting over HTTP: group
  * selection, waves gated by the success ratio, halt and override, pause and
- * resume, abort cancelling pending assignments.
+ * resume, abort cancelling pending assignments; waves launched in chunks of
+ * their own transactions, which pause and abort stop.
  */
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
+import { AsyncLocalStorage } from 'node:async_hooks';
 import { utf8, type TargetFile } from '@upfleet/core';
 import { harness, SimDevice, type Harness } from './testing/harness.ts';
 
@@ -176,5 +178,167 @@ describe('campaigns', () => {
       { name: 'x', images: [{ hardwareId: 'a', image: 'b' }], waves: [10, 50] }, { name: 'x', images: [{ hardwareId: 'a', image: 'b' }], successThreshold: 2 }]) {
       assert.equal((await h.admin('POST', '/api/v1/admin/campaigns', body)).status, 400, JSON.stringify(body));
     }
+  });
+});
+
+describe('campaign waves launched in chunks', () => {
+  const CHUNK = 3;
+  let h: Harness;
+  let info: TargetFile;
+  before(async () => {
+    h = await harness({ campaignLaunchChunk: CHUNK });
+    info = h.imageRepo.addImage('brake-9.bin', utf8('brake nine'), ['brake'], 9);
+  });
+  after(() => h.close());
+
+  async function fleet(tag: string, n: number): Promise<SimDevice[]> {
+    const devices: SimDevice[] = [];
+    for (let i = 0; i < n; i++) {
+      const d = new SimDevice(`${tag}-${i}`);
+      await h.register(d, [tag]);
+      assert.equal((await h.send(d, d.manifest())).status, 200);
+      devices.push(d);
+    }
+    return devices;
+  }
+
+  async function create(tag: string, waves: number[]): Promise<string> {
+    const r = await h.admin('POST', '/api/v1/admin/campaigns', { name: tag, images: [{ hardwareId: 'brake', image: 'brake-9.bin' }], tags: [tag], waves, successThreshold: 1 });
+    assert.equal(r.status, 201, JSON.stringify(r.body));
+    return r.body.id;
+  }
+
+  async function start(id: string): Promise<void> {
+    const r = await h.admin('POST', `/api/v1/admin/campaigns/${id}/start`);
+    assert.equal(r.status, 200, JSON.stringify(r.body));
+  }
+
+  /** Each device's assignments of the campaign. */
+  async function assignmentsOf(id: string, devices: SimDevice[]) {
+    const s = h.director.services;
+    return Promise.all(devices.map(async (d) => (await s.store.assignmentsOf(d.id)).filter((a) => a.campaignId === id)));
+  }
+
+  it('launches a wave larger than the chunk in several transactions, each device once', async () => {
+    const devices = await fleet('chunks', 8);
+    const s = h.director.services;
+    const store = s.store;
+    // The campaign's assignments created by each outermost transaction, in commit order.
+    const perTransaction: Array<{ n: number }> = [];
+    const tx = new AsyncLocalStorage<{ n: number }>();
+    const { transaction, insertAssignment } = store;
+    store.transaction = <T>(fn: () => Promise<T>): Promise<T> => (tx.getStore() ? transaction.call(store, fn) : transaction.call(store, () => {
+      const bucket = { n: 0 };
+      perTransaction.push(bucket);
+      return tx.run(bucket, fn);
+    })) as Promise<T>;
+    store.insertAssignment = (a) => {
+      if (a.campaignId !== null) tx.getStore()!.n++;
+      return insertAssignment.call(store, a);
+    };
+    // What the MQTT bus would be told (this director runs without MQTT): devices, after each commit.
+    const notified: string[] = [];
+    s.ctx.notifier = (deviceId) => notified.push(deviceId);
+    try {
+      const id = await create('chunks', [25, 100]);
+      await start(id);
+      await s.campaigns.launchesIdle();
+      assert.deepEqual(perTransaction.map((b) => b.n).filter((n) => n > 0), [2], 'wave 1 (2 devices) in the start transaction');
+      const assigned = await assignmentsOf(id, devices);
+      for (const d of devices.filter((_, i) => assigned[i]!.length > 0)) {
+        d.install('brake', 'brake-9.bin', info, 9);
+        assert.equal((await h.send(d, d.manifest())).status, 200);
+      }
+      await s.campaigns.launchesIdle();
+      // Wave 2 (6 devices): its first chunk in the manifest commit that passed the gate, the rest in one more.
+      assert.deepEqual(perTransaction.map((b) => b.n).filter((n) => n > 0), [2, CHUNK, CHUNK]);
+      assert.deepEqual((await assignmentsOf(id, devices)).map((as) => as.length), devices.map(() => 1), 'every device assigned exactly once');
+      const c = (await h.admin('GET', `/api/v1/admin/campaigns/${id}`)).body;
+      assert.deepEqual([c.currentWave, c.launchedCount, c.counts.succeeded, c.counts.pending, c.counts.waiting], [2, 8, 2, 6, 0]);
+      // Every device was told of its new targets, those launched after the opening commit too.
+      for (const d of devices) assert.ok((await h.admin('GET', `/api/v1/admin/devices/${d.id}`)).body.targets['brake-9.bin'], d.id);
+      assert.deepEqual(devices.filter((d) => !notified.includes(d.id)).map((d) => d.id), []);
+    } finally {
+      s.ctx.notifier = undefined;
+      delete (store as Partial<typeof store>).transaction;
+      delete (store as Partial<typeof store>).insertAssignment;
+    }
+  });
+
+  /**
+   * Starts a one-wave campaign of 8 devices and holds its launch inside the second chunk
+   * until `during` has queued its change (the SQLite store runs transactions in turn, so the
+   * change waits for that chunk, and the launch's next chunk for the change).
+   */
+  async function interruptLaunch(tag: string, during: (id: string) => Promise<unknown>) {
+    const devices = await fleet(tag, 8);
+    const s = h.director.services;
+    const store = s.store;
+    const { hasCampaignAssignment } = store;
+    let release!: () => void;
+    const held = new Promise<void>((r) => (release = r));
+    let reached!: () => void;
+    const holding = new Promise<void>((r) => (reached = r));
+    let checks = 0;
+    store.hasCampaignAssignment = async (campaignId, deviceId) => {
+      if (++checks === CHUNK + 1) {
+        reached();
+        await held;
+      }
+      return hasCampaignAssignment.call(store, campaignId, deviceId);
+    };
+    const id = await create(tag, [100]);
+    try {
+      // Not awaited before the hold: the answer's status read waits for the held transaction.
+      const started = start(id);
+      await holding;
+      const change = during(id);
+      await new Promise((r) => setTimeout(r, 100));
+      release();
+      await Promise.all([started, change]);
+      await s.campaigns.launchesIdle();
+    } finally {
+      delete (store as Partial<typeof store>).hasCampaignAssignment;
+    }
+    return { id, devices };
+  }
+
+  it('pause stops the launch after the chunk in progress; resume finishes it', async () => {
+    const s = h.director.services;
+    const { id, devices } = await interruptLaunch('chunk-pause', (id) => s.campaigns.pause(id));
+    let c = (await h.admin('GET', `/api/v1/admin/campaigns/${id}`)).body;
+    assert.deepEqual([c.status, c.launchedCount, c.counts.pending, c.counts.waiting], ['paused', 2 * CHUNK, 2 * CHUNK, 8 - 2 * CHUNK]);
+    c = (await h.admin('POST', `/api/v1/admin/campaigns/${id}/resume`)).body;
+    assert.equal(c.status, 'running');
+    await s.campaigns.launchesIdle();
+    c = (await h.admin('GET', `/api/v1/admin/campaigns/${id}`)).body;
+    assert.deepEqual([c.launchedCount, c.counts.pending, c.counts.waiting], [8, 8, 0]);
+    assert.deepEqual((await assignmentsOf(id, devices)).map((as) => as.length), devices.map(() => 1));
+  });
+
+  it('abort stops the launch after the chunk in progress and cancels what it launched', async () => {
+    const s = h.director.services;
+    const { id, devices } = await interruptLaunch('chunk-abort', (id) => s.campaigns.abort(id));
+    const c = (await h.admin('GET', `/api/v1/admin/campaigns/${id}`)).body;
+    // The abort waited for the chunk in progress, then cancelled its assignments with the first chunk's.
+    assert.deepEqual([c.status, c.launchedCount, c.counts.cancelled, c.counts.pending, c.counts.waiting], ['aborted', 2 * CHUNK, 2 * CHUNK, 0, 8 - 2 * CHUNK]);
+    const launched = (await assignmentsOf(id, devices)).map((as) => as.length);
+    assert.deepEqual([launched.filter((n) => n === 1).length, launched.filter((n) => n > 1).length], [2 * CHUNK, 0]);
+  });
+
+  it('a launch cut short (its process gone) is resumed by the periodic sweep', async () => {
+    const s = h.director.services;
+    const { id, devices } = await interruptLaunch('chunk-sweep', (id) => s.campaigns.pause(id));
+    // As a process killed after two chunks leaves it: running, its launch incomplete, nobody launching.
+    await s.store.transaction(() => s.store.updateCampaign(id, { status: 'running' }));
+    let c: any;
+    const deadline = Date.now() + 10_000;
+    do {
+      await new Promise((r) => setTimeout(r, 100));
+      c = (await h.admin('GET', `/api/v1/admin/campaigns/${id}`)).body;
+    } while (c.launchedCount < 8 && Date.now() < deadline);
+    await s.campaigns.launchesIdle();
+    assert.deepEqual([c.status, c.launchedCount, c.counts.pending, c.counts.waiting], ['running', 8, 8, 0]);
+    assert.deepEqual((await assignmentsOf(id, devices)).map((as) => as.length), devices.map(() => 1));
   });
 });

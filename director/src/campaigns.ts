@@ -7,11 +7,21 @@
  *   group and its order (by sha256 of campaign ID and device ID, so waves are a
  *   fair sample), and launches wave 1.
  * - Wave k covers the first ceil(waves[k] * N / 100) devices (cumulative).
- *   The next wave launches only when every launched device is terminal
- *   (succeeded, failed or cancelled) and succeeded / launched >= successThreshold;
- *   below the threshold the campaign halts (`resume` overrides the gate).
- * - pause stops launching waves (open assignments go on); abort cancels the
- *   assignments still pending (in-flight installs finish) and launches nothing more.
+ *   The next wave launches only when the current wave's launch is complete, every
+ *   launched device is terminal (succeeded, failed or cancelled) and
+ *   succeeded / launched >= successThreshold; below the threshold the campaign
+ *   halts (`resume` overrides the gate).
+ * - A wave launches in chunks of at most `chunk` devices (LAUNCH_CHUNK), each in a
+ *   transaction of its own under the campaign's lock, which records the devices
+ *   launched so far (`launchedCount`) with their assignments: the campaign's row is
+ *   never held for a whole wave, and a device is never assigned twice. The
+ *   transaction that opens a wave (start, resume, or the manifest whose settlement
+ *   passes the gate) launches the first chunk; the rest runs after its commit, in
+ *   the background of that process. A launch cut short (a process killed mid-wave)
+ *   is resumed by any director process: at start-up and every LAUNCH_SWEEP_MS, and
+ *   by the next manifest that settles an assignment of the campaign.
+ * - pause stops launching waves and chunks (open assignments go on); abort cancels
+ *   the assignments still pending (in-flight installs finish) and launches nothing more.
  * - A device that cannot take the image (release counter, hardware) gets a failed
  *   assignment with the refusal code; one that already runs it, a succeeded one.
  * - The gate, run for every manifest that settles one of the campaign's assignments,
@@ -25,10 +35,20 @@ import { AssignmentRefusedError, BadRequestError, ConflictError, NotFoundError }
 import type { Context } from './context.ts';
 import { runsImage, type Assignments } from './assignments.ts';
 import { parseTags } from './inventory.ts';
-import { ACTIVE_STATUSES, type AssignmentItem, type AssignmentRecord, type AssignmentStatus, type CampaignRecord, type CampaignSpec } from './store.ts';
+import { ACTIVE_STATUSES, type AssignmentItem, type AssignmentRecord, type AssignmentStatus, type CampaignRecord, type CampaignSpec, type CampaignState } from './store.ts';
 
 export const DEFAULT_WAVES = [1, 10, 50, 100];
 export const DEFAULT_SUCCESS_THRESHOLD = 0.9;
+/**
+ * Devices launched per transaction. Each costs its lock, its reads and a targets signature
+ * (a few ms): 100 keep a transaction, and the campaign's lock it holds, well under a second.
+ * A 5,000-device wave in one transaction held the lock for tens of seconds, while every
+ * manifest settling an assignment of the campaign waited for it and the PostgreSQL pools
+ * filled with waiters (STORE_UNAVAILABLE).
+ */
+export const LAUNCH_CHUNK = 100;
+/** How often each director process looks for launches cut short (a process killed mid-wave). */
+export const LAUNCH_SWEEP_MS = 3000;
 
 type ResolvedImage = NonNullable<CampaignSpec['resolved']>[number];
 
@@ -76,17 +96,27 @@ export function parseCampaignSpec(json: unknown): CampaignSpec {
 export class Campaigns {
   /** Images resolved at start, by campaign; rebuilt from the store after a restart. */
   #resolved = new Map<string, ResolvedImage[]>();
+  /** Launches running in this process, by campaign; `again`: asked for once more meanwhile. */
+  readonly #launches = new Map<string, { again: boolean; done: Promise<void> }>();
+  #sweep: NodeJS.Timeout | undefined;
+  /** The sweep's read in progress. */
+  #sweeping: Promise<void> | undefined;
+  #closed = false;
 
   constructor(
     private readonly ctx: Context,
     private readonly assignments: Assignments,
-  ) {}
+    /** Devices launched per transaction (LAUNCH_CHUNK). */
+    private readonly chunk = LAUNCH_CHUNK,
+  ) {
+    if (!Number.isSafeInteger(chunk) || chunk < 1) throw new RangeError(`the campaign launch chunk must be a positive integer, not ${chunk}`);
+  }
 
   /** @throws AssignmentRefusedError when the image repository lacks an image or lists it for other hardware */
   async create(spec: CampaignSpec): Promise<CampaignRecord> {
     await this.#resolve(spec);
     const now = this.ctx.nowIso();
-    const c: CampaignRecord = { id: randomUUID(), status: 'draft', spec, devices: [], wavesLaunched: 0, reason: null, createdAt: now, updatedAt: now };
+    const c: CampaignRecord = { id: randomUUID(), status: 'draft', spec, devices: [], wavesLaunched: 0, launchedCount: 0, reason: null, createdAt: now, updatedAt: now };
     await this.ctx.commit(() => this.ctx.store.insertCampaign(c));
     return c;
   }
@@ -105,7 +135,7 @@ export class Campaigns {
   }
 
   /**
-   * Resolves images, fixes the group, launches wave 1.
+   * Resolves images, fixes the group, launches wave 1 (its first chunk; the rest after the commit).
    * @throws ConflictError unless draft, AssignmentRefusedError when the image repository lacks an image
    */
   async start(id: string): Promise<CampaignStatusView> {
@@ -148,15 +178,16 @@ export class Campaigns {
     return this.#transition(id, ['running'], 'paused');
   }
 
-  /** Resumes a paused campaign, or overrides the gate of a halted one (launches the next wave). */
+  /** Resumes a paused campaign (and a launch it cut short), or overrides the gate of a halted one (launches the next wave). */
   async resume(id: string): Promise<CampaignStatusView> {
     await this.ctx.commit(async () => {
       await this.ctx.store.lockCampaign(id);
-      const c = await this.get(id);
+      const c = await this.ctx.store.getCampaignState(id);
+      if (!c) throw new NotFoundError('campaign', id);
       if (c.status !== 'paused' && c.status !== 'halted') throw new ConflictError('BAD_STATE', `campaign ${id} is ${c.status}`, { status: c.status });
       await this.ctx.store.updateCampaign(id, { status: 'running', reason: null, updatedAt: this.ctx.nowIso() });
-      if (c.status === 'halted') await this.#launchNext(id);
-      await this.#advance(id);
+      const opens = c.status === 'halted' && (await this.#openWave(c));
+      await this.#advance(id, opens);
     });
     return this.status(id);
   }
@@ -205,7 +236,48 @@ export class Campaigns {
 
   /** Re-evaluates gates after assignment changes (called inside the manifest commit). */
   async onAssignmentsChanged(ids: Set<string>): Promise<void> {
-    for (const id of ids) await this.#advance(id);
+    for (const id of ids) {
+      // Read without the campaign's lock: while a wave's launch is incomplete the gate cannot
+      // pass, so the manifest need not wait for the chunk holding the lock. The launch is
+      // asked for after this commit; it runs the gate under the lock when complete.
+      const c = await this.ctx.store.getCampaignState(id);
+      if (c?.status === 'running' && this.#launchIncomplete(c)) this.#launchAfterCommit(id);
+      else await this.#advance(id);
+    }
+  }
+
+  /**
+   * Resumes the launches cut short (a director process killed mid-wave) now, then every
+   * `intervalMs`: one indexed read of the running campaigns each time.
+   */
+  startLaunchSweep(intervalMs = LAUNCH_SWEEP_MS): void {
+    const sweep = async () => {
+      try {
+        for (const c of await this.ctx.store.runningCampaigns()) if (this.#launchIncomplete(c)) this.#launch(c.id);
+      } catch (err) {
+        this.ctx.log.warn({ err }, 'campaign launch sweep failed; trying again later');
+      }
+    };
+    const tick = () => {
+      if (this.#sweeping || this.#closed) return;
+      this.#sweeping = sweep().finally(() => (this.#sweeping = undefined));
+    };
+    tick();
+    this.#sweep = setInterval(tick, intervalMs);
+    this.#sweep.unref();
+  }
+
+  /** Waits until no launch runs in this process. */
+  async launchesIdle(): Promise<void> {
+    while (this.#launches.size > 0) await Promise.all([...this.#launches.values()].map((l) => l.done));
+  }
+
+  /** Stops the sweep and starts no more chunks; waits for the chunk running now. */
+  async close(): Promise<void> {
+    this.#closed = true;
+    clearInterval(this.#sweep);
+    await this.#sweeping;
+    await this.launchesIdle();
   }
 
   async #transition(id: string, from: CampaignRecord['status'][], to: CampaignRecord['status']): Promise<CampaignStatusView> {
@@ -232,37 +304,54 @@ export class Campaigns {
    * Launches waves while the gate allows; completes or halts. Inside a commit, under the
    * campaign's lock: of two processes settling the last devices of a wave at once, the
    * second waits for the first, then sees both settled and launches the next wave.
+   * Launches at most `chunk` devices in this transaction: of a launch already begun only
+   * when `launching` (the launcher's own transactions); of a wave it opens, its first chunk.
+   * The rest of the launch is asked for after the commit.
    */
-  async #advance(id: string): Promise<void> {
+  async #advance(id: string, launching = false): Promise<void> {
     await this.ctx.store.lockCampaign(id);
+    let allowed = launching ? this.chunk : 0;
+    let launched = 0;
     for (;;) {
       const c = await this.ctx.store.getCampaignState(id);
       if (c?.status !== 'running') return;
-      if (c.wavesLaunched === 0) {
-        await this.#launchNext(c.id);
+      if (this.#launchIncomplete(c)) {
+        if (launched >= allowed) return this.#launchAfterCommit(id);
+        launched += await this.#launchChunk(id, allowed - launched);
         continue;
       }
-      const launched = this.#waveEnd(c, c.wavesLaunched - 1);
-      const counts = await this.ctx.store.campaignCounts(id);
-      if (ACTIVE_STATUSES.some((s) => (counts[s] ?? 0) > 0)) return;
-      const assigned = Object.values(counts).reduce((n, k) => n + k, 0);
-      // A launched device with no assignment left the fleet before its wave: it counts as not succeeded.
-      // Looked for only once the wave is settled, and only when some launched device has none.
-      if (assigned < launched && (await this.#unassignedActive(id, launched))) return;
-      const succeeded = counts.succeeded ?? 0;
-      const ratio = launched === 0 ? 1 : succeeded / launched;
-      const now = this.ctx.nowIso();
-      if (c.wavesLaunched >= c.spec.waves.length) {
-        await this.ctx.store.updateCampaign(id, { status: 'completed', reason: `success ratio ${ratio.toFixed(3)}`, updatedAt: now });
-        return;
-      }
-      if (ratio < c.spec.successThreshold) {
-        await this.ctx.store.updateCampaign(id, { status: 'halted', reason: `wave ${c.wavesLaunched} success ratio ${ratio.toFixed(3)} below ${c.spec.successThreshold}`, updatedAt: now });
-        this.ctx.log.warn({ campaign: id, ratio }, 'campaign halted by its gate');
-        return;
-      }
-      await this.#launchNext(c.id);
+      if (c.wavesLaunched > 0 && !(await this.#passesGate(c))) return;
+      if (!(await this.#openWave(c))) return;
+      allowed = this.chunk;
     }
+  }
+
+  /**
+   * The gate of a wave whose launch is complete: false while an assignment is open or a
+   * launched device awaits one; otherwise completes the campaign after its last wave, halts
+   * it below the threshold, or answers true (open the next wave).
+   */
+  async #passesGate(c: CampaignState): Promise<boolean> {
+    const launched = this.#waveEnd(c, c.wavesLaunched - 1);
+    const counts = await this.ctx.store.campaignCounts(c.id);
+    if (ACTIVE_STATUSES.some((s) => (counts[s] ?? 0) > 0)) return false;
+    const assigned = Object.values(counts).reduce((n, k) => n + k, 0);
+    // A launched device with no assignment left the fleet before its wave: it counts as not succeeded.
+    // Looked for only once the wave is settled, and only when some launched device has none.
+    if (assigned < launched && (await this.#unassignedActive(c.id, launched))) return false;
+    const succeeded = counts.succeeded ?? 0;
+    const ratio = launched === 0 ? 1 : succeeded / launched;
+    const now = this.ctx.nowIso();
+    if (c.wavesLaunched >= c.spec.waves.length) {
+      await this.ctx.store.updateCampaign(c.id, { status: 'completed', reason: `success ratio ${ratio.toFixed(3)}`, updatedAt: now });
+      return false;
+    }
+    if (ratio < c.spec.successThreshold) {
+      await this.ctx.store.updateCampaign(c.id, { status: 'halted', reason: `wave ${c.wavesLaunched} success ratio ${ratio.toFixed(3)} below ${c.spec.successThreshold}`, updatedAt: now });
+      this.ctx.log.warn({ campaign: c.id, ratio }, 'campaign halted by its gate');
+      return false;
+    }
+    return true;
   }
 
   /** Whether a launched device of the campaign has no assignment of it and is active. */
@@ -280,15 +369,72 @@ export class Campaigns {
     return Math.min(size, Math.ceil((c.spec.waves[wave]! * size) / 100));
   }
 
-  /** Launches the next wave: reads the group once per wave. */
-  async #launchNext(id: string): Promise<void> {
-    const c = await this.get(id);
-    if (c.wavesLaunched >= c.spec.waves.length) return;
+  /** Whether the current wave's launch has begun and not reached the wave's end. */
+  #launchIncomplete(c: CampaignState): boolean {
+    return c.wavesLaunched > 0 && c.launchedCount < this.#waveEnd(c, c.wavesLaunched - 1);
+  }
+
+  /** Opens the next wave (its devices are launched by #advance); false after the last. */
+  async #openWave(c: CampaignState): Promise<boolean> {
+    if (c.wavesLaunched >= c.spec.waves.length) return false;
     const from = c.wavesLaunched === 0 ? 0 : this.#waveEnd(c, c.wavesLaunched - 1);
     const to = this.#waveEnd(c, c.wavesLaunched);
     await this.ctx.store.updateCampaign(c.id, { wavesLaunched: c.wavesLaunched + 1, updatedAt: this.ctx.nowIso() });
     this.ctx.log.info({ campaign: c.id, wave: c.wavesLaunched + 1, devices: to - from }, 'campaign wave launched');
-    for (const deviceId of c.devices.slice(from, to)) await this.#assignDevice(c.id, deviceId);
+    return true;
+  }
+
+  /**
+   * Launches up to `max` more devices of the current wave, recording the count with their
+   * assignments (under the campaign's lock, in the caller's transaction); returns how many.
+   */
+  async #launchChunk(id: string, max: number): Promise<number> {
+    const c = await this.get(id);
+    const from = c.launchedCount;
+    const to = Math.min(this.#waveEnd(c, c.wavesLaunched - 1), from + max);
+    for (const deviceId of c.devices.slice(from, to)) {
+      // The count commits with the assignments, so a device below it is never launched again;
+      // one that has an assignment of the campaign all the same is not assigned twice.
+      if (await this.ctx.store.hasCampaignAssignment(id, deviceId)) continue;
+      await this.#assignDevice(id, deviceId);
+    }
+    await this.ctx.store.updateCampaign(id, { launchedCount: to, updatedAt: this.ctx.nowIso() });
+    this.ctx.log.info({ campaign: id, wave: c.wavesLaunched, launched: to, waveEnd: this.#waveEnd(c, c.wavesLaunched - 1) }, 'campaign launch chunk');
+    return to - from;
+  }
+
+  /** Asks for the rest of the campaign's launch once the surrounding commit succeeds. */
+  #launchAfterCommit(id: string): void {
+    this.ctx.afterCommit(`campaign-launch:${id}`, () => this.#launch(id));
+  }
+
+  /**
+   * Runs the rest of the campaign's launch in this process, one chunk per transaction
+   * (each sends its notifications on commit), unless it runs here already.
+   */
+  #launch(id: string): void {
+    const running = this.#launches.get(id);
+    if (running) {
+      running.again = true;
+      return;
+    }
+    if (this.#closed) return;
+    const l = { again: true, done: Promise.resolve() };
+    this.#launches.set(id, l);
+    l.done = (async () => {
+      try {
+        // A chunk that leaves the launch incomplete asks again (#advance), so this runs until it is
+        // complete, the campaign stops running, or another process finishes it.
+        while (l.again && !this.#closed) {
+          l.again = false;
+          await this.ctx.commit(() => this.#advance(id, true));
+        }
+      } catch (err) {
+        this.ctx.log.warn({ campaign: id, err }, 'campaign launch interrupted; the next sweep resumes it');
+      } finally {
+        this.#launches.delete(id);
+      }
+    })();
   }
 
   async #assignDevice(campaignId: string, deviceId: string): Promise<void> {

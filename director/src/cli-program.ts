@@ -65,7 +65,8 @@ and DIR/metadata/1.root.json.`,
   --viewer-token T          or UPFLEET_VIEWER_TOKEN: a read-only admin token (web console viewer role)
   --provisioning-token T    or UPFLEET_PROVISIONING_TOKEN (required)
   --manual-approval         new devices wait for 'devices approve'
-Online keys: UPFLEET_ONLINE_PASSPHRASE, else DIR/keys/online.passphrase.`,
+Online keys: UPFLEET_ONLINE_PASSPHRASE, else DIR/keys/online.passphrase.
+UPFLEET_CAMPAIGN_LAUNCH_CHUNK: devices a campaign wave launches per transaction (default 100).`,
   devices: `upfleet-director devices <list|show ID|approve ID|decommission ID|preregister ID [--tag T...]> [--status S] [--json]
   show: the device, its ECUs, assignments and security event log (GET /api/v1/admin/devices/ID/events)`,
   assign: `upfleet-director assign DEVICE --ecu SERIAL --image NAME [--ecu SERIAL --image NAME ...] [--json]`,
@@ -233,6 +234,7 @@ async function main(argv: string[], io: CliIo): Promise<void> {
       const imageRepoRoot = values['image-repo-root'] !== undefined ? readInput(values['image-repo-root'], '--image-repo-root') : undefined;
       const dir = required(values.dir, '--dir');
       const logLevel = env.UPFLEET_LOG_LEVEL ?? 'info';
+      const campaignLaunchChunk = positiveInt(env.UPFLEET_CAMPAIGN_LAUNCH_CHUNK || undefined, 'UPFLEET_CAMPAIGN_LAUNCH_CHUNK');
       if (processes > 1 && cluster.isPrimary) {
         const log = pino({ name: 'upfleet-director', level: logLevel });
         const running = await startCluster({
@@ -267,6 +269,7 @@ async function main(argv: string[], io: CliIo): Promise<void> {
         approval: values['manual-approval'] ? 'manual' : 'auto',
         ...(env.UPFLEET_ONLINE_PASSPHRASE && { onlinePassphrase: env.UPFLEET_ONLINE_PASSPHRASE }),
         ...(env.UPFLEET_LOG_LEVEL && { logLevel: env.UPFLEET_LOG_LEVEL }),
+        ...(campaignLaunchChunk !== undefined && { campaignLaunchChunk }),
       });
       if (worker !== undefined) reportStarted(director.url);
       const stop = () => void director.close().then(() => process.exit(0));

@@ -8,7 +8,8 @@
  * nested commit that throws takes back the notifications it queued. Commits run concurrently (each
  * request, each MQTT message): the queue belongs to the async context of its
  * outermost commit, and is emptied whenever the store runs fn again (a retried
- * transaction queues afresh).
+ * transaction queues afresh). Work to start once the change is committed (the rest
+ * of a campaign wave's launch) is queued the same way with `afterCommit`.
  */
 import { AsyncLocalStorage } from 'node:async_hooks';
 import type { Logger } from 'pino';
@@ -35,7 +36,7 @@ export type Notifier = (deviceId: string, state: RepoState) => void;
 
 export class Context {
   /** The notifications queued by the outermost commit of this async context. */
-  readonly #commits = new AsyncLocalStorage<{ queued: Map<string, RepoState>; open: boolean }>();
+  readonly #commits = new AsyncLocalStorage<{ queued: Map<string, RepoState>; after: Map<string, () => void>; open: boolean }>();
 
   #current() {
     const c = this.#commits.getStore();
@@ -63,31 +64,44 @@ export class Context {
     c.queued.set(deviceId, state);
   }
 
+  /**
+   * Queues work to start when the surrounding commit succeeds, after its notifications;
+   * once per key (later ones replace earlier). fn must not throw: it starts work, it does not await it.
+   */
+  afterCommit(key: string, fn: () => void): void {
+    const c = this.#current();
+    if (!c) throw new Error('afterCommit outside a commit');
+    c.after.set(key, fn);
+  }
+
   /** Runs fn in a transaction; nested commits join the outermost, which alone sends notifications. */
   async commit<T>(fn: () => Promise<T>): Promise<T> {
     let result: T;
     const outer = this.#current();
     if (outer) {
-      // A savepoint: when it rolls back, so do the notifications it queued.
-      const before = new Map(outer.queued);
+      // A savepoint: when it rolls back, so do the notifications and after-commit work it queued.
+      const queued = new Map(outer.queued);
+      const after = new Map(outer.after);
       try {
         return await this.store.transaction(fn);
       } catch (error) {
-        outer.queued.clear();
-        for (const [deviceId, state] of before) outer.queued.set(deviceId, state);
+        outer.queued = queued;
+        outer.after = after;
         throw error;
       }
     }
-    const c = { queued: new Map<string, RepoState>(), open: true };
+    const c = { queued: new Map<string, RepoState>(), after: new Map<string, () => void>(), open: true };
     try {
       result = await this.#commits.run(c, () => this.store.transaction(async () => {
         c.queued.clear();
+        c.after.clear();
         return fn();
       }));
     } finally {
       c.open = false;
     }
     for (const [deviceId, state] of c.queued) this.notifier?.(deviceId, state);
+    for (const fn of c.after.values()) fn();
     return result;
   }
 }

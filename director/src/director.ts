@@ -64,6 +64,8 @@ export interface StartOptions {
   logLevel?: string;
   /** Worker threads that verify manifests (verify-pool.ts); 0: verify on the main thread. Default: the machine's cores. */
   verifyWorkers?: number;
+  /** Devices a campaign launches per transaction (default campaigns.ts LAUNCH_CHUNK; UPFLEET_CAMPAIGN_LAUNCH_CHUNK for `serve`). */
+  campaignLaunchChunk?: number;
 }
 
 export interface RunningDirector {
@@ -115,6 +117,7 @@ export async function startDirector(o: StartOptions): Promise<RunningDirector> {
   const services = new DirectorServices({
     store, signers, roots, imageRepo, expiries: { ...DEFAULT_EXPIRIES, ...o.expiries }, approval: o.approval ?? 'auto',
     adminToken: o.adminToken, provisioningToken: o.provisioningToken, now, log,
+    ...(o.campaignLaunchChunk !== undefined && { campaignLaunchChunk: o.campaignLaunchChunk }),
   });
   services.manifests.verifier = verifier;
   const topics = new Topics(o.mqttPrefix ?? DEFAULT_PREFIX);
@@ -177,12 +180,15 @@ export async function startDirector(o: StartOptions): Promise<RunningDirector> {
     throw error;
   }
   if (bus) services.ctx.notifier = (deviceId, state) => bus.notify(deviceId, state);
+  // Launches a director process killed mid-wave left incomplete: now, then periodically.
+  services.campaigns.startLaunchSweep();
   log.info({ url, mqttUrl, prefix: topics.prefix, database: describeDatabase(database) }, 'director started');
 
   return {
     url, database: describeDatabase(database), mqttUrl, topics, services,
     routes: () => router.routes(),
     async close() {
+      await services.campaigns.close();
       services.ctx.notifier = undefined;
       feed.close();
       await bus?.close();

@@ -90,7 +90,7 @@ async function costsWith(others: number, database: string | undefined): Promise<
         await s.store.insertEcu({ serial: `${id}-brake`, deviceId: id, hardwareId: 'brake', publicKey: d.primary.signer.key.toJSON() as Record<string, unknown>, primary: true, installed: null, releaseCounter: 0 });
       }
       await s.store.insertCampaign({
-        id: campaignId, status: 'running', devices: ['measured', ...group], wavesLaunched: 1, reason: null, createdAt: T0, updatedAt: T0,
+        id: campaignId, status: 'running', devices: ['measured', ...group], wavesLaunched: 1, launchedCount: others + 1, reason: null, createdAt: T0, updatedAt: T0,
         spec: { name: 'scale', images: [{ hardwareId: 'brake', image: 'brake-9.bin' }], tags: ['scale'], waves: [100], successThreshold: 0.9,
           resolved: [{ hardwareId: 'brake', image: 'brake-9.bin', length: info.length, hashes: { ...info.hashes }, custom: { ...info.custom } }] },
       });

@@ -12,6 +12,9 @@
  * - A worker killed with SIGKILL mid-campaign, while vehicles send manifests over
  *   MQTT and HTTP, loses nothing: every manifest a vehicle saw delivered is
  *   recorded exactly once, no assignment stays open, the campaign completes.
+ * - The worker launching a campaign wave (one device per transaction here) killed
+ *   with SIGKILL mid-launch: another process finishes the launch, each device of
+ *   the wave assigned exactly once.
  */
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
@@ -29,7 +32,8 @@ describe('several director processes on PostgreSQL and Mosquitto', () => {
   const prefix = `upfleet-test-${randomBytes(4).toString('hex')}/v1`;
   before(async () => {
     db = await createTestDatabase('cluster');
-    c = await startCluster(db.url, ['--mqtt-url', MOSQUITTO, '--mqtt-prefix', prefix]);
+    // Waves launch one device per transaction: a launch spans many transactions, to be cut short.
+    c = await startCluster(db.url, ['--mqtt-url', MOSQUITTO, '--mqtt-prefix', prefix], { UPFLEET_CAMPAIGN_LAUNCH_CHUNK: '1' });
   });
   after(async () => {
     await c?.close();
@@ -152,5 +156,38 @@ describe('several director processes on PostgreSQL and Mosquitto', () => {
       assert.deepEqual(assignments.map((a: any) => a.status), ['succeeded'], `${v.device.id}: no assignment left open`);
     }
     assert.ok(director.lines.some((e) => e.msg === 'director worker exited; starting another in its place' && e.signal === 'SIGKILL'));
+  });
+
+  it('finishes a wave launch whose worker was killed with SIGKILL mid-launch, each device assigned once', async () => {
+    const { admin, director } = c;
+    const devices = Array.from({ length: 60 }, (_, i) => new SimDevice(`launch-${i}`));
+    for (const d of devices) await c.register(d, ['launch']);
+    const created = await admin('POST', '/api/v1/admin/campaigns', { name: 'launch', images: [{ hardwareId: 'brake', image: 'brake-3.bin' }], tags: ['launch'], waves: [100] });
+    assert.equal(created.status, 201, JSON.stringify(created.body));
+    const id = created.body.id;
+    const chunks = () => director.lines.filter((e) => e.msg === 'campaign launch chunk' && e.campaign === id);
+    assert.equal((await admin('POST', `/api/v1/admin/campaigns/${id}/start`)).status, 200);
+    // The start's own chunk names the worker that launches the rest after its commit.
+    const first = await director.waitForLog((e) => e.msg === 'campaign launch chunk' && e.campaign === id, 10_000);
+    const victim = first.pid as number;
+    await director.waitForLog((e) => e.msg === 'campaign launch chunk' && e.campaign === id && e.pid === victim && (e.launched as number) >= 3, 10_000);
+    process.kill(victim, 'SIGKILL');
+
+    const deadline = Date.now() + 60_000;
+    let status: any;
+    do {
+      await new Promise((r) => setTimeout(r, 200));
+      status = (await admin('GET', `/api/v1/admin/campaigns/${id}`)).body;
+    } while (status.launchedCount < devices.length && Date.now() < deadline);
+    assert.equal(status.launchedCount, devices.length, JSON.stringify(status.counts));
+    const byVictim = chunks().filter((e) => e.pid === victim).map((e) => e.launched as number);
+    assert.ok(Math.max(...byVictim) < devices.length, `the killed worker launched ${Math.max(...byVictim)} of ${devices.length}: killed mid-launch`);
+    assert.ok(chunks().some((e) => e.pid !== victim && e.launched === devices.length), 'another process finished the launch');
+    assert.deepEqual([status.counts.pending, status.counts.waiting], [devices.length, 0]);
+    for (const d of devices) {
+      const assignments = (await admin('GET', `/api/v1/admin/devices/${d.id}/assignments`)).body.assignments.filter((a: any) => a.campaignId === id);
+      assert.equal(assignments.length, 1, `${d.id}: assigned exactly once`);
+    }
+    assert.equal((await admin('POST', `/api/v1/admin/campaigns/${id}/abort`)).status, 200);
   });
 });

@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import pg from 'pg';
 import { PgStore } from './pg-store.ts';
 import { readMigrations } from './migrations.ts';
-import { device, storeContract } from './store-contract.ts';
+import { device, storeContract, WHOLE_WAVE_CAMPAIGNS, wholeWaveCampaignsSql } from './store-contract.ts';
 import { createTestDatabase, TEST_POSTGRES, type TestDatabase } from './testing/postgres.ts';
 
 storeContract('PostgreSQL', async () => {
@@ -41,6 +41,34 @@ describe('PgStore migrations', () => {
     const stores = await Promise.all([PgStore.open(db.url), PgStore.open(db.url), PgStore.open(db.url)]);
     await Promise.all(stores.map((s) => s.close()));
     assert.deepEqual(await versions(), (await readMigrations('postgres')).map((m) => m.version));
+  });
+
+  it('gives campaigns launched whole, wave by wave, the count of devices their waves launched', async () => {
+    const old = await createTestDatabase('whole_waves');
+    try {
+      const migrations = await readMigrations('postgres');
+      const launch = migrations.find((m) => m.name === 'campaign_launch')!;
+      const client = new pg.Client(old.url);
+      await client.connect();
+      try {
+        await client.query('CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL)');
+        for (const m of migrations.filter((m) => m.version < launch.version)) {
+          await client.query(m.sql);
+          await client.query('INSERT INTO schema_migrations VALUES ($1, $2, $3)', [m.version, m.name, 't']);
+        }
+        await client.query(wholeWaveCampaignsSql());
+      } finally {
+        await client.end();
+      }
+      const store = await PgStore.open(old.url);
+      try {
+        for (const c of WHOLE_WAVE_CAMPAIGNS) assert.equal((await store.getCampaignState(c.id))!.launchedCount, c.launchedCount, c.id);
+      } finally {
+        await store.close();
+      }
+    } finally {
+      await old.drop();
+    }
   });
 
   it('says the database is unavailable when the server cannot be reached', async () => {

@@ -65,6 +65,8 @@ export interface ServicesOptions {
   provisioningToken: string;
   now: () => Date;
   log: Logger;
+  /** Devices a campaign launches per transaction (default campaigns.ts LAUNCH_CHUNK). */
+  campaignLaunchChunk?: number;
 }
 
 export class DirectorServices {
@@ -88,7 +90,7 @@ export class DirectorServices {
     this.assignments = new Assignments(this.ctx, this.inventory);
     this.inventory.assignments = this.assignments;
     this.manifests = new Manifests(this.ctx, this.assignments);
-    this.campaigns = new Campaigns(this.ctx, this.assignments);
+    this.campaigns = new Campaigns(this.ctx, this.assignments, o.campaignLaunchChunk);
     this.manifests.onCampaignChange = (ids) => this.campaigns.onAssignmentsChanged(ids);
     // Counted when scraped (one aggregate query), not on every status message.
     this.metrics.countOnline = async () => (await o.store.countDevices()).online;

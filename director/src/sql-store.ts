@@ -96,6 +96,7 @@ const campaignFrom = (r: Row): CampaignRecord => ({
   spec: parse(r.spec),
   devices: parse(r.devices),
   wavesLaunched: Number(r.waves_launched),
+  launchedCount: Number(r.launched_count),
   reason: text(r.reason),
   createdAt: r.created_at as string,
   updatedAt: r.updated_at as string,
@@ -107,6 +108,7 @@ const campaignStateFrom = (r: Row): CampaignState => ({
   spec: parse(r.spec),
   groupSize: Number(r.group_size),
   wavesLaunched: Number(r.waves_launched),
+  launchedCount: Number(r.launched_count),
   reason: text(r.reason),
   createdAt: r.created_at as string,
   updatedAt: r.updated_at as string,
@@ -145,8 +147,11 @@ const ASSIGNMENT_COLUMNS: Columns = {
 };
 const CAMPAIGN_COLUMNS: Columns = {
   status: ['status', same], spec: ['spec', json], devices: ['devices', json], wavesLaunched: ['waves_launched', same],
-  reason: ['reason', same], updatedAt: ['updated_at', same], groupSize: ['group_size', same],
+  launchedCount: ['launched_count', same], reason: ['reason', same], updatedAt: ['updated_at', same], groupSize: ['group_size', same],
 };
+
+/** A campaign's columns without its group's list (campaignStateFrom). */
+const CAMPAIGN_STATE = 'id, status, spec, group_size, waves_launched, launched_count, reason, created_at, updated_at';
 
 /** The tables whose rows carry a change stamp, as the change feed names them. */
 const STAMPED = ['devices', 'assignments', 'campaigns'] as const;
@@ -326,6 +331,11 @@ export class SqlStore implements DirectorStore {
     return this.#many('SELECT * FROM assignments WHERE campaign_id = ? ORDER BY seq', [campaignId], assignmentFrom);
   }
 
+  async hasCampaignAssignment(campaignId: string, deviceId: string): Promise<boolean> {
+    // By the device's index: a device has a handful of assignments, a campaign thousands.
+    return (await this.db.all('SELECT 1 FROM assignments WHERE device_id = ? AND campaign_id = ? LIMIT 1', [deviceId, campaignId])).length > 0;
+  }
+
   async campaignCounts(campaignId: string): Promise<Partial<Record<AssignmentStatus, number>>> {
     const rows = await this.db.all('SELECT status, n FROM campaign_counts WHERE campaign_id = ? AND n <> 0', [campaignId]);
     return Object.fromEntries(rows.map((r) => [r.status as AssignmentStatus, Number(r.n)]));
@@ -393,9 +403,9 @@ export class SqlStore implements DirectorStore {
   }
 
   insertCampaign(c: CampaignRecord): Promise<void> {
-    return this.db.run(`INSERT INTO campaigns (id, status, spec, devices, waves_launched, reason, created_at, updated_at, group_size, change_seq)
-      VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ${this.#stamp('campaigns')})`, [
-      c.id, c.status, json(c.spec), json(c.devices), c.wavesLaunched, c.reason, c.createdAt, c.updatedAt, c.devices.length]);
+    return this.db.run(`INSERT INTO campaigns (id, status, spec, devices, waves_launched, launched_count, reason, created_at, updated_at, group_size, change_seq)
+      VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ${this.#stamp('campaigns')})`, [
+      c.id, c.status, json(c.spec), json(c.devices), c.wavesLaunched, c.launchedCount, c.reason, c.createdAt, c.updatedAt, c.devices.length]);
   }
 
   updateCampaign(id: string, fields: Partial<CampaignRecord>): Promise<void> {
@@ -403,7 +413,11 @@ export class SqlStore implements DirectorStore {
   }
 
   getCampaignState(id: string): Promise<CampaignState | undefined> {
-    return this.#one('SELECT id, status, spec, group_size, waves_launched, reason, created_at, updated_at FROM campaigns WHERE id = ?', [id], campaignStateFrom);
+    return this.#one(`SELECT ${CAMPAIGN_STATE} FROM campaigns WHERE id = ?`, [id], campaignStateFrom);
+  }
+
+  runningCampaigns(): Promise<CampaignState[]> {
+    return this.#many(`SELECT ${CAMPAIGN_STATE} FROM campaigns WHERE status = 'running' ORDER BY id`, [], campaignStateFrom);
   }
 
   getCampaign(id: string): Promise<CampaignRecord | undefined> {

@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { SqliteStore } from './sqlite-store.ts';
 import { readMigrations } from './migrations.ts';
-import { storeContract } from './store-contract.ts';
+import { storeContract, WHOLE_WAVE_CAMPAIGNS, wholeWaveCampaignsSql } from './store-contract.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'upfleet-director-store-'));
 after(() => rmSync(dir, { recursive: true, force: true }));
@@ -31,6 +31,26 @@ const versions = (path: string) => {
 };
 
 describe('SqliteStore migrations', () => {
+  it('gives campaigns launched whole, wave by wave, the count of devices their waves launched', async () => {
+    const path = join(dir, 'whole-waves.db');
+    const migrations = await readMigrations('sqlite');
+    const launch = migrations.find((m) => m.name === 'campaign_launch')!;
+    const old = new Database(path);
+    old.exec('CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL)');
+    for (const m of migrations.filter((m) => m.version < launch.version)) {
+      old.exec(m.sql);
+      old.prepare('INSERT INTO schema_migrations VALUES (?, ?, ?)').run(m.version, m.name, 't');
+    }
+    old.exec(wholeWaveCampaignsSql());
+    old.close();
+    const store = await SqliteStore.open(path);
+    try {
+      for (const c of WHOLE_WAVE_CAMPAIGNS) assert.equal((await store.getCampaignState(c.id))!.launchedCount, c.launchedCount, c.id);
+    } finally {
+      await store.close();
+    }
+  });
+
   it('creates a new database at the newest version, and opening it again applies nothing', async () => {
     const path = join(dir, 'new.db');
     await (await SqliteStore.open(path)).close();

@@ -46,10 +46,34 @@ function assignment(id: string, deviceId: string, fields: Partial<AssignmentReco
 
 function campaign(id: string, fields: Partial<CampaignRecord> = {}): CampaignRecord {
   return {
-    id, status: 'draft', devices: [], wavesLaunched: 0, reason: null, createdAt: T0, updatedAt: T0,
+    id, status: 'draft', devices: [], wavesLaunched: 0, launchedCount: 0, reason: null, createdAt: T0, updatedAt: T0,
     spec: { name: `c-${id}`, images: [{ hardwareId: 'brake', image: 'brake-2.bin' }], tags: ['eu'], waves: [50, 100], successThreshold: 0.9 },
     ...fields,
   };
+}
+
+/**
+ * Campaigns as a director before chunked launches left them (each wave launched whole), and
+ * the count of launched devices the launch migration must give them: the end of their latest
+ * wave, ceil(waves[k] * group / 100), as campaigns.ts computes it.
+ */
+export const WHOLE_WAVE_CAMPAIGNS: Array<{ id: string; waves: number[]; group: number; wavesLaunched: number; launchedCount: number }> = [
+  { id: 'whole-a', waves: [33.3, 100], group: 7, wavesLaunched: 1, launchedCount: 3 },
+  { id: 'whole-b', waves: [50, 100], group: 4, wavesLaunched: 1, launchedCount: 2 },
+  { id: 'whole-c', waves: [1, 10, 50, 100], group: 250, wavesLaunched: 2, launchedCount: 25 },
+  { id: 'whole-d', waves: [1, 100], group: 30, wavesLaunched: 1, launchedCount: 1 },
+  { id: 'whole-e', waves: [0.5, 100], group: 3, wavesLaunched: 2, launchedCount: 3 },
+  { id: 'whole-f', waves: [50, 100], group: 9, wavesLaunched: 0, launchedCount: 0 },
+];
+
+/** An INSERT of WHOLE_WAVE_CAMPAIGNS into the campaigns table as it was before the launch migration. */
+export function wholeWaveCampaignsSql(): string {
+  return WHOLE_WAVE_CAMPAIGNS.map((c) => {
+    const devices = JSON.stringify(Array.from({ length: c.group }, (_, i) => `${c.id}-${i}`));
+    const spec = JSON.stringify({ name: c.id, images: [], tags: [], waves: c.waves, successThreshold: 0.9 });
+    return `INSERT INTO campaigns (id, status, spec, devices, waves_launched, reason, created_at, updated_at, group_size)
+      VALUES ('${c.id}', '${c.wavesLaunched ? 'running' : 'draft'}', '${spec}', '${devices}', ${c.wavesLaunched}, NULL, '${T0}', '${T0}', ${c.group});`;
+  }).join('\n');
 }
 
 export function storeContract(name: string, open: () => Promise<StoreUnderTest>): void {
@@ -182,6 +206,28 @@ export function storeContract(name: string, open: () => Promise<StoreUnderTest>)
         assert.deepEqual(await s.getCampaign('c2'), campaign('c2', { createdAt: '2026-02-01T00:00:00.000Z', status: 'running', devices: ['x', 'y'], wavesLaunched: 1, reason: 'r', updatedAt: 'u' }));
         assert.deepEqual((await s.listCampaigns()).map((c) => c.id), ['c1', 'c2']);
         assert.equal(await s.getCampaign('nope'), undefined);
+      });
+
+      it('keeps the count of devices launched, and lists the running campaigns without their groups', async () => {
+        await s.insertCampaign(campaign('launch-1', { status: 'running', devices: ['l1', 'l2', 'l3'], wavesLaunched: 1, launchedCount: 2 }));
+        await s.insertCampaign(campaign('launch-2', { status: 'paused', devices: ['l4'], wavesLaunched: 1 }));
+        assert.equal((await s.getCampaign('launch-1'))!.launchedCount, 2);
+        await s.updateCampaign('launch-1', { launchedCount: 3 });
+        await s.updateCampaign('launch-2', { launchedCount: 1 });
+        const { devices: _devices, ...state } = campaign('launch-1', { status: 'running', wavesLaunched: 1, launchedCount: 3 });
+        assert.deepEqual(await s.getCampaignState('launch-1'), { ...state, groupSize: 3 });
+        assert.equal((await s.getCampaignState('launch-2'))!.launchedCount, 1);
+        const running = (await s.runningCampaigns()).filter((c) => c.id.startsWith('launch-'));
+        assert.deepEqual(running, [{ ...state, groupSize: 3 }], 'running ones only, without the group');
+      });
+
+      it("tells whether a device has an assignment of a campaign", async () => {
+        await s.insertDevice(device('hca-dev'));
+        await s.insertAssignment(assignment('hca-a1', 'hca-dev', { campaignId: 'hca-camp' }));
+        await s.insertAssignment(assignment('hca-a2', 'hca-dev'));
+        assert.equal(await s.hasCampaignAssignment('hca-camp', 'hca-dev'), true);
+        assert.equal(await s.hasCampaignAssignment('hca-other', 'hca-dev'), false);
+        assert.equal(await s.hasCampaignAssignment('hca-camp', 'dev-b'), false);
       });
     });
 

@@ -161,8 +161,14 @@ export interface CampaignRecord {
   spec: CampaignSpec;
   /** The group in rollout order, fixed at start. */
   devices: string[];
-  /** Number of waves launched so far. */
+  /** Number of waves whose launch has begun. */
   wavesLaunched: number;
+  /**
+   * Devices of the group, in rollout order, launched so far (assigned, or passed over when
+   * not active). A wave launches in chunks, each in a transaction of its own: its launch is
+   * complete when this reaches the wave's end.
+   */
+  launchedCount: number;
   reason: string | null;
   createdAt: string;
   updatedAt: string;
@@ -244,6 +250,8 @@ export interface DirectorStore {
    * transaction as every assignment write (statuses with none are absent).
    */
   campaignCounts(campaignId: string): Promise<Partial<Record<AssignmentStatus, number>>>;
+  /** Whether the device has an assignment of the campaign (by the device's index). */
+  hasCampaignAssignment(campaignId: string, deviceId: string): Promise<boolean>;
   /** Failed assignments of devices not decommissioned, newest first. */
   recentFailures(limit: number): Promise<AssignmentRecord[]>;
   /** The device's pending, downloading and installing assignments, oldest first. */
@@ -266,9 +274,11 @@ export interface DirectorStore {
   deleteMetadataFile(deviceId: string, name: string): Promise<void>;
 
   insertCampaign(c: CampaignRecord): Promise<void>;
-  updateCampaign(id: string, fields: Partial<Pick<CampaignRecord, 'status' | 'spec' | 'devices' | 'wavesLaunched' | 'reason' | 'updatedAt'>>): Promise<void>;
+  updateCampaign(id: string, fields: Partial<Pick<CampaignRecord, 'status' | 'spec' | 'devices' | 'wavesLaunched' | 'launchedCount' | 'reason' | 'updatedAt'>>): Promise<void>;
   getCampaign(id: string): Promise<CampaignRecord | undefined>;
   getCampaignState(id: string): Promise<CampaignState | undefined>;
+  /** The running campaigns without their groups' lists (by the status index). */
+  runningCampaigns(): Promise<CampaignState[]>;
   listCampaigns(): Promise<CampaignRecord[]>;
 
   /**

@@ -98,6 +98,8 @@ export interface Campaign {
   spec: { name: string; images: Array<{ hardwareId: string; image: string }>; tags: string[]; waves: number[]; successThreshold: number };
   devices: string[];
   wavesLaunched: number;
+  /** Devices of the group launched so far (a wave launches in chunks). */
+  launchedCount: number;
   reason: string | null;
   createdAt: string;
   updatedAt: string;

@@ -150,7 +150,8 @@ const schemas = {
     progress: { type: 'object', description: "the latest assignment's per-ECU progress", additionalProperties: ref('EcuProgress') } }),
   Campaign: record({
     id: string, status: { enum: ['draft', 'running', 'paused', 'halted', 'completed', 'aborted'] }, spec: ref('CampaignSpec'),
-    devices: { ...strings, description: 'the group in rollout order, fixed at start' }, wavesLaunched: { type: 'integer', minimum: 0 },
+    devices: { ...strings, description: 'the group in rollout order, fixed at start' }, wavesLaunched: { type: 'integer', minimum: 0, description: 'waves whose launch has begun' },
+    launchedCount: { type: 'integer', minimum: 0, description: 'devices of the group, in rollout order, launched so far: a wave launches in chunks, and its launch is complete when this reaches its end' },
     reason: nullable(string), createdAt: dateTime, updatedAt: dateTime,
     counts: record(Object.fromEntries(['waiting', ...assignmentStatus.enum].map((s) => [s, { type: 'integer', minimum: 0 }]))),
     currentWave: { type: 'integer', minimum: 0 }, totalWaves: { type: 'integer', minimum: 1 },

@@ -23,8 +23,8 @@ export interface Cluster {
   close(): Promise<void>;
 }
 
-/** An image repository, and `serve --processes 3` on `database` with `mqtt` options, in a director directory of its own. */
-export async function startCluster(database: string, mqtt: string[]): Promise<Cluster> {
+/** An image repository, and `serve --processes 3` on `database` with `mqtt` options (and `env`), in a director directory of its own. */
+export async function startCluster(database: string, mqtt: string[], env: Record<string, string> = {}): Promise<Cluster> {
   const dir = await directorDir();
   const repo = await new ImageRepoServer().start();
   const images = {
@@ -38,7 +38,7 @@ export async function startCluster(database: string, mqtt: string[]): Promise<Cl
       '--dir', dir, '--port', '0', '--image-repo', repo.url, '--image-repo-root', join(dir, 'image-root.json'),
       '--database', database, '--processes', String(PROCESSES), ...mqtt,
       '--admin-token', ADMIN_TOKEN, '--provisioning-token', PROVISIONING_TOKEN,
-    ], { UPFLEET_ONLINE_PASSPHRASE: 'online-pass' });
+    ], { UPFLEET_ONLINE_PASSPHRASE: 'online-pass', ...env });
   } catch (error) {
     await repo.close();
     rmSync(dir, { recursive: true, force: true });
