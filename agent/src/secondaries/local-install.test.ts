@@ -33,7 +33,7 @@ esac
   );
   chmodSync(script, 0o755);
   const signer = Ed25519Signer.generate();
-  const make = () => new LocalInstallSecondary({ ecuSerial: 'gw-1', hardwareId: 'gw', installCommand: script, timeoutSeconds: o.timeoutSeconds ?? 10, signer, dir: join(dir, 'state'), ...(o.bootId && { bootId: o.bootId }) });
+  const make = () => new LocalInstallSecondary({ ecuSerial: 'gw-1', hardwareId: 'gw', installCommand: script, timeoutSeconds: o.timeoutSeconds ?? 10, signer, dir: join(dir, 'state'), bootId: o.bootId ?? (() => 'boot-1') });
   return { dir, ecu: make(), make, signer, log: () => readFileSync(join(dir, 'log'), 'utf8').trim().split('\n') };
 }
 
@@ -174,7 +174,7 @@ describe('LocalInstallSecondary', () => {
   it('a handler failing in activate otherwise (exit status) is a failure at once', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'upfleet-local-fail-'));
     dirs.push(dir);
-    const failing = new LocalInstallSecondary({ ecuSerial: 'gw-1', hardwareId: 'gw', installCommand: 'test "$UPFLEET_PHASE" != activate && true', timeoutSeconds: 10, signer: Ed25519Signer.generate(), dir });
+    const failing = new LocalInstallSecondary({ ecuSerial: 'gw-1', hardwareId: 'gw', installCommand: 'test "$UPFLEET_PHASE" != activate && true', timeoutSeconds: 10, signer: Ed25519Signer.generate(), dir, bootId: () => 'boot-1' });
     await failing.install(imageOf(randomBytes(100)));
     await assert.rejects(failing.activate(), (e: unknown) => e instanceof InstallError && e.phase === 'activate');
   });

@@ -66,12 +66,10 @@ export interface LocalInstallOptions {
   signer: Signer;
   /** Where slot state and the staged image live. */
   dir: string;
-  /** This boot's ID (default: /proc/sys/kernel/random/boot_id). */
-  bootId?: () => string;
+  /** This boot's ID (/proc/sys/kernel/random/boot_id; agent.ts bootIdReader). */
+  bootId: () => string;
   now?: () => Date;
 }
-
-const systemBootId = () => readFileSync('/proc/sys/kernel/random/boot_id', 'utf8').trim();
 
 export class LocalInstallSecondary implements Secondary {
   readonly ecuSerial: string;
@@ -161,7 +159,7 @@ export class LocalInstallSecondary implements Secondary {
     if (s.pending.phase === 'staging') throw new InstallError(this.ecuSerial, 'activate', 'no installed image to activate');
     const slot = inactive(s.active);
     const name = s.pending.image.filename;
-    const bootId = (this.#o.bootId ?? systemBootId)();
+    const bootId = this.#o.bootId();
     if (s.pending.phase === 'installed' || s.pending.bootId === bootId) {
       s = { ...s, pending: { ...s.pending, phase: 'activating', bootId } };
       this.#save(s);
