@@ -62,7 +62,7 @@ async function world(options: { imageNow?: Date; maxImageBytes?: number } = {}):
   chmodSync(handler, 0o755);
   const secondaries = ['brake', 'door'].map((hw, i) => {
     const signer = Ed25519Signer.generate();
-    const ecu = new LocalInstallSecondary({ ecuSerial: `ecu-${hw}`, hardwareId: hw, installCommand: 'true', timeoutSeconds: 10, signer, dir: join(dir, `sec-${i}`) });
+    const ecu = new LocalInstallSecondary({ ecuSerial: `ecu-${hw}`, hardwareId: hw, installCommand: 'true', timeoutSeconds: 10, signer, dir: join(dir, `sec-${i}`), bootId: () => 'boot-1' });
     return { ecu, signer };
   });
   const config = parseConfig({

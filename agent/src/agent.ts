@@ -294,8 +294,22 @@ export async function createAgent(config: AgentConfig, options: AgentOptions = {
     return runner;
   };
 
+  // Once per start, before any cycle: the RAUC installer confirms the booted slot to the
+  // bootloader (a slot on trial waits for its health check, in the resumed activation).
+  let bootConfirmed = !(primary instanceof RaucPrimary);
+  const confirmBoot = async (): Promise<void> => {
+    if (bootConfirmed || !(primary instanceof RaucPrimary)) return;
+    try {
+      await primary.confirmBoot();
+      bootConfirmed = true;
+    } catch (e) {
+      log.error({ error: (e as Error).message }, 'cannot confirm the booted slot to the bootloader yet; trying again before the next cycle');
+    }
+  };
+
   let cycling: Promise<CycleOutcome> | undefined;
   const cycleOnce = async (): Promise<CycleOutcome> => {
+    await confirmBoot();
     throttle.reset();
     const result = await getRunner().runCycle(randomBytes(8).toString('hex'));
     const failure = stateStore.load().state.cycle.failure;
@@ -463,7 +477,7 @@ export async function createAgent(config: AgentConfig, options: AgentOptions = {
     wake?.();
     await control?.close();
     // A cycle waiting for the machine to restart never ends in this boot: do not wait for it.
-    const restarting = primary instanceof RaucPrimary ? primary.rebootRequested : new Promise<void>(() => undefined);
+    const restarting = primary.rebootRequested;
     await Promise.race([cycling?.catch(() => undefined), restarting]);
     await mqtt?.close().catch(() => undefined);
     for (const e of ecus.values()) await e.close().catch(() => undefined);
@@ -504,7 +518,7 @@ function primaryInstaller(o: {
   const { serial, hardwareId, installer } = o.config.ecus.primary;
   const dir = join(o.config.storageDir, 'primary');
   if (installer.type === 'handler') {
-    return new LocalInstallSecondary({ ecuSerial: serial, hardwareId, installCommand: installer.command, timeoutSeconds: installer.timeoutSeconds, signer: o.signer, dir, now: o.now });
+    return new LocalInstallSecondary({ ecuSerial: serial, hardwareId, installCommand: installer.command, timeoutSeconds: installer.timeoutSeconds, signer: o.signer, dir, bootId: bootIdReader(o.env), now: o.now });
   }
   return new RaucPrimary({
     ecuSerial: serial,

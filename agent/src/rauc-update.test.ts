@@ -4,7 +4,9 @@
  * repository, the real rauc service on its test system (testing/rauc-system.ts).
  * The reboot command SIGKILLs the agent (the machine going down); the test
  * then "reboots" the system (the bootloader picks a slot, the rauc service
- * restarts with it, a new boot ID) and starts the agent again.
+ * restarts with it, a new boot ID) and starts the agent again. The bootloader
+ * skips a slot it started that nobody confirmed: each agent start confirms the
+ * booted slot unless it is on trial.
  */
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -66,6 +68,15 @@ describe('the gateway updated through RAUC (real rauc, real director and image r
     assert.equal(system.bootloader().B, 'good');
     assert.equal(await primaryInstalled(), 'gateway-1.raucb');
     assert.equal((await w.device()).assignments.at(-1).status, 'succeeded');
+  });
+
+  it('confirms the committed slot to the bootloader at every start, so restarts without an update keep it', async () => {
+    assert.equal(await system.reboot(), 'B');
+    assert.deepEqual(system.tried(), ['B'], 'started by the bootloader, not yet confirmed');
+    const r = await agent(['check', '--once']);
+    assert.equal(r.code, 0, r.stderr);
+    assert.deepEqual(system.tried(), [], 'the agent confirmed it at its start');
+    assert.equal(await system.reboot(), 'B', 'the bootloader keeps the committed slot');
   });
 
   it('goes back to the old slot when the new one is unhealthy, and reports HEALTH_CHECK_FAILED with the old image', async () => {

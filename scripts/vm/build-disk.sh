@@ -39,8 +39,8 @@ done
 install -m 0755 "$yfiles/upfleet-firstboot.sh" "$root/usr/libexec/upfleet/firstboot"
 install -m 0644 "$yfiles/70-upfleet-serial.rules" "$root/etc/udev/rules.d/70-upfleet-serial.rules"
 install -m 0644 "$guest/50-serial-ports.conf" -D "$root/etc/systemd/system/upfleet-agent.service.d/50-serial-ports.conf"
-install -m 0755 "$guest/health-check" "$guest/boot-ok" "$guest/vm-shell" "$root/usr/libexec/upfleet/"
-install -m 0644 "$guest/upfleet-boot-ok.service" "$guest/upfleet-vm-shell.service" "$root/etc/systemd/system/"
+install -m 0755 "$guest/health-check" "$guest/vm-shell" "$root/usr/libexec/upfleet/"
+install -m 0644 "$guest/upfleet-vm-shell.service" "$root/etc/systemd/system/"
 install -m 0644 "$guest/agent.json" "$root/etc/upfleet/agent.json"
 install -m 0644 "$guest/system.conf" "$root/etc/rauc/system.conf"
 install -m 0644 "$guest/rauc-dbus.conf" "$root/etc/dbus-1/system.d/de.pengutronix.rauc.conf"
@@ -53,7 +53,7 @@ install -m 0644 "$guest/10-vm.network" "$root/etc/systemd/network/10-vm.network"
 echo upfleet-vm > "$root/etc/hostname"
 : > "$root/etc/machine-id"
 systemctl --root="$root" enable upfleet-agent.service upfleet-provision.service upfleet-reboot.path \
-  upfleet-boot-ok.service upfleet-vm-shell.service systemd-networkd.service >/dev/null 2>&1
+  upfleet-vm-shell.service systemd-networkd.service >/dev/null 2>&1
 # A quicker boot under emulation: no logins (the test talks over ttyS2), no periodic
 # maintenance, no KVM modules (the emulated CPU offers SVM, nothing uses it).
 systemctl --root="$root" mask getty@tty1.service serial-getty@ttyS0.service apt-daily.timer \

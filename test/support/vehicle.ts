@@ -198,7 +198,7 @@ export class Vehicle {
       if (this.link === 'local') {
         d = new LocalInstallSecondary({
           ecuSerial: e.spec.serial, hardwareId: e.spec.hardwareId, installCommand: 'true', timeoutSeconds: 30,
-          signer: e.signer, dir: e.localDir!, now: this.stack.clock.now,
+          signer: e.signer, dir: e.localDir!, bootId: () => 'simulated-vehicle', now: this.stack.clock.now,
         });
       } else if (this.link === 'emulated') {
         d = new SerialSecondary((e.served as ServedEcu).primary, { rtoMs: 300, reconnectMs: 3000, ...this.serialOptions, ecuSerial: e.spec.serial });

@@ -189,6 +189,8 @@ describe('VM: a Debian gateway updated through RAUC with an A/B disk, GRUB, a se
     const env = await world.vm!.sh('grub-editenv /boot/grub-env/grub/grubenv list');
     assert.match(env, /^A_OK=0$/m, 'slot A is marked bad');
     assert.match(env, /^ORDER=B A$/m, 'slot B is the first choice again');
+    // GRUB marked B tried at this boot; only the agent's start confirms it (no other unit does).
+    await waitFor('the agent to confirm slot B at its start (B_TRY=0)', async () => (/^B_TRY=0$/m.test(await world.vm!.sh('grub-editenv /boot/grub-env/grub/grubenv list')) ? true : undefined));
   });
 
   step('a power cut during `rauc install` of 4.0.0: the next boot resumes or rolls back, with a verified manifest', async () => {

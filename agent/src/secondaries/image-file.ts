@@ -14,6 +14,7 @@
 import { spawn } from 'node:child_process';
 import { createReadStream, existsSync, rmSync, statSync } from 'node:fs';
 import { open } from 'node:fs/promises';
+import { constants } from 'node:os';
 import {
   LengthOrHashMismatchError,
   MultiHasher,
@@ -168,8 +169,19 @@ export interface CommandOptions {
 }
 
 /**
+ * A command that a signal ended which the agent did not send (its timeout is a
+ * plain InstallError): e.g. the shutdown of a reboot stopping everything.
+ */
+export class CommandSignalledError extends InstallError {
+  constructor(ecuSerial: string, phase: string, reason: string, readonly signal: NodeJS.Signals) {
+    super(ecuSerial, phase, reason);
+  }
+}
+
+/**
  * Runs `file args...` (no shell); resolves with stdout when asked for it.
- * @throws InstallError when it cannot start, times out or exits non-zero.
+ * @throws InstallError when it cannot start, times out or exits non-zero;
+ *   CommandSignalledError when a signal from elsewhere ended it.
  */
 export function runCommand(file: string, args: readonly string[], o: CommandOptions): Promise<string> {
   return new Promise((resolve, reject) => {
@@ -191,9 +203,16 @@ export function runCommand(file: string, args: readonly string[], o: CommandOpti
       clearTimeout(timer);
       if (code === 0) return resolve(Buffer.concat(stdout).toString('utf8'));
       const how = timedOut ? `did not finish in ${o.timeoutSeconds} s` : `exited with ${signal ?? code}`;
-      reject(new InstallError(o.ecuSerial, o.phase, `${o.label ?? file} ${how}${stderr ? `: ${stderr.trim()}` : ''}`));
+      const reason = `${o.label ?? file} ${how}${stderr ? `: ${stderr.trim()}` : ''}`;
+      // A shell whose child a signal ended exits with 128 + the signal's number.
+      const by = timedOut ? null : (signal ?? (code !== null && code > 128 ? signalName(code - 128) : null));
+      reject(by ? new CommandSignalledError(o.ecuSerial, o.phase, reason, by) : new InstallError(o.ecuSerial, o.phase, reason));
     });
   });
+}
+
+function signalName(n: number): NodeJS.Signals | null {
+  return (Object.entries(constants.signals).find(([, v]) => v === n)?.[0] as NodeJS.Signals | undefined) ?? null;
 }
 
 /** Runs a configured command line through /bin/sh, with `args` as "$1"...; @throws InstallError */

@@ -12,8 +12,11 @@ import type { ImageToInstall } from './secondary.ts';
 const dirs: string[] = [];
 after(() => dirs.forEach((d) => rmSync(d, { recursive: true, force: true })));
 
-/** A handler that logs each phase and copies the image into slot-<x>; health fails when FAIL_HEALTH exists. */
-function setup() {
+/**
+ * A handler that logs each phase and copies the image into slot-<x>; health fails when
+ * FAIL_HEALTH exists; activate is ended by SIGTERM (as a reboot ends it) when REBOOT exists.
+ */
+function setup(o: { timeoutSeconds?: number; bootId?: () => string } = {}) {
   const dir = mkdtempSync(join(tmpdir(), 'upfleet-local-'));
   dirs.push(dir);
   const script = join(dir, 'handler.sh');
@@ -24,13 +27,14 @@ echo "$UPFLEET_PHASE $UPFLEET_SLOT" >> "${dir}/log"
 case "$UPFLEET_PHASE" in
   install) cp "$1" "${dir}/slot-$UPFLEET_SLOT" ;;
   health) [ ! -e "${dir}/FAIL_HEALTH" ] ;;
+  activate) [ ! -e "${dir}/REBOOT" ] || kill -TERM $$ ;;
 esac
 `,
   );
   chmodSync(script, 0o755);
   const signer = Ed25519Signer.generate();
-  const ecu = new LocalInstallSecondary({ ecuSerial: 'gw-1', hardwareId: 'gw', installCommand: script, timeoutSeconds: 10, signer, dir: join(dir, 'state') });
-  return { dir, ecu, signer, log: () => readFileSync(join(dir, 'log'), 'utf8').trim().split('\n') };
+  const make = () => new LocalInstallSecondary({ ecuSerial: 'gw-1', hardwareId: 'gw', installCommand: script, timeoutSeconds: o.timeoutSeconds ?? 10, signer, dir: join(dir, 'state'), bootId: o.bootId ?? (() => 'boot-1') });
+  return { dir, ecu: make(), make, signer, log: () => readFileSync(join(dir, 'log'), 'utf8').trim().split('\n') };
 }
 
 function imageOf(data: Buffer, name = 'fw.bin', releaseCounter = 0): ImageToInstall {
@@ -125,5 +129,53 @@ describe('LocalInstallSecondary', () => {
     assert.deepEqual(log(), ['install b', 'rollback b']);
     await ecu.activate(); // nothing pending: a no-op
     assert.equal((await ecu.info()).installed, null);
+  });
+
+  it('a handler that SIGTERM ended in activate (a reboot) is a restart under way: activate waits; after the restart, health and commit', async () => {
+    let boot = 'boot-1';
+    const { dir, ecu, make, log } = setup({ bootId: () => boot });
+    await ecu.install(imageOf(randomBytes(1000)));
+    writeFileSync(join(dir, 'REBOOT'), '');
+    let settled = false;
+    void ecu.activate().finally(() => (settled = true));
+    await ecu.rebootRequested;
+    assert.equal(ecu.slots().pending?.phase, 'activating', 'recorded before the handler ran');
+    assert.equal(ecu.slots().pending?.bootId, 'boot-1');
+    await new Promise((r) => setTimeout(r, 100));
+    assert.equal(settled, false, 'activate does not settle while the machine goes down');
+    await ecu.close();
+
+    rmSync(join(dir, 'REBOOT'));
+    boot = 'boot-2';
+    await make().activate();
+    assert.deepEqual(log(), ['install b', 'activate b', 'health b', 'commit b'], 'activate ran once');
+    assert.equal(make().slots().active, 'b');
+  });
+
+  it('after an agent restart in the same boot (the machine did not go down), activate runs again', async () => {
+    const { dir, ecu, make, log } = setup({ bootId: () => 'same-boot' });
+    await ecu.install(imageOf(randomBytes(1000)));
+    writeFileSync(join(dir, 'REBOOT'), '');
+    void ecu.activate();
+    await ecu.rebootRequested;
+    await ecu.close();
+    rmSync(join(dir, 'REBOOT'));
+    await make().activate();
+    assert.deepEqual(log(), ['install b', 'activate b', 'activate b', 'health b', 'commit b']);
+  });
+
+  it('fails with a typed error when the machine does not go down within timeoutSeconds of the SIGTERM', async () => {
+    const { dir, ecu } = setup({ timeoutSeconds: 1, bootId: () => 'boot-x' });
+    await ecu.install(imageOf(randomBytes(1000)));
+    writeFileSync(join(dir, 'REBOOT'), '');
+    await assert.rejects(ecu.activate(), (e: unknown) => e instanceof InstallError && e.phase === 'reboot' && /did not restart within 1 s/.test(e.message));
+  });
+
+  it('a handler failing in activate otherwise (exit status) is a failure at once', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'upfleet-local-fail-'));
+    dirs.push(dir);
+    const failing = new LocalInstallSecondary({ ecuSerial: 'gw-1', hardwareId: 'gw', installCommand: 'test "$UPFLEET_PHASE" != activate && true', timeoutSeconds: 10, signer: Ed25519Signer.generate(), dir, bootId: () => 'boot-1' });
+    await failing.install(imageOf(randomBytes(100)));
+    await assert.rejects(failing.activate(), (e: unknown) => e instanceof InstallError && e.phase === 'activate');
   });
 });

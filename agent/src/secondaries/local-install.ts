@@ -13,6 +13,14 @@
  * resumes in its `activating` state and runs `health` after the restart.
  * Every phase must be idempotent (it may run again after a power loss).
  *
+ * A reboot from `activate` (`systemctl reboot`) stops the handler with SIGTERM,
+ * often before the agent itself gets its SIGTERM. `activating` is persisted
+ * (with this boot's ID) before the phase runs, and a handler that SIGTERM
+ * ended is a restart under way, not a failure: `activate` then waits for the
+ * machine to go down (`rebootRequested` resolves) and fails only when it does
+ * not within `timeoutSeconds`. After a start in the same boot (the agent
+ * restarted, the machine did not), `activate` runs again.
+ *
  * Invariants:
  * - The slot state (`<dir>/slots.json`) is replaced atomically; `installed`
  *   changes only after `health` and `commit` succeeded.
@@ -27,7 +35,8 @@ import type { InstalledImage, Signer, SignedEcuReport } from '@upfleet/core';
 import { InstallError } from '../errors.ts';
 import { writeFileAtomic } from '../atomic-file.ts';
 import type { ImageToInstall, MetadataBundle, Progress, Secondary, SecondaryInfo } from './secondary.ts';
-import { installedImage, primaryInfo, primaryReport, runShell, stageImage } from './image-file.ts';
+import { CommandSignalledError, installedImage, primaryInfo, primaryReport, runShell, stageImage } from './image-file.ts';
+import { MachineRestart } from './machine-restart.ts';
 
 type Slot = 'a' | 'b';
 
@@ -36,7 +45,13 @@ interface SlotState {
   installed: InstalledImage | null;
   releaseCounter: number;
   /** An image staged for the inactive slot, and how far it got. */
-  pending?: { image: InstalledImage; releaseCounter: number; phase: 'staging' | 'installed' | 'activating' };
+  pending?: {
+    image: InstalledImage;
+    releaseCounter: number;
+    phase: 'staging' | 'installed' | 'activating';
+    /** The boot in which `activate` was run last. */
+    bootId?: string;
+  };
   /** What the last refusal or failure was, for the next report (empty when none). */
   attacksDetected: string;
   latestVerifiedTime: string;
@@ -51,6 +66,8 @@ export interface LocalInstallOptions {
   signer: Signer;
   /** Where slot state and the staged image live. */
   dir: string;
+  /** This boot's ID (/proc/sys/kernel/random/boot_id; agent.ts bootIdReader). */
+  bootId: () => string;
   now?: () => Date;
 }
 
@@ -59,6 +76,7 @@ export class LocalInstallSecondary implements Secondary {
   readonly #o: LocalInstallOptions;
   readonly #stateFile: string;
   readonly #staged: string;
+  readonly #restarting: MachineRestart;
 
   constructor(options: LocalInstallOptions) {
     this.#o = options;
@@ -66,6 +84,12 @@ export class LocalInstallSecondary implements Secondary {
     mkdirSync(options.dir, { recursive: true });
     this.#stateFile = join(options.dir, 'slots.json');
     this.#staged = join(options.dir, 'staged.image');
+    this.#restarting = new MachineRestart(options.ecuSerial);
+  }
+
+  /** Resolves once `activate` saw the machine going down and waits for it. */
+  get rebootRequested(): Promise<void> {
+    return this.#restarting.requested;
   }
 
   #now(): Date {
@@ -125,17 +149,26 @@ export class LocalInstallSecondary implements Secondary {
     onProgress?.({ ecuSerial: this.ecuSerial, phase: 'flash', done: image.length, total: image.length });
   }
 
-  /** activate -> health -> commit; a failed health check rolls back. @throws InstallError */
+  /**
+   * activate -> health -> commit; a failed health check rolls back. Does not
+   * settle while the machine goes down. @throws InstallError
+   */
   async activate(): Promise<void> {
     let s = this.#load();
     if (!s.pending) return; // already committed (activation redone after power loss)
     if (s.pending.phase === 'staging') throw new InstallError(this.ecuSerial, 'activate', 'no installed image to activate');
     const slot = inactive(s.active);
     const name = s.pending.image.filename;
-    if (s.pending.phase === 'installed') {
-      s = { ...s, pending: { ...s.pending, phase: 'activating' } };
+    const bootId = this.#o.bootId();
+    if (s.pending.phase === 'installed' || s.pending.bootId === bootId) {
+      s = { ...s, pending: { ...s.pending, phase: 'activating', bootId } };
       this.#save(s);
-      await this.#run('activate', slot, name);
+      try {
+        await this.#run('activate', slot, name);
+      } catch (e) {
+        if (!(e instanceof CommandSignalledError && e.signal === 'SIGTERM')) throw e;
+        return this.#restarting.wait('the activate handler ended by SIGTERM', this.#o.timeoutSeconds);
+      }
     }
     try {
       await this.#run('health', slot, name);
@@ -159,7 +192,9 @@ export class LocalInstallSecondary implements Secondary {
     rmSync(this.#staged, { force: true });
   }
 
-  async close(): Promise<void> {}
+  async close(): Promise<void> {
+    this.#restarting.close();
+  }
 
   #run(phase: string, slot: Slot, targetName: string): Promise<void> {
     const env = {

@@ -7,6 +7,8 @@
  * Invariants:
  * - `status` is `rauc status --output-format=json`, checked field by field:
  *   an answer without a booted slot is an InstallError, never a guess.
+ * - RAUC refuses `status` while it runs another method (an install an earlier
+ *   agent process started): asked again every half second, up to `timeoutSeconds`.
  * - Slots are named as RAUC names them (`rootfs.0`); `booted` is the slot
  *   whose state is "booted" (its `bootname` matches RAUC's `booted`).
  */
@@ -40,6 +42,10 @@ export interface RaucClientOptions {
 }
 
 type Raw = Record<string, unknown>;
+
+/** RAUC's answer while another D-Bus method (an install) runs. */
+const BUSY = /already processing a different method/;
+const BUSY_RETRY_MS = 500;
 
 const isObject = (v: unknown): v is Raw => typeof v === 'object' && v !== null && !Array.isArray(v);
 const strOrNull = (v: unknown): string | null => (typeof v === 'string' ? v : null);
@@ -79,7 +85,15 @@ export class RaucClient {
 
   /** @throws InstallError */
   async status(): Promise<RaucStatus> {
-    return parseRaucStatus(await this.#run(['status', '--output-format=json'], 'rauc status', true), this.o.ecuSerial);
+    const deadline = Date.now() + this.o.timeoutSeconds * 1000;
+    for (;;) {
+      try {
+        return parseRaucStatus(await this.#run(['status', '--output-format=json'], 'rauc status', true), this.o.ecuSerial);
+      } catch (e) {
+        if (!(e instanceof InstallError && BUSY.test(e.message)) || Date.now() + BUSY_RETRY_MS > deadline) throw e;
+        await new Promise((r) => setTimeout(r, BUSY_RETRY_MS));
+      }
+    }
   }
 
   /** Installs the bundle into the other slot, which RAUC then makes the bootloader's primary. @throws InstallError */

@@ -1,7 +1,9 @@
 /**
  * The RAUC installer against the real rauc and its service (testing/rauc-system.ts):
  * real bundles, real slot writes, the bootloader state RAUC sets, simulated
- * restarts. Each "boot" gets a new RaucPrimary, as a restarted agent would.
+ * restarts (the bootloader skips a slot it started that nobody confirmed, as
+ * GRUB's tries do). Each "boot" gets a new RaucPrimary and its `confirmBoot`,
+ * as a restarted agent would.
  */
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -61,6 +63,13 @@ describe('RaucPrimary with the real rauc', { skip }, () => {
       env: system.env,
     });
 
+  /** What an agent start does: a new installer, and the booted slot confirmed unless it is on trial. */
+  async function start(expect: 'confirmed' | 'onTrial' = 'confirmed'): Promise<RaucPrimary> {
+    const p = primary();
+    assert.equal(await p.confirmBoot(), expect);
+    return p;
+  }
+
   /** Runs `step` until it asks for a restart; the installer waits for it, so the returned promise stays pending. */
   async function untilRestart(p: RaucPrimary, step: (p: RaucPrimary) => Promise<void>): Promise<void> {
     rmSync(join(dir, 'reboot-requested'), { force: true });
@@ -87,8 +96,10 @@ describe('RaucPrimary with the real rauc', { skip }, () => {
     assert.equal(p.state().pending?.phase, 'rebooting');
 
     assert.equal(await system.reboot(), 'B');
-    const after = primary();
+    const after = await start('onTrial');
+    assert.deepEqual(system.tried(), ['B'], 'on trial: not confirmed before its health check');
     await after.activate();
+    assert.deepEqual(system.tried(), [], 'confirmed after its health check');
     assert.equal(system.status().booted, 'B');
     assert.equal(system.bootloader().B, 'good');
     const info = await after.info();
@@ -109,7 +120,7 @@ describe('RaucPrimary with the real rauc', { skip }, () => {
     assert.equal(await system.reboot(), 'A');
 
     writeFileSync(join(dir, 'UNHEALTHY'), '');
-    const unhealthy = primary();
+    const unhealthy = await start('onTrial');
     const error = await unhealthy.activate().then(() => undefined, (e: unknown) => e);
     assert.ok(error instanceof HealthCheckError, String(error));
     assert.deepEqual([error.slot, error.fallbackSlot], ['rootfs.0', 'rootfs.1']);
@@ -119,7 +130,7 @@ describe('RaucPrimary with the real rauc', { skip }, () => {
     rmSync(join(dir, 'UNHEALTHY'));
 
     assert.equal(await system.reboot(), 'B');
-    const back = primary();
+    const back = await start();
     await back.abort();
     assert.equal(back.state().pending, undefined);
     const info = await back.info();
@@ -132,7 +143,7 @@ describe('RaucPrimary with the real rauc', { skip }, () => {
     await p.install(imageOf(system.bundle('3.0.0', randomBytes(100_000)), 'gateway-3.raucb', 5, join(dir, 'v3.raucb')));
     await untilRestart(p, (x) => x.activate());
     assert.equal(await system.reboot({ newSlotFails: true }), 'B', 'the new slot A did not boot: B runs');
-    const after = primary();
+    const after = await start();
     const error = await after.activate().then(() => undefined, (e: unknown) => e);
     assert.ok(error instanceof BootFallbackError, String(error));
     assert.deepEqual([error.slot, error.bootedSlot], ['rootfs.0', 'rootfs.1']);
@@ -177,5 +188,55 @@ describe('RaucPrimary with the real rauc', { skip }, () => {
     assert.equal(p.state().pending, undefined);
     assert.equal(system.bootloader().primary, 'B');
     assert.equal((await p.info()).installed?.filename, 'gateway-1.raucb');
+  });
+
+  it('confirms the committed slot at every start, so the bootloader keeps it across restarts without an update', async () => {
+    assert.equal(await system.reboot(), 'B');
+    assert.deepEqual(system.tried(), ['B'], 'GRUB-style: started, not yet confirmed');
+    await start();
+    assert.deepEqual(system.tried(), []);
+    assert.equal(await system.reboot(), 'B', 'confirmed: the bootloader starts it again');
+    const again = await start();
+    assert.equal((await again.info()).installed?.filename, 'gateway-1.raucb');
+  });
+
+  it('after a power loss between the boot into the new slot and its mark-good, the next start sees the fallback and reports it, never success', async () => {
+    const p = await start();
+    await p.install(imageOf(system.bundle('6.0.0', randomBytes(100_000)), 'gateway-6.raucb', 8, join(dir, 'v6.raucb')));
+    await untilRestart(p, (x) => x.activate());
+    assert.equal(await system.reboot(), 'A');
+    await start('onTrial'); // the agent starts; the power goes before activate checks health and marks the slot
+    assert.equal(await system.reboot(), 'B', 'nobody confirmed A: the bootloader falls back');
+    const back = await start();
+    const error = await back.activate().then(() => undefined, (e: unknown) => e);
+    assert.ok(error instanceof BootFallbackError, `expected the fallback, got ${String(error)}`);
+    await back.abort();
+    assert.equal(back.state().pending, undefined);
+    assert.equal(system.bootloader().primary, 'B');
+    assert.equal((await back.info()).installed?.filename, 'gateway-1.raucb', 'the old image is reported');
+    assert.equal(back.state().releaseCounter, 3, 'nothing of 6.0.0 was committed');
+  });
+
+  it('after a power loss between mark-good and the commit, the next start checks health again and commits', async () => {
+    const p = await start();
+    const v7 = randomBytes(100_000);
+    await p.install(imageOf(system.bundle('7.0.0', v7), 'gateway-7.raucb', 9, join(dir, 'v7.raucb')));
+    await untilRestart(p, (x) => x.activate());
+    assert.equal(await system.reboot(), 'A');
+    const trial = await start('onTrial');
+    // What activate does after the health check, then the power goes before the state is saved.
+    const { spawnSync } = await import('node:child_process');
+    assert.equal(spawnSync('rauc', ['status', 'mark-good', 'booted'], { env: system.env }).status, 0);
+    await trial.close();
+    assert.equal(await system.reboot(), 'A', 'A was marked good: the bootloader starts it again');
+    const again = await start('onTrial');
+    assert.notEqual((await again.info()).installed?.filename, 'gateway-7.raucb', 'not reported before the commit');
+    await again.activate();
+    assert.equal(again.state().pending, undefined);
+    assert.equal(again.state().current, 'rootfs.0');
+    assert.equal((await again.info()).installed?.filename, 'gateway-7.raucb');
+    assert.deepEqual(system.slotBytes('A', v7.length), v7);
+    assert.equal(await system.reboot(), 'A');
+    await start();
   });
 });

@@ -16,6 +16,10 @@
  *             the target slot's record becomes the image, pending cleared;
  *             booted slot = bootedBefore: the bootloader fell back on its own
  *             (BootFallbackError)
+ *   start     (every agent start, `confirmBoot`) the booted slot is confirmed to the
+ *             bootloader (`rauc status mark-good`) unless it is on trial: a
+ *             bootloader that counts tries (GRUB's <slot>_TRY, U-Boot's
+ *             counters) falls back from a slot nobody confirms at each boot
  *   abort     (the runner's rollback, also after a failed health check)
  *             running the new slot: phase `rollingBack`, mark it bad, make the
  *             old one active, restart; running the old slot: make it active
@@ -31,6 +35,11 @@
  * - While the machine goes down, `activate`/`abort` never settle: the cycle
  *   must not go on in the old boot. `rebootRequested` resolves then, so the
  *   agent can stop without waiting for them.
+ * - A slot on trial (an install is pending and the slot is not the one that ran
+ *   when it began) is marked good only after its health check passed, by
+ *   `activate`; the state is committed after the mark, so a power loss between
+ *   boot and mark leaves the next start to check again (same slot) or to see
+ *   the bootloader's fallback: never a success without the mark.
  * - The bundle is handed to rauc only after its length and hashes were checked
  *   again just before (image-file.ts); RAUC also checks its own signature.
  */
@@ -41,6 +50,7 @@ import type { RaucInstaller } from '../config.ts';
 import { BootFallbackError, HealthCheckError, InstallError } from '../errors.ts';
 import { writeFileAtomic } from '../atomic-file.ts';
 import { installedImage, primaryInfo, primaryReport, runShell, stageImage, verifyImageFile } from './image-file.ts';
+import { MachineRestart } from './machine-restart.ts';
 import { RaucClient, type RaucStatus } from './rauc-client.ts';
 import type { ImageToInstall, MetadataBundle, Progress, Secondary, SecondaryInfo } from './secondary.ts';
 
@@ -104,10 +114,7 @@ export class RaucPrimary implements Secondary {
   readonly #staged: string;
   /** The booted slot does not change while this process lives: asked once. */
   #booted: Promise<string> | undefined;
-  #rebootRequested!: () => void;
-  /** Resolves once a restart was asked for and the installer waits for the machine to go down. */
-  readonly rebootRequested: Promise<void>;
-  #stopWaiting: (() => void) | undefined;
+  readonly #restarting: MachineRestart;
 
   constructor(options: RaucPrimaryOptions) {
     this.#o = options;
@@ -116,7 +123,12 @@ export class RaucPrimary implements Secondary {
     mkdirSync(options.dir, { recursive: true });
     this.#stateFile = join(options.dir, 'rauc.json');
     this.#staged = join(options.dir, 'staged.raucb');
-    this.rebootRequested = new Promise((resolve) => (this.#rebootRequested = resolve));
+    this.#restarting = new MachineRestart(options.ecuSerial);
+  }
+
+  /** Resolves once a restart was asked for and the installer waits for the machine to go down. */
+  get rebootRequested(): Promise<void> {
+    return this.#restarting.requested;
   }
 
   #now(): Date {
@@ -167,6 +179,23 @@ export class RaucPrimary implements Secondary {
     const s = this.#load();
     const ecu = { ecuSerial: this.ecuSerial, hardwareId: this.#o.hardwareId, signer: this.#o.signer, now: this.#now() };
     return primaryReport(ecu, s, (await this.#installed(s))?.image, nonce);
+  }
+
+  /**
+   * Run at every agent start: confirms the booted slot to the bootloader unless
+   * it is on trial (then `activate` checks its health first, or `abort` marks
+   * it bad). Returns what it did. @throws InstallError when RAUC cannot be asked
+   */
+  async confirmBoot(): Promise<'confirmed' | 'onTrial'> {
+    const booted = await this.#bootedSlot();
+    const p = this.#load().pending;
+    if (p && p.bootedBefore !== undefined && booted !== p.bootedBefore) {
+      this.#o.log?.('the booted slot is on trial: confirmed only after its health check', { slot: booted, target: p.image.filename });
+      return 'onTrial';
+    }
+    await this.#rauc.mark('good', 'booted');
+    this.#o.log?.('booted slot confirmed to the bootloader', { slot: booted });
+    return 'confirmed';
   }
 
   /** The primary verified both repositories itself: nothing here reads the bundle. */
@@ -299,19 +328,11 @@ export class RaucPrimary implements Secondary {
     const { rebootCommand, rebootTimeoutSeconds, timeoutSeconds } = this.#o.installer;
     this.#o.log?.('restarting', { why, command: rebootCommand });
     await runShell(rebootCommand, [], { ecuSerial: this.ecuSerial, phase: 'reboot', timeoutSeconds, label: 'reboot command', ...(this.#o.env && { env: this.#o.env }) });
-    this.#rebootRequested();
-    return new Promise<never>((_, reject) => {
-      const timer = setTimeout(() => {
-        this.#stopWaiting = undefined;
-        reject(new InstallError(this.ecuSerial, 'reboot', `the machine did not restart within ${rebootTimeoutSeconds} s of "${rebootCommand}"`));
-      }, rebootTimeoutSeconds * 1000);
-      // On close the wait ends without settling: the cycle must not go on in this boot.
-      this.#stopWaiting = () => clearTimeout(timer);
-    });
+    return this.#restarting.wait(`"${rebootCommand}"`, rebootTimeoutSeconds);
   }
 
   async close(): Promise<void> {
-    this.#stopWaiting?.();
+    this.#restarting.close();
   }
 }
 

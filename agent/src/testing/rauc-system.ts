@@ -4,17 +4,20 @@
  * - slots `rootfs.0` (bootname A) and `rootfs.1` (B) are raw slots on image
  *   files; RAUC writes them as it writes a partition;
  * - `bootloader=custom` with a backend script that keeps the bootloader's
- *   state (primary slot, good/bad per slot) in files, as GRUB's environment
- *   would;
+ *   state (primary slot, good/bad per slot, tried per slot) in files, as
+ *   GRUB's environment would (scripts/vm/guest/grub.cfg): a boot marks the
+ *   slot tried, `mark-good`/`mark-active` clear it, and a tried slot is
+ *   skipped at the next boot (nobody confirmed it);
  * - a test-only keyring: a CA made with openssl signs the bundles
  *   (`rauc bundle`), and a second CA signs bundles the system must refuse;
  * - `rauc service` on a private `dbus-daemon --session` bus (rauc's clients
  *   use the session bus when DBUS_STARTER_BUS_TYPE=session), started with
  *   `--override-boot-slot` for the slot the simulated bootloader chose.
  * `reboot()` is the simulated restart: it stops the service, lets the
- * "bootloader" pick a slot (the primary when it is good, else the other one,
- * or the other one when told the new slot does not boot), and starts the
- * service again with a new boot ID.
+ * "bootloader" pick a slot (the primary when it is good and not tried, else
+ * the other one when it is, or the other one when told the new slot does not
+ * boot; no such slot is an error), marks it tried, and starts the service
+ * again with a new boot ID.
  * Needs root (rauc mounts the bundle through a loop device); `unavailable()`
  * says why it cannot run here.
  */
@@ -77,9 +80,9 @@ export class RaucTestSystem {
 S="${boot}"
 case "$1" in
   get-primary) cat "$S/primary" 2>/dev/null || echo A ;;
-  set-primary) echo "$2" > "$S/primary"; echo good > "$S/state.$2" ;;
+  set-primary) echo "$2" > "$S/primary"; echo good > "$S/state.$2"; rm -f "$S/tried.$2" ;;
   get-state) cat "$S/state.$2" 2>/dev/null || echo good ;;
-  set-state) echo "$3" > "$S/state.$2" ;;
+  set-state) echo "$3" > "$S/state.$2"; [ "$3" = good ] && rm -f "$S/tried.$2"; true ;;
   get-current) cat "$S/current" 2>/dev/null || echo A ;;
   *) exit 1 ;;
 esac
@@ -143,6 +146,11 @@ bootname=B
     return { primary: read('primary', 'A') as BootName, A: read('state.A', 'good'), B: read('state.B', 'good') };
   }
 
+  /** The slots the bootloader started and nobody confirmed since (they are skipped at the next boot). */
+  tried(): BootName[] {
+    return (['A', 'B'] as const).filter((s) => existsSync(join(this.dir, 'boot', `tried.${s}`)));
+  }
+
   /**
    * A RAUC bundle for this system holding `payload` as the rootfs image,
    * signed by the system's CA (or by a CA it does not trust).
@@ -174,15 +182,22 @@ bootname=B
 
   /**
    * The simulated restart: the bootloader starts its primary slot when it is
-   * good, else the other one; `newSlotFails` makes the primary not boot (the
-   * bootloader falls back to the other slot on its own).
+   * good and not tried, else the other one when it is; `newSlotFails` makes
+   * the primary not boot (the bootloader falls back to the other slot on its
+   * own). The slot started is marked tried.
+   * @throws Error when no slot is good and untried
    */
   async reboot(o: { newSlotFails?: boolean } = {}): Promise<BootName> {
     await this.#stopService();
     const b = this.bootloader();
+    const tried = this.tried();
     const other: BootName = b.primary === 'A' ? 'B' : 'A';
-    this.booted = b[b.primary] === 'good' && !o.newSlotFails ? b.primary : other;
+    const bootable = (s: BootName) => b[s] === 'good' && !tried.includes(s);
+    const chosen = [...(o.newSlotFails ? [] : [b.primary]), other].find(bootable);
+    if (!chosen) throw new Error(`no good untried slot to boot: ${JSON.stringify({ ...b, tried })}`);
+    this.booted = chosen;
     writeFileSync(join(this.dir, 'boot', 'current'), this.booted);
+    writeFileSync(join(this.dir, 'boot', `tried.${this.booted}`), '');
     this.bootId = randomUUID();
     await this.#startService();
     return this.booted;
