@@ -66,6 +66,8 @@ export interface StartOptions {
   verifyWorkers?: number;
   /** Devices a campaign launches per transaction (default campaigns.ts LAUNCH_CHUNK; UPFLEET_CAMPAIGN_LAUNCH_CHUNK for `serve`). */
   campaignLaunchChunk?: number;
+  /** How often this process resumes campaign launches cut short (default campaigns.ts LAUNCH_SWEEP_MS). */
+  campaignLaunchSweepMs?: number;
 }
 
 export interface RunningDirector {
@@ -181,7 +183,7 @@ export async function startDirector(o: StartOptions): Promise<RunningDirector> {
   }
   if (bus) services.ctx.notifier = (deviceId, state) => bus.notify(deviceId, state);
   // Launches a director process killed mid-wave left incomplete: now, then periodically.
-  services.campaigns.startLaunchSweep();
+  services.campaigns.startLaunchSweep(o.campaignLaunchSweepMs);
   log.info({ url, mqttUrl, prefix: topics.prefix, database: describeDatabase(database) }, 'director started');
 
   return {

@@ -17,7 +17,7 @@
  */
 import { performance } from 'node:perf_hooks';
 import type { Duplex } from 'node:stream';
-import { Key, LengthOrHashMismatchError, parseEcuReport, verifyEcuReport, type SignedEcuReport, fromUtf8, UpfleetError } from '@upfleet/core';
+import { Key, LengthOrHashMismatchError, parseEcuReport, verifyEcuReport, type SignedEcuReport, fromUtf8, UpfleetError, isInstalled } from '@upfleet/core';
 import {
   EcuRefusedError, LinkTimeoutError, NEED_DATA, PRIMARY_DEFAULTS, PrimarySession, REPLIES_TO, RemoteProtocolError,
   type EcuInfo, type Event, type PrimaryOptions, type Refusal, type Reply, type Request,
@@ -78,6 +78,8 @@ export class SerialSecondary implements Secondary {
   readonly ecuSerial: string;
   readonly session: PrimarySession;
   #events: Event[] = [];
+  /** The image the last install() sent: what a successful Activate makes the ECU run. */
+  #staged: ImageToInstall | undefined;
   #wake: (() => void) | undefined;
   #failure: Error | undefined;
   #timer: NodeJS.Timeout | undefined;
@@ -258,6 +260,7 @@ export class SerialSecondary implements Secondary {
 
   install(image: ImageToInstall, onProgress?: (p: Progress) => void): Promise<void> {
     return this.#serial(async () => {
+      this.#staged = image;
       const maxResumes = this.options.maxResumes ?? 5;
       for (let attempt = 0; ; attempt++) {
         try {
@@ -323,7 +326,15 @@ export class SerialSecondary implements Secondary {
   activate(): Promise<void> {
     return this.#serial(async () => {
       await this.#connect();
-      await this.#call({ type: 'Activate' });
+      try {
+        await this.#call({ type: 'Activate' });
+      } catch (e) {
+        // The ECU's Ok was lost and the retransmission reached the rebooted ECU's fresh
+        // session: it may have activated. The image it runs after the reconnect tells.
+        if (!(e instanceof EcuRefusedError && e.ecuCode === 'HELLO_REQUIRED') || !this.#staged) throw e;
+        if (!isInstalled(toSecondaryInfo(await this.#connect()).installed, this.#staged)) throw e;
+        return;
+      }
       // The ECU reboots into the new slot; wait until it answers again.
       await this.#connect();
     });

@@ -194,6 +194,19 @@ describe('simulated ECU over an in-process link', () => {
     assert.deepEqual(ecu.store.readInactive(), bytes);
   });
 
+  it('an Activate whose Ok is lost succeeds once the rebooted ECU runs the new image', async () => {
+    const { secondary, fx, ecu, link, image } = setup({ emulation: { baud: 921_600 } });
+    await secondary.putMetadata(fx.bundle());
+    await secondary.install(image);
+    // The Ok dies on the line; the retransmitted Activate meets the ECU's fresh session (HELLO_REQUIRED).
+    ecu.once('activated', () => {
+      link.emulator!.disconnect();
+      setTimeout(() => link.emulator!.reconnect(), 50);
+    });
+    await secondary.activate();
+    assert.equal((await secondary.info()).installed?.hashes.sha256, image.hashes.sha256);
+  });
+
   for (const [label, emulation] of [
     ['bit errors (BER 1e-4)', { baud: 921_600, ber: 1e-4, seed: 11 }],
     ['dropped bytes (1e-4)', { baud: 921_600, dropRate: 1e-4, seed: 12 }],
