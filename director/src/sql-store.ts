@@ -90,11 +90,11 @@ const assignmentFrom = (r: Row): AssignmentRecord => ({
   progress: parse(r.progress),
 });
 
-const campaignFrom = (r: Row): CampaignRecord => ({
+/** The columns a campaign record and a campaign's state share. */
+const campaignColumns = (r: Row): Omit<CampaignState, 'groupSize'> => ({
   id: r.id as string,
   status: r.status as CampaignRecord['status'],
   spec: parse(r.spec),
-  devices: parse(r.devices),
   wavesLaunched: Number(r.waves_launched),
   launchedCount: Number(r.launched_count),
   reason: text(r.reason),
@@ -102,17 +102,9 @@ const campaignFrom = (r: Row): CampaignRecord => ({
   updatedAt: r.updated_at as string,
 });
 
-const campaignStateFrom = (r: Row): CampaignState => ({
-  id: r.id as string,
-  status: r.status as CampaignRecord['status'],
-  spec: parse(r.spec),
-  groupSize: Number(r.group_size),
-  wavesLaunched: Number(r.waves_launched),
-  launchedCount: Number(r.launched_count),
-  reason: text(r.reason),
-  createdAt: r.created_at as string,
-  updatedAt: r.updated_at as string,
-});
+const campaignFrom = (r: Row): CampaignRecord => ({ ...campaignColumns(r), devices: parse(r.devices) });
+
+const campaignStateFrom = (r: Row): CampaignState => ({ ...campaignColumns(r), groupSize: Number(r.group_size) });
 
 const eventFrom = (r: Row): EventRecord => ({
   id: Number(r.id), deviceId: r.device_id as string, ecuSerial: text(r.ecu_serial),
