@@ -1,6 +1,6 @@
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { mkdtempSync, readdirSync, rmSync, unlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { DirectoryMetadataStore } from './directory-store.ts';
@@ -27,6 +27,22 @@ describe('DirectoryMetadataStore', () => {
     const store = new DirectoryMetadataStore(dir);
     await Promise.all(Array.from({ length: 10 }, (_, i) => store.writeAtomic(`r${i}.json`, new Uint8Array([i]))));
     for (let i = 0; i < 10; i++) assert.deepEqual(await store.read(`r${i}.json`), new Uint8Array([i]));
+  });
+
+  it('lists its directory once: its own writes and removals show, files put there by others after the first read do not', async () => {
+    const own = mkdtempSync(join(dir, 'listed-'));
+    writeFileSync(join(own, 'before.json'), 'b');
+    const store = new DirectoryMetadataStore(own);
+    assert.deepEqual(await store.read('before.json'), new TextEncoder().encode('b'));
+    writeFileSync(join(own, 'later.json'), 'l');
+    assert.equal(await store.read('later.json'), undefined);
+    assert.deepEqual(await new DirectoryMetadataStore(own).read('later.json'), new TextEncoder().encode('l'));
+    await store.writeAtomic('mine.json', new Uint8Array([7]), { durable: false });
+    assert.deepEqual(await store.read('mine.json'), new Uint8Array([7]));
+    await store.remove('mine.json');
+    assert.equal(await store.read('mine.json'), undefined);
+    unlinkSync(join(own, 'before.json'));
+    assert.equal(await store.read('before.json'), undefined, 'a listed file removed by others reads as absent');
   });
 
   describe('for a name that is not a plain file name', () => {
