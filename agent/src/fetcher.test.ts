@@ -1,10 +1,10 @@
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import http from 'node:http';
-import type { AddressInfo } from 'node:net';
+import net, { type AddressInfo } from 'node:net';
 import { HttpFetcher } from './fetcher.ts';
 import { DEFAULT_LIMITS } from './config.ts';
-import { DownloadError, HttpError, LengthLimitError } from '@upfleet/core/errors.ts';
+import { DeadlineExceededError, DownloadError, HttpError, LengthLimitError } from '@upfleet/core/errors.ts';
 
 describe('HttpFetcher', () => {
   let server: http.Server;
@@ -86,4 +86,113 @@ describe('HttpFetcher', () => {
       await assert.rejects(new HttpFetcher(DEFAULT_LIMITS).fetch('not a url', 10), DownloadError);
     });
   });
+
+  describe('when a kept-alive connection was closed by the server while idle', () => {
+    it('sends a GET again on a new connection', async () => {
+      const server = await staleAfterFirstAnswer();
+      try {
+        const fetcher = new HttpFetcher(DEFAULT_LIMITS);
+        assert.equal(Buffer.from(await fetcher.fetch(`${server.base}/a`, 5)).toString(), 'hello');
+        assert.equal(Buffer.from(await fetcher.fetch(`${server.base}/b`, 5)).toString(), 'hello');
+        assert.deepEqual(server.requests, ['GET /a', 'GET /b', 'GET /b']);
+        assert.equal(server.connections, 2);
+      } finally {
+        await server.close();
+      }
+    });
+
+    it('does not send a POST again: it fails with DownloadError', async () => {
+      const server = await staleAfterFirstAnswer();
+      try {
+        const fetcher = new HttpFetcher(DEFAULT_LIMITS);
+        assert.equal((await fetcher.post(`${server.base}/a`, '{}', {})).text, 'hello');
+        await assert.rejects(fetcher.post(`${server.base}/b`, '{}', {}), (e: unknown) => e instanceof DownloadError && !(e instanceof HttpError));
+        assert.deepEqual(server.requests, ['POST /a', 'POST /b']);
+        assert.equal(server.connections, 1);
+      } finally {
+        await server.close();
+      }
+    });
+
+    it('sends the GET again under the same deadline', async () => {
+      const server = await staleAfterFirstAnswer({ silentAfter: 1 });
+      try {
+        const fetcher = new HttpFetcher({ ...DEFAULT_LIMITS, minBytesPerSecond: 0, requestTimeoutSeconds: 1 });
+        await fetcher.fetch(`${server.base}/a`, 5);
+        const started = performance.now();
+        await assert.rejects(fetcher.fetch(`${server.base}/b`, 5), (e: unknown) => e instanceof DeadlineExceededError && e.deadlineMs === 1000);
+        const elapsed = performance.now() - started;
+        assert.ok(elapsed >= 990 && elapsed < 1900, `${elapsed} ms`);
+        assert.deepEqual(server.requests, ['GET /a', 'GET /b', 'GET /b']);
+        assert.equal(server.connections, 2);
+      } finally {
+        await server.close();
+      }
+    });
+  });
+
+  describe('when a new connection is reset before the answer', () => {
+    it('throws DownloadError after one attempt', async () => {
+      const server = await staleAfterFirstAnswer({ answerFirst: false });
+      try {
+        await assert.rejects(new HttpFetcher(DEFAULT_LIMITS).fetch(`${server.base}/a`, 5), (e: unknown) => e instanceof DownloadError && !(e instanceof HttpError));
+        assert.deepEqual(server.requests, ['GET /a']);
+        assert.equal(server.connections, 1);
+      } finally {
+        await server.close();
+      }
+    });
+  });
 });
+
+/**
+ * A raw HTTP/1.1 server that answers the first request on each connection (200, keep-alive,
+ * unless `answerFirst` is false) and resets the connection on any later one: what a client
+ * sees when it writes on a pooled socket the server (or a NAT) has meanwhile closed.
+ * Connections after the first `silentAfter` are never answered.
+ */
+async function staleAfterFirstAnswer({ answerFirst = true, silentAfter = Infinity } = {}) {
+  const requests: string[] = [];
+  const sockets = new Set<net.Socket>();
+  const server = net.createServer((socket) => {
+    sockets.add(socket);
+    const silent = sockets.size > silentAfter;
+    let answered = false;
+    let pending = Buffer.alloc(0);
+    socket.on('error', () => undefined);
+    socket.on('data', (data) => {
+      pending = Buffer.concat([pending, data]);
+      for (;;) {
+        const end = pending.indexOf('\r\n\r\n');
+        if (end < 0) return;
+        const head = pending.subarray(0, end).toString('latin1').split('\r\n');
+        const length = Number(/^content-length:\s*(\d+)/im.exec(head.join('\n'))?.[1] ?? 0);
+        if (pending.length < end + 4 + length) return;
+        pending = pending.subarray(end + 4 + length);
+        const [method, path] = head[0]!.split(' ');
+        requests.push(`${method} ${path}`);
+        if (silent) return;
+        if (answered || !answerFirst) {
+          socket.resetAndDestroy();
+          return;
+        }
+        answered = true;
+        socket.write('HTTP/1.1 200 OK\r\nContent-Length: 5\r\nConnection: keep-alive\r\n\r\nhello');
+      }
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return {
+    base: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
+    requests,
+    /** Connections accepted so far. */
+    get connections() {
+      return sockets.size;
+    },
+    close: () => {
+      // The client's agent keeps its connection open: close waits for none.
+      for (const socket of sockets) socket.destroy();
+      return new Promise((resolve) => server.close(resolve));
+    },
+  };
+}

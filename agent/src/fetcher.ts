@@ -26,6 +26,13 @@
  *   into one reused buffer (bulk-get.ts), under the same guards; a response that
  *   path does not read (no Content-Length framing) is requested again through
  *   node:http, as is every https GET.
+ * - node:http keeps idle connections for reuse, and servers, proxies and NATs close
+ *   idle connections while the agent is busy or asleep. A GET sent on a reused
+ *   connection that fails (reset, EPIPE, aborted, closed) before any response byte
+ *   is sent again on another connection, as Go's net/http and undici do: that socket
+ *   is dropped, so each stale one fails a request at most once, and at most
+ *   MAX_STALE_SOCKETS resends are made. A failure on a new connection is final. The
+ *   resend runs under the request's guard and deadline. A POST is never resent.
  */
 import http from 'node:http';
 import type { Agent as HttpsAgent } from 'node:https';
@@ -145,7 +152,33 @@ async function bulkStart(url: URL, headers: Record<string, string>, guard: Reque
   return bulkGet(url, headers, (socket) => guard.cancels(socket));
 }
 
+/** Stale pooled sockets one GET may meet in a row before its failure is final (each is dropped after one failure). */
+const MAX_STALE_SOCKETS = 4;
+
+/** How a connection the peer has closed fails a request written on it. */
+const CLOSED_CONNECTION_CODES = new Set(['ECONNRESET', 'EPIPE', 'ECONNABORTED']);
+
 async function nodeHttpStart(url: URL, req: ExchangeRequest, headers: Record<string, string>, guard: RequestGuard): Promise<ResponseStart> {
+  for (let resends = 0; ; resends++) {
+    const attempt = await sendOnce(url, req, headers, guard);
+    try {
+      const res = await attempt.response;
+      return { status: res.statusCode ?? 0, headers: res.headers, body: res, releaser: new ReceiveBufferReleaser(RELEASE_EVERY_BYTES) };
+    } catch (cause) {
+      // Only a GET is resent: a POST (a manifest carries counters, an event is recorded once)
+      // may have reached the director before the reset, and must not be applied twice.
+      if (req.method !== 'GET' || resends === MAX_STALE_SOCKETS || guard.error || !attempt.metStaleSocket(cause)) throw cause;
+    }
+  }
+}
+
+interface Attempt {
+  response: Promise<http.IncomingMessage>;
+  /** `cause` says the request met a reused connection the peer had closed (it answered nothing): most likely closed while idle. */
+  metStaleSocket(cause: unknown): boolean;
+}
+
+async function sendOnce(url: URL, req: ExchangeRequest, headers: Record<string, string>, guard: RequestGuard): Promise<Attempt> {
   // node:https (and node:tls under it) loads on the first https URL: about 1 MB of idle RSS
   // for a device whose repositories are plain http (behind a TLS-terminating gateway).
   let request: http.ClientRequest;
@@ -157,14 +190,26 @@ async function nodeHttpStart(url: URL, req: ExchangeRequest, headers: Record<str
     request = http.request(url, { method: req.method, headers, agent: httpAgent });
   }
   guard.cancels(request);
-  const res = await new Promise<http.IncomingMessage>((resolve, reject) => {
+  // A reused socket carries the bytes of earlier responses: only bytes read after it was assigned count.
+  let socket: { bytesRead: number } | undefined;
+  let readBefore = 0;
+  request.once('socket', (s) => {
+    socket = s;
+    readBefore = s.bytesRead;
+  });
+  const response = new Promise<http.IncomingMessage>((resolve, reject) => {
     request.once('response', resolve);
     request.once('error', reject);
     request.end(req.body);
   });
-  // Later failures surface on the response stream; this keeps a second request error from going unhandled.
+  // Later failures surface on the response stream (or were this attempt's): this keeps a second request error from going unhandled.
   request.on('error', () => undefined);
-  return { status: res.statusCode ?? 0, headers: res.headers, body: res, releaser: new ReceiveBufferReleaser(RELEASE_EVERY_BYTES) };
+  return {
+    response,
+    metStaleSocket: (cause) =>
+      request.reusedSocket && socket !== undefined && socket.bytesRead === readBefore &&
+      CLOSED_CONNECTION_CODES.has((cause as NodeJS.ErrnoException).code ?? ''),
+  };
 }
 
 /** Reads a guarded body to the end. */
