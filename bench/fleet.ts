@@ -42,7 +42,7 @@ import { addTarget, initRepository } from '@upfleet/image-repo';
 import { startServe, killServe } from '../image-repo/src/testing/serve-child.ts';
 import { initDirector } from '@upfleet/director';
 import type { WorkerReport, WorkerSetup } from './fleet-worker.ts';
-import { freePort } from '../test/support/nginx.ts';
+import { freePort } from '../test/support/loopback.ts';
 
 const HELP = `Usage: npm run bench:fleet -- [options]
   --vehicles N       simulated vehicles (default 10000)
