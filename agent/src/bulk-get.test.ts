@@ -7,10 +7,11 @@ import http from 'node:http';
 import https from 'node:https';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import net, { type AddressInfo } from 'node:net';
+import net from 'node:net';
 import { HttpFetcher, type StreamRequest } from './fetcher.ts';
 import { DEFAULT_LIMITS } from './config.ts';
 import { DownloadError, HttpError, LengthLimitError, SlowRetrievalError } from '@upfleet/core/errors.ts';
+import { listenLoopback, type Loopback } from '../../test/support/loopback.ts';
 
 const body = randomBytes((5 << 20) + 333);
 const sha = (b: Uint8Array) => createHash('sha256').update(b).digest('hex');
@@ -33,17 +34,16 @@ async function rawServer(answer: Buffer, close = true): Promise<{ url: string; s
     socket.once('data', () => (close ? socket.end(answer) : socket.write(answer)));
     socket.on('error', () => undefined);
   });
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}/x`, server };
+  return { url: `${(await listenLoopback(server)).url}/x`, server };
 }
 
 describe('HttpFetcher.stream with bulk (bulk-get.ts)', () => {
-  let server: http.Server;
+  let server: Loopback;
   let base: string;
   const seen: string[] = [];
 
   before(async () => {
-    server = http.createServer((req, res) => {
+    server = await listenLoopback(http.createServer((req, res) => {
       seen.push(String(req.headers['x-token']));
       const from = Number(/^bytes=(\d+)-$/.exec(req.headers.range ?? '')?.[1] ?? 0);
       switch (req.url) {
@@ -67,15 +67,11 @@ describe('HttpFetcher.stream with bulk (bulk-get.ts)', () => {
         default:
           res.writeHead(404).end();
       }
-    });
-    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-    base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+    }));
+    base = server.url;
   });
 
-  after(async () => {
-    server.closeAllConnections();
-    await new Promise((resolve) => server.close(resolve));
-  });
+  after(() => server.close());
 
   it('delivers every byte in order, with the caller headers, from an offset too', async () => {
     const fetcher = new HttpFetcher(DEFAULT_LIMITS, () => ({ 'x-token': 'abc' }));
@@ -141,8 +137,7 @@ describe('HttpFetcher.stream with bulk (bulk-get.ts)', () => {
     assert.equal(made.status, 0, String(made.stderr));
     const tlsServer = https.createServer({ key: readFileSync(join(dir, 'key.pem')), cert: readFileSync(join(dir, 'cert.pem')) },
       (_req, res) => res.writeHead(200, { 'content-length': body.length }).end(body));
-    await new Promise<void>((r) => tlsServer.listen(0, '127.0.0.1', r));
-    const url = `https://localhost:${(tlsServer.address() as AddressInfo).port}/image`;
+    const url = `https://localhost:${(await listenLoopback(tlsServer)).port}/image`;
     try {
       await assert.rejects(hashOf({ url, maxLength: body.length }), (e: unknown) => e instanceof DownloadError && /self[- ]signed/i.test(String((e as Error).message)));
       // Trusted through NODE_EXTRA_CA_CERTS, read only at start: a child process (asynchronous: this process serves it).

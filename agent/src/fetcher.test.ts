@@ -1,17 +1,18 @@
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import http from 'node:http';
-import net, { type AddressInfo } from 'node:net';
+import net from 'node:net';
 import { HttpFetcher } from './fetcher.ts';
 import { DEFAULT_LIMITS } from './config.ts';
 import { DeadlineExceededError, DownloadError, HttpError, LengthLimitError } from '@upfleet/core/errors.ts';
+import { freePort, listenLoopback, type Loopback } from '../../test/support/loopback.ts';
 
 describe('HttpFetcher', () => {
-  let server: http.Server;
+  let server: Loopback;
   let base: string;
 
   before(async () => {
-    server = http.createServer((req, res) => {
+    server = await listenLoopback(http.createServer((req, res) => {
       switch (req.url) {
         case '/ok':
           res.writeHead(200, { 'content-length': 5 }).end('hello');
@@ -32,15 +33,11 @@ describe('HttpFetcher', () => {
         default:
           res.writeHead(404).end();
       }
-    });
-    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-    base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+    }));
+    base = server.url;
   });
 
-  after(async () => {
-    server.closeAllConnections();
-    await new Promise((resolve) => server.close(resolve));
-  });
+  after(() => server.close());
 
   it('returns the body', async () => {
     assert.equal(Buffer.from(await new HttpFetcher(DEFAULT_LIMITS).fetch(`${base}/ok`, 5)).toString(), 'hello');
@@ -73,10 +70,7 @@ describe('HttpFetcher', () => {
 
   describe('when nothing listens', () => {
     it('wraps the connection error in DownloadError with its cause', async () => {
-      const closed = http.createServer();
-      await new Promise<void>((resolve) => closed.listen(0, '127.0.0.1', resolve));
-      const port = (closed.address() as AddressInfo).port;
-      await new Promise((resolve) => closed.close(resolve));
+      const port = await freePort();
       await assert.rejects(new HttpFetcher(DEFAULT_LIMITS).fetch(`http://127.0.0.1:${port}/x`, 10), (e: unknown) => e instanceof DownloadError && e.cause instanceof Error);
     });
   });
@@ -181,9 +175,9 @@ async function staleAfterFirstAnswer({ answerFirst = true, silentAfter = Infinit
       }
     });
   });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const listening = await listenLoopback(server);
   return {
-    base: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
+    base: listening.url,
     requests,
     /** Connections accepted so far. */
     get connections() {
@@ -192,7 +186,7 @@ async function staleAfterFirstAnswer({ answerFirst = true, silentAfter = Infinit
     close: () => {
       // The client's agent keeps its connection open: close waits for none.
       for (const socket of sockets) socket.destroy();
-      return new Promise((resolve) => server.close(resolve));
+      return listening.close();
     },
   };
 }

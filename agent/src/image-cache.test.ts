@@ -3,13 +3,13 @@ import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { DownloadError, HttpError, LengthLimitError, LengthOrHashMismatchError, SlowRetrievalError } from '@upfleet/core';
 import { DEFAULT_LIMITS } from './config.ts';
 import { HttpFetcher } from './fetcher.ts';
 import { ImageCache, targetUrl, type ImageTarget } from './image-cache.ts';
+import { listenLoopback, type Loopback } from '../../test/support/loopback.ts';
 
 const image = randomBytes(300_000);
 const target: ImageTarget = {
@@ -23,12 +23,12 @@ type Mode = 'ok' | 'cutOnce' | 'noRange' | 'tampered' | 'longer' | 'slow';
 let mode: Mode = 'ok';
 let cut = false;
 const ranges: string[] = [];
-let server: http.Server;
+let server: Loopback;
 let base: string;
 const dirs: string[] = [];
 
 before(async () => {
-  server = http.createServer((req, res) => {
+  server = await listenLoopback(http.createServer((req, res) => {
     if (req.url !== new URL(targetUrl('http://x', target)).pathname) return void res.writeHead(404).end();
     ranges.push(req.headers.range ?? '');
     let body: Buffer = image;
@@ -52,13 +52,11 @@ before(async () => {
       return;
     }
     res.writeHead(200, { 'content-length': body.length }).end(body);
-  });
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  }));
+  base = server.url;
 });
-after(() => {
-  server.close();
-  server.closeAllConnections();
+after(async () => {
+  await server.close();
   dirs.forEach((d) => rmSync(d, { recursive: true, force: true }));
 });
 

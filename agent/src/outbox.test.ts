@@ -7,7 +7,7 @@ import { describe, it, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
 import http from 'node:http';
-import { createServer, type AddressInfo, type Server, type Socket } from 'node:net';
+import { createServer, type Server, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Aedes } from 'aedes';
@@ -21,6 +21,7 @@ import { DEFAULT_LIMITS } from './config.ts';
 import { HttpFetcher } from './fetcher.ts';
 import { MqttChannel } from './mqtt-channel.ts';
 import { Outbox } from './outbox.ts';
+import { listenLoopback } from '../../test/support/loopback.ts';
 
 const dirs: string[] = [];
 after(() => dirs.forEach((d) => rmSync(d, { recursive: true, force: true })));
@@ -46,8 +47,7 @@ describe('Outbox over HTTP', () => {
         res.writeHead(req.url!.endsWith('/progress') ? 204 : 200).end('{}');
       });
     });
-    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-    const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+    const { url, close } = await listenLoopback(server);
     const tokens = new DeviceTokens('car-9', Ed25519Signer.generate());
     const client = new DirectorClient(url, 'car-9', tokens, new HttpFetcher(DEFAULT_LIMITS));
     try {
@@ -78,7 +78,7 @@ describe('Outbox over HTTP', () => {
       assert.match(received[0]!.auth, /^UpfleetDevice car-9:\d+:[0-9a-f]{128}$/);
       db.close();
     } finally {
-      server.close();
+      await close();
     }
   });
 });
@@ -97,8 +97,8 @@ describe('Outbox.enqueueLatest', () => {
         res.writeHead(req.url!.endsWith('/progress') ? 204 : 200).end('{}');
       });
     });
-    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-    const client = new DirectorClient(`http://127.0.0.1:${(server.address() as AddressInfo).port}`, 'car-9',
+    const { url, close } = await listenLoopback(server);
+    const client = new DirectorClient(url, 'car-9',
       new DeviceTokens('car-9', Ed25519Signer.generate()), new HttpFetcher(DEFAULT_LIMITS));
     const db = openDb(dir);
     try {
@@ -125,7 +125,7 @@ describe('Outbox.enqueueLatest', () => {
       ]);
     } finally {
       db.close();
-      server.close();
+      await close();
     }
   });
 
@@ -159,13 +159,13 @@ async function startBroker(port = 0): Promise<{ port: number; messages: Array<{ 
     s.on('close', () => sockets.delete(s));
     broker.handle(s);
   });
-  await new Promise<void>((r) => server.listen(port, '127.0.0.1', r));
+  const listening = await listenLoopback(server, port);
   return {
-    port: (server.address() as AddressInfo).port,
+    port: listening.port,
     messages,
     async close() {
       for (const s of sockets) s.destroy();
-      await new Promise<void>((r) => server.close(() => r()));
+      await listening.close();
       await new Promise<void>((r) => broker.close(() => r()));
     },
   };

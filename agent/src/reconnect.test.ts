@@ -6,7 +6,7 @@
 import { describe, it, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer, type AddressInfo, type Server } from 'node:net';
+import { createServer, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
@@ -18,6 +18,7 @@ import { parseConfig } from './config.ts';
 import { backoffDelay, Reconnect, RECONNECT_POLICY, type BackoffPolicy } from './reconnect.ts';
 import { BuilderDirector } from './testing/builder-director.ts';
 import { serveFiles } from './testing/static-server.ts';
+import { freePort, listenLoopback } from '../../test/support/loopback.ts';
 
 const dirs: string[] = [];
 after(() => dirs.forEach((d) => rmSync(d, { recursive: true, force: true })));
@@ -46,15 +47,6 @@ async function until(what: string, cond: () => boolean, ms = 10_000): Promise<vo
     if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
     await new Promise((r) => setTimeout(r, 20));
   }
-}
-
-/** A loopback port that was free a moment ago (opened, then closed). */
-async function closedPort(): Promise<number> {
-  const s = createServer();
-  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
-  const { port } = s.address() as AddressInfo;
-  await new Promise<void>((r) => s.close(() => r()));
-  return port;
 }
 
 const FAST: BackoffPolicy = { baseMs: 100, factor: 2, capMs: 800 };
@@ -97,7 +89,7 @@ describe('agent reconnects with backoff (real sockets)', () => {
   it('MQTT: attempts space out, one warning for the outage, connects once the broker is up', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'upfleet-reconnect-'));
     dirs.push(dir);
-    const port = await closedPort();
+    const port = await freePort();
     writeFileSync(join(dir, 'primary.key'), encryptKeyFile(Ed25519Signer.generate(), 'pw'));
     const config = parseConfig({
       deviceId: 'car-r', directorUrl: 'http://127.0.0.1:9', imageRepoUrl: 'http://127.0.0.1:9', mqttUrl: `mqtt://127.0.0.1:${port}`,
@@ -123,7 +115,7 @@ describe('agent reconnects with backoff (real sockets)', () => {
 
       broker = await Aedes.createBroker();
       server = createServer(broker.handle);
-      await new Promise<void>((r) => server!.listen(port, '127.0.0.1', r));
+      await listenLoopback(server, port);
       await until('the connection', () => lines.some((l) => l.msg === 'mqtt connected'));
       const outage = mqttLines();
       assert.equal(outage.filter((l) => l.level === WARN).length, 1, 'exactly one warning for the outage');

@@ -10,7 +10,6 @@ import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import http from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { DeadlineExceededError, Ed25519Signer, LengthLimitError, SlowRetrievalError } from '@upfleet/core';
@@ -19,6 +18,7 @@ import { DeviceTokens } from './device-token.ts';
 import { DirectorClient } from './director-client.ts';
 import { HttpFetcher, type TransportLimits } from './fetcher.ts';
 import { ImageCache, type ImageTarget } from './image-cache.ts';
+import { listenLoopback, type Loopback } from '../../test/support/loopback.ts';
 
 type Mode = 'endless' | 'trickle';
 
@@ -30,7 +30,7 @@ type Mode = 'endless' | 'trickle';
 const server = { mode: 'endless' as Mode, written: 0, answered: 0, closed: 0 };
 /** The client hung up every response the server answered. */
 const allClosed = () => server.answered > 0 && server.closed === server.answered;
-let httpServer: http.Server;
+let httpServer: Loopback;
 let base: string;
 let dir: string;
 
@@ -63,17 +63,15 @@ async function answer(res: http.ServerResponse): Promise<void> {
 
 before(async () => {
   dir = mkdtempSync(join(tmpdir(), 'upfleet-guards-'));
-  httpServer = http.createServer((req, res) => {
+  httpServer = await listenLoopback(http.createServer((req, res) => {
     req.resume();
     req.once('end', () => void answer(res));
-  });
-  await new Promise<void>((r) => httpServer.listen(0, '127.0.0.1', r));
-  base = `http://127.0.0.1:${(httpServer.address() as AddressInfo).port}`;
+  }));
+  base = httpServer.url;
 });
 
 after(async () => {
-  httpServer.closeAllConnections();
-  await new Promise((r) => httpServer.close(r));
+  await httpServer.close();
   rmSync(dir, { recursive: true, force: true });
 });
 

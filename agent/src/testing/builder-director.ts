@@ -6,8 +6,8 @@
  * (director/src/index.ts) is used by the end-to-end tests in test/.
  */
 import http from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { imageCustom, Key, RepositoryBuilder, TargetFile, parseVehicleManifest, verifyVehicleManifest, type SignedVehicleManifest } from '@upfleet/core';
+import { listenLoopback, type Loopback } from '../../../test/support/loopback.ts';
 
 export class BuilderDirector {
   readonly repo: RepositoryBuilder;
@@ -16,7 +16,7 @@ export class BuilderDirector {
   primaryKey: Key | undefined;
   registration: unknown;
   url = '';
-  #server: http.Server | undefined;
+  #listening: Loopback | undefined;
 
   constructor(
     readonly deviceId: string,
@@ -45,7 +45,7 @@ export class BuilderDirector {
   /** Listens on loopback, on `port` when given (a restart at the same address). */
   async start(port = 0): Promise<void> {
     const base = `/api/v1/devices/${this.deviceId}/`;
-    this.#server = http.createServer((req, res) => {
+    const server = http.createServer((req, res) => {
       const path = new URL(req.url ?? '/', 'http://x').pathname;
       if (!path.startsWith(base)) return void res.writeHead(404).end();
       const rel = path.slice(base.length);
@@ -81,12 +81,11 @@ export class BuilderDirector {
         res.writeHead(404).end();
       });
     });
-    await new Promise<void>((r) => this.#server!.listen(port, '127.0.0.1', r));
-    this.url = `http://127.0.0.1:${(this.#server.address() as AddressInfo).port}`;
+    this.#listening = await listenLoopback(server, port);
+    this.url = this.#listening.url;
   }
 
   async close(): Promise<void> {
-    this.#server?.closeAllConnections();
-    await new Promise<void>((r) => (this.#server ? this.#server.close(() => r()) : r()));
+    await this.#listening?.close();
   }
 }

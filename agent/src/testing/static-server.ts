@@ -4,7 +4,7 @@
  * Real HTTP, listening on 127.0.0.1 port 0.
  */
 import http from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { listenLoopback } from '../../../test/support/loopback.ts';
 
 export interface StaticServer {
   url: string;
@@ -32,15 +32,6 @@ export async function serveFiles(files: () => ReadonlyMap<string, Uint8Array>, p
     }
     res.writeHead(200, { 'content-length': body.byteLength }).end(body);
   });
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  return {
-    url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
-    overrides,
-    requests,
-    close: () =>
-      new Promise<void>((r) => {
-        server.closeAllConnections();
-        server.close(() => r());
-      }),
-  };
+  const { url, close } = await listenLoopback(server);
+  return { url, overrides, requests, close };
 }
