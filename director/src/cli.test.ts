@@ -10,10 +10,11 @@ import { existsSync, mkdtempSync, rmSync, statSync, writeFileSync } from 'node:f
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { createServer, type AddressInfo } from 'node:net';
+import { createServer } from 'node:net';
 import { ImageRepoServer } from './testing/harness.ts';
 import { utf8 } from '@upfleet/core';
 import { runCli } from './cli-program.ts';
+import { freePort, listenLoopback } from '../../test/support/loopback.ts';
 
 const BIN = fileURLToPath(new URL('../bin/upfleet-director', import.meta.url));
 const ENV = { ...process.env, UPFLEET_PASSPHRASE: 'root-pass', UPFLEET_ONLINE_PASSPHRASE: '', UPFLEET_ADMIN_TOKEN: 'adm', UPFLEET_PROVISIONING_TOKEN: 'prov', UPFLEET_LOG_LEVEL: 'info' };
@@ -168,19 +169,15 @@ describe('upfleet-director CLI', () => {
   });
 
   it('names the transport error when the director cannot be reached', async () => {
-    const closed = createServer();
-    await new Promise<void>((resolve) => closed.listen(0, '127.0.0.1', () => resolve()));
-    const port = (closed.address() as AddressInfo).port;
-    await new Promise((r) => closed.close(r));
+    const port = await freePort();
     const r = await run(['devices', 'list', '--url', `http://127.0.0.1:${port}`]);
     assert.equal(r.status, 1);
     assert.equal(r.stderr, `upfleet-director: DirectorUnreachableError UNREACHABLE: cannot reach the director at http://127.0.0.1:${port}: ECONNREFUSED (connect ECONNREFUSED 127.0.0.1:${port})\n`);
   });
 
   it('a taken port fails serve with one line naming the option that picks another', async () => {
-    const busy = createServer();
-    await new Promise<void>((resolve) => busy.listen(0, '127.0.0.1', () => resolve()));
-    const port = String((busy.address() as AddressInfo).port);
+    const busy = await listenLoopback(createServer());
+    const port = String(busy.port);
     try {
       const mqtt = await cli(['serve', '--dir', dir, '--port', '0', '--mqtt-port', port, '--image-repo', repo.url], { UPFLEET_LOG_LEVEL: 'silent' });
       assert.equal(mqtt.status, 1);
@@ -189,7 +186,7 @@ describe('upfleet-director CLI', () => {
       assert.equal(http.status, 1);
       assert.match(http.stderr, /PORT_IN_USE: the director HTTP API cannot listen on .*choose another with --port P/);
     } finally {
-      busy.close();
+      await busy.close();
     }
   });
 });

@@ -14,13 +14,13 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { createServer } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { pino } from 'pino';
 import { Updater } from 'tuf-js';
 import { HttpError, Updater as CoreUpdater } from '@upfleet/core';
 import { runCli } from './cli-program.ts';
 import { startImageRepoServer, type ImageRepoServer } from './server.ts';
+import { freePort, listenLoopback } from '../../test/support/loopback.ts';
 
 const BIN = fileURLToPath(new URL('../bin/upfleet-repo', import.meta.url));
 const TOKEN = 'cli-token';
@@ -148,15 +148,14 @@ describe('upfleet-repo CLI', () => {
   });
 
   it('serve on a taken port fails with one line naming --port', async () => {
-    const busy = createServer();
-    await new Promise<void>((r) => busy.listen(0, '127.0.0.1', r));
-    const port = (busy.address() as AddressInfo).port;
+    const busy = await listenLoopback(createServer());
+    const port = busy.port;
     try {
       const r = await child(['serve', '--dir', dir, '--port', String(port), '--token', TOKEN]);
       assert.equal(r.code, 1);
       assert.equal(r.stderr, `upfleet-repo serve: error PORT_IN_USE: the image repository cannot listen on 127.0.0.1:${port}: the port is in use; choose another with --port P (0 = any free port)\n`);
     } finally {
-      await new Promise((r) => busy.close(r));
+      await busy.close();
     }
   });
 
@@ -359,10 +358,7 @@ describe('upfleet-repo CLI', () => {
     const remoteStatus = ok(await child(['status', '--dir', dir, '--remote', server.url], { UPFLEET_REPO_TOKEN: '' })).stdout;
     assert.match(remoteStatus, /acme\s+paths acme\/\*\s+hardware camera\s+1-of-1\s+v1/);
     assert.match(remoteStatus, /timestamp\s+v\d+\s+expires \d{4}-/);
-    const closed = createServer();
-    await new Promise<void>((r) => closed.listen(0, '127.0.0.1', r));
-    const closedUrl = `http://127.0.0.1:${(closed.address() as AddressInfo).port}`;
-    await new Promise((r) => closed.close(r));
+    const closedUrl = `http://127.0.0.1:${await freePort()}`;
     const unreachable = await cli(['status', '--dir', dir, '--remote', closedUrl]);
     assert.equal(unreachable.code, 1);
     assert.match(unreachable.stderr, /^upfleet-repo status: error UNREACHABLE: cannot reach the server: .*ECONNREFUSED.* \(from http:.*\)\n$/);

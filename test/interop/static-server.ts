@@ -5,7 +5,7 @@
  * Counts requests per path, so a test can assert what a client fetched.
  */
 import http from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { listenLoopback } from '../support/loopback.ts';
 
 export interface StaticServer {
   /** `http://127.0.0.1:<port>/` */
@@ -39,10 +39,9 @@ export async function serveFiles(files: Map<string, Uint8Array>): Promise<Static
   // a second less than the announced timeout), so every request would open a connection.
   // close() ends open connections itself.
   server.keepAliveTimeout = 65_000;
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as AddressInfo;
+  const { url, close } = await listenLoopback(server);
   return {
-    url: `http://127.0.0.1:${port}/`,
+    url: `${url}/`,
     get files() {
       return state.files;
     },
@@ -50,10 +49,6 @@ export async function serveFiles(files: Map<string, Uint8Array>): Promise<Static
       state.files = f;
     },
     requests: state.requests,
-    close: () =>
-      new Promise<void>((resolve, reject) => {
-        server.closeAllConnections();
-        server.close((e) => (e ? reject(e) : resolve()));
-      }),
+    close,
   };
 }

@@ -12,8 +12,9 @@
  * - `clear()` drops rules and logs; `close()` ends every open response
  *   (trickles and endless streams included).
  */
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
+import { listenLoopback, type Loopback } from './loopback.ts';
 
 export type ProxyAction =
   /** Serve these bytes instead of asking upstream. */
@@ -41,21 +42,20 @@ export class AttackProxy {
   readonly rules: ProxyRule[] = [];
   readonly requests: Array<{ method: string; path: string; status: number; action: string }> = [];
   readonly posts: Array<{ path: string; body: Buffer; headers: IncomingMessage['headers'] }> = [];
-  #server: Server | undefined;
+  #listening: Loopback | undefined;
   #sockets = new Set<Socket>();
   url = '';
 
   constructor(readonly upstream: string) {}
 
   async start(): Promise<this> {
-    this.#server = createServer((req, res) => void this.#handle(req, res).catch(() => res.destroy()));
-    this.#server.on('connection', (s) => {
+    const server = createServer((req, res) => void this.#handle(req, res).catch(() => res.destroy()));
+    server.on('connection', (s) => {
       this.#sockets.add(s);
       s.on('close', () => this.#sockets.delete(s));
     });
-    await new Promise<void>((r) => this.#server!.listen(0, '127.0.0.1', () => r()));
-    const a = this.#server.address();
-    this.url = `http://127.0.0.1:${typeof a === 'object' && a ? a.port : 0}`;
+    this.#listening = await listenLoopback(server);
+    this.url = this.#listening.url;
     return this;
   }
 
@@ -158,8 +158,8 @@ export class AttackProxy {
   }
 
   async close(): Promise<void> {
-    if (!this.#server) return;
+    if (!this.#listening) return;
     for (const s of this.#sockets) s.destroy();
-    await new Promise((r) => this.#server!.close(r));
+    await this.#listening.close();
   }
 }

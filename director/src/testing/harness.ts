@@ -4,7 +4,7 @@
  * directory, and simulated devices that register, sign tokens and manifests.
  * Everything listens on 127.0.0.1 port 0 and is removed by `close()`.
  */
-import { createServer, type Server } from 'node:http';
+import { createServer } from 'node:http';
 import { cpSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -23,6 +23,7 @@ import {
 } from '@upfleet/core';
 import { initDirector, startDirector, type RunningDirector, type StartOptions } from '../director.ts';
 import { signDeviceToken } from '@upfleet/core';
+import { listenLoopback, type Loopback } from '../../../test/support/loopback.ts';
 
 export const ADMIN_TOKEN = 'admin-secret-for-tests';
 export const PROVISIONING_TOKEN = 'provisioning-secret-for-tests';
@@ -31,12 +32,12 @@ export const PROVISIONING_TOKEN = 'provisioning-secret-for-tests';
 export class ImageRepoServer {
   readonly builder = new RepositoryBuilder({ now: new Date() });
   #files = new Map<string, Uint8Array>();
-  #server: Server | undefined;
+  #listening: Loopback | undefined;
   url = '';
 
   async start(): Promise<this> {
     this.commit();
-    this.#server = createServer((req, res) => {
+    const server = createServer((req, res) => {
       const path = decodeURIComponent(new URL(req.url ?? '/', 'http://x').pathname.slice(1));
       const bytes = this.#files.get(path);
       if (!bytes) {
@@ -45,9 +46,8 @@ export class ImageRepoServer {
       }
       res.writeHead(200, { 'content-length': bytes.byteLength }).end(bytes);
     });
-    await new Promise<void>((r) => this.#server!.listen(0, '127.0.0.1', () => r()));
-    const a = this.#server.address();
-    this.url = `http://127.0.0.1:${typeof a === 'object' && a ? a.port : 0}`;
+    this.#listening = await listenLoopback(server);
+    this.url = this.#listening.url;
     return this;
   }
 
@@ -74,9 +74,7 @@ export class ImageRepoServer {
   }
 
   async close(): Promise<void> {
-    if (!this.#server) return;
-    this.#server.closeAllConnections();
-    await new Promise((r) => this.#server!.close(r));
+    await this.#listening?.close();
   }
 }
 
