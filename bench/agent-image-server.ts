@@ -10,7 +10,7 @@
  */
 import http from 'node:http';
 import { readFileSync } from 'node:fs';
-import type { AddressInfo } from 'node:net';
+import { listenLoopback } from '../test/support/loopback.ts';
 
 const [blockFile, imagesJson] = process.argv.slice(2) as [string, string];
 const block = readFileSync(blockFile);
@@ -30,4 +30,4 @@ const server = http.createServer(async (req, res) => {
   }
   res.end();
 });
-server.listen(0, '127.0.0.1', () => process.stdout.write(`http://127.0.0.1:${(server.address() as AddressInfo).port}\n`));
+process.stdout.write(`${(await listenLoopback(server)).url}\n`);

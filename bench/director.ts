@@ -35,6 +35,7 @@ import { Ed25519Signer, utf8 } from '@upfleet/core';
 import { harness, SimDevice, type Harness } from '../director/src/testing/harness.ts';
 import type { StartOptions } from '../director/src/director.ts';
 import { HTTP_CLIENT, MQTT_CLIENT, runClient, type Load } from './director-clients.ts';
+import { listenLoopback } from '../test/support/loopback.ts';
 
 const { values: args } = parseArgs({ options: { devices: { type: 'string' }, 'per-device': { type: 'string' }, only: { type: 'string' }, 'verify-workers': { type: 'string' } } });
 const WORKERS = args['verify-workers'] === undefined ? {} : { verifyWorkers: Number(args['verify-workers']) };
@@ -85,14 +86,12 @@ async function bareHttpRate(perDevice: Load): Promise<number> {
     req.on('end', () => res.writeHead(200, { 'content-type': 'application/json' }).end('{"accepted":true}'));
   });
   server.keepAliveTimeout = 65_000;
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
-  const a = server.address();
+  const { url, close } = await listenLoopback(server);
   try {
-    const { sent, seconds } = await runClient(HTTP_CLIENT, { url: `http://127.0.0.1:${typeof a === 'object' && a ? a.port : 0}`, perDevice, concurrency: HTTP_CONCURRENCY });
+    const { sent, seconds } = await runClient(HTTP_CLIENT, { url, perDevice, concurrency: HTTP_CONCURRENCY });
     return sent / seconds;
   } finally {
-    server.closeAllConnections();
-    server.close();
+    await close();
   }
 }
 
