@@ -7,12 +7,14 @@
  * serial is the inventory's; the primary's signature; the counter exceeds the
  * last accepted one; exactly the inventory's ECUs; each report's hardware ID
  * and signature by that ECU's key. Signatures go through core
- * (verifyVehicleManifest, verifyEcuReport). What needs the stored nonce memory
+ * (verifyVehicleManifest, verifyEcuReport), over canonical bytes encoded once
+ * for the manifest and its reports (canonicalManifest). What needs the stored nonce memory
  * (freshness) is checked later, inside the commit (manifests.ts).
  */
 import { createHash } from 'node:crypto';
 import {
   BadDocumentSignatureError,
+  canonicalManifest,
   Key,
   MalformedMetadataError,
   parseVehicleManifest,
@@ -92,8 +94,10 @@ export function checkManifest(deviceId: string, bytes: Uint8Array, view: Ingesti
   if (!primary || s.primaryEcuSerial !== primary.serial) {
     throw new ManifestRejectedError(deviceId, 'PRIMARY_MISMATCH', `primary ${s.primaryEcuSerial} is not the inventory primary`, { ecuSerial: s.primaryEcuSerial });
   }
+  // Each report's canonical bytes are part of the manifest's: encoded once for both signatures.
+  const canonical = canonicalManifest(m);
   try {
-    verifyVehicleManifest(m, keys.get(primary));
+    verifyVehicleManifest(m, keys.get(primary), canonical);
   } catch (cause) {
     if (cause instanceof BadDocumentSignatureError) throw new ManifestRejectedError(deviceId, 'BAD_SIGNATURE', cause.message, {}, 422, { cause });
     throw cause;
@@ -110,7 +114,7 @@ export function checkManifest(deviceId: string, bytes: Uint8Array, view: Ingesti
         { ecuSerial: serial });
     }
     try {
-      verifyEcuReport(report, keys.get(ecu));
+      verifyEcuReport(report, keys.get(ecu), canonical);
     } catch (cause) {
       if (cause instanceof BadDocumentSignatureError) {
         throw new ManifestRejectedError(deviceId, 'BAD_ECU_SIGNATURE', cause.message, { ecuSerial: serial }, 422, { cause });
