@@ -28,6 +28,21 @@ import type { DeviceRecord, EcuRecord, IngestionView } from './store.ts';
 
 export type { IngestionView };
 
+/** What the checks read of an IngestionView: all a verify worker is sent (structured clone costs per field). */
+export interface CheckView {
+  device: Pick<DeviceRecord, 'status' | 'manifestCounter'> | undefined;
+  ecus: Array<Pick<EcuRecord, 'serial' | 'hardwareId' | 'primary' | 'publicKey'>>;
+}
+
+/** The part of `view` the checks read. */
+export function checkViewOf(view: IngestionView): CheckView {
+  const d = view.device;
+  return {
+    device: d && { status: d.status, manifestCounter: d.manifestCounter },
+    ecus: view.ecus.map((e) => ({ serial: e.serial, hardwareId: e.hardwareId, primary: e.primary, publicKey: e.publicKey })),
+  };
+}
+
 /** A manifest that passed every check: what it signs, and the sha256 of its bytes. */
 export interface CheckedManifest {
   signed: SignedVehicleManifest['signed'];
@@ -46,7 +61,7 @@ export function requireActiveDevice<D extends Pick<DeviceRecord, 'status'>>(devi
 /** Key objects by ECU serial, rebuilt when the stored key changes (replacement). */
 export class KeyCache {
   #keys = new Map<string, { json: string; key: Key }>();
-  get(ecu: EcuRecord): Key {
+  get(ecu: Pick<EcuRecord, 'serial' | 'publicKey'>): Key {
     const json = JSON.stringify(ecu.publicKey);
     let entry = this.#keys.get(ecu.serial);
     if (!entry || entry.json !== json) {
@@ -82,7 +97,7 @@ export function checkCounter(deviceId: string, counter: number, lastCounter: num
  * Parses `bytes` and runs every check above against `view`.
  * @throws ManifestRejectedError, ForbiddenError, NotFoundError
  */
-export function checkManifest(deviceId: string, bytes: Uint8Array, view: IngestionView, keys: KeyCache): CheckedManifest {
+export function checkManifest(deviceId: string, bytes: Uint8Array, view: CheckView, keys: KeyCache): CheckedManifest {
   const m = parseManifest(deviceId, bytes);
   const s = m.signed;
   if (s.deviceId !== deviceId) {
