@@ -4,7 +4,7 @@
  * errors on the main thread.
  */
 import { ForbiddenError, ManifestRejectedError, NotFoundError } from './errors.ts';
-import type { CheckView } from './manifest-checks.ts';
+import type { CheckedManifest, CheckView } from './manifest-checks.ts';
 
 export interface Job {
   id: number;
@@ -19,12 +19,7 @@ export type WireError =
   | { type: 'not-found'; kind: string; id: string }
   | { type: 'other'; name: string; message: string };
 
-/**
- * A job passed every check: only its digest comes back. The main thread parses the bytes it
- * sent (the same bytes, so the same manifest) rather than receiving the parsed manifest: a
- * structured clone of that object tree costs it about twice the parse.
- */
-export type Answer = { id: number; ok: true; digest: string } | { id: number; ok: false; error: WireError };
+export type Answer = { id: number; ok: true; checked: CheckedManifest } | { id: number; ok: false; error: WireError };
 
 export function toWire(error: unknown): WireError {
   if (error instanceof ManifestRejectedError) {
