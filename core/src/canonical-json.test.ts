@@ -1,6 +1,6 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { canonicalString, canonicalize } from './canonical-json.ts';
+import { canonicalString, canonicalStringWithParts, canonicalize } from './canonical-json.ts';
 import { CanonicalJsonError } from './errors.ts';
 import { fromUtf8 } from './bytes.ts';
 
@@ -89,5 +89,33 @@ describe('canonicalString', () => {
   it('encodes a shared (non-cyclic) object twice', () => {
     const shared = { k: 1 };
     assert.equal(canonicalString([shared, shared]), '[{"k":1},{"k":1}]');
+  });
+});
+
+describe('canonicalStringWithParts', () => {
+  // Keys and strings where code-point order differs from UTF-16 order, escapes, control
+  // characters, an empty key: a part's text must be exactly its own canonical form.
+  const part = (n: number) => ({ '😀': n, '\uE000': 'x"y\\z', '': [n, { b: 'é\n', a: null }], z: { '\u0001': true } });
+  const parts = [part(1), part(2), part(3)];
+  const doc = { '😀 serial': parts[0], 'a"b': parts[1], nested: [{ deeper: parts[2] }], '\uFFFF': 'last', counter: 7 };
+
+  it('gives the same text as canonicalString for the whole and for each part', () => {
+    const { text, parts: texts } = canonicalStringWithParts(doc, parts);
+    assert.equal(text, canonicalString(doc));
+    assert.equal(texts.size, parts.length);
+    for (const p of parts) {
+      assert.equal(texts.get(p), canonicalString(p));
+      assert.ok(text.includes(texts.get(p)!), 'the part is spliced into the whole as is');
+    }
+  });
+
+  it('has no text for an object that is not inside the value', () => {
+    const outside = part(9);
+    assert.equal(canonicalStringWithParts(doc, [outside]).parts.has(outside), false);
+  });
+
+  it('refuses what canonicalString refuses, with the same path', () => {
+    const bad = { ok: parts[0], r: { nonce: 'a\uD800b' } };
+    assert.throws(() => canonicalStringWithParts(bad, [bad.r]), (e: unknown) => e instanceof CanonicalJsonError && e.path === '$.r.nonce');
   });
 });

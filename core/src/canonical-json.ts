@@ -62,7 +62,16 @@ function sortedKeys(obj: object): string[] {
   return keys.some((k) => SURROGATE.test(k)) ? keys.sort(compareCodePoints) : keys;
 }
 
-function encodeValue(value: unknown, seen: Set<object>): string {
+/**
+ * The objects whose text an encoding records as it passes them (canonicalStringWithParts),
+ * and what it recorded.
+ */
+interface Capture {
+  parts: ReadonlySet<object>;
+  texts: Map<object, string>;
+}
+
+function encodeValue(value: unknown, seen: Set<object>, capture?: Capture): string {
   switch (typeof value) {
     case 'string':
       return encodeString(value);
@@ -80,7 +89,7 @@ function encodeValue(value: unknown, seen: Set<object>): string {
         out = '[';
         for (let i = 0; i < value.length; i++) {
           if (i > 0) out += ',';
-          out += within(i, value[i], seen);
+          out += within(i, value[i], seen, false, capture);
         }
         out += ']';
       } else {
@@ -90,11 +99,12 @@ function encodeValue(value: unknown, seen: Set<object>): string {
         for (const key of sortedKeys(obj)) {
           if (!first) out += ',';
           first = false;
-          out += within(key, key, seen, true) + ':' + within(key, obj[key], seen);
+          out += within(key, key, seen, true) + ':' + within(key, obj[key], seen, false, capture);
         }
         out += '}';
       }
       seen.delete(value);
+      if (capture?.parts.has(value)) capture.texts.set(value, out);
       return out;
     }
     case 'undefined':
@@ -108,9 +118,9 @@ function encodeValue(value: unknown, seen: Set<object>): string {
  * encodeValue (or encodeString, for a key) of the member at `at` (an array index
  * or an object key), adding it to the path of a refusal from inside.
  */
-function within(at: number | string, value: unknown, seen: Set<object>, isKey = false): string {
+function within(at: number | string, value: unknown, seen: Set<object>, isKey = false, capture?: Capture): string {
   try {
-    return isKey ? encodeString(value as string) : encodeValue(value, seen);
+    return isKey ? encodeString(value as string) : encodeValue(value, seen, capture);
   } catch (e) {
     if (e instanceof Refusal) e.segments.push(typeof at === 'number' ? `[${at}]` : `.${at}`);
     throw e;
@@ -119,8 +129,25 @@ function within(at: number | string, value: unknown, seen: Set<object>, isKey = 
 
 /** Canonical JSON text. @throws CanonicalJsonError for values it cannot encode. */
 export function canonicalString(value: unknown): string {
+  return refusing(() => encodeValue(value, new Set()));
+}
+
+/**
+ * Canonical JSON text of `value` and, from the same pass, of each of `parts` found inside it
+ * (an object's text does not depend on where it sits, so its text within `value` is its own
+ * canonical text). For a document that embeds signed documents (a vehicle manifest and its
+ * ECU reports): every signed part is encoded once. A part not inside `value` has no text.
+ * @throws CanonicalJsonError
+ */
+export function canonicalStringWithParts(value: unknown, parts: Iterable<object>): { text: string; parts: Map<object, string> } {
+  const capture: Capture = { parts: new Set(parts), texts: new Map() };
+  const text = refusing(() => encodeValue(value, new Set(), capture));
+  return { text, parts: capture.texts };
+}
+
+function refusing(encode: () => string): string {
   try {
-    return encodeValue(value, new Set());
+    return encode();
   } catch (e) {
     if (e instanceof Refusal) throw new CanonicalJsonError(`$${e.segments.reverse().join('')}`, e.reason);
     throw e;

@@ -82,13 +82,14 @@ export class Authenticator {
 
   #keyCache = new Map<string, { json: string; key: Key }>();
 
+  /** The primary's key; one small read per request (the stored text, compared as is: parsed only when it changed). */
   async #primaryKey(deviceId: string): Promise<{ json: string; key: Key } | undefined> {
-    const primary = (await this.store.ecusOf(deviceId)).find((e) => e.primary);
-    if (!primary) return undefined;
-    const json = JSON.stringify(primary.publicKey);
+    const json = await this.store.primaryKeyJson(deviceId);
+    if (json === undefined) return undefined;
     let entry = this.#keyCache.get(deviceId);
     if (!entry || entry.json !== json) {
-      entry = { json, key: Key.fromJSON(primary.publicKey) };
+      entry = { json, key: Key.fromJSON(JSON.parse(json)) };
+      if (this.#keyCache.size >= CACHE_LIMIT) this.#keyCache.clear();
       this.#keyCache.set(deviceId, entry);
     }
     return entry;

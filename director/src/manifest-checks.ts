@@ -7,12 +7,14 @@
  * serial is the inventory's; the primary's signature; the counter exceeds the
  * last accepted one; exactly the inventory's ECUs; each report's hardware ID
  * and signature by that ECU's key. Signatures go through core
- * (verifyVehicleManifest, verifyEcuReport). What needs the stored nonce memory
+ * (verifyVehicleManifest, verifyEcuReport), over canonical bytes encoded once
+ * for the manifest and its reports (canonicalManifest). What needs the stored nonce memory
  * (freshness) is checked later, inside the commit (manifests.ts).
  */
 import { createHash } from 'node:crypto';
 import {
   BadDocumentSignatureError,
+  canonicalManifest,
   Key,
   MalformedMetadataError,
   parseVehicleManifest,
@@ -25,6 +27,21 @@ import { ForbiddenError, ManifestRejectedError, NotFoundError } from './errors.t
 import type { DeviceRecord, EcuRecord, IngestionView } from './store.ts';
 
 export type { IngestionView };
+
+/** What the checks read of an IngestionView: all a verify worker is sent (structured clone costs per field). */
+export interface CheckView {
+  device: Pick<DeviceRecord, 'status' | 'manifestCounter'> | undefined;
+  ecus: Array<Pick<EcuRecord, 'serial' | 'hardwareId' | 'primary' | 'publicKey'>>;
+}
+
+/** The part of `view` the checks read. */
+export function checkViewOf(view: IngestionView): CheckView {
+  const d = view.device;
+  return {
+    device: d && { status: d.status, manifestCounter: d.manifestCounter },
+    ecus: view.ecus.map((e) => ({ serial: e.serial, hardwareId: e.hardwareId, primary: e.primary, publicKey: e.publicKey })),
+  };
+}
 
 /** A manifest that passed every check: what it signs, and the sha256 of its bytes. */
 export interface CheckedManifest {
@@ -44,7 +61,7 @@ export function requireActiveDevice<D extends Pick<DeviceRecord, 'status'>>(devi
 /** Key objects by ECU serial, rebuilt when the stored key changes (replacement). */
 export class KeyCache {
   #keys = new Map<string, { json: string; key: Key }>();
-  get(ecu: EcuRecord): Key {
+  get(ecu: Pick<EcuRecord, 'serial' | 'publicKey'>): Key {
     const json = JSON.stringify(ecu.publicKey);
     let entry = this.#keys.get(ecu.serial);
     if (!entry || entry.json !== json) {
@@ -80,7 +97,7 @@ export function checkCounter(deviceId: string, counter: number, lastCounter: num
  * Parses `bytes` and runs every check above against `view`.
  * @throws ManifestRejectedError, ForbiddenError, NotFoundError
  */
-export function checkManifest(deviceId: string, bytes: Uint8Array, view: IngestionView, keys: KeyCache): CheckedManifest {
+export function checkManifest(deviceId: string, bytes: Uint8Array, view: CheckView, keys: KeyCache): CheckedManifest {
   const m = parseManifest(deviceId, bytes);
   const s = m.signed;
   if (s.deviceId !== deviceId) {
@@ -92,8 +109,10 @@ export function checkManifest(deviceId: string, bytes: Uint8Array, view: Ingesti
   if (!primary || s.primaryEcuSerial !== primary.serial) {
     throw new ManifestRejectedError(deviceId, 'PRIMARY_MISMATCH', `primary ${s.primaryEcuSerial} is not the inventory primary`, { ecuSerial: s.primaryEcuSerial });
   }
+  // Each report's canonical bytes are part of the manifest's: encoded once for both signatures.
+  const canonical = canonicalManifest(m);
   try {
-    verifyVehicleManifest(m, keys.get(primary));
+    verifyVehicleManifest(m, keys.get(primary), canonical);
   } catch (cause) {
     if (cause instanceof BadDocumentSignatureError) throw new ManifestRejectedError(deviceId, 'BAD_SIGNATURE', cause.message, {}, 422, { cause });
     throw cause;
@@ -110,7 +129,7 @@ export function checkManifest(deviceId: string, bytes: Uint8Array, view: Ingesti
         { ecuSerial: serial });
     }
     try {
-      verifyEcuReport(report, keys.get(ecu));
+      verifyEcuReport(report, keys.get(ecu), canonical);
     } catch (cause) {
       if (cause instanceof BadDocumentSignatureError) {
         throw new ManifestRejectedError(deviceId, 'BAD_ECU_SIGNATURE', cause.message, { ecuSerial: serial }, 422, { cause });

@@ -267,6 +267,11 @@ export class SqlStore implements DirectorStore {
     return this.#many('SELECT * FROM ecus WHERE device_id = ? ORDER BY is_primary DESC, serial', [deviceId], ecuFrom);
   }
 
+  async primaryKeyJson(deviceId: string): Promise<string | undefined> {
+    const [row] = await this.db.all('SELECT public_key FROM ecus WHERE device_id = ? AND is_primary = ?', [deviceId, true]);
+    return row ? (row.public_key as string) : undefined;
+  }
+
   insertEcu(e: EcuRecord): Promise<void> {
     return this.db.run('INSERT INTO ecus (serial, device_id, hardware_id, public_key, is_primary, installed, release_counter) VALUES (?, ?, ?, ?, ?, ?, ?)', [
       e.serial, e.deviceId, e.hardwareId, json(e.publicKey), e.primary, e.installed === null ? null : json(e.installed), e.releaseCounter]);

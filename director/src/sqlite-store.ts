@@ -72,9 +72,10 @@ export class SqliteConnection implements SqlConnection {
   }
 
   async all(sql: string, params: unknown[] = []): Promise<Row[]> {
-    const query = () => this.#stmt(sql).all(...bind(params)) as Row[];
     // A read needs a turn only while a transaction is open (it must not see uncommitted rows).
-    return this.#current() || this.#queued === 0 ? query() : this.#exclusive(query);
+    // No named closure on the common path: the bundle's keepNames makes each one cost a defineProperty.
+    if (this.#current() || this.#queued === 0) return this.#stmt(sql).all(...bind(params)) as Row[];
+    return this.#exclusive(() => this.#stmt(sql).all(...bind(params)) as Row[]);
   }
 
   async run(sql: string, params: unknown[] = []): Promise<void> {

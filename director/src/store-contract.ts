@@ -130,6 +130,17 @@ export function storeContract(name: string, open: () => Promise<StoreUnderTest>)
         assert.equal(view.ecus[0]!.serial, 'view-dev-primary');
         assert.deepEqual(await s.ingestionView('nobody'), { device: undefined, ecus: [] });
       });
+
+      it('reads the primary key as stored, for device-token checks: the primary only, undefined without one', async () => {
+        await s.insertDevice(device('pk-dev'));
+        assert.equal(await s.primaryKeyJson('pk-dev'), undefined, 'no ECU yet');
+        await s.insertEcu(ecu('pk-dev-brake', 'pk-dev', false));
+        assert.equal(await s.primaryKeyJson('pk-dev'), undefined, 'a secondary only');
+        await s.insertEcu(ecu('pk-dev-primary', 'pk-dev', true));
+        const primary = (await s.ecusOf('pk-dev')).find((e) => e.primary)!;
+        assert.deepEqual(JSON.parse((await s.primaryKeyJson('pk-dev'))!), primary.publicKey);
+        assert.equal(await s.primaryKeyJson('nobody'), undefined);
+      });
     });
 
     describe('assignments', () => {

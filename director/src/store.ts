@@ -236,6 +236,8 @@ export interface DirectorStore {
 
   getEcu(serial: string): Promise<EcuRecord | undefined>;
   ecusOf(deviceId: string): Promise<EcuRecord[]>;
+  /** The device's primary ECU's public key as stored (JSON text), undefined without one: device-token checks compare it per request. */
+  primaryKeyJson(deviceId: string): Promise<string | undefined>;
   insertEcu(ecu: EcuRecord): Promise<void>;
   updateEcu(serial: string, fields: Partial<Omit<EcuRecord, 'serial' | 'deviceId'>>): Promise<void>;
   deleteEcu(serial: string): Promise<void>;

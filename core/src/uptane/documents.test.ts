@@ -1,7 +1,7 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { checkEcuReport, EcuReportMismatchError, signEcuReport, parseEcuReport, verifyEcuReport, type EcuVersionReport } from './ecu-report.ts';
-import { signVehicleManifest, parseVehicleManifest, verifyVehicleManifest, type VehicleManifest } from './vehicle-manifest.ts';
+import { canonicalManifest, signVehicleManifest, parseVehicleManifest, verifyVehicleManifest, type VehicleManifest } from './vehicle-manifest.ts';
 import { BadDocumentSignatureError } from './signed-document.ts';
 import { Ed25519Signer } from '../keys.ts';
 import { canonicalize } from '../canonical-json.ts';
@@ -136,6 +136,42 @@ describe('vehicle version manifest', () => {
       const doc = wire(signVehicleManifest(manifest(), primaryKey)) as { signed: VehicleManifest };
       doc.signed.counter = 8;
       assert.throws(() => verifyVehicleManifest(parseVehicleManifest(doc), primaryKey.key), BadDocumentSignatureError);
+    });
+  });
+
+  describe('canonicalManifest (one encoding for the manifest and its reports)', () => {
+    // Serials, hardware IDs and nonces where code-point order differs from UTF-16 order, with escapes.
+    const odd = ['😀-ecu', '\uE000-ecu', 'a"b\\c', 'é\u0001'];
+    const oddManifest = (): VehicleManifest => ({
+      ...manifest(),
+      ecuVersionReports: Object.fromEntries(odd.map((serial, i) => [serial, signEcuReport({ ...report, ecuSerial: serial, hardwareId: `hw-${serial}`, nonce: `n"${i}😀` }, ecuKey)])),
+    });
+
+    // Canonical JSON keeps control characters raw (not JSON): these travel as a device sends them, JSON.
+    const json = (doc: unknown): unknown => JSON.parse(JSON.stringify(doc));
+
+    it('gives exactly the plain canonical bytes of the manifest and of each report', () => {
+      const parsed = parseVehicleManifest(json(signVehicleManifest(oddManifest(), primaryKey)));
+      const known = canonicalManifest(parsed);
+      assert.deepEqual(known.get(parsed.signed), canonicalize(parsed.signed));
+      for (const serial of odd) {
+        const r = parsed.signed.ecuVersionReports[serial]!;
+        assert.deepEqual(known.get(r.signed), canonicalize(r.signed), serial);
+      }
+      assert.equal(known.size, odd.length + 1);
+      verifyVehicleManifest(parsed, primaryKey.key, known);
+      for (const serial of odd) verifyEcuReport(parsed.signed.ecuVersionReports[serial]!, ecuKey.key, known);
+    });
+
+    it('still refuses a report changed after signing, and a manifest signed by another key', () => {
+      const doc = json(signVehicleManifest(oddManifest(), primaryKey)) as { signed: VehicleManifest };
+      doc.signed.ecuVersionReports[odd[0]!]!.signed.releaseCounter = 0;
+      const parsed = parseVehicleManifest(doc);
+      const known = canonicalManifest(parsed);
+      assert.throws(() => verifyEcuReport(parsed.signed.ecuVersionReports[odd[0]!]!, ecuKey.key, known), BadDocumentSignatureError);
+      assert.throws(() => verifyVehicleManifest(parsed, primaryKey.key, known), BadDocumentSignatureError, 'the manifest signed the original report');
+      const other = parseVehicleManifest(json(signVehicleManifest(oddManifest(), ecuKey)));
+      assert.throws(() => verifyVehicleManifest(other, primaryKey.key, canonicalManifest(other)), BadDocumentSignatureError);
     });
   });
 });

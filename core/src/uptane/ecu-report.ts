@@ -10,7 +10,7 @@
 import { MalformedMetadataError, RepositoryError } from '../errors.ts';
 import type { Key, Signer } from '../keys.ts';
 import { expectHashes, expectInteger, expectObject, expectString, expectTime, type JsonObject } from '../metadata/guard.ts';
-import { parseEnvelope, signDocument, verifyDocument, type SignedDocument } from './signed-document.ts';
+import { parseEnvelope, signDocument, verifyDocument, type CanonicalBytes, type SignedDocument } from './signed-document.ts';
 
 export interface InstalledImage {
   filename: string;
@@ -87,9 +87,9 @@ export function parseEcuReport(json: unknown, path = 'ecuReport'): SignedEcuRepo
   return { signed: report, signatures };
 }
 
-/** @throws BadDocumentSignatureError */
-export function verifyEcuReport(report: SignedEcuReport, ecuKey: Key): void {
-  verifyDocument(`ECU report of ${report.signed.ecuSerial}`, report as SignedDocument<unknown>, ecuKey);
+/** `known`: the report's canonical bytes when its manifest's were encoded (canonicalManifest). @throws BadDocumentSignatureError */
+export function verifyEcuReport(report: SignedEcuReport, ecuKey: Key, known?: CanonicalBytes): void {
+  verifyDocument(`ECU report of ${report.signed.ecuSerial}`, report as SignedDocument<unknown>, ecuKey, known);
 }
 
 export type { JsonObject };

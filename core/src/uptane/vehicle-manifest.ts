@@ -3,11 +3,13 @@
  * every ECU's report plus the last installation result. `counter` rises by one
  * per manifest the device sends, so the director can refuse replays.
  */
+import { canonicalStringWithParts } from '../canonical-json.ts';
+import { utf8 } from '../bytes.ts';
 import { MalformedMetadataError } from '../errors.ts';
 import type { Key, Signer } from '../keys.ts';
 import { expectBoolean, expectInteger, expectObject, expectString, expectTime, isObject, nameMap } from '../metadata/guard.ts';
 import { parseEcuReport, type SignedEcuReport } from './ecu-report.ts';
-import { parseEnvelope, signDocument, verifyDocument, type SignedDocument } from './signed-document.ts';
+import { parseEnvelope, signDocument, verifyDocument, type CanonicalBytes, type SignedDocument } from './signed-document.ts';
 
 /**
  * Installation result codes of a failure that the next cycle retries with the
@@ -104,7 +106,25 @@ export function parseVehicleManifest(json: unknown, path = 'manifest'): SignedVe
   return { signed: manifest, signatures };
 }
 
-/** Checks the primary's signature only; each ECU report is checked against its own key. @throws BadDocumentSignatureError */
-export function verifyVehicleManifest(manifest: SignedVehicleManifest, primaryKey: Key): void {
-  verifyDocument(`manifest of ${manifest.signed.deviceId}`, manifest as SignedDocument<unknown>, primaryKey);
+/**
+ * The canonical bytes of the manifest's `signed` and of each ECU report's `signed`, from one
+ * encoding pass: a report's canonical text is part of the manifest's, so it is encoded once
+ * for both signatures. For verifyVehicleManifest and verifyEcuReport.
+ * @throws CanonicalJsonError
+ */
+export function canonicalManifest(manifest: SignedVehicleManifest): CanonicalBytes {
+  const reports = Object.values(manifest.signed.ecuVersionReports).map((r) => r.signed);
+  const { text, parts } = canonicalStringWithParts(manifest.signed, reports);
+  const bytes = new Map<object, Uint8Array>([[manifest.signed, utf8(text)]]);
+  for (const [report, reportText] of parts) bytes.set(report, utf8(reportText));
+  return bytes;
+}
+
+/**
+ * Checks the primary's signature only; each ECU report is checked against its own key.
+ * `known`: canonicalManifest(manifest), when the reports are verified too.
+ * @throws BadDocumentSignatureError
+ */
+export function verifyVehicleManifest(manifest: SignedVehicleManifest, primaryKey: Key, known?: CanonicalBytes): void {
+  verifyDocument(`manifest of ${manifest.signed.deviceId}`, manifest as SignedDocument<unknown>, primaryKey, known);
 }
