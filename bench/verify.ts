@@ -17,6 +17,8 @@
  * machine whose disk is busy that cost swings with other processes' I/O, and a tmpfs
  * (BENCH_VERIFY_DIR=/dev/shm) keeps it out of the comparison.
  *
+ * The server runs in a process of its own (bench/verify-server.ts), as the repository
+ * does for a device: its work is charged to neither client.
  * The two clients run in pairs, one right after the other, the order swapped from one
  * pair to the next, so a change of load on a shared machine hits both sides of a
  * pair alike. Each pair gives a ratio (tuf-js time / upfleet time); the line reports
@@ -24,7 +26,7 @@
  * targets-10000), their min and max, each client's median time, and the 1-minute
  * load average before (loadAvgStart) and after (loadAvg1m) the case. The same for the
  * CPU time the process spent during each run (cpuRatioVsTufJs, upfleetCpuMs, ...: every
- * thread, the loopback server's share included), which a busy machine disturbs far less
+ * thread of the client's process), which a busy machine disturbs far less
  * than it does wall time.
  * Prints one JSON line per case: {"bench":"verify","case",...,"ratioVsTufJs",...}.
  */
@@ -38,7 +40,7 @@ import { utf8 } from '../core/src/bytes.ts';
 import { HttpFetcher } from '../agent/src/fetcher.ts';
 import { DEFAULT_LIMITS } from '../agent/src/config.ts';
 import { DirectoryMetadataStore } from '../agent/src/tuf/directory-store.ts';
-import { serveFiles } from '../test/interop/static-server.ts';
+import { fork } from 'node:child_process';
 
 const ITERATIONS = process.env.BENCH_ITERATIONS === undefined ? undefined : Number(process.env.BENCH_ITERATIONS);
 
@@ -97,9 +99,25 @@ function median(xs: number[]): number {
   return s[Math.floor(s.length / 2)]!;
 }
 
+/** Starts bench/verify-server.ts in a session of its own, serving `files`. */
+async function serveElsewhere(files: Map<string, Uint8Array>): Promise<{ url: string; close(): Promise<void> }> {
+  const child = fork(join(import.meta.dirname, 'verify-server.ts'), {
+    execArgv: ['--import', 'tsx'], detached: true, serialization: 'advanced', stdio: ['ignore', 'ignore', 'inherit', 'ipc'],
+  });
+  const url = await new Promise<string>((resolve, reject) => {
+    child.once('message', (m: { url: string }) => resolve(m.url));
+    child.once('exit', (code) => reject(new Error(`repository server exited ${code}`)));
+    child.send({ files: [...files] });
+  });
+  return { url, close: () => new Promise((resolve) => {
+    child.once('exit', () => resolve());
+    child.disconnect();
+  }) };
+}
+
 async function run(c: Case): Promise<void> {
   const files = c.repo.commit();
-  const server = await serveFiles(files);
+  const server = await serveElsewhere(files);
   const root = files.get('metadata/1.root.json')!;
   const work = mkdtempSync(join(process.env.BENCH_VERIFY_DIR ?? tmpdir(), 'upfleet-bench-verify-'));
   let n = 0;
