@@ -80,19 +80,64 @@ describe('the launcher', () => {
     assert.equal(first.status, 0, first.stderr);
     assert.equal(first.stdout, 'hello fleet 42 EXTERNAL-PACKAGE DemoThing\n');
     assert.match(first.stderr, /launch: built /);
-    const bundles = p.cache().filter((f) => f.endsWith('.mjs'));
-    assert.equal(bundles.length, 1);
+    const bundles = p.cache().filter((f) => f.endsWith('.cjs'));
+    assert.equal(bundles.length, 1, 'no top-level await, no default import: a CommonJS bundle');
     assert.ok(p.cache().includes('demo-cli.json') && p.cache().includes(`${bundles[0]}.map`), p.cache().join(' '));
     const code = readFileSync(join(p.dir, 'node_modules/.cache/upfleet', bundles[0]!), 'utf8');
     assert.match(code, /hello \$\{who\}/, 'the workspace source is in the bundle');
     assert.doesNotMatch(code, /EXTERNAL-/, 'the package is not');
-    assert.match(code, /from "ext-pkg"/);
+    assert.match(code, /require\("ext-pkg"\)/);
+    assert.match(code, /^'use strict';/, 'strict, as the ES module sources are');
 
     const second = run(p.bin, ['again']);
     assert.equal(second.status, 0, second.stderr);
     assert.equal(second.stdout, 'hello again 42 EXTERNAL-PACKAGE DemoThing\n');
     assert.match(second.stderr, /launch: cached .*checked in [\d.]+ ms/);
     assert.deepEqual(p.cache(), [bundles[0], `${bundles[0]}.map`, 'demo-cli.json'].sort());
+  });
+
+  it('loads a package imported behind a dynamic import() only when that code runs', () => {
+    const p = project();
+    p.put('node_modules/loud-pkg/package.json', '{ "name": "loud-pkg", "type": "module", "exports": "./index.js" }\n');
+    p.put('node_modules/loud-pkg/index.js', "console.log('loud-pkg evaluated');\nexport const loud = 'LOUD';\n");
+    p.put('app/src/heavy.ts', "import { loud } from 'loud-pkg';\nexport const heavy = () => loud;\n");
+    p.put('app/src/cli.ts', [
+      "if (process.argv[2] === 'heavy') import('./heavy.ts').then(({ heavy }) => console.log(heavy()));",
+      "else console.log('light');",
+      '',
+    ].join('\n'));
+    const light = run(p.bin, ['light']);
+    assert.equal(light.stdout, 'light\n', light.stderr);
+    assert.ok(p.cache().some((f) => f.endsWith('.cjs')), p.cache().join(' '));
+    const heavy = run(p.bin, ['heavy']);
+    assert.equal(heavy.stdout, 'loud-pkg evaluated\nLOUD\n', heavy.stderr);
+    assert.match(heavy.stderr, /launch: cached/);
+  });
+
+  it('bundles as an ES module whatever a CommonJS bundle would change: top-level await, a default export, a dual package', () => {
+    const tla = project();
+    tla.put('app/src/cli.ts', "const answer = await Promise.resolve(42);\nconsole.log(`tla ${answer}`);\n");
+    const out = run(tla.bin);
+    assert.equal(out.stdout, 'tla 42\n', out.stderr);
+    assert.match(out.stderr, /not a CommonJS bundle: .*[Tt]op-level await/);
+    assert.ok(tla.cache().some((f) => f.endsWith('.mjs')) && !tla.cache().some((f) => f.endsWith('.cjs')), tla.cache().join(' '));
+    assert.match(run(tla.bin).stderr, /launch: cached .*\.mjs/);
+
+    const withDefault = project();
+    withDefault.put('node_modules/ext-pkg/index.js', "export const external = 'EXTERNAL-' + 'PACKAGE';\nexport default 'DEFAULT';\n");
+    withDefault.put('app/src/cli.ts', "import value, { external } from 'ext-pkg';\nconsole.log(value, external);\n");
+    const d = run(withDefault.bin);
+    assert.equal(d.stdout, 'DEFAULT EXTERNAL-PACKAGE\n', d.stderr);
+    assert.match(d.stderr, /not a CommonJS bundle: ext-pkg has a default export/);
+
+    const dual = project();
+    dual.put('node_modules/dual-pkg/package.json', '{ "name": "dual-pkg", "exports": { "import": "./index.mjs", "require": "./index.cjs" } }\n');
+    dual.put('node_modules/dual-pkg/index.mjs', "export const flavour = 'esm';\n");
+    dual.put('node_modules/dual-pkg/index.cjs', "exports.flavour = 'cjs';\n");
+    dual.put('app/src/cli.ts', "import { flavour } from 'dual-pkg';\nconsole.log(flavour);\n");
+    const du = run(dual.bin);
+    assert.equal(du.stdout, 'esm\n', du.stderr);
+    assert.match(du.stderr, /not a CommonJS bundle: .*dual-pkg is .*index\.cjs for require but .*index\.mjs for import/);
   });
 
   it('rebuilds when any input changes: a source, a workspace source, or a file goes missing', () => {
