@@ -9,9 +9,18 @@
  * thread pool behind the writes in flight while the updater waits on it to decide
  * what to fetch. Only the conformance CLI and the benchmarks use this store; the
  * agent daemon keeps its metadata in SQLite.
+ * Writes go through the callback API, promisified: node:fs/promises would load about ten
+ * more modules (readline, watchers, dir) in every start of the conformance CLI.
  */
-import { readFileSync, rename as renameCallback, writeFile as writeFileCallback } from 'node:fs';
-import { open, unlink } from 'node:fs/promises';
+import {
+  close as closeCallback,
+  fdatasync as fdatasyncCallback,
+  open as openCallback,
+  readFileSync,
+  rename as renameCallback,
+  unlink as unlinkCallback,
+  writeFile as writeFileCallback,
+} from 'node:fs';
 import { promisify } from 'node:util';
 import { join } from 'node:path';
 import { UsageError } from '@upfleet/core/errors.ts';
@@ -59,12 +68,12 @@ export async function writeFileAtomic(path: string, bytes: Uint8Array, options: 
   let renamed = false;
   try {
     if (options.sync) {
-      const file = await open(tmp, 'w', 0o644);
+      const fd = await open(tmp, 'w', 0o644);
       try {
-        await file.writeFile(bytes);
-        await file.datasync();
+        await writeFileViaCallback(fd, bytes);
+        await fdatasync(fd);
       } finally {
-        await file.close();
+        await close(fd);
       }
     } else {
       // A cache: one call for open, write and close, through the callback API, which
@@ -81,3 +90,7 @@ export async function writeFileAtomic(path: string, bytes: Uint8Array, options: 
 let tempCounter = 0;
 const writeFileViaCallback = promisify(writeFileCallback);
 const rename = promisify(renameCallback);
+const open = promisify(openCallback);
+const fdatasync = promisify(fdatasyncCallback);
+const close = promisify(closeCallback);
+const unlink = promisify(unlinkCallback);
