@@ -1,5 +1,5 @@
 /**
- * The bin launcher (scripts/launch.mjs): runs the current sources, from a cached bundle when
+ * The bin launcher (scripts/launch.cjs, re-exported by launch.mjs for ES module bins): runs the current sources, from a cached bundle when
  * nothing changed, and through tsx when a bundle would not be the same program.
  *
  * Each test gets its own little project in a temp dir: a copy of the launcher in scripts/, a
@@ -38,9 +38,11 @@ function project(): { dir: string; bin: string; put(path: string, text: string, 
     utimesSync(file, t, t);
   };
   mkdirSync(join(dir, 'scripts'), { recursive: true });
-  copyFileSync(join(repo, 'scripts/launch.mjs'), join(dir, 'scripts/launch.mjs'));
   const t = Date.now() / 1000 - 60;
-  utimesSync(join(dir, 'scripts/launch.mjs'), t, t);
+  for (const file of ['scripts/launch.cjs', 'scripts/launch.mjs']) {
+    copyFileSync(join(repo, file), join(dir, file));
+    utimesSync(join(dir, file), t, t);
+  }
   put('package.json', '{ "name": "demo-root", "private": true, "type": "module" }\n');
   mkdirSync(join(dir, 'node_modules/@upfleet'), { recursive: true });
   symlinkSync(join(repo, 'node_modules/esbuild'), join(dir, 'node_modules/esbuild'));
@@ -94,6 +96,26 @@ describe('the launcher', () => {
     assert.equal(second.stdout, 'hello again 42 EXTERNAL-PACKAGE DemoThing\n');
     assert.match(second.stderr, /launch: cached .*checked in [\d.]+ ms/);
     assert.deepEqual(p.cache(), [bundles[0], `${bundles[0]}.map`, 'demo-cli.json'].sort());
+  });
+
+  it('runs from a CommonJS bin file as from an ES module one', () => {
+    const p = project();
+    p.put('app/cjs-bin/package.json', '{ "type": "commonjs" }\n');
+    const bin = join(p.dir, 'app/cjs-bin/demo-cjs');
+    p.put('app/cjs-bin/demo-cjs', [
+      '#!/usr/bin/env node',
+      "const { pathToFileURL } = require('node:url');",
+      "require('../../scripts/launch.cjs').launch(pathToFileURL(__filename).href, '../src/cli.ts');",
+      '',
+    ].join('\n'));
+    chmodSync(bin, 0o755);
+    const first = run(bin, ['cjs']);
+    assert.equal(first.stdout, 'hello cjs 42 EXTERNAL-PACKAGE DemoThing\n', first.stderr);
+    assert.match(first.stderr, /launch: built /);
+    const second = run(bin, ['again']);
+    assert.equal(second.stdout, 'hello again 42 EXTERNAL-PACKAGE DemoThing\n', second.stderr);
+    assert.match(second.stderr, /launch: cached /);
+    assert.ok(p.cache().includes('demo-cjs.json'), p.cache().join(' '));
   });
 
   it('loads a package imported behind a dynamic import() only when that code runs', () => {
