@@ -32,7 +32,8 @@
  * Invariants:
  * - Never stale. The manifest <bin>.json beside the bundle lists every input of the build
  *   (esbuild's metafile, plus the package.json and tsconfig.json files that steer resolution
- *   and compilation, this file and esbuild's package.json) with its mtime and size; each launch
+ *   and compilation, this file and esbuild's package.json, and for a CommonJS bundle the
+ *   package.json of each package it requires) with its mtime and size; each launch
  *   stats them all (about 1 ms) and rebuilds when any differs or is gone. A manifest is only
  *   written when no input was modified after the build started, so an edit made during a build
  *   is never recorded as built.
@@ -42,8 +43,9 @@
  *   bundles are removed only once they are old enough that no launch can still be opening them.
  * - Same program. Only the workspace TypeScript sources (@upfleet/* and relative imports) are
  *   bundled; every other package stays an import (or, in a CommonJS bundle, a require of the
- *   same file) that Node resolves from node_modules as before (native addons, ESM-only packages). keepNames keeps class and function names;
- *   source maps (linked, sources on disk) make stack traces point at the .ts lines.
+ *   same file) that Node resolves from node_modules as before (native addons, ESM-only
+ *   packages). keepNames keeps class and function names; source maps (linked, sources on
+ *   disk) make stack traces point at the .ts lines.
  * - Sources keep their meaning. None of them may use import.meta (in the bundle it would name
  *   the cache file, not the source); if one does, that bin is not bundled.
  * - Always runnable. When esbuild cannot be loaded, the build fails, the bundle would change
@@ -177,7 +179,7 @@ async function build(name, entryPath) {
     built = await bundle(esbuild, 'esm', join(CACHE_DIR, `${name}-${id}.mjs`), entryPath);
     if (built.errors) throw new Error(built.errors);
   }
-  const { result, outfile, esmPackages } = built;
+  const { result, outfile, esmPackages, packageManifests } = built;
   const file = basename(outfile);
 
   const code = result.outputFiles.find((out) => out.path === outfile);
@@ -189,7 +191,7 @@ async function build(name, entryPath) {
   const outputs = [...result.outputFiles].sort((a) => (a.path.endsWith('.map') ? -1 : 1));
   for (const out of outputs) writeAtomic(out.path, out.contents);
 
-  const inputs = [...Object.keys(result.metafile.inputs).map((p) => resolve(ROOT, p)), ...manifestsOf(result.metafile), ...EXTRA_INPUTS];
+  const inputs = [...Object.keys(result.metafile.inputs).map((p) => resolve(ROOT, p)), ...manifestsOf(result.metafile), ...packageManifests, ...EXTRA_INPUTS];
   const recorded = [];
   let settled = true;
   for (const input of new Set(inputs)) {
@@ -215,6 +217,7 @@ async function build(name, entryPath) {
  */
 async function bundle(esbuild, format, outfile, entryPath) {
   const esmPackages = new Map();
+  const packageManifests = new Set();
   try {
     const result = await esbuild.build({
       entryPoints: [entryPath],
@@ -232,13 +235,13 @@ async function bundle(esbuild, format, outfile, entryPath) {
       logLevel: 'silent',
       // The sources are ES modules, which are strict; a CommonJS script is not unless it says so.
       ...(format === 'cjs' && { banner: { js: "'use strict';" } }),
-      plugins: [externalPackagesPlugin(format, esmPackages)],
+      plugins: [externalPackagesPlugin(format, esmPackages, packageManifests)],
     });
-    return { result, outfile, esmPackages };
+    return { result, outfile, esmPackages, packageManifests };
   } catch (err) {
     if (format === 'esm') throw err;
     const texts = Array.isArray(err?.errors) ? err.errors.map((e) => e.text).join('; ') : '';
-    return { errors: texts || (err instanceof Error ? err.message : String(err)), outfile, esmPackages };
+    return { errors: texts || (err instanceof Error ? err.message : String(err)), outfile, esmPackages, packageManifests };
   }
 }
 
@@ -272,21 +275,24 @@ async function commonJsRefusal(esbuild, built) {
   return undefined;
 }
 
-/** Whether Node loads this file as an ES module: .mjs, or .js under a package.json with "type": "module". */
-function isEsModuleFile(path) {
-  if (path.endsWith('.mjs')) return true;
-  if (!path.endsWith('.js')) return false;
+/** The package.json nearest to a file, or undefined. */
+function packageManifestOf(path) {
   for (let dir = dirname(path); dir !== dirname(dir); dir = dirname(dir)) {
     const manifest = join(dir, 'package.json');
-    if (statSync(manifest, { throwIfNoEntry: false })) {
-      try {
-        return JSON.parse(readFileSync(manifest, 'utf8')).type === 'module';
-      } catch {
-        return false;
-      }
-    }
+    if (statSync(manifest, { throwIfNoEntry: false })) return manifest;
   }
-  return false;
+  return undefined;
+}
+
+/** Whether Node loads this file as an ES module: .mjs, or .js under a package.json with "type": "module". */
+function isEsModuleFile(path, manifest) {
+  if (path.endsWith('.mjs')) return true;
+  if (!path.endsWith('.js') || !manifest) return false;
+  try {
+    return JSON.parse(readFileSync(manifest, 'utf8')).type === 'module';
+  } catch {
+    return false;
+  }
 }
 
 /**
@@ -295,9 +301,11 @@ function isEsModuleFile(path) {
  * node_modules); a package only installed deeper would resolve differently, so it fails the
  * build (and the launch falls back to tsx). For a CommonJS bundle, a package must also resolve
  * to the same file for require as for import (else that build fails and the bundle is an ES
- * module); the ES module files it resolves to are collected in `esmPackages` (specifier -> path).
+ * module); the ES module files it resolves to are collected in `esmPackages` (specifier -> path),
+ * and each package's package.json in `packageManifests`: the choice of format rests on them, so
+ * they are inputs (an npm update that changes a package rewrites its package.json).
  */
-function externalPackagesPlugin(format, esmPackages) {
+function externalPackagesPlugin(format, esmPackages, packageManifests) {
   return {
     name: 'upfleet-external-packages',
     setup(b) {
@@ -311,7 +319,9 @@ function externalPackagesPlugin(format, esmPackages) {
         if (format === 'cjs' && found.errors.length === 0) {
           const required = await b.resolve(args.path, { kind: 'require-call', resolveDir: args.resolveDir, importer: args.importer, pluginData: 'probe' });
           if (required.path !== found.path) return { errors: [{ text: `${args.path} is ${required.path} for require but ${found.path} for import` }] };
-          if (isEsModuleFile(found.path)) esmPackages.set(args.path, found.path);
+          const manifest = packageManifestOf(found.path);
+          if (manifest) packageManifests.add(manifest);
+          if (isEsModuleFile(found.path, manifest)) esmPackages.set(args.path, found.path);
         }
         return { path: args.path, external: true };
       });

@@ -136,6 +136,19 @@ describe('the launcher', () => {
     assert.match(heavy.stderr, /launch: cached/);
   });
 
+  it('rebuilds a CommonJS bundle when a package it requires changes (its package.json is an input)', () => {
+    const p = project();
+    assert.equal(run(p.bin).stdout, 'hello nobody 42 EXTERNAL-PACKAGE DemoThing\n');
+    assert.ok(p.cache().some((f) => f.endsWith('.cjs')), p.cache().join(' '));
+    // An update that gives the package a default export: a CommonJS bundle would no longer be the same program.
+    p.put('node_modules/ext-pkg/package.json', '{ "name": "ext-pkg", "version": "2.0.0", "type": "module", "exports": "./index.js" }\n', 30);
+    p.put('node_modules/ext-pkg/index.js', "export const external = 'EXTERNAL-' + 'PACKAGE';\nexport default 'DEFAULT';\n", 30);
+    const updated = run(p.bin);
+    assert.equal(updated.stdout, 'hello nobody 42 EXTERNAL-PACKAGE DemoThing\n', updated.stderr);
+    assert.match(updated.stderr, /stale: .*ext-pkg\/package\.json/);
+    assert.match(updated.stderr, /not a CommonJS bundle: ext-pkg has a default export/);
+  });
+
   it('bundles as an ES module whatever a CommonJS bundle would change: top-level await, a default export, a dual package', () => {
     const tla = project();
     tla.put('app/src/cli.ts', "const answer = await Promise.resolve(42);\nconsole.log(`tla ${answer}`);\n");
