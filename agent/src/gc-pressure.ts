@@ -42,15 +42,15 @@ function gcFunction(): GcFunction | null {
 /** Collects the young generation each `every` bytes reported to `received`. */
 export class ReceiveBufferReleaser {
   #since = 0;
-  readonly #gc = gcFunction();
 
   constructor(private readonly every: number) {}
 
   received(bytes: number): void {
-    if (!this.#gc) return;
     this.#since += bytes;
     if (this.#since < this.every) return;
     this.#since = 0;
-    this.#gc({ type: 'minor', execution: 'sync' });
+    // Looked up at the first release, not per response: most bodies (metadata) never reach one,
+    // and the lookup creates a V8 context, a cost every short-lived CLI would pay.
+    gcFunction()?.({ type: 'minor', execution: 'sync' });
   }
 }

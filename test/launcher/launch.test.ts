@@ -1,5 +1,5 @@
 /**
- * The bin launcher (scripts/launch.mjs): runs the current sources, from a cached bundle when
+ * The bin launcher (scripts/launch.cjs, re-exported by launch.mjs for ES module bins): runs the current sources, from a cached bundle when
  * nothing changed, and through tsx when a bundle would not be the same program.
  *
  * Each test gets its own little project in a temp dir: a copy of the launcher in scripts/, a
@@ -38,9 +38,11 @@ function project(): { dir: string; bin: string; put(path: string, text: string, 
     utimesSync(file, t, t);
   };
   mkdirSync(join(dir, 'scripts'), { recursive: true });
-  copyFileSync(join(repo, 'scripts/launch.mjs'), join(dir, 'scripts/launch.mjs'));
   const t = Date.now() / 1000 - 60;
-  utimesSync(join(dir, 'scripts/launch.mjs'), t, t);
+  for (const file of ['scripts/launch.cjs', 'scripts/launch.mjs']) {
+    copyFileSync(join(repo, file), join(dir, file));
+    utimesSync(join(dir, file), t, t);
+  }
   put('package.json', '{ "name": "demo-root", "private": true, "type": "module" }\n');
   mkdirSync(join(dir, 'node_modules/@upfleet'), { recursive: true });
   symlinkSync(join(repo, 'node_modules/esbuild'), join(dir, 'node_modules/esbuild'));
@@ -80,19 +82,97 @@ describe('the launcher', () => {
     assert.equal(first.status, 0, first.stderr);
     assert.equal(first.stdout, 'hello fleet 42 EXTERNAL-PACKAGE DemoThing\n');
     assert.match(first.stderr, /launch: built /);
-    const bundles = p.cache().filter((f) => f.endsWith('.mjs'));
-    assert.equal(bundles.length, 1);
+    const bundles = p.cache().filter((f) => f.endsWith('.cjs'));
+    assert.equal(bundles.length, 1, 'no top-level await, no default import: a CommonJS bundle');
     assert.ok(p.cache().includes('demo-cli.json') && p.cache().includes(`${bundles[0]}.map`), p.cache().join(' '));
     const code = readFileSync(join(p.dir, 'node_modules/.cache/upfleet', bundles[0]!), 'utf8');
     assert.match(code, /hello \$\{who\}/, 'the workspace source is in the bundle');
     assert.doesNotMatch(code, /EXTERNAL-/, 'the package is not');
-    assert.match(code, /from "ext-pkg"/);
+    assert.match(code, /require\("ext-pkg"\)/);
+    assert.match(code, /^'use strict';/, 'strict, as the ES module sources are');
 
     const second = run(p.bin, ['again']);
     assert.equal(second.status, 0, second.stderr);
     assert.equal(second.stdout, 'hello again 42 EXTERNAL-PACKAGE DemoThing\n');
     assert.match(second.stderr, /launch: cached .*checked in [\d.]+ ms/);
     assert.deepEqual(p.cache(), [bundles[0], `${bundles[0]}.map`, 'demo-cli.json'].sort());
+  });
+
+  it('runs from a CommonJS bin file as from an ES module one', () => {
+    const p = project();
+    p.put('app/cjs-bin/package.json', '{ "type": "commonjs" }\n');
+    const bin = join(p.dir, 'app/cjs-bin/demo-cjs');
+    p.put('app/cjs-bin/demo-cjs', [
+      '#!/usr/bin/env node',
+      "const { pathToFileURL } = require('node:url');",
+      "require('../../scripts/launch.cjs').launch(pathToFileURL(__filename).href, '../src/cli.ts');",
+      '',
+    ].join('\n'));
+    chmodSync(bin, 0o755);
+    const first = run(bin, ['cjs']);
+    assert.equal(first.stdout, 'hello cjs 42 EXTERNAL-PACKAGE DemoThing\n', first.stderr);
+    assert.match(first.stderr, /launch: built /);
+    const second = run(bin, ['again']);
+    assert.equal(second.stdout, 'hello again 42 EXTERNAL-PACKAGE DemoThing\n', second.stderr);
+    assert.match(second.stderr, /launch: cached /);
+    assert.ok(p.cache().includes('demo-cjs.json'), p.cache().join(' '));
+  });
+
+  it('loads a package imported behind a dynamic import() only when that code runs', () => {
+    const p = project();
+    p.put('node_modules/loud-pkg/package.json', '{ "name": "loud-pkg", "type": "module", "exports": "./index.js" }\n');
+    p.put('node_modules/loud-pkg/index.js', "console.log('loud-pkg evaluated');\nexport const loud = 'LOUD';\n");
+    p.put('app/src/heavy.ts', "import { loud } from 'loud-pkg';\nexport const heavy = () => loud;\n");
+    p.put('app/src/cli.ts', [
+      "if (process.argv[2] === 'heavy') import('./heavy.ts').then(({ heavy }) => console.log(heavy()));",
+      "else console.log('light');",
+      '',
+    ].join('\n'));
+    const light = run(p.bin, ['light']);
+    assert.equal(light.stdout, 'light\n', light.stderr);
+    assert.ok(p.cache().some((f) => f.endsWith('.cjs')), p.cache().join(' '));
+    const heavy = run(p.bin, ['heavy']);
+    assert.equal(heavy.stdout, 'loud-pkg evaluated\nLOUD\n', heavy.stderr);
+    assert.match(heavy.stderr, /launch: cached/);
+  });
+
+  it('rebuilds a CommonJS bundle when a package it requires changes (its package.json is an input)', () => {
+    const p = project();
+    assert.equal(run(p.bin).stdout, 'hello nobody 42 EXTERNAL-PACKAGE DemoThing\n');
+    assert.ok(p.cache().some((f) => f.endsWith('.cjs')), p.cache().join(' '));
+    // An update that gives the package a default export: a CommonJS bundle would no longer be the same program.
+    p.put('node_modules/ext-pkg/package.json', '{ "name": "ext-pkg", "version": "2.0.0", "type": "module", "exports": "./index.js" }\n', 30);
+    p.put('node_modules/ext-pkg/index.js', "export const external = 'EXTERNAL-' + 'PACKAGE';\nexport default 'DEFAULT';\n", 30);
+    const updated = run(p.bin);
+    assert.equal(updated.stdout, 'hello nobody 42 EXTERNAL-PACKAGE DemoThing\n', updated.stderr);
+    assert.match(updated.stderr, /stale: .*ext-pkg\/package\.json/);
+    assert.match(updated.stderr, /not a CommonJS bundle: ext-pkg has a default export/);
+  });
+
+  it('bundles as an ES module whatever a CommonJS bundle would change: top-level await, a default export, a dual package', () => {
+    const tla = project();
+    tla.put('app/src/cli.ts', "const answer = await Promise.resolve(42);\nconsole.log(`tla ${answer}`);\n");
+    const out = run(tla.bin);
+    assert.equal(out.stdout, 'tla 42\n', out.stderr);
+    assert.match(out.stderr, /not a CommonJS bundle: .*[Tt]op-level await/);
+    assert.ok(tla.cache().some((f) => f.endsWith('.mjs')) && !tla.cache().some((f) => f.endsWith('.cjs')), tla.cache().join(' '));
+    assert.match(run(tla.bin).stderr, /launch: cached .*\.mjs/);
+
+    const withDefault = project();
+    withDefault.put('node_modules/ext-pkg/index.js', "export const external = 'EXTERNAL-' + 'PACKAGE';\nexport default 'DEFAULT';\n");
+    withDefault.put('app/src/cli.ts', "import value, { external } from 'ext-pkg';\nconsole.log(value, external);\n");
+    const d = run(withDefault.bin);
+    assert.equal(d.stdout, 'DEFAULT EXTERNAL-PACKAGE\n', d.stderr);
+    assert.match(d.stderr, /not a CommonJS bundle: ext-pkg has a default export/);
+
+    const dual = project();
+    dual.put('node_modules/dual-pkg/package.json', '{ "name": "dual-pkg", "exports": { "import": "./index.mjs", "require": "./index.cjs" } }\n');
+    dual.put('node_modules/dual-pkg/index.mjs', "export const flavour = 'esm';\n");
+    dual.put('node_modules/dual-pkg/index.cjs', "exports.flavour = 'cjs';\n");
+    dual.put('app/src/cli.ts', "import { flavour } from 'dual-pkg';\nconsole.log(flavour);\n");
+    const du = run(dual.bin);
+    assert.equal(du.stdout, 'esm\n', du.stderr);
+    assert.match(du.stderr, /not a CommonJS bundle: .*dual-pkg is .*index\.cjs for require but .*index\.mjs for import/);
   });
 
   it('rebuilds when any input changes: a source, a workspace source, or a file goes missing', () => {

@@ -11,13 +11,16 @@
  * The reference time is the system clock (libfaketime moves it).
  * Targets land in TD as `<quoted target path>`, written only after verification,
  * and are not downloaded again when TD already holds a verified copy.
+ *
+ * The suite starts a process per step, so start-up counts: the updater and the HTTP
+ * fetcher (node:http, node:crypto, @noble/ed25519) are imported only by the steps that
+ * use them, not by `init` or `--help` (the launcher's CommonJS bundle keeps them lazy;
+ * no top-level await here, which that bundle cannot hold).
  */
 import { parseArgs } from 'node:util';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { Updater, quoteRoleName } from '@upfleet/core/updater.ts';
-import { HttpFetcher } from '../fetcher.ts';
-import { DEFAULT_LIMITS } from '../config.ts';
+import type { Updater } from '@upfleet/core/updater.ts';
 import { DirectoryMetadataStore, writeFileAtomic } from './directory-store.ts';
 
 const HELP = `usage:
@@ -59,6 +62,11 @@ async function main(argv: string[]): Promise<void> {
     return;
   }
   if (rest.length !== 0) throw new CliUsageError(`unexpected arguments: ${rest.join(' ')}`);
+  const [{ Updater }, { HttpFetcher }, { DEFAULT_LIMITS }] = await Promise.all([
+    import('@upfleet/core/updater.ts'),
+    import('../fetcher.ts'),
+    import('../config.ts'),
+  ]);
   const updater = new Updater({
     metadataBaseUrl: required(values['metadata-url'], '--metadata-url'),
     targetBaseUrl: values['target-base-url'],
@@ -86,6 +94,7 @@ async function main(argv: string[]): Promise<void> {
 
 /** Finds, verifies and stores one target, unless TD already holds a verified copy. */
 async function download(updater: Updater, name: string, targetDir: string): Promise<void> {
+  const { quoteRoleName } = await import('@upfleet/core/updater.ts');
   const found = await updater.findTarget(name);
   if (!found) throw new Error(`target ${name} not found`);
   const path = join(targetDir, quoteRoleName(name));
@@ -98,11 +107,13 @@ async function download(updater: Updater, name: string, targetDir: string): Prom
   await writeFileAtomic(path, await updater.downloadTarget(found));
 }
 
-try {
-  await main(process.argv.slice(2));
-  process.exitCode = 0;
-} catch (e) {
-  const err = e as Error;
-  process.stderr.write(`upfleet-tuf: ${err.name}: ${err.message}${e instanceof CliUsageError ? `\n${HELP}` : ''}\n`);
-  process.exitCode = 1;
-}
+main(process.argv.slice(2)).then(
+  () => {
+    process.exitCode = 0;
+  },
+  (e: unknown) => {
+    const err = e as Error;
+    process.stderr.write(`upfleet-tuf: ${err.name}: ${err.message}${e instanceof CliUsageError ? `\n${HELP}` : ''}\n`);
+    process.exitCode = 1;
+  },
+);

@@ -13,9 +13,21 @@
  * each failed open costs 20 to 200 µs while the same directory takes new files.
  * Only the conformance CLI and the benchmarks use this store; the agent daemon
  * keeps its metadata in SQLite.
+ * Durable writes go through the callback API, promisified: node:fs/promises would load
+ * about ten more modules (readline, watchers, dir) in every start of the conformance CLI.
  */
-import { readdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
-import { open, unlink } from 'node:fs/promises';
+import {
+  close as closeCallback,
+  fdatasync as fdatasyncCallback,
+  open as openCallback,
+  readdirSync,
+  readFileSync,
+  renameSync,
+  unlink as unlinkCallback,
+  writeFile as writeFileCallback,
+  writeFileSync,
+} from 'node:fs';
+import { promisify } from 'node:util';
 import { join } from 'node:path';
 import { UsageError } from '@upfleet/core/errors.ts';
 import type { MetadataStore } from '@upfleet/core/updater.ts';
@@ -83,12 +95,12 @@ export async function writeFileAtomic(path: string, bytes: Uint8Array, options: 
   let renamed = false;
   try {
     if (options.sync) {
-      const file = await open(tmp, 'w', 0o644);
+      const fd = await open(tmp, 'w', 0o644);
       try {
-        await file.writeFile(bytes);
-        await file.datasync();
+        await writeFileViaCallback(fd, bytes);
+        await fdatasync(fd);
       } finally {
-        await file.close();
+        await close(fd);
       }
     } else {
       // A cache file is small and waits for no sync: written in place, it costs the
@@ -104,3 +116,8 @@ export async function writeFileAtomic(path: string, bytes: Uint8Array, options: 
 }
 
 let tempCounter = 0;
+const writeFileViaCallback = promisify(writeFileCallback);
+const open = promisify(openCallback);
+const fdatasync = promisify(fdatasyncCallback);
+const close = promisify(closeCallback);
+const unlink = promisify(unlinkCallback);
