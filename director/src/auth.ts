@@ -10,6 +10,7 @@ import { timingSafeEqual, createHash } from 'node:crypto';
 import { Key } from '@upfleet/core';
 import { checkDeviceToken, parseDeviceToken } from '@upfleet/core';
 import { ForbiddenError, UnauthenticatedError } from './errors.ts';
+import { KeyCache } from './manifest-checks.ts';
 import type { DirectorStore } from './store.ts';
 
 const CACHE_LIMIT = 100_000;
@@ -80,18 +81,11 @@ export class Authenticator {
     if (caller !== deviceId) throw new ForbiddenError('OTHER_DEVICE', `device ${caller} may not access ${deviceId}`, { caller, deviceId });
   }
 
-  #keyCache = new Map<string, { json: string; key: Key }>();
+  #keys = new KeyCache();
 
   /** The primary's key; one small read per request (the stored text, compared as is: parsed only when it changed). */
   async #primaryKey(deviceId: string): Promise<{ json: string; key: Key } | undefined> {
     const json = await this.store.primaryKeyJson(deviceId);
-    if (json === undefined) return undefined;
-    let entry = this.#keyCache.get(deviceId);
-    if (!entry || entry.json !== json) {
-      entry = { json, key: Key.fromJSON(JSON.parse(json)) };
-      if (this.#keyCache.size >= CACHE_LIMIT) this.#keyCache.clear();
-      this.#keyCache.set(deviceId, entry);
-    }
-    return entry;
+    return json === undefined ? undefined : { json, key: this.#keys.fromText(deviceId, json) };
   }
 }

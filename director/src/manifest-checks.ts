@@ -58,16 +58,21 @@ export function requireActiveDevice<D extends Pick<DeviceRecord, 'status'>>(devi
   return device;
 }
 
-/** Key objects by ECU serial, rebuilt when the stored key changes (replacement). */
+/** Key objects by owner (an ECU serial, a device), rebuilt when the stored key changes (replacement). */
 export class KeyCache {
   #keys = new Map<string, { json: string; key: Key }>();
+
   get(ecu: Pick<EcuRecord, 'serial' | 'publicKey'>): Key {
-    const json = JSON.stringify(ecu.publicKey);
-    let entry = this.#keys.get(ecu.serial);
+    return this.fromText(ecu.serial, JSON.stringify(ecu.publicKey));
+  }
+
+  /** The key whose stored JSON text is `json`: parsed only when `id`'s text changed. */
+  fromText(id: string, json: string): Key {
+    let entry = this.#keys.get(id);
     if (!entry || entry.json !== json) {
-      entry = { json, key: Key.fromJSON(ecu.publicKey) };
+      entry = { json, key: Key.fromJSON(JSON.parse(json)) };
       if (this.#keys.size >= 100_000) this.#keys.clear();
-      this.#keys.set(ecu.serial, entry);
+      this.#keys.set(id, entry);
     }
     return entry.key;
   }
