@@ -14,7 +14,8 @@
  * Without both variables it prints a line saying it was skipped.
  *
  * Prints {"bench":"conformance","upfleetSeconds","tufJsSeconds","wallSecondsVsTufJs",...}
- * with the median of each client's runs; goal: wallSecondsVsTufJs <= 0.5.
+ * with the median of each client's runs, every run's seconds, and the ratio of each
+ * alternating pair (min / median / max); goal: wallSecondsVsTufJs <= 0.5.
  */
 import { spawn } from 'node:child_process';
 import { loadavg } from 'node:os';
@@ -65,6 +66,8 @@ if (!suite || !tufJs) {
   }
   const upfleetSeconds = median(ours.map((r) => r.seconds));
   const tufJsSeconds = median(theirs.map((r) => r.seconds));
+  const oneDecimal = (xs: number[]) => xs.map((x) => Number(x.toFixed(1)));
+  const pairRatios = ours.map((r, i) => r.seconds / theirs[i]!.seconds).sort((a, b) => a - b);
   console.log(
     JSON.stringify({
       bench: 'conformance',
@@ -72,6 +75,9 @@ if (!suite || !tufJs) {
       upfleetSeconds: Number(upfleetSeconds.toFixed(1)),
       tufJsSeconds: Number(tufJsSeconds.toFixed(1)),
       wallSecondsVsTufJs: Number((upfleetSeconds / tufJsSeconds).toFixed(2)),
+      upfleetRuns: oneDecimal(ours.map((r) => r.seconds)),
+      tufJsRuns: oneDecimal(theirs.map((r) => r.seconds)),
+      pairRatioMinMedianMax: [pairRatios[0]!, median(pairRatios), pairRatios.at(-1)!].map((x) => Number(x.toFixed(2))),
       upfleetResult: ours.at(-1)!.summary,
       tufJsResult: theirs.at(-1)!.summary,
       goals: { wallSecondsVsTufJs: 0.5 },
