@@ -98,7 +98,7 @@ async function launch(binUrl, entry) {
   const checkStarted = tracing ? performance.now() : 0;
   let bundle = freshBundle(name, entryPath);
   if (bundle) {
-    trace(`cached ${bundle}, checked in ${(performance.now() - checkStarted).toFixed(2)} ms`);
+    if (tracing) trace(`cached ${bundle}, checked in ${(performance.now() - checkStarted).toFixed(2)} ms`); // the argument reads the clock
   } else {
     try {
       bundle = await build(name, entryPath);

@@ -2,7 +2,8 @@ import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { generateKeyPairSync, randomBytes, sign as nodeSign, verify as nodeVerify, createPublicKey, constants, type KeyObject } from 'node:crypto';
 import * as noble from '@noble/ed25519';
-import { Ed25519Signer, Key, nobleEd25519, nodeEd25519, ed25519Provider, type Ed25519Provider } from './keys.ts';
+import { Ed25519Signer, Key, nodeEd25519, ed25519Provider, type Ed25519Provider } from './keys.ts';
+import { nobleEd25519 } from './noble-ed25519.ts';
 import { canonicalize } from './canonical-json.ts';
 import { digest, digestHex } from './hash.ts';
 import { concatBytes, fromHex, toHex, utf8 } from './bytes.ts';
@@ -231,6 +232,31 @@ describe('Key', () => {
       const lower = RFC8032[0]!.publicKey;
       assert.equal(Key.fromJSON({ keytype: 'ed25519', scheme: 'ed25519', keyval: { public: lower.toUpperCase() } }).materialId, Key.ed25519(hex(lower)).materialId);
       assert.notEqual(a.materialId, Key.ed25519(hex(lower)).materialId);
+    });
+
+    it('is one identity for a P-256 key whether its point is compressed or not', () => {
+      const { x, y } = P256.publicKey.export({ format: 'jwk' });
+      const prefix = hex('3039301306072a8648ce3d020106082a8648ce3d030107032200');
+      const parity = Buffer.from(y!, 'base64url')[31]! & 1;
+      const compressed = concatBytes([prefix, new Uint8Array([2 + parity]), Buffer.from(x!, 'base64url')]);
+      const body = Buffer.from(compressed).toString('base64');
+      const pemText = `-----BEGIN PUBLIC KEY-----\n${body}\n-----END PUBLIC KEY-----\n`;
+      const uncompressed = new Key('ecdsa', 'ecdsa-sha2-nistp256', { public: P256.publicKey.export({ format: 'pem', type: 'spki' }).toString() });
+      const c = new Key('ecdsa', 'ecdsa-sha2-nistp256', { public: pemText });
+      assert.equal(createPublicKey(pemText).equals(P256.publicKey), true);
+      assert.notEqual(c.keyval.public, uncompressed.keyval.public);
+      assert.equal(c.materialId, uncompressed.materialId);
+    });
+  });
+
+  describe('decoded material, shared by keys of the same text', () => {
+    it('refuses a mismatch on every decode, each error naming its own path', () => {
+      const json = { keytype: 'rsa', scheme: 'rsassa-pss-sha256', keyval: { public: P256.publicKey.export({ format: 'pem', type: 'spki' }).toString() } };
+      for (const path of ['root.keys.a', 'targets.delegations.keys.b']) {
+        assert.throws(() => Key.fromJSON(json, path), (e: unknown) => e instanceof KeyMaterialError && e.path === `${path}.keyval.public`);
+      }
+      // The same text under the scheme it fits decodes, whatever was decoded for the other scheme.
+      assert.equal(Key.fromJSON({ ...json, keytype: 'ecdsa', scheme: 'ecdsa-sha2-nistp256' }).materialId?.startsWith('ec:P-256:'), true);
     });
   });
 

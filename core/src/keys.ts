@@ -3,7 +3,7 @@
  * returns false, and only malformed key *descriptions* raise errors.
  *
  * ed25519 has two interchangeable providers, node:crypto (OpenSSL, ~13x faster
- * here, the default) and @noble/ed25519 (pure JS). Both apply one strict rule set,
+ * here, the default) and @noble/ed25519 (pure JS, in noble-ed25519.ts). Both apply one strict rule set,
  * so a signature valid for one is valid for the other:
  * - lengths: a 32-byte key and a 64-byte signature;
  * - S canonical (S < L), R and A canonical encodings (y < p, no "negative zero");
@@ -21,8 +21,8 @@
  * hex) is kept, as before, and verifies nothing: such a key counts for nothing,
  * and refusing it would refuse metadata whose threshold other keys meet.
  *
- * Keys are told apart by material, not keyid: `materialId` is the SPKI DER of
- * the public key, so one key listed under two keyids (or two PEM spellings)
+ * Keys are told apart by material, not keyid: `materialId` names the public key
+ * whatever its encoding, so one key listed under two keyids (or two PEM spellings)
  * counts once toward a threshold.
  */
 import {
@@ -34,13 +34,11 @@ import {
   constants,
   type KeyObject,
 } from 'node:crypto';
-import * as noble from '@noble/ed25519';
 import { canonicalize } from './canonical-json.ts';
-import { digestHex, digest } from './hash.ts';
-import { bytesEqual, concatBytes, fromHex, toHex } from './bytes.ts';
+import { digestHex } from './hash.ts';
+import { concatBytes, fromHex, toHex } from './bytes.ts';
 import { KeyMaterialError, MalformedMetadataError, UnsupportedKeyError } from './errors.ts';
-
-noble.hashes.sha512 = (message: Uint8Array) => digest('sha512', message) as Uint8Array<ArrayBuffer>;
+import { P, littleEndian } from './ed25519-numbers.ts';
 
 /** The ed25519 primitive, so the two implementations can be swapped and compared. */
 export interface Ed25519Provider {
@@ -70,15 +68,6 @@ function nodePublicKey(publicKey: Uint8Array): KeyObject | null {
 
 function nodePrivateKey(seed: Uint8Array): KeyObject {
   return createPrivateKey({ key: Buffer.concat([PKCS8_ED25519_PREFIX, seed]), format: 'der', type: 'pkcs8' });
-}
-
-const P = 2n ** 255n - 19n;
-const L = 2n ** 252n + 27742317777372353535851937790883648493n;
-
-function littleEndian(bytes: Uint8Array): bigint {
-  let n = 0n;
-  for (let i = bytes.byteLength - 1; i >= 0; i--) n = (n << 8n) | BigInt(bytes[i]!);
-  return n;
 }
 
 /**
@@ -113,25 +102,6 @@ export const nodeEd25519: Ed25519Provider = {
     try {
       const key = nodePublicKey(publicKey);
       return key !== null && nodeVerify(null, message, key, signature);
-    } catch {
-      return false;
-    }
-  },
-};
-
-export const nobleEd25519: Ed25519Provider = {
-  name: '@noble/ed25519',
-  publicKey: (seed) => noble.getPublicKey(seed),
-  sign: (seed, message) => noble.sign(message, seed),
-  verify(publicKey, signature, message) {
-    try {
-      if (!noble.verify(signature, message, publicKey, { zip215: false })) return false;
-      // Cofactorless: R must equal [S]B - [k]A exactly, not only up to a small-order component.
-      const r = signature.subarray(0, 32);
-      const k = littleEndian(digest('sha512', concatBytes([r, publicKey, message]))) % L;
-      const A = noble.Point.fromBytes(publicKey);
-      const R = noble.Point.BASE.multiply(littleEndian(signature.subarray(32)), false).subtract(A.multiply(k, false));
-      return bytesEqual(R.toBytes(), r);
     } catch {
       return false;
     }
@@ -181,6 +151,42 @@ function mismatch(scheme: string, key: KeyObject): { expected: string; actual: s
   return undefined;
 }
 
+/** A key for node:crypto decoded for a scheme: its material, why it does not fit, or null when it does not decode. */
+type NodeDecoded = Extract<Material, { kind: 'node' }> | { wrong: { expected: string; actual: string } } | null;
+
+/**
+ * Scheme and key text -> NodeDecoded. One key is met again in each root version, delegation and
+ * Key copy of a refresh, and OpenSSL 3's PEM decoder costs about 200 µs a key; a KeyObject is
+ * immutable, so copies may share it.
+ */
+const nodeDecodedCache = new Map<string, NodeDecoded>();
+function decodeNodeKey(scheme: string, text: string): NodeDecoded {
+  const cacheKey = `${scheme}\n${text}`;
+  let decoded = nodeDecodedCache.get(cacheKey);
+  if (decoded === undefined) {
+    decoded = decodeNodeKeyUncached(scheme, text);
+    if (nodeDecodedCache.size > 10_000) nodeDecodedCache.clear();
+    nodeDecodedCache.set(cacheKey, decoded);
+  }
+  return decoded;
+}
+
+function decodeNodeKeyUncached(scheme: string, text: string): NodeDecoded {
+  let key: KeyObject;
+  try {
+    key = createPublicKey(text);
+  } catch {
+    return null;
+  }
+  const wrong = mismatch(scheme, key);
+  if (wrong) return { wrong };
+  // The JWK members name the public key whatever its encoding (PEM spelling, compressed or
+  // uncompressed EC point); exporting them costs about 7 µs, SPKI DER about 150.
+  const jwk = key.export({ format: 'jwk' });
+  const id = jwk.kty === 'EC' ? `ec:${jwk.crv}:${jwk.x}:${jwk.y}` : `rsa:${jwk.n}:${jwk.e}`;
+  return { kind: 'node', key, id };
+}
+
 /** A public key as TUF metadata describes it: keytype, scheme, keyval. Unknown fields are kept. */
 export class Key {
   /** Decoded once: the material, null when it does not decode or fit the scheme. */
@@ -226,15 +232,9 @@ export class Key {
       if (raw?.byteLength === 32) this.#material = { kind: 'ed25519', raw, id: toHex(concatBytes([SPKI_ED25519_PREFIX, raw])) };
       return this.#material;
     }
-    let key: KeyObject;
-    try {
-      key = createPublicKey(this.keyval.public);
-    } catch {
-      return null;
-    }
-    const wrong = mismatch(this.scheme, key);
-    if (wrong) throw new KeyMaterialError(path, this.scheme, wrong.expected, wrong.actual);
-    this.#material = { kind: 'node', key, id: toHex(key.export({ format: 'der', type: 'spki' })) };
+    const decoded = decodeNodeKey(this.scheme, this.keyval.public);
+    if (decoded && 'wrong' in decoded) throw new KeyMaterialError(path, this.scheme, decoded.wrong.expected, decoded.wrong.actual);
+    this.#material = decoded;
     return this.#material;
   }
 
@@ -249,8 +249,9 @@ export class Key {
   }
 
   /**
-   * The identity of the key material (hex SPKI DER of the public key), the same
-   * for one key under any keyid or PEM spelling; undefined when it cannot verify.
+   * The identity of the key material (ed25519: hex SPKI DER of the public key; EC and
+   * RSA: their JWK members), the same for one key under any keyid or PEM spelling;
+   * undefined when it cannot verify.
    */
   get materialId(): string | undefined {
     return this.isSupported ? this.#usable()?.id : undefined;

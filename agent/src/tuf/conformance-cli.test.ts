@@ -14,9 +14,9 @@ import { serveFiles, type StaticServer } from '../../../test/interop/static-serv
 
 const BIN = fileURLToPath(new URL('../../bin/upfleet-tuf', import.meta.url));
 
-function run(args: string[]): Promise<{ code: number; stderr: string }> {
+function run(args: string[], env?: NodeJS.ProcessEnv): Promise<{ code: number; stderr: string }> {
   return new Promise((resolve) => {
-    execFile(BIN, args, (error, _stdout, stderr) => resolve({ code: error ? (error.code as number) : 0, stderr }));
+    execFile(BIN, args, { env }, (error, _stdout, stderr) => resolve({ code: error ? (error.code as number) : 0, stderr }));
   });
 }
 
@@ -107,6 +107,27 @@ describe('upfleet-tuf', () => {
     } finally {
       server.files = repo.files;
     }
+  });
+
+  it('loads only what a step uses: the suite starts it per step, so start-up counts', async () => {
+    // A preload that writes, at exit, the built-in modules and the files the process loaded.
+    const record = join(dir, 'record-modules.cjs');
+    writeFileSync(record, "process.on('exit', () => require('node:fs').writeFileSync(process.env.RECORD_TO, JSON.stringify({ builtins: process.moduleLoadList, files: Object.keys(require.cache) })));");
+    const loaded = async (args: string[]) => {
+      const to = join(dir, 'loaded.json');
+      const { code, stderr } = await run(args, { ...process.env, NODE_OPTIONS: `--require ${record}`, RECORD_TO: to });
+      assert.equal(code, 0, stderr);
+      const { builtins, files } = JSON.parse(readFileSync(to, 'utf8')) as { builtins: string[]; files: string[] };
+      return { builtin: (name: string) => builtins.includes(`NativeModule ${name}`), file: (part: string) => files.some((f) => f.includes(part)) };
+    };
+    const c = await initialised('start-up');
+    const refresh = await loaded(c.args('refresh'));
+    assert.ok(refresh.builtin('http') && refresh.builtin('crypto'), 'the record shows what a refresh needs');
+    // The default ed25519 provider is node:crypto; node:v8 and node:vm only for a long download's gc-pressure.
+    for (const unused of ['perf_hooks', 'v8', 'vm']) assert.equal(refresh.builtin(unused), false, unused);
+    assert.equal(refresh.file('@noble/ed25519'), false, '@noble/ed25519');
+    const init = await loaded(['--metadata-dir', client('start-up-init').md, 'init', join(dir, 'start-up', 'initial-root.json')]);
+    for (const unused of ['http', 'crypto']) assert.equal(init.builtin(unused), false, unused);
   });
 
   it('exits 1 on bad arguments', async () => {

@@ -10,7 +10,7 @@ import { Ed25519Signer, Key } from '../keys.ts';
 import { generateKeyPairSync, sign as nodeSign } from 'node:crypto';
 import { canonicalize } from '../canonical-json.ts';
 import { digestHex } from '../hash.ts';
-import { toHex, utf8 } from '../bytes.ts';
+import { concatBytes, fromHex, toHex, utf8 } from '../bytes.ts';
 import { MalformedMetadataError, UnsignedMetadataError } from '../errors.ts';
 import type { JsonObject } from './guard.ts';
 
@@ -121,6 +121,17 @@ describe('Metadata', () => {
       const a = new Key('ecdsa', 'ecdsa-sha2-nistp256', { public: pem });
       const b = new Key('ecdsa', 'ecdsa-sha2-nistp256', { public: pem.trimEnd() });
       assert.notEqual(a.keyid, b.keyid);
+      const md = twoKeyidRoot({ [a.keyid]: a.toJSON(), [b.keyid]: b.toJSON() }, (m) => new Uint8Array(nodeSign('sha256', m, privateKey)));
+      assert.throws(() => verify(md), refused);
+    });
+
+    it('counts one ecdsa key once with its point compressed under one keyid and not under the other', () => {
+      const { publicKey, privateKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+      const { x, y } = publicKey.export({ format: 'jwk' });
+      const point = concatBytes([new Uint8Array([2 + (Buffer.from(y!, 'base64url')[31]! & 1)]), Buffer.from(x!, 'base64url')]);
+      const der = concatBytes([fromHex('3039301306072a8648ce3d020106082a8648ce3d030107032200')!, point]);
+      const a = new Key('ecdsa', 'ecdsa-sha2-nistp256', { public: publicKey.export({ format: 'pem', type: 'spki' }).toString() });
+      const b = new Key('ecdsa', 'ecdsa-sha2-nistp256', { public: `-----BEGIN PUBLIC KEY-----\n${Buffer.from(der).toString('base64')}\n-----END PUBLIC KEY-----\n` });
       const md = twoKeyidRoot({ [a.keyid]: a.toJSON(), [b.keyid]: b.toJSON() }, (m) => new Uint8Array(nodeSign('sha256', m, privateKey)));
       assert.throws(() => verify(md), refused);
     });
