@@ -15,10 +15,11 @@
  *   disk, not twice. A failed download that will be retried keeps its partial
  *   file, so the retry resumes.
  */
-import { closeSync, createReadStream, existsSync, fsyncSync, mkdirSync, openSync, readdirSync, renameSync, rmSync, statSync } from 'node:fs';
+import { createReadStream, existsSync, mkdirSync, readdirSync, renameSync, rmSync, statSync } from 'node:fs';
 import { open } from 'node:fs/promises';
 import { join } from 'node:path';
 import { DownloadError, LengthLimitError, LengthOrHashMismatchError, isSupportedHash, type HashAlgorithm } from '@upfleet/core';
+import { fsyncDir } from './atomic-file.ts';
 import type { HttpFetcher } from './fetcher.ts';
 import { RELEASE_EVERY_BYTES, ReceiveBufferReleaser } from './gc-pressure.ts';
 import { ImageSink } from './image-sink.ts';
@@ -217,13 +218,4 @@ export class ImageCache {
 
 function readdir(dir: string): string[] {
   return existsSync(dir) ? readdirSync(dir) : [];
-}
-
-function fsyncDir(dir: string): void {
-  const fd = openSync(dir, 'r');
-  try {
-    fsyncSync(fd);
-  } finally {
-    closeSync(fd);
-  }
 }

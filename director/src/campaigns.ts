@@ -36,6 +36,7 @@ import type { Context } from './context.ts';
 import { runsImage, type Assignments } from './assignments.ts';
 import { parseTags } from './inventory.ts';
 import { ACTIVE_STATUSES, type AssignmentItem, type AssignmentRecord, type AssignmentStatus, type CampaignRecord, type CampaignSpec, type CampaignState } from './store.ts';
+import type { CampaignDeviceView, CampaignStatusView } from './admin-records.ts';
 
 export const DEFAULT_WAVES = [1, 10, 50, 100];
 export const DEFAULT_SUCCESS_THRESHOLD = 0.9;
@@ -51,24 +52,6 @@ export const LAUNCH_CHUNK = 100;
 export const LAUNCH_SWEEP_MS = 3000;
 
 type ResolvedImage = NonNullable<CampaignSpec['resolved']>[number];
-
-export interface CampaignStatusView extends CampaignRecord {
-  counts: Record<AssignmentStatus | 'waiting', number>;
-  currentWave: number;
-  totalWaves: number;
-}
-
-/** One device of a started campaign: its wave (1-based) and where its latest assignment stands. */
-export interface CampaignDeviceView {
-  deviceId: string;
-  wave: number;
-  status: AssignmentStatus | 'waiting';
-  assignmentId: string | null;
-  errorCode: string | null;
-  updatedAt: string | null;
-  /** Its ECUs' latest download or install progress on that assignment. */
-  progress: AssignmentRecord['progress'];
-}
 
 /** @throws BadRequestError */
 export function parseCampaignSpec(json: unknown): CampaignSpec {

@@ -1,6 +1,7 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { ChangeFeed, changeOf, type FleetChange } from './change-feed.ts';
+import type { FleetChange } from './admin-records.ts';
+import { ChangeFeed, changeOf } from './change-feed.ts';
 import type { ChangeBatch } from './store.ts';
 
 const row = (kind: ChangeBatch['changes'][number]['kind'], id: string, stamp: string) => ({ kind, id, stamp });

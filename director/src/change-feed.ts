@@ -11,13 +11,8 @@
  * stamp (PostgreSQL re-reads the rows of transactions that were running at the
  * previous read) is not reported twice.
  */
+import type { FleetChange } from './admin-records.ts';
 import type { ChangeBatch } from './store.ts';
-
-export interface FleetChange {
-  devices: string[];
-  assignments: string[];
-  campaigns: string[];
-}
 
 /** The IDs of a batch by kind, leaving out rows `seen` (kind, ID and stamp) at the previous read; undefined when none are left. */
 export function changeOf(batch: ChangeBatch, seen: ReadonlySet<string>): FleetChange | undefined {

@@ -4,17 +4,8 @@
  * (failed assignments and security events). Aggregate queries only: no device's
  * rows are read one by one, whatever the fleet's size.
  */
-import type { DeviceCounts, DirectorStore, EcuVersionCount, EventRecord } from './store.ts';
-
-export interface FleetSummary {
-  devices: DeviceCounts;
-  /** Per hardware ID and installed image (null: nothing reported yet), the number of ECUs; by hardware ID, then most ECUs first. */
-  versions: EcuVersionCount[];
-  /** Failed assignments, newest first. */
-  recentFailures: Array<{ deviceId: string; assignmentId: string; campaignId: string | null; errorCode: string | null; errorMessage: string | null; at: string }>;
-  /** Security events of every device, newest first. */
-  recentEvents: EventRecord[];
-}
+import type { FleetSummary } from './admin-records.ts';
+import type { DirectorStore } from './store.ts';
 
 export async function fleetSummary(store: DirectorStore, limit = 20): Promise<FleetSummary> {
   return {

@@ -5,16 +5,7 @@
  * (`targets`, or a supplier's delegated role). Only what verified is listed.
  */
 import type { ImageRepository } from './context.ts';
-
-export interface ImageView {
-  name: string;
-  length: number;
-  hashes: Record<string, string>;
-  hardwareIds: string[];
-  version: string | null;
-  releaseCounter: number | null;
-  role: string;
-}
+import type { ImageView } from './admin-records.ts';
 
 /** @throws RepositoryError, DownloadError when the image repository cannot be verified or reached */
 export async function listImages(imageRepo: ImageRepository): Promise<ImageView[]> {

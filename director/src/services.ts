@@ -16,6 +16,7 @@ import { Inventory } from './inventory.ts';
 import type { OnlineRole } from './key-store.ts';
 import { Manifests } from './manifests.ts';
 import { DirectorMetrics } from './metrics.ts';
+import type { DeviceView, PublicDevice } from './admin-records.ts';
 import type { DeviceRecord, DirectorStore } from './store.ts';
 
 /** The fleet's root versions (shared by every device). */
@@ -50,7 +51,7 @@ export function parseProgress(json: unknown): ProgressEvent {
 }
 
 /** A device record as admins see it (without the nonce memory). */
-export function publicDevice({ recentNonces: _n, ...device }: DeviceRecord): Omit<DeviceRecord, 'recentNonces'> {
+export function publicDevice({ recentNonces: _n, ...device }: DeviceRecord): PublicDevice {
   return device;
 }
 
@@ -133,7 +134,7 @@ export class DirectorServices {
   }
 
   /** Everything an admin sees about one device. @throws NotFoundError */
-  async deviceView(deviceId: string) {
+  async deviceView(deviceId: string): Promise<DeviceView> {
     const device = await this.inventory.get(deviceId);
     const state = await this.store.getRepoState(deviceId);
     const targetsBytes = state && (await this.store.getMetadataFile(deviceId, `${state.targetsVersion}.targets.json`));

@@ -16,10 +16,13 @@
  *   is run again from the start: fn may run more than once, and must keep its
  *   effects outside the store for after the commit.
  */
-import type { InstalledImage } from '@upfleet/core';
 import type { ReportMemory } from './report-memory.ts';
+import type {
+  AssignmentRecord, AssignmentStatus, CampaignRecord, DeviceCounts, DeviceStatus, EcuRecord, EcuVersionCount, EventRecord, ManifestRecord, PublicDevice, RepoState,
+} from './admin-records.ts';
 
-export type DeviceStatus = 'pending' | 'preregistered' | 'active' | 'decommissioned';
+/** The records the admin API sends (admin-records.ts), most of them the store's own. */
+export type * from './admin-records.ts';
 
 /** A device as manifest checks see it (manifest-checks.ts). */
 export interface IngestionView {
@@ -27,172 +30,24 @@ export interface IngestionView {
   ecus: EcuRecord[];
 }
 
-export interface DeviceRecord {
-  id: string;
-  status: DeviceStatus;
-  tags: string[];
-  /** Highest accepted manifest counter; -1 before the first. */
-  manifestCounter: number;
+export interface DeviceRecord extends PublicDevice {
   /**
    * ECU serial -> the nonces (with report times) accepted from it within the report
    * window (report-memory.ts), one row write per manifest. Rows written before
    * reports were timed hold a plain list of nonces; readMemory accepts both.
    */
   recentNonces: Record<string, ReportMemory>;
-  online: boolean;
-  lastSeen: string | null;
-  createdAt: string;
-  updatedAt: string;
 }
 
-export interface EcuRecord {
-  serial: string;
-  deviceId: string;
-  hardwareId: string;
-  /** TUF key JSON. */
-  publicKey: Record<string, unknown>;
-  primary: boolean;
-  installed: InstalledImage | null;
-  releaseCounter: number;
-}
-
-export type AssignmentStatus = 'pending' | 'downloading' | 'installing' | 'succeeded' | 'failed' | 'cancelled';
 export const ACTIVE_STATUSES: readonly AssignmentStatus[] = ['pending', 'downloading', 'installing'];
-
-export interface AssignmentItem {
-  ecuSerial: string;
-  hardwareId: string;
-  image: string;
-  length: number;
-  hashes: Record<string, string>;
-  /** The image repository target's release counter and version, copied into the director target's custom. */
-  releaseCounter: number;
-  version?: string;
-  /** What the ECU ran when the assignment was made. */
-  previous: InstalledImage | null;
-}
-
-/** The latest progress one ECU reported for an assignment: its phase, bytes done of total, when the director heard it. */
-export interface EcuProgress {
-  phase: 'downloading' | 'installing';
-  done: number;
-  total: number;
-  at: string;
-}
-
-export interface AssignmentRecord {
-  id: string;
-  deviceId: string;
-  campaignId: string | null;
-  status: AssignmentStatus;
-  items: AssignmentItem[];
-  /** The first director targets version that lists it. */
-  targetsVersion: number;
-  errorCode: string | null;
-  errorMessage: string | null;
-  createdAt: string;
-  updatedAt: string;
-  /** ECU serial -> its latest progress while the assignment was open (ECUs that reported none are absent). */
-  progress: Record<string, EcuProgress>;
-}
-
-/**
- * What a security event is:
- * - `attack`: the device reports one (an ECU's attacksDetected, or an
- *   installation result with an attack code: METADATA_ROLLBACK, FREEZE,
- *   MIX_AND_MATCH, ARBITRARY_SOFTWARE... core ATTACK_RESULT_CODES);
- * - `manifest_refused`: the director refused a manifest the device sent over an
- *   authenticated channel (code: the refusal, e.g. MANIFEST_REPLAY, BAD_ECU_SIGNATURE);
- * - `installation_failure`: any other failed installation result.
- */
-export type EventKind = 'attack' | 'manifest_refused' | 'installation_failure';
 
 /** The security event log keeps this many events per device, the newest. */
 export const EVENTS_PER_DEVICE = 1000;
-
-export interface EventRecord {
-  id: number;
-  deviceId: string;
-  ecuSerial: string | null;
-  kind: EventKind;
-  code: string;
-  detail: string;
-  at: string;
-}
-
-export interface ManifestRecord {
-  id: number;
-  deviceId: string;
-  counter: number;
-  receivedAt: string;
-  via: 'http' | 'mqtt' | 'function';
-  /** ECU serial -> installed image, and the installation result, as the device reported them. */
-  summary: Record<string, unknown>;
-}
-
-/** One device's repository state: the current versions and expiries per role. */
-export interface RepoState {
-  deviceId: string;
-  targetsVersion: number;
-  targetsExpires: string;
-  snapshotVersion: number;
-  snapshotExpires: string;
-  timestampVersion: number;
-  timestampExpires: string;
-}
-
-export type CampaignStatus = 'draft' | 'running' | 'paused' | 'halted' | 'completed' | 'aborted';
-
-export interface CampaignSpec {
-  name: string;
-  images: Array<{ hardwareId: string; image: string }>;
-  tags: string[];
-  /** Cumulative percentages of the group, ascending, ending at 100. */
-  waves: number[];
-  /** Fraction of launched devices that must succeed before the next wave. */
-  successThreshold: number;
-  /** Filled at start: what the image repository listed for each image then. */
-  resolved?: Array<{ hardwareId: string; image: string; length: number; hashes: Record<string, string>; custom: Record<string, unknown> }>;
-}
-
-export interface CampaignRecord {
-  id: string;
-  status: CampaignStatus;
-  spec: CampaignSpec;
-  /** The group in rollout order, fixed at start. */
-  devices: string[];
-  /** Number of waves whose launch has begun. */
-  wavesLaunched: number;
-  /**
-   * Devices of the group, in rollout order, launched so far (assigned, or passed over when
-   * not active). A wave launches in chunks, each in a transaction of its own: its launch is
-   * complete when this reaches the wave's end.
-   */
-  launchedCount: number;
-  reason: string | null;
-  createdAt: string;
-  updatedAt: string;
-}
 
 /** A campaign without its group's list (which grows with the fleet): what the wave gate reads. */
 export interface CampaignState extends Omit<CampaignRecord, 'devices'> {
   /** Number of devices in the group (`devices.length`). */
   groupSize: number;
-}
-
-/** Devices counted by status and by MQTT status. */
-export interface DeviceCounts {
-  total: number;
-  online: number;
-  byStatus: Record<DeviceStatus, number>;
-}
-
-/** Per hardware ID and installed image (null: nothing reported yet), the ECUs of devices not decommissioned. */
-export interface EcuVersionCount {
-  hardwareId: string;
-  image: string | null;
-  releaseCounter: number;
-  ecus: number;
 }
 
 /**

@@ -16,7 +16,8 @@ import assert from 'node:assert/strict';
 import { after, before, beforeEach } from 'node:test';
 import { randomBytes } from 'node:crypto';
 import type { CycleOutcome } from '@upfleet/agent';
-import { Stack, type SecurityEvent, type StackOptions } from './stack.ts';
+import type { EventKind, EventRecord } from '@upfleet/director';
+import { Stack, type StackOptions } from './stack.ts';
 import { Vehicle, type VehicleOptions } from './vehicle.ts';
 import { AttackProxy } from './proxy.ts';
 import { DEMO_SECONDARIES, publishDemoFirmware, SUPPLIER_ROLE, type FirmwareSet } from './firmware.ts';
@@ -102,7 +103,7 @@ export interface Refusal {
   ecuSerial?: string;
   field?: string;
   /** The director records this kind of event (default 'attack'). */
-  kind?: SecurityEvent['kind'];
+  kind?: EventKind;
   /** The result code the director records: the attack's name (core attack-codes.ts; default VERIFICATION_FAILED for attacks). */
   resultCode?: string;
   /**
@@ -153,8 +154,8 @@ export async function expectRefused(w: AttackWorld, v: Vehicle, r: Refusal): Pro
  * @returns the event
  */
 export async function expectLogged(
-  w: AttackWorld, v: Vehicle, since: number, e: { kind: SecurityEvent['kind']; code?: string; ecuSerial?: string },
-): Promise<SecurityEvent> {
+  w: AttackWorld, v: Vehicle, since: number, e: { kind: EventKind; code?: string; ecuSerial?: string },
+): Promise<EventRecord> {
   const fresh = (await w.stack.events(v.deviceId)).slice(since);
   const hit = fresh.find((x) => x.kind === e.kind && (!e.code || x.code === e.code) && (!e.ecuSerial || x.ecuSerial === e.ecuSerial || x.ecuSerial === null));
   assert.ok(hit, `the director logged a ${e.kind}${e.code ? ` ${e.code}` : ''} event${e.ecuSerial ? ` for ${e.ecuSerial}` : ''}; it has ${JSON.stringify(fresh)}`);

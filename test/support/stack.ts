@@ -33,7 +33,7 @@ import {
   type InitResult,
   type RepoContext,
 } from '@upfleet/image-repo';
-import { initDirector, startDirector, type RunningDirector } from '@upfleet/director';
+import { initDirector, startDirector, type EventRecord, type RunningDirector } from '@upfleet/director';
 
 export const PASSPHRASE = 'upfleet-demo-passphrase';
 export const ADMIN_TOKEN = 'upfleet-admin-token';
@@ -84,17 +84,6 @@ export interface PublishSpec {
   releaseCounter: number;
   /** A delegated role to sign with (its key from `addSupplier`); default the top-level targets role. */
   supplier?: string;
-}
-
-/** One entry of a device's security event log (director/README.md). */
-export interface SecurityEvent {
-  id: number;
-  deviceId: string;
-  ecuSerial: string | null;
-  kind: 'attack' | 'manifest_refused' | 'installation_failure';
-  code: string;
-  detail: string;
-  at: string;
 }
 
 export interface AdminReply {
@@ -233,10 +222,10 @@ export class Stack {
   }
 
   /** The device's security event log (GET /admin/devices/{id}/events), oldest first. */
-  async events(deviceId: string): Promise<SecurityEvent[]> {
+  async events(deviceId: string): Promise<EventRecord[]> {
     const r = await this.admin('GET', `/devices/${encodeURIComponent(deviceId)}/events`);
     if (r.status !== 200) throw new Error(`events of ${deviceId}: ${r.status} ${JSON.stringify(r.json)}`);
-    return r.json.events as SecurityEvent[];
+    return r.json.events as EventRecord[];
   }
 
   /** Manifests the director accepted from a device, newest first. */

@@ -29,11 +29,11 @@
  *   already staged, re-hashing them first.
  * - Version reports are signed with the primary key and carry the caller's nonce.
  */
-import { existsSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
+import { mkdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import type { InstalledImage, Signer, SignedEcuReport } from '@upfleet/core';
 import { InstallError } from '../errors.ts';
-import { writeFileAtomic } from '../atomic-file.ts';
+import { JsonFile } from '../atomic-file.ts';
 import type { ImageToInstall, MetadataBundle, Progress, Secondary, SecondaryInfo } from './secondary.ts';
 import { CommandSignalledError, installedImage, primaryInfo, primaryReport, runShell, stageImage } from './image-file.ts';
 import { MachineRestart } from './machine-restart.ts';
@@ -74,7 +74,7 @@ export interface LocalInstallOptions {
 export class LocalInstallSecondary implements Secondary {
   readonly ecuSerial: string;
   readonly #o: LocalInstallOptions;
-  readonly #stateFile: string;
+  readonly #state: JsonFile<SlotState>;
   readonly #staged: string;
   readonly #restarting: MachineRestart;
 
@@ -82,7 +82,7 @@ export class LocalInstallSecondary implements Secondary {
     this.#o = options;
     this.ecuSerial = options.ecuSerial;
     mkdirSync(options.dir, { recursive: true });
-    this.#stateFile = join(options.dir, 'slots.json');
+    this.#state = new JsonFile<SlotState>(join(options.dir, 'slots.json'), () => ({ active: 'a', installed: null, releaseCounter: 0, attacksDetected: '', latestVerifiedTime: '' }));
     this.#staged = join(options.dir, 'staged.image');
     this.#restarting = new MachineRestart(options.ecuSerial);
   }
@@ -96,27 +96,18 @@ export class LocalInstallSecondary implements Secondary {
     return this.#o.now?.() ?? new Date();
   }
 
-  #load(): SlotState {
-    if (!existsSync(this.#stateFile)) return { active: 'a', installed: null, releaseCounter: 0, attacksDetected: '', latestVerifiedTime: '' };
-    return JSON.parse(readFileSync(this.#stateFile, 'utf8')) as SlotState;
-  }
-
-  #save(state: SlotState): void {
-    writeFileAtomic(this.#stateFile, JSON.stringify(state, null, 1));
-  }
-
   /** The slot state as stored (for `status`). */
   slots(): Readonly<SlotState> {
-    return this.#load();
+    return this.#state.read();
   }
 
   async info(): Promise<SecondaryInfo> {
-    const s = this.#load();
+    const s = this.#state.read();
     return primaryInfo({ ecuSerial: this.ecuSerial, hardwareId: this.#o.hardwareId, signer: this.#o.signer }, s, s.installed);
   }
 
   async versionReport(nonce: string): Promise<SignedEcuReport> {
-    const s = this.#load();
+    const s = this.#state.read();
     const ecu = { ecuSerial: this.ecuSerial, hardwareId: this.#o.hardwareId, signer: this.#o.signer, now: this.#now() };
     return primaryReport(ecu, s, s.installed, nonce);
   }
@@ -126,25 +117,25 @@ export class LocalInstallSecondary implements Secondary {
    * (release counter included) with the image: nothing here reads the bundle.
    */
   async putMetadata(_bundle: MetadataBundle): Promise<void> {
-    const s = this.#load();
-    this.#save({ ...s, latestVerifiedTime: this.#now().toISOString() });
+    const s = this.#state.read();
+    this.#state.write({ ...s, latestVerifiedTime: this.#now().toISOString() });
   }
 
   /** Stages (verified copy) then runs the `install` phase for the inactive slot. @throws LengthOrHashMismatchError, InstallError */
   async install(image: ImageToInstall, onProgress?: (p: Progress) => void): Promise<void> {
-    let s = this.#load();
+    let s = this.#state.read();
     const target = installedImage(image);
     const same = s.pending && JSON.stringify(s.pending.image) === JSON.stringify(target);
     if (!same) {
       rmSync(this.#staged, { force: true });
       s = { ...s, pending: { image: target, releaseCounter: image.releaseCounter, phase: 'staging' } };
-      this.#save(s);
+      this.#state.write(s);
     }
     if (s.pending!.phase === 'staging') {
       await stageImage(image, this.#staged, this.ecuSerial, onProgress);
       await this.#run('install', inactive(s.active), image.name);
       s = { ...s, pending: { ...s.pending!, phase: 'installed' } };
-      this.#save(s);
+      this.#state.write(s);
     }
     onProgress?.({ ecuSerial: this.ecuSerial, phase: 'flash', done: image.length, total: image.length });
   }
@@ -154,7 +145,7 @@ export class LocalInstallSecondary implements Secondary {
    * settle while the machine goes down. @throws InstallError
    */
   async activate(): Promise<void> {
-    let s = this.#load();
+    let s = this.#state.read();
     if (!s.pending) return; // already committed (activation redone after power loss)
     if (s.pending.phase === 'staging') throw new InstallError(this.ecuSerial, 'activate', 'no installed image to activate');
     const slot = inactive(s.active);
@@ -162,7 +153,7 @@ export class LocalInstallSecondary implements Secondary {
     const bootId = this.#o.bootId();
     if (s.pending.phase === 'installed' || s.pending.bootId === bootId) {
       s = { ...s, pending: { ...s.pending, phase: 'activating', bootId } };
-      this.#save(s);
+      this.#state.write(s);
       try {
         await this.#run('activate', slot, name);
       } catch (e) {
@@ -174,21 +165,21 @@ export class LocalInstallSecondary implements Secondary {
       await this.#run('health', slot, name);
     } catch (error) {
       await this.#run('rollback', slot, name).catch(() => undefined);
-      this.#save({ ...s, pending: undefined, attacksDetected: '' });
+      this.#state.write({ ...s, pending: undefined, attacksDetected: '' });
       rmSync(this.#staged, { force: true });
       throw error;
     }
     await this.#run('commit', slot, name);
-    this.#save({ active: slot, installed: s.pending!.image, releaseCounter: s.pending!.releaseCounter, attacksDetected: '', latestVerifiedTime: s.latestVerifiedTime });
+    this.#state.write({ active: slot, installed: s.pending!.image, releaseCounter: s.pending!.releaseCounter, attacksDetected: '', latestVerifiedTime: s.latestVerifiedTime });
     rmSync(this.#staged, { force: true });
   }
 
   /** Drops a staged or installed-but-not-activated image; rolls back an activation in progress. */
   async abort(): Promise<void> {
-    const s = this.#load();
+    const s = this.#state.read();
     if (!s.pending) return;
     if (s.pending.phase !== 'staging') await this.#run('rollback', inactive(s.active), s.pending.image.filename);
-    this.#save({ ...s, pending: undefined });
+    this.#state.write({ ...s, pending: undefined });
     rmSync(this.#staged, { force: true });
   }
 

@@ -43,12 +43,12 @@
  * - The bundle is handed to rauc only after its length and hashes were checked
  *   again just before (image-file.ts); RAUC also checks its own signature.
  */
-import { existsSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import type { InstalledImage, Signer, SignedEcuReport } from '@upfleet/core';
 import type { RaucInstaller } from '../config.ts';
 import { BootFallbackError, HealthCheckError, InstallError } from '../errors.ts';
-import { writeFileAtomic } from '../atomic-file.ts';
+import { JsonFile } from '../atomic-file.ts';
 import { installedImage, primaryInfo, primaryReport, runShell, stageImage, verifyImageFile } from './image-file.ts';
 import { MachineRestart } from './machine-restart.ts';
 import { RaucClient, type RaucStatus } from './rauc-client.ts';
@@ -110,7 +110,7 @@ export class RaucPrimary implements Secondary {
   readonly ecuSerial: string;
   readonly #o: RaucPrimaryOptions;
   readonly #rauc: RaucClient;
-  readonly #stateFile: string;
+  readonly #state: JsonFile<RaucState>;
   readonly #staged: string;
   /** The booted slot does not change while this process lives: asked once. */
   #booted: Promise<string> | undefined;
@@ -121,7 +121,7 @@ export class RaucPrimary implements Secondary {
     this.ecuSerial = options.ecuSerial;
     this.#rauc = new RaucClient({ ecuSerial: options.ecuSerial, timeoutSeconds: options.installer.timeoutSeconds, ...(options.env && { env: options.env }) });
     mkdirSync(options.dir, { recursive: true });
-    this.#stateFile = join(options.dir, 'rauc.json');
+    this.#state = new JsonFile<RaucState>(join(options.dir, 'rauc.json'), () => ({ slots: {}, releaseCounter: 0, attacksDetected: '', latestVerifiedTime: '' }));
     this.#staged = join(options.dir, 'staged.raucb');
     this.#restarting = new MachineRestart(options.ecuSerial);
   }
@@ -135,24 +135,15 @@ export class RaucPrimary implements Secondary {
     return this.#o.now?.() ?? new Date();
   }
 
-  #load(): RaucState {
-    if (!existsSync(this.#stateFile)) return { slots: {}, releaseCounter: 0, attacksDetected: '', latestVerifiedTime: '' };
-    return JSON.parse(readFileSync(this.#stateFile, 'utf8')) as RaucState;
-  }
-
-  #save(state: RaucState): void {
-    writeFileAtomic(this.#stateFile, JSON.stringify(state, null, 1));
-  }
-
   /** The state as stored (for `status` and tests). */
   state(): Readonly<RaucState> {
-    return this.#load();
+    return this.#state.read();
   }
 
   #bootedSlot(): Promise<string> {
     this.#booted ??= this.#rauc.status().then(
       (status) => {
-        const s = this.#load();
+        const s = this.#state.read();
         if (!s.pending && s.current !== undefined && status.booted !== s.current) {
           this.#o.log?.('the bootloader started another slot than the one last marked good; reporting what runs there', { booted: status.booted, markedGood: s.current, image: s.slots[status.booted]?.image.filename ?? null });
         }
@@ -171,12 +162,12 @@ export class RaucPrimary implements Secondary {
   }
 
   async info(): Promise<SecondaryInfo> {
-    const s = this.#load();
+    const s = this.#state.read();
     return primaryInfo({ ecuSerial: this.ecuSerial, hardwareId: this.#o.hardwareId, signer: this.#o.signer }, s, (await this.#installed(s))?.image);
   }
 
   async versionReport(nonce: string): Promise<SignedEcuReport> {
-    const s = this.#load();
+    const s = this.#state.read();
     const ecu = { ecuSerial: this.ecuSerial, hardwareId: this.#o.hardwareId, signer: this.#o.signer, now: this.#now() };
     return primaryReport(ecu, s, (await this.#installed(s))?.image, nonce);
   }
@@ -188,7 +179,7 @@ export class RaucPrimary implements Secondary {
    */
   async confirmBoot(): Promise<'confirmed' | 'onTrial'> {
     const booted = await this.#bootedSlot();
-    const p = this.#load().pending;
+    const p = this.#state.read().pending;
     if (p && p.bootedBefore !== undefined && booted !== p.bootedBefore) {
       this.#o.log?.('the booted slot is on trial: confirmed only after its health check', { slot: booted, target: p.image.filename });
       return 'onTrial';
@@ -200,12 +191,12 @@ export class RaucPrimary implements Secondary {
 
   /** The primary verified both repositories itself: nothing here reads the bundle. */
   async putMetadata(_bundle: MetadataBundle): Promise<void> {
-    this.#save({ ...this.#load(), latestVerifiedTime: this.#now().toISOString() });
+    this.#state.write({ ...this.#state.read(), latestVerifiedTime: this.#now().toISOString() });
   }
 
   /** Checks the bundle and `rauc install`s it into the other slot. @throws LengthOrHashMismatchError, InstallError */
   async install(image: ImageToInstall, onProgress?: (p: Progress) => void): Promise<void> {
-    let s = this.#load();
+    let s = this.#state.read();
     const target = installedImage(image);
     const same = s.pending && JSON.stringify(s.pending.image) === JSON.stringify(target);
     if (!same || s.pending!.phase === 'installing') {
@@ -213,7 +204,7 @@ export class RaucPrimary implements Secondary {
       // RAUC is about to overwrite another slot: what it held is gone.
       const slots = s.slots[booted] ? { [booted]: s.slots[booted] } : {};
       s = { ...s, slots, pending: { image: target, releaseCounter: image.releaseCounter, phase: 'installing', bootedBefore: booted } };
-      this.#save(s);
+      this.#state.write(s);
       const bundle = await this.#bundleFile(image, onProgress);
       onProgress?.({ ecuSerial: this.ecuSerial, phase: 'flash', done: 0, total: image.length });
       await this.#untilIdle();
@@ -223,7 +214,7 @@ export class RaucPrimary implements Secondary {
         throw new InstallError(this.ecuSerial, 'install', `rauc installed ${image.name} but the bootloader's primary slot is ${after.bootPrimary ?? 'unknown'}, not another slot`);
       }
       s = { ...s, pending: { ...s.pending!, phase: 'installed', target: after.bootPrimary } };
-      this.#save(s);
+      this.#state.write(s);
       rmSync(this.#staged, { force: true });
       this.#o.log?.('rauc installed the bundle', { target: image.name, slot: after.bootPrimary, booted });
     }
@@ -246,14 +237,14 @@ export class RaucPrimary implements Secondary {
    * @throws HealthCheckError, BootFallbackError, InstallError
    */
   async activate(): Promise<void> {
-    const s = this.#load();
+    const s = this.#state.read();
     const p = s.pending;
     if (!p) return; // committed already (activation redone after a power loss)
     if (p.phase === 'installing' || p.target === undefined || p.bootedBefore === undefined) {
       throw new InstallError(this.ecuSerial, 'activate', 'no installed bundle to activate');
     }
     if (p.phase === 'installed' || p.bootId === this.#o.bootId()) {
-      this.#save({ ...s, pending: { ...p, phase: 'rebooting', bootId: this.#o.bootId() } });
+      this.#state.write({ ...s, pending: { ...p, phase: 'rebooting', bootId: this.#o.bootId() } });
       return this.#restart(`into slot ${p.target}`);
     }
     const status = await this.#rauc.status();
@@ -262,7 +253,7 @@ export class RaucPrimary implements Secondary {
     await this.#healthCheck(p.target, p.bootedBefore);
     await this.#rauc.mark('good', 'booted');
     const record = { image: p.image, releaseCounter: p.releaseCounter };
-    this.#save({ ...s, slots: { ...s.slots, [p.target]: record }, releaseCounter: Math.max(s.releaseCounter, p.releaseCounter), current: p.target, pending: undefined });
+    this.#state.write({ ...s, slots: { ...s.slots, [p.target]: record }, releaseCounter: Math.max(s.releaseCounter, p.releaseCounter), current: p.target, pending: undefined });
     this.#o.log?.('slot marked good', { slot: p.target, target: p.image.filename });
   }
 
@@ -287,14 +278,14 @@ export class RaucPrimary implements Secondary {
    * @throws InstallError
    */
   async abort(): Promise<void> {
-    const s = this.#load();
+    const s = this.#state.read();
     const p = s.pending;
     if (!p) return;
     const status = await this.#rauc.status();
     const onNewSlot = p.target !== undefined && p.bootedBefore !== undefined && status.booted === p.target && p.target !== p.bootedBefore;
     if (onNewSlot) {
       if (p.phase !== 'rollingBack' || p.bootId !== this.#o.bootId()) {
-        this.#save({ ...s, pending: { ...p, phase: 'rollingBack', bootId: this.#o.bootId() } });
+        this.#state.write({ ...s, pending: { ...p, phase: 'rollingBack', bootId: this.#o.bootId() } });
         await this.#rauc.mark('bad', 'booted');
         await this.#rauc.mark('active', p.bootedBefore!);
       }
@@ -303,7 +294,7 @@ export class RaucPrimary implements Secondary {
     // An install an earlier agent process started may still run: its end switches the primary.
     await this.#untilIdle();
     await this.#restorePrimary(await this.#rauc.status());
-    this.#save({ ...s, pending: undefined });
+    this.#state.write({ ...s, pending: undefined });
     rmSync(this.#staged, { force: true });
   }
 

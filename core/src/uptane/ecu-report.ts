@@ -11,12 +11,9 @@ import { MalformedMetadataError, RepositoryError } from '../errors.ts';
 import type { Key, Signer } from '../keys.ts';
 import { expectHashes, expectInteger, expectObject, expectString, expectTime, type JsonObject } from '../metadata/guard.ts';
 import { parseEnvelope, signDocument, verifyDocument, type CanonicalBytes, type SignedDocument } from './signed-document.ts';
+import type { InstalledImage } from './installed-image.ts';
 
-export interface InstalledImage {
-  filename: string;
-  length: number;
-  hashes: Record<string, string>;
-}
+export type { InstalledImage };
 
 export interface EcuVersionReport {
   ecuSerial: string;

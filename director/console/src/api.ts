@@ -6,6 +6,7 @@
  * when it reports a change.
  */
 import { useEffect, useRef, useState } from 'preact/hooks';
+import type { FleetChange } from '@upfleet/director/admin-records.ts';
 
 export type Role = 'operator' | 'viewer';
 
@@ -45,12 +46,6 @@ export async function api<T>(method: string, path: string, body?: unknown): Prom
     throw new ApiError(res.status, json?.error?.code ?? `HTTP_${res.status}`, json?.error?.message ?? res.statusText);
   }
   return json as T;
-}
-
-export interface FleetChange {
-  devices: string[];
-  assignments: string[];
-  campaigns: string[];
 }
 
 type ChangeListener = (change: FleetChange) => void;

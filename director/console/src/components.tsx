@@ -2,7 +2,7 @@
 import { createContext, type ComponentChildren } from 'preact';
 import { useContext, useState } from 'preact/hooks';
 import { ApiError, type Role } from './api.ts';
-import type { EcuProgress } from './types.ts';
+import type { EcuProgress } from '@upfleet/director/admin-records.ts';
 
 export const RoleContext = createContext<Role>('viewer');
 

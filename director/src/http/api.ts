@@ -11,6 +11,7 @@ import { checkId } from '../ids.ts';
 import { parseRegistration, parseTags } from '../inventory.ts';
 import { parseCampaignSpec } from '../campaigns.ts';
 import type { AssignmentRequest } from '../assignments.ts';
+import type { CampaignDetail } from '../admin-records.ts';
 import type { DeviceStatus, EventKind } from '../store.ts';
 import { openApiDocument } from './openapi.ts';
 import { parseQuery, type QueryRule } from './query.ts';
@@ -169,7 +170,8 @@ export function addRoutes(router: Router, s: DirectorServices, access: AdminAcce
   });
   router.add('GET', '/api/v1/admin/campaigns/{id}', async (req) => {
     admin(req);
-    return ok({ ...(await s.campaigns.status(req.params.id!)), deviceStatus: await s.campaigns.devices(req.params.id!) });
+    const detail: CampaignDetail = { ...(await s.campaigns.status(req.params.id!)), deviceStatus: await s.campaigns.devices(req.params.id!) };
+    return ok(detail);
   });
   for (const action of ['start', 'pause', 'resume', 'abort'] as const) {
     router.add('POST', `/api/v1/admin/campaigns/{id}/${action}`, async (req) => {

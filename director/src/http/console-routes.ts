@@ -9,7 +9,7 @@ import type { ServerResponse } from 'node:http';
 import type { ImageRepository } from '../context.ts';
 import { NotFoundError } from '../errors.ts';
 import { listImages } from '../image-list.ts';
-import type { FleetSummary } from '../fleet-summary.ts';
+import type { FleetSummary } from '../admin-records.ts';
 import type { ChangeFeed } from '../change-feed.ts';
 import type { AdminAccess } from './admin-access.ts';
 import { SECURITY_HEADERS, type ConsoleFiles } from './console-files.ts';

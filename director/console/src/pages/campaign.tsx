@@ -1,20 +1,20 @@
 /** One campaign: start, pause, resume, abort; live progress per wave and per device (each ECU's download and flash). */
 import { api, useLive } from '../api.ts';
 import { ActionButton, Badge, Empty, ErrorBox, Loading, ProgressBar, Section, Time } from '../components.tsx';
-import type { Campaign, CampaignDevice } from '../types.ts';
+import type { CampaignDetail, CampaignDeviceView } from '@upfleet/director/admin-records.ts';
 
 const STATES = ['waiting', 'pending', 'downloading', 'installing', 'succeeded', 'failed', 'cancelled'] as const;
 
 export function CampaignPage({ id }: { id: string }) {
   const path = `/admin/campaigns/${encodeURIComponent(id)}`;
-  const c = useLive(() => api<Campaign>('GET', path), `campaign:${id}`,
+  const c = useLive(() => api<CampaignDetail>('GET', path), `campaign:${id}`,
     (ch) => ch.campaigns.includes(id) || ch.assignments.length > 0);
   const data = c.data;
   if (c.error && !data) return <div><h1>Campaign</h1><ErrorBox error={c.error} /></div>;
   if (!data) return <Loading />;
   const act = (action: string) => () => api('POST', `${path}/${action}`).then(c.reload);
   const s = data.status;
-  const devices = data.deviceStatus ?? [];
+  const devices = data.deviceStatus;
   return (
     <div>
       <h1>Campaign {data.spec.name} <span data-testid="campaign-status"><Badge status={s} /></span></h1>
@@ -84,7 +84,7 @@ export function CampaignPage({ id }: { id: string }) {
   );
 }
 
-function WaveBar({ devices, done }: { devices: CampaignDevice[]; done: number }) {
+function WaveBar({ devices, done }: { devices: CampaignDeviceView[]; done: number }) {
   const n = devices.length || 1;
   const ok = devices.filter((d) => d.status === 'succeeded').length;
   const failed = devices.filter((d) => d.status === 'failed' || d.status === 'cancelled').length;
@@ -99,7 +99,7 @@ function WaveBar({ devices, done }: { devices: CampaignDevice[]; done: number })
   );
 }
 
-function EcuProgressList({ device }: { device: CampaignDevice }) {
+function EcuProgressList({ device }: { device: CampaignDeviceView }) {
   const entries = Object.entries(device.progress ?? {});
   if (entries.length === 0) return <span class="muted">-</span>;
   return (

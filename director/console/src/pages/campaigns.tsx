@@ -2,10 +2,10 @@
 import { useContext, useState } from 'preact/hooks';
 import { api, useLive } from '../api.ts';
 import { Badge, Empty, ErrorBox, Loading, RoleContext, Section, Time } from '../components.tsx';
-import type { Campaign, Image } from '../types.ts';
+import type { CampaignStatusView, ImageView } from '@upfleet/director/admin-records.ts';
 
 export function CampaignsPage() {
-  const campaigns = useLive(() => api<{ campaigns: Campaign[] }>('GET', '/admin/campaigns').then((r) => r.campaigns), 'campaigns',
+  const campaigns = useLive(() => api<{ campaigns: CampaignStatusView[] }>('GET', '/admin/campaigns').then((r) => r.campaigns), 'campaigns',
     (c) => c.campaigns.length > 0 || c.assignments.length > 0);
   const list = campaigns.data ? [...campaigns.data].sort((a, b) => b.createdAt.localeCompare(a.createdAt)) : undefined;
   return (
@@ -40,7 +40,7 @@ export function CampaignsPage() {
 
 function CreateCampaign() {
   const role = useContext(RoleContext);
-  const images = useLive(() => api<{ images: Image[] }>('GET', '/admin/images').then((r) => r.images), 'campaign-images', () => false);
+  const images = useLive(() => api<{ images: ImageView[] }>('GET', '/admin/images').then((r) => r.images), 'campaign-images', () => false);
   const [name, setName] = useState('');
   const [chosen, setChosen] = useState<string[]>([]);
   const [tags, setTags] = useState('');
@@ -64,7 +64,7 @@ function CreateCampaign() {
         waves: waves.split(',').map((w) => Number(w.trim())),
         successThreshold: Number(threshold),
       };
-      const created = await api<Campaign>('POST', '/admin/campaigns', spec);
+      const created = await api<CampaignStatusView>('POST', '/admin/campaigns', spec);
       location.hash = `#/campaigns/${created.id}`;
     } catch (err) {
       setError(err as Error);

@@ -1,7 +1,7 @@
 /** One device: its ECUs and installed images, assignments with live per-ECU progress, manifest history, security events. */
 import { api, useLive } from '../api.ts';
 import { ActionButton, Badge, bytes, Empty, ErrorBox, Loading, Online, ProgressBar, Section, shortHash, Time } from '../components.tsx';
-import type { Assignment, DeviceView, ManifestRecord } from '../types.ts';
+import type { AssignmentRecord, DeviceView, ManifestRecord } from '@upfleet/director/admin-records.ts';
 
 const OPEN = new Set(['pending', 'downloading', 'installing']);
 
@@ -83,7 +83,7 @@ export function DevicePage({ id }: { id: string }) {
   );
 }
 
-function AssignmentCard({ a }: { a: Assignment }) {
+function AssignmentCard({ a }: { a: AssignmentRecord }) {
   const open = OPEN.has(a.status);
   return (
     <div class="card wide" data-testid={`assignment-${a.id}`}>

@@ -2,15 +2,15 @@
 import { useState } from 'preact/hooks';
 import { api, useLive } from '../api.ts';
 import { Badge, Empty, ErrorBox, Loading, Online, Section, Time } from '../components.tsx';
-import type { Device, FleetSummary } from '../types.ts';
+import type { DeviceStatus, FleetSummary, PublicDevice } from '@upfleet/director/admin-records.ts';
 
-const STATUSES: Array<Device['status']> = ['active', 'pending', 'preregistered', 'decommissioned'];
+const STATUSES: Array<DeviceStatus> = ['active', 'pending', 'preregistered', 'decommissioned'];
 
 export function FleetPage() {
   const summary = useLive(() => api<FleetSummary>('GET', '/admin/fleet'), 'fleet');
-  const [filter, setFilter] = useState<Device['status'] | ''>('');
+  const [filter, setFilter] = useState<DeviceStatus | ''>('');
   const devices = useLive(
-    () => api<{ devices: Device[] }>('GET', `/admin/devices${filter ? `?status=${filter}` : ''}`).then((r) => r.devices),
+    () => api<{ devices: PublicDevice[] }>('GET', `/admin/devices${filter ? `?status=${filter}` : ''}`).then((r) => r.devices),
     `devices:${filter}`, (c) => c.devices.length > 0,
   );
   const s = summary.data;
@@ -61,7 +61,7 @@ export function FleetPage() {
         </>
       )}
       <Section title="Devices" actions={
-        <select value={filter} onChange={(e) => setFilter((e.target as HTMLSelectElement).value as Device['status'] | '')} aria-label="status filter">
+        <select value={filter} onChange={(e) => setFilter((e.target as HTMLSelectElement).value as DeviceStatus | '')} aria-label="status filter">
           <option value="">all statuses</option>
           {STATUSES.map((st) => <option key={st} value={st}>{st}</option>)}
         </select>

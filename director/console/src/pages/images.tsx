@@ -2,11 +2,11 @@
 import { useState } from 'preact/hooks';
 import { api, useLive } from '../api.ts';
 import { bytes, Empty, ErrorBox, Loading, shortHash } from '../components.tsx';
-import type { Image } from '../types.ts';
+import type { ImageView } from '@upfleet/director/admin-records.ts';
 
 export function ImagesPage() {
   // The image repository is not in the change stream: reload on demand.
-  const images = useLive(() => api<{ images: Image[] }>('GET', '/admin/images').then((r) => r.images), 'images', () => false);
+  const images = useLive(() => api<{ images: ImageView[] }>('GET', '/admin/images').then((r) => r.images), 'images', () => false);
   const [hw, setHw] = useState('');
   const all = images.data ?? [];
   const hardwareIds = [...new Set(all.flatMap((i) => i.hardwareIds))].sort();
