@@ -62,7 +62,7 @@ async function main(argv: string[]): Promise<void> {
     return;
   }
   if (rest.length !== 0) throw new CliUsageError(`unexpected arguments: ${rest.join(' ')}`);
-  const [{ Updater }, { HttpFetcher }, { DEFAULT_LIMITS }] = await Promise.all([
+  const [{ Updater, quoteRoleName }, { HttpFetcher }, { DEFAULT_LIMITS }] = await Promise.all([
     import('@upfleet/core/updater.ts'),
     import('../fetcher.ts'),
     import('../config.ts'),
@@ -86,18 +86,16 @@ async function main(argv: string[]): Promise<void> {
     const targetDir = required(values['target-dir'], '--target-dir');
     required(values['target-base-url'], '--target-base-url');
     await updater.refresh();
-    for (const name of names) await download(updater, name, targetDir);
+    for (const name of names) await download(updater, name, join(targetDir, quoteRoleName(name)));
     return;
   }
   throw new CliUsageError(command === undefined ? 'no command' : `unknown command ${command}`);
 }
 
-/** Finds, verifies and stores one target, unless TD already holds a verified copy. */
-async function download(updater: Updater, name: string, targetDir: string): Promise<void> {
-  const { quoteRoleName } = await import('@upfleet/core/updater.ts');
+/** Finds, verifies and stores one target at `path`, unless a verified copy is already there. */
+async function download(updater: Updater, name: string, path: string): Promise<void> {
   const found = await updater.findTarget(name);
   if (!found) throw new Error(`target ${name} not found`);
-  const path = join(targetDir, quoteRoleName(name));
   try {
     found.info.verify(name, new Uint8Array(readFileSync(path)));
     return; // cached and still the signed target
