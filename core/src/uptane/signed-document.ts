@@ -3,8 +3,8 @@
  * envelope as TUF metadata: `{ signed, signatures: [{ keyid, sig }] }`, signed
  * over the canonical JSON of `signed`.
  */
-import { canonicalize } from '../canonical-json.ts';
-import { fromHex, toHex } from '../bytes.ts';
+import { canonicalize, canonicalStringWithParts } from '../canonical-json.ts';
+import { fromHex, toHex, utf8 } from '../bytes.ts';
 import { MalformedMetadataError, RepositoryError } from '../errors.ts';
 import type { Key, Signer } from '../keys.ts';
 import { expectObject, expectString, type JsonObject } from '../metadata/guard.ts';
@@ -28,11 +28,36 @@ export function signDocument<T extends object>(signed: T, signer: Signer): Signe
 }
 
 /**
- * Canonical bytes of documents' `signed` objects, by identity of the object: documents
- * encoded together (vehicle-manifest.ts canonicalManifest). An object that is not in it
- * is encoded where it is verified.
+ * Canonical bytes of documents' `signed` objects, by identity of the object, from one
+ * encoding of a document and the documents inside it (vehicle-manifest.ts canonicalManifest).
+ * Only `encodeTogether` makes one, so the bytes a signature is checked against are always
+ * an encoding of that object, never bytes a caller put in a map. An object that is not in
+ * it is encoded where it is verified.
  */
-export type CanonicalBytes = ReadonlyMap<object, Uint8Array>;
+export class CanonicalBytes {
+  readonly #bytes: Map<object, Uint8Array>;
+
+  private constructor(bytes: Map<object, Uint8Array>) {
+    this.#bytes = bytes;
+  }
+
+  /** Encodes `outer` once, keeping the canonical bytes of each of `inner` (objects inside it) too. @throws CanonicalJsonError */
+  static encodeTogether(outer: object, inner: Iterable<object>): CanonicalBytes {
+    const { text, parts } = canonicalStringWithParts(outer, inner);
+    const bytes = new Map<object, Uint8Array>([[outer, utf8(text)]]);
+    for (const [part, partText] of parts) bytes.set(part, utf8(partText));
+    return new CanonicalBytes(bytes);
+  }
+
+  get(signed: object): Uint8Array | undefined {
+    return this.#bytes.get(signed);
+  }
+
+  /** How many documents were encoded together. */
+  get size(): number {
+    return this.#bytes.size;
+  }
+}
 
 /** @throws BadDocumentSignatureError unless `key` signed `doc.signed`. */
 export function verifyDocument(document: string, doc: SignedDocument<unknown>, key: Key, known?: CanonicalBytes): void {

@@ -3,13 +3,11 @@
  * every ECU's report plus the last installation result. `counter` rises by one
  * per manifest the device sends, so the director can refuse replays.
  */
-import { canonicalStringWithParts } from '../canonical-json.ts';
-import { utf8 } from '../bytes.ts';
 import { MalformedMetadataError } from '../errors.ts';
 import type { Key, Signer } from '../keys.ts';
 import { expectBoolean, expectInteger, expectObject, expectString, expectTime, isObject, nameMap } from '../metadata/guard.ts';
 import { parseEcuReport, type SignedEcuReport } from './ecu-report.ts';
-import { parseEnvelope, signDocument, verifyDocument, type CanonicalBytes, type SignedDocument } from './signed-document.ts';
+import { CanonicalBytes, parseEnvelope, signDocument, verifyDocument, type SignedDocument } from './signed-document.ts';
 
 /**
  * Installation result codes of a failure that the next cycle retries with the
@@ -113,11 +111,7 @@ export function parseVehicleManifest(json: unknown, path = 'manifest'): SignedVe
  * @throws CanonicalJsonError
  */
 export function canonicalManifest(manifest: SignedVehicleManifest): CanonicalBytes {
-  const reports = Object.values(manifest.signed.ecuVersionReports).map((r) => r.signed);
-  const { text, parts } = canonicalStringWithParts(manifest.signed, reports);
-  const bytes = new Map<object, Uint8Array>([[manifest.signed, utf8(text)]]);
-  for (const [report, reportText] of parts) bytes.set(report, utf8(reportText));
-  return bytes;
+  return CanonicalBytes.encodeTogether(manifest.signed, Object.values(manifest.signed.ecuVersionReports).map((r) => r.signed));
 }
 
 /**
