@@ -1,8 +1,8 @@
 #!/usr/bin/env node
 // The one test command: makes sure the system tools the tests use are present,
-// and the web console is built from its current sources, type-checks the whole
-// tree, then runs every *.test.ts with node's test runner.
-import { spawnSync } from 'node:child_process';
+// and the web console is built from its current sources, then type-checks the
+// whole tree while it runs every *.test.ts with node's test runner.
+import { spawn } from 'node:child_process';
 import { readdirSync, statSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -54,17 +54,31 @@ for (const file of LONGEST_FIRST) {
   if (filter.length === 0 && !files.includes(file)) console.error(`run-tests: ${file} (in LONGEST_FIRST) is not a test file any more`);
 }
 
-if (filter.length === 0) {
-  // The checkout's own TypeScript, never `npx tsc` (without it installed, npx would fetch an unrelated package named tsc).
-  for (const project of ['tsconfig.json', 'director/console/tsconfig.json']) {
-    const tsc = spawnSync(process.execPath, [join(root, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', project, '--noEmit'], { cwd: root, stdio: 'inherit' });
-    if (tsc.status !== 0) process.exit(tsc.status ?? 1);
-  }
+/** Runs node with `args`; resolves with its exit status. */
+function runNode(args) {
+  const child = spawn(process.execPath, args, { cwd: root, stdio: 'inherit' });
+  const status = new Promise((resolve) => child.once('exit', (code) => resolve(code ?? 1)));
+  return { child, status };
 }
 
-const result = spawnSync(
-  process.execPath,
-  ['--import', 'tsx', '--test', '--test-concurrency=2', '--test-timeout=300000', ...files],
-  { cwd: root, stdio: 'inherit' },
-);
-process.exit(result.status ?? 1);
+const tests = runNode(['--import', 'tsx', '--test', '--test-concurrency=2', '--test-timeout=300000', ...files]);
+
+// The type check takes about 20 s of one core; the tests leave much of the second one idle
+// (they wait on sockets, serial links and child processes), so it runs beside them. A type
+// error still stops the run at once: SIGINT ends the test runner and its file processes.
+async function typecheck() {
+  for (const project of ['tsconfig.json', 'director/console/tsconfig.json']) {
+    // The checkout's own TypeScript, never `npx tsc` (without it installed, npx would fetch an unrelated package named tsc).
+    const status = await runNode([join(root, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', project, '--noEmit']).status;
+    if (status !== 0) return status;
+  }
+  return 0;
+}
+const typeStatus = filter.length > 0 ? 0 : await typecheck();
+if (typeStatus !== 0) {
+  tests.child.kill('SIGINT');
+  await tests.status;
+  console.error('the type check failed (errors above): tests stopped');
+  process.exit(typeStatus);
+}
+process.exit(await tests.status);
