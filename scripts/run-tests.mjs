@@ -77,9 +77,9 @@ const stopTests = (signal) => {
 };
 for (const signal of ['SIGINT', 'SIGTERM']) process.on(signal, () => stopTests(signal));
 
-// The type check takes about 20 s of one core; the tests leave much of the second one idle
+// The type check takes one core for 13-31 s (measured); the tests leave much of the second idle
 // (they wait on sockets, serial links and child processes), so it runs beside them. A type
-// error still stops the run at once: SIGINT ends the test runner and its file processes.
+// error still stops the run at once (stopTests).
 async function typecheck() {
   for (const project of ['tsconfig.json', 'director/console/tsconfig.json']) {
     // The checkout's own TypeScript, never `npx tsc` (without it installed, npx would fetch an unrelated package named tsc).
