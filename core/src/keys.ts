@@ -3,8 +3,8 @@
  * returns false, and only malformed key *descriptions* raise errors.
  *
  * ed25519 has two interchangeable providers, node:crypto (OpenSSL, ~13x faster
- * here, the default) and @noble/ed25519 (pure JS, in noble-ed25519.ts). Both apply one strict rule set,
- * so a signature valid for one is valid for the other:
+ * here, the default) and @noble/ed25519 (pure JS, in noble-ed25519.ts). Both apply
+ * one strict rule set, so a signature valid for one is valid for the other:
  * - lengths: a 32-byte key and a 64-byte signature;
  * - S canonical (S < L), R and A canonical encodings (y < p, no "negative zero");
  * - A not of small order;
