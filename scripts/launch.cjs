@@ -37,6 +37,9 @@
  *   stats them all (about 1 ms) and rebuilds when any differs or is gone. A manifest is only
  *   written when no input was modified after the build started, so an edit made during a build
  *   is never recorded as built.
+ * - Compiled once. A CommonJS bundle runs through vm.Script with V8's code cache beside it
+ *   (<bundle>.v8cache, see runCommonJs), which V8 ignores unless it matches the bundle, V8 and
+ *   its flags; the next launches skip compiling what the earlier ones ran.
  * - Never half-written. Bundles are immutable files with a unique name, written to a temp
  *   file and renamed; the manifest that names one is written the same way and only after it.
  *   Concurrent launches may each build; every result is complete and fresh. Superseded
@@ -114,10 +117,52 @@ async function launch(binUrl, entry) {
   }
   registerSourceMap(bundle);
   try {
-    require(bundle);
+    runCommonJs(bundle);
   } finally {
     process.setSourceMapsEnabled(true);
   }
+}
+
+/**
+ * Runs a CommonJS bundle as require() would (a module in the require cache, its require
+ * resolving from the bundle's path), compiled with V8's code cache <bundle>.v8cache: the
+ * bytecode of the functions earlier launches ran, so a start skips parsing and compiling them
+ * (about 6 ms of each conformance step's 60-90 ms of CPU). V8 checks a cache against the source,
+ * its own version and its flags, and ignores one that does not match. At exit the cache is
+ * written again when this launch compiled more than it holds, so it grows to what the CLI's
+ * commands use; atomically, so concurrent launches each leave a whole file.
+ */
+function runCommonJs(bundle) {
+  const { Script, constants } = require('node:vm');
+  const Module = require('node:module');
+  const cacheFile = `${bundle}.v8cache`;
+  let cached;
+  try {
+    cached = readFileSync(cacheFile);
+  } catch {
+    cached = undefined; // first launch of this bundle, or removed
+  }
+  const script = new Script(Module.wrap(readFileSync(bundle, 'utf8')), {
+    filename: bundle,
+    cachedData: cached,
+    importModuleDynamically: constants.USE_MAIN_CONTEXT_DEFAULT_LOADER,
+  });
+  const held = cached && !script.cachedDataRejected ? cached.length : 0;
+  trace(`code cache ${cached ? (held ? 'used' : 'rejected') : 'none'}`);
+  process.once('exit', () => {
+    try {
+      const data = script.createCachedData();
+      if (data.length > held) writeAtomic(cacheFile, data);
+    } catch {
+      // A read-only cache directory: the next launch compiles as this one did.
+    }
+  });
+  const mod = new Module(bundle, module);
+  mod.filename = bundle;
+  mod.paths = Module._nodeModulePaths(dirname(bundle));
+  Module._cache[bundle] = mod;
+  script.runInThisContext().call(mod.exports, mod.exports, Module.createRequire(bundle), mod, bundle, dirname(bundle));
+  mod.loaded = true;
 }
 
 /**
@@ -358,10 +403,10 @@ function writeAtomic(path, contents) {
   renameSync(tmp, path);
 }
 
-/** Removes this bin's older bundles and maps once they are old enough (see STALE_BUNDLE_MS). */
+/** Removes this bin's older bundles, maps and code caches once they are old enough (see STALE_BUNDLE_MS). */
 function removeSuperseded(name, current) {
   const prefix = `${name}-`;
-  const keep = new Set([current, `${current}.map`]);
+  const keep = new Set([current, `${current}.map`, `${current}.v8cache`]);
   for (const entry of readdirSync(CACHE_DIR)) {
     if (!entry.startsWith(prefix) || keep.has(entry)) continue;
     const path = join(CACHE_DIR, entry);

@@ -95,7 +95,24 @@ describe('the launcher', () => {
     assert.equal(second.status, 0, second.stderr);
     assert.equal(second.stdout, 'hello again 42 EXTERNAL-PACKAGE DemoThing\n');
     assert.match(second.stderr, /launch: cached .*checked in [\d.]+ ms/);
-    assert.deepEqual(p.cache(), [bundles[0], `${bundles[0]}.map`, 'demo-cli.json'].sort());
+    assert.deepEqual(p.cache(), [bundles[0], `${bundles[0]}.map`, `${bundles[0]}.v8cache`, 'demo-cli.json'].sort());
+  });
+
+  it('compiles a CommonJS bundle with the code cache the launch before left, and ignores a damaged one', () => {
+    const p = project();
+    const first = run(p.bin, ['one']);
+    assert.equal(first.status, 0, first.stderr);
+    assert.match(first.stderr, /launch: code cache none/);
+    const cacheFile = join(p.dir, 'node_modules/.cache/upfleet', p.cache().find((f) => f.endsWith('.v8cache'))!);
+    const second = run(p.bin, ['two']);
+    assert.equal(second.stdout, 'hello two 42 EXTERNAL-PACKAGE DemoThing\n');
+    assert.match(second.stderr, /launch: code cache used/);
+    writeFileSync(cacheFile, 'not a V8 code cache');
+    const damaged = run(p.bin, ['three']);
+    assert.equal(damaged.status, 0, damaged.stderr);
+    assert.equal(damaged.stdout, 'hello three 42 EXTERNAL-PACKAGE DemoThing\n');
+    assert.match(damaged.stderr, /launch: code cache rejected/);
+    assert.match(run(p.bin, ['four']).stderr, /launch: code cache used/, 'the damaged cache was written again');
   });
 
   it('runs from a CommonJS bin file as from an ES module one', () => {
