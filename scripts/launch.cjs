@@ -39,7 +39,7 @@
  *   is never recorded as built.
  * - Compiled once. A CommonJS bundle runs through vm.Script with V8's code cache beside it
  *   (<bundle>.v8cache, see runCommonJs), which V8 ignores unless it matches the bundle, V8 and
- *   its flags; the next launches skip compiling what the earlier ones ran.
+ *   its flags; later launches skip compiling what the cache's writer ran.
  * - Never half-written. Bundles are immutable files with a unique name, written to a temp
  *   file and renamed; the manifest that names one is written the same way and only after it.
  *   Concurrent launches may each build; every result is complete and fresh. Superseded
@@ -126,33 +126,42 @@ async function launch(binUrl, entry) {
 /**
  * Runs a CommonJS bundle as require() would (a module in the require cache, its require
  * resolving from the bundle's path), compiled with V8's code cache <bundle>.v8cache: the
- * bytecode of the functions earlier launches ran, so a start skips parsing and compiling them
+ * bytecode of the functions an earlier launch ran, so a start skips parsing and compiling them
  * (about 6 ms of each conformance step's 60-90 ms of CPU). V8 checks a cache against the source,
- * its own version and its flags, and ignores one that does not match. At exit the cache is
- * written again when this launch compiled more than it holds, so it grows to what the CLI's
- * commands use; atomically, so concurrent launches each leave a whole file.
+ * its own version and its flags, and ignores one that does not match.
+ * Which launch writes it: the cache holds what its writer ran, and serializing it costs about
+ * 1.5 ms, too much for every exit. The file starts with the CPU time its writer's program took
+ * (ms, 4 bytes), a measure of how much of it ran; a launch that ran longer than the writer, or found no
+ * usable cache, writes it again at exit (atomically: concurrent launches each leave a whole file).
+ * So the cache settles on the CLI's longest command within a few launches.
  */
 function runCommonJs(bundle) {
   const { Script, constants } = require('node:vm');
   const Module = require('node:module');
   const cacheFile = `${bundle}.v8cache`;
-  let cached;
+  let file;
   try {
-    cached = readFileSync(cacheFile);
+    file = readFileSync(cacheFile);
   } catch {
-    cached = undefined; // first launch of this bundle, or removed
+    file = undefined; // first launch of this bundle, or removed
   }
   const script = new Script(Module.wrap(readFileSync(bundle, 'utf8')), {
     filename: bundle,
-    cachedData: cached,
+    cachedData: file && file.length > 4 ? file.subarray(4) : undefined,
     importModuleDynamically: constants.USE_MAIN_CONTEXT_DEFAULT_LOADER,
   });
-  const held = cached && !script.cachedDataRejected ? cached.length : 0;
-  trace(`code cache ${cached ? (held ? 'used' : 'rejected') : 'none'}`);
+  const used = file !== undefined && file.length > 4 && !script.cachedDataRejected;
+  trace(`code cache ${file === undefined ? 'none' : used ? 'used' : 'rejected'}`);
+  const writerCpuMs = used ? file.readUInt32LE(0) : -1;
+  const started = process.cpuUsage(); // the program's own work, not a build that came before
   process.once('exit', () => {
+    const { user, system } = process.cpuUsage(started);
+    const cpuMs = Math.round((user + system) / 1000);
+    if (cpuMs <= writerCpuMs) return;
     try {
-      const data = script.createCachedData();
-      if (data.length > held) writeAtomic(cacheFile, data);
+      const header = Buffer.alloc(4);
+      header.writeUInt32LE(Math.min(cpuMs, 0xffffffff));
+      writeAtomic(cacheFile, Buffer.concat([header, script.createCachedData()]));
     } catch {
       // A read-only cache directory: the next launch compiles as this one did.
     }
