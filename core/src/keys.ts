@@ -51,19 +51,27 @@ export interface Ed25519Provider {
 const PKCS8_ED25519_PREFIX = Buffer.from('302e020100300506032b657004220420', 'hex');
 const SPKI_ED25519_PREFIX = Buffer.from('302a300506032b6570032100', 'hex');
 
+/**
+ * `make()` for `id`, remembered in `cache`: node:crypto's key objects are immutable and costly
+ * to build. Emptied past 10,000 entries, so keys from hostile metadata cannot grow it without bound.
+ */
+function remembered<T>(cache: Map<string, T>, id: string, make: () => T): T {
+  let value = cache.get(id);
+  if (value === undefined) {
+    value = make();
+    if (cache.size > 10_000) cache.clear();
+    cache.set(id, value);
+  }
+  return value;
+}
+
 /** Public key (hex) -> its KeyObject, or null for a key strict verification refuses (isWeakPublicKey). */
 const nodeKeyCache = new Map<string, KeyObject | null>();
 function nodePublicKey(publicKey: Uint8Array): KeyObject | null {
-  const id = toHex(publicKey);
-  let key = nodeKeyCache.get(id);
-  if (key === undefined) {
-    // As a JWK: the same key as its SPKI DER, built about 7x faster (OpenSSL 3's DER decoders
-    // cost as much as a verification, and each verify worker meets every ECU key once).
-    key = isWeakPublicKey(publicKey) ? null : createPublicKey({ key: { kty: 'OKP', crv: 'Ed25519', x: Buffer.from(publicKey).toString('base64url') }, format: 'jwk' });
-    if (nodeKeyCache.size > 10_000) nodeKeyCache.clear();
-    nodeKeyCache.set(id, key);
-  }
-  return key;
+  // As a JWK: the same key as its SPKI DER, built about 7x faster (OpenSSL 3's DER decoders
+  // cost as much as a verification, and each verify worker meets every ECU key once).
+  return remembered(nodeKeyCache, toHex(publicKey), () =>
+    isWeakPublicKey(publicKey) ? null : createPublicKey({ key: { kty: 'OKP', crv: 'Ed25519', x: Buffer.from(publicKey).toString('base64url') }, format: 'jwk' }));
 }
 
 function nodePrivateKey(seed: Uint8Array): KeyObject {
@@ -156,19 +164,11 @@ type NodeDecoded = Extract<Material, { kind: 'node' }> | { wrong: { expected: st
 
 /**
  * Scheme and key text -> NodeDecoded. One key is met again in each root version, delegation and
- * Key copy of a refresh, and OpenSSL 3's PEM decoder costs about 200 µs a key; a KeyObject is
- * immutable, so copies may share it.
+ * Key copy of a refresh, and OpenSSL 3's PEM decoder costs about 200 µs a key.
  */
 const nodeDecodedCache = new Map<string, NodeDecoded>();
 function decodeNodeKey(scheme: string, text: string): NodeDecoded {
-  const cacheKey = `${scheme}\n${text}`;
-  let decoded = nodeDecodedCache.get(cacheKey);
-  if (decoded === undefined) {
-    decoded = decodeNodeKeyUncached(scheme, text);
-    if (nodeDecodedCache.size > 10_000) nodeDecodedCache.clear();
-    nodeDecodedCache.set(cacheKey, decoded);
-  }
-  return decoded;
+  return remembered(nodeDecodedCache, `${scheme}\n${text}`, () => decodeNodeKeyUncached(scheme, text));
 }
 
 function decodeNodeKeyUncached(scheme: string, text: string): NodeDecoded {
