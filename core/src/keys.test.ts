@@ -4,6 +4,7 @@ import { generateKeyPairSync, randomBytes, sign as nodeSign, verify as nodeVerif
 import * as noble from '@noble/ed25519';
 import { Ed25519Signer, Key, nodeEd25519, ed25519Provider, type Ed25519Provider } from './keys.ts';
 import { nobleEd25519 } from './noble-ed25519.ts';
+import { compressedP256Pem } from './testing/fixtures.ts';
 import { canonicalize } from './canonical-json.ts';
 import { digest, digestHex } from './hash.ts';
 import { concatBytes, fromHex, toHex, utf8 } from './bytes.ts';
@@ -235,12 +236,7 @@ describe('Key', () => {
     });
 
     it('is one identity for a P-256 key whether its point is compressed or not', () => {
-      const { x, y } = P256.publicKey.export({ format: 'jwk' });
-      const prefix = hex('3039301306072a8648ce3d020106082a8648ce3d030107032200');
-      const parity = Buffer.from(y!, 'base64url')[31]! & 1;
-      const compressed = concatBytes([prefix, new Uint8Array([2 + parity]), Buffer.from(x!, 'base64url')]);
-      const body = Buffer.from(compressed).toString('base64');
-      const pemText = `-----BEGIN PUBLIC KEY-----\n${body}\n-----END PUBLIC KEY-----\n`;
+      const pemText = compressedP256Pem(P256.publicKey);
       const uncompressed = new Key('ecdsa', 'ecdsa-sha2-nistp256', { public: P256.publicKey.export({ format: 'pem', type: 'spki' }).toString() });
       const c = new Key('ecdsa', 'ecdsa-sha2-nistp256', { public: pemText });
       assert.equal(createPublicKey(pemText).equals(P256.publicKey), true);

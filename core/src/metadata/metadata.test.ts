@@ -10,7 +10,8 @@ import { Ed25519Signer, Key } from '../keys.ts';
 import { generateKeyPairSync, sign as nodeSign } from 'node:crypto';
 import { canonicalize } from '../canonical-json.ts';
 import { digestHex } from '../hash.ts';
-import { concatBytes, fromHex, toHex, utf8 } from '../bytes.ts';
+import { toHex, utf8 } from '../bytes.ts';
+import { compressedP256Pem } from '../testing/fixtures.ts';
 import { MalformedMetadataError, UnsignedMetadataError } from '../errors.ts';
 import type { JsonObject } from './guard.ts';
 
@@ -127,11 +128,8 @@ describe('Metadata', () => {
 
     it('counts one ecdsa key once with its point compressed under one keyid and not under the other', () => {
       const { publicKey, privateKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
-      const { x, y } = publicKey.export({ format: 'jwk' });
-      const point = concatBytes([new Uint8Array([2 + (Buffer.from(y!, 'base64url')[31]! & 1)]), Buffer.from(x!, 'base64url')]);
-      const der = concatBytes([fromHex('3039301306072a8648ce3d020106082a8648ce3d030107032200')!, point]);
       const a = new Key('ecdsa', 'ecdsa-sha2-nistp256', { public: publicKey.export({ format: 'pem', type: 'spki' }).toString() });
-      const b = new Key('ecdsa', 'ecdsa-sha2-nistp256', { public: `-----BEGIN PUBLIC KEY-----\n${Buffer.from(der).toString('base64')}\n-----END PUBLIC KEY-----\n` });
+      const b = new Key('ecdsa', 'ecdsa-sha2-nistp256', { public: compressedP256Pem(publicKey) });
       const md = twoKeyidRoot({ [a.keyid]: a.toJSON(), [b.keyid]: b.toJSON() }, (m) => new Uint8Array(nodeSign('sha256', m, privateKey)));
       assert.throws(() => verify(md), refused);
     });

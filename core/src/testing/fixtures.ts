@@ -7,6 +7,7 @@
 import assert from 'node:assert/strict';
 import { RepositoryBuilder } from '../repository.ts';
 import { Metadata, type AnySigned } from '../metadata/envelope.ts';
+import type { KeyObject } from 'node:crypto';
 import type { Signer } from '../keys.ts';
 import { utf8 } from '../bytes.ts';
 
@@ -76,4 +77,12 @@ export async function assertRejectsWith<E extends Error>(fn: () => Promise<unkno
 function assertError(caught: unknown, type: new (...args: never[]) => Error, fields: Record<string, unknown>): void {
   assert.ok(caught instanceof type, `expected ${type.name}, got ${caught instanceof Error ? `${caught.name}: ${caught.message}` : String(caught)}`);
   for (const [k, v] of Object.entries(fields)) assert.deepEqual((caught as unknown as Record<string, unknown>)[k], v, `field ${k}`);
+}
+
+/** The SPKI PEM of a P-256 public key with its point compressed (node:crypto exports it uncompressed). */
+export function compressedP256Pem(publicKey: KeyObject): string {
+  const { x, y } = publicKey.export({ format: 'jwk' });
+  const prefix = Buffer.from('3039301306072a8648ce3d020106082a8648ce3d030107032200', 'hex');
+  const der = Buffer.concat([prefix, Buffer.from([2 + (Buffer.from(y!, 'base64url')[31]! & 1)]), Buffer.from(x!, 'base64url')]);
+  return `-----BEGIN PUBLIC KEY-----\n${der.toString('base64')}\n-----END PUBLIC KEY-----\n`;
 }
