@@ -127,7 +127,7 @@ async function launch(binUrl, entry) {
  * Runs a CommonJS bundle as require() would (a module in the require cache, its require
  * resolving from the bundle's path), compiled with V8's code cache <bundle>.v8cache: the
  * bytecode of the functions an earlier launch ran, so a start skips parsing and compiling them
- * (about 6 ms of each conformance step's 60-90 ms of CPU). V8 checks a cache against the source,
+ * (4-10 ms of each conformance step's 65-100 ms of CPU). V8 checks a cache against the source,
  * its own version and its flags, and ignores one that does not match.
  * Which launch writes it: the cache holds what its writer ran, and serializing it costs about
  * 1.5 ms, too much for every exit. The file starts with the CPU time its writer's program took
@@ -145,12 +145,13 @@ function runCommonJs(bundle) {
   } catch {
     file = undefined; // first launch of this bundle, or removed
   }
+  const cachedData = file && file.length > 4 ? file.subarray(4) : undefined;
   const script = new Script(Module.wrap(readFileSync(bundle, 'utf8')), {
     filename: bundle,
-    cachedData: file && file.length > 4 ? file.subarray(4) : undefined,
+    cachedData,
     importModuleDynamically: constants.USE_MAIN_CONTEXT_DEFAULT_LOADER,
   });
-  const used = file !== undefined && file.length > 4 && !script.cachedDataRejected;
+  const used = cachedData !== undefined && !script.cachedDataRejected;
   trace(`code cache ${file === undefined ? 'none' : used ? 'used' : 'rejected'}`);
   const writerCpuMs = used ? file.readUInt32LE(0) : -1;
   const started = process.cpuUsage(); // the program's own work, not a build that came before
