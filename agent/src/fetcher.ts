@@ -22,22 +22,24 @@
  *   non-2xx GET); remote content problems are the caller's to judge.
  * - When a guard fires, the socket is destroyed and the timers stop: nothing
  *   keeps reading in the background.
- * - A `bulk` GET (an image) over plain http reads its body on its own connection
- *   into one reused buffer (bulk-get.ts), under the same guards; a response that
- *   path does not read (no Content-Length framing) is requested again through
- *   node:http, as is every https GET.
- * - node:http keeps idle connections for reuse, and servers, proxies and NATs close
- *   idle connections while the agent is busy or asleep. A GET sent on a reused
- *   connection that fails (reset, EPIPE, aborted, closed) before any response byte
- *   is sent again on another connection, as Go's net/http and undici do: that socket
- *   is dropped, so each stale one fails a request at most once, and at most
- *   MAX_STALE_SOCKETS resends are made. A failure on a new connection is final. The
- *   resend runs under the request's guard and deadline. A POST is never resent.
+ * - A GET over plain http goes out on a raw socket (plain-get.ts), under the same
+ *   guards: a `bulk` one (an image) on its own connection, reading into one reused
+ *   buffer; any other on a kept-alive connection from plain-get's pool. A response
+ *   that path does not read (no Content-Length framing) is requested again through
+ *   node:http, as are every https GET and every POST.
+ * - Both pools (plain-get's, node:http's agent) keep idle connections for reuse, and
+ *   servers, proxies and NATs close idle connections while the agent is busy or
+ *   asleep. A GET sent on a reused connection that fails (reset, EPIPE, aborted,
+ *   closed) before any response byte is sent again on another connection, as Go's
+ *   net/http and undici do: that connection is dropped, so each stale one fails a
+ *   request at most once, and at most MAX_STALE_SOCKETS resends are made. A failure
+ *   on a new connection is final. The resend runs under the request's guard and
+ *   deadline. A POST is never resent.
  */
 import http from 'node:http';
 import type { Agent as HttpsAgent } from 'node:https';
 import { DeadlineExceededError, DownloadError, HttpError, LengthLimitError, SlowRetrievalError } from '@upfleet/core';
-import { bulkGet } from './bulk-get.ts';
+import { bulkGet, pooledGet } from './plain-get.ts';
 import type { Limits } from './config.ts';
 import { RELEASE_EVERY_BYTES, ReceiveBufferReleaser } from './gc-pressure.ts';
 
@@ -73,7 +75,7 @@ export interface StreamRequest {
   maxLength: number;
   /**
    * A large body (an image): over plain http, read on its own connection into one
-   * reused buffer (bulk-get.ts). Each chunk is valid only until the next one is requested.
+   * reused buffer (plain-get.ts). Each chunk is valid only until the next one is requested.
    */
   bulk?: boolean;
 }
@@ -110,8 +112,8 @@ export async function exchange(req: ExchangeRequest, limits: TransportLimits): P
   const guard = new RequestGuard(req.url, limits, req.deadlineMs);
   let res: ResponseStart;
   try {
-    const bulk = req.bulk && req.method === 'GET' && url.protocol === 'http:';
-    res = (bulk ? await bulkStart(url, headers, guard) : undefined) ?? (await nodeHttpStart(url, req, headers, guard));
+    const plain = req.method === 'GET' && url.protocol === 'http:';
+    res = (plain ? await plainStart(url, headers, req.bulk ?? false, guard) : undefined) ?? (await nodeHttpStart(url, req, headers, guard));
   } catch (cause) {
     guard.stop();
     throw guard.error ?? (cause instanceof DownloadError ? cause : new DownloadError(`${req.method} ${req.url}: ${(cause as Error).message}`, { cause }));
@@ -133,7 +135,7 @@ export async function exchange(req: ExchangeRequest, limits: TransportLimits): P
   };
 }
 
-/** What a body is read from: node:http's IncomingMessage or bulk-get's BulkBody. */
+/** What a body is read from: node:http's IncomingMessage or plain-get's PlainBody. */
 interface BodySource extends AsyncIterable<Uint8Array> {
   /** The whole body arrived. */
   readonly complete: boolean;
@@ -148,12 +150,21 @@ interface ResponseStart {
   releaser?: ReceiveBufferReleaser;
 }
 
-async function bulkStart(url: URL, headers: Record<string, string>, guard: RequestGuard): Promise<ResponseStart | undefined> {
-  return bulkGet(url, headers, (socket) => guard.cancels(socket));
-}
-
 /** Stale pooled sockets one GET may meet in a row before its failure is final (each is dropped after one failure). */
 const MAX_STALE_SOCKETS = 4;
+
+/** A plain-http GET on a raw socket; undefined when node:http must read the answer (plain-get.ts). */
+async function plainStart(url: URL, headers: Record<string, string>, bulk: boolean, guard: RequestGuard): Promise<ResponseStart | undefined> {
+  for (let resends = 0; ; resends++) {
+    const get = bulk ? bulkGet(url, headers) : pooledGet(url, headers);
+    guard.cancels(get);
+    try {
+      return await get.head;
+    } catch (cause) {
+      if (resends === MAX_STALE_SOCKETS || guard.error || !get.metStaleConnection) throw cause;
+    }
+  }
+}
 
 /** How a connection the peer has closed fails a request written on it. */
 const CLOSED_CONNECTION_CODES = new Set(['ECONNRESET', 'EPIPE', 'ECONNABORTED']);

@@ -24,7 +24,7 @@ type Mode = 'endless' | 'trickle';
 
 /**
  * How the server answers, what it wrote to the open responses, how many it answered and
- * how many of those were closed (an image GET asks twice: bulk-get.ts hangs up at a head
+ * how many of those were closed (a plain GET asks twice: plain-get.ts hangs up at a head
  * without Content-Length, and node:http asks again).
  */
 const server = { mode: 'endless' as Mode, written: 0, answered: 0, closed: 0 };

@@ -1,4 +1,4 @@
-import { describe, it, before, after } from 'node:test';
+import { describe, it, before, after, mock } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
@@ -9,6 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import net from 'node:net';
 import { HttpFetcher, type StreamRequest } from './fetcher.ts';
+import { IDLE_MS } from './plain-get.ts';
 import { DEFAULT_LIMITS } from './config.ts';
 import { DownloadError, HttpError, LengthLimitError, SlowRetrievalError } from '@upfleet/core/errors.ts';
 import { listenLoopback, type Loopback } from '../../test/support/loopback.ts';
@@ -37,7 +38,7 @@ async function rawServer(answer: Buffer, close = true): Promise<{ url: string; s
   return { url: `${(await listenLoopback(server)).url}/x`, server };
 }
 
-describe('HttpFetcher.stream with bulk (bulk-get.ts)', () => {
+describe('HttpFetcher.stream with bulk (plain-get.ts)', () => {
   let server: Loopback;
   let base: string;
   const seen: string[] = [];
@@ -158,6 +159,134 @@ describe('HttpFetcher.stream with bulk (bulk-get.ts)', () => {
     } finally {
       tlsServer.close();
       rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+/**
+ * A raw HTTP/1.1 server: each request gets `answer(path)` (raw bytes, or a function of the
+ * socket for answers that misbehave). Counts connections accepted and closed; its sockets are
+ * unref'd, so only the client's keep the process alive.
+ */
+async function countingServer(answer: (path: string, socket: net.Socket) => void) {
+  const requests: string[] = [];
+  const sockets = new Set<net.Socket>();
+  let closed = 0;
+  const server = net.createServer((socket) => {
+    sockets.add(socket);
+    socket.unref();
+    socket.on('error', () => undefined);
+    socket.on('close', () => closed++);
+    let pending = '';
+    socket.on('data', (data) => {
+      pending += data.toString('latin1');
+      for (let end = pending.indexOf('\r\n\r\n'); end >= 0; end = pending.indexOf('\r\n\r\n')) {
+        const path = pending.slice(0, end).split(' ')[1]!;
+        pending = pending.slice(end + 4);
+        requests.push(path);
+        answer(path, socket);
+      }
+    });
+  });
+  const listening = await listenLoopback(server);
+  return {
+    base: listening.url,
+    requests,
+    get connections() {
+      return sockets.size;
+    },
+    get closed() {
+      return closed;
+    },
+    close: () => {
+      for (const socket of sockets) socket.destroy();
+      return listening.close();
+    },
+  };
+}
+
+const hello = (socket: net.Socket, extra = '') => socket.write(`HTTP/1.1 200 OK\r\nContent-Length: 5\r\n${extra}\r\nhello`);
+const text = async (fetcher: HttpFetcher, url: string) => Buffer.from(await fetcher.fetch(url, 100)).toString();
+/** Waits for `done`, at most half of IDLE_MS: a connection closed by its idle timer does not count. */
+const soon = async (done: () => boolean) => {
+  for (const end = performance.now() + IDLE_MS / 2; !done(); await new Promise((r) => setTimeout(r, 5))) {
+    if (performance.now() > end) throw new Error('not soon');
+  }
+};
+
+describe('HttpFetcher.fetch on kept-alive connections (plain-get.ts)', () => {
+  it('sends GETs one after another on one connection, and parallel ones on as many, each reused', async () => {
+    const server = await countingServer((_path, socket) => hello(socket));
+    try {
+      const fetcher = new HttpFetcher(DEFAULT_LIMITS);
+      for (const path of ['/a', '/b', '/c']) assert.equal(await text(fetcher, `${server.base}${path}`), 'hello');
+      assert.equal(server.connections, 1);
+      const parallel = () => Promise.all(['/1', '/2', '/3', '/4'].map((p) => text(fetcher, `${server.base}${p}`)));
+      assert.deepEqual(await parallel(), ['hello', 'hello', 'hello', 'hello']);
+      assert.equal(server.connections, 4);
+      assert.deepEqual(await parallel(), ['hello', 'hello', 'hello', 'hello']);
+      assert.equal(server.connections, 4);
+      assert.equal(server.requests.length, 11);
+      assert.equal(server.closed, 0);
+    } finally {
+      await server.close();
+    }
+  });
+
+  it('does not reuse a connection after Connection: close, HTTP/1.0, an idle close by the server, or bytes nobody asked for', async () => {
+    const answers: Record<string, (socket: net.Socket) => void> = {
+      '/close': (socket) => hello(socket, 'Connection: close\r\n'),
+      '/http10': (socket) => socket.write('HTTP/1.0 200 OK\r\nContent-Length: 5\r\n\r\nhello'),
+      '/fin': (socket) => {
+        hello(socket);
+        setTimeout(() => socket.end(), 20);
+      },
+      '/junk': (socket) => {
+        hello(socket);
+        setTimeout(() => socket.write('HTTP/1.1 200 OK\r\n'), 20);
+      },
+    };
+    for (const [path, answer] of Object.entries(answers)) {
+      const server = await countingServer((p, socket) => (p === path ? answer(socket) : hello(socket)));
+      try {
+        const fetcher = new HttpFetcher(DEFAULT_LIMITS);
+        assert.equal(await text(fetcher, `${server.base}${path}`), 'hello', path);
+        if (path === '/fin' || path === '/junk') await soon(() => server.closed === 1);
+        assert.equal(await text(fetcher, `${server.base}/next`), 'hello', path);
+        assert.deepEqual(server.requests, [path, '/next']);
+        assert.equal(server.connections, 2, path);
+        await soon(() => server.closed === 1);
+      } finally {
+        await server.close();
+      }
+    }
+  });
+
+  it('fails a GET whose answer has a byte past its Content-Length, and closes that connection', async () => {
+    const server = await countingServer((_path, socket) => socket.write('HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello!'));
+    try {
+      await assert.rejects(text(new HttpFetcher(DEFAULT_LIMITS), `${server.base}/a`), (e: unknown) => e instanceof DownloadError && /more body bytes/.test(e.message));
+      await soon(() => server.closed === 1);
+    } finally {
+      await server.close();
+    }
+  });
+
+  it('closes an idle connection after IDLE_MS, and does not keep the process alive meanwhile', async () => {
+    const server = await countingServer((_path, socket) => hello(socket));
+    mock.timers.enable({ apis: ['setTimeout', 'setInterval'] });
+    try {
+      assert.equal(await text(new HttpFetcher(DEFAULT_LIMITS), `${server.base}/a`), 'hello');
+      assert.ok(!process.getActiveResourcesInfo().includes('TCPSocketWrap'), String(process.getActiveResourcesInfo()));
+      mock.timers.tick(IDLE_MS - 1);
+      await new Promise((r) => setImmediate(r));
+      assert.equal(server.closed, 0);
+      mock.timers.tick(1);
+      mock.timers.reset();
+      await soon(() => server.closed === 1);
+    } finally {
+      mock.timers.reset();
+      await server.close();
     }
   });
 });
