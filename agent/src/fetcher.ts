@@ -36,7 +36,7 @@
  *   on a new connection is final. The resend runs under the request's guard and
  *   deadline. A POST is never resent.
  */
-import http from 'node:http';
+import type http from 'node:http';
 import type { Agent as HttpsAgent } from 'node:https';
 import { DeadlineExceededError, DownloadError, HttpError, LengthLimitError, SlowRetrievalError } from '@upfleet/core';
 import { bulkGet, pooledGet } from './plain-get.ts';
@@ -89,7 +89,7 @@ export interface StreamResponse {
 
 const MAX_TIMER_MS = 2 ** 31 - 1;
 
-const httpAgent = new http.Agent({ keepAlive: true });
+let httpAgent: http.Agent | undefined;
 let httpsAgent: HttpsAgent | undefined;
 
 
@@ -192,12 +192,16 @@ interface Attempt {
 async function sendOnce(url: URL, req: ExchangeRequest, headers: Record<string, string>, guard: RequestGuard): Promise<Attempt> {
   // node:https (and node:tls under it) loads on the first https URL: about 1 MB of idle RSS
   // for a device whose repositories are plain http (behind a TLS-terminating gateway).
+  // node:http loads on the first request plain-get.ts does not take: a conformance step
+  // whose GETs all go that way saves its nine modules (2-3 ms).
   let request: http.ClientRequest;
   if (url.protocol === 'https:') {
     const https = (await import('node:https')).default;
     httpsAgent ??= new https.Agent({ keepAlive: true });
     request = https.request(url, { method: req.method, headers, agent: httpsAgent });
   } else {
+    const http = (await import('node:http')).default;
+    httpAgent ??= new http.Agent({ keepAlive: true });
     request = http.request(url, { method: req.method, headers, agent: httpAgent });
   }
   guard.cancels(request);

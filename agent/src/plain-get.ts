@@ -22,8 +22,10 @@
  * - Never more than Content-Length body bytes are taken: a byte past them is a
  *   DownloadError. A body that ends short ends the iteration with `complete`
  *   false (the caller reports it, as for node:http).
- * - The head is at most node:http's maxHeaderSize bytes; outgoing header names
- *   and values pass node:http's own validators before anything is sent.
+ * - The head is at most 16 KiB (node:http's default maxHeaderSize); outgoing header
+ *   names and values are checked by node:http's rules before anything is sent.
+ * - node:http is not loaded here: a process whose GETs all take this path (the
+ *   conformance client's steps) never loads it.
  * - A connection goes back to the pool only when its caller has read a whole
  *   Content-Length body to the end, the answer was HTTP/1.1 without
  *   `Connection: close`, and no byte came after the body. Anything else, and
@@ -38,7 +40,6 @@
  *   read to the read callback in a loop, into the same buffer, whatever a pause asks: a
  *   chunk still held would be overwritten. https goes through node:http.
  */
-import { maxHeaderSize, validateHeaderName, validateHeaderValue } from 'node:http';
 import net from 'node:net';
 import { DownloadError } from '@upfleet/core';
 
@@ -48,8 +49,12 @@ const POOLED_BUFFER = 64 << 10;
 const MAX_IDLE_PER_ORIGIN = 16;
 /** Below node:http servers' default keep-alive timeout (5 s), so a server seldom closes one as a request goes out. */
 export const IDLE_MS = 4000;
+/** node:http's default maxHeaderSize. */
+const MAX_HEAD = 16 << 10;
 const HEAD_END = Buffer.from('\r\n\r\n');
+/** A header name (RFC 9110 token); a value: no control character but tab (node:http's rules for both). */
 const TOKEN = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
+const FIELD_VALUE = /^[\t\x20-\x7e\x80-\xff]*$/;
 
 export interface PlainResponse {
   status: number;
@@ -70,8 +75,8 @@ export interface PlainGet {
 
 /**
  * Sends `GET url` (http:) on a new connection of its own, closed after the response.
- * @throws DownloadError for a URL that is not http:, node:http's TypeError for a header it
- *   would refuse (both before connecting); `head` rejects with DownloadError for a malformed or
+ * @throws DownloadError for a URL that is not http: or a header node:http would refuse
+ *   (before connecting); `head` rejects with DownloadError for a malformed or
  *   oversized head or a connection closed before it, with the socket's own error (refused, reset) as is.
  */
 export function bulkGet(url: URL, headers: Record<string, string>): PlainGet {
@@ -99,8 +104,7 @@ function requestText(url: URL, headers: Record<string, string>, close: boolean):
   const lines = [`GET ${url.pathname}${url.search} HTTP/1.1`, `Host: ${url.host}`];
   if (close) lines.push('Connection: close');
   for (const [name, value] of Object.entries(headers)) {
-    validateHeaderName(name);
-    validateHeaderValue(name, value);
+    if (!TOKEN.test(name) || !FIELD_VALUE.test(value)) throw new DownloadError(`GET ${url.href}: header ${JSON.stringify(name)} is not a valid HTTP header`);
     lines.push(`${name}: ${value}`);
   }
   return `${lines.join('\r\n')}\r\n\r\n`;
@@ -215,13 +219,13 @@ class Exchange implements PlainGet {
     const sofar = Buffer.concat(this.#headParts);
     const end = sofar.indexOf(HEAD_END, Math.max(0, previous - 3));
     if (end < 0) {
-      if (this.#headBytes > maxHeaderSize) this.fail(new DownloadError(`GET ${this.url.href}: response head over ${maxHeaderSize} bytes`));
+      if (this.#headBytes > MAX_HEAD) this.fail(new DownloadError(`GET ${this.url.href}: response head over ${MAX_HEAD} bytes`));
       return true;
     }
     this.#headDone = true;
     this.#headParts = [];
-    if (end > maxHeaderSize) {
-      this.fail(new DownloadError(`GET ${this.url.href}: response head over ${maxHeaderSize} bytes`));
+    if (end > MAX_HEAD) {
+      this.fail(new DownloadError(`GET ${this.url.href}: response head over ${MAX_HEAD} bytes`));
       return false;
     }
     let response: PlainResponse | undefined;

@@ -28,7 +28,7 @@ export async function serveFiles(files: Map<string, Uint8Array>): Promise<Static
     state.requests.push(path);
     const body = state.files.get(path);
     if (req.method !== 'GET' || !body) {
-      res.writeHead(404).end();
+      res.writeHead(404, { 'content-length': 0 }).end();
       return;
     }
     res.writeHead(200, { 'content-length': body.byteLength, 'content-type': 'application/octet-stream' });
