@@ -1,8 +1,9 @@
 /**
- * The agent's one HTTP transport (node:http/https, streaming). Every request
- * the agent makes goes through `exchange`: metadata and image GETs (HttpFetcher
- * `stream`/`fetch`) and the director POSTs (`post`: registration, manifests,
- * progress events), so each has the same guards against endless data and slow
+ * The agent's one HTTP transport (streaming: raw sockets for plain-http GETs,
+ * node:http/https otherwise). Every request the agent makes goes through
+ * `exchange`: metadata and image GETs (HttpFetcher `stream`/`fetch`) and the
+ * director POSTs (`post`: registration, manifests, progress events), so each
+ * has the same guards against endless data and slow
  * retrieval (TUF 1.0.x, "the client's threat model"; Uptane 2.1.0, 5.4.4).
  *
  * Invariants:
