@@ -54,9 +54,13 @@ async function answer(res: http.ServerResponse): Promise<void> {
   while (!res.destroyed) {
     server.written += filler.length;
     if (res.write(filler)) continue;
+    // Whichever comes first; the other listener goes too, or 'close' ones pile up over the drains.
     await new Promise<void>((d) => {
-      res.once('drain', d);
-      res.once('close', d);
+      const done = () => {
+        res.off('drain', done).off('close', done);
+        d();
+      };
+      res.once('drain', done).once('close', done);
     });
   }
 }
