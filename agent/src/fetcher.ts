@@ -38,7 +38,6 @@
  *   deadline. A POST is never resent.
  */
 import type http from 'node:http';
-import type { Agent as HttpsAgent } from 'node:https';
 import { DeadlineExceededError, DownloadError, HttpError, LengthLimitError, SlowRetrievalError } from '@upfleet/core';
 import { bulkGet, pooledGet } from './plain-get.ts';
 import type { Limits } from './config.ts';
@@ -90,8 +89,30 @@ export interface StreamResponse {
 
 const MAX_TIMER_MS = 2 ** 31 - 1;
 
-let httpAgent: http.Agent | undefined;
-let httpsAgent: HttpsAgent | undefined;
+interface NodeTransport {
+  request(url: URL, options: http.RequestOptions): http.ClientRequest;
+  agent: http.Agent;
+}
+
+/**
+ * node:http or node:https with its kept-alive agent, loaded at its first request and kept.
+ * node:https (and node:tls under it) costs about 1 MB of idle RSS for a device whose
+ * repositories are plain http (behind a TLS-terminating gateway); node:http is not needed
+ * while plain-get.ts takes every request, so a conformance step whose GETs all go that way
+ * saves its nine modules (2-3 ms).
+ */
+const transports = new Map<'http:' | 'https:', Promise<NodeTransport>>();
+function nodeTransport(protocol: 'http:' | 'https:'): Promise<NodeTransport> {
+  let transport = transports.get(protocol);
+  if (!transport) {
+    transport = (protocol === 'https:' ? import('node:https') : import('node:http')).then(({ default: m }) => ({
+      request: m.request,
+      agent: new m.Agent({ keepAlive: true }),
+    }));
+    transports.set(protocol, transport);
+  }
+  return transport;
+}
 
 
 /**
@@ -191,20 +212,8 @@ interface Attempt {
 }
 
 async function sendOnce(url: URL, req: ExchangeRequest, headers: Record<string, string>, guard: RequestGuard): Promise<Attempt> {
-  // node:https (and node:tls under it) loads on the first https URL: about 1 MB of idle RSS
-  // for a device whose repositories are plain http (behind a TLS-terminating gateway).
-  // node:http loads on the first request plain-get.ts does not take: a conformance step
-  // whose GETs all go that way saves its nine modules (2-3 ms).
-  let request: http.ClientRequest;
-  if (url.protocol === 'https:') {
-    const https = (await import('node:https')).default;
-    httpsAgent ??= new https.Agent({ keepAlive: true });
-    request = https.request(url, { method: req.method, headers, agent: httpsAgent });
-  } else {
-    const http = (await import('node:http')).default;
-    httpAgent ??= new http.Agent({ keepAlive: true });
-    request = http.request(url, { method: req.method, headers, agent: httpAgent });
-  }
+  const { request: send, agent } = await nodeTransport(url.protocol === 'https:' ? 'https:' : 'http:');
+  const request = send(url, { method: req.method, headers, agent });
   guard.cancels(request);
   // A reused socket carries the bytes of earlier responses: only bytes read after it was assigned count.
   let socket: { bytesRead: number } | undefined;
