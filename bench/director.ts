@@ -13,20 +13,27 @@
  * - in-process: the ingestion service called directly (checks, commit), one
  *   manifest per device in flight;
  * - http: posted through the real HTTP API on loopback with device-token auth,
- *   keep-alive, the load generator in a worker thread; also the rate of a bare
- *   node:http server that only reads the body and answers (same client, same
- *   bodies): the transport's own ceiling here;
+ *   keep-alive, the load generator in a worker thread; its figure is the ratio to
+ *   a bare node:http server that only reads the body and answers (same client,
+ *   same bodies: bench/bare-transports.ts);
  * - mqtt-mosquitto / mqtt-embedded: devices publish (QoS 1) to the machine's
  *   Mosquitto at 127.0.0.1:1883 / the director's embedded broker, each waiting
  *   for the director's ack before its next manifest; client in a worker thread.
- * Each line also gives CPU time per manifest (main thread; whole process, the
- * load generator and the MQTT client connections included), which depends
- * far less on a busy machine than the rates do; the in-process line turns it
- * into the ratio two idle cores would give (projectedRatioOnIdle2Cores).
- * Options: --devices N (100), --per-device N (20), --only in-process,http,mqtt-mosquitto,mqtt-embedded,
+ * Each line also gives:
+ * - CPU time per manifest: main thread, whole process (the load generator and
+ *   the MQTT client connections included), whole machine (the broker too). It
+ *   depends far less on a busy machine than the rates do; the in-process line
+ *   turns it into the ratio two idle cores would give (projectedRatioOnIdle2Cores);
+ * - ceilingOnThisMachine, in the figure's own unit: the most the machine allows,
+ *   from the same transport without the director plus five raw verifies per
+ *   manifest on every core, measured right after the case (bench/ceiling.ts).
+ *   A goal above it cannot be met here by a director that answers through that
+ *   transport and checks the five signatures.
+ * Each case first ingests --warmup rounds that are not counted: the director is a
+ * long-running server, and the verify baseline is measured warm too.
+ * Options: --devices N (100), --per-device N (20), --warmup N (10), --only in-process,http,mqtt-mosquitto,mqtt-embedded,
  * --verify-workers N (default: the director's, the machine's cores; 0 = verify on the main thread)
  */
-import { createServer } from 'node:http';
 import { loadavg } from 'node:os';
 import { readFileSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
@@ -35,12 +42,16 @@ import { Ed25519Signer, utf8 } from '@upfleet/core';
 import { harness, SimDevice, type Harness } from '../director/src/testing/harness.ts';
 import type { StartOptions } from '../director/src/director.ts';
 import { HTTP_CLIENT, MQTT_CLIENT, runClient, type Load } from './director-clients.ts';
-import { listenLoopback } from '../test/support/loopback.ts';
+import { bareHttp, bareMqtt, type BareRun } from './bare-transports.ts';
+import { machineBusyUs, maxManifestsPerSecond, verifyScaling } from './ceiling.ts';
 
-const { values: args } = parseArgs({ options: { devices: { type: 'string' }, 'per-device': { type: 'string' }, only: { type: 'string' }, 'verify-workers': { type: 'string' } } });
+const { values: args } = parseArgs({
+  options: { devices: { type: 'string' }, 'per-device': { type: 'string' }, warmup: { type: 'string' }, only: { type: 'string' }, 'verify-workers': { type: 'string' } },
+});
 const WORKERS = args['verify-workers'] === undefined ? {} : { verifyWorkers: Number(args['verify-workers']) };
 const DEVICES = Number(args.devices ?? 100);
 const MANIFESTS_PER_DEVICE = Number(args['per-device'] ?? 20);
+const WARMUP_ROUNDS = Number(args.warmup ?? 10);
 const ONLY = new Set((args.only ?? 'in-process,http,mqtt-mosquitto,mqtt-embedded').split(','));
 const HTTP_CONCURRENCY = 32;
 const VERIFIES_PER_MANIFEST = 5;
@@ -66,6 +77,7 @@ function verifyRate(): number {
   return n / ((performance.now() - t0) / 1000);
 }
 
+/** Signed ahead of time (the benchmark measures the director, not the devices): warm-up rounds, then measured ones. */
 async function prepare(h: Harness, tag: string) {
   const devices: SimDevice[] = [];
   for (let i = 0; i < DEVICES; i++) {
@@ -73,49 +85,37 @@ async function prepare(h: Harness, tag: string) {
     await h.register(d);
     devices.push(d);
   }
-  // Signed ahead of time: the benchmark measures the director, not the devices.
-  const batches = Array.from({ length: MANIFESTS_PER_DEVICE }, () => devices.map((d) => ({ d, bytes: utf8(JSON.stringify(d.manifest())) })));
-  const perDevice = devices.map((d, i) => ({ id: d.id, token: d.token(), bodies: batches.map((b) => Buffer.from(b[i]!.bytes).toString()) }));
-  return { devices, batches, perDevice };
-}
-
-/** Requests per second of a server that does nothing but read the body and answer. */
-async function bareHttpRate(perDevice: Load): Promise<number> {
-  const server = createServer((req, res) => {
-    req.resume();
-    req.on('end', () => res.writeHead(200, { 'content-type': 'application/json' }).end('{"accepted":true}'));
-  });
-  server.keepAliveTimeout = 65_000;
-  const { url, close } = await listenLoopback(server);
-  try {
-    const { sent, seconds } = await runClient(HTTP_CLIENT, { url, perDevice, concurrency: HTTP_CONCURRENCY });
-    return sent / seconds;
-  } finally {
-    await close();
-  }
+  const rounds = (n: number) => Array.from({ length: n }, () => devices.map((d) => ({ d, bytes: utf8(JSON.stringify(d.manifest())) })));
+  const load = (batches: ReturnType<typeof rounds>): Load =>
+    devices.map((d, i) => ({ id: d.id, token: d.token(), bodies: batches.map((b) => Buffer.from(b[i]!.bytes).toString()) }));
+  const warm = rounds(WARMUP_ROUNDS);
+  const batches = rounds(MANIFESTS_PER_DEVICE);
+  return { warm, batches, warmLoad: load(warm), measuredLoad: load(batches) };
 }
 
 const round = (n: number, digits = 3) => Number(n.toFixed(digits));
 
 /**
- * CPU time (µs) of the main thread (Linux: /proc/self/task/<pid>/stat, 10 ms ticks) and of the
- * whole process (every thread: verify workers, load generator, libuv, GC). Unlike rates, these
- * barely depend on what else the machine runs.
+ * CPU time (µs) of the main thread (Linux: /proc/self/task/<pid>/stat, 10 ms ticks), of the
+ * whole process (every thread: verify workers, load generator, libuv, GC) and of the whole
+ * machine (bench/ceiling.ts: the broker too). Unlike rates, these barely depend on what else
+ * the machine runs.
  */
-function cpu(): { main: number; process: number } {
+function cpu(): { main: number; process: number; machine: number } {
   const fields = readFileSync(`/proc/self/task/${process.pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
   const ticks = Number(fields[11]) + Number(fields[12]); // utime + stime
   const u = process.cpuUsage();
-  return { main: ticks * 10_000, process: u.user + u.system };
+  return { main: ticks * 10_000, process: u.user + u.system, machine: machineBusyUs() };
 }
 
-/** CPU per manifest in a case: main thread and whole process, µs. */
+/** CPU per manifest in a case: main thread, whole process and whole machine, µs. */
 function cpuPerManifest(before: ReturnType<typeof cpu>, manifests: number) {
   const after = cpu();
-  return { mainThreadCpuUsPerManifest: Math.round((after.main - before.main) / manifests), processCpuUsPerManifest: Math.round((after.process - before.process) / manifests) };
+  const per = (k: keyof typeof after) => Math.round((after[k] - before[k]) / manifests);
+  return { mainThreadCpuUsPerManifest: per('main'), processCpuUsPerManifest: per('process'), machineCpuUsPerManifest: per('machine') };
 }
 
-function line(mode: keyof typeof GOALS, manifests: number, seconds: number, verifiesPerSecond: number, workers: number, extra: Record<string, unknown> = {}) {
+function line(mode: keyof typeof GOALS, manifests: number, seconds: number, verifiesPerSecond: number, workers: number, ceiling: number, extra: Record<string, unknown> = {}) {
   const manifestsPerSecond = manifests / seconds;
   const ratioToVerifyLimit = round((manifestsPerSecond * VERIFIES_PER_MANIFEST) / verifiesPerSecond);
   const { goal, baseline } = GOALS[mode];
@@ -125,8 +125,25 @@ function line(mode: keyof typeof GOALS, manifests: number, seconds: number, veri
     bench: 'director', mode, manifests, ecuReportsPerManifest: 4, verifyWorkers: workers, seconds: round(seconds),
     manifestsPerSecond: Math.round(manifestsPerSecond), verifiesPerSecond: Math.round(verifiesPerSecond),
     verifyLimitManifestsPerSecond: Math.round(verifiesPerSecond / VERIFIES_PER_MANIFEST), ratioToVerifyLimit,
-    ...extra, goal, goalMet: ratio >= goal, goals: { [field]: goal }, baseline, loadAverage: loadavg().map((l) => round(l, 2)),
+    ...extra, goal, goalMet: ratio >= goal, ceilingOnThisMachine: round(ceiling), goals: { [field]: goal }, baseline,
+    loadAverage: loadavg().map((l) => round(l, 2)),
   }));
+}
+
+/**
+ * The case's ceiling in its figure's unit (bench/ceiling.ts), measured right after it: ratio to the
+ * one-core verify limit, or for http the ratio to the bare server.
+ */
+async function ceilingOf(verifiesPerSecond: number, bare: BareRun | undefined, http = false) {
+  const scaling = await verifyScaling();
+  const most = maxManifestsPerSecond(scaling, bare?.machineCpuUsPerManifest ?? 0, VERIFIES_PER_MANIFEST);
+  return {
+    ceiling: http ? most / bare!.manifestsPerSecond : (most * VERIFIES_PER_MANIFEST) / verifiesPerSecond,
+    fields: {
+      rawVerifyScaling: { threads: scaling.threads, oneThreadPerSecond: Math.round(scaling.oneThread), allThreadsPerSecond: Math.round(scaling.allThreads), ratio: round(scaling.allThreads / scaling.oneThread) },
+      ...(bare && { bareMachineCpuUsPerManifest: Math.round(bare.machineCpuUsPerManifest) }),
+    },
+  };
 }
 
 async function withDirector<T>(options: Partial<StartOptions>, fn: (h: Harness) => Promise<T>): Promise<T> {
@@ -138,12 +155,16 @@ async function withDirector<T>(options: Partial<StartOptions>, fn: (h: Harness) 
   }
 }
 
+const workersOf = (h: Harness) => (h.director.services.manifests.verifier as { size?: number }).size ?? 0;
+
 if (ONLY.has('in-process')) {
   await withDirector({ mqtt: 'none' }, async (h) => {
     // Interleaved: each round (one manifest per device, all in flight) is followed by a slice of
     // raw one-core verifies, so both rates are measured under the same machine load.
-    const { batches } = await prepare(h, 'fn');
+    const { warm, batches } = await prepare(h, 'fn');
     const services = h.director.services;
+    const ingestRound = (batch: typeof batches[number]) => Promise.all(batch.map(({ d, bytes }) => services.manifests.ingest(d.id, bytes, 'function', true)));
+    for (const batch of warm) await ingestRound(batch);
     const signer = Ed25519Signer.generate();
     const message = utf8('x'.repeat(300));
     const sig = signer.sign(message);
@@ -151,13 +172,14 @@ if (ONLY.has('in-process')) {
     let verifyMs = 0;
     let ingestMain = 0;
     let ingestProcess = 0;
+    let ingestMachine = 0;
     let verifyMain = 0;
     let verifies = 0;
     let n = 0;
     for (const batch of batches) {
       const c0 = cpu();
       const t0 = performance.now();
-      await Promise.all(batch.map(({ d, bytes }) => services.manifests.ingest(d.id, bytes, 'function', true)));
+      await ingestRound(batch);
       const t1 = performance.now();
       const c1 = cpu();
       for (let i = 0; i < batch.length * VERIFIES_PER_MANIFEST; i++) if (!signer.key.verify(sig, message)) throw new Error('verify failed');
@@ -165,6 +187,7 @@ if (ONLY.has('in-process')) {
       const c2 = cpu();
       ingestMain += c1.main - c0.main;
       ingestProcess += c1.process - c0.process;
+      ingestMachine += c1.machine - c0.machine;
       verifyMain += c2.process - c1.process; // one thread runs then
       ingestMs += t1 - t0;
       verifies += batch.length * VERIFIES_PER_MANIFEST;
@@ -173,25 +196,31 @@ if (ONLY.has('in-process')) {
     const verifyCpu = (verifyMain / n);
     const main = ingestMain / n;
     const all = ingestProcess / n;
-    line('in-process', n, ingestMs / 1000, verifies / (verifyMs / 1000), (services.manifests.verifier as { size?: number }).size ?? 0, {
-      mainThreadCpuUsPerManifest: Math.round(main), processCpuUsPerManifest: Math.round(all), verifyCpuUsPerManifest: Math.round(verifyCpu),
+    const verifiesPerSecond = verifies / (verifyMs / 1000);
+    const { ceiling, fields } = await ceilingOf(verifiesPerSecond, undefined);
+    line('in-process', n, ingestMs / 1000, verifiesPerSecond, workersOf(h), ceiling, {
+      mainThreadCpuUsPerManifest: Math.round(main), processCpuUsPerManifest: Math.round(all), machineCpuUsPerManifest: Math.round(ingestMachine / n),
+      verifyCpuUsPerManifest: Math.round(verifyCpu),
       // On 2 idle cores: the main thread is one serial stage; everything the process does shares the 2 cores.
-      projectedRatioOnIdle2Cores: round(verifyCpu / Math.max(main, all / 2)),
+      projectedRatioOnIdle2Cores: round(verifyCpu / Math.max(main, all / 2)), ...fields,
     });
   });
 }
 
 if (ONLY.has('http')) {
   await withDirector({ mqtt: 'none' }, async (h) => {
-    const { perDevice } = await prepare(h, 'http');
-    const bare = await bareHttpRate(perDevice);
+    const { warmLoad, measuredLoad } = await prepare(h, 'http');
+    const bare = await bareHttp(warmLoad, measuredLoad, HTTP_CONCURRENCY);
+    await runClient(HTTP_CLIENT, { url: h.director.url, perDevice: warmLoad, concurrency: HTTP_CONCURRENCY });
     const before = verifyRate();
     const c0 = cpu();
-    const { sent, failures, seconds } = await runClient(HTTP_CLIENT, { url: h.director.url, perDevice, concurrency: HTTP_CONCURRENCY });
+    const { sent, failures, seconds } = await runClient(HTTP_CLIENT, { url: h.director.url, perDevice: measuredLoad, concurrency: HTTP_CONCURRENCY });
     const used = cpuPerManifest(c0, sent);
     if (failures > 0) throw new Error(`${failures} manifests refused over HTTP`);
-    line('http', sent, seconds, (before + verifyRate()) / 2, (h.director.services.manifests.verifier as { size?: number }).size ?? 0,
-      { bareHttpRequestsPerSecond: Math.round(bare), ratioToBareHttp: round(sent / seconds / bare), ...used });
+    const verifiesPerSecond = (before + verifyRate()) / 2;
+    const { ceiling, fields } = await ceilingOf(verifiesPerSecond, bare, true);
+    line('http', sent, seconds, verifiesPerSecond, workersOf(h), ceiling,
+      { bareHttpRequestsPerSecond: Math.round(bare.manifestsPerSecond), ratioToBareHttp: round(sent / seconds / bare.manifestsPerSecond), ...used, ...fields });
   });
 }
 
@@ -200,12 +229,18 @@ for (const mode of ['mqtt-mosquitto', 'mqtt-embedded'] as const) {
   const prefix = `bench${randomBytes(4).toString('hex')}/v1`;
   const embedded = mode === 'mqtt-embedded';
   await withDirector({ mqtt: embedded ? 'embedded' : { url: MOSQUITTO, sessionExpirySeconds: 30 }, mqttPrefix: prefix }, async (h) => {
-    const { perDevice } = await prepare(h, embedded ? 'emb' : 'mos');
+    const { warmLoad, measuredLoad } = await prepare(h, embedded ? 'emb' : 'mos');
+    const bare = await bareMqtt(warmLoad, measuredLoad, `bare${randomBytes(4).toString('hex')}/v1`, embedded ? undefined : MOSQUITTO);
+    const url = embedded ? h.director.mqttUrl : MOSQUITTO;
+    await runClient(MQTT_CLIENT, { url, prefix, perDevice: warmLoad, auth: embedded });
     const before = verifyRate();
     const c0 = cpu();
-    const { sent, failures, seconds } = await runClient(MQTT_CLIENT, { url: embedded ? h.director.mqttUrl : MOSQUITTO, prefix, perDevice, auth: embedded });
+    const { sent, failures, seconds } = await runClient(MQTT_CLIENT, { url, prefix, perDevice: measuredLoad, auth: embedded });
     const used = cpuPerManifest(c0, sent);
     if (failures > 0) throw new Error(`${failures} manifests refused over MQTT (${mode})`);
-    line(mode, sent, seconds, (before + verifyRate()) / 2, (h.director.services.manifests.verifier as { size?: number }).size ?? 0, used);
+    const verifiesPerSecond = (before + verifyRate()) / 2;
+    const { ceiling, fields } = await ceilingOf(verifiesPerSecond, bare);
+    line(mode, sent, seconds, verifiesPerSecond, workersOf(h), ceiling,
+      { bareManifestsPerSecond: Math.round(bare.manifestsPerSecond), ...used, ...fields });
   });
 }

@@ -144,6 +144,8 @@ for (const name of names) {
       } else {
         goalText = `${isMax(g.field) ? '<=' : '>='} ${g.limit}`;
       }
+      // A line may say how far this machine lets its figure go at all (bench/ceiling.ts).
+      if (typeof l.ceilingOnThisMachine === 'number') goalText += ` (ceiling here ${format(l.ceilingOnThisMachine)})`;
       if (ok === false) missed += 1;
       rows.push([name, label(l), g.field, format(value), goalText, ok === undefined ? '?' : ok ? 'yes' : 'NO']);
     }
@@ -154,7 +156,7 @@ for (const name of names) {
       rows.push([name, label(l), k, format(v), '(none stated)', '-']);
     }
     // The other figures, without a goal.
-    const figures = Object.entries(l).filter(([k, v]) => !['bench', 'case', 'mode', 'goals', 'ber', 'baud'].includes(k) && !shown.has(k) && (typeof v === 'number' || typeof v === 'boolean'));
+    const figures = Object.entries(l).filter(([k, v]) => !['bench', 'case', 'mode', 'goals', 'ber', 'baud', 'ceilingOnThisMachine'].includes(k) && !shown.has(k) && (typeof v === 'number' || typeof v === 'boolean'));
     if (figures.length > 0) notes.push(`${name} (${label(l)}): ${figures.map(([k, v]) => `${k}=${format(v)}`).join(' ')}`);
   }
   if (r.error) rows.push([name, '-', `(then failed: ${r.error})`.slice(0, 120), '', '', 'no']);
