@@ -1,11 +1,11 @@
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import http from 'node:http';
-import net from 'node:net';
 import { HttpFetcher } from './fetcher.ts';
 import { DEFAULT_LIMITS } from './config.ts';
 import { DeadlineExceededError, DownloadError, HttpError, LengthLimitError } from '@upfleet/core/errors.ts';
 import { freePort, listenLoopback, type Loopback } from '../../test/support/loopback.ts';
+import { rawHttpServer } from '../../test/support/raw-http-server.ts';
 
 describe('HttpFetcher', () => {
   let server: Loopback;
@@ -140,53 +140,15 @@ describe('HttpFetcher', () => {
 });
 
 /**
- * A raw HTTP/1.1 server that answers the first request on each connection (200, keep-alive,
- * unless `answerFirst` is false) and resets the connection on any later one: what a client
- * sees when it writes on a pooled socket the server (or a NAT) has meanwhile closed.
- * Connections after the first `silentAfter` are never answered.
+ * Answers the first request on each connection (200, keep-alive, unless `answerFirst` is false)
+ * and resets the connection on any later one: what a client sees when it writes on a pooled
+ * socket the server (or a NAT) has meanwhile closed. Connections after the first `silentAfter`
+ * are never answered.
  */
-async function staleAfterFirstAnswer({ answerFirst = true, silentAfter = Infinity } = {}) {
-  const requests: string[] = [];
-  const sockets = new Set<net.Socket>();
-  const server = net.createServer((socket) => {
-    sockets.add(socket);
-    const silent = sockets.size > silentAfter;
-    let answered = false;
-    let pending = Buffer.alloc(0);
-    socket.on('error', () => undefined);
-    socket.on('data', (data) => {
-      pending = Buffer.concat([pending, data]);
-      for (;;) {
-        const end = pending.indexOf('\r\n\r\n');
-        if (end < 0) return;
-        const head = pending.subarray(0, end).toString('latin1').split('\r\n');
-        const length = Number(/^content-length:\s*(\d+)/im.exec(head.join('\n'))?.[1] ?? 0);
-        if (pending.length < end + 4 + length) return;
-        pending = pending.subarray(end + 4 + length);
-        const [method, path] = head[0]!.split(' ');
-        requests.push(`${method} ${path}`);
-        if (silent) return;
-        if (answered || !answerFirst) {
-          socket.resetAndDestroy();
-          return;
-        }
-        answered = true;
-        socket.write('HTTP/1.1 200 OK\r\nContent-Length: 5\r\nConnection: keep-alive\r\n\r\nhello');
-      }
-    });
+function staleAfterFirstAnswer({ answerFirst = true, silentAfter = Infinity } = {}) {
+  return rawHttpServer(({ connection, index }, socket) => {
+    if (connection >= silentAfter) return;
+    if (index > 0 || !answerFirst) socket.resetAndDestroy();
+    else socket.write('HTTP/1.1 200 OK\r\nContent-Length: 5\r\nConnection: keep-alive\r\n\r\nhello');
   });
-  const listening = await listenLoopback(server);
-  return {
-    base: listening.url,
-    requests,
-    /** Connections accepted so far. */
-    get connections() {
-      return sockets.size;
-    },
-    close: () => {
-      // The client's agent keeps its connection open: close waits for none.
-      for (const socket of sockets) socket.destroy();
-      return listening.close();
-    },
-  };
 }

@@ -13,6 +13,7 @@ import { IDLE_MS } from './plain-get.ts';
 import { DEFAULT_LIMITS } from './config.ts';
 import { DownloadError, HttpError, LengthLimitError, SlowRetrievalError } from '@upfleet/core/errors.ts';
 import { listenLoopback, type Loopback } from '../../test/support/loopback.ts';
+import { rawHttpServer } from '../../test/support/raw-http-server.ts';
 
 const body = randomBytes((5 << 20) + 333);
 const sha = (b: Uint8Array) => createHash('sha256').update(b).digest('hex');
@@ -163,48 +164,6 @@ describe('HttpFetcher.stream with bulk (plain-get.ts)', () => {
   });
 });
 
-/**
- * A raw HTTP/1.1 server: each request gets `answer(path)` (raw bytes, or a function of the
- * socket for answers that misbehave). Counts connections accepted and closed; its sockets are
- * unref'd, so only the client's keep the process alive.
- */
-async function countingServer(answer: (path: string, socket: net.Socket) => void) {
-  const requests: string[] = [];
-  const sockets = new Set<net.Socket>();
-  let closed = 0;
-  const server = net.createServer((socket) => {
-    sockets.add(socket);
-    socket.unref();
-    socket.on('error', () => undefined);
-    socket.on('close', () => closed++);
-    let pending = '';
-    socket.on('data', (data) => {
-      pending += data.toString('latin1');
-      for (let end = pending.indexOf('\r\n\r\n'); end >= 0; end = pending.indexOf('\r\n\r\n')) {
-        const path = pending.slice(0, end).split(' ')[1]!;
-        pending = pending.slice(end + 4);
-        requests.push(path);
-        answer(path, socket);
-      }
-    });
-  });
-  const listening = await listenLoopback(server);
-  return {
-    base: listening.url,
-    requests,
-    get connections() {
-      return sockets.size;
-    },
-    get closed() {
-      return closed;
-    },
-    close: () => {
-      for (const socket of sockets) socket.destroy();
-      return listening.close();
-    },
-  };
-}
-
 const hello = (socket: net.Socket, extra = '') => socket.write(`HTTP/1.1 200 OK\r\nContent-Length: 5\r\n${extra}\r\nhello`);
 const text = async (fetcher: HttpFetcher, url: string) => Buffer.from(await fetcher.fetch(url, 100)).toString();
 /** Waits for `done`, at most half of IDLE_MS: a connection closed by its idle timer does not count. */
@@ -216,7 +175,7 @@ const soon = async (done: () => boolean) => {
 
 describe('HttpFetcher.fetch on kept-alive connections (plain-get.ts)', () => {
   it('sends GETs one after another on one connection, and parallel ones on as many, each reused', async () => {
-    const server = await countingServer((_path, socket) => hello(socket));
+    const server = await rawHttpServer((_request, socket) => hello(socket));
     try {
       const fetcher = new HttpFetcher(DEFAULT_LIMITS);
       for (const path of ['/a', '/b', '/c']) assert.equal(await text(fetcher, `${server.base}${path}`), 'hello');
@@ -247,13 +206,13 @@ describe('HttpFetcher.fetch on kept-alive connections (plain-get.ts)', () => {
       },
     };
     for (const [path, answer] of Object.entries(answers)) {
-      const server = await countingServer((p, socket) => (p === path ? answer(socket) : hello(socket)));
+      const server = await rawHttpServer((request, socket) => (request.path === path ? answer(socket) : hello(socket)));
       try {
         const fetcher = new HttpFetcher(DEFAULT_LIMITS);
         assert.equal(await text(fetcher, `${server.base}${path}`), 'hello', path);
         if (path === '/fin' || path === '/junk') await soon(() => server.closed === 1);
         assert.equal(await text(fetcher, `${server.base}/next`), 'hello', path);
-        assert.deepEqual(server.requests, [path, '/next']);
+        assert.deepEqual(server.requests, [`GET ${path}`, 'GET /next']);
         assert.equal(server.connections, 2, path);
         await soon(() => server.closed === 1);
       } finally {
@@ -263,7 +222,7 @@ describe('HttpFetcher.fetch on kept-alive connections (plain-get.ts)', () => {
   });
 
   it('fails a GET whose answer has a byte past its Content-Length, and closes that connection', async () => {
-    const server = await countingServer((_path, socket) => socket.write('HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello!'));
+    const server = await rawHttpServer((_request, socket) => socket.write('HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello!'));
     try {
       await assert.rejects(text(new HttpFetcher(DEFAULT_LIMITS), `${server.base}/a`), (e: unknown) => e instanceof DownloadError && /more body bytes/.test(e.message));
       await soon(() => server.closed === 1);
@@ -273,7 +232,7 @@ describe('HttpFetcher.fetch on kept-alive connections (plain-get.ts)', () => {
   });
 
   it('closes an idle connection after IDLE_MS, and does not keep the process alive meanwhile', async () => {
-    const server = await countingServer((_path, socket) => hello(socket));
+    const server = await rawHttpServer((_request, socket) => hello(socket));
     mock.timers.enable({ apis: ['setTimeout', 'setInterval'] });
     try {
       assert.equal(await text(new HttpFetcher(DEFAULT_LIMITS), `${server.base}/a`), 'hello');
