@@ -389,8 +389,9 @@ async function main(): Promise<number> {
     if (args.keepRunning) view.follow();
 
     // The agent keeps running for --keep-running; otherwise stop it before reading the final state.
+    // Out of time, the demo does not wait for the agent's cycle either (it might take as long again).
     if (!args.keepRunning) {
-      await vehicle.agent!.close();
+      await vehicle.agent!.close({ abandonCycle: done.status === 'timeout' });
       await running.catch(() => undefined);
       vehicle.agent = undefined;
     }

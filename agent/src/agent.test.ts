@@ -10,11 +10,15 @@ import assert from 'node:assert/strict';
 import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { tmpdir } from 'node:os';
+import { connect } from 'node:net';
 import { join } from 'node:path';
 import pino from 'pino';
 import { Ed25519Signer, RepositoryBuilder, verifyEcuReport, type TargetFile } from '@upfleet/core';
 import { createAgent, type Agent } from './agent.ts';
-import { parseConfig } from './config.ts';
+import { parseConfig, type AgentConfig } from './config.ts';
+import type { ProgressEvent } from './cycle.ts';
+import { CycleAbandonedError } from './errors.ts';
+import { controlSocketPath } from './control-socket.ts';
 import { LocalInstallSecondary } from './secondaries/local-install.ts';
 import { BuilderDirector } from './testing/builder-director.ts';
 import { serveFiles, type StaticServer } from './testing/static-server.ts';
@@ -28,6 +32,7 @@ after(async () => {
 
 interface World {
   dir: string;
+  config: AgentConfig;
   images: RepositoryBuilder;
   imageServer: StaticServer;
   director: BuilderDirector;
@@ -37,7 +42,7 @@ interface World {
   data: Record<string, Buffer>;
 }
 
-async function world(options: { imageNow?: Date; maxImageBytes?: number } = {}): Promise<World> {
+async function world(options: { imageNow?: Date; maxImageBytes?: number; onProgress?: (p: ProgressEvent) => void } = {}): Promise<World> {
   const dir = mkdtempSync(join(tmpdir(), 'upfleet-agent-'));
   dirs.push(dir);
   const now = new Date();
@@ -82,10 +87,12 @@ async function world(options: { imageNow?: Date; maxImageBytes?: number } = {}):
       ],
     },
   });
-  const agent = await createAgent(config, { secondaries: secondaries.map((s) => s.ecu), passphrase: 'pw', logger: pino({ level: process.env.LOG ?? 'silent' }) });
+  const agent = await createAgent(config, {
+    secondaries: secondaries.map((s) => s.ecu), passphrase: 'pw', logger: pino({ level: process.env.LOG ?? 'silent' }), ...(options.onProgress && { onProgress: options.onProgress }),
+  });
   closers.push(() => agent.close());
   await agent.provision();
-  return { dir, images, imageServer, director, agent, secondaries, targets, data };
+  return { dir, config, images, imageServer, director, agent, secondaries, targets, data };
 }
 
 function assignAll(w: World): void {
@@ -204,5 +211,46 @@ describe('Agent refusals (builder repositories)', () => {
     const r = w.director.manifests.at(-1)!.signed.installationResult!;
     assert.equal(r.success, false);
     assert.ok(r.ecus.every((e) => e.code === 'FREEZE'));
+  });
+});
+
+describe('Agent.close', () => {
+  it('right after run(): waits for the control socket run() is opening, and closes it', async () => {
+    const w = await world();
+    const running = w.agent.run();
+    await w.agent.close();
+    await running;
+    const path = controlSocketPath(w.config.storageDir);
+    await assert.rejects(new Promise((resolve, reject) => connect(path).once('connect', resolve).once('error', reject)), 'nothing answers on the control socket');
+  });
+
+  // Waiting for the cycle instead would take the stalled request's deadline (a minute) and its retries.
+  it('with abandonCycle: cuts the cycle short in its download, persists nothing after that state, and the next start resumes it', { timeout: 10_000 }, async () => {
+    let gwReceived = 0;
+    const w = await world({ onProgress: (p) => void (p.ecuSerial === 'gw-1' && p.state === 'downloading' && (gwReceived = p.done)) });
+    assignAll(w);
+    // gw.bin is downloaded last; half of it arrives, then nothing until the connection closes.
+    const gw = `targets/${w.targets['gw.bin']!.hashes.sha256}.gw.bin`;
+    w.imageServer.stalls.add(gw);
+    const cycle = w.agent.checkOnce();
+    for (const end = performance.now() + 10_000; gwReceived < 35_000; await new Promise((r) => setTimeout(r, 5))) {
+      assert.ok(performance.now() < end, `gw.bin: ${gwReceived} bytes received`);
+    }
+    const closing = performance.now();
+    await w.agent.close({ abandonCycle: true });
+    const closeMs = performance.now() - closing;
+    assert.ok(closeMs < 1000, `close took ${closeMs} ms`);
+    await assert.rejects(cycle, (e: unknown) => e instanceof CycleAbandonedError && e.state === 'downloading');
+
+    // The device as a power loss in the download leaves it: the next start resumes the cycle.
+    w.imageServer.stalls.clear();
+    const again = await createAgent(w.config, { secondaries: w.secondaries.map((s) => s.ecu), passphrase: 'pw', logger: pino({ level: process.env.LOG ?? 'silent' }) });
+    closers.push(() => again.close());
+    assert.equal((await again.status()).state, 'downloading');
+    assert.equal(w.director.manifests.filter((m) => m.signed.installationResult).length, 0, 'no result was reported');
+    const out = await again.checkOnce();
+    assert.equal(out.result, 'success', JSON.stringify(out.failure));
+    assert.ok(w.imageServer.requests.some((r) => r.path === gw && r.range === 'bytes=35000-'), 'the download resumed after the bytes it had');
+    assert.deepEqual(readFileSync(join(w.dir, 'slot-b')), w.data['gw.bin']);
   });
 });

@@ -12,6 +12,10 @@
  *   repositories, key present).
  * - A cycle interrupted by a power loss is resumed by the next cycle call,
  *   before anything new is started.
+ * - `close()` waits for the cycle in flight to finish (what a SIGTERM wants);
+ *   `close({ abandonCycle: true })` cuts it short: its requests and ECU
+ *   operations fail at once, nothing more of it is persisted (runner.ts), and
+ *   the next start finds what a power loss during its step would leave.
  */
 import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync } from 'node:fs';
@@ -105,6 +109,15 @@ export interface ProvisionResult {
   key: 'created' | 'reused';
 }
 
+export interface CloseOptions {
+  /**
+   * Cut the cycle in flight short instead of waiting for it to finish (see the
+   * module header): for a caller that is itself giving up (the demo's --timeout),
+   * not for a SIGTERM.
+   */
+  abandonCycle?: boolean;
+}
+
 export interface Agent {
   readonly config: AgentConfig;
   provision(): Promise<ProvisionResult>;
@@ -116,7 +129,7 @@ export interface Agent {
    */
   run(): Promise<void>;
   status(): Promise<AgentStatus>;
-  close(): Promise<void>;
+  close(options?: CloseOptions): Promise<void>;
 }
 
 /** Where the passphrase for the primary key comes from, in order. @throws ConfigError */
@@ -164,9 +177,11 @@ export async function createAgent(config: AgentConfig, options: AgentOptions = {
   };
   // Tokens use the real clock: `now` is only the reference time for metadata expiry.
   const tokens = new DeviceTokens(config.deviceId, lazySigner);
-  const director = new DirectorClient(config.directorUrl, config.deviceId, tokens, new HttpFetcher(limits));
-  const directorFetcher = new HttpFetcher(limits, () => tokens.header());
-  const imageFetcher = new HttpFetcher(limits);
+  /** Aborted by close({ abandonCycle }): ends the cycle's requests, and the runner persists nothing more. */
+  const abandon = new AbortController();
+  const director = new DirectorClient(config.directorUrl, config.deviceId, tokens, new HttpFetcher(limits, undefined, abandon.signal));
+  const directorFetcher = new HttpFetcher(limits, () => tokens.header(), abandon.signal);
+  const imageFetcher = new HttpFetcher(limits, undefined, abandon.signal);
   const images = new ImageCache(join(config.storageDir, 'images'), imageFetcher, config.imageRepoUrl);
   images.prune(imagesStillNeeded(stateStore.load().state));
   const facts = new ProgressFacts(images, kv);
@@ -311,7 +326,7 @@ export async function createAgent(config: AgentConfig, options: AgentOptions = {
   const cycleOnce = async (): Promise<CycleOutcome> => {
     await confirmBoot();
     throttle.reset();
-    const result = await getRunner().runCycle(randomBytes(8).toString('hex'));
+    const result = await getRunner().runCycle(randomBytes(8).toString('hex'), abandon.signal);
     const failure = stateStore.load().state.cycle.failure;
     kv.set('lastCycle', { at: now().toISOString(), result, ...(failure && { failure }) });
     await flush();
@@ -363,8 +378,11 @@ export async function createAgent(config: AgentConfig, options: AgentOptions = {
   let control: ControlServer | undefined;
   const notifier = serviceNotifier({ env, pid: process.pid, warn: (msg, fields) => log.warn(fields, msg) });
   let watchdog: NodeJS.Timeout | undefined;
+  /** run()'s start: close() waits for it, so that it closes what the start opened. */
+  let starting: Promise<void> | undefined;
 
-  async function run(): Promise<void> {
+  /** The control socket, the MQTT channel and the watchdog timer. */
+  async function start(): Promise<void> {
     control ??= await listenControl({
       path: controlSocketPath(config.storageDir),
       db,
@@ -405,6 +423,11 @@ export async function createAgent(config: AgentConfig, options: AgentOptions = {
       }, notifier.watchdogIntervalMs);
     }
     notifier?.ready('serving');
+  }
+
+  async function run(): Promise<void> {
+    starting = start();
+    await starting;
     // A cycle that cannot reach the director is retried with backoff, never later than the next poll.
     const directorLink = new Reconnect({ link: 'director', log, ...options.reconnect });
     while (!closed) {
@@ -468,19 +491,29 @@ export async function createAgent(config: AgentConfig, options: AgentOptions = {
     };
   }
 
-  async function close(): Promise<void> {
+  async function close({ abandonCycle = false }: CloseOptions = {}): Promise<void> {
     if (closed && !db.open) return;
     closed = true;
-    if (watchdog) clearInterval(watchdog);
-    if (control) notifier?.stopping();
     stopped();
     wake?.();
+    await starting?.catch(() => undefined);
+    if (watchdog) clearInterval(watchdog);
+    if (control) notifier?.stopping();
     await control?.close();
+    const closeEcus = async () => {
+      for (const e of ecus.values()) await e.close().catch(() => undefined);
+    };
+    if (abandonCycle) {
+      // The step in flight then ends at once: its requests fail, and so do its ECU operations
+      // as their drivers close (an install command on the primary still runs to its end).
+      abandon.abort();
+      await closeEcus();
+    }
     // A cycle waiting for the machine to restart never ends in this boot: do not wait for it.
     const restarting = primary.rebootRequested;
     await Promise.race([cycling?.catch(() => undefined), restarting]);
     await mqtt?.close().catch(() => undefined);
-    for (const e of ecus.values()) await e.close().catch(() => undefined);
+    if (!abandonCycle) await closeEcus();
     db.close();
     await notifier?.flush();
   }

@@ -3,7 +3,7 @@
  * (RepositoryError, DownloadError); these cover configuration, local state and
  * installation. Each carries the fields a test or an operator needs.
  */
-import { RepositoryError, UpfleetError } from '@upfleet/core';
+import { DownloadError, RepositoryError, UpfleetError } from '@upfleet/core';
 
 /** A configuration value that is missing or wrong; `field` is its JSON path. */
 export class ConfigError extends UpfleetError {
@@ -111,6 +111,30 @@ export class StateLoopError extends UpfleetError {
   override readonly code = 'STATE_LOOP';
   constructor(readonly limit: number, readonly trace: readonly string[]) {
     super(`more than ${limit} transitions in one cycle: ${trace.slice(-6).join(' -> ')}`);
+  }
+}
+
+/**
+ * The agent cut its cycle short (Agent.close with `abandonCycle`) in `state`: nothing after
+ * that state was persisted, as after a power loss during its step.
+ */
+export class CycleAbandonedError extends UpfleetError {
+  override name = 'CycleAbandonedError';
+  override readonly code = 'CYCLE_ABANDONED';
+  constructor(readonly state: string) {
+    super(`cycle abandoned in state ${state}`);
+  }
+}
+
+/**
+ * A request ended because the agent abandoned its cycle. A transport failure like any other,
+ * so an image download keeps its partial file for the next start to resume.
+ */
+export class RequestAbandonedError extends DownloadError {
+  override name = 'RequestAbandonedError';
+  override readonly code = 'REQUEST_ABANDONED';
+  constructor(readonly url: string) {
+    super(`${url}: abandoned (the agent is closing)`);
   }
 }
 

@@ -1,7 +1,8 @@
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import http from 'node:http';
-import { HttpFetcher } from './fetcher.ts';
+import { HttpFetcher, readAll } from './fetcher.ts';
+import { RequestAbandonedError } from './errors.ts';
 import { DEFAULT_LIMITS } from './config.ts';
 import { DeadlineExceededError, DownloadError, HttpError, LengthLimitError } from '@upfleet/core/errors.ts';
 import { freePort, listenLoopback, type Loopback } from '../../test/support/loopback.ts';
@@ -125,6 +126,33 @@ describe('HttpFetcher', () => {
     });
   });
 
+  describe('when its signal aborts', () => {
+    it('ends the requests in flight, before and after the head, with RequestAbandonedError, and sends no new one', async () => {
+      // /head: never answered; /body: 5 of 10 body bytes, then nothing.
+      const server = await rawHttpServer(({ path }, socket) => {
+        if (path === '/body') socket.write('HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nhello');
+      });
+      try {
+        const abandon = new AbortController();
+        const fetcher = new HttpFetcher(DEFAULT_LIMITS, undefined, abandon.signal);
+        const head = fetcher.fetch(`${server.base}/head`, 10);
+        const body = await fetcher.stream({ url: `${server.base}/body`, maxLength: 10 });
+        const reading = readAll(body.body);
+        await soon(() => server.requests.length === 2);
+        abandon.abort();
+        const abandoned = (e: unknown) => e instanceof RequestAbandonedError && e instanceof DownloadError;
+        await assert.rejects(head, abandoned);
+        await assert.rejects(reading, abandoned);
+        await soon(() => server.closed === 2);
+        await assert.rejects(fetcher.post(`${server.base}/post`, '{}', {}), abandoned);
+        assert.deepEqual(server.requests, ['GET /head', 'GET /body']);
+        assert.equal(server.connections, 2);
+      } finally {
+        await server.close();
+      }
+    });
+  });
+
   describe('when a new connection is reset before the answer', () => {
     it('throws DownloadError after one attempt', async () => {
       const server = await staleAfterFirstAnswer({ answerFirst: false });
@@ -138,6 +166,13 @@ describe('HttpFetcher', () => {
     });
   });
 });
+
+/** Waits for `done`, at most a second. */
+async function soon(done: () => boolean): Promise<void> {
+  for (const end = performance.now() + 1000; !done(); await new Promise((r) => setTimeout(r, 5))) {
+    if (performance.now() > end) throw new Error('not soon');
+  }
+}
 
 /**
  * Answers the first request on each connection (200, keep-alive, unless `answerFirst` is false)

@@ -36,11 +36,14 @@
  *   request at most once, and at most MAX_STALE_SOCKETS resends are made. A failure
  *   on a new connection is final. The resend runs under the request's guard and
  *   deadline. A POST is never resent.
+ * - Once the fetcher's `signal` aborts (the agent abandoning its cycle), every
+ *   request in flight ends and every new one fails, with RequestAbandonedError.
  */
 import type http from 'node:http';
 import { DeadlineExceededError, DownloadError, HttpError, LengthLimitError, SlowRetrievalError } from '@upfleet/core';
 import { bulkGet, pooledGet } from './plain-get.ts';
 import type { Limits } from './config.ts';
+import { RequestAbandonedError } from './errors.ts';
 import { RELEASE_EVERY_BYTES, ReceiveBufferReleaser } from './gc-pressure.ts';
 
 export type TransportLimits = Pick<Limits, 'minBytesPerSecond' | 'slowWindowSeconds' | 'requestTimeoutSeconds' | 'maxResponseBytes'>;
@@ -58,6 +61,8 @@ export interface ExchangeRequest {
   deadlineMs: number;
   /** A large GET body: see StreamRequest.bulk. */
   bulk?: boolean;
+  /** Ends the exchange (RequestAbandonedError) when it aborts. */
+  signal?: AbortSignal;
 }
 
 export interface ExchangeResponse {
@@ -131,7 +136,8 @@ export async function exchange(req: ExchangeRequest, limits: TransportLimits): P
   if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new DownloadError(`${req.url}: not an http(s) URL`);
   const headers: Record<string, string> = { ...req.headers };
   if (req.body !== undefined) headers['content-length'] = String(Buffer.byteLength(req.body));
-  const guard = new RequestGuard(req.url, limits, req.deadlineMs);
+  const guard = new RequestGuard(req.url, limits, req.deadlineMs, req.signal);
+  if (guard.error) throw guard.error; // abandoned already: nothing is sent
   let res: ResponseStart;
   try {
     const plain = req.method === 'GET' && url.protocol === 'http:';
@@ -258,6 +264,8 @@ export class HttpFetcher {
   constructor(
     private readonly limits: TransportLimits,
     private readonly headers: HeaderSource = () => ({}),
+    /** Aborting it ends every request of this fetcher, in flight or to come. */
+    private readonly signal?: AbortSignal,
   ) {}
 
   /**
@@ -269,7 +277,7 @@ export class HttpFetcher {
     const headers: Record<string, string> = { ...this.headers(req.url) };
     if (req.offset) headers.range = `bytes=${req.offset}-`;
     const res = await exchange(
-      { method: 'GET', url: req.url, headers, maxLength: req.maxLength, deadlineMs: this.#deadlineMs(req.maxLength), bulk: req.bulk },
+      { method: 'GET', url: req.url, headers, maxLength: req.maxLength, deadlineMs: this.#deadlineMs(req.maxLength), bulk: req.bulk, signal: this.signal },
       this.limits,
     );
     if (res.status < 200 || res.status > 299) {
@@ -298,7 +306,7 @@ export class HttpFetcher {
     const res = await exchange(
       {
         method: 'POST', url, body, headers: { 'content-type': 'application/json', ...this.headers(url), ...headers },
-        maxLength: this.limits.maxResponseBytes, deadlineMs: this.#deadlineMs(0),
+        maxLength: this.limits.maxResponseBytes, deadlineMs: this.#deadlineMs(0), signal: this.signal,
       },
       this.limits,
     );
@@ -333,22 +341,25 @@ async function* guarded(res: BodySource, req: ExchangeRequest, guard: RequestGua
 
 /**
  * Aborts a request whose average rate over a window falls below the minimum,
- * or that is not done by its deadline. Started with the request, so a server
- * that never answers is caught too.
+ * that is not done by its deadline, or whose `signal` aborts. Started with the
+ * request, so a server that never answers is caught too.
  */
 class RequestGuard {
-  error: SlowRetrievalError | undefined;
+  error: SlowRetrievalError | RequestAbandonedError | undefined;
   received = 0;
   #windowBytes = 0;
   #window: NodeJS.Timeout | undefined;
   #deadline: NodeJS.Timeout | undefined;
   /** The connections a firing guard destroys. */
   readonly #connections: Array<{ destroy(error?: Error): unknown }> = [];
+  readonly #signal: AbortSignal | undefined;
+  readonly #abandon = () => this.#fail(new RequestAbandonedError(this.url));
 
   constructor(
     private readonly url: string,
     limits: TransportLimits,
     deadlineMs: number,
+    signal?: AbortSignal,
   ) {
     if (limits.minBytesPerSecond > 0) {
       this.#window = setInterval(() => {
@@ -361,6 +372,9 @@ class RequestGuard {
     // setTimeout holds at most 2^31-1 ms (24.8 days; an 8 GiB image at 1 KiB/s needs more): past it, a retry resumes.
     this.#deadline = setTimeout(() => this.#fail(new DeadlineExceededError(this.url, deadlineMs, this.received)), Math.min(deadlineMs, MAX_TIMER_MS));
     this.#deadline.unref();
+    this.#signal = signal;
+    if (signal?.aborted) this.#abandon();
+    else signal?.addEventListener('abort', this.#abandon, { once: true });
   }
 
   /** From now on a firing guard destroys `connection` too (with its error). */
@@ -378,9 +392,11 @@ class RequestGuard {
     clearInterval(this.#window);
     clearTimeout(this.#deadline);
     this.#window = this.#deadline = undefined;
+    // The signal lives as long as the agent: a listener per finished request would pile up.
+    this.#signal?.removeEventListener('abort', this.#abandon);
   }
 
-  #fail(error: SlowRetrievalError): void {
+  #fail(error: SlowRetrievalError | RequestAbandonedError): void {
     this.error = error;
     this.stop();
     for (const c of this.#connections) c.destroy(error);

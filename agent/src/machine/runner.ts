@@ -11,12 +11,16 @@
  *   edge instead. The count and the last measure live in the machine row and
  *   are reset by every saved transition.
  * - One cycle takes at most loopLimit() transitions (StateLoopError).
+ * - Once the cycle's `abandon` signal aborts, nothing more is persisted: the
+ *   step in flight ends (its caller cuts its I/O short), and runCycle rejects
+ *   with CycleAbandonedError instead of saving what the step found, so the
+ *   store holds what a power loss during that step would leave.
  * - Test hook: with UPFLEET_TEST_CRASH_AT=<state> (honoured only when
  *   NODE_ENV=test or UPFLEET_ENABLE_TEST_HOOKS=1) the process SIGKILLs itself
  *   right after persisting that state, before its step runs.
  */
 import type { Db } from '../db.ts';
-import { StateLoopError } from '../errors.ts';
+import { CycleAbandonedError, StateLoopError } from '../errors.ts';
 import type { Event } from './events.ts';
 import { IDLE, type State, type StateName } from './states.ts';
 import { InterruptedError, loopLimit, MAX_RESUMES, ON_POWER_LOSS, transition, type Effect, type ProgressFact } from './transitions.ts';
@@ -113,10 +117,12 @@ export class Runner {
 
   /**
    * Runs one cycle to idle: resumes an interrupted cycle, or starts one with `wake`.
-   * @throws TransitionError, StateLoopError (bugs); step failures become `failed` events.
+   * @throws TransitionError, StateLoopError (bugs); CycleAbandonedError once `abandon`
+   *   aborts; step failures become `failed` events.
    */
-  async runCycle(cycleId: string): Promise<CycleResult> {
+  async runCycle(cycleId: string, abandon?: AbortSignal): Promise<CycleResult> {
     let { state } = this.#store.load();
+    if (abandon?.aborted) throw new CycleAbandonedError(state.name);
     let pending: StepResult;
     if (state.name === 'idle') {
       pending = { event: { type: 'wake', cycleId } };
@@ -131,6 +137,8 @@ export class Runner {
     const limit = loopLimit(this.#ecuCount);
     const trace: string[] = [state.name];
     for (;;) {
+      // Abandoned, the step most likely failed because its I/O was cut: that is not its result.
+      if (abandon?.aborted) throw new CycleAbandonedError(state.name);
       const { next, effects } = transition(state, pending.event);
       this.#store.save(next, pending.commit);
       this.#hooks.onTransition?.(state, pending.event, next);

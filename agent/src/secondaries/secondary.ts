@@ -65,5 +65,6 @@ export interface Secondary {
   /** Switches slot and "reboots". */
   activate(): Promise<void>;
   abort(): Promise<void>;
+  /** Releases the ECU's line; an operation in flight may fail (the agent closes mid-operation only to abandon its cycle). */
   close(): Promise<void>;
 }

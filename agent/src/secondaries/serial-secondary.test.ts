@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { digestHex, Ed25519Signer } from '@upfleet/core';
 import { EcuRefusedError } from '@upfleet/core/link/index.ts';
 import { createPtyPair, makeUpdateFixture, prng, servePort, SimulatedEcu, type EmulatorOptions } from '../../../device-sim/src/index.ts';
-import { SerialSecondary, WrongEcuError } from './serial-secondary.ts';
+import { LinkClosedError, SerialSecondary, WrongEcuError } from './serial-secondary.ts';
 import type { ImageToInstall } from './secondary.ts';
 
 const NOW = new Date();
@@ -106,5 +106,22 @@ describe('SerialSecondary on a bare pty pair (no emulator)', () => {
     const secondary = await SerialSecondary.open({ path: s.pty.b, baudRate: 115_200, ecuSerial: 'not-tcu-3' });
     cleanups.push(() => secondary.close());
     await assert.rejects(secondary.info(), (e: unknown) => e instanceof WrongEcuError && e.actual === 'tcu-3');
+  });
+});
+
+describe('SerialSecondary.close', () => {
+  it('does not wait for an install in flight: the install fails with LinkClosedError', async () => {
+    // Paced at 115200 baud, the 80 kB image would take about 7 s.
+    const s = await ptyEcu('tcu-4', { baud: 115_200, seed: 6 });
+    const secondary = await SerialSecondary.open({ path: s.pty.b, baudRate: 115_200, ecuSerial: 'tcu-4' });
+    await secondary.putMetadata(s.fx.bundle());
+    let closed: Promise<void> | undefined;
+    const install = secondary.install(s.image, (p) => {
+      if (p.done > 0) closed ??= secondary.close();
+    });
+    await assert.rejects(install, LinkClosedError);
+    assert.ok(closed, 'closed during the transfer');
+    await closed;
+    await assert.rejects(secondary.info(), LinkClosedError);
   });
 });

@@ -14,6 +14,8 @@
  *   which offset it holds, up to `maxResumes` times. BUSY answers wait the
  *   ECU's retryAfterMs.
  * - The ECU's refusals become EcuRefusedError carrying the ECU's code.
+ * - close() does not wait for an operation in flight: that one fails with
+ *   LinkClosedError at its next wait for the ECU, as do any queued after it.
  */
 import { performance } from 'node:perf_hooks';
 import type { Duplex } from 'node:stream';
@@ -348,6 +350,9 @@ export class SerialSecondary implements Secondary {
   }
 
   close(): Promise<void> {
+    // Over any failure not yet seen: a link failure would only make the operation reconnect.
+    this.#failure = new LinkClosedError('the driver was closed');
+    this.#wake?.();
     return this.#serial(async () => {
       this.#closed = true;
       clearTimeout(this.#timer);
