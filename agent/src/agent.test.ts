@@ -224,6 +224,29 @@ describe('Agent.close', () => {
     await assert.rejects(new Promise((resolve, reject) => connect(path).once('connect', resolve).once('error', reject)), 'nothing answers on the control socket');
   });
 
+  it('called again while closing, with abandonCycle: cuts short the cycle the first close waits for; each ECU driver closes once', { timeout: 10_000 }, async () => {
+    let gwReceived = 0;
+    const w = await world({ onProgress: (p) => void (p.ecuSerial === 'gw-1' && p.state === 'downloading' && (gwReceived = p.done)) });
+    const closes = new Map<string, number>();
+    for (const { ecu } of w.secondaries) {
+      const close = ecu.close.bind(ecu);
+      ecu.close = () => (closes.set(ecu.ecuSerial, (closes.get(ecu.ecuSerial) ?? 0) + 1), close());
+    }
+    assignAll(w);
+    w.imageServer.stalls.add(`targets/${w.targets['gw.bin']!.hashes.sha256}.gw.bin`);
+    const cycle = w.agent.checkOnce();
+    for (const end = performance.now() + 10_000; gwReceived < 35_000; await new Promise((r) => setTimeout(r, 5))) {
+      assert.ok(performance.now() < end, `gw.bin: ${gwReceived} bytes received`);
+    }
+    const graceful = w.agent.close();
+    await new Promise((r) => setTimeout(r, 200));
+    const t0 = performance.now();
+    await Promise.all([graceful, w.agent.close({ abandonCycle: true }), w.agent.close()]);
+    assert.ok(performance.now() - t0 < 1000, 'the first close ended with the cycle it was waiting for');
+    await assert.rejects(cycle, CycleAbandonedError);
+    assert.deepEqual(Object.fromEntries(closes), { 'ecu-brake': 1, 'ecu-door': 1 });
+  });
+
   // Waiting for the cycle instead would take the stalled request's deadline (a minute) and its retries.
   it('with abandonCycle: cuts the cycle short in its download, persists nothing after that state, and the next start resumes it', { timeout: 10_000 }, async () => {
     let gwReceived = 0;

@@ -15,7 +15,8 @@
  * - `close()` waits for the cycle in flight to finish (what a SIGTERM wants);
  *   `close({ abandonCycle: true })` cuts it short: its requests and ECU
  *   operations fail at once, nothing more of it is persisted (runner.ts), and
- *   the next start finds what a power loss during its step would leave.
+ *   the next start finds what a power loss during its step would leave. A
+ *   second call joins the first, and may still cut the cycle short.
  */
 import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync } from 'node:fs';
@@ -491,8 +492,24 @@ export async function createAgent(config: AgentConfig, options: AgentOptions = {
     };
   }
 
-  async function close({ abandonCycle = false }: CloseOptions = {}): Promise<void> {
-    if (closed && !db.open) return;
+  let closing: Promise<void> | undefined;
+  let ecusClosing: Promise<void> | undefined;
+  const closeEcus = () => (ecusClosing ??= (async () => {
+    for (const e of ecus.values()) await e.close().catch(() => undefined);
+  })());
+
+  /** Every call joins the first; one with abandonCycle also cuts short a cycle that an earlier call waits for. */
+  function close({ abandonCycle = false }: CloseOptions = {}): Promise<void> {
+    if (abandonCycle && !abandon.signal.aborted) {
+      // The step in flight then ends at once: its requests fail, and so do its ECU operations
+      // as their drivers close (an install command on the primary still runs to its end).
+      abandon.abort();
+      void closeEcus();
+    }
+    return (closing ??= shutdown());
+  }
+
+  async function shutdown(): Promise<void> {
     closed = true;
     stopped();
     wake?.();
@@ -500,20 +517,11 @@ export async function createAgent(config: AgentConfig, options: AgentOptions = {
     if (watchdog) clearInterval(watchdog);
     if (control) notifier?.stopping();
     await control?.close();
-    const closeEcus = async () => {
-      for (const e of ecus.values()) await e.close().catch(() => undefined);
-    };
-    if (abandonCycle) {
-      // The step in flight then ends at once: its requests fail, and so do its ECU operations
-      // as their drivers close (an install command on the primary still runs to its end).
-      abandon.abort();
-      await closeEcus();
-    }
     // A cycle waiting for the machine to restart never ends in this boot: do not wait for it.
     const restarting = primary.rebootRequested;
     await Promise.race([cycling?.catch(() => undefined), restarting]);
     await mqtt?.close().catch(() => undefined);
-    if (!abandonCycle) await closeEcus();
+    await closeEcus();
     db.close();
     await notifier?.flush();
   }

@@ -126,9 +126,15 @@ async function main(): Promise<number> {
       }
       case 'run': {
         const running = await open();
-        const stop = () => void running.close();
-        process.once('SIGTERM', stop);
-        process.once('SIGINT', stop);
+        // The first SIGTERM or SIGINT lets the cycle in flight finish; a second cuts it short,
+        // leaving what a power loss there would (the next start resumes it).
+        let signals = 0;
+        const stop = () => {
+          if (++signals === 1) process.stderr.write('upfleet-agent: stopping once the cycle in flight ends (signal again to stop now)\n');
+          void running.close({ abandonCycle: signals > 1 });
+        };
+        process.on('SIGTERM', stop);
+        process.on('SIGINT', stop);
         await running.run();
         return 0;
       }
