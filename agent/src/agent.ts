@@ -12,7 +12,7 @@
  *   repositories, key present).
  * - A cycle interrupted by a power loss is resumed by the next cycle call,
  *   before anything new is started.
- * - `close()` waits for the cycle in flight to finish (what a SIGTERM wants);
+ * - `close()` waits for the cycle in flight to finish (a first SIGTERM);
  *   `close({ abandonCycle: true })` cuts it short: its requests and ECU
  *   operations fail at once, nothing more of it is persisted (runner.ts), and
  *   the next start finds what a power loss during its step would leave. A
@@ -113,8 +113,8 @@ export interface ProvisionResult {
 export interface CloseOptions {
   /**
    * Cut the cycle in flight short instead of waiting for it to finish (see the
-   * module header): for a caller that is itself giving up (the demo's --timeout),
-   * not for a SIGTERM.
+   * module header): for a caller that gives up on it (the demo's --timeout, a
+   * second SIGTERM), not for a first SIGTERM.
    */
   abandonCycle?: boolean;
 }

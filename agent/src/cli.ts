@@ -130,7 +130,7 @@ async function main(): Promise<number> {
         // leaving what a power loss there would (the next start resumes it).
         let signals = 0;
         const stop = () => {
-          if (++signals === 1) process.stderr.write('upfleet-agent: stopping once the cycle in flight ends (signal again to stop now)\n');
+          if (++signals === 1) process.stderr.write('upfleet-agent: stopping after the cycle in flight, if any (signal again to stop now)\n');
           void running.close({ abandonCycle: signals > 1 });
         };
         process.on('SIGTERM', stop);

@@ -65,7 +65,7 @@ describe('upfleet-agent run: SIGTERM, then SIGTERM again', () => {
     daemon = undefined;
     assert.equal(exit.code, 0, exit.stderr);
     assert.ok(stopMs < 5000, `stopped ${Math.round(stopMs)} ms after the second SIGTERM`);
-    assert.match(exit.stderr, /stopping once the cycle in flight ends \(signal again to stop now\)/);
+    assert.match(exit.stderr, /stopping after the cycle in flight, if any \(signal again to stop now\)/);
     assert.equal(storedState(w), 'installing', 'nothing after the install was saved: the next start resumes it');
     const device = await w.device();
     const { status } = device.assignments.at(-1);
