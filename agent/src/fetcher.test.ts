@@ -7,6 +7,7 @@ import { DEFAULT_LIMITS } from './config.ts';
 import { DeadlineExceededError, DownloadError, HttpError, LengthLimitError } from '@upfleet/core/errors.ts';
 import { freePort, listenLoopback, type Loopback } from '../../test/support/loopback.ts';
 import { rawHttpServer } from '../../test/support/raw-http-server.ts';
+import { until } from '../../test/support/until.ts';
 
 describe('HttpFetcher', () => {
   let server: Loopback;
@@ -138,12 +139,12 @@ describe('HttpFetcher', () => {
         const head = fetcher.fetch(`${server.base}/head`, 10);
         const body = await fetcher.stream({ url: `${server.base}/body`, maxLength: 10 });
         const reading = readAll(body.body);
-        await soon(() => server.requests.length === 2);
+        await until('both requests', () => server.requests.length === 2, 1000, 5);
         abandon.abort();
         const abandoned = (e: unknown) => e instanceof RequestAbandonedError && e instanceof DownloadError;
         await assert.rejects(head, abandoned);
         await assert.rejects(reading, abandoned);
-        await soon(() => server.closed === 2);
+        await until('both connections closed', () => server.closed === 2, 1000, 5);
         await assert.rejects(fetcher.post(`${server.base}/post`, '{}', {}), abandoned);
         assert.deepEqual(server.requests, ['GET /head', 'GET /body']);
         assert.equal(server.connections, 2);
@@ -166,13 +167,6 @@ describe('HttpFetcher', () => {
     });
   });
 });
-
-/** Waits for `done`, at most a second. */
-async function soon(done: () => boolean): Promise<void> {
-  for (const end = performance.now() + 1000; !done(); await new Promise((r) => setTimeout(r, 5))) {
-    if (performance.now() > end) throw new Error('not soon');
-  }
-}
 
 /**
  * Answers the first request on each connection (200, keep-alive, unless `answerFirst` is false)

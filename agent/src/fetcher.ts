@@ -119,7 +119,6 @@ function nodeTransport(protocol: 'http:' | 'https:'): Promise<NodeTransport> {
   return transport;
 }
 
-
 /**
  * One guarded HTTP request: resolves with the status and a capped body stream.
  * @throws DownloadError for transport failures (not a URL, refused, reset),

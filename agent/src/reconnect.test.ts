@@ -19,6 +19,7 @@ import { backoffDelay, Reconnect, RECONNECT_POLICY, type BackoffPolicy } from '.
 import { BuilderDirector } from './testing/builder-director.ts';
 import { serveFiles } from './testing/static-server.ts';
 import { freePort, listenLoopback } from '../../test/support/loopback.ts';
+import { until } from '../../test/support/until.ts';
 
 const dirs: string[] = [];
 after(() => dirs.forEach((d) => rmSync(d, { recursive: true, force: true })));
@@ -40,14 +41,6 @@ function capture(): { logger: pino.Logger; lines: Line[] } {
 const WARN = 40;
 const INFO = 30;
 const DEBUG = 20;
-
-async function until(what: string, cond: () => boolean, ms = 10_000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
 
 const FAST: BackoffPolicy = { baseMs: 100, factor: 2, capMs: 800 };
 

@@ -12,6 +12,7 @@ import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { realWorld, type RealWorld } from './testing/real-world.ts';
 import { startAgentCli } from './testing/agent-cli.ts';
+import { until } from '../../test/support/until.ts';
 
 function storedState(w: RealWorld): string | undefined {
   const path = join(w.config.storageDir, 'agent.db');
@@ -22,14 +23,6 @@ function storedState(w: RealWorld): string | undefined {
     return row && (JSON.parse(row.state) as { name: string }).name;
   } finally {
     db.close();
-  }
-}
-
-async function until(what: string, probe: () => boolean, ms = 30_000): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!probe()) {
-    if (Date.now() > deadline) assert.fail(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
   }
 }
 
@@ -53,7 +46,7 @@ describe('upfleet-agent run: SIGTERM, then SIGTERM again', () => {
 
   it('waits for the cycle on the first, stops at once on the second, and leaves the install to resume', async () => {
     daemon = startAgentCli(['run', '--config', w.configPath]);
-    await until('the install on the secondary', () => storedState(w) === 'installing');
+    await until('the install on the secondary', () => storedState(w) === 'installing', 30_000, 50);
     daemon.child.kill('SIGTERM');
     await new Promise((r) => setTimeout(r, 1500));
     assert.equal(daemon.child.exitCode, null, 'the first SIGTERM waits for the cycle in flight');

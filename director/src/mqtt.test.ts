@@ -13,18 +13,11 @@ import { utf8 } from '@upfleet/core';
 import { harness, ADMIN_TOKEN, PROVISIONING_TOKEN, SimDevice, type Harness } from './testing/harness.ts';
 import { deviceClient, type DeviceClient } from './testing/mqtt-device.ts';
 import { startDirector, type RunningDirector, type StartOptions } from './director.ts';
+import { until } from '../../test/support/until.ts';
 
 const MOSQUITTO = 'mqtt://127.0.0.1:1883';
 /** The shared broker forgets these tests' director sessions soon after they end. */
 const MOSQUITTO_MQTT = { url: MOSQUITTO, sessionExpirySeconds: 30 };
-
-async function eventually(check: () => Promise<boolean>, what: string, timeoutMs = 5000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 25));
-  }
-}
 
 describe('MQTT with the embedded broker', () => {
   let h: Harness;
@@ -45,7 +38,7 @@ describe('MQTT with the embedded broker', () => {
     const dc = await deviceClient(h.director.mqttUrl!, prefix, d);
     clients.push(dc.client);
     await dc.client.publishAsync(`${prefix}/devices/${d.id}/status`, 'online', { qos: 1, retain: true });
-    await eventually(async () => (await h.admin('GET', `/api/v1/admin/devices/${d.id}`)).body.online === true, 'online');
+    await until('online', async () => (await h.admin('GET', `/api/v1/admin/devices/${d.id}`)).body.online === true, 5000, 25);
 
     await dc.client.publishAsync(`${prefix}/devices/${d.id}/manifest`, JSON.stringify(d.manifest()), { qos: 1 });
     assert.deepEqual(await dc.next('ack'), { counter: 1, accepted: true });
@@ -61,11 +54,11 @@ describe('MQTT with the embedded broker', () => {
     assert.equal(notify.targetsVersion, a.targetsVersion);
 
     await dc.client.publishAsync(`${prefix}/devices/${d.id}/progress`, JSON.stringify({ state: 'downloading' }), { qos: 1 });
-    await eventually(async () => (await h.admin('GET', `/api/v1/admin/assignments/${a.id}`)).body.status === 'downloading', 'progress');
+    await until('progress', async () => (await h.admin('GET', `/api/v1/admin/assignments/${a.id}`)).body.status === 'downloading', 5000, 25);
 
     // Last Will: an abrupt disconnect publishes the retained offline status.
     dc.client.stream.destroy();
-    await eventually(async () => (await h.admin('GET', `/api/v1/admin/devices/${d.id}`)).body.online === false, 'offline');
+    await until('offline', async () => (await h.admin('GET', `/api/v1/admin/devices/${d.id}`)).body.online === false, 5000, 25);
   });
 
   it('refuses bad credentials, a clientId of another device, a Will on another topic, a decommissioned device', async () => {
