@@ -10,23 +10,14 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import Database from 'better-sqlite3';
 import { realWorld, type RealWorld } from './testing/real-world.ts';
 import { runAgentCli, startAgentCli } from './testing/agent-cli.ts';
+import { storedState } from './testing/stored-state.ts';
 import type { StateName } from './machine/states.ts';
 
 /** `upfleet-agent ARGS` on the world's config; with `crashAt`, it SIGKILLs itself on entering that state. */
 const agent = (w: RealWorld, args: string[], crashAt?: StateName) =>
   runAgentCli([...args, '--config', w.configPath], { NODE_ENV: 'test', ...(crashAt && { UPFLEET_TEST_CRASH_AT: crashAt }) });
-
-function storedState(w: RealWorld): string {
-  const db = new Database(join(w.config.storageDir, 'agent.db'), { readonly: true });
-  try {
-    return (JSON.parse((db.prepare('SELECT state FROM machine').get() as { state: string }).state) as { name: string }).name;
-  } finally {
-    db.close();
-  }
-}
 
 describe('kill -9 in every persisted state, then restart', () => {
   let w: RealWorld;
@@ -75,10 +66,10 @@ describe('kill -9 in every persisted state, then restart', () => {
       const names = await assignRelease();
       const crashed = await agent(w, ['check', '--once'], state);
       assert.equal(crashed.signal, 'SIGKILL', `exit ${crashed.code}: ${crashed.stderr}`);
-      assert.equal(storedState(w), state);
+      assert.equal(storedState(w.config.storageDir), state);
       const resumed = await agent(w, ['check', '--once']);
       assert.equal(resumed.code, 0, resumed.stderr);
-      assert.equal(storedState(w), 'idle');
+      assert.equal(storedState(w.config.storageDir), 'idle');
       const device = await w.device();
       const installed = Object.fromEntries(device.ecus.map((e: { serial: string; installed: { filename: string } | null }) => [e.serial, e.installed?.filename]));
       assert.deepEqual(installed, { 'primary-1': names.gateway, 'brake-k': names.brake });
@@ -114,7 +105,7 @@ describe('kill -9 in every persisted state, then restart', () => {
     }
     child.kill('SIGKILL');
     await exited;
-    assert.equal(storedState(w), 'installing');
+    assert.equal(storedState(w.config.storageDir), 'installing');
     const held = sim.store.inactiveLength();
     const begins: number[] = [];
     const onBegin = (offset: number) => begins.push(offset);
@@ -139,14 +130,14 @@ describe('kill -9 in every persisted state, then restart', () => {
     try {
       const crashed = await agent(w, ['check', '--once'], 'rollingBack');
       assert.equal(crashed.signal, 'SIGKILL', crashed.stderr);
-      assert.equal(storedState(w), 'rollingBack');
+      assert.equal(storedState(w.config.storageDir), 'rollingBack');
       const resumed = await agent(w, ['check', '--once']);
       assert.equal(resumed.code, 1);
       assert.match(resumed.stderr, /cycle failure: InstallError/);
     } finally {
       rmSync(join(w.dir, 'FAIL_HEALTH'), { force: true });
     }
-    assert.equal(storedState(w), 'idle');
+    assert.equal(storedState(w.config.storageDir), 'idle');
     const device = await w.device();
     const after = Object.fromEntries(device.ecus.map((e: { serial: string; installed: { filename: string } | null }) => [e.serial, e.installed?.filename]));
     // The primary failed its health check and kept its image; the secondary activated before it or was aborted:

@@ -18,6 +18,7 @@ import Database from 'better-sqlite3';
 import { prng } from '@upfleet/core';
 import { realWorld, type RealWorld } from './testing/real-world.ts';
 import { runAgentCli, startAgentCli } from './testing/agent-cli.ts';
+import { storedState } from './testing/stored-state.ts';
 
 const KILLS = 20;
 const SEED = Number(process.env.UPFLEET_TEST_SEED ?? 13);
@@ -90,7 +91,7 @@ describe(`an update under ${KILLS} power losses mid-transfer`, () => {
       const r = await run.exit;
       assert.equal(r.signal, 'SIGKILL', r.stderr);
       kills++;
-      const state = agentDb(w, (db) => (JSON.parse((db.prepare('SELECT state FROM machine').get() as { state: string }).state) as { name: string }).name);
+      const state = storedState(w.config.storageDir);
       assert.equal(state, 'installing', `kill ${kills} landed in ${state}`);
       // The ECU runs its old image, whole: nothing new is active before the transfer ends.
       assert.deepEqual(sim.store.state.slots[sim.store.state.activeSlot] ?? null, oldImage, `after kill ${kills}`);

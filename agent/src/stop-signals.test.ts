@@ -7,24 +7,10 @@
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { existsSync } from 'node:fs';
-import { join } from 'node:path';
-import Database from 'better-sqlite3';
 import { realWorld, type RealWorld } from './testing/real-world.ts';
 import { startAgentCli } from './testing/agent-cli.ts';
+import { storedState } from './testing/stored-state.ts';
 import { until } from '../../test/support/until.ts';
-
-function storedState(w: RealWorld): string | undefined {
-  const path = join(w.config.storageDir, 'agent.db');
-  if (!existsSync(path)) return undefined;
-  const db = new Database(path, { readonly: true });
-  try {
-    const row = db.prepare('SELECT state FROM machine').get() as { state: string } | undefined;
-    return row && (JSON.parse(row.state) as { name: string }).name;
-  } finally {
-    db.close();
-  }
-}
 
 describe('upfleet-agent run: SIGTERM, then SIGTERM again', () => {
   let w: RealWorld;
@@ -46,7 +32,7 @@ describe('upfleet-agent run: SIGTERM, then SIGTERM again', () => {
 
   it('waits for the cycle on the first, stops at once on the second, and leaves the install to resume', async () => {
     daemon = startAgentCli(['run', '--config', w.configPath]);
-    await until('the install on the secondary', () => storedState(w) === 'installing', 30_000, 50);
+    await until('the install on the secondary', () => storedState(w.config.storageDir) === 'installing', 30_000, 50);
     daemon.child.kill('SIGTERM');
     await new Promise((r) => setTimeout(r, 1500));
     assert.equal(daemon.child.exitCode, null, 'the first SIGTERM waits for the cycle in flight');
@@ -59,7 +45,7 @@ describe('upfleet-agent run: SIGTERM, then SIGTERM again', () => {
     assert.equal(exit.code, 0, exit.stderr);
     assert.ok(stopMs < 5000, `stopped ${Math.round(stopMs)} ms after the second SIGTERM`);
     assert.match(exit.stderr, /stopping after the cycle in flight, if any \(signal again to stop now\)/);
-    assert.equal(storedState(w), 'installing', 'nothing after the install was saved: the next start resumes it');
+    assert.equal(storedState(w.config.storageDir), 'installing', 'nothing after the install was saved: the next start resumes it');
     const device = await w.device();
     const { status } = device.assignments.at(-1);
     assert.ok(['pending', 'downloading', 'installing'].includes(status), `no result reached the director: the assignment is ${status}`);
