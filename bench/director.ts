@@ -155,6 +155,21 @@ async function withDirector<T>(options: Partial<StartOptions>, fn: (h: Harness) 
   }
 }
 
+/**
+ * A client case: the warm-up load, then the measured one between two one-core verify rates
+ * (their mean is the case's baseline), with CPU per manifest.
+ * @throws Error when the director refused any manifest
+ */
+async function measuredRun(transport: string, run: (load: Load) => ReturnType<typeof runClient>, warm: Load, measured: Load) {
+  await run(warm);
+  const before = verifyRate();
+  const c0 = cpu();
+  const { sent, failures, seconds } = await run(measured);
+  const used = cpuPerManifest(c0, sent);
+  if (failures > 0) throw new Error(`${failures} manifests refused over ${transport}`);
+  return { sent, seconds, used, verifiesPerSecond: (before + verifyRate()) / 2 };
+}
+
 const workersOf = (h: Harness) => (h.director.services.manifests.verifier as { size?: number }).size ?? 0;
 
 if (ONLY.has('in-process')) {
@@ -211,13 +226,8 @@ if (ONLY.has('http')) {
   await withDirector({ mqtt: 'none' }, async (h) => {
     const { warmLoad, measuredLoad } = await prepare(h, 'http');
     const bare = await bareHttp(warmLoad, measuredLoad, HTTP_CONCURRENCY);
-    await runClient(HTTP_CLIENT, { url: h.director.url, perDevice: warmLoad, concurrency: HTTP_CONCURRENCY });
-    const before = verifyRate();
-    const c0 = cpu();
-    const { sent, failures, seconds } = await runClient(HTTP_CLIENT, { url: h.director.url, perDevice: measuredLoad, concurrency: HTTP_CONCURRENCY });
-    const used = cpuPerManifest(c0, sent);
-    if (failures > 0) throw new Error(`${failures} manifests refused over HTTP`);
-    const verifiesPerSecond = (before + verifyRate()) / 2;
+    const run = (perDevice: Load) => runClient(HTTP_CLIENT, { url: h.director.url, perDevice, concurrency: HTTP_CONCURRENCY });
+    const { sent, seconds, used, verifiesPerSecond } = await measuredRun('HTTP', run, warmLoad, measuredLoad);
     const { ceiling, fields } = await ceilingOf(verifiesPerSecond, bare, true);
     line('http', sent, seconds, verifiesPerSecond, workersOf(h), ceiling,
       { bareHttpRequestsPerSecond: Math.round(bare.manifestsPerSecond), ratioToBareHttp: round(sent / seconds / bare.manifestsPerSecond), ...used, ...fields });
@@ -232,13 +242,8 @@ for (const mode of ['mqtt-mosquitto', 'mqtt-embedded'] as const) {
     const { warmLoad, measuredLoad } = await prepare(h, embedded ? 'emb' : 'mos');
     const bare = await bareMqtt(warmLoad, measuredLoad, `bare${randomBytes(4).toString('hex')}/v1`, embedded ? undefined : MOSQUITTO);
     const url = embedded ? h.director.mqttUrl : MOSQUITTO;
-    await runClient(MQTT_CLIENT, { url, prefix, perDevice: warmLoad, auth: embedded });
-    const before = verifyRate();
-    const c0 = cpu();
-    const { sent, failures, seconds } = await runClient(MQTT_CLIENT, { url, prefix, perDevice: measuredLoad, auth: embedded });
-    const used = cpuPerManifest(c0, sent);
-    if (failures > 0) throw new Error(`${failures} manifests refused over MQTT (${mode})`);
-    const verifiesPerSecond = (before + verifyRate()) / 2;
+    const run = (perDevice: Load) => runClient(MQTT_CLIENT, { url, prefix, perDevice, auth: embedded });
+    const { sent, seconds, used, verifiesPerSecond } = await measuredRun(`MQTT (${mode})`, run, warmLoad, measuredLoad);
     const { ceiling, fields } = await ceilingOf(verifiesPerSecond, bare);
     line(mode, sent, seconds, verifiesPerSecond, workersOf(h), ceiling,
       { bareManifestsPerSecond: Math.round(bare.manifestsPerSecond), ...used, ...fields });
